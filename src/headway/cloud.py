@@ -1,0 +1,285 @@
+"""The local cloud: networking mode, the bridge, and the managed GCS store.
+
+``headway cloud setup`` (or the first deploy) decides once how nodes get their own
+addresses on this machine — network namespaces on a bridge as root, else loopback
+ports — and starts the automatic-setup store: a primary and a replica with a
+password, append-only persistence, ``noeviction``, bound only to loopback and (in
+namespace mode) the bridge address the nodes use.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from . import binaries, netns, paths, procs, storage
+
+__all__ = ["CloudError", "CloudRecord", "load", "setup", "teardown", "store_address", "mode_default"]
+
+MODES = ("netns", "loopback")
+
+
+class CloudError(RuntimeError):
+    pass
+
+
+class StoreProcess(BaseModel):
+    role: str  # primary | replica
+    port: int
+    pid: int | None = None
+    pid_started: int | None = None
+    data_dir: str
+    conf: str
+    log: str
+    marker: str
+
+
+class CloudRecord(BaseModel):
+    id: str
+    mode: str
+    subnet: str | None = None
+    bridge_ip: str | None = None
+    bind: list[str]
+    maxmemory: str
+    store: list[StoreProcess]
+    created_at: float
+
+    @property
+    def node_host(self) -> str:
+        """The store address as the nodes see it."""
+        return self.bridge_ip if self.mode == "netns" and self.bridge_ip else "127.0.0.1"
+
+    @property
+    def primary(self) -> StoreProcess:
+        return next(p for p in self.store if p.role == "primary")
+
+
+def _record_path() -> Path:
+    return paths.cloud_dir() / "cloud.json"
+
+
+def _password_path() -> Path:
+    return paths.cloud_dir() / "store.password"
+
+
+def mode_default() -> str:
+    forced = os.environ.get("HEADWAY_MODE")
+    if forced:
+        if forced not in MODES:
+            raise CloudError(f"HEADWAY_MODE={forced!r} is not one of {', '.join(MODES)}")
+        return forced
+    return "netns" if netns.available() else "loopback"
+
+
+def load() -> CloudRecord | None:
+    p = _record_path()
+    if not p.exists():
+        return None
+    return CloudRecord.model_validate_json(p.read_text())
+
+
+def _save(rec: CloudRecord) -> None:
+    paths.write_private(_record_path(), rec.model_dump_json(indent=2))
+
+
+def password() -> str:
+    return _password_path().read_text().strip()
+
+
+def store_address(rec: CloudRecord) -> storage.StoreAddress:
+    """The managed store's primary, with the cloud password, as the nodes reach it."""
+    return storage.StoreAddress(host=rec.node_host, port=rec.primary.port, password=password())
+
+
+def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
+    for port in range(start, start + 2000):
+        with socket.socket() as s:
+            # Mirror the server's SO_REUSEADDR so a port in TIME_WAIT counts as free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise CloudError("no free port for the store near 16379")
+
+
+def _write_conf(proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None) -> None:
+    lines = [
+        f"port {proc.port}",
+        f"bind {' '.join(bind)}",
+        "protected-mode yes",
+        f"dir {proc.data_dir}",
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        f"requirepass {pw}",
+        f"masterauth {pw}",
+        f"maxmemory {maxmemory}",
+        "maxmemory-policy noeviction",
+        "daemonize no",
+        f"logfile {proc.log}",
+    ]
+    if primary_port is not None:
+        lines.append(f"replicaof 127.0.0.1 {primary_port}")
+        lines.append("replica-read-only yes")
+    paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
+
+
+def _start(proc: StoreProcess) -> int:
+    env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
+    child = subprocess.Popen(
+        [binaries.store_server(), proc.conf],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return child.pid
+
+
+def _running_pids(proc: StoreProcess) -> list[int]:
+    return [proc.pid] if proc.pid and procs.same_process(proc.pid, proc.pid_started) else []
+
+
+def _wait_ping(addr: storage.StoreAddress, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            storage.check_reachable(addr, timeout_s=1)
+            return
+        except storage.StoreError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise CloudError(f"the managed store did not come up: {last}")
+
+
+def _wait_replica(addr: storage.StoreAddress, timeout_s: float) -> None:
+    client = storage.connect(addr)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            info = client.info("replication")
+            if int(info.get("connected_slaves", 0)) >= 1:
+                return
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise CloudError("the managed store's replica did not connect to the primary within 15 s")
+
+
+def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
+    """Make sure the cloud exists and its store runs; idempotent, keeps data and password."""
+    rec = load()
+    if rec is None:
+        mode = mode or mode_default()
+        if mode not in MODES:
+            raise CloudError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        bind = ["127.0.0.1"]
+        subnet = bridge_ip = None
+        if mode == "netns":
+            if not netns.available():
+                raise CloudError("network-namespace mode needs root and the 'ip' tool; use --mode loopback")
+            sn = netns.Subnet.configured()
+            subnet, bridge_ip = str(sn.network), sn.bridge_ip
+            bind.append(bridge_ip)
+        cid = secrets.token_hex(4)
+        store_root = paths.cloud_dir() / "store"
+        primary_port = _free_port()
+        replica_port = _free_port(start=primary_port + 1)
+        store = []
+        for role, port in (("primary", primary_port), ("replica", replica_port)):
+            d = store_root / role
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            store.append(
+                StoreProcess(
+                    role=role,
+                    port=port,
+                    data_dir=str(d),
+                    conf=str(d / "store.conf"),
+                    log=str(d / "store.log"),
+                    marker=f"cloud-{cid}/store-{role}",
+                )
+            )
+        rec = CloudRecord(
+            id=cid,
+            mode=mode,
+            subnet=subnet,
+            bridge_ip=bridge_ip,
+            bind=bind,
+            maxmemory=maxmemory,
+            store=store,
+            created_at=time.time(),
+        )
+        if not _password_path().exists():
+            paths.write_private(_password_path(), secrets.token_urlsafe(24))
+        _save(rec)
+    elif mode and mode != rec.mode:
+        raise CloudError(
+            f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it"
+        )
+    if rec.mode == "netns":
+        netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
+    pw = password()
+    for proc in rec.store:
+        if _running_pids(proc):
+            continue
+        primary_port = None if proc.role == "primary" else rec.primary.port
+        _write_conf(proc, rec.bind, pw, rec.maxmemory, primary_port)
+        proc.pid = _start(proc)
+        proc.pid_started = procs.start_time(proc.pid)
+        _save(rec)
+        _wait_ping(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 10)
+    _wait_replica(storage.StoreAddress("127.0.0.1", rec.primary.port, password=pw), 15)
+    return rec
+
+
+def status(rec: CloudRecord) -> dict:
+    """Observed state of the store (no secrets)."""
+    out: dict = {"id": rec.id, "mode": rec.mode, "subnet": rec.subnet, "store": []}
+    pw = password()
+    for proc in rec.store:
+        entry: dict = {"role": proc.role, "port": proc.port, "running": bool(_running_pids(proc))}
+        if entry["running"]:
+            try:
+                client = storage.connect(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 2)
+                mem = client.info("memory")
+                repl = client.info("replication")
+                entry.update(
+                    used_memory=int(mem.get("used_memory", 0)),
+                    maxmemory=int(mem.get("maxmemory", 0)),
+                    replication_role=repl.get("role"),
+                    connected_replicas=int(repl.get("connected_slaves", 0)),
+                )
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+                entry["error"] = storage._scrub(str(exc), storage.StoreAddress("x", 0, password=pw))
+        out["store"].append(entry)
+    out["address"] = store_address(rec).masked()
+    return out
+
+
+def teardown() -> None:
+    """Stop the store, remove its data and the bridge. Callers check no service is left."""
+    rec = load()
+    if rec is not None:
+        for proc in rec.store:
+            procs.kill_pids(_running_pids(proc), grace_s=2)
+        if rec.mode == "netns":
+            netns.remove_bridge()
+    shutil.rmtree(paths.cloud_dir(), ignore_errors=True)
+
+
+def describe(rec: CloudRecord) -> str:
+    return json.dumps(status(rec), indent=2)

@@ -1,0 +1,192 @@
+"""The local node provider: each Ray node is a host on this machine.
+
+As root (``netns`` mode) a host is a network namespace ``hw-<service>.<node>`` with its
+own IP on the bridge; without root (``loopback`` mode) every host is 127.0.0.1 with
+distinct ports. Nodes are started detached (own session), so they outlive the CLI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from . import netns, paths, procs
+from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
+from .records import NodeRecord, ServiceRecord, all_records
+
+LOOPBACK = "127.0.0.1"
+_HEAD_PORT_KEYS = ("gcs", "dashboard", "client_server", "proxy")
+_NODE_PORT_KEYS = (
+    "node_manager",
+    "object_manager",
+    "dashboard_agent_listen",
+    "dashboard_agent_grpc",
+    "metrics_export",
+    "runtime_env_agent",
+)
+
+
+class ProviderError(RuntimeError):
+    pass
+
+
+def namespace_name(service: str, node: str) -> str:
+    # '.' never occurs in a service name, so 'hw-<service>.' prefixes never collide.
+    return f"hw-{service}.{node}"
+
+
+def _free_ports(n: int, taken: set[int]) -> list[int]:
+    ports: list[int] = []
+    socks = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            s.bind((LOOPBACK, 0))
+            socks.append(s)
+            port = s.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def _used_ips(exclude_service: str | None = None) -> set[str]:
+    return {
+        n.ip
+        for rec in all_records()
+        if rec.name != exclude_service
+        for n in rec.nodes
+    }
+
+
+def _used_ports() -> set[int]:
+    return {p for rec in all_records() for n in rec.nodes for p in n.ports.values()}
+
+
+class LocalProvider:
+    def __init__(self, mode: str, subnet: str | None = None):
+        self.mode = mode
+        self.subnet = netns.Subnet(ipaddress.IPv4Network(subnet)) if subnet else None
+
+    @property
+    def loopback(self) -> bool:
+        return self.mode == "loopback"
+
+    # -- planning ------------------------------------------------------------------
+    def plan_head(self, service: str) -> tuple[str, dict[str, int]]:
+        """The head's IP and ports: the address workers will always use."""
+        if self.loopback:
+            ports = _free_ports(len(_HEAD_PORT_KEYS) + len(_NODE_PORT_KEYS), _used_ports())
+            return LOOPBACK, dict(zip(_HEAD_PORT_KEYS + _NODE_PORT_KEYS, ports, strict=True))
+        return self._free_ip(service, set()), {
+            "gcs": GCS_PORT,
+            "dashboard": DASHBOARD_PORT,
+            "proxy": SERVE_PORT,
+        }
+
+    def plan_worker(self, service: str, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
+        if self.loopback:
+            keys = (*_NODE_PORT_KEYS, "proxy")
+            ports = _free_ports(len(keys), _used_ports())
+            return LOOPBACK, dict(zip(keys, ports, strict=True))
+        return self._free_ip(service, taken_ips), {}
+
+    def _free_ip(self, service: str, taken: set[str]) -> str:
+        assert self.subnet is not None
+        used = _used_ips() | taken
+        for ip in self.subnet.host_ips():
+            if ip not in used:
+                return ip
+        raise ProviderError(f"no free address left in {self.subnet.network}; terminate a service")
+
+    @staticmethod
+    def node_ports(node: NodeRecord) -> NodePorts:
+        known = {k: v for k, v in node.ports.items() if k in NodePorts.__dataclass_fields__}
+        return NodePorts(**known)
+
+    def new_node(self, rec: ServiceRecord, name: str, role: str, ip: str, ports: dict[str, int],
+                 group: str | None = None) -> NodeRecord:
+        generation = int(time.time() * 1000)
+        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}-{name}-{generation % 100000}")
+        return NodeRecord(
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            group=group,
+            ip=ip,
+            netns=None if self.loopback else namespace_name(rec.name, name),
+            ports=ports,
+            temp_dir=temp_dir,
+            log=str(paths.service_dir(rec.name) / "logs" / f"{name}.log"),
+            marker=f"{rec.cluster_id}/{name}/{generation}",
+        )
+
+    # -- side effects ----------------------------------------------------------------
+    def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
+        """Create the host and start ``ray start --block`` detached in it; return its PID."""
+        prefix: list[str] = []
+        if node.netns:
+            assert self.subnet is not None
+            netns.create(node.netns, node.ip, self.subnet)
+            prefix = netns.exec_prefix(node.netns)
+        os.makedirs(node.temp_dir, exist_ok=True)
+        os.makedirs(os.path.dirname(node.log), exist_ok=True)
+        env = dict(os.environ)
+        # The CLI's own venv/test variables must not leak into Ray's idea of its env.
+        env.pop("RAY_ADDRESS", None)
+        env |= launch.env
+        with open(node.log, "ab") as log:
+            child = subprocess.Popen(
+                prefix + launch.argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=node.temp_dir,
+            )
+        node.pid = child.pid
+        node.started_at = time.time()
+        return child.pid
+
+    def pids(self, node: NodeRecord) -> list[int]:
+        found = set(procs.pids_with_marker(node.marker))
+        if node.netns and netns.exists(node.netns):
+            found |= set(netns.pids(node.netns))
+        return sorted(found)
+
+    def alive(self, node: NodeRecord) -> bool:
+        """The node's ``ray start --block`` supervisor runs (it exits when the raylet dies)."""
+        return procs.alive(node.pid) and bool(procs.pids_with_marker(node.marker))
+
+    def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:
+        """Crash or stop the host: every process of it, then the namespace."""
+        procs.kill_pids(self.pids(node), grace_s=grace_s)
+        if node.netns:
+            # Processes spawned just now can still appear; kill until the namespace is empty.
+            for _ in range(20):
+                left = netns.pids(node.netns) if netns.exists(node.netns) else []
+                if not left:
+                    break
+                procs.kill_pids(left)
+
+    def remove(self, node: NodeRecord) -> None:
+        """Kill and remove every trace of the host: processes, namespace, temp dir."""
+        self.kill(node)
+        if node.netns:
+            netns.delete(node.netns)
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+    def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
+        """Namespaces of this service that no record names (a crashed run)."""
+        prefix = f"hw-{service}."
+        return [n for n in netns.list_namespaces() if n.startswith(prefix) and n not in keep]
+
+    def remove_namespace(self, name: str) -> None:
+        procs.kill_pids(netns.pids(name))
+        netns.delete(name)

@@ -1,0 +1,216 @@
+"""The exact ``ray start`` command line and environment of a head or a worker.
+
+This is the one place for the facts about Ray that fault tolerance rests on
+(see DESIGN.md); nothing else in headway builds a Ray command line.
+
+- GCS FT: the head gets ``RAY_REDIS_ADDRESS`` (``rediss://`` for TLS), the password
+  and username as flags, and ``RAY_external_storage_namespace``.
+- The head has 0 CPUs so that no replica lands on it.
+- Workers outlive a head outage: ``RAY_gcs_rpc_server_reconnect_timeout_s`` is raised
+  from Ray's 60 s (after which every worker exits) to 600 s, as KubeRay does.
+- Serve knobs for services (KubeRay's): KV and GCS request timeouts of 5 s and no wait
+  for death info, so that a dead replica's callers fail fast instead of hanging while
+  the head is down.
+- Several nodes on one IP (loopback mode) need distinct agent/metrics/manager ports,
+  temp dirs and ``RAY_SERVE_WORKER_PROXY_HTTP_PORT``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from . import binaries
+from .procs import MARKER_VAR
+
+GCS_PORT = 6379
+DASHBOARD_PORT = 8265
+SERVE_PORT = 8000
+OBJECT_STORE_BYTES = 150 * 1024 * 1024
+WORKER_GCS_RECONNECT_TIMEOUT_S = 600
+
+#: Environment of every node: no telemetry leaves the machine.
+COMMON_ENV: dict[str, str] = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+}
+
+#: Serve/GCS settings on worker nodes that keep serving while the head is down.
+WORKER_FT_ENV: dict[str, str] = {
+    "RAY_gcs_rpc_server_reconnect_timeout_s": str(WORKER_GCS_RECONNECT_TIMEOUT_S),
+    "RAY_SERVE_KV_TIMEOUT_S": "5",
+    "RAY_gcs_server_request_timeout_seconds": "5",
+    "RAY_timeout_ms_task_wait_for_death_info": "0",
+}
+
+#: Same Serve settings on the head, whose controller reads the KV.
+HEAD_FT_ENV: dict[str, str] = {
+    "RAY_SERVE_KV_TIMEOUT_S": "5",
+    "RAY_gcs_server_request_timeout_seconds": "5",
+}
+
+
+@dataclass(frozen=True)
+class NodePorts:
+    """Ports one node binds. ``None`` leaves Ray's default (fine when each node has its own IP)."""
+
+    gcs: int | None = None
+    dashboard: int | None = None
+    client_server: int | None = None
+    node_manager: int | None = None
+    object_manager: int | None = None
+    dashboard_agent_listen: int | None = None
+    dashboard_agent_grpc: int | None = None
+    metrics_export: int | None = None
+    runtime_env_agent: int | None = None
+    proxy: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GcsStorage:
+    """How the head reaches its GCS store. Secrets live in ``password``; never logged."""
+
+    ray_address: str
+    namespace: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+
+
+def _port_flags(ports: NodePorts, loopback: bool) -> list[str]:
+    flags: list[str] = []
+    pairs = [
+        ("--node-manager-port", ports.node_manager),
+        ("--object-manager-port", ports.object_manager),
+        ("--dashboard-agent-listen-port", ports.dashboard_agent_listen),
+        ("--dashboard-agent-grpc-port", ports.dashboard_agent_grpc),
+        ("--metrics-export-port", ports.metrics_export),
+        ("--runtime-env-agent-port", ports.runtime_env_agent),
+    ]
+    for flag, value in pairs:
+        if value is not None:
+            flags += [flag, str(value)]
+    if loopback:
+        # Worker processes of several nodes on one IP: let the OS pick their ports.
+        flags += ["--min-worker-port", "0", "--max-worker-port", "0"]
+    return flags
+
+
+def _resource_flags(resources: Mapping[str, float], *, cpus: float) -> list[str]:
+    flags = ["--num-cpus", str(int(cpus) if float(cpus).is_integer() else cpus)]
+    gpus = resources.get("GPU")
+    if gpus:
+        flags += ["--num-gpus", str(int(gpus))]
+    custom = {k: v for k, v in resources.items() if k not in ("CPU", "GPU", "memory")}
+    if custom:
+        flags += ["--resources", json.dumps(custom, sort_keys=True)]
+    return flags
+
+
+def _base_env(marker: str, node_name: str, user_env: Mapping[str, str]) -> dict[str, str]:
+    env = dict(COMMON_ENV)
+    env[MARKER_VAR] = marker
+    env["HEADWAY_NODE_NAME"] = node_name
+    return env | dict(user_env)
+
+
+
+def head_launch(
+    *,
+    ip: str,
+    ports: NodePorts,
+    temp_dir: str,
+    storage: GcsStorage | None,
+    resources: Mapping[str, float],
+    marker: str,
+    loopback: bool,
+    user_env: Mapping[str, str] = {},
+    object_store_bytes: int = OBJECT_STORE_BYTES,
+) -> NodeLaunch:
+    """The head: GCS (in the external store when ``storage`` is given), dashboard, 0 CPUs."""
+    argv = [
+        binaries.ray(),
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        f"--node-ip-address={ip}",
+        f"--port={ports.gcs or GCS_PORT}",
+        "--include-dashboard=true",
+        f"--dashboard-host={'127.0.0.1' if loopback else '0.0.0.0'}",
+        f"--dashboard-port={ports.dashboard or DASHBOARD_PORT}",
+        f"--temp-dir={temp_dir}",
+        f"--object-store-memory={object_store_bytes}",
+    ]
+    if ports.client_server is not None:
+        argv.append(f"--ray-client-server-port={ports.client_server}")
+    argv += _resource_flags(resources, cpus=0)
+    argv += _port_flags(ports, loopback)
+    env = _base_env(marker, "head", {}) | HEAD_FT_ENV | dict(user_env)
+    if storage is not None:
+        env["RAY_REDIS_ADDRESS"] = storage.ray_address
+        env["RAY_external_storage_namespace"] = storage.namespace
+        if storage.password:
+            argv.append(f"--redis-password={storage.password}")
+        if storage.username:
+            argv.append(f"--redis-username={storage.username}")
+        for var, value in (
+            ("RAY_REDIS_CA_CERT", storage.ca_cert),
+            ("RAY_REDIS_CLIENT_CERT", storage.client_cert),
+            ("RAY_REDIS_CLIENT_KEY", storage.client_key),
+        ):
+            if value:
+                env[var] = value
+    return NodeLaunch(argv=argv, env=env)
+
+
+def worker_launch(
+    *,
+    ip: str,
+    head_address: str,
+    ports: NodePorts,
+    temp_dir: str,
+    resources: Mapping[str, float],
+    node_name: str,
+    marker: str,
+    loopback: bool,
+    user_env: Mapping[str, str] = {},
+    object_store_bytes: int = OBJECT_STORE_BYTES,
+) -> NodeLaunch:
+    """A worker that keeps serving for 10 minutes without its head (user env may override)."""
+    argv = [
+        binaries.ray(),
+        "start",
+        "--block",
+        "--disable-usage-stats",
+        f"--address={head_address}",
+        f"--node-ip-address={ip}",
+        f"--temp-dir={temp_dir}",
+        f"--object-store-memory={object_store_bytes}",
+    ]
+    argv += _resource_flags(resources, cpus=resources.get("CPU", 1))
+    argv += _port_flags(ports, loopback)
+    env = _base_env(marker, node_name, {}) | WORKER_FT_ENV
+    if ports.proxy is not None:
+        env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports.proxy)
+    env |= dict(user_env)
+    return NodeLaunch(argv=argv, env=env)
+
+
+def redact(argv: list[str]) -> list[str]:
+    """A command line safe to log."""
+    return [
+        "--redis-password=***" if a.startswith("--redis-password=") else a for a in argv
+    ]

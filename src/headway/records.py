@@ -1,0 +1,133 @@
+"""What headway started, as recorded in the state dir (one JSON file per service).
+
+The record is written before each node is started (write-ahead), so a crashed CLI
+leaves a record that names every namespace, process marker and temp dir to remove.
+The file is mode 0600: the spec it holds may carry a store password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from . import paths
+
+
+class NodeRecord(BaseModel):
+    name: str
+    role: Literal["head", "worker"]
+    group: str | None = None
+    ip: str
+    netns: str | None = None
+    ports: dict[str, int] = Field(default_factory=dict)
+    temp_dir: str
+    log: str
+    marker: str
+    pid: int | None = None
+    started_at: float = 0.0
+
+
+class ServiceRecord(BaseModel):
+    name: str
+    cluster_id: str
+    mode: str
+    state: str = "STARTING"
+    reason: str = ""
+    gcs_ft: bool = True
+    storage_source: Literal["cloud", "spec"] | None = None
+    storage_masked: str | None = None
+    namespace: str | None = None
+    spec: dict[str, Any]
+    head_ip: str
+    gcs_port: int
+    dashboard_port: int
+    serve_port: int
+    working_dir_uri: str | None = None
+    nodes: list[NodeRecord] = Field(default_factory=list)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def head(self) -> NodeRecord | None:
+        return next((n for n in self.nodes if n.role == "head"), None)
+
+    @property
+    def workers(self) -> list[NodeRecord]:
+        return [n for n in self.nodes if n.role == "worker"]
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.head_ip}:{self.dashboard_port}"
+
+    @property
+    def gcs_address(self) -> str:
+        return f"{self.head_ip}:{self.gcs_port}"
+
+    def proxy_url(self, node: NodeRecord) -> str:
+        port = node.ports.get("proxy") or self.serve_port
+        return f"http://{node.ip}:{port}"
+
+
+def _file(name: str):
+    return paths.service_dir(name) / "service.json"
+
+
+def load(name: str) -> ServiceRecord | None:
+    f = _file(name)
+    if not f.exists():
+        return None
+    return ServiceRecord.model_validate_json(f.read_text())
+
+
+def save(rec: ServiceRecord) -> None:
+    rec.updated_at = time.time()
+    paths.write_private(_file(rec.name), rec.model_dump_json(indent=2))
+
+
+def remove(name: str) -> None:
+    f = _file(name)
+    if f.exists():
+        f.unlink()
+
+
+def all_records() -> list[ServiceRecord]:
+    out = []
+    for d in sorted(paths.services_dir().iterdir()):
+        rec = load(d.name) if d.is_dir() else None
+        if rec is not None:
+            out.append(rec)
+    return out
+
+
+@contextlib.contextmanager
+def locked(name: str) -> Iterator[None]:
+    """One CLI at a time changes a given service."""
+    d = paths.service_dir(name)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"another headway command is changing service {name}; wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def allocation_lock() -> Iterator[None]:
+    """Serialises address/port allocation across services."""
+    with open(paths.home() / ".alloc.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

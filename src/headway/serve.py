@@ -1,0 +1,129 @@
+"""Deploy and query Serve applications through the head's dashboard REST API.
+
+The CLI never joins the cluster as a Ray driver: everything goes over HTTP to the
+dashboard (``PUT /api/serve/applications/``), which works the same from any host.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from .spec import ServiceSpec
+
+APPS_PATH = "/api/serve/applications/"
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int) -> dict[str, Any]:
+    """The Serve deploy config for a service: a proxy on every node, listening on all addresses.
+
+    The working_dir package (a ``file://`` zip every node can read) is the default
+    ``runtime_env.working_dir`` of every application that names none.
+    """
+    apps = []
+    for app in spec.applications:
+        runtime_env = dict(app.runtime_env)
+        if working_dir_uri and "working_dir" not in runtime_env:
+            runtime_env["working_dir"] = working_dir_uri
+        if spec.env_vars:
+            runtime_env["env_vars"] = {**spec.env_vars, **runtime_env.get("env_vars", {})}
+        entry: dict[str, Any] = {
+            "name": app.name,
+            "import_path": app.import_path,
+            "route_prefix": app.route_prefix,
+            "args": app.args,
+            "runtime_env": runtime_env,
+        }
+        if app.deployments:
+            entry["deployments"] = app.deployments
+        apps.append(entry)
+    http: dict[str, Any] = {"host": "0.0.0.0", "port": http_port}
+    if spec.http_options.request_timeout_s:
+        http["request_timeout_s"] = spec.http_options.request_timeout_s
+    if spec.http_options.keep_alive_timeout_s:
+        http["keep_alive_timeout_s"] = spec.http_options.keep_alive_timeout_s
+    return {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
+
+
+def put_applications(dashboard_url: str, config: dict[str, Any], timeout_s: float = 60) -> None:
+    try:
+        resp = httpx.put(dashboard_url + APPS_PATH, json=config, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise ServeError(f"cannot reach the head's dashboard at {dashboard_url}: {exc}") from None
+    if resp.status_code != 200:
+        raise ServeError(f"the head refused the Serve config ({resp.status_code}): {resp.text[:2000]}")
+
+
+def get_applications(dashboard_url: str, timeout_s: float = 5) -> dict[str, Any] | None:
+    """Serve's view of every application, or None when the dashboard is unreachable."""
+    try:
+        resp = httpx.get(dashboard_url + APPS_PATH, timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200:
+        return None
+    return resp.json()
+
+
+def app_statuses(details: dict[str, Any] | None) -> dict[str, str]:
+    if not details:
+        return {}
+    return {name: app.get("status", "UNKNOWN") for name, app in details.get("applications", {}).items()}
+
+
+def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
+    if not details:
+        return {}
+    return {name: app.get("message", "") for name, app in details.get("applications", {}).items()}
+
+
+def wait_running(
+    dashboard_url: str, names: list[str], timeout_s: float, on_progress=None
+) -> dict[str, str]:
+    """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        details = get_applications(dashboard_url)
+        statuses = app_statuses(details)
+        if statuses != last and on_progress:
+            on_progress(statuses)
+        last = statuses
+        failed = [n for n in names if statuses.get(n) == "DEPLOY_FAILED"]
+        if failed:
+            msgs = app_messages(details)
+            detail = "; ".join(f"{n}: {msgs.get(n, '')[-1500:]}" for n in failed)
+            raise ServeError(f"application(s) failed to deploy: {detail}")
+        if names and all(statuses.get(n) == "RUNNING" for n in names):
+            return statuses
+        time.sleep(0.5)
+    raise ServeError(f"applications not RUNNING after {timeout_s:.0f} s: {last}")
+
+
+def gcs_healthy(dashboard_url: str, timeout_s: float = 2) -> bool:
+    try:
+        return httpx.get(dashboard_url + "/api/gcs_healthz", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def alive_nodes(dashboard_url: str, timeout_s: float = 5) -> list[dict[str, Any]] | None:
+    """Ray's node table (ALIVE nodes), or None when the dashboard does not answer."""
+    try:
+        resp = httpx.get(
+            dashboard_url + "/api/v0/nodes",
+            params={"limit": 1000, "filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"},
+            timeout=timeout_s,
+        )
+    except httpx.HTTPError:
+        return None
+    if resp.status_code != 200:
+        return None
+    body = resp.json()
+    return body.get("data", {}).get("result", {}).get("result", [])

@@ -1,0 +1,414 @@
+"""Service lifecycle: deploy (or update), observe, terminate.
+
+Order matters and is the product's promise: every check of the input and of the
+store runs *before* anything is started; a failed first deploy removes all it
+started; terminate removes nodes first and only then the store namespace.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import cloud, netns, paths, ray_node, records, serve, storage
+from .package import package_working_dir
+from .provider import LocalProvider
+from .records import NodeRecord, ServiceRecord
+from .spec import ServiceSpec
+
+Progress = Callable[[str], None]
+
+HEAD_START_TIMEOUT_S = 90
+WORKERS_JOIN_TIMEOUT_S = 90
+APPS_RUNNING_TIMEOUT_S = 180
+
+
+class DeployError(RuntimeError):
+    """A deploy or update that could not be done; the message says what to do."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedStorage:
+    address: storage.StoreAddress
+    source: str  # "cloud" | "spec"
+
+
+def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
+    """The user's own store from the spec, with credentials resolved; None means the cloud store."""
+    gcs = spec.ray_gcs_external_storage_config
+    if not gcs.enable or not gcs.address:
+        return None
+    addr = storage.parse_address(gcs.address)
+    pw = storage.resolve_password(gcs.redis_password_env, gcs.redis_password_file)
+    addr = addr.with_credentials(gcs.redis_username, pw)
+    if addr.tls:
+        addr = storage.StoreAddress(
+            addr.host, addr.port, True, addr.username, addr.password,
+            ca_cert=gcs.redis_certificate_path or storage.DEFAULT_CA_BUNDLE,
+        )
+    return addr
+
+
+def _provider(crec: cloud.CloudRecord) -> LocalProvider:
+    return LocalProvider(crec.mode, crec.subnet)
+
+
+def _gcs_storage(rec: ServiceRecord, spec: ServiceSpec) -> ray_node.GcsStorage | None:
+    if not rec.gcs_ft or rec.namespace is None:
+        return None
+    addr = _store_address(rec, spec)
+    return ray_node.GcsStorage(
+        ray_address=addr.ray_address(),
+        namespace=rec.namespace,
+        username=addr.username,
+        password=addr.password,
+        ca_cert=addr.ca_cert,
+    )
+
+
+def _store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddress:
+    if rec.storage_source == "spec":
+        addr = resolve_spec_storage(spec)
+        assert addr is not None
+        return addr
+    crec = cloud.load()
+    if crec is None:
+        raise DeployError("the cloud store is gone; run 'headway cloud setup'")
+    return cloud.store_address(crec)
+
+
+def _start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+    launch = ray_node.head_launch(
+        ip=node.ip,
+        ports=prov.node_ports(node),
+        temp_dir=node.temp_dir,
+        storage=_gcs_storage(rec, spec),
+        resources=spec.compute_config.head_node.resources,
+        marker=node.marker,
+        loopback=prov.loopback,
+        user_env=spec.env_vars,
+    )
+    prov.start(node, launch)
+
+
+def _start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+    group = next(g for g in spec.compute_config.worker_nodes if g.name == node.group)
+    launch = ray_node.worker_launch(
+        ip=node.ip,
+        head_address=rec.gcs_address,
+        ports=prov.node_ports(node),
+        temp_dir=node.temp_dir,
+        resources=group.resources,
+        node_name=node.name,
+        marker=node.marker,
+        loopback=prov.loopback,
+        user_env=spec.env_vars,
+    )
+    prov.start(node, launch)
+
+
+def _wait_head(rec: ServiceRecord, prov: LocalProvider, head: NodeRecord) -> None:
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if serve.gcs_healthy(rec.dashboard_url, timeout_s=1):
+            return
+        if not prov.alive(head) and time.time() - head.started_at > 3:
+            raise DeployError(f"the head node exited during start; see its log: {_tail(head.log)}")
+        time.sleep(0.3)
+    raise DeployError(f"the head node did not come up in {HEAD_START_TIMEOUT_S} s; log: {head.log}")
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as fh:
+            return "\n" + "".join(fh.readlines()[-lines:])
+    except OSError:
+        return path
+
+
+def _wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + WORKERS_JOIN_TIMEOUT_S
+    nodes: list[dict[str, Any]] | None = None
+    while time.monotonic() < deadline:
+        nodes = serve.alive_nodes(rec.dashboard_url)
+        if nodes is not None and len(nodes) >= expected:
+            return nodes
+        for w in rec.workers:
+            if not prov.alive(w) and time.time() - w.started_at > 5:
+                raise DeployError(f"worker {w.name} exited during start; log: {_tail(w.log)}")
+        time.sleep(0.5)
+    raise DeployError(
+        f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s"
+    )
+
+
+def _desired_workers(spec: ServiceSpec) -> list[tuple[str, str]]:
+    """(node name, group) for every worker the spec asks for."""
+    out = []
+    for group in spec.compute_config.worker_nodes:
+        for i in range(1, group.count + 1):
+            out.append((f"{group.name}-{i}", group.name))
+    return out
+
+
+def _package(rec: ServiceRecord, spec: ServiceSpec) -> str | None:
+    if not spec.working_dir:
+        return None
+    if "://" in spec.working_dir:
+        return spec.working_dir
+    return package_working_dir(spec.working_dir, paths.service_dir(rec.name) / "pkg", spec.excludes)
+
+
+def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage | None:
+    """Everything that can be checked before a node starts. Raises DeployError/StoreError."""
+    if not spec.gcs_ft:
+        return None
+    own = resolve_spec_storage(spec)
+    if own is not None:
+        progress(f"checking GCS store {own.masked()}")
+        storage.check_reachable(own)
+        return ResolvedStorage(own, "spec")
+    return None
+
+
+def _cloud(progress: Progress) -> cloud.CloudRecord:
+    crec = cloud.load()
+    if crec is None:
+        progress("no cloud yet: setting up the managed GCS store (primary + replica)")
+    crec = cloud.setup()
+    return crec
+
+
+def deploy(spec: ServiceSpec, progress: Progress = _quiet) -> ServiceRecord:
+    """Create the service, or update it when one of that name exists."""
+    resolved = preflight(spec, progress)
+    with records.locked(spec.name):
+        existing = records.load(spec.name)
+        if existing is not None and existing.state not in ("TERMINATED",):
+            crec = cloud.load()
+            if crec is not None and existing.head and _provider(crec).alive(existing.head):
+                return _update(existing, spec, crec, progress)
+            progress(f"found leftovers of an earlier run of {spec.name}: removing them")
+            _remove_everything(existing, crec, progress, delete_keys=True)
+        crec = _cloud(progress)
+        if resolved is None and spec.gcs_ft:
+            addr = cloud.store_address(crec)
+            progress(f"checking GCS store {addr.masked()} (managed)")
+            storage.check_reachable(addr)
+            resolved = ResolvedStorage(addr, "cloud")
+        return _create(spec, crec, resolved, progress)
+
+
+def _create(
+    spec: ServiceSpec, crec: cloud.CloudRecord, resolved: ResolvedStorage | None, progress: Progress
+) -> ServiceRecord:
+    prov = _provider(crec)
+    for ns in prov.leftover_namespaces(spec.name, keep=set()) if not prov.loopback else []:
+        progress(f"removing leftover namespace {ns}")
+        prov.remove_namespace(ns)
+    namespace = storage.new_namespace(spec.name) if resolved else None
+    if resolved and namespace:
+        client = storage.connect(resolved.address)
+        try:
+            if storage.namespace_keys(client, namespace):
+                raise DeployError(f"store namespace {namespace} is already in use; deploy again")
+        finally:
+            client.close()
+    with records.allocation_lock():
+        head_ip, head_ports = prov.plan_head(spec.name)
+        rec = ServiceRecord(
+            name=spec.name,
+            cluster_id=secrets.token_hex(4),
+            mode=crec.mode,
+            gcs_ft=spec.gcs_ft,
+            storage_source=resolved.source if resolved else None,  # type: ignore[arg-type]
+            storage_masked=resolved.address.masked() if resolved else None,
+            namespace=namespace,
+            spec=spec.model_dump(mode="json", by_alias=False),
+            head_ip=head_ip,
+            gcs_port=head_ports["gcs"],
+            dashboard_port=head_ports["dashboard"],
+            serve_port=head_ports["proxy"],
+        )
+        head = prov.new_node(rec, "head", "head", head_ip, head_ports)
+        rec.nodes.append(head)
+        taken = {head_ip}
+        for name, group in _desired_workers(spec):
+            ip, ports = prov.plan_worker(spec.name, taken)
+            taken.add(ip)
+            rec.nodes.append(prov.new_node(rec, name, "worker", ip, ports, group=group))
+        records.save(rec)
+    try:
+        rec.working_dir_uri = _package(rec, spec)
+        progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
+        _start_head(rec, spec, prov, head)
+        records.save(rec)
+        _wait_head(rec, prov, head)
+        progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
+        for w in rec.workers:
+            progress(f"starting worker {w.name} at {w.ip}")
+            _start_worker(rec, spec, prov, w)
+        records.save(rec)
+        _wait_nodes(rec, prov, 1 + len(rec.workers))
+        progress(f"{len(rec.workers)} worker(s) joined")
+        _apply_apps(rec, spec, progress)
+        rec.state = "RUNNING"
+        rec.reason = ""
+        records.save(rec)
+        return rec
+    except BaseException as exc:
+        progress(f"deploy failed ({type(exc).__name__}); removing what was started")
+        _remove_everything(rec, crec, progress, delete_keys=True)
+        raise
+
+
+def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress) -> None:
+    config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
+    progress(f"deploying {len(spec.applications)} application(s)")
+    serve.put_applications(rec.dashboard_url, config)
+    names = [a.name for a in spec.applications]
+    serve.wait_running(
+        rec.dashboard_url, names, APPS_RUNNING_TIMEOUT_S,
+        on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
+    )
+
+
+def _update(rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress) -> ServiceRecord:
+    old = ServiceSpec.model_validate(rec.spec)
+    if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
+        raise DeployError(
+            f"service {rec.name}: ray_gcs_external_storage_config cannot change on update; "
+            "terminate the service and deploy it again to move its GCS"
+        )
+    if old.compute_config.head_node != spec.compute_config.head_node:
+        raise DeployError(f"service {rec.name}: compute_config.head_node cannot change on update")
+    progress(f"updating service {rec.name}")
+    prov = _provider(crec)
+    rec.state = "UPDATING"
+    rec.spec = spec.model_dump(mode="json", by_alias=False)
+    records.save(rec)
+    desired = dict(_desired_workers(spec))
+    for w in list(rec.workers):
+        if w.name not in desired or w.group != desired[w.name]:
+            progress(f"removing worker {w.name}")
+            prov.remove(w)
+            rec.nodes.remove(w)
+    have = {w.name for w in rec.workers}
+    added = []
+    with records.allocation_lock():
+        taken = {n.ip for n in rec.nodes}
+        for name, group in desired.items():
+            if name not in have:
+                ip, ports = prov.plan_worker(rec.name, taken)
+                taken.add(ip)
+                node = prov.new_node(rec, name, "worker", ip, ports, group=group)
+                rec.nodes.append(node)
+                added.append(node)
+        records.save(rec)
+    for node in added:
+        progress(f"starting worker {node.name} at {node.ip}")
+        _start_worker(rec, spec, prov, node)
+    records.save(rec)
+    if added:
+        _wait_nodes(rec, prov, 1 + len(rec.workers))
+    rec.working_dir_uri = _package(rec, spec)
+    _apply_apps(rec, spec, progress)
+    rec.state = "RUNNING"
+    records.save(rec)
+    return rec
+
+
+def _remove_everything(
+    rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
+) -> int:
+    """Nodes first (no GCS may be alive), then the store namespace, then the records."""
+    mode = crec.mode if crec else rec.mode
+    prov = LocalProvider(mode, crec.subnet if crec else None)
+    for node in sorted(rec.nodes, key=lambda n: n.role == "head"):
+        prov.remove(node)
+    if mode == "netns" and netns.available():
+        for ns in prov.leftover_namespaces(rec.name, keep=set()):
+            prov.remove_namespace(ns)
+    removed = 0
+    if delete_keys and rec.gcs_ft and rec.namespace:
+        try:
+            spec = ServiceSpec.model_validate(rec.spec)
+            client = storage.connect(_store_address(rec, spec))
+            removed = storage.delete_namespace(client, rec.namespace)
+            client.close()
+            progress(f"deleted {removed} key(s) of store namespace {rec.namespace}")
+        except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
+            progress(f"could not delete store namespace {rec.namespace}: {type(exc).__name__}")
+    shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
+    records.remove(rec.name)
+    return removed
+
+
+def terminate(name: str, progress: Progress = _quiet) -> None:
+    with records.locked(name):
+        rec = records.load(name)
+        if rec is None:
+            raise DeployError(f"no service named {name}; 'headway list' shows the services")
+        rec.state = "TERMINATING"
+        records.save(rec)
+        progress(f"stopping {len(rec.nodes)} node(s) of {name}")
+        _remove_everything(rec, cloud.load(), progress, delete_keys=True)
+    shutil.rmtree(paths.service_dir(name), ignore_errors=True)
+
+
+def observe(rec: ServiceRecord) -> dict[str, Any]:
+    """Status as seen now (no secrets): nodes, applications, storage."""
+    crec = cloud.load()
+    prov = LocalProvider(rec.mode, crec.subnet if crec else None)
+    nodes = []
+    for n in rec.nodes:
+        nodes.append(
+            {
+                "name": n.name,
+                "role": n.role,
+                "group": n.group,
+                "ip": n.ip,
+                "netns": n.netns,
+                "alive": prov.alive(n),
+                "proxy_url": rec.proxy_url(n),
+            }
+        )
+    head_alive = bool(rec.head and prov.alive(rec.head))
+    details = serve.get_applications(rec.dashboard_url) if head_alive else None
+    apps = [
+        {"name": a["name"], "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
+         "route_prefix": a.get("route_prefix")}
+        for a in rec.spec.get("applications", [])
+    ]
+    state, reason = rec.state, rec.reason
+    if state == "RUNNING" and not head_alive:
+        state, reason = "UNHEALTHY", "head node is down"
+    elif state == "RUNNING" and not all(n["alive"] for n in nodes):
+        reason = "a worker node is down"
+    return {
+        "name": rec.name,
+        "state": state,
+        "reason": reason,
+        "mode": rec.mode,
+        "gcs_fault_tolerance": rec.gcs_ft,
+        "nodes": nodes,
+        "applications": apps,
+        "storage": {
+            "enabled": rec.gcs_ft,
+            "source": rec.storage_source,
+            "address": rec.storage_masked,
+            "namespace": rec.namespace,
+        }
+        if rec.gcs_ft
+        else {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"},
+        "dashboard_url": rec.dashboard_url,
+        "endpoints": [rec.proxy_url(n) for n in rec.workers],
+    }
