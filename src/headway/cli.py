@@ -41,8 +41,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False),
-              help="the service YAML")
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
 def deploy(path: str) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
@@ -63,8 +62,10 @@ def deploy(path: str) -> None:
 
 
 def _status_table(st: dict) -> None:
-    out.print(f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]"
-              + (f" ({st['reason']})" if st["reason"] else ""))
+    out.print(
+        f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]"
+        + (f" ({st['reason']})" if st["reason"] else "")
+    )
     s = st["storage"]
     if s.get("enabled"):
         out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")
@@ -128,8 +129,12 @@ def cloud_group() -> None:
 
 
 @cloud_group.command("setup")
-@click.option("--mode", type=click.Choice(cloud.MODES), default=None,
-              help="netns (root; a namespace per node) or loopback; default: netns as root")
+@click.option(
+    "--mode",
+    type=click.Choice(cloud.MODES),
+    default=None,
+    help="netns (root; a namespace per node) or loopback; default: netns as root",
+)
 @click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
 def cloud_setup(mode: str | None, maxmemory: str) -> None:
     """Start the managed store (primary + replica); idempotent."""
@@ -155,8 +160,13 @@ def cloud_status(as_json: bool) -> None:
     t = Table("role", "port", "running", "memory", "replicas")
     for s in st["store"]:
         mem = f"{s.get('used_memory', 0) / 2**20:.1f} MiB / {s.get('maxmemory', 0) / 2**20:.0f} MiB"
-        t.add_row(s["role"], str(s["port"]), "yes" if s["running"] else "[red]no[/]", mem,
-                  str(s.get("connected_replicas", "")))
+        t.add_row(
+            s["role"],
+            str(s["port"]),
+            "yes" if s["running"] else "[red]no[/]",
+            mem,
+            str(s.get("connected_replicas", "")),
+        )
     out.print(t)
 
 
@@ -166,8 +176,7 @@ def cloud_teardown(force: bool) -> None:
     """Stop the managed store and remove the cloud (its data too)."""
     left = records.all_records()
     if left and not force:
-        _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them "
-              "or pass --force", 2)
+        _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
     for r in left:
         service.terminate(r.name, _progress())
     cloud.teardown()

@@ -113,7 +113,9 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
-def _write_conf(proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None) -> None:
+def _write_conf(
+    proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None
+) -> None:
     lines = [
         f"port {proc.port}",
         f"bind {' '.join(bind)}",

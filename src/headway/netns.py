@@ -14,8 +14,16 @@ import os
 import subprocess
 from dataclasses import dataclass
 
-BRIDGE = "hwbr0"
+DEFAULT_BRIDGE = "hwbr0"
 DEFAULT_SUBNET = "10.213.0.0/24"
+
+
+def bridge_name() -> str:
+    """``HEADWAY_BRIDGE`` or hwbr0; tests use their own so they never touch a user's cloud."""
+    name = os.environ.get("HEADWAY_BRIDGE", DEFAULT_BRIDGE)
+    if not name.startswith("hw") or len(name) > 15:
+        raise NetnsError(f"HEADWAY_BRIDGE={name!r}: a bridge name must start with 'hw' and fit 15 bytes")
+    return name
 
 
 class NetnsError(RuntimeError):
@@ -71,7 +79,7 @@ def route_conflict(subnet: Subnet, routes_text: str) -> str | None:
         parts = line.split()
         if not parts or parts[0] == "default":
             continue
-        if f"dev {BRIDGE}" in line:
+        if f"dev {bridge_name()}" in line:
             continue
         try:
             net = ipaddress.IPv4Network(parts[0], strict=False)
@@ -84,7 +92,8 @@ def route_conflict(subnet: Subnet, routes_text: str) -> str | None:
 
 def ensure_bridge(subnet: Subnet) -> None:
     """Create the bridge with the subnet's first address; idempotent."""
-    if _ip("link", "show", BRIDGE, check=False).returncode == 0:
+    bridge = bridge_name()
+    if _ip("link", "show", bridge, check=False).returncode == 0:
         return
     conflict = route_conflict(subnet, _ip("route").stdout)
     if conflict:
@@ -92,18 +101,18 @@ def ensure_bridge(subnet: Subnet) -> None:
             f"subnet {subnet.network} overlaps a route of this machine ({conflict}); "
             "set HEADWAY_SUBNET to a free /24, e.g. 10.214.0.0/24"
         )
-    _ip("link", "add", BRIDGE, "type", "bridge")
-    _ip("addr", "add", f"{subnet.bridge_ip}/{subnet.prefixlen}", "dev", BRIDGE)
-    _ip("link", "set", BRIDGE, "up")
+    _ip("link", "add", bridge, "type", "bridge")
+    _ip("addr", "add", f"{subnet.bridge_ip}/{subnet.prefixlen}", "dev", bridge)
+    _ip("link", "set", bridge, "up")
 
 
 def bridge_exists() -> bool:
-    return _ip("link", "show", BRIDGE, check=False).returncode == 0
+    return _ip("link", "show", bridge_name(), check=False).returncode == 0
 
 
 def remove_bridge() -> None:
     if bridge_exists():
-        _ip("link", "del", BRIDGE, check=False)
+        _ip("link", "del", bridge_name(), check=False)
 
 
 def list_namespaces() -> list[str]:
@@ -131,7 +140,7 @@ def create(name: str, ip: str, subnet: Subnet) -> None:
     _ip("link", "del", host_if, check=False)
     try:
         _ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name)
-        _ip("link", "set", host_if, "master", BRIDGE)
+        _ip("link", "set", host_if, "master", bridge_name())
         _ip("link", "set", host_if, "up")
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "addr", "add", f"{ip}/{subnet.prefixlen}", "dev", "eth0")
@@ -159,3 +168,7 @@ def set_link(name: str, up: bool) -> None:
 
 def exec_prefix(name: str) -> list[str]:
     return ["ip", "netns", "exec", name]
+
+
+def bridge_exists_named(name: str) -> bool:
+    return _ip("link", "show", name, check=False).returncode == 0

@@ -8,6 +8,7 @@ nothing else (another service's markers differ by cluster id).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -99,7 +100,5 @@ def kill_pids(pids: Iterable[int], grace_s: float = 0.0) -> None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

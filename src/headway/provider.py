@@ -57,12 +57,7 @@ def _free_ports(n: int, taken: set[int]) -> list[int]:
 
 
 def _used_ips(exclude_service: str | None = None) -> set[str]:
-    return {
-        n.ip
-        for rec in all_records()
-        if rec.name != exclude_service
-        for n in rec.nodes
-    }
+    return {n.ip for rec in all_records() if rec.name != exclude_service for n in rec.nodes}
 
 
 def _used_ports() -> set[int]:
@@ -110,8 +105,15 @@ class LocalProvider:
         known = {k: v for k, v in node.ports.items() if k in NodePorts.__dataclass_fields__}
         return NodePorts(**known)
 
-    def new_node(self, rec: ServiceRecord, name: str, role: str, ip: str, ports: dict[str, int],
-                 group: str | None = None) -> NodeRecord:
+    def new_node(
+        self,
+        rec: ServiceRecord,
+        name: str,
+        role: str,
+        ip: str,
+        ports: dict[str, int],
+        group: str | None = None,
+    ) -> NodeRecord:
         generation = int(time.time() * 1000)
         temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}-{name}-{generation % 100000}")
         return NodeRecord(

@@ -88,6 +88,9 @@ class NodeLaunch:
     argv: list[str]
     env: dict[str, str] = field(repr=False)
 
+    def __repr__(self) -> str:  # a launch may end up in a log: never with the password
+        return f"NodeLaunch(argv={redact(self.argv)!r})"
+
 
 def _port_flags(ports: NodePorts, loopback: bool) -> list[str]:
     flags: list[str] = []
@@ -124,7 +127,6 @@ def _base_env(marker: str, node_name: str, user_env: Mapping[str, str]) -> dict[
     env[MARKER_VAR] = marker
     env["HEADWAY_NODE_NAME"] = node_name
     return env | dict(user_env)
-
 
 
 def head_launch(
@@ -211,6 +213,4 @@ def worker_launch(
 
 def redact(argv: list[str]) -> list[str]:
     """A command line safe to log."""
-    return [
-        "--redis-password=***" if a.startswith("--redis-password=") else a for a in argv
-    ]
+    return ["--redis-password=***" if a.startswith("--redis-password=") else a for a in argv]

@@ -83,9 +83,7 @@ def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
     return {name: app.get("message", "") for name, app in details.get("applications", {}).items()}
 
 
-def wait_running(
-    dashboard_url: str, names: list[str], timeout_s: float, on_progress=None
-) -> dict[str, str]:
+def wait_running(dashboard_url: str, names: list[str], timeout_s: float, on_progress=None) -> dict[str, str]:
     """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
@@ -118,7 +116,12 @@ def alive_nodes(dashboard_url: str, timeout_s: float = 5) -> list[dict[str, Any]
     try:
         resp = httpx.get(
             dashboard_url + "/api/v0/nodes",
-            params={"limit": 1000, "filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"},
+            params={
+                "limit": 1000,
+                "filter_keys": "state",
+                "filter_predicates": "=",
+                "filter_values": "ALIVE",
+            },
             timeout=timeout_s,
         )
     except httpx.HTTPError:

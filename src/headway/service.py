@@ -51,7 +51,11 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     addr = addr.with_credentials(gcs.redis_username, pw)
     if addr.tls:
         addr = storage.StoreAddress(
-            addr.host, addr.port, True, addr.username, addr.password,
+            addr.host,
+            addr.port,
+            True,
+            addr.username,
+            addr.password,
             ca_cert=gcs.redis_certificate_path or storage.DEFAULT_CA_BUNDLE,
         )
     return addr
@@ -145,9 +149,7 @@ def _wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[
             if not prov.alive(w) and time.time() - w.started_at > 5:
                 raise DeployError(f"worker {w.name} exited during start; log: {_tail(w.log)}")
         time.sleep(0.5)
-    raise DeployError(
-        f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s"
-    )
+    raise DeployError(f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s")
 
 
 def _desired_workers(spec: ServiceSpec) -> list[tuple[str, str]]:
@@ -252,7 +254,10 @@ def _create(
         _start_head(rec, spec, prov, head)
         records.save(rec)
         _wait_head(rec, prov, head)
-        progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
+        progress(
+            "head is up; GCS "
+            + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)")
+        )
         for w in rec.workers:
             progress(f"starting worker {w.name} at {w.ip}")
             _start_worker(rec, spec, prov, w)
@@ -276,12 +281,16 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress) -> No
     serve.put_applications(rec.dashboard_url, config)
     names = [a.name for a in spec.applications]
     serve.wait_running(
-        rec.dashboard_url, names, APPS_RUNNING_TIMEOUT_S,
+        rec.dashboard_url,
+        names,
+        APPS_RUNNING_TIMEOUT_S,
         on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
     )
 
 
-def _update(rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress) -> ServiceRecord:
+def _update(
+    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress
+) -> ServiceRecord:
     old = ServiceSpec.model_validate(rec.spec)
     if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
         raise DeployError(
@@ -384,8 +393,11 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
     head_alive = bool(rec.head and prov.alive(rec.head))
     details = serve.get_applications(rec.dashboard_url) if head_alive else None
     apps = [
-        {"name": a["name"], "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
-         "route_prefix": a.get("route_prefix")}
+        {
+            "name": a["name"],
+            "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
+            "route_prefix": a.get("route_prefix"),
+        }
         for a in rec.spec.get("applications", [])
     ]
     state, reason = rec.state, rec.reason

@@ -107,9 +107,7 @@ class WorkerGroup(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not a valid group name; use lowercase letters, digits and dashes"
-            )
+            raise ValueError(f"{v!r} is not a valid group name; use lowercase letters, digits and dashes")
         return v
 
     @field_validator("resources")
@@ -154,9 +152,7 @@ class GcsStorageConfig(_Strict):
     @model_validator(mode="after")
     def _one_password_source(self) -> GcsStorageConfig:
         if self.redis_password_env and self.redis_password_file:
-            raise ValueError(
-                "give either redis_password_env or redis_password_file, not both"
-            )
+            raise ValueError("give either redis_password_env or redis_password_file, not both")
         return self
 
 

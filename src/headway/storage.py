@@ -83,9 +83,7 @@ def resolve_password(env_name: str | None, file_path: str | None) -> str | None:
     if env_name:
         value = os.environ.get(env_name)
         if value is None:
-            raise StoreError(
-                f"environment variable {env_name} (redis_password_env) is not set; export it"
-            )
+            raise StoreError(f"environment variable {env_name} (redis_password_env) is not set; export it")
         return value
     if file_path:
         try:

@@ -12,7 +12,7 @@ class Hello:
     def __init__(self, greeting: str = "hello"):
         self.greeting = greeting
         self.node = os.environ.get("HEADWAY_NODE_NAME", "?")
-        self.node_ip = ray.util.get_node_ip_address()
+        self.node_ip = ray._private.worker.global_worker.node_ip_address
         self.node_id = ray.get_runtime_context().get_node_id()
 
     async def __call__(self, request: Request) -> dict:

@@ -1,0 +1,209 @@
+"""From a service YAML to a running Serve service whose GCS lives in the store — and back to nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway import netns, procs, storage
+
+pytestmark = pytest.mark.integration
+
+
+def _cloud_client(cli):
+    cloud = json.loads((cli.home / "cloud" / "cloud.json").read_text())
+    pw = (cli.home / "cloud" / "store.password").read_text().strip()
+    primary = next(s for s in cloud["store"] if s["role"] == "primary")
+    return storage.connect(storage.StoreAddress("127.0.0.1", primary["port"], password=pw)), cloud, pw
+
+
+def _ask(url: str) -> dict:
+    r = httpx.get(url + "/", timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _assert_service_gone(cli, st: dict, cluster_id: str, client) -> None:
+    assert procs.pids_with_marker(cluster_id) == [], "processes of the service survived terminate"
+    if st["storage"].get("namespace"):
+        assert storage.namespace_keys(client, st["storage"]["namespace"]) == []
+    assert not [n for n in netns.list_namespaces() if n.startswith(f"hw-{st['name']}.")]
+    assert not (cli.home / "services" / st["name"] / "service.json").exists()
+    assert st["name"] not in cli.run("list", "--json", check=True).stdout
+    temp_root = Path(cli.env["HEADWAY_TMP"])
+    assert not [p for p in temp_root.glob(f"{cluster_id}-*")], "node temp dirs survived"
+
+
+def _cluster_id(cli, name: str) -> str:
+    return json.loads((cli.home / "services" / name / "service.json").read_text())["cluster_id"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
+    name = "t-hello"
+    spec = cli.write_spec(name)
+    cli.services.append("t-other")
+    # Leftovers: one of this service from a "crashed run", one of another service.
+    subprocess.run(["ip", "netns", "add", f"hw-{name}.worker-9"], check=True)
+    subprocess.run(["ip", "netns", "add", "hw-t-other.head"], check=True)
+    try:
+        t0 = time.monotonic()
+        out = cli.run("deploy", "-f", str(spec), check=True)
+        print(f"deploy took {time.monotonic() - t0:.1f} s")
+        assert "RUNNING" in out.stdout and "endpoint" in out.stdout
+        namespaces = netns.list_namespaces()
+        assert f"hw-{name}.worker-9" not in namespaces, "leftover namespace was not removed"
+        assert "hw-t-other.head" in namespaces, "another service's namespace was touched"
+    finally:
+        netns.delete("hw-t-other.head")
+
+    st = cli.status(name)
+    assert st["state"] == "RUNNING"
+    assert st["gcs_fault_tolerance"] is True
+    roles = sorted(n["role"] for n in st["nodes"])
+    assert roles == ["head", "worker", "worker"]
+    assert all(n["alive"] for n in st["nodes"])
+    ips = [n["ip"] for n in st["nodes"]]
+    assert len(set(ips)) == 3 and all(ip.startswith(cli.env["HEADWAY_SUBNET"].rsplit(".", 2)[0]) for ip in ips)
+    assert all(n["netns"] == f"hw-{name}.{n['name']}" for n in st["nodes"])
+    assert [a["status"] for a in st["applications"]] == ["RUNNING"]
+    assert "***" in st["storage"]["address"]
+
+    # 2. each worker's own proxy answers, from its own node
+    workers = [n for n in st["nodes"] if n["role"] == "worker"]
+    answers = {w["name"]: _ask(w["proxy_url"]) for w in workers}
+    for w in workers:
+        assert answers[w["name"]]["node"] == w["name"]
+        assert answers[w["name"]]["node_ip"] == w["ip"]
+
+    # 3. the store holds this service's namespace and no other
+    client, _, pw = _cloud_client(cli)
+    ns = st["storage"]["namespace"]
+    assert storage.namespaces_in_store(client) == {ns}
+    tables = {k.decode().split("@", 1)[1] for k in storage.namespace_keys(client, ns)}
+    assert {"NODE", "KV", "ACTOR"} <= tables
+    assert pw not in json.dumps(st) and pw not in cli.run("status", name).stdout
+
+    # the nodes are really separate hosts: every process of the service sits in a namespace
+    cluster_id = _cluster_id(cli, name)
+    assert procs.pids_with_marker(cluster_id)
+    for n in st["nodes"]:
+        assert netns.pids(n["netns"]), f"no process in {n['netns']}"
+
+    # 4. terminate leaves nothing
+    cli.run("terminate", name, check=True)
+    _assert_service_gone(cli, st, cluster_id, client)
+    cloud_rec = json.loads((cli.home / "cloud" / "cloud.json").read_text())
+    cli.run("cloud", "teardown", check=True)
+    client.close()
+    assert not netns.bridge_exists_named(cli.env["HEADWAY_BRIDGE"])
+    assert not any(procs.same_process(s["pid"], s["pid_started"]) for s in cloud_rec["store"])
+
+
+def test_loopback_mode_with_and_without_ft(cli):
+    cli.env["HEADWAY_MODE"] = "loopback"
+    ft = cli.write_spec("t-loop")
+    noft = cli.write_spec(
+        "t-noft",
+        ray_gcs_external_storage_config={"enabled": False},
+        compute_config={"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 1}]},
+        applications=[{"name": "hello", "import_path": "hello:build", "route_prefix": "/",
+                       "args": {"greeting": "hi"},
+                       "deployments": [{"name": "Hello", "num_replicas": 1}]}],
+    )
+    cli.run("deploy", "-f", str(ft), check=True)
+    cli.run("deploy", "-f", str(noft), check=True)
+
+    st = cli.status("t-loop")
+    assert st["state"] == "RUNNING" and st["mode"] == "loopback"
+    workers = [n for n in st["nodes"] if n["role"] == "worker"]
+    assert {n["ip"] for n in st["nodes"]} == {"127.0.0.1"}
+    assert len({w["proxy_url"] for w in workers}) == 2
+    for w in workers:
+        assert _ask(w["proxy_url"])["node"] == w["name"]
+
+    st2 = cli.status("t-noft")
+    assert st2["state"] == "RUNNING"
+    assert st2["gcs_fault_tolerance"] is False
+    assert "disabled" in st2["storage"]["note"]
+    assert "disabled" in cli.run("status", "t-noft").stdout
+    (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
+    assert _ask(w["proxy_url"])["message"] == "hi from w-1"
+
+    client, _, _ = _cloud_client(cli)
+    assert storage.namespaces_in_store(client) == {st["storage"]["namespace"]}
+
+    ids = {n: _cluster_id(cli, n) for n in ("t-loop", "t-noft")}
+    cli.run("terminate", "t-noft", check=True)
+    _assert_service_gone(cli, st2, ids["t-noft"], client)
+    assert _ask(workers[0]["proxy_url"])["node"] == workers[0]["name"], "terminate touched another service"
+    cli.run("terminate", "t-loop", check=True)
+    _assert_service_gone(cli, st, ids["t-loop"], client)
+    client.close()
+
+
+def _assert_nothing_started(cli, name: str) -> None:
+    assert not (cli.home / "services" / name / "service.json").exists()
+    assert not (cli.home / "cloud" / "cloud.json").exists(), "the cloud store was started anyway"
+    if os.geteuid() == 0:
+        assert not [n for n in netns.list_namespaces() if n.startswith(f"hw-{name}.")]
+
+
+def test_unreachable_store_fails_fast_and_starts_nothing(cli):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = cli.write_spec("t-unreach", ray_gcs_external_storage_config={"address": f"127.0.0.1:{port}"})
+    t0 = time.monotonic()
+    proc = cli.run("deploy", "-f", str(spec))
+    elapsed = time.monotonic() - t0
+    print(f"unreachable store refused in {elapsed:.1f} s")
+    assert proc.returncode == 2
+    assert f"cannot reach the GCS store at redis://127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 15
+    _assert_nothing_started(cli, "t-unreach")
+
+
+def test_wrong_password_fails_and_never_shows_it(cli, store_server):
+    port, _right = store_server
+    wrong = "wrong-pass-Xy93"
+    inline = cli.write_spec("t-badpw", ray_gcs_external_storage_config={
+        "address": f"redis://:{wrong}@127.0.0.1:{port}"})
+    proc = cli.run("deploy", "-f", str(inline))
+    assert proc.returncode == 2
+    assert "rejected the credentials" in proc.stderr or "requires a valid password" in proc.stderr
+    assert wrong not in proc.stdout + proc.stderr
+    _assert_nothing_started(cli, "t-badpw")
+
+    cli.env["HW_TEST_STORE_PW"] = wrong
+    by_env = cli.write_spec("t-badpw2", ray_gcs_external_storage_config={
+        "address": f"127.0.0.1:{port}", "redis_password_env": "HW_TEST_STORE_PW"})
+    proc = cli.run("deploy", "-f", str(by_env))
+    assert proc.returncode == 2 and "rejected the credentials" in proc.stderr
+    assert wrong not in proc.stdout + proc.stderr
+    _assert_nothing_started(cli, "t-badpw2")
+
+    nopw = cli.write_spec("t-nopw", ray_gcs_external_storage_config={"address": f"127.0.0.1:{port}"})
+    proc = cli.run("deploy", "-f", str(nopw))
+    assert proc.returncode == 2 and "password" in proc.stderr
+
+
+def test_malformed_yaml_is_refused_with_its_line(cli):
+    bad = cli.home / "bad.yaml"
+    bad.write_text("name: t-bad\napplications:\n  - name: [oops\n")
+    proc = cli.run("deploy", "-f", str(bad))
+    assert proc.returncode == 2
+    assert "not valid YAML at line" in proc.stderr
+    unknown = cli.write_spec("t-unknown", replicas=3)
+    proc = cli.run("deploy", "-f", str(unknown))
+    assert proc.returncode == 2 and "replicas: unknown field" in proc.stderr
+    _assert_nothing_started(cli, "t-unknown")

@@ -1,0 +1,123 @@
+"""The ray start command lines carry the facts GCS FT depends on."""
+
+from headway import ray_node
+from headway.ray_node import GcsStorage, NodePorts
+
+STORE = GcsStorage(ray_address="10.1.0.1:6379", namespace="hw-x-1", password="pw", username="u")
+
+
+def _head(**kw):
+    args = dict(
+        ip="10.1.0.2",
+        ports=NodePorts(gcs=6379, dashboard=8265),
+        temp_dir="/tmp/hw/h",
+        storage=STORE,
+        resources={},
+        marker="c/head/1",
+        loopback=False,
+    )
+    args.update(kw)
+    return ray_node.head_launch(**args)
+
+
+def _worker(**kw):
+    args = dict(
+        ip="10.1.0.3",
+        head_address="10.1.0.2:6379",
+        ports=NodePorts(),
+        temp_dir="/tmp/hw/w",
+        resources={"CPU": 2},
+        node_name="w-1",
+        marker="c/w-1/1",
+        loopback=False,
+    )
+    args.update(kw)
+    return ray_node.worker_launch(**args)
+
+
+def test_head_gets_store_and_namespace():
+    h = _head()
+    assert h.env["RAY_REDIS_ADDRESS"] == "10.1.0.1:6379"
+    assert h.env["RAY_external_storage_namespace"] == "hw-x-1"
+    assert "--redis-password=pw" in h.argv and "--redis-username=u" in h.argv
+
+
+def test_head_has_zero_cpus_and_dashboard():
+    h = _head(resources={"GPU": 0, "custom": 1})
+    i = h.argv.index("--num-cpus")
+    assert h.argv[i + 1] == "0"
+    assert "--include-dashboard=true" in h.argv
+    assert "--head" in h.argv and "--block" in h.argv
+    assert '{"custom": 1}' in h.argv
+
+
+def test_head_without_ft_has_no_store():
+    h = _head(storage=None)
+    assert "RAY_REDIS_ADDRESS" not in h.env
+    assert not any(a.startswith("--redis-password") for a in h.argv)
+
+
+def test_tls_variables():
+    h = _head(storage=GcsStorage("rediss://h:1", "ns", ca_cert="/ca", client_cert="/c", client_key="/k"))
+    assert h.env["RAY_REDIS_ADDRESS"] == "rediss://h:1"
+    assert (h.env["RAY_REDIS_CA_CERT"], h.env["RAY_REDIS_CLIENT_CERT"], h.env["RAY_REDIS_CLIENT_KEY"]) == (
+        "/ca",
+        "/c",
+        "/k",
+    )
+
+
+def test_worker_survives_long_head_outage_and_has_serve_knobs():
+    w = _worker()
+    assert w.env["RAY_gcs_rpc_server_reconnect_timeout_s"] == "600"
+    assert w.env["RAY_SERVE_KV_TIMEOUT_S"] == "5"
+    assert w.env["RAY_gcs_server_request_timeout_seconds"] == "5"
+    assert w.env["RAY_timeout_ms_task_wait_for_death_info"] == "0"
+    assert "--address=10.1.0.2:6379" in w.argv
+    assert w.argv[w.argv.index("--num-cpus") + 1] == "2"
+    assert not any("redis" in a for a in w.argv)
+
+
+def test_user_env_can_override_worker_timeout():
+    w = _worker(user_env={"RAY_gcs_rpc_server_reconnect_timeout_s": "900"})
+    assert w.env["RAY_gcs_rpc_server_reconnect_timeout_s"] == "900"
+
+
+def test_loopback_worker_gets_own_ports_and_proxy_port():
+    ports = NodePorts(
+        node_manager=1,
+        object_manager=2,
+        dashboard_agent_listen=3,
+        dashboard_agent_grpc=4,
+        metrics_export=5,
+        runtime_env_agent=6,
+        proxy=7,
+    )
+    w = _worker(ports=ports, loopback=True)
+    for flag, v in [
+        ("--node-manager-port", 1),
+        ("--object-manager-port", 2),
+        ("--dashboard-agent-listen-port", 3),
+        ("--dashboard-agent-grpc-port", 4),
+        ("--metrics-export-port", 5),
+        ("--runtime-env-agent-port", 6),
+    ]:
+        assert w.argv[w.argv.index(flag) + 1] == str(v)
+    assert w.env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] == "7"
+    assert w.argv[w.argv.index("--min-worker-port") + 1] == "0"
+
+
+def test_every_node_is_marked_and_reports_no_usage():
+    for launch in (_head(), _worker()):
+        assert launch.env["HEADWAY_NODE"].startswith("c/")
+        assert launch.env["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+def test_redact_hides_password():
+    assert "--redis-password=***" in ray_node.redact(_head().argv)
+    assert not any(a.split("=")[-1] == "pw" for a in ray_node.redact(_head().argv))
+
+
+def test_launch_repr_hides_password():
+    text = repr(_head())
+    assert "--redis-password=***" in text and "=pw'" not in text
