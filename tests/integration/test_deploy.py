@@ -70,7 +70,8 @@ def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
     assert roles == ["head", "worker", "worker"]
     assert all(n["alive"] for n in st["nodes"])
     ips = [n["ip"] for n in st["nodes"]]
-    assert len(set(ips)) == 3 and all(ip.startswith(cli.env["HEADWAY_SUBNET"].rsplit(".", 2)[0]) for ip in ips)
+    subnet_prefix = cli.env["HEADWAY_SUBNET"].rsplit(".", 1)[0] + "."
+    assert len(set(ips)) == 3 and all(ip.startswith(subnet_prefix) for ip in ips)
     assert all(n["netns"] == f"hw-{name}.{n['name']}" for n in st["nodes"])
     assert [a["status"] for a in st["applications"]] == ["RUNNING"]
     assert "***" in st["storage"]["address"]
