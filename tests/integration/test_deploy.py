@@ -140,6 +140,20 @@ def test_loopback_mode_with_and_without_ft(cli):
     client, _, _ = _cloud_client(cli)
     assert storage.namespaces_in_store(client) == {st["storage"]["namespace"]}
 
+    # deploying an existing name is an update: same nodes, new answer
+    pids_before = {w["name"]: _ask(w["proxy_url"])["pid"] for w in workers}
+    updated = cli.write_spec("t-loop", applications=[{"name": "hello", "import_path": "hello:build",
+                                                      "route_prefix": "/", "args": {"greeting": "howdy"}}])
+    out = cli.run("deploy", "-f", str(updated), check=True)
+    assert "updating service t-loop" in out.stdout
+    st_upd = cli.status("t-loop")
+    assert [n["proxy_url"] for n in st_upd["nodes"]] == [n["proxy_url"] for n in st["nodes"]]
+    assert st_upd["storage"]["namespace"] == st["storage"]["namespace"]
+    for w in workers:
+        reply = _ask(w["proxy_url"])
+        assert reply["message"] == f"howdy from {w['name']}"
+        assert reply["pid"] != pids_before[w["name"]]
+
     ids = {n: _cluster_id(cli, n) for n in ("t-loop", "t-noft")}
     cli.run("terminate", "t-noft", check=True)
     _assert_service_gone(cli, st2, ids["t-noft"], client)
