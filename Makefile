@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/hello/demo.py
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff check src tests examples
 	$(BIN)/python -m pytest -v --durations=15 tests
 
 unit: $(STAMP)
@@ -29,8 +29,8 @@ integration: $(STAMP)
 	$(BIN)/python -m pytest -v -m integration tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -30,15 +30,20 @@ def main() -> None:
     had_cloud = subprocess.run([HEADWAY, "cloud", "status"], capture_output=True).returncode == 0
     sh("deploy", "-f", str(HERE / "service.yaml"))
     try:
-        st = json.loads(subprocess.run([HEADWAY, "status", "hello", "--json"], capture_output=True,
-                                       text=True, check=True).stdout)
+        st = json.loads(
+            subprocess.run(
+                [HEADWAY, "status", "hello", "--json"], capture_output=True, text=True, check=True
+            ).stdout
+        )
         print("\nasking every worker's proxy three times:")
         for node in (n for n in st["nodes"] if n["role"] == "worker"):
             for _ in range(3):
                 t0 = time.perf_counter()
                 reply = httpx.get(node["proxy_url"] + "/", timeout=10).json()
-                print(f"  {node['proxy_url']} -> {reply['message']!r} "
-                      f"(pid {reply['pid']}, {1000 * (time.perf_counter() - t0):.1f} ms)")
+                print(
+                    f"  {node['proxy_url']} -> {reply['message']!r} "
+                    f"(pid {reply['pid']}, {1000 * (time.perf_counter() - t0):.1f} ms)"
+                )
         sh("status", "hello")
     finally:
         if not keep:

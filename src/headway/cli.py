@@ -45,7 +45,7 @@ def main() -> None:
 def deploy(path: str) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
-        spec = load_spec(path)
+        spec = load_spec(path, has_default_store=cloud.default_store_available())
     except SpecError as exc:
         _fail(str(exc), 2)
     try:

@@ -80,6 +80,16 @@ def mode_default() -> str:
     return "netns" if netns.available() else "loopback"
 
 
+def auto_setup_enabled() -> bool:
+    """The first deploy sets up the cloud unless ``HEADWAY_AUTO_CLOUD=0``."""
+    return os.environ.get("HEADWAY_AUTO_CLOUD", "1") not in ("0", "false", "no")
+
+
+def default_store_available() -> bool:
+    """Whether a service that names no store address gets one (the managed store)."""
+    return load() is not None or auto_setup_enabled()
+
+
 def load() -> CloudRecord | None:
     p = _record_path()
     if not p.exists():

@@ -184,9 +184,10 @@ def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage
 def _cloud(progress: Progress) -> cloud.CloudRecord:
     crec = cloud.load()
     if crec is None:
+        if not cloud.auto_setup_enabled():
+            raise DeployError("no cloud is set up (HEADWAY_AUTO_CLOUD=0); run 'headway cloud setup'")
         progress("no cloud yet: setting up the managed GCS store (primary + replica)")
-    crec = cloud.setup()
-    return crec
+    return cloud.setup()
 
 
 def deploy(spec: ServiceSpec, progress: Progress = _quiet) -> ServiceRecord:

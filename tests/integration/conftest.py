@@ -35,9 +35,7 @@ class Cli:
     services: list[str] = field(default_factory=list)
 
     def run(self, *args: str, timeout: float = 400, check: bool = False) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            [HEADWAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout
-        )
+        proc = subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"headway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -104,10 +102,12 @@ def store_server(tmp_path):
     port = _free_port()
     password = "right-pass-7Qz"
     conf = tmp_path / "store.conf"
-    conf.write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave \"\"\nappendonly no\n"
-                    f"dir {tmp_path}\n")
-    proc = subprocess.Popen([binaries.store_server(), str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    conf.write_text(
+        f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\ndir {tmp_path}\n'
+    )
+    proc = subprocess.Popen(
+        [binaries.store_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         import redis
 

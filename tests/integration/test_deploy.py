@@ -114,9 +114,15 @@ def test_loopback_mode_with_and_without_ft(cli):
         "t-noft",
         ray_gcs_external_storage_config={"enabled": False},
         compute_config={"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 1}]},
-        applications=[{"name": "hello", "import_path": "hello:build", "route_prefix": "/",
-                       "args": {"greeting": "hi"},
-                       "deployments": [{"name": "Hello", "num_replicas": 1}]}],
+        applications=[
+            {
+                "name": "hello",
+                "import_path": "hello:build",
+                "route_prefix": "/",
+                "args": {"greeting": "hi"},
+                "deployments": [{"name": "Hello", "num_replicas": 1}],
+            }
+        ],
     )
     cli.run("deploy", "-f", str(ft), check=True)
     cli.run("deploy", "-f", str(noft), check=True)
@@ -142,8 +148,17 @@ def test_loopback_mode_with_and_without_ft(cli):
 
     # deploying an existing name is an update: same nodes, new answer
     pids_before = {w["name"]: _ask(w["proxy_url"])["pid"] for w in workers}
-    updated = cli.write_spec("t-loop", applications=[{"name": "hello", "import_path": "hello:build",
-                                                      "route_prefix": "/", "args": {"greeting": "howdy"}}])
+    updated = cli.write_spec(
+        "t-loop",
+        applications=[
+            {
+                "name": "hello",
+                "import_path": "hello:build",
+                "route_prefix": "/",
+                "args": {"greeting": "howdy"},
+            }
+        ],
+    )
     out = cli.run("deploy", "-f", str(updated), check=True)
     assert "updating service t-loop" in out.stdout
     st_upd = cli.status("t-loop")
@@ -191,8 +206,9 @@ def test_unreachable_store_fails_fast_and_starts_nothing(cli):
 def test_wrong_password_fails_and_never_shows_it(cli, store_server):
     port, _right = store_server
     wrong = "wrong-pass-Xy93"
-    inline = cli.write_spec("t-badpw", ray_gcs_external_storage_config={
-        "address": f"redis://:{wrong}@127.0.0.1:{port}"})
+    inline = cli.write_spec(
+        "t-badpw", ray_gcs_external_storage_config={"address": f"redis://:{wrong}@127.0.0.1:{port}"}
+    )
     proc = cli.run("deploy", "-f", str(inline))
     assert proc.returncode == 2
     assert "rejected the credentials" in proc.stderr or "requires a valid password" in proc.stderr
@@ -200,8 +216,13 @@ def test_wrong_password_fails_and_never_shows_it(cli, store_server):
     _assert_nothing_started(cli, "t-badpw")
 
     cli.env["HW_TEST_STORE_PW"] = wrong
-    by_env = cli.write_spec("t-badpw2", ray_gcs_external_storage_config={
-        "address": f"127.0.0.1:{port}", "redis_password_env": "HW_TEST_STORE_PW"})
+    by_env = cli.write_spec(
+        "t-badpw2",
+        ray_gcs_external_storage_config={
+            "address": f"127.0.0.1:{port}",
+            "redis_password_env": "HW_TEST_STORE_PW",
+        },
+    )
     proc = cli.run("deploy", "-f", str(by_env))
     assert proc.returncode == 2 and "rejected the credentials" in proc.stderr
     assert wrong not in proc.stdout + proc.stderr
@@ -222,3 +243,12 @@ def test_malformed_yaml_is_refused_with_its_line(cli):
     proc = cli.run("deploy", "-f", str(unknown))
     assert proc.returncode == 2 and "replicas: unknown field" in proc.stderr
     _assert_nothing_started(cli, "t-unknown")
+
+
+def test_address_required_when_no_cloud_store(cli):
+    cli.env["HEADWAY_AUTO_CLOUD"] = "0"
+    spec = cli.write_spec("t-noaddr")
+    proc = cli.run("deploy", "-f", str(spec))
+    assert proc.returncode == 2
+    assert "ray_gcs_external_storage_config.address: required" in proc.stderr
+    _assert_nothing_started(cli, "t-noaddr")
