@@ -96,6 +96,27 @@ def status(name: str, as_json: bool) -> None:
         _status_table(st)
 
 
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def events(name: str, as_json: bool) -> None:
+    """Show a service's timeline: state changes and recovery steps, with durations."""
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    evs = [e.model_dump() for e in rec.events]
+    if as_json:
+        click.echo(json.dumps(evs, indent=2))
+        return
+    t = Table("time", "+s", "state", "event", "message")
+    prev = evs[0]["at"] if evs else 0.0
+    for e in evs:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["at"])) + f".{int(e['at'] * 1000) % 1000:03d}"
+        t.add_row(stamp, f"{e['at'] - prev:.2f}", e["state"], e["kind"], e["message"])
+        prev = e["at"]
+    out.print(t)
+
+
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:

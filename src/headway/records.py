@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from . import paths
+from .states import Event
 
 
 class NodeRecord(BaseModel):
@@ -49,6 +50,7 @@ class ServiceRecord(BaseModel):
     serve_port: int
     working_dir_uri: str | None = None
     nodes: list[NodeRecord] = Field(default_factory=list)
+    events: list[Event] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

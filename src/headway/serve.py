@@ -104,6 +104,48 @@ def wait_running(dashboard_url: str, names: list[str], timeout_s: float, on_prog
     raise ServeError(f"applications not RUNNING after {timeout_s:.0f} s: {last}")
 
 
+def proxy_health(proxy_url: str, timeout_s: float = 2) -> int | None:
+    """The HTTP status of a proxy's /-/healthz, or None when nothing listens.
+
+    A worker's proxy answers 200 only once it can route to running replicas; 503 before.
+    """
+    try:
+        return httpx.get(proxy_url + "/-/healthz", timeout=timeout_s).status_code
+    except httpx.HTTPError:
+        return None
+
+
+def wait_proxies(proxy_urls: list[str], timeout_s: float, grace_s: float = 15) -> list[str]:
+    """Applications RUNNING does not mean every node's proxy listens yet: wait for each.
+
+    A proxy that listens but stays unhealthy for ``grace_s`` (a worker that holds no
+    replica) is accepted; those are returned so the caller can say so.
+    """
+    deadline = time.monotonic() + timeout_s
+    listening_since: dict[str, float] = {}
+    pending = list(proxy_urls)
+    idle: list[str] = []
+    while pending and time.monotonic() < deadline:
+        still = []
+        for url in pending:
+            code = proxy_health(url)
+            now = time.monotonic()
+            if code == 200:
+                continue
+            if code is not None:
+                listening_since.setdefault(url, now)
+                if now - listening_since[url] >= grace_s:
+                    idle.append(url)
+                    continue
+            still.append(url)
+        pending = still
+        if pending:
+            time.sleep(0.3)
+    if pending:
+        raise ServeError(f"proxies not listening after {timeout_s:.0f} s: {', '.join(pending)}")
+    return idle
+
+
 def gcs_healthy(dashboard_url: str, timeout_s: float = 2) -> bool:
     try:
         return httpx.get(dashboard_url + "/api/gcs_healthz", timeout=timeout_s).status_code == 200

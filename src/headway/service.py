@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import cloud, netns, paths, ray_node, records, serve, storage
+from . import cloud, netns, paths, ray_node, records, serve, states, storage
 from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
@@ -25,6 +25,7 @@ Progress = Callable[[str], None]
 HEAD_START_TIMEOUT_S = 90
 WORKERS_JOIN_TIMEOUT_S = 90
 APPS_RUNNING_TIMEOUT_S = 180
+PROXIES_HEALTHY_TIMEOUT_S = 60
 
 
 class DeployError(RuntimeError):
@@ -33,6 +34,22 @@ class DeployError(RuntimeError):
 
 def _quiet(_: str) -> None:
     pass
+
+
+def set_state(rec: ServiceRecord, target: states.State, message: str = "", **details: Any) -> None:
+    """The only place a service changes state: validated against the table, recorded, saved."""
+    event = states.transition_event(rec.state, target, message, **details)
+    rec.events.append(event)
+    rec.state = str(target)
+    rec.reason = message if target == states.State.UNHEALTHY else ""
+    records.save(rec)
+
+
+def record_event(rec: ServiceRecord, kind: str, message: str, **details: Any) -> None:
+    """A timeline entry that is not a state change (a node started, apps RUNNING, ...)."""
+    rec.events.append(
+        states.Event(at=time.time(), kind=kind, state=rec.state, message=message, details=details)
+    )
 
 
 @dataclass(frozen=True)
@@ -195,9 +212,10 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet) -> ServiceRecord:
     resolved = preflight(spec, progress)
     with records.locked(spec.name):
         existing = records.load(spec.name)
-        if existing is not None and existing.state not in ("TERMINATED",):
+        if existing is not None:
             crec = cloud.load()
-            if crec is not None and existing.head and _provider(crec).alive(existing.head):
+            updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
+            if updatable and crec is not None and existing.head and _provider(crec).alive(existing.head):
                 return _update(existing, spec, crec, progress)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             _remove_everything(existing, crec, progress, delete_keys=True)
@@ -241,6 +259,9 @@ def _create(
             dashboard_port=head_ports["dashboard"],
             serve_port=head_ports["proxy"],
         )
+        rec.events.append(
+            states.Event(at=time.time(), kind="state", state="STARTING", message="service created")
+        )
         head = prov.new_node(rec, "head", "head", head_ip, head_ports)
         rec.nodes.append(head)
         taken = {head_ip}
@@ -255,6 +276,7 @@ def _create(
         _start_head(rec, spec, prov, head)
         records.save(rec)
         _wait_head(rec, prov, head)
+        record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=time.time() - rec.created_at)
         progress(
             "head is up; GCS "
             + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)")
@@ -264,11 +286,15 @@ def _create(
             _start_worker(rec, spec, prov, w)
         records.save(rec)
         _wait_nodes(rec, prov, 1 + len(rec.workers))
+        record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
         progress(f"{len(rec.workers)} worker(s) joined")
         _apply_apps(rec, spec, progress)
-        rec.state = "RUNNING"
-        rec.reason = ""
-        records.save(rec)
+        set_state(
+            rec,
+            states.State.RUNNING,
+            "every application RUNNING",
+            elapsed_s=round(time.time() - rec.created_at, 2),
+        )
         return rec
     except BaseException as exc:
         progress(f"deploy failed ({type(exc).__name__}); removing what was started")
@@ -287,6 +313,10 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress) -> No
         APPS_RUNNING_TIMEOUT_S,
         on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
     )
+    idle = serve.wait_proxies([rec.proxy_url(w) for w in rec.workers], PROXIES_HEALTHY_TIMEOUT_S)
+    for url in idle:
+        progress(f"warning: the proxy at {url} serves no replica (it answers 503 on /-/healthz)")
+    progress(f"the proxies of {len(rec.workers) - len(idle)} worker(s) are healthy")
 
 
 def _update(
@@ -301,8 +331,18 @@ def _update(
     if old.compute_config.head_node != spec.compute_config.head_node:
         raise DeployError(f"service {rec.name}: compute_config.head_node cannot change on update")
     progress(f"updating service {rec.name}")
+    set_state(rec, states.State.UPDATING, "deploy of a new spec")
+    try:
+        return _apply_update(rec, spec, crec, progress)
+    except BaseException as exc:
+        set_state(rec, states.State.UNHEALTHY, f"update failed: {exc}"[:500])
+        raise
+
+
+def _apply_update(
+    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress
+) -> ServiceRecord:
     prov = _provider(crec)
-    rec.state = "UPDATING"
     rec.spec = spec.model_dump(mode="json", by_alias=False)
     records.save(rec)
     desired = dict(_desired_workers(spec))
@@ -331,8 +371,7 @@ def _update(
         _wait_nodes(rec, prov, 1 + len(rec.workers))
     rec.working_dir_uri = _package(rec, spec)
     _apply_apps(rec, spec, progress)
-    rec.state = "RUNNING"
-    records.save(rec)
+    set_state(rec, states.State.RUNNING, "update applied")
     return rec
 
 
@@ -367,8 +406,7 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
         rec = records.load(name)
         if rec is None:
             raise DeployError(f"no service named {name}; 'headway list' shows the services")
-        rec.state = "TERMINATING"
-        records.save(rec)
+        set_state(rec, states.State.TERMINATING, "terminate requested")
         progress(f"stopping {len(rec.nodes)} node(s) of {name}")
         _remove_everything(rec, cloud.load(), progress, delete_keys=True)
     shutil.rmtree(paths.service_dir(name), ignore_errors=True)

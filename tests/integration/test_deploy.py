@@ -168,6 +168,14 @@ def test_loopback_mode_with_and_without_ft(cli):
         reply = _ask(w["proxy_url"])
         assert reply["message"] == f"howdy from {w['name']}"
         assert reply["pid"] != pids_before[w["name"]]
+    timeline = json.loads(cli.run("events", "t-loop", "--json", check=True).stdout)
+    assert [e["state"] for e in timeline if e["kind"] == "state"] == [
+        "STARTING",
+        "RUNNING",
+        "UPDATING",
+        "RUNNING",
+    ]
+    assert {"head_started", "workers_joined"} <= {e["kind"] for e in timeline}
 
     ids = {n: _cluster_id(cli, n) for n in ("t-loop", "t-noft")}
     cli.run("terminate", "t-noft", check=True)
