@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -95,8 +97,10 @@ def resolve_password(env_name: str | None, file_path: str | None) -> str | None:
     return None
 
 
-def connect(addr: StoreAddress, timeout_s: float = 3.0) -> redis.Redis:
+def connect(addr: StoreAddress, timeout_s: float = 3.0, retries: int = 0) -> redis.Redis:
+    """A client for ``addr``. No silent retries by default: a check must answer in seconds."""
     kwargs: dict = dict(
+        retry=Retry(NoBackoff(), retries),
         host=addr.host,
         port=addr.port,
         username=addr.username,
