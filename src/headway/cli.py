@@ -52,7 +52,7 @@ def deploy(path: str) -> None:
         rec = service.deploy(spec, _progress())
     except storage.StoreError as exc:
         _fail(f"{exc}\nnothing was started.", 2)
-    except (service.DeployError, cloud.CloudError, RuntimeError) as exc:
+    except RuntimeError as exc:  # DeployError, CloudError, ServeError, ProviderError ...
         _fail(str(exc))
     out.print(f"[bold green]service {rec.name} is RUNNING[/]")
     for w in rec.workers:
@@ -161,7 +161,7 @@ def cloud_setup(mode: str | None, maxmemory: str) -> None:
     """Start the managed store (primary + replica); idempotent."""
     try:
         rec = cloud.setup(mode, maxmemory)
-    except (cloud.CloudError, RuntimeError) as exc:
+    except RuntimeError as exc:
         _fail(str(exc))
     out.print(f"cloud {rec.id} ready ({rec.mode} mode); GCS store {cloud.store_address(rec).masked()}")
 

@@ -10,7 +10,6 @@ namespace mode) the bridge address the nodes use.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import secrets
 import shutil
@@ -23,7 +22,16 @@ from pydantic import BaseModel
 
 from . import binaries, netns, paths, procs, storage
 
-__all__ = ["CloudError", "CloudRecord", "load", "setup", "teardown", "store_address", "mode_default"]
+__all__ = [
+    "CloudError",
+    "CloudRecord",
+    "load",
+    "mode_default",
+    "setup",
+    "status",
+    "store_address",
+    "teardown",
+]
 
 MODES = ("netns", "loopback")
 
@@ -276,7 +284,7 @@ def status(rec: CloudRecord) -> dict:
                 )
                 client.close()
             except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
-                entry["error"] = storage._scrub(str(exc), storage.StoreAddress("x", 0, password=pw))
+                entry["error"] = storage.scrub(str(exc), pw)
         out["store"].append(entry)
     out["address"] = store_address(rec).masked()
     return out
@@ -291,7 +299,3 @@ def teardown() -> None:
         if rec.mode == "netns":
             netns.remove_bridge()
     shutil.rmtree(paths.cloud_dir(), ignore_errors=True)
-
-
-def describe(rec: CloudRecord) -> str:
-    return json.dumps(status(rec), indent=2)

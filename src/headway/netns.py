@@ -93,7 +93,7 @@ def route_conflict(subnet: Subnet, routes_text: str) -> str | None:
 def ensure_bridge(subnet: Subnet) -> None:
     """Create the bridge with the subnet's first address; idempotent."""
     bridge = bridge_name()
-    if _ip("link", "show", bridge, check=False).returncode == 0:
+    if bridge_exists(bridge):
         return
     conflict = route_conflict(subnet, _ip("route").stdout)
     if conflict:
@@ -106,8 +106,8 @@ def ensure_bridge(subnet: Subnet) -> None:
     _ip("link", "set", bridge, "up")
 
 
-def bridge_exists() -> bool:
-    return _ip("link", "show", bridge_name(), check=False).returncode == 0
+def bridge_exists(name: str | None = None) -> bool:
+    return _ip("link", "show", name or bridge_name(), check=False).returncode == 0
 
 
 def remove_bridge() -> None:
@@ -168,7 +168,3 @@ def set_link(name: str, up: bool) -> None:
 
 def exec_prefix(name: str) -> list[str]:
     return ["ip", "netns", "exec", name]
-
-
-def bridge_exists_named(name: str) -> bool:
-    return _ip("link", "show", name, check=False).returncode == 0

@@ -56,8 +56,8 @@ def _free_ports(n: int, taken: set[int]) -> list[int]:
     return ports
 
 
-def _used_ips(exclude_service: str | None = None) -> set[str]:
-    return {n.ip for rec in all_records() if rec.name != exclude_service for n in rec.nodes}
+def _used_ips() -> set[str]:
+    return {n.ip for rec in all_records() for n in rec.nodes}
 
 
 def _used_ports() -> set[int]:
@@ -74,25 +74,25 @@ class LocalProvider:
         return self.mode == "loopback"
 
     # -- planning ------------------------------------------------------------------
-    def plan_head(self, service: str) -> tuple[str, dict[str, int]]:
+    def plan_head(self) -> tuple[str, dict[str, int]]:
         """The head's IP and ports: the address workers will always use."""
         if self.loopback:
             ports = _free_ports(len(_HEAD_PORT_KEYS) + len(_NODE_PORT_KEYS), _used_ports())
             return LOOPBACK, dict(zip(_HEAD_PORT_KEYS + _NODE_PORT_KEYS, ports, strict=True))
-        return self._free_ip(service, set()), {
+        return self._free_ip(set()), {
             "gcs": GCS_PORT,
             "dashboard": DASHBOARD_PORT,
             "proxy": SERVE_PORT,
         }
 
-    def plan_worker(self, service: str, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
+    def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
         if self.loopback:
             keys = (*_NODE_PORT_KEYS, "proxy")
             ports = _free_ports(len(keys), _used_ports())
             return LOOPBACK, dict(zip(keys, ports, strict=True))
-        return self._free_ip(service, taken_ips), {}
+        return self._free_ip(taken_ips), {}
 
-    def _free_ip(self, service: str, taken: set[str]) -> str:
+    def _free_ip(self, taken: set[str]) -> str:
         assert self.subnet is not None
         used = _used_ips() | taken
         for ip in self.subnet.host_ips():

@@ -122,11 +122,8 @@ def _resource_flags(resources: Mapping[str, float], *, cpus: float) -> list[str]
     return flags
 
 
-def _base_env(marker: str, node_name: str, user_env: Mapping[str, str]) -> dict[str, str]:
-    env = dict(COMMON_ENV)
-    env[MARKER_VAR] = marker
-    env["HEADWAY_NODE_NAME"] = node_name
-    return env | dict(user_env)
+def _base_env(marker: str, node_name: str) -> dict[str, str]:
+    return COMMON_ENV | {MARKER_VAR: marker, "HEADWAY_NODE_NAME": node_name}
 
 
 def head_launch(
@@ -160,7 +157,7 @@ def head_launch(
         argv.append(f"--ray-client-server-port={ports.client_server}")
     argv += _resource_flags(resources, cpus=0)
     argv += _port_flags(ports, loopback)
-    env = _base_env(marker, "head", {}) | HEAD_FT_ENV | dict(user_env)
+    env = _base_env(marker, "head") | HEAD_FT_ENV | dict(user_env)
     if storage is not None:
         env["RAY_REDIS_ADDRESS"] = storage.ray_address
         env["RAY_external_storage_namespace"] = storage.namespace
@@ -204,7 +201,7 @@ def worker_launch(
     ]
     argv += _resource_flags(resources, cpus=resources.get("CPU", 1))
     argv += _port_flags(ports, loopback)
-    env = _base_env(marker, node_name, {}) | WORKER_FT_ENV
+    env = _base_env(marker, node_name) | WORKER_FT_ENV
     if ports.proxy is not None:
         env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports.proxy)
     env |= dict(user_env)

@@ -78,8 +78,10 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     return addr
 
 
-def _provider(crec: cloud.CloudRecord) -> LocalProvider:
-    return LocalProvider(crec.mode, crec.subnet)
+def _provider(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> LocalProvider:
+    """The provider of a cloud; a service record's mode stands in when the cloud is gone."""
+    mode = crec.mode if crec else rec.mode if rec else cloud.mode_default()
+    return LocalProvider(mode, crec.subnet if crec else None)
 
 
 def _gcs_storage(rec: ServiceRecord, spec: ServiceSpec) -> ray_node.GcsStorage | None:
@@ -244,7 +246,7 @@ def _create(
         finally:
             client.close()
     with records.allocation_lock():
-        head_ip, head_ports = prov.plan_head(spec.name)
+        head_ip, head_ports = prov.plan_head()
         rec = ServiceRecord(
             name=spec.name,
             cluster_id=secrets.token_hex(4),
@@ -259,14 +261,12 @@ def _create(
             dashboard_port=head_ports["dashboard"],
             serve_port=head_ports["proxy"],
         )
-        rec.events.append(
-            states.Event(at=time.time(), kind="state", state="STARTING", message="service created")
-        )
+        record_event(rec, "state", "service created")
         head = prov.new_node(rec, "head", "head", head_ip, head_ports)
         rec.nodes.append(head)
         taken = {head_ip}
         for name, group in _desired_workers(spec):
-            ip, ports = prov.plan_worker(spec.name, taken)
+            ip, ports = prov.plan_worker(taken)
             taken.add(ip)
             rec.nodes.append(prov.new_node(rec, name, "worker", ip, ports, group=group))
         records.save(rec)
@@ -357,7 +357,7 @@ def _apply_update(
         taken = {n.ip for n in rec.nodes}
         for name, group in desired.items():
             if name not in have:
-                ip, ports = prov.plan_worker(rec.name, taken)
+                ip, ports = prov.plan_worker(taken)
                 taken.add(ip)
                 node = prov.new_node(rec, name, "worker", ip, ports, group=group)
                 rec.nodes.append(node)
@@ -379,11 +379,10 @@ def _remove_everything(
     rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
 ) -> int:
     """Nodes first (no GCS may be alive), then the store namespace, then the records."""
-    mode = crec.mode if crec else rec.mode
-    prov = LocalProvider(mode, crec.subnet if crec else None)
+    prov = _provider(crec, rec)
     for node in sorted(rec.nodes, key=lambda n: n.role == "head"):
         prov.remove(node)
-    if mode == "netns" and netns.available():
+    if prov.mode == "netns" and netns.available():
         for ns in prov.leftover_namespaces(rec.name, keep=set()):
             prov.remove_namespace(ns)
     removed = 0
@@ -414,8 +413,7 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
 
 def observe(rec: ServiceRecord) -> dict[str, Any]:
     """Status as seen now (no secrets): nodes, applications, storage."""
-    crec = cloud.load()
-    prov = LocalProvider(rec.mode, crec.subnet if crec else None)
+    prov = _provider(cloud.load(), rec)
     nodes = []
     for n in rec.nodes:
         nodes.append(

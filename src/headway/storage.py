@@ -132,9 +132,10 @@ def check_reachable(addr: StoreAddress, timeout_s: float = 3.0) -> dict:
                 f"the store at {addr.masked()} requires a valid password; give one with "
                 "redis_password_env or redis_password_file"
             ) from None
-        raise StoreError(f"the store at {addr.masked()} answered an error: {_scrub(text, addr)}") from None
+        detail = scrub(text, addr.password)
+        raise StoreError(f"the store at {addr.masked()} answered an error: {detail}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        reason = _scrub(str(exc), addr) or type(exc).__name__
+        reason = scrub(str(exc), addr.password) or type(exc).__name__
         raise StoreError(
             f"cannot reach the GCS store at {addr.masked()} ({reason}); check the address, "
             "that the server runs and that this machine may connect to it, "
@@ -144,10 +145,9 @@ def check_reachable(addr: StoreAddress, timeout_s: float = 3.0) -> dict:
         client.close()
 
 
-def _scrub(text: str, addr: StoreAddress) -> str:
-    if addr.password:
-        text = text.replace(addr.password, "***")
-    return text
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with ``secret`` masked, for errors that quote a server or client message."""
+    return text.replace(secret, "***") if secret else text
 
 
 def key_pattern(namespace: str) -> str:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import redis
 import yaml
 
-from headway import netns, procs
+from headway import binaries, netns, procs
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "examples" / "hello"
@@ -75,7 +78,7 @@ _counter = iter(range(1, 200))
 
 
 @pytest.fixture
-def cli(tmp_path_factory):
+def cli():
     home = Path(tempfile.mkdtemp(prefix="hwt-"))
     n = next(_counter)
     env = dict(os.environ)
@@ -97,8 +100,6 @@ def cli(tmp_path_factory):
 @pytest.fixture
 def store_server(tmp_path):
     """A plain password-protected Valkey/Redis on loopback, started and stopped by PID."""
-    from headway import binaries
-
     port = _free_port()
     password = "right-pass-7Qz"
     conf = tmp_path / "store.conf"
@@ -109,16 +110,12 @@ def store_server(tmp_path):
         [binaries.store_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        import redis
-
         client = redis.Redis(port=port, password=password)
         for _ in range(100):
             try:
                 client.ping()
                 break
             except redis.ConnectionError:
-                import time
-
                 time.sleep(0.05)
         yield port, password
     finally:
@@ -127,8 +124,6 @@ def store_server(tmp_path):
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
     cloud_rec = json.loads((cli.home / "cloud" / "cloud.json").read_text())
     cli.run("cloud", "teardown", check=True)
     client.close()
-    assert not netns.bridge_exists_named(cli.env["HEADWAY_BRIDGE"])
+    assert not netns.bridge_exists(cli.env["HEADWAY_BRIDGE"])
     assert not any(procs.same_process(s["pid"], s["pid_started"]) for s in cloud_rec["store"])
 
 
@@ -194,11 +195,9 @@ def _assert_nothing_started(cli, name: str) -> None:
 
 
 def test_unreachable_store_fails_fast_and_starts_nothing(cli):
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port = s.getsockname()[1]  # nothing listens there once the socket closes
     spec = cli.write_spec("t-unreach", ray_gcs_external_storage_config={"address": f"127.0.0.1:{port}"})
     t0 = time.monotonic()
     proc = cli.run("deploy", "-f", str(spec))

@@ -1,5 +1,6 @@
 """Pure pieces: route conflicts, Serve config, packaging, process markers."""
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ ROUTES = """default via 192.0.2.1 dev eth0
 
 
 def test_route_conflict_detected():
-    sub = netns.Subnet(__import__("ipaddress").IPv4Network("192.0.2.0/25"))
+    sub = netns.Subnet(ipaddress.IPv4Network("192.0.2.0/25"))
     assert "192.0.2.0/24" in netns.route_conflict(sub, ROUTES)
 
 
