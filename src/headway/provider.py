@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -39,21 +40,29 @@ def namespace_name(service: str, node: str) -> str:
     return f"hw-{service}.{node}"
 
 
+# Ports handed to Ray are picked below the kernel's ephemeral range: a port from bind(0)
+# lies inside that range and may be taken by any outgoing connection (Ray's own gRPC
+# clients) before the node that was promised it gets to listen.
+_PORT_RANGE = (20000, 32000)
+
+
 def _free_ports(n: int, taken: set[int]) -> list[int]:
+    low, high = _PORT_RANGE
     ports: list[int] = []
-    socks = []
-    try:
-        while len(ports) < n:
-            s = socket.socket()
-            s.bind((LOOPBACK, 0))
-            socks.append(s)
-            port = s.getsockname()[1]
-            if port not in taken:
-                ports.append(port)
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    start = random.randrange(low, high)
+    for offset in range(high - low):
+        port = low + (start - low + offset) % (high - low)
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise ProviderError(f"no {n} free ports left in {low}-{high}")
 
 
 def _used_ips() -> set[str]:
@@ -68,6 +77,8 @@ class LocalProvider:
     def __init__(self, mode: str, subnet: str | None = None):
         self.mode = mode
         self.subnet = netns.Subnet(ipaddress.IPv4Network(subnet)) if subnet else None
+        # Ports planned by this provider but not yet saved in a record.
+        self._planned: set[int] = set()
 
     @property
     def loopback(self) -> bool:
@@ -77,7 +88,7 @@ class LocalProvider:
     def plan_head(self) -> tuple[str, dict[str, int]]:
         """The head's IP and ports: the address workers will always use."""
         if self.loopback:
-            ports = _free_ports(len(_HEAD_PORT_KEYS) + len(_NODE_PORT_KEYS), _used_ports())
+            ports = self._ports(len(_HEAD_PORT_KEYS) + len(_NODE_PORT_KEYS))
             return LOOPBACK, dict(zip(_HEAD_PORT_KEYS + _NODE_PORT_KEYS, ports, strict=True))
         return self._free_ip(set()), {
             "gcs": GCS_PORT,
@@ -88,9 +99,14 @@ class LocalProvider:
     def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
         if self.loopback:
             keys = (*_NODE_PORT_KEYS, "proxy")
-            ports = _free_ports(len(keys), _used_ports())
+            ports = self._ports(len(keys))
             return LOOPBACK, dict(zip(keys, ports, strict=True))
         return self._free_ip(taken_ips), {}
+
+    def _ports(self, n: int) -> list[int]:
+        ports = _free_ports(n, _used_ports() | self._planned)
+        self._planned.update(ports)
+        return ports
 
     def _free_ip(self, taken: set[str]) -> str:
         assert self.subnet is not None
