@@ -1,12 +1,14 @@
 """The ``headway`` command line.
 
-Exit codes: 0 done, 1 the operation failed, 2 the input (YAML, address, name) is wrong.
+Exit codes: 0 done, 1 the operation failed, 2 the input (YAML, address, name) is wrong,
+3 refused for now (the head is recovering): retry later or pass ``--wait``.
 Errors are one readable paragraph, never a traceback, and never hold a secret.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -14,8 +16,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import cloud, records, service, storage
-from .spec import SpecError, load_spec
+from . import cloud, controller, records, service, storage, watchdog
+from .records import NodeRecord, ServiceRecord
+from .spec import ServiceSpec, SpecError, load_spec
+
+EXIT_RETRY = 3
 
 out = Console()
 err = Console(stderr=True)
@@ -42,23 +47,65 @@ def main() -> None:
 
 @main.command()
 @click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
-def deploy(path: str) -> None:
+@click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
+@click.option("--wait-timeout", default=600.0, show_default=True, help="seconds --wait waits at most")
+@click.option(
+    "--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head"
+)
+def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
         spec = load_spec(path, has_default_store=cloud.default_store_available())
     except SpecError as exc:
         _fail(str(exc), 2)
-    try:
-        rec = service.deploy(spec, _progress())
-    except storage.StoreError as exc:
-        _fail(f"{exc}\nnothing was started.", 2)
-    except RuntimeError as exc:  # DeployError, CloudError, ServeError, ProviderError ...
-        _fail(str(exc))
-    out.print(f"[bold green]service {rec.name} is RUNNING[/]")
+    _apply(spec, wait, wait_timeout, strict)
+
+
+def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> None:
+    progress = _progress()
+    deadline = time.monotonic() + wait_timeout
+    while True:
+        try:
+            rec = service.deploy(spec, progress, strict=strict)
+            break
+        except service.HeadRecovering as exc:
+            if not wait:
+                _fail(str(exc), EXIT_RETRY)
+            controller.start_daemon()  # someone must be repairing the head we wait for
+            if time.monotonic() > deadline:
+                _fail(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)", EXIT_RETRY)
+            progress(f"waiting: {exc}")
+            service.wait_recovered(spec.name, deadline)
+        except storage.StoreError as exc:
+            _fail(f"{exc}\nnothing was started.", 2)
+        except service.PlacementError as exc:
+            _fail(str(exc), 2)
+        except RuntimeError as exc:  # DeployError, CloudError, ServeError, ProviderError ...
+            _fail(str(exc))
+    pid = controller.start_daemon()
+    out.print(f"[bold green]service {rec.name} is RUNNING[/] (controller {pid} watches it)")
     for w in rec.workers:
         out.print(f"  endpoint ({w.name}): {rec.proxy_url(w)}")
     if not rec.gcs_ft:
         out.print("[yellow]GCS fault tolerance is disabled for this service[/]")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--group", required=True, help="the worker group to resize")
+@click.option("--count", required=True, type=click.IntRange(0, 64), help="its new number of workers")
+@click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
+@click.option("--wait-timeout", default=600.0, show_default=True)
+def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
+    """Change the number of workers of one group (an update of the service)."""
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    try:
+        spec = service.scaled_spec(rec, group, count)
+    except service.DeployError as exc:
+        _fail(str(exc), 2)
+    _apply(spec, wait, wait_timeout, strict=False)
 
 
 def _status_table(st: dict) -> None:
@@ -75,10 +122,16 @@ def _status_table(st: dict) -> None:
     for n in st["nodes"]:
         t.add_row(n["name"], n["role"], n["ip"], "yes" if n["alive"] else "[red]no[/]", n["proxy_url"])
     out.print(t)
-    a = Table("application", "status", "route")
+    a = Table("application", "status", "route", "replicas (running/target on nodes)")
     for app in st["applications"]:
-        a.add_row(app["name"], app["status"], str(app["route_prefix"]))
+        reps = "; ".join(
+            f"{dep} {d['running']}/{d['target']} on {', '.join(d['nodes']) or '-'}"
+            for dep, d in app["replicas"].items()
+        )
+        a.add_row(app["name"], app["status"], str(app["route_prefix"]), reps)
     out.print(a)
+    if not st["controller_pid"]:
+        out.print("[yellow]no controller runs: nothing replaces a dead node ('headway controller start')[/]")
 
 
 @main.command()
@@ -108,13 +161,13 @@ def events(name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
-    t = Table("time", "+s", "state", "event", "message")
     prev = evs[0]["at"] if evs else 0.0
     for e in evs:
         stamp = time.strftime("%H:%M:%S", time.localtime(e["at"])) + f".{int(e['at'] * 1000) % 1000:03d}"
-        t.add_row(stamp, f"{e['at'] - prev:.2f}", e["state"], e["kind"], e["message"])
+        durations = " ".join(f"{k}={v}" for k, v in e["details"].items() if k.endswith("_s"))
+        line = f"{stamp} {e['at'] - prev:+7.2f}s  {e['state']:<15} {e['kind']:<22} {e['message']}"
+        out.print(line + (f"  [dim]({durations})[/]" if durations else ""), highlight=False, soft_wrap=True)
         prev = e["at"]
-    out.print(t)
 
 
 @main.command("list")
@@ -202,6 +255,94 @@ def cloud_teardown(force: bool) -> None:
         service.terminate(r.name, _progress())
     cloud.teardown()
     out.print("cloud removed")
+
+
+@main.group("controller")
+def controller_group() -> None:
+    """The control plane that watches every service and replaces dead heads and workers."""
+
+
+@controller_group.command("run")
+@click.option(
+    "--failure-threshold",
+    type=click.IntRange(1, 100),
+    default=lambda: int(os.environ.get("HEADWAY_HEAD_FAILURE_THRESHOLD", watchdog.FAILURE_THRESHOLD)),
+    show_default=f"{watchdog.FAILURE_THRESHOLD} or $HEADWAY_HEAD_FAILURE_THRESHOLD",
+    help="failed GCS health checks in a row before a live head is declared dead",
+)
+@click.option(
+    "--period",
+    type=click.FloatRange(0.1, 10),
+    default=lambda: float(os.environ.get("HEADWAY_PROBE_PERIOD_S", watchdog.PROBE_PERIOD_S)),
+    show_default=f"{watchdog.PROBE_PERIOD_S} or $HEADWAY_PROBE_PERIOD_S",
+    help="seconds between two probes of a head",
+)
+def controller_run(failure_threshold: int, period: float) -> None:
+    """Run the controller in the foreground (deploy starts one in the background)."""
+    try:
+        controller.run_forever(failure_threshold, period)
+    except RuntimeError as exc:
+        _fail(str(exc))
+
+
+@controller_group.command("start")
+def controller_start() -> None:
+    """Start the controller in the background unless one runs."""
+    try:
+        pid = controller.start_daemon()
+    except RuntimeError as exc:
+        _fail(str(exc))
+    out.print(f"controller {pid} runs; log: {controller.logfile()}")
+
+
+@controller_group.command("stop")
+def controller_stop() -> None:
+    """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
+    pid = controller.stop()
+    out.print(f"controller {pid} stopped" if pid else "no controller runs")
+
+
+@controller_group.command("status")
+def controller_status() -> None:
+    pid = controller.running_pid()
+    out.print(f"controller {pid} runs; log: {controller.logfile()}" if pid else "no controller runs")
+    if not pid:
+        sys.exit(1)
+
+
+@main.group("chaos")
+def chaos_group() -> None:
+    """Break things on purpose, for demos: SIGKILL every process of a node's host."""
+
+
+def _chaos_target(name: str, role: str, node: str | None) -> tuple[ServiceRecord, NodeRecord]:
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    candidates = [n for n in rec.nodes if n.role == role and (node is None or n.name == node)]
+    if not candidates:
+        names = ", ".join(n.name for n in rec.workers)
+        _fail(f"service {name} has no {role} named {node}; its workers: {names}", 2)
+    return rec, candidates[0]
+
+
+@chaos_group.command("kill-head")
+@click.argument("name")
+def chaos_kill_head(name: str) -> None:
+    """SIGKILL every process of the head host (a head crash)."""
+    rec, node = _chaos_target(name, "head", None)
+    n = service.crash_node(rec, node)
+    out.print(f"killed {n} process(es) of the head of {name} at {node.ip}")
+
+
+@chaos_group.command("kill-worker")
+@click.argument("name")
+@click.option("--node", default=None, help="the worker to kill (default: the first)")
+def chaos_kill_worker(name: str, node: str | None) -> None:
+    """SIGKILL every process of a worker host (a worker crash)."""
+    rec, target = _chaos_target(name, "worker", node)
+    n = service.crash_node(rec, target)
+    out.print(f"killed {n} process(es) of worker {target.name} of {name} at {target.ip}")
 
 
 if __name__ == "__main__":

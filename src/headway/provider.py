@@ -31,6 +31,15 @@ _NODE_PORT_KEYS = (
 )
 
 
+#: Node supervisors this process started; polled so that dead ones do not stay zombies
+#: in a long-lived controller (``Popen.poll`` reaps only its own child, never another).
+_children: list[subprocess.Popen] = []
+
+
+def reap_children() -> None:
+    _children[:] = [c for c in _children if c.poll() is None]
+
+
 class ProviderError(RuntimeError):
     pass
 
@@ -168,7 +177,9 @@ class LocalProvider:
                 start_new_session=True,
                 cwd=node.temp_dir,
             )
+        _children.append(child)
         node.pid = child.pid
+        node.pid_started = procs.start_time(child.pid)
         node.started_at = time.time()
         return child.pid
 
@@ -179,7 +190,10 @@ class LocalProvider:
         return sorted(found)
 
     def alive(self, node: NodeRecord) -> bool:
-        """The node's ``ray start --block`` supervisor runs (it exits when the raylet dies)."""
+        """The node's ``ray start --block`` supervisor runs: it exits as soon as one of the
+        node's Ray processes (raylet, GCS) dies. Cheap enough to ask twice a second."""
+        if node.pid_started is not None:
+            return procs.same_process(node.pid, node.pid_started)
         return procs.alive(node.pid) and bool(procs.pids_with_marker(node.marker))
 
     def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:

@@ -30,7 +30,9 @@ class NodeRecord(BaseModel):
     log: str
     marker: str
     pid: int | None = None
+    pid_started: int | None = None  # /proc start time of ``pid``: tells a reused PID apart
     started_at: float = 0.0
+    node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
 
 
 class ServiceRecord(BaseModel):
@@ -122,6 +124,20 @@ def locked(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_locked(name: str) -> bool:
+    """Another command holds the service right now (probed without waiting)."""
+    f = paths.service_dir(name) / ".lock"
+    if not f.exists():
+        return False
+    with open(f) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
 
 
 @contextlib.contextmanager

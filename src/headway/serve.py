@@ -172,3 +172,24 @@ def alive_nodes(dashboard_url: str, timeout_s: float = 5) -> list[dict[str, Any]
         return None
     body = resp.json()
     return body.get("data", {}).get("result", {}).get("result", [])
+
+
+def replicas(details: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per application and deployment: RUNNING replicas, the target count, their nodes."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for app_name, app in ((details or {}).get("applications") or {}).items():
+        for dep_name, dep in (app.get("deployments") or {}).items():
+            running = [r for r in dep.get("replicas") or [] if r.get("state") == "RUNNING"]
+            out.setdefault(app_name, {})[dep_name] = {
+                "running": len(running),
+                "target": dep.get("target_num_replicas"),
+                "node_ids": sorted({r.get("node_id") for r in running if r.get("node_id")}),
+                "pids": sorted(r.get("pid") for r in running if r.get("pid")),
+            }
+    return out
+
+
+def full_replicas(details: dict[str, Any] | None) -> bool:
+    """Every deployment of every application runs its target number of replicas."""
+    deps = [d for app in replicas(details).values() for d in app.values()]
+    return bool(deps) and all(d["target"] is not None and d["running"] >= d["target"] for d in deps)

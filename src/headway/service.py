@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import cloud, netns, paths, ray_node, records, serve, states, storage
+from . import cloud, netns, paths, placement, procs, ray_node, records, serve, states, storage
 from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
@@ -30,6 +30,14 @@ PROXIES_HEALTHY_TIMEOUT_S = 60
 
 class DeployError(RuntimeError):
     """A deploy or update that could not be done; the message says what to do."""
+
+
+class PlacementError(DeployError):
+    """--strict: the replicas could not serve without the head (see ``placement``)."""
+
+
+class HeadRecovering(DeployError):
+    """The service's head is down or being replaced: changes wait until it is back."""
 
 
 def _quiet(_: str) -> None:
@@ -78,7 +86,7 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     return addr
 
 
-def _provider(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> LocalProvider:
+def provider_for(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> LocalProvider:
     """The provider of a cloud; a service record's mode stands in when the cloud is gone."""
     mode = crec.mode if crec else rec.mode if rec else cloud.mode_default()
     return LocalProvider(mode, crec.subnet if crec else None)
@@ -108,7 +116,7 @@ def _store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddres
     return cloud.store_address(crec)
 
 
-def _start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
     launch = ray_node.head_launch(
         ip=node.ip,
         ports=prov.node_ports(node),
@@ -122,7 +130,7 @@ def _start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node
     prov.start(node, launch)
 
 
-def _start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
     group = next(g for g in spec.compute_config.worker_nodes if g.name == node.group)
     launch = ray_node.worker_launch(
         ip=node.ip,
@@ -138,18 +146,18 @@ def _start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, no
     prov.start(node, launch)
 
 
-def _wait_head(rec: ServiceRecord, prov: LocalProvider, head: NodeRecord) -> None:
+def wait_head(rec: ServiceRecord, prov: LocalProvider, head: NodeRecord) -> None:
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if serve.gcs_healthy(rec.dashboard_url, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
-            raise DeployError(f"the head node exited during start; see its log: {_tail(head.log)}")
+            raise DeployError(f"the head node exited during start; see its log: {log_tail(head.log)}")
         time.sleep(0.3)
     raise DeployError(f"the head node did not come up in {HEAD_START_TIMEOUT_S} s; log: {head.log}")
 
 
-def _tail(path: str, lines: int = 15) -> str:
+def log_tail(path: str, lines: int = 15) -> str:
     try:
         with open(path, errors="replace") as fh:
             return "\n" + "".join(fh.readlines()[-lines:])
@@ -157,7 +165,7 @@ def _tail(path: str, lines: int = 15) -> str:
         return path
 
 
-def _wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[dict[str, Any]]:
+def wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[dict[str, Any]]:
     deadline = time.monotonic() + WORKERS_JOIN_TIMEOUT_S
     nodes: list[dict[str, Any]] | None = None
     while time.monotonic() < deadline:
@@ -166,9 +174,45 @@ def _wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[
             return nodes
         for w in rec.workers:
             if not prov.alive(w) and time.time() - w.started_at > 5:
-                raise DeployError(f"worker {w.name} exited during start; log: {_tail(w.log)}")
+                raise DeployError(f"worker {w.name} exited during start; log: {log_tail(w.log)}")
         time.sleep(0.5)
     raise DeployError(f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s")
+
+
+def note_node_ids(rec: ServiceRecord, alive: list[dict[str, Any]]) -> None:
+    """Remember Ray's node id of every node (matched by node name): a re-adopted worker
+    must come back under the same id, and the head's id tells a stale entry apart."""
+    by_name = {n.get("node_name"): n.get("node_id") for n in alive}
+    heads = [n.get("node_id") for n in alive if n.get("is_head_node")]
+    for node in rec.nodes:
+        if node.role == "head" and len(heads) == 1:
+            node.node_id = heads[0]
+        elif node.name in by_name:
+            node.node_id = by_name[node.name]
+
+
+def recovering_since(rec: ServiceRecord) -> float | None:
+    """When the head of a GCS-FT service was lost, if it is down or being replaced now."""
+    if not rec.gcs_ft:
+        return None
+    if rec.state == states.State.HEAD_RECOVERING:
+        lost = [e for e in rec.events if e.kind == "state" and e.state == states.State.HEAD_RECOVERING]
+        return lost[-1].details.get("lost_at", lost[-1].at) if lost else rec.updated_at
+    watched = rec.state in (states.State.RUNNING, states.State.UPDATING, states.State.UNHEALTHY)
+    if watched and rec.head is not None and not provider_for(cloud.load(), rec).alive(rec.head):
+        return time.time()
+    return None
+
+
+def refuse_while_recovering(rec: ServiceRecord) -> None:
+    """Updates and scaling need the head: refuse them, clearly, while it is down."""
+    since = recovering_since(rec)
+    if since is None:
+        return
+    raise HeadRecovering(
+        f"head node of service {rec.name} is recovering ({time.time() - since:.0f} s); "
+        "updates resume when it is back — retry, or pass --wait"
+    )
 
 
 def _desired_workers(spec: ServiceSpec) -> list[tuple[str, str]]:
@@ -209,16 +253,27 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
     return cloud.setup()
 
 
-def deploy(spec: ServiceSpec, progress: Progress = _quiet) -> ServiceRecord:
-    """Create the service, or update it when one of that name exists."""
+def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False) -> ServiceRecord:
+    """Create the service, or update it when one of that name exists.
+
+    ``strict``: refuse a service whose replicas could not serve without the head."""
+    problems = placement.spec_problems(spec)
+    if problems and strict:
+        raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
+    for p in problems:
+        progress(f"warning: {p}")
     resolved = preflight(spec, progress)
+    existing = records.load(spec.name)
+    if existing is not None:
+        refuse_while_recovering(existing)
     with records.locked(spec.name):
         existing = records.load(spec.name)
         if existing is not None:
+            refuse_while_recovering(existing)
             crec = cloud.load()
             updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
-            if updatable and crec is not None and existing.head and _provider(crec).alive(existing.head):
-                return _update(existing, spec, crec, progress)
+            if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
+                return _update(existing, spec, crec, progress, strict)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             _remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
@@ -227,13 +282,17 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet) -> ServiceRecord:
             progress(f"checking GCS store {addr.masked()} (managed)")
             storage.check_reachable(addr)
             resolved = ResolvedStorage(addr, "cloud")
-        return _create(spec, crec, resolved, progress)
+        return _create(spec, crec, resolved, progress, strict)
 
 
 def _create(
-    spec: ServiceSpec, crec: cloud.CloudRecord, resolved: ResolvedStorage | None, progress: Progress
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    resolved: ResolvedStorage | None,
+    progress: Progress,
+    strict: bool,
 ) -> ServiceRecord:
-    prov = _provider(crec)
+    prov = provider_for(crec)
     for ns in prov.leftover_namespaces(spec.name, keep=set()) if not prov.loopback else []:
         progress(f"removing leftover namespace {ns}")
         prov.remove_namespace(ns)
@@ -273,22 +332,24 @@ def _create(
     try:
         rec.working_dir_uri = _package(rec, spec)
         progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
-        _start_head(rec, spec, prov, head)
+        start_head(rec, spec, prov, head)
         records.save(rec)
-        _wait_head(rec, prov, head)
-        record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=time.time() - rec.created_at)
+        wait_head(rec, prov, head)
+        record_event(
+            rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2)
+        )
         progress(
             "head is up; GCS "
             + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)")
         )
         for w in rec.workers:
             progress(f"starting worker {w.name} at {w.ip}")
-            _start_worker(rec, spec, prov, w)
+            start_worker(rec, spec, prov, w)
         records.save(rec)
-        _wait_nodes(rec, prov, 1 + len(rec.workers))
+        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers)))
         record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
         progress(f"{len(rec.workers)} worker(s) joined")
-        _apply_apps(rec, spec, progress)
+        _apply_apps(rec, spec, progress, strict)
         set_state(
             rec,
             states.State.RUNNING,
@@ -302,7 +363,7 @@ def _create(
         raise
 
 
-def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress) -> None:
+def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
     progress(f"deploying {len(spec.applications)} application(s)")
     serve.put_applications(rec.dashboard_url, config)
@@ -317,10 +378,16 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress) -> No
     for url in idle:
         progress(f"warning: the proxy at {url} serves no replica (it answers 503 on /-/healthz)")
     progress(f"the proxies of {len(rec.workers) - len(idle)} worker(s) are healthy")
+    head_id = rec.head.node_id if rec.head else None
+    problems = placement.observed_problems(serve.replicas(serve.get_applications(rec.dashboard_url)), head_id)
+    if problems and strict:
+        raise PlacementError("refused (--strict): " + "; ".join(problems))
+    for p in problems:
+        progress(f"warning: {p}")
 
 
 def _update(
-    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress
+    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress, strict: bool
 ) -> ServiceRecord:
     old = ServiceSpec.model_validate(rec.spec)
     if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
@@ -333,16 +400,16 @@ def _update(
     progress(f"updating service {rec.name}")
     set_state(rec, states.State.UPDATING, "deploy of a new spec")
     try:
-        return _apply_update(rec, spec, crec, progress)
+        return _apply_update(rec, spec, crec, progress, strict)
     except BaseException as exc:
         set_state(rec, states.State.UNHEALTHY, f"update failed: {exc}"[:500])
         raise
 
 
 def _apply_update(
-    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress
+    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress, strict: bool
 ) -> ServiceRecord:
-    prov = _provider(crec)
+    prov = provider_for(crec)
     rec.spec = spec.model_dump(mode="json", by_alias=False)
     records.save(rec)
     desired = dict(_desired_workers(spec))
@@ -365,12 +432,12 @@ def _apply_update(
         records.save(rec)
     for node in added:
         progress(f"starting worker {node.name} at {node.ip}")
-        _start_worker(rec, spec, prov, node)
+        start_worker(rec, spec, prov, node)
     records.save(rec)
     if added:
-        _wait_nodes(rec, prov, 1 + len(rec.workers))
+        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers)))
     rec.working_dir_uri = _package(rec, spec)
-    _apply_apps(rec, spec, progress)
+    _apply_apps(rec, spec, progress, strict)
     set_state(rec, states.State.RUNNING, "update applied")
     return rec
 
@@ -379,7 +446,7 @@ def _remove_everything(
     rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
 ) -> int:
     """Nodes first (no GCS may be alive), then the store namespace, then the records."""
-    prov = _provider(crec, rec)
+    prov = provider_for(crec, rec)
     for node in sorted(rec.nodes, key=lambda n: n.role == "head"):
         prov.remove(node)
     if prov.mode == "netns" and netns.available():
@@ -400,6 +467,35 @@ def _remove_everything(
     return removed
 
 
+def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
+    """Block until the service's head is back (or ``deadline``, a monotonic time)."""
+    while time.monotonic() < deadline:
+        rec = records.load(name)
+        if rec is None or (recovering_since(rec) is None and not records.is_locked(name)):
+            return
+        time.sleep(poll_s)
+
+
+def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
+    """The service's spec with one worker group resized."""
+    data = dict(rec.spec)
+    groups = [dict(g) for g in data["compute_config"]["worker_nodes"]]
+    match = [g for g in groups if g["name"] == group]
+    if not match:
+        known = ", ".join(g["name"] for g in groups)
+        raise DeployError(f"service {rec.name} has no worker group {group!r}; its groups: {known}")
+    match[0]["count"] = count
+    data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
+    return ServiceSpec.model_validate(data)
+
+
+def crash_node(rec: ServiceRecord, node: NodeRecord) -> int:
+    """SIGKILL every process of a node's host, as a crash would (the host stays, dead)."""
+    pids = provider_for(cloud.load(), rec).pids(node)
+    procs.kill_pids(pids)
+    return len(pids)
+
+
 def terminate(name: str, progress: Progress = _quiet) -> None:
     with records.locked(name):
         rec = records.load(name)
@@ -411,9 +507,20 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
     shutil.rmtree(paths.service_dir(name), ignore_errors=True)
 
 
+def controller_pid() -> int | None:
+    from .controller import running_pid  # the controller module imports this one
+
+    return running_pid()
+
+
+def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
+    names = {n.node_id: n.name for n in rec.nodes if n.node_id}
+    return [names.get(i, i[:8]) for i in node_ids]
+
+
 def observe(rec: ServiceRecord) -> dict[str, Any]:
     """Status as seen now (no secrets): nodes, applications, storage."""
-    prov = _provider(cloud.load(), rec)
+    prov = provider_for(cloud.load(), rec)
     nodes = []
     for n in rec.nodes:
         nodes.append(
@@ -429,11 +536,16 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         )
     head_alive = bool(rec.head and prov.alive(rec.head))
     details = serve.get_applications(rec.dashboard_url) if head_alive else None
+    placed = serve.replicas(details)
     apps = [
         {
             "name": a["name"],
             "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
             "route_prefix": a.get("route_prefix"),
+            "replicas": {
+                dep: {**d, "nodes": _node_names(rec, d["node_ids"])}
+                for dep, d in placed.get(a["name"], {}).items()
+            },
         }
         for a in rec.spec.get("applications", [])
     ]
@@ -460,4 +572,5 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         else {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"},
         "dashboard_url": rec.dashboard_url,
         "endpoints": [rec.proxy_url(n) for n in rec.workers],
+        "controller_pid": controller_pid(),
     }

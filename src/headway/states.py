@@ -42,6 +42,7 @@ TRANSITIONS: dict[tuple[State, State], str] = {
     (S.HEAD_RECOVERING, S.RUNNING): "new head up, workers re-registered, applications RUNNING",
     (S.HEAD_RECOVERING, S.UNHEALTHY): "head replacement failed",
     (S.HEAD_RECOVERING, S.TERMINATING): "terminate",
+    (S.HEAD_RECOVERING, S.HEAD_RECOVERING): "a restarted controller resumes an interrupted recovery",
     (S.UNHEALTHY, S.RUNNING): "the fault cleared (observed healthy again)",
     (S.UNHEALTHY, S.HEAD_RECOVERING): "a new attempt to replace the head",
     (S.UNHEALTHY, S.UPDATING): "a deploy of the same name",

@@ -7,17 +7,21 @@ by PID, namespace name and temp dir — never by a process-name pattern.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 import yaml
@@ -60,7 +64,55 @@ class Cli:
         self.services.append(name)
         return path
 
+    def record(self, name: str) -> dict:
+        return json.loads((self.home / "services" / name / "service.json").read_text())
+
+    def events(self, name: str) -> list[dict]:
+        return json.loads(self.run("events", name, "--json", check=True).stdout)
+
+    def wait_event(
+        self, name: str, kind: str, after: float, timeout: float = 180, state: str | None = None
+    ) -> dict:
+        """The first event of ``kind`` (and ``state``) recorded after time ``after``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.record(name)["events"]:
+                if e["kind"] == kind and e["at"] > after and (state is None or e["state"] == state):
+                    return e
+            time.sleep(0.5)
+        raise AssertionError(f"no {kind} event within {timeout} s; events: {self.events(name)}")
+
+    def node_pids(self, name: str, node: str) -> list[int]:
+        """Every process of a node's host, found the way the test's own reading of the
+        record says (marker and namespace), not through headway's code."""
+        n = next(x for x in self.record(name)["nodes"] if x["name"] == node)
+        pids = set(procs.pids_with_marker(n["marker"]))
+        if n.get("netns"):
+            out = subprocess.run(["ip", "netns", "pids", n["netns"]], capture_output=True, text=True)
+            pids |= {int(p) for p in out.stdout.split()}
+        return sorted(pids)
+
+    def crash(self, name: str, node: str) -> float:
+        """SIGKILL every process of a node by PID; return the time of the kill."""
+        pids = self.node_pids(name, node)
+        assert pids, f"no process found for {name}/{node}"
+        at = time.time()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return at
+
+    def controller_pid(self) -> int | None:
+        try:
+            info = json.loads((self.home / "controller.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return info["pid"] if procs.same_process(info["pid"], info["started"]) else None
+
     def cleanup(self) -> None:
+        pid = self.controller_pid()
+        if pid:
+            procs.kill_pids([pid])
         self.run("cloud", "teardown", "--force", timeout=120)
         # Safety net for a failed test: anything still recorded or named after our services.
         for rec_file in (self.home / "services").glob("*/service.json"):
@@ -72,6 +124,54 @@ class Cli:
                     procs.kill_pids(netns.pids(ns))
                     netns.delete(ns)
             subprocess.run(["ip", "link", "del", self.env["HEADWAY_BRIDGE"]], capture_output=True)
+
+
+class Load:
+    """Clients in threads, each sending requests to one URL for as long as it runs."""
+
+    def __init__(self, urls: list[str], timeout_s: float = 10.0):
+        self.urls = urls
+        self.timeout_s = timeout_s
+        self.ok = 0
+        self.failed = 0
+        self.max_latency = 0.0
+        self.errors: list[str] = []
+        self.replies: list[dict] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
+
+    def _run(self, url: str) -> None:
+        with httpx.Client(timeout=self.timeout_s) as client:
+            while not self._stop.is_set():
+                t = time.monotonic()
+                try:
+                    r = client.get(url + "/")
+                    good = r.status_code == 200
+                    if good and len(self.replies) < 100000:
+                        self.replies.append(r.json())
+                    elif not good:
+                        self.errors.append(f"{url}: HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    good = False
+                    self.errors.append(f"{url}: {type(exc).__name__}")
+                self.max_latency = max(self.max_latency, time.monotonic() - t)
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=self.timeout_s + 5)
+
+    def report(self) -> str:
+        return f"{self.ok + self.failed} requests, {self.failed} failed, max latency {self.max_latency:.2f} s"
 
 
 _counter = iter(range(1, 200))

@@ -1,0 +1,257 @@
+"""The control plane: one long-lived process per state dir that watches every
+service and repairs it (the head first, then workers).
+
+It is never on the data path: killing it stops no request. Everything it knows is
+in the state dir, so a restarted controller carries on where the last one stopped
+(including a head replacement it was in the middle of). One controller per state
+dir is guaranteed by an exclusive lock held for its whole life.
+
+Observe, decide, act: probes gather a ``ServiceView``; ``watchdog.decide`` (pure)
+picks the action; repairs run in a thread per service under the service's lock,
+so probing of the other services goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cloud, paths, procs, records, repair, serve, states, watchdog
+from .provider import reap_children
+from .records import ServiceRecord
+from .service import provider_for, record_event, set_state
+
+log = logging.getLogger("headway.controller")
+
+#: The controller exits when no service has existed for this long (nothing to watch).
+IDLE_EXIT_S = 15.0
+
+
+def _pidfile() -> Path:
+    return paths.home() / "controller.json"
+
+
+def _lockfile() -> Path:
+    return paths.home() / "controller.lock"
+
+
+def logfile() -> Path:
+    return paths.home() / "controller.log"
+
+
+def running_pid() -> int | None:
+    """The PID of this state dir's controller, if one runs."""
+    try:
+        info = json.loads(_pidfile().read_text())
+    except (OSError, ValueError):
+        return None
+    pid, started = info.get("pid"), info.get("started")
+    return pid if procs.same_process(pid, started) else None
+
+
+def start_daemon(timeout_s: float = 10.0) -> int:
+    """Start a detached controller unless one runs; return its PID."""
+    pid = running_pid()
+    if pid:
+        return pid
+    with open(logfile(), "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "headway.cli", "controller", "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = running_pid()
+        if pid:
+            return pid
+        if child.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"the controller did not start; see {logfile()}")
+
+
+def stop(grace_s: float = 10.0) -> int | None:
+    """Stop this state dir's controller (by its recorded PID); return that PID."""
+    pid = running_pid()
+    if pid:
+        procs.kill_pids([pid], grace_s=grace_s)
+    return pid
+
+
+@dataclass
+class _ServiceWatch:
+    head_marker: str
+    head: watchdog.HeadWatch
+    last_attempt: float | None = None
+
+
+@dataclass
+class Controller:
+    period_s: float = watchdog.PROBE_PERIOD_S
+    probe_timeout_s: float = watchdog.PROBE_TIMEOUT_S
+    failure_threshold: int = watchdog.FAILURE_THRESHOLD
+    watches: dict[str, _ServiceWatch] = field(default_factory=dict)
+    active: dict[str, threading.Thread] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    # -- one round ----------------------------------------------------------------------
+    def observe(self, rec: ServiceRecord) -> watchdog.ServiceView:
+        prov = provider_for(cloud.load(), rec)
+        head = rec.head
+        w = self.watches.get(rec.name)
+        if w is None or head is None or w.head_marker != head.marker:
+            last = w.last_attempt if w else None
+            w = _ServiceWatch(head.marker if head else "", watchdog.HeadWatch(self.failure_threshold), last)
+            self.watches[rec.name] = w
+        alive = bool(head and prov.alive(head))
+        healthy = alive and serve.gcs_healthy(rec.dashboard_url, timeout_s=self.probe_timeout_s)
+        verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
+        if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
+            log.info("%s: head %s (%s)", rec.name, verdict, why)
+        dead = (
+            tuple(n.name for n in rec.workers if not prov.alive(n)) if verdict == watchdog.Verdict.OK else ()
+        )
+        return watchdog.ServiceView(
+            state=rec.state,
+            gcs_ft=rec.gcs_ft,
+            head=verdict,
+            dead_workers=dead,
+            busy=records.is_locked(rec.name),
+            since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
+        )
+
+    def round(self) -> int:
+        """Probe every service once and start the repairs it needs; return how many services."""
+        reap_children()
+        recs = records.all_records()
+        for name in [n for n, t in self.active.items() if not t.is_alive()]:
+            del self.active[name]
+        for rec in recs:
+            if rec.name in self.active:
+                continue
+            view = self.observe(rec)
+            action, why = watchdog.decide(view)
+            if action == watchdog.Action.NONE:
+                continue
+            log.info("%s: %s (%s)", rec.name, action, why)
+            self._act(rec.name, action, why)
+        return len(recs)
+
+    def _act(self, name: str, action: watchdog.Action, why: str) -> None:
+        w = self.watches[name]
+        lost_at = w.head.first_failure_at or time.time()
+        if action == watchdog.Action.RECOVER_HEAD:
+            w.last_attempt = time.time()
+            target = lambda: self._recover(name, why, lost_at)  # noqa: E731
+        elif action == watchdog.Action.REPLACE_WORKERS:
+            target = lambda: self._replace_workers(name)  # noqa: E731
+        else:
+            target = lambda: self._mark_unhealthy(name, why)  # noqa: E731
+        t = threading.Thread(target=target, name=f"{action}:{name}", daemon=True)
+        self.active[name] = t
+        t.start()
+
+    # -- repairs (threads) ------------------------------------------------------------------
+    def _recover(self, name: str, why: str, lost_at: float) -> None:
+        try:
+            with records.locked(name):
+                rec = records.load(name)
+                if rec is None:
+                    return
+                try:
+                    repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
+                    log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
+                except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
+                    log.warning("%s: head replacement failed: %s", name, exc)
+                    rec = records.load(name) or rec
+                    set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
+        except RuntimeError as exc:  # the service is held by another command
+            log.info("%s: %s", name, exc)
+
+    def _replace_workers(self, name: str) -> None:
+        try:
+            with records.locked(name):
+                rec = records.load(name)
+                if rec is None or rec.state != states.State.RUNNING:
+                    return
+                prov = provider_for(cloud.load(), rec)
+                dead = [w.name for w in rec.workers if not prov.alive(w)]
+                if not dead:
+                    return
+                try:
+                    repair.replace_workers(rec, dead, progress=lambda m: log.info("%s: %s", name, m))
+                except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+                    log.warning("%s: worker replacement failed: %s", name, exc)
+                    rec = records.load(name) or rec
+                    record_event(rec, "worker_replacement_failed", str(exc)[:500])
+                    records.save(rec)
+        except RuntimeError as exc:
+            log.info("%s: %s", name, exc)
+
+    def _mark_unhealthy(self, name: str, why: str) -> None:
+        try:
+            with records.locked(name):
+                rec = records.load(name)
+                if rec is not None and rec.state != states.State.UNHEALTHY:
+                    set_state(rec, states.State.UNHEALTHY, why)
+        except RuntimeError as exc:
+            log.info("%s: %s", name, exc)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        idle_since: float | None = None
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                count = self.round()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
+                log.exception("round failed")
+                count = 1
+            if count == 0 and not self.active:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > IDLE_EXIT_S:
+                    log.info("no service left to watch; exiting")
+                    return
+            else:
+                idle_since = None
+            self.stopping.wait(max(0.05, self.period_s - (time.monotonic() - started)))
+
+
+def run_forever(failure_threshold: int, period_s: float) -> None:
+    """The controller process: take the lock, write the PID file, loop until stopped."""
+    lock = open(_lockfile(), "w")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RuntimeError("a controller already runs for this state dir") from None
+    paths.write_private(
+        _pidfile(), json.dumps({"pid": os.getpid(), "started": procs.start_time(os.getpid())})
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
+    ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)
+    signal.signal(signal.SIGTERM, lambda *_: ctl.stopping.set())
+    log.info(
+        "controller %d watching %s (threshold %d, period %.2f s)",
+        os.getpid(),
+        paths.home(),
+        failure_threshold,
+        period_s,
+    )
+    try:
+        ctl.run()
+    finally:
+        _pidfile().unlink(missing_ok=True)

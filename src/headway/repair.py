@@ -1,0 +1,232 @@
+"""Repairs the controller carries out: replace a dead head, replace dead workers.
+
+A head replacement is ordered as KubeRay orders it: the old head is fenced (every
+process of its host killed, the host removed) *before* the new head starts, so two
+GCSes never write the same store namespace. The new head takes the old address,
+since that is the one address every worker knows, and a fresh host and temp dir.
+Every step is an event on the service's timeline, with its duration.
+
+Both repairs are idempotent: a controller that dies half-way runs them again.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import cloud, records, serve, states
+from .provider import LocalProvider
+from .records import NodeRecord, ServiceRecord
+from .service import (
+    APPS_RUNNING_TIMEOUT_S,
+    DeployError,
+    Progress,
+    note_node_ids,
+    provider_for,
+    record_event,
+    set_state,
+    start_head,
+    start_worker,
+    wait_head,
+)
+from .spec import ServiceSpec
+
+READOPT_TIMEOUT_S = 60
+REPLICAS_TIMEOUT_S = 120
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def recover_head(
+    rec: ServiceRecord, reason: str, lost_at: float, progress: Progress = _quiet
+) -> ServiceRecord:
+    """Fence the dead head, start a new one at its address, wait until it re-adopted
+    every live worker and every application is RUNNING. Raises DeployError on failure
+    (the caller marks the service UNHEALTHY and retries later)."""
+    spec = ServiceSpec.model_validate(rec.spec)
+    prov = provider_for(cloud.load(), rec)
+    old = rec.head
+    if old is None:
+        raise DeployError(f"service {rec.name} has no head in its record")
+    if rec.state == states.State.HEAD_RECOVERING:
+        record_event(rec, "recovery_resumed", "a restarted controller resumes the head replacement")
+    else:
+        set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
+    t0 = time.time()
+
+    def step(kind: str, message: str, **details: Any) -> None:
+        now = time.time()
+        record_event(
+            rec,
+            kind,
+            message,
+            since_lost_s=round(now - lost_at, 2),
+            since_recovery_start_s=round(now - t0, 2),
+            **details,
+        )
+        records.save(rec)
+        progress(f"{now - lost_at:5.1f}s {message}")
+
+    prov.remove(old)
+    left = prov.pids(old)
+    if left:
+        raise DeployError(f"could not fence the old head: {len(left)} process(es) still alive")
+    step("old_head_fenced", f"old head at {old.ip} fenced: no process of it is left")
+
+    new = prov.new_node(rec, "head", "head", old.ip, dict(old.ports))
+    rec.nodes = [new if n is old else n for n in rec.nodes]
+    records.save(rec)  # write-ahead: the new marker is known before the process exists
+    start_head(rec, spec, prov, new)
+    records.save(rec)
+    step("new_head_started", f"new head started at {new.ip}" + (f" (netns {new.netns})" if new.netns else ""))
+
+    wait_head(rec, prov, new)
+    step("gcs_up", "GCS is up (dashboard reports it healthy)")
+
+    live = [w for w in rec.workers if prov.alive(w)]
+    nodes = wait_readopted(rec, live)
+    note_node_ids(rec, nodes)
+    step(
+        "workers_reregistered",
+        f"{len(live)} live worker(s) re-registered under their node ids; one head ALIVE",
+        workers=[w.name for w in live],
+    )
+
+    dead = [w.name for w in rec.workers if w not in live]
+    if dead:
+        # Lost while the head was down: nothing could re-place their replicas until now.
+        replace_workers(rec, dead, progress)
+
+    names = [a["name"] for a in rec.spec.get("applications", [])]
+    serve.wait_running(rec.dashboard_url, names, timeout_s=APPS_RUNNING_TIMEOUT_S)
+    placed = serve.replicas(serve.get_applications(rec.dashboard_url))
+    step(
+        "apps_running",
+        f"applications RUNNING: {', '.join(names)}",
+        replica_pids={f"{app}/{dep}": d["pids"] for app, deps in placed.items() for dep, d in deps.items()},
+    )
+    set_state(
+        rec,
+        states.State.RUNNING,
+        "head replaced",
+        downtime_s=round(time.time() - lost_at, 2),
+        recovery_s=round(time.time() - t0, 2),
+    )
+    return rec
+
+
+def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> tuple[bool, str]:
+    """Every live worker ALIVE under the node id it had, and exactly one ALIVE head."""
+    heads = [n for n in nodes if n.get("is_head_node")]
+    if len(heads) != 1:
+        return False, f"{len(heads)} ALIVE head node(s)"
+    alive_ids = {n.get("node_id") for n in nodes}
+    alive_names = {n.get("node_name") for n in nodes}
+    missing = [
+        w.name for w in live if (w.node_id not in alive_ids if w.node_id else w.name not in alive_names)
+    ]
+    if missing:
+        return False, "not re-registered yet: " + ", ".join(missing)
+    return True, "complete"
+
+
+def wait_readopted(rec: ServiceRecord, live: list[NodeRecord]) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + READOPT_TIMEOUT_S
+    why = "no answer from the dashboard"
+    while time.monotonic() < deadline:
+        nodes = serve.alive_nodes(rec.dashboard_url)
+        if nodes is not None:
+            done, why = readoption_complete(nodes, live)
+            if done:
+                return nodes
+        time.sleep(0.3)
+    raise DeployError(f"workers were not re-adopted within {READOPT_TIMEOUT_S} s: {why}")
+
+
+def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _quiet) -> ServiceRecord:
+    """Replace dead workers with new hosts of the same group; wait for full replica counts."""
+    spec = ServiceSpec.model_validate(rec.spec)
+    prov = provider_for(cloud.load(), rec)
+    t0 = time.time()
+    started: list[NodeRecord] = []
+    dead_ids: set[str] = set()
+    for name in names:
+        old = next(n for n in rec.workers if n.name == name)
+        record_event(rec, "worker_lost", f"worker {name} at {old.ip} is down", node=name, ip=old.ip)
+        records.save(rec)
+        if old.node_id:
+            dead_ids.add(old.node_id)
+        prov.remove(old)
+        with records.allocation_lock():
+            taken = {n.ip for n in rec.nodes if n is not old}
+            ip, ports = prov.plan_worker(taken)
+            new = prov.new_node(rec, name, "worker", ip, ports, group=old.group)
+            rec.nodes = [new if n is old else n for n in rec.nodes]
+            records.save(rec)
+        start_worker(rec, spec, prov, new)
+        records.save(rec)
+        started.append(new)
+        progress(f"worker {name} replaced by a new host at {ip}")
+    _wait_joined(rec, prov, started, dead_ids)
+    record_event(
+        rec,
+        "worker_replaced",
+        "new host(s) joined: " + ", ".join(f"{n.name} at {n.ip}" for n in started),
+        elapsed_s=round(time.time() - t0, 2),
+    )
+    records.save(rec)
+    deadline = time.monotonic() + REPLICAS_TIMEOUT_S
+    details = None
+    while time.monotonic() < deadline:
+        details = serve.get_applications(rec.dashboard_url)
+        if replicas_restored(serve.replicas(details), dead_ids):
+            break
+        time.sleep(0.5)
+    else:
+        raise DeployError(f"replicas not back to their target count within {REPLICAS_TIMEOUT_S} s")
+    counts = {
+        f"{app}/{dep}": f"{d['running']}/{d['target']}"
+        for app, deps in serve.replicas(details).items()
+        for dep, d in deps.items()
+    }
+    record_event(
+        rec,
+        "replicas_placed",
+        "every deployment back to its replica count",
+        elapsed_s=round(time.time() - t0, 2),
+        replicas=counts,
+    )
+    records.save(rec)
+    return rec
+
+
+def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: set[str]) -> bool:
+    """Every deployment at its target count, and no replica counted on a dead node (Serve
+    lists a dead node's replicas as RUNNING until the GCS has declared the node dead)."""
+    deps = [d for app in placed.values() for d in app.values()]
+    return bool(deps) and all(
+        d["target"] is not None and d["running"] >= d["target"] and not (set(d["node_ids"]) & dead_ids)
+        for d in deps
+    )
+
+
+def _wait_joined(
+    rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str]
+) -> None:
+    """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
+    deadline = time.monotonic() + READOPT_TIMEOUT_S
+    while time.monotonic() < deadline:
+        nodes = serve.alive_nodes(rec.dashboard_url) or []
+        ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
+        if all(w.name in ids for w in started):
+            for w in started:
+                w.node_id = ids[w.name]
+            records.save(rec)
+            return
+        for w in started:
+            if not prov.alive(w) and time.time() - w.started_at > 5:
+                raise DeployError(f"worker {w.name} exited during start; log: {w.log}")
+        time.sleep(0.5)
+    raise DeployError(f"new worker(s) did not join within {READOPT_TIMEOUT_S} s")

@@ -1,0 +1,116 @@
+"""Judging a service's health from probes: pure decisions, no I/O.
+
+The controller probes; these functions decide. Two signals for the head: its
+``ray start --block`` supervisor (which exits as soon as the GCS or the raylet dies)
+and the GCS health endpoint of the dashboard. A vanished process is a crash and is
+declared at once; an unanswered health check only counts as a failure, and the head
+is declared dead after ``failure_threshold`` failures in a row, so one slow answer
+from a busy but live head never triggers a replacement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+#: Probe period and threshold defaults: a crash is seen within one period (0.5 s); a
+#: hung head within period * threshold + probe timeout (about 2.5 s).
+PROBE_PERIOD_S = 0.5
+PROBE_TIMEOUT_S = 1.0
+FAILURE_THRESHOLD = 3
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class HeadProbe:
+    """One look at a head: is its supervisor process there, did the GCS answer healthy."""
+
+    at: float
+    process_alive: bool
+    gcs_healthy: bool
+
+
+@dataclass
+class HeadWatch:
+    """Consecutive failed probes of one head (reset by a healthy probe or a new head)."""
+
+    failure_threshold: int = FAILURE_THRESHOLD
+    failures: int = 0
+    first_failure_at: float | None = None
+    history: list[HeadProbe] = field(default_factory=list)
+
+
+def judge_head(watch: HeadWatch, probe: HeadProbe) -> tuple[Verdict, str]:
+    """Update ``watch`` with ``probe`` and say what the head is, with the reason."""
+    if probe.process_alive and probe.gcs_healthy:
+        watch.failures = 0
+        watch.first_failure_at = None
+        return Verdict.OK, "GCS healthy"
+    watch.failures += 1
+    if watch.first_failure_at is None:
+        watch.first_failure_at = probe.at
+    if not probe.process_alive:
+        return Verdict.DEAD, "head processes are gone"
+    if watch.failures >= watch.failure_threshold:
+        return Verdict.DEAD, f"GCS health check failed {watch.failures} times in a row"
+    return Verdict.SUSPECT, f"GCS health check failed ({watch.failures}/{watch.failure_threshold})"
+
+
+#: How long a failed head replacement waits before the next attempt.
+RETRY_BACKOFF_S = 10.0
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the controller observed of one service in one round."""
+
+    state: str
+    gcs_ft: bool
+    head: Verdict
+    dead_workers: tuple[str, ...] = ()
+    busy: bool = False  # another command holds the service (deploy, update, terminate)
+    since_last_attempt_s: float | None = None  # since this controller last tried a recovery
+
+
+class Action(StrEnum):
+    NONE = "none"
+    RECOVER_HEAD = "recover_head"
+    REPLACE_WORKERS = "replace_workers"
+    MARK_UNHEALTHY = "mark_unhealthy"
+
+
+#: States in which the controller looks after a service at all.
+WATCHED_STATES = frozenset({"RUNNING", "UPDATING", "HEAD_RECOVERING", "UNHEALTHY"})
+
+
+def decide(view: ServiceView) -> tuple[Action, str]:
+    """The next repair for a service, as (action, reason).
+
+    The head always comes first: workers can only be replaced through a live GCS.
+    A service another command holds is left alone (that command fails on a dead
+    head and lets go, or finishes)."""
+    if view.state not in WATCHED_STATES:
+        return Action.NONE, f"not watched in state {view.state}"
+    if view.busy:
+        return Action.NONE, "another command holds the service"
+    if view.state == "HEAD_RECOVERING":
+        # Only a controller that died mid-recovery leaves this state unheld.
+        return Action.RECOVER_HEAD, "an interrupted recovery is resumed"
+    if view.head == Verdict.DEAD:
+        if not view.gcs_ft:
+            if view.state == "UNHEALTHY":
+                return Action.NONE, "head is down and GCS fault tolerance is off"
+            return Action.MARK_UNHEALTHY, "head is down and GCS fault tolerance is off: the service is lost"
+        if view.state == "UNHEALTHY" and (
+            view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S
+        ):
+            return Action.NONE, "head replacement failed recently; waiting before the next attempt"
+        return Action.RECOVER_HEAD, "head is down"
+    if view.head == Verdict.OK and view.dead_workers and view.state == "RUNNING":
+        return Action.REPLACE_WORKERS, "worker(s) down: " + ", ".join(view.dead_workers)
+    return Action.NONE, "healthy" if view.head == Verdict.OK else "head suspect"
