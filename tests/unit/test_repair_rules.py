@@ -1,0 +1,81 @@
+"""Pure rules of the repairs and checks: re-adoption, replica restoration, placement."""
+
+from headway import placement, repair
+from headway.records import NodeRecord
+from headway.spec import parse_spec
+
+
+def worker(name: str, node_id: str | None) -> NodeRecord:
+    return NodeRecord(
+        name=name, role="worker", ip="10.0.0.1", temp_dir="/t", log="/l", marker="m", node_id=node_id
+    )
+
+
+def node(node_id: str, name: str, head: bool = False) -> dict:
+    return {"node_id": node_id, "node_name": name, "is_head_node": head, "state": "ALIVE"}
+
+
+def test_readoption_needs_same_ids_and_one_head():
+    live = [worker("w-1", "a"), worker("w-2", "b")]
+    assert repair.readoption_complete([node("h", "head", True), node("a", "w-1"), node("b", "w-2")], live)[0]
+    done, why = repair.readoption_complete([node("h", "head", True), node("a", "w-1")], live)
+    assert not done and "w-2" in why
+    # Same name under a new id is a new node, not a re-adopted one.
+    assert not repair.readoption_complete(
+        [node("h", "head", True), node("a", "w-1"), node("z", "w-2")], live
+    )[0]
+    two_heads = [node("h", "head", True), node("old", "head", True), node("a", "w-1"), node("b", "w-2")]
+    done, why = repair.readoption_complete(two_heads, live)
+    assert not done and "2 ALIVE head" in why
+
+
+def test_replicas_restored_ignores_replicas_on_dead_nodes():
+    placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["dead", "b"], "pids": [1, 2]}}}
+    assert not repair.replicas_restored(placed, {"dead"})
+    placed["app"]["D"]["node_ids"] = ["new", "b"]
+    assert repair.replicas_restored(placed, {"dead"})
+    placed["app"]["D"]["running"] = 1
+    assert not repair.replicas_restored(placed, {"dead"})
+    assert not repair.replicas_restored({}, set())
+
+
+def spec(**kw):
+    data = {
+        "name": "s",
+        "applications": [{"import_path": "m:a", "deployments": kw.pop("deployments", [])}],
+        "compute_config": {"worker_nodes": [{"name": "w", "count": kw.pop("workers", 2)}]},
+        "ray_gcs_external_storage_config": {"address": "redis://h:1"},
+    }
+    return parse_spec(data, "t.yaml", has_default_store=False)
+
+
+def test_spec_placement_ok_when_spread():
+    assert (
+        placement.spec_problems(
+            spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 1}])
+        )
+        == []
+    )
+    assert placement.spec_problems(spec()) == []  # settings in code: judged once running
+
+
+def test_spec_placement_problems_name_the_field_and_the_fix():
+    (p,) = placement.spec_problems(spec(deployments=[{"name": "D", "num_replicas": 1}]))
+    assert "applications.default.deployments.D" in p and "max_replicas_per_node: 1" in p
+    (p,) = placement.spec_problems(
+        spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 2}])
+    )
+    assert "sit on one worker" in p
+    (p,) = placement.spec_problems(spec(workers=1))
+    assert "1 worker node" in p
+
+
+def test_observed_placement():
+    spread = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
+    assert placement.observed_problems(spread, "h") == []
+    packed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a"]}}}
+    (p,) = placement.observed_problems(packed, "h")
+    assert "app/D" in p and "1 worker" in p
+    on_head = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["h", "a"]}}}
+    problems = placement.observed_problems(on_head, "h")
+    assert any("head node" in p for p in problems)

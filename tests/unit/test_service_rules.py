@@ -1,0 +1,66 @@
+"""Rules of service changes that need no Ray: refusal during recovery, scaling."""
+
+import time
+
+import pytest
+
+from headway import ray_node, service, states
+from headway.records import ServiceRecord
+
+SPEC = {
+    "name": "s",
+    "applications": [{"import_path": "m:a"}],
+    "compute_config": {"worker_nodes": [{"name": "w", "count": 2}]},
+    "ray_gcs_external_storage_config": {"address": "redis://h:1"},
+}
+
+
+def record(state: str, gcs_ft: bool = True) -> ServiceRecord:
+    rec = ServiceRecord(
+        name="s", cluster_id="c", mode="netns", state=state, gcs_ft=gcs_ft, spec=SPEC,
+        head_ip="10.0.0.2", gcs_port=6379, dashboard_port=8265, serve_port=8000,
+    )  # fmt: skip
+    return rec
+
+
+def test_update_refused_while_the_head_recovers(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    rec = record("RUNNING")
+    lost_at = time.time() - 12
+    rec.events.append(states.transition_event("RUNNING", "HEAD_RECOVERING", "head lost", lost_at=lost_at))
+    rec.state = "HEAD_RECOVERING"
+    with pytest.raises(service.HeadRecovering) as exc:
+        service.refuse_while_recovering(rec)
+    msg = str(exc.value)
+    assert "head node of service s is recovering (12 s)" in msg
+    assert "retry, or pass --wait" in msg
+
+
+def test_no_refusal_without_gcs_ft_or_when_running_without_nodes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    service.refuse_while_recovering(record("HEAD_RECOVERING", gcs_ft=False))
+    service.refuse_while_recovering(record("RUNNING"))  # no head recorded: nothing to wait for
+
+
+def test_scaled_spec_changes_one_group():
+    spec = service.scaled_spec(record("RUNNING"), "w", 3)
+    assert [g.count for g in spec.compute_config.worker_nodes] == [3]
+
+
+def test_scaled_spec_unknown_group_names_the_known_ones():
+    with pytest.raises(service.DeployError, match="no worker group 'x'; its groups: w"):
+        service.scaled_spec(record("RUNNING"), "x", 3)
+
+
+def test_head_gets_tuned_node_death_detection():
+    launch = ray_node.head_launch(
+        ip="10.0.0.2", ports=ray_node.NodePorts(), temp_dir="/t", storage=None, resources={},
+        marker="m", loopback=False,
+    )  # fmt: skip
+    for var in (
+        "RAY_health_check_period_ms",
+        "RAY_health_check_failure_threshold",
+        "RAY_health_check_timeout_ms",
+    ):
+        assert var in launch.env
+    assert "--node-name=head" in launch.argv

@@ -1,0 +1,92 @@
+"""Watchdog decisions: pure functions of probes and observed state."""
+
+import pytest
+
+from headway import watchdog
+from headway.watchdog import Action, HeadProbe, HeadWatch, ServiceView, Verdict, decide, judge_head
+
+
+def probe(alive: bool = True, healthy: bool = True, at: float = 0.0) -> HeadProbe:
+    return HeadProbe(at=at, process_alive=alive, gcs_healthy=healthy)
+
+
+def test_vanished_process_is_a_crash_at_once():
+    w = HeadWatch(failure_threshold=5)
+    assert judge_head(w, probe(alive=False, healthy=False, at=10.0))[0] == Verdict.DEAD
+    assert w.first_failure_at == 10.0
+
+
+def test_one_missed_health_check_of_a_live_head_is_not_death():
+    w = HeadWatch(failure_threshold=3)
+    assert judge_head(w, probe(healthy=False))[0] == Verdict.SUSPECT
+    assert judge_head(w, probe(healthy=False))[0] == Verdict.SUSPECT
+    verdict, why = judge_head(w, probe(healthy=False))
+    assert verdict == Verdict.DEAD and "3 times" in why
+
+
+def test_a_healthy_probe_resets_the_count():
+    w = HeadWatch(failure_threshold=2)
+    judge_head(w, probe(healthy=False, at=1.0))
+    assert judge_head(w, probe())[0] == Verdict.OK
+    assert w.failures == 0 and w.first_failure_at is None
+    assert judge_head(w, probe(healthy=False))[0] == Verdict.SUSPECT
+
+
+@pytest.mark.parametrize("threshold", [1, 4, 10])
+def test_threshold_is_configurable(threshold):
+    w = HeadWatch(failure_threshold=threshold)
+    verdicts = [judge_head(w, probe(healthy=False))[0] for _ in range(threshold)]
+    assert verdicts[-1] == Verdict.DEAD
+    assert all(v == Verdict.SUSPECT for v in verdicts[:-1])
+
+
+def view(**kw) -> ServiceView:
+    base = dict(state="RUNNING", gcs_ft=True, head=Verdict.OK)
+    return ServiceView(**(base | kw))
+
+
+def test_dead_head_is_recovered():
+    assert decide(view(head=Verdict.DEAD))[0] == Action.RECOVER_HEAD
+    assert decide(view(state="UPDATING", head=Verdict.DEAD))[0] == Action.RECOVER_HEAD
+
+
+def test_suspect_head_is_left_alone():
+    assert decide(view(head=Verdict.SUSPECT))[0] == Action.NONE
+
+
+def test_head_comes_before_workers():
+    assert decide(view(head=Verdict.DEAD, dead_workers=("w-1",)))[0] == Action.RECOVER_HEAD
+    assert decide(view(head=Verdict.SUSPECT, dead_workers=("w-1",)))[0] == Action.NONE
+
+
+def test_dead_worker_replaced_only_when_running_with_a_healthy_head():
+    assert decide(view(dead_workers=("w-1",)))[0] == Action.REPLACE_WORKERS
+    assert decide(view(state="UPDATING", dead_workers=("w-1",)))[0] == Action.NONE
+
+
+def test_a_held_service_is_not_touched():
+    assert decide(view(head=Verdict.DEAD, busy=True))[0] == Action.NONE
+    assert decide(view(dead_workers=("w-1",), busy=True))[0] == Action.NONE
+
+
+def test_interrupted_recovery_is_resumed():
+    assert decide(view(state="HEAD_RECOVERING", head=Verdict.OK))[0] == Action.RECOVER_HEAD
+
+
+def test_failed_recovery_is_retried_after_a_backoff():
+    soon = view(state="UNHEALTHY", head=Verdict.DEAD, since_last_attempt_s=1.0)
+    assert decide(soon)[0] == Action.NONE
+    later = view(state="UNHEALTHY", head=Verdict.DEAD, since_last_attempt_s=watchdog.RETRY_BACKOFF_S + 1)
+    assert decide(later)[0] == Action.RECOVER_HEAD
+    # A restarted controller has no memory of attempts: it tries at once.
+    assert decide(view(state="UNHEALTHY", head=Verdict.DEAD))[0] == Action.RECOVER_HEAD
+
+
+def test_without_gcs_ft_a_dead_head_means_a_lost_service():
+    assert decide(view(gcs_ft=False, head=Verdict.DEAD))[0] == Action.MARK_UNHEALTHY
+    assert decide(view(state="UNHEALTHY", gcs_ft=False, head=Verdict.DEAD))[0] == Action.NONE
+
+
+@pytest.mark.parametrize("state", ["STARTING", "TERMINATING", "TERMINATED"])
+def test_states_outside_the_watch(state):
+    assert decide(view(state=state, head=Verdict.DEAD))[0] == Action.NONE
