@@ -253,6 +253,9 @@ def cloud_teardown(force: bool) -> None:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
     for r in left:
         service.terminate(r.name, _progress())
+    pid = controller.stop()
+    if pid:
+        out.print(f"controller {pid} stopped")
     cloud.teardown()
     out.print("cloud removed")
 

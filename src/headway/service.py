@@ -515,7 +515,7 @@ def controller_pid() -> int | None:
 
 def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
     names = {n.node_id: n.name for n in rec.nodes if n.node_id}
-    return [names.get(i, i[:8]) for i in node_ids]
+    return sorted(names.get(i, i[:8]) for i in node_ids)
 
 
 def observe(rec: ServiceRecord) -> dict[str, Any]:
