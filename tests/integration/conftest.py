@@ -129,8 +129,9 @@ class Cli:
 class Load:
     """Clients in threads, each sending requests to one URL for as long as it runs."""
 
-    def __init__(self, urls: list[str], timeout_s: float = 10.0):
+    def __init__(self, urls: list[str], timeout_s: float = 10.0, headers: dict[str, str] | None = None):
         self.urls = urls
+        self.headers = headers or {}
         self.timeout_s = timeout_s
         self.ok = 0
         self.failed = 0
@@ -141,7 +142,7 @@ class Load:
         self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
 
     def _run(self, url: str) -> None:
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
             while not self._stop.is_set():
                 t = time.monotonic()
                 try:

@@ -73,7 +73,7 @@ def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
     ips = [n["ip"] for n in st["nodes"]]
     subnet_prefix = cli.env["HEADWAY_SUBNET"].rsplit(".", 1)[0] + "."
     assert len(set(ips)) == 3 and all(ip.startswith(subnet_prefix) for ip in ips)
-    assert all(n["netns"] == f"hw-{name}.{n['name']}" for n in st["nodes"])
+    assert all(n["netns"].startswith(f"hw-{name}.{n['name']}-") for n in st["nodes"])
     assert [a["status"] for a in st["applications"]] == ["RUNNING"]
     assert "***" in st["storage"]["address"]
 
@@ -259,3 +259,21 @@ def test_address_required_when_no_cloud_store(cli):
     assert proc.returncode == 2
     assert "ray_gcs_external_storage_config.address: required" in proc.stderr
     _assert_nothing_started(cli, "t-noaddr")
+
+
+def test_strict_refuses_replicas_that_need_the_head(cli):
+    spec = cli.write_spec(
+        "t-strict",
+        applications=[
+            {
+                "name": "hello",
+                "import_path": "hello:build",
+                "deployments": [{"name": "Hello", "num_replicas": 1}],
+            }
+        ],
+    )
+    proc = cli.run("deploy", "-f", str(spec), "--strict")
+    assert proc.returncode == 2
+    assert "applications.hello.deployments.Hello: num_replicas 1" in proc.stderr
+    assert "max_replicas_per_node: 1" in proc.stderr
+    _assert_nothing_started(cli, "t-strict")

@@ -137,7 +137,8 @@ def test_worker_killed_while_head_down_composed_app(cli):
     reply = httpx.get(survivor + "/", timeout=10).json()
     assert reply["greeting"] == "hi" and reply["ingress_node"] == "worker-2"
 
-    with Load([survivor], timeout_s=10) as load:
+    auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
+    with Load([survivor], timeout_s=10) as load, Load([st["endpoint"]] * 4, headers=auth) as through:
         time.sleep(2)
         killed_at = cli.crash(name, "head")
         time.sleep(1)
@@ -145,9 +146,11 @@ def test_worker_killed_while_head_down_composed_app(cli):
         running = cli.wait_event(name, "state", after=killed_at, state="RUNNING", timeout=180)
         time.sleep(2)
     print(
-        f"\nhead then worker killed: {load.report()} on the surviving worker; "
+        f"\nhead then worker killed: {load.report()} on the surviving worker's proxy; "
+        f"{through.report()} through the ingress; "
         f"RUNNING with a new worker-1 {running['at'] - killed_at:.1f} s after the head kill"
     )
+    assert through.failed == 0, through.errors[:10]
     timeouts = [e for e in load.errors if "Timeout" in e]
     assert not timeouts, "requests hung: " + ", ".join(timeouts[:5])
     assert load.max_latency < 10

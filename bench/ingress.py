@@ -1,0 +1,139 @@
+"""Benchmark: requests/s and latency through a service's ingress vs. directly at one
+worker's Serve proxy, in the same run, and the ratio between them.
+
+    .venv/bin/python bench/ingress.py                 # deploys examples/hello in a private
+                                                      # state dir, measures, removes it all
+    .venv/bin/python bench/ingress.py --service NAME  # measures a running service
+
+The same closed-loop client (asyncio + aiohttp, N concurrent requests) drives both
+targets, alternating short rounds so that the machine's noise hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADWAY = str(Path(sys.executable).parent / "headway")
+
+
+async def _round(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float
+) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failed = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            try:
+                async with session.get(url, headers=headers) as r:
+                    await r.read()
+                    ok = r.status == 200
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t)
+            else:
+                failed += 1
+
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+    return latencies, failed
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else float("nan")
+
+
+def measure(
+    targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, seconds: float, rounds: int
+) -> dict:
+    results: dict[str, dict] = {k: {"lat": [], "failed": 0, "time": 0.0} for k in targets}
+    for _ in range(rounds):
+        for name, (url, headers) in targets.items():
+            lat, failed = asyncio.run(_round(url, headers, concurrency, seconds / rounds))
+            results[name]["lat"] += lat
+            results[name]["failed"] += failed
+            results[name]["time"] += seconds / rounds
+    out = {}
+    for name, r in results.items():
+        out[name] = {
+            "requests": len(r["lat"]),
+            "failed": r["failed"],
+            "rps": len(r["lat"]) / r["time"],
+            "p50_ms": 1000 * _pct(r["lat"], 50),
+            "p99_ms": 1000 * _pct(r["lat"], 99),
+        }
+    return out
+
+
+def _headway(env: dict[str, str], *args: str) -> str:
+    return subprocess.run([HEADWAY, *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--service", help="a running service (default: deploy examples/hello privately)")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=20.0, help="per target, in total")
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args()
+
+    env = dict(os.environ)
+    own_home = None
+    name = args.service
+    if name is None:
+        own_home = tempfile.mkdtemp(prefix="hwbench-")
+        env.update(HEADWAY_HOME=own_home, HEADWAY_TMP=f"{own_home}/t", HEADWAY_BRIDGE="hwbench0",
+                   HEADWAY_SUBNET="10.213.250.0/24")  # fmt: skip
+        name = "hello"
+        print("deploying examples/hello in a private state dir ...", flush=True)
+        spec = str(ROOT / "examples/hello/service.yaml")
+        subprocess.run([HEADWAY, "deploy", "-f", spec], env=env, check=True, stdout=subprocess.DEVNULL)
+    try:
+        st = json.loads(_headway(env, "status", name, "--json"))
+        headers = {}
+        if st["token_required"]:
+            headers["Authorization"] = "Bearer " + _headway(env, "token", name).strip()
+        targets = {
+            "ingress": (st["endpoint"] + "/", headers),
+            "direct (one worker proxy)": (st["endpoints"][0] + "/", {}),
+        }
+        print(f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
+              "alternating rounds", flush=True)  # fmt: skip
+        res = measure(targets, args.concurrency, args.seconds, args.rounds)
+        print(f"\n{'target':<28}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        for t, r in res.items():
+            print(
+                f"{t:<28}{r['requests']:>10}{r['failed']:>8}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            )
+        ing, direct = res["ingress"], res["direct (one worker proxy)"]
+        print(
+            f"\ningress / direct: req/s x{ing['rps'] / direct['rps']:.2f}, "
+            f"p50 x{ing['p50_ms'] / direct['p50_ms']:.2f}, p99 x{ing['p99_ms'] / direct['p99_ms']:.2f}"
+            f"  (the ingress spreads over {len(st['endpoints'])} workers; direct hits one)"
+        )
+    finally:
+        if own_home:
+            subprocess.run([HEADWAY, "cloud", "teardown", "--force"], env=env, stdout=subprocess.DEVNULL)
+            shutil.rmtree(own_home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

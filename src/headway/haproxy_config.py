@@ -1,0 +1,205 @@
+"""The HAProxy configuration of a service's ingress, and its runtime changes: pure text.
+
+Why each setting (the failure story, measured with Ray 2.60 in the ingress tests):
+
+- Backends are the Serve proxies of the *workers* only: the head's proxy answers
+  ``/-/healthz`` with 200 even when it can reach no replica.
+- ``inter 250ms fall 2``: an active check every 250 ms takes a dead node out after
+  two misses (~0.5-0.8 s). ``rise 2`` lets a new or returning node in only after two
+  good answers, i.e. once its proxy routes to a running replica (503 before).
+- ``observe layer4 ... on-error mark-down``: a refused or reset connection marks the
+  server down at once, before the next check (passive observation). Layer 7
+  observation is not used: one 500 from a user's code must not take a node out.
+- ``retries`` + ``option redispatch 1`` + ``retry-on conn-failure empty-response``: a
+  request whose connection was refused or reset before any answer goes to another
+  server. ``timeout connect 1s`` bounds the wait on a host that vanished silently.
+- Retrying a 5xx (``500 502 503 504`` in ``retry-on``) is on by default but only for
+  idempotent methods (``http-request disable-l7-retry`` for the others): a surviving
+  proxy may still route to a dead replica for a moment and answer 500.
+- Logs (``logs/haproxy.log``) hold only abnormal requests (``dontlog-normal``):
+  errors, timeouts, retried or redispatched ones; never a header, so never the token.
+- Server slots are pre-declared (``SLOTS``) so that nodes added, replaced or removed
+  are applied through the runtime API (admin socket) without restarting HAProxy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+SLOTS = 16
+BACKEND = "workers"
+IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+DEFAULT_KEEP_ALIVE_S = 60.0
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    bind: str
+    port: int
+    stats_socket: str
+    token: str | None = field(default=None, repr=False)  # None: the endpoint is open
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_S
+    retry_5xx_idempotent: bool = True
+    check_interval_ms: int = 250
+    fall: int = 2
+    rise: int = 2
+    retries: int = 3
+
+
+def slot_name(i: int) -> str:
+    return f"s{i + 1}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{int(seconds * 1000)}ms"
+
+
+def render(settings: IngressSettings, slots: list[str | None]) -> str:
+    """The whole config; ``slots[i]`` is the ``ip:port`` of server ``s<i+1>`` or None (unused)."""
+    s = settings
+    retry_on = "conn-failure empty-response junk-response"
+    if s.retry_5xx_idempotent:
+        retry_on += " 500 502 503 504"
+    lines = [
+        "global",
+        "    maxconn 4096",
+        "    log stdout format raw local0",
+        f"    stats socket {s.stats_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 10s",
+        "",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option httplog",
+        "    option dontlog-normal",  # only what went wrong: errors, timeouts, retries
+        "    option dontlognull",
+        "    timeout connect 1s",
+        f"    timeout client {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s))}",
+        f"    timeout server {_ms(s.request_timeout_s)}",
+        "    timeout http-request 10s",
+        f"    timeout http-keep-alive {_ms(s.keep_alive_timeout_s)}",
+        "    timeout queue 10s",
+        "    timeout check 1s",
+        f"    retries {s.retries}",
+        "    option redispatch 1",
+        f"    retry-on {retry_on}",
+        "",
+        "frontend endpoint",
+        f"    bind {s.bind}:{s.port}",
+    ]
+    if s.token is not None:
+        bearer = f'req.hdr(authorization) -m str "Bearer {s.token}"'
+        lines.append(f"    http-request deny deny_status 401 unless {{ {bearer} }}")
+    lines += [
+        f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
+        f"    default_backend {BACKEND}",
+        "",
+        f"backend {BACKEND}",
+        "    balance leastconn",
+        "    option httpchk GET /-/healthz",
+        "    http-check expect status 200",
+        "    http-reuse safe",
+        f"    default-server inter {s.check_interval_ms}ms fastinter {s.check_interval_ms}ms "
+        f"downinter {s.check_interval_ms * 2}ms fall {s.fall} rise {s.rise} "
+        "observe layer4 error-limit 1 on-error mark-down",
+    ]
+    for i, addr in enumerate(slots):
+        if addr:
+            lines.append(f"    server {slot_name(i)} {addr} check")
+        else:
+            lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check disabled")
+    return "\n".join(lines) + "\n"
+
+
+def empty_slots() -> list[str | None]:
+    return [None] * SLOTS
+
+
+def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str | None], list[str]]:
+    """New slot table and the runtime API commands that turn ``current`` into it.
+
+    A backend that stays keeps its slot (its connections and counters); a removed one
+    goes to maintenance; a new one takes a free slot, starts *down* and is let in by
+    its health checks (``rise``), so no request reaches a proxy that is not ready.
+    """
+    slots = list(current)
+    commands: list[str] = []
+    for i, addr in enumerate(slots):
+        if addr and addr not in desired:
+            commands.append(f"set server {BACKEND}/{slot_name(i)} state maint")
+            slots[i] = None
+    for addr in desired:
+        if addr in slots:
+            continue
+        try:
+            i = slots.index(None)
+        except ValueError:
+            raise ValueError(f"more than {SLOTS} worker nodes behind one ingress") from None
+        ip, port = addr.rsplit(":", 1)
+        name = f"{BACKEND}/{slot_name(i)}"
+        commands += [
+            f"set server {name} addr {ip} port {port}",
+            f"set server {name} health down",
+            f"set server {name} state ready",
+        ]
+        slots[i] = addr
+    return slots, commands
+
+
+@dataclass(frozen=True)
+class ServerStat:
+    slot: str
+    status: str  # UP, DOWN, MAINT, "UP 1/2", ...
+    address: str
+    requests: int
+    errors: int  # failed connections + failed responses + denied
+    retries: int
+    redispatches: int
+    hrsp_5xx: int
+    last_change_s: int
+
+
+def parse_stats(text: str) -> list[ServerStat]:
+    """Servers of the backend from ``show stat`` (CSV)."""
+    text = text.lstrip("# ")
+    out = []
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("pxname") != BACKEND or row.get("svname") in ("FRONTEND", "BACKEND"):
+            continue
+
+        def num(key: str, row: dict = row) -> int:
+            v = row.get(key) or "0"
+            return int(v) if v.isdigit() else 0
+
+        out.append(
+            ServerStat(
+                slot=row["svname"],
+                status=row.get("status", ""),
+                address=row.get("addr", ""),
+                requests=num("stot"),
+                errors=num("econ") + num("eresp"),
+                retries=num("wretr"),
+                redispatches=num("wredis"),
+                hrsp_5xx=num("hrsp_5xx"),
+                last_change_s=num("lastchg"),
+            )
+        )
+    return out
+
+
+def parse_frontend(text: str) -> dict[str, int]:
+    """Requests and responses of the endpoint as clients saw them."""
+    text = text.lstrip("# ")
+    for row in csv.DictReader(io.StringIO(text)):
+        if row.get("svname") == "FRONTEND" and row.get("pxname") == "endpoint":
+            return {
+                "requests": int(row.get("req_tot") or 0),
+                "hrsp_2xx": int(row.get("hrsp_2xx") or 0),
+                "hrsp_4xx": int(row.get("hrsp_4xx") or 0),
+                "hrsp_5xx": int(row.get("hrsp_5xx") or 0),
+            }
+    return {}

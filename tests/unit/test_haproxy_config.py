@@ -1,0 +1,102 @@
+"""The ingress config and its runtime changes, as text (checked by the real haproxy -c)."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from headway import binaries
+from headway import haproxy_config as hc
+
+
+def conf(**kw) -> hc.IngressSettings:
+    return hc.IngressSettings(**({"bind": "127.0.0.1", "port": 18080, "stats_socket": "/tmp/x.sock"} | kw))
+
+
+def slots(*addrs: str) -> list[str | None]:
+    return list(addrs) + [None] * (hc.SLOTS - len(addrs))
+
+
+def test_config_is_valid_haproxy(tmp_path):
+    f = tmp_path / "h.cfg"
+    f.write_text(hc.render(conf(token="t0k", stats_socket=str(tmp_path / "s")), slots("10.0.0.3:8000")))
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_token_checked_only_when_enabled():
+    assert 'deny_status 401 unless { req.hdr(authorization) -m str "Bearer t0k" }' in hc.render(
+        conf(token="t0k"), slots()
+    )
+    assert "deny_status 401" not in hc.render(conf(token=None), slots())
+
+
+def test_settings_repr_hides_the_token():
+    assert "t0k" not in repr(conf(token="t0k"))
+
+
+def test_5xx_retried_for_idempotent_methods_only():
+    text = hc.render(conf(), slots())
+    assert "retry-on conn-failure empty-response junk-response 500 502 503 504" in text
+    assert "http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE TRACE }" in text
+    assert "option redispatch 1" in text
+    no5xx = hc.render(conf(retry_5xx_idempotent=False), slots())
+    assert "retry-on conn-failure empty-response junk-response\n" in no5xx
+
+
+def test_health_checks_take_a_dead_node_out_within_a_second():
+    s = conf()
+    assert s.check_interval_ms * s.fall <= 1000
+    text = hc.render(s, slots())
+    assert "option httpchk GET /-/healthz" in text
+    assert "on-error mark-down" in text and "observe layer4" in text
+
+
+def test_request_timeout_is_the_server_timeout():
+    assert "timeout server 7500ms" in hc.render(conf(request_timeout_s=7.5), slots())
+
+
+def test_every_slot_is_declared():
+    text = hc.render(conf(), slots("10.0.0.3:8000", "10.0.0.4:8000"))
+    assert "server s1 10.0.0.3:8000 check\n" in text
+    assert "server s2 10.0.0.4:8000 check\n" in text
+    assert text.count(" check disabled") == hc.SLOTS - 2
+
+
+def test_plan_keeps_slots_of_staying_backends():
+    new, cmds = hc.plan_slots(slots("a:1", "b:1"), ["a:1", "b:1"])
+    assert new == slots("a:1", "b:1") and cmds == []
+
+
+def test_plan_replaces_a_dead_worker():
+    new, cmds = hc.plan_slots(slots("a:1", "b:1"), ["a:1", "c:2"])
+    assert new == slots("a:1", "c:2")
+    assert cmds == [
+        "set server workers/s2 state maint",
+        "set server workers/s2 addr c port 2",
+        "set server workers/s2 health down",
+        "set server workers/s2 state ready",
+    ]
+
+
+def test_plan_refuses_more_than_the_slots():
+    with pytest.raises(ValueError, match="more than"):
+        hc.plan_slots(slots(), [f"10.0.0.{i}:1" for i in range(hc.SLOTS + 1)])
+
+
+STAT = (Path(__file__).parent / "data" / "haproxy_stat.csv").read_text()
+
+
+def test_stats_per_backend():
+    s1, s2 = hc.parse_stats(STAT)
+    assert (s1.slot, s1.status, s1.requests, s1.errors) == ("s1", "UP", 70, 0)
+    assert (s2.slot, s2.status, s2.requests, s2.errors, s2.retries, s2.redispatches) == (
+        "s2",
+        "DOWN",
+        30,
+        3,
+        3,
+        1,
+    )
+    assert s2.hrsp_5xx == 2 and s2.address == "10.0.0.4:8000"
+    assert hc.parse_frontend(STAT) == {"requests": 120, "hrsp_2xx": 100, "hrsp_4xx": 20, "hrsp_5xx": 0}
