@@ -100,7 +100,7 @@ def main() -> None:
     name = args.service
     if name is None:
         own_home = tempfile.mkdtemp(prefix="hwbench-")
-        env.update(HEADWAY_HOME=own_home, HEADWAY_TMP=f"{own_home}/t", HEADWAY_BRIDGE="hwbench0",
+        env.update(HEADWAY_HOME=own_home, HEADWAY_TMP="/tmp/hwbench", HEADWAY_BRIDGE="hwbench0",
                    HEADWAY_SUBNET="10.213.250.0/24")  # fmt: skip
         name = "hello"
         print("deploying examples/hello in a private state dir ...", flush=True)
@@ -133,6 +133,7 @@ def main() -> None:
         if own_home:
             subprocess.run([HEADWAY, "cloud", "teardown", "--force"], env=env, stdout=subprocess.DEVNULL)
             shutil.rmtree(own_home, ignore_errors=True)
+            shutil.rmtree("/tmp/hwbench", ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePort
 from .records import NodeRecord, ServiceRecord, all_records
 
 LOOPBACK = "127.0.0.1"
+MAX_TEMP_DIR_LEN = 38
 _HEAD_PORT_KEYS = ("gcs", "dashboard", "client_server", "proxy")
 _NODE_PORT_KEYS = (
     "node_manager",
@@ -144,7 +145,14 @@ class LocalProvider:
         group: str | None = None,
     ) -> NodeRecord:
         generation = int(time.time() * 1000)
-        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}-{name}-{generation % 100000}")
+        # Short on purpose: Ray puts unix sockets ~75 bytes deep under it, and a socket
+        # path longer than 107 bytes makes a dashboard module die at start.
+        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}{generation % 10**6:06d}")
+        if len(temp_dir) > MAX_TEMP_DIR_LEN:
+            raise ProviderError(
+                f"HEADWAY_TMP={paths.node_temp_root()} is too long for Ray's unix socket paths; "
+                "use a short one such as /tmp/hw"
+            )
         return NodeRecord(
             name=name,
             role=role,  # type: ignore[arg-type]
