@@ -4,32 +4,34 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint clean
+.PHONY: install system demo test unit integration lint clean
+
+system:
+	sh scripts/system-packages.sh
 
 $(STAMP): pyproject.toml
-	@command -v ip >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq iproute2)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: system $(STAMP)
 
-demo: $(STAMP)
+demo: system $(STAMP)
 	$(BIN)/python examples/hello/demo.py
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests examples
+test: system $(STAMP)
+	$(BIN)/ruff check src tests examples bench
 	$(BIN)/python -m pytest -v --durations=15 tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: system $(STAMP)
 	$(BIN)/python -m pytest -v -m integration tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples
 
 clean:

@@ -29,9 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
 
 
-async def _round(
-    url: str, headers: dict[str, str], concurrency: int, seconds: float
-) -> tuple[list[float], int]:
+async def _round(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[list[float], int]:
     latencies: list[float] = []
     failed = 0
     deadline = time.perf_counter() + seconds
@@ -61,9 +59,7 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else float("nan")
 
 
-def measure(
-    targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, seconds: float, rounds: int
-) -> dict:
+def measure(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, seconds: float, rounds: int) -> dict:
     results: dict[str, dict] = {k: {"lat": [], "failed": 0, "time": 0.0} for k in targets}
     for _ in range(rounds):
         for name, (url, headers) in targets.items():

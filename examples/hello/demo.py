@@ -1,5 +1,6 @@
-"""The demo behind `make demo`: deploy examples/hello, show each worker answering, kill
-the head under traffic and show the service carry on and the head come back, clean up.
+"""The demo behind `make demo`: deploy examples/hello, ask its endpoint (both workers
+answer), kill the head under traffic and show the service carry on and the head come
+back, clean up.
 
 Pass --keep to leave the service running (then: headway terminate hello).
 """
@@ -27,14 +28,14 @@ def sh(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def head_failure(st: dict) -> None:
-    """Traffic to both workers while `headway chaos kill-head` SIGKILLs the head."""
-    urls = [n["proxy_url"] for n in st["nodes"] if n["role"] == "worker"]
+def head_failure(endpoint: str, auth: dict[str, str]) -> None:
+    """Traffic through the endpoint while `headway chaos kill-head` SIGKILLs the head."""
+    urls = [endpoint] * 4
     counts = {"ok": 0, "failed": 0}
     stop = threading.Event()
 
     def client(url: str) -> None:
-        with httpx.Client(timeout=10) as c:
+        with httpx.Client(timeout=10, headers=auth) as c:
             while not stop.is_set():
                 try:
                     counts["ok" if c.get(url + "/").status_code == 200 else "failed"] += 1
@@ -70,21 +71,20 @@ def main() -> None:
     sh("deploy", "-f", str(HERE / "service.yaml"))
     try:
         st = json.loads(
-            subprocess.run(
-                [HEADWAY, "status", "hello", "--json"], capture_output=True, text=True, check=True
-            ).stdout
+            subprocess.run([HEADWAY, "status", "hello", "--json"], capture_output=True, text=True, check=True).stdout
         )
-        print("\nasking every worker's proxy three times:")
-        for node in (n for n in st["nodes"] if n["role"] == "worker"):
-            for _ in range(3):
-                t0 = time.perf_counter()
-                reply = httpx.get(node["proxy_url"] + "/", timeout=10).json()
-                print(
-                    f"  {node['proxy_url']} -> {reply['message']!r} "
-                    f"(pid {reply['pid']}, {1000 * (time.perf_counter() - t0):.1f} ms)"
-                )
+        token = subprocess.run([HEADWAY, "token", "hello"], capture_output=True, text=True, check=True).stdout
+        auth = {"Authorization": f"Bearer {token.strip()}"}
+        print(f"\nasking the endpoint {st['endpoint']} six times (with the token):")
+        for _ in range(6):
+            t0 = time.perf_counter()
+            reply = httpx.get(st["endpoint"] + "/", headers=auth, timeout=10).json()
+            ms = 1000 * (time.perf_counter() - t0)
+            print(f"  -> {reply['message']!r} (pid {reply['pid']}, {ms:.1f} ms)")
+        code = httpx.get(st["endpoint"] + "/", timeout=10).status_code
+        print(f"  without the token: HTTP {code}")
         sh("status", "hello")
-        head_failure(st)
+        head_failure(st["endpoint"], auth)
     finally:
         if not keep:
             sh("terminate", "hello")

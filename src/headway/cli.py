@@ -7,6 +7,7 @@ Errors are one readable paragraph, never a traceback, and never hold a secret.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -16,7 +17,18 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from . import cloud, controller, ingress, records, service, storage, watchdog
+from . import (
+    cloud,
+    controller,
+    ingress,
+    records,
+    service,
+    storage,
+    store_fitness,
+    store_usage,
+    store_watch,
+    watchdog,
+)
 from .records import NodeRecord, ServiceRecord
 from .spec import ServiceSpec, SpecError, load_spec
 
@@ -49,9 +61,7 @@ def main() -> None:
 @click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
 @click.option("--wait-timeout", default=600.0, show_default=True, help="seconds --wait waits at most")
-@click.option(
-    "--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head"
-)
+@click.option("--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head")
 def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
@@ -86,9 +96,7 @@ def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> 
     out.print(f"[bold green]service {rec.name} is RUNNING[/] (controller {pid} watches it)")
     out.print(f"endpoint: {rec.endpoint}")
     if spec.query_auth_token_enabled:
-        out.print(
-            f'  curl -H "Authorization: Bearer $(headway token {rec.name})" {rec.endpoint}/', highlight=False
-        )
+        out.print(f'  curl -H "Authorization: Bearer $(headway token {rec.name})" {rec.endpoint}/', highlight=False)
     else:
         out.print(
             f"  curl {rec.endpoint}/   (query_auth_token_enabled: false — the endpoint is open)",
@@ -117,13 +125,16 @@ def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) ->
 
 
 def _status_table(st: dict) -> None:
-    out.print(
-        f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]"
-        + (f" ({st['reason']})" if st["reason"] else "")
-    )
+    out.print(f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]" + (f" ({st['reason']})" if st["reason"] else ""))
     s = st["storage"]
     if s.get("enabled"):
         out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")
+        u = s.get("usage") or {}
+        if "bytes" in u:
+            pct = f", store at {u['store_percent']:.1f}% of maxmemory" if u.get("store_percent") else ""
+            out.print(f"  this service's GCS data: {u['bytes'] / 1024:.0f} KiB{pct}")
+        if s.get("alert") and s["alert"].get("active"):
+            out.print(f"  [bold red]ALERT[/]: the store is at {s['alert']['percent']}% of maxmemory")
     else:
         out.print(f"[yellow]{s['note']}[/]")
     t = Table("node", "role", "ip", "alive", "proxy")
@@ -185,6 +196,11 @@ def events(name: str, as_json: bool) -> None:
     if rec is None:
         _fail(f"no service named {name}; 'headway list' shows the services", 2)
     evs = [e.model_dump() for e in rec.events]
+    for a in store_watch.events_of(store_watch.store_key(rec)):
+        if a["at"] >= rec.created_at:
+            evs.append({"at": a["at"], "kind": a["kind"], "state": "-", "message": a["message"],
+                        "details": {"percent": a["percent"], "threshold": a["threshold"]}})  # fmt: skip
+    evs.sort(key=lambda e: e["at"])
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
@@ -237,10 +253,14 @@ def cloud_group() -> None:
     help="netns (root; a namespace per node) or loopback; default: netns as root",
 )
 @click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
-def cloud_setup(mode: str | None, maxmemory: str) -> None:
+@click.option("--alert-percent", type=click.FloatRange(1, 100), default=None, help="memory alert threshold (80)")
+@click.option("--alert-webhook", default=None, help="URL that store alerts are POSTed to ('' removes it)")
+def cloud_setup(mode: str | None, maxmemory: str, alert_percent: float | None, alert_webhook: str | None) -> None:
     """Start the managed store (primary + replica); idempotent."""
     try:
         rec = cloud.setup(mode, maxmemory)
+        if alert_percent is not None or alert_webhook is not None:
+            rec = cloud.set_alerts(alert_percent, alert_webhook)
     except RuntimeError as exc:
         _fail(str(exc))
     out.print(f"cloud {rec.id} ready ({rec.mode} mode); GCS store {cloud.store_address(rec).masked()}")
@@ -253,7 +273,9 @@ def cloud_status(as_json: bool) -> None:
     rec = cloud.load()
     if rec is None:
         _fail("no cloud is set up; run 'headway cloud setup'", 2)
-    st = cloud.status(rec)
+    st = cloud.status(rec) | store_usage.cloud_usage(rec)
+    st["alert"] = store_watch.alert_of("cloud")
+    st["alert_percent"] = rec.alert_percent
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
@@ -269,6 +291,16 @@ def cloud_status(as_json: bool) -> None:
             str(s.get("connected_replicas", "")),
         )
     out.print(t)
+    if st.get("percent") is not None:
+        out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {rec.alert_percent:.0f}%)")
+    if st["alert"] and st["alert"]["active"]:
+        out.print(f"[bold red]ALERT[/]: store at {st['alert']['percent']}% of maxmemory")
+    n = Table("namespace", "service", "bytes")
+    for ns, info in st["namespaces"].items():
+        n.add_row(ns, info["service"] or "[yellow]none (leftover)[/]", str(info["bytes"]))
+    out.print(n)
+    if st["leftovers"]:
+        out.print(f"leftover namespaces: {', '.join(st['leftovers'])} — remove with 'headway storage cleanup NS'")
 
 
 @cloud_group.command("teardown")
@@ -300,6 +332,62 @@ def token(name: str) -> None:
     if value is None:
         _fail(f"service {name} has no token yet; deploy it first")
     click.echo(value)
+
+
+@main.group("storage")
+def storage_group() -> None:
+    """Check a GCS store, clean up leftover namespaces."""
+
+
+@storage_group.command("check")
+@click.argument("address")
+@click.option("--username", default=None)
+@click.option("--password-env", default=None, help="environment variable holding the password")
+@click.option("--password-file", default=None, help="file holding the password")
+@click.option("--ca-cert", default=None, help="CA bundle for rediss:// (default: the system bundle)")
+@click.option("--client-cert", default=None)
+@click.option("--client-key", default=None)
+@click.option("--require-replica", is_flag=True, help="a missing replica is an error, not a warning")
+@click.option("--namespace", default=storage.PROBE_NAMESPACE, show_default=True, help="where to probe permissions")
+def storage_check(
+    address: str,
+    username: str | None,
+    password_env: str | None,
+    password_file: str | None,
+    ca_cert: str | None,
+    client_cert: str | None,
+    client_key: str | None,
+    require_replica: bool,
+    namespace: str,
+) -> None:
+    """Is a store fit for the GCS? The same checks every deploy runs. Exit 2 when not."""
+    try:
+        addr = storage.parse_address(address)
+        addr = addr.with_credentials(username, storage.resolve_password(password_env, password_file))
+        if addr.tls:
+            addr = dataclasses.replace(addr, ca_cert=ca_cert or storage.DEFAULT_CA_BUNDLE,
+                                       client_cert=client_cert, client_key=client_key)  # fmt: skip
+        findings = store_fitness.judge(storage.inspect(addr, namespace), require_replica)
+    except storage.StoreError as exc:
+        _fail(str(exc), 2)
+    colors = {"error": "red", "warning": "yellow", "info": "green"}
+    out.print(f"store {addr.masked()}")
+    for f in findings:
+        out.print(f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {f.message}", highlight=False)
+    if store_fitness.errors(findings):
+        _fail("the store is not fit for the GCS (see the errors above)", 2)
+    out.print("[green]fit for the GCS[/]")
+
+
+@storage_group.command("cleanup")
+@click.argument("namespace")
+def storage_cleanup(namespace: str) -> None:
+    """Delete a leftover namespace (no live service uses it) from the managed store."""
+    try:
+        removed = store_usage.cleanup_leftover(namespace)
+    except RuntimeError as exc:
+        _fail(str(exc), 2)
+    out.print(f"deleted {removed} key(s) of namespace {namespace}")
 
 
 @main.group("controller")

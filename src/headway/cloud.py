@@ -60,6 +60,8 @@ class CloudRecord(BaseModel):
     maxmemory: str
     store: list[StoreProcess]
     created_at: float
+    alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
+    alert_webhook: str | None = None  # alerts are POSTed here as JSON
 
     @property
     def node_host(self) -> str:
@@ -131,9 +133,7 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
-def _write_conf(
-    proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None
-) -> None:
+def _write_conf(proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None) -> None:
     lines = [
         f"port {proc.port}",
         f"bind {' '.join(bind)}",
@@ -246,9 +246,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
             paths.write_private(_password_path(), secrets.token_urlsafe(24))
         _save(rec)
     elif mode and mode != rec.mode:
-        raise CloudError(
-            f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it"
-        )
+        raise CloudError(f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it")
     if rec.mode == "netns":
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
     pw = password()
@@ -299,3 +297,25 @@ def teardown() -> None:
         if rec.mode == "netns":
             netns.remove_bridge()
     shutil.rmtree(paths.cloud_dir(), ignore_errors=True)
+
+
+def admin_clients(rec: CloudRecord) -> list:
+    """A client for every running store process (ACL users are not replicated)."""
+    pw = password()
+    return [
+        storage.connect(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 3)
+        for proc in rec.store
+        if _running_pids(proc)
+    ]
+
+
+def set_alerts(percent: float | None, webhook: str | None) -> CloudRecord:
+    rec = load()
+    if rec is None:
+        raise CloudError("no cloud is set up; run 'headway cloud setup'")
+    if percent is not None:
+        rec.alert_percent = percent
+    if webhook is not None:
+        rec.alert_webhook = webhook or None
+    _save(rec)
+    return rec

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cloud, ingress, paths, procs, records, repair, serve, states, watchdog
+from . import cloud, ingress, paths, procs, records, repair, serve, states, store_watch, watchdog
 from .provider import reap_children
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state
@@ -35,6 +35,8 @@ log = logging.getLogger("headway.controller")
 
 #: The controller exits when no service has existed for this long (nothing to watch).
 IDLE_EXIT_S = 15.0
+#: How often the stores' memory use is read for the 80% alert.
+STORE_CHECK_PERIOD_S = 5.0
 
 
 def _pidfile() -> Path:
@@ -122,9 +124,7 @@ class Controller:
         verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
             log.info("%s: head %s (%s)", rec.name, verdict, why)
-        dead = (
-            tuple(n.name for n in rec.workers if not prov.alive(n)) if verdict == watchdog.Verdict.OK else ()
-        )
+        dead = tuple(n.name for n in rec.workers if not prov.alive(n)) if verdict == watchdog.Verdict.OK else ()
         return watchdog.ServiceView(
             state=rec.state,
             gcs_ft=rec.gcs_ft,
@@ -235,8 +235,15 @@ class Controller:
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
         idle_since: float | None = None
+        last_store_check = 0.0
         while not self.stopping.is_set():
             started = time.monotonic()
+            if started - last_store_check >= STORE_CHECK_PERIOD_S:
+                last_store_check = started
+                try:
+                    store_watch.check_all()
+                except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
+                    log.exception("store usage check failed")
             try:
                 count = self.round()
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
@@ -259,9 +266,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RuntimeError("a controller already runs for this state dir") from None
-    paths.write_private(
-        _pidfile(), json.dumps({"pid": os.getpid(), "started": procs.start_time(os.getpid())})
-    )
+    paths.write_private(_pidfile(), json.dumps({"pid": os.getpid(), "started": procs.start_time(os.getpid())}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)

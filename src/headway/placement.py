@@ -37,8 +37,7 @@ def spec_problems(spec: ServiceSpec) -> list[str]:
                 problems.append(f"{where}: num_replicas {num} dies with its worker; {FIX}")
             elif isinstance(num, int) and isinstance(per_node, int) and per_node >= num:
                 problems.append(
-                    f"{where}: max_replicas_per_node {per_node} lets all {num} replicas "
-                    f"sit on one worker; {FIX}"
+                    f"{where}: max_replicas_per_node {per_node} lets all {num} replicas sit on one worker; {FIX}"
                 )
     return problems
 
@@ -51,9 +50,7 @@ def observed_problems(replicas: dict[str, dict[str, dict[str, Any]]], head_node_
             nodes = set(info["node_ids"])
             where = f"{app}/{dep}"
             if head_node_id and head_node_id in nodes:
-                problems.append(
-                    f"{where}: a replica runs on the head node and dies with it; give the head 0 CPUs"
-                )
+                problems.append(f"{where}: a replica runs on the head node and dies with it; give the head 0 CPUs")
             workers = nodes - {head_node_id}
             if len(workers) < 2:
                 problems.append(

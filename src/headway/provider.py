@@ -7,6 +7,7 @@ distinct ports. Nodes are started detached (own session), so they outlive the CL
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import random
@@ -147,7 +148,8 @@ class LocalProvider:
         generation = int(time.time() * 1000)
         # Short on purpose: Ray puts unix sockets ~75 bytes deep under it, and a socket
         # path longer than 107 bytes makes a dashboard module die at start.
-        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}{generation % 10**6:06d}")
+        tag = hashlib.sha1(name.encode()).hexdigest()[:4]  # nodes started in the same ms differ
+        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}{tag}{generation % 10**5:05d}")
         if len(temp_dir) > MAX_TEMP_DIR_LEN:
             raise ProviderError(
                 f"HEADWAY_TMP={paths.node_temp_root()} is too long for Ray's unix socket paths; "

@@ -59,6 +59,7 @@ class ServiceRecord(BaseModel):
     storage_source: Literal["cloud", "spec"] | None = None
     storage_masked: str | None = None
     namespace: str | None = None
+    store_user: str | None = None  # this service's own ACL user on the managed store
     spec: dict[str, Any]
     head_ip: str
     gcs_port: int
@@ -140,9 +141,7 @@ def locked(name: str) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(
-                f"another headway command is changing service {name}; wait for it to finish"
-            ) from None
+            raise RuntimeError(f"another headway command is changing service {name}; wait for it to finish") from None
         try:
             yield
         finally:

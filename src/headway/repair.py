@@ -39,9 +39,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def recover_head(
-    rec: ServiceRecord, reason: str, lost_at: float, progress: Progress = _quiet
-) -> ServiceRecord:
+def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Progress = _quiet) -> ServiceRecord:
     """Fence the dead head, start a new one at its address, wait until it re-adopted
     every live worker and every application is RUNNING. Raises DeployError on failure
     (the caller marks the service UNHEALTHY and retries later)."""
@@ -124,9 +122,7 @@ def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> 
         return False, f"{len(heads)} ALIVE head node(s)"
     alive_ids = {n.get("node_id") for n in nodes}
     alive_names = {n.get("node_name") for n in nodes}
-    missing = [
-        w.name for w in live if (w.node_id not in alive_ids if w.node_id else w.name not in alive_names)
-    ]
+    missing = [w.name for w in live if (w.node_id not in alive_ids if w.node_id else w.name not in alive_names)]
     if missing:
         return False, "not re-registered yet: " + ", ".join(missing)
     return True, "complete"
@@ -227,14 +223,11 @@ def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: se
     lists a dead node's replicas as RUNNING until the GCS has declared the node dead)."""
     deps = [d for app in placed.values() for d in app.values()]
     return bool(deps) and all(
-        d["target"] is not None and d["running"] >= d["target"] and not (set(d["node_ids"]) & dead_ids)
-        for d in deps
+        d["target"] is not None and d["running"] >= d["target"] and not (set(d["node_ids"]) & dead_ids) for d in deps
     )
 
 
-def _wait_joined(
-    rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str]
-) -> None:
+def _wait_joined(rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str]) -> None:
     """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -14,7 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import cloud, ingress, netns, paths, placement, procs, ray_node, records, serve, states, storage
+from . import (
+    cloud,
+    ingress,
+    netns,
+    paths,
+    placement,
+    procs,
+    ray_node,
+    records,
+    serve,
+    states,
+    storage,
+    store_fitness,
+    store_usage,
+    store_watch,
+)
 from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
@@ -55,9 +70,7 @@ def set_state(rec: ServiceRecord, target: states.State, message: str = "", **det
 
 def record_event(rec: ServiceRecord, kind: str, message: str, **details: Any) -> None:
     """A timeline entry that is not a state change (a node started, apps RUNNING, ...)."""
-    rec.events.append(
-        states.Event(at=time.time(), kind=kind, state=rec.state, message=message, details=details)
-    )
+    rec.events.append(states.Event(at=time.time(), kind=kind, state=rec.state, message=message, details=details))
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
             addr.username,
             addr.password,
             ca_cert=gcs.redis_certificate_path or storage.DEFAULT_CA_BUNDLE,
+            client_cert=gcs.redis_client_certificate_path,
+            client_key=gcs.redis_client_key_path,
         )
     return addr
 
@@ -102,6 +117,8 @@ def _gcs_storage(rec: ServiceRecord, spec: ServiceSpec) -> ray_node.GcsStorage |
         username=addr.username,
         password=addr.password,
         ca_cert=addr.ca_cert,
+        client_cert=addr.client_cert,
+        client_key=addr.client_key,
     )
 
 
@@ -113,7 +130,39 @@ def _store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddres
     crec = cloud.load()
     if crec is None:
         raise DeployError("the cloud store is gone; run 'headway cloud setup'")
-    return cloud.store_address(crec)
+    addr = cloud.store_address(crec)
+    if rec.store_user:
+        addr = storage.StoreAddress(addr.host, addr.port, username=rec.store_user, password=_user_password(rec))
+    return addr
+
+
+def _user_password_file(name: str):
+    return paths.service_dir(name) / "store.password"
+
+
+def _user_password(rec: ServiceRecord) -> str:
+    return _user_password_file(rec.name).read_text().strip()
+
+
+def _create_store_user(rec: ServiceRecord, crec: cloud.CloudRecord) -> None:
+    """Its own ACL user on every managed store process: its namespace's keys only."""
+    pw = secrets.token_urlsafe(24)
+    paths.write_private(_user_password_file(rec.name), pw)
+    for client in cloud.admin_clients(crec):
+        try:
+            rec.store_user = storage.create_service_user(client, rec.namespace or "", pw)
+        finally:
+            client.close()
+
+
+def _delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> None:
+    if not rec.store_user or crec is None:
+        return
+    for client in cloud.admin_clients(crec):
+        try:
+            storage.delete_service_user(client, rec.namespace or "")
+        finally:
+            client.close()
 
 
 def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
@@ -165,16 +214,36 @@ def log_tail(path: str, lines: int = 15) -> str:
         return path
 
 
-def wait_nodes(rec: ServiceRecord, prov: LocalProvider, expected: int) -> list[dict[str, Any]]:
+#: A worker whose ``ray start`` gives up (Ray waits 30 s for its raylet to register) is
+#: started once more on a fresh host: on a loaded 2-core machine a raylet sometimes
+#: misses that window while two other nodes boot beside it.
+WORKER_START_ATTEMPTS = 2
+
+
+def wait_nodes(
+    rec: ServiceRecord, prov: LocalProvider, expected: int, spec: ServiceSpec | None = None
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + WORKERS_JOIN_TIMEOUT_S
     nodes: list[dict[str, Any]] | None = None
+    attempts: dict[str, int] = {}
     while time.monotonic() < deadline:
         nodes = serve.alive_nodes(rec.dashboard_url)
         if nodes is not None and len(nodes) >= expected:
             return nodes
-        for w in rec.workers:
-            if not prov.alive(w) and time.time() - w.started_at > 5:
+        for w in list(rec.workers):
+            if prov.alive(w) or time.time() - w.started_at <= 5:
+                continue
+            attempts[w.name] = attempts.get(w.name, 1) + 1
+            if spec is None or attempts[w.name] > WORKER_START_ATTEMPTS:
                 raise DeployError(f"worker {w.name} exited during start; log: {log_tail(w.log)}")
+            record_event(rec, "worker_start_retried", f"worker {w.name} exited during start; starting it again")
+            prov.remove(w)
+            again = prov.new_node(rec, w.name, "worker", w.ip, dict(w.ports), group=w.group)
+            rec.nodes = [again if n is w else n for n in rec.nodes]
+            records.save(rec)
+            start_worker(rec, spec, prov, again)
+            records.save(rec)
+            deadline = max(deadline, time.monotonic() + 45)
         time.sleep(0.5)
     raise DeployError(f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s")
 
@@ -239,9 +308,24 @@ def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage
     own = resolve_spec_storage(spec)
     if own is not None:
         progress(f"checking GCS store {own.masked()}")
-        storage.check_reachable(own)
+        check_store_fitness(own, spec.ray_gcs_external_storage_config.require_replica, progress)
         return ResolvedStorage(own, "spec")
     return None
+
+
+def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progress: Progress) -> None:
+    """Reachable, credentials accepted, single shard, replicated, no eviction, permissions."""
+    findings = store_fitness.judge(storage.inspect(addr), require_replica)
+    for f in findings:
+        if f.level == "warning":
+            progress(f"warning ({f.check}): {f.message}")
+        elif f.level == "info":
+            progress(f"store {f.check}: {f.message}")
+    errs = store_fitness.errors(findings)
+    if errs:
+        raise storage.StoreError(
+            f"the GCS store at {addr.masked()} is not fit:\n" + "\n".join(f"  - {f.check}: {f.message}" for f in errs)
+        )
 
 
 def _cloud(progress: Progress) -> cloud.CloudRecord:
@@ -280,7 +364,7 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False)
         if resolved is None and spec.gcs_ft:
             addr = cloud.store_address(crec)
             progress(f"checking GCS store {addr.masked()} (managed)")
-            storage.check_reachable(addr)
+            check_store_fitness(addr, require_replica=True, progress=progress)
             resolved = ResolvedStorage(addr, "cloud")
         return _create(spec, crec, resolved, progress, strict)
 
@@ -330,23 +414,22 @@ def _create(
             rec.nodes.append(prov.new_node(rec, name, "worker", ip, ports, group=group))
         records.save(rec)
     try:
+        if rec.storage_source == "cloud" and rec.namespace:
+            _create_store_user(rec, crec)
+            records.save(rec)
+            progress(f"store user {rec.store_user}: keys of namespace {rec.namespace} only")
         rec.working_dir_uri = _package(rec, spec)
         progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
         start_head(rec, spec, prov, head)
         records.save(rec)
         wait_head(rec, prov, head)
-        record_event(
-            rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2)
-        )
-        progress(
-            "head is up; GCS "
-            + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)")
-        )
+        record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2))
+        progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
         for w in rec.workers:
             progress(f"starting worker {w.name} at {w.ip}")
             start_worker(rec, spec, prov, w)
         records.save(rec)
-        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers)))
+        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
         record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
         progress(f"{len(rec.workers)} worker(s) joined")
         _apply_apps(rec, spec, progress, strict)
@@ -441,7 +524,7 @@ def _apply_update(
         start_worker(rec, spec, prov, node)
     records.save(rec)
     if added:
-        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers)))
+        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
     rec.working_dir_uri = _package(rec, spec)
     _apply_apps(rec, spec, progress, strict)
     how = ingress.apply_update(rec, spec)
@@ -469,12 +552,17 @@ def _remove_everything(
     if delete_keys and rec.gcs_ft and rec.namespace:
         try:
             spec = ServiceSpec.model_validate(rec.spec)
-            client = storage.connect(_store_address(rec, spec))
+            admin = cloud.store_address(crec) if rec.storage_source == "cloud" and crec else None
+            client = storage.connect(admin or _store_address(rec, spec))
             removed = storage.delete_namespace(client, rec.namespace)
             client.close()
             progress(f"deleted {removed} key(s) of store namespace {rec.namespace}")
         except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
             progress(f"could not delete store namespace {rec.namespace}: {type(exc).__name__}")
+    try:
+        _delete_store_user(rec, crec)
+    except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
+        progress(f"could not delete store user {rec.store_user}: {type(exc).__name__}")
     shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
     records.remove(rec.name)
     return removed
@@ -520,6 +608,14 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
     shutil.rmtree(paths.service_dir(name), ignore_errors=True)
 
 
+def _usage(rec: ServiceRecord) -> dict[str, Any]:
+    try:
+        addr = _store_address(rec, ServiceSpec.model_validate(rec.spec))
+    except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+        return {"error": type(exc).__name__}
+    return store_usage.service_usage(rec, addr)
+
+
 def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
     names = {n.node_id: n.name for n in rec.nodes if n.node_id}
     return sorted(names.get(i, i[:8]) for i in node_ids)
@@ -550,8 +646,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
             "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
             "route_prefix": a.get("route_prefix"),
             "replicas": {
-                dep: {**d, "nodes": _node_names(rec, d["node_ids"])}
-                for dep, d in placed.get(a["name"], {}).items()
+                dep: {**d, "nodes": _node_names(rec, d["node_ids"])} for dep, d in placed.get(a["name"], {}).items()
             },
         }
         for a in rec.spec.get("applications", [])
@@ -574,6 +669,9 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
             "source": rec.storage_source,
             "address": rec.storage_masked,
             "namespace": rec.namespace,
+            "user": rec.store_user,
+            "usage": _usage(rec),
+            "alert": store_watch.alert_of(store_watch.store_key(rec)),
         }
         if rec.gcs_ft
         else {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"},

@@ -129,9 +129,7 @@ class ComputeConfig(_Strict):
         seen: set[str] = set()
         for group in self.worker_nodes:
             if group.name in seen:
-                raise ValueError(
-                    f"worker group name {group.name!r} is used twice; give each group its own name"
-                )
+                raise ValueError(f"worker group name {group.name!r} is used twice; give each group its own name")
             seen.add(group.name)
         return self
 
@@ -148,6 +146,9 @@ class GcsStorageConfig(_Strict):
     redis_username: str | None = None
     redis_password_env: str | None = None
     redis_password_file: str | None = None
+    redis_client_certificate_path: str | None = None  # TLS client certificate (optional)
+    redis_client_key_path: str | None = None
+    require_replica: bool = False  # a store without a connected replica is an error, not a warning
 
     @model_validator(mode="after")
     def _one_password_source(self) -> GcsStorageConfig:
@@ -302,8 +303,6 @@ def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpe
     if spec.working_dir and "://" not in spec.working_dir:
         wd = (p.parent / spec.working_dir).resolve()
         if not wd.is_dir():
-            raise SpecError(
-                source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"]
-            )
+            raise SpecError(source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"])
         spec = spec.model_copy(update={"working_dir": str(wd)})
     return spec

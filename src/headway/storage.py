@@ -8,6 +8,7 @@ address.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,8 @@ class StoreAddress:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def masked(self) -> str:
         scheme = "rediss" if self.tls else "redis"
@@ -62,9 +65,7 @@ def parse_address(text: str) -> StoreAddress:
         raw = "redis://" + raw
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss"):
-        raise StoreError(
-            f"unsupported scheme {parts.scheme!r} in the store address; use redis:// or rediss://"
-        )
+        raise StoreError(f"unsupported scheme {parts.scheme!r} in the store address; use redis:// or rediss://")
     try:
         port = parts.port or 6379
     except ValueError:
@@ -91,9 +92,7 @@ def resolve_password(env_name: str | None, file_path: str | None) -> str | None:
         try:
             return Path(file_path).read_text().strip()
         except OSError as exc:
-            raise StoreError(
-                f"cannot read redis_password_file {file_path} ({exc.strerror}); check the path"
-            ) from None
+            raise StoreError(f"cannot read redis_password_file {file_path} ({exc.strerror}); check the path") from None
     return None
 
 
@@ -111,6 +110,8 @@ def connect(addr: StoreAddress, timeout_s: float = 3.0, retries: int = 0) -> red
     )
     if addr.tls:
         kwargs.update(ssl=True, ssl_ca_certs=addr.ca_cert or DEFAULT_CA_BUNDLE)
+        if addr.client_cert:
+            kwargs.update(ssl_certfile=addr.client_cert, ssl_keyfile=addr.client_key)
     return redis.Redis(**kwargs)
 
 
@@ -136,6 +137,12 @@ def check_reachable(addr: StoreAddress, timeout_s: float = 3.0) -> dict:
         raise StoreError(f"the store at {addr.masked()} answered an error: {detail}") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
         reason = scrub(str(exc), addr.password) or type(exc).__name__
+        if addr.tls and ("SSL" in reason or "certificate" in reason.lower()):
+            raise StoreError(
+                f"TLS to the store at {addr.masked()} failed ({reason}); check redis_certificate_path "
+                f"(the CA that signed the server's certificate; now {addr.ca_cert or DEFAULT_CA_BUNDLE}) "
+                "and that the server speaks TLS on that port"
+            ) from None
         raise StoreError(
             f"cannot reach the GCS store at {addr.masked()} ({reason}); check the address, "
             "that the server runs and that this machine may connect to it, "
@@ -179,3 +186,127 @@ def namespaces_in_store(client: redis.Redis) -> set[str]:
 def new_namespace(service: str) -> str:
     """A fresh namespace per service cluster, so two clusters never share tables."""
     return f"hw-{service}-{secrets.token_hex(4)}"
+
+
+# -- fitness, usage, isolation ---------------------------------------------------------------
+PROBE_NAMESPACE = "hw-probe"
+
+
+def _info_strings(client: redis.Redis) -> dict[str, str]:
+    return {str(k): str(v) for k, v in client.info("everything").items()}
+
+
+def _shards(client: redis.Redis) -> int | None:
+    try:
+        raw = client.execute_command("CLUSTER", "INFO")
+    except redis.ResponseError:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    for line in text.splitlines():
+        if line.startswith("cluster_size:"):
+            return int(line.split(":", 1)[1])
+    return None
+
+
+def _probe(client: redis.Redis, namespace: str) -> tuple[tuple[str, ...], str | None]:
+    """Run, on one key of ``namespace``, each command the GCS runs; return the denied ones."""
+    key = f"RAY{namespace}@HEADWAY_PROBE"
+    steps = [
+        ("HSET", lambda: client.hset(key, "f", "v")),
+        ("HGET", lambda: client.hget(key, "f")),
+        ("HMGET", lambda: client.hmget(key, ["f"])),
+        ("HGETALL", lambda: client.hgetall(key)),
+        ("HEXISTS", lambda: client.hexists(key, "f")),
+        ("HSCAN", lambda: client.hscan(key, 0)),
+        ("SCAN", lambda: client.scan(0, match=key_pattern(namespace), count=10)),
+        ("HDEL", lambda: client.hdel(key, "f")),
+        ("DEL", lambda: client.delete(key)),
+        ("UNLINK", lambda: client.unlink(key)),
+        ("DEL DUMMY", lambda: client.delete("DUMMY")),
+    ]
+    denied = []
+    for name, run in steps:
+        try:
+            run()
+        except redis.exceptions.NoPermissionError:
+            denied.append(name)
+        except redis.ResponseError as exc:
+            if "NOPERM" in str(exc):
+                denied.append(name)
+            else:
+                return tuple(denied), f"{name} failed on the store: {exc}"
+    with contextlib.suppress(redis.ResponseError):
+        client.unlink(key)
+    return tuple(denied), None
+
+
+def inspect(addr: StoreAddress, namespace: str = PROBE_NAMESPACE, timeout_s: float = 3.0):
+    """Everything the fitness checks judge, read from the store (reachability checked first)."""
+    from .store_fitness import StoreFacts  # pure module; imported here to keep layers clear
+
+    check_reachable(addr, timeout_s)
+    client = connect(addr, timeout_s)
+    try:
+        try:
+            info = _info_strings(client)
+        except redis.exceptions.NoPermissionError:
+            return StoreFacts(info={}, denied=("INFO",))
+        shards = _shards(client) if info.get("cluster_enabled") == "1" else None
+        denied, probe_error = _probe(client, namespace)
+        return StoreFacts(info=info, shards=shards, denied=denied, probe_error=probe_error)
+    finally:
+        client.close()
+
+
+def namespace_bytes(client: redis.Redis, namespace: str) -> int:
+    """Bytes the namespace's keys take (``MEMORY USAGE`` of each hash)."""
+    total = 0
+    for key in namespace_keys(client, namespace):
+        total += client.memory_usage(key, samples=0) or 0
+    return total
+
+
+def memory(client: redis.Redis) -> dict[str, int]:
+    info = client.info("memory")
+    return {"used_memory": int(info.get("used_memory", 0)), "maxmemory": int(info.get("maxmemory", 0))}
+
+
+def service_user(namespace: str) -> str:
+    return namespace  # one ACL user per service namespace, named after it
+
+
+def acl_rules(namespace: str, password: str) -> list[str]:
+    """The ACL of one service's user: its own keys only, and only what the GCS runs.
+
+    ``DUMMY``: the GCS deletes it when it connects (to detect cluster mode); ``INFO``: it
+    reads the server's role and sections at start."""
+    return [
+        "reset",
+        "on",
+        f">{password}",
+        f"~{key_pattern(namespace)}",
+        "~DUMMY",
+        "resetchannels",
+        "-@all",
+        "+@connection",
+        "+@hash",
+        "+@keyspace",
+        "+@read",
+        "+@write",
+        "+info",
+        "-@admin",
+        "-@dangerous",
+        "+info",
+        "+scan",
+    ]
+
+
+def create_service_user(client: redis.Redis, namespace: str, password: str) -> str:
+    user = service_user(namespace)
+    client.execute_command("ACL", "SETUSER", user, *acl_rules(namespace, password))
+    return user
+
+
+def delete_service_user(client: redis.Redis, namespace: str) -> None:
+    with contextlib.suppress(redis.ResponseError):
+        client.execute_command("ACL", "DELUSER", service_user(namespace))

@@ -44,9 +44,7 @@ class Cli:
     def run(self, *args: str, timeout: float = 400, check: bool = False) -> subprocess.CompletedProcess:
         proc = subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
-            raise AssertionError(
-                f"headway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
+            raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
     def status(self, name: str) -> dict:
@@ -70,9 +68,7 @@ class Cli:
     def events(self, name: str) -> list[dict]:
         return json.loads(self.run("events", name, "--json", check=True).stdout)
 
-    def wait_event(
-        self, name: str, kind: str, after: float, timeout: float = 180, state: str | None = None
-    ) -> dict:
+    def wait_event(self, name: str, kind: str, after: float, timeout: float = 180, state: str | None = None) -> dict:
         """The first event of ``kind`` (and ``state``) recorded after time ``after``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,12 +200,8 @@ def store_server(tmp_path):
     port = _free_port()
     password = "right-pass-7Qz"
     conf = tmp_path / "store.conf"
-    conf.write_text(
-        f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\ndir {tmp_path}\n'
-    )
-    proc = subprocess.Popen(
-        [binaries.store_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    conf.write_text(f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\ndir {tmp_path}\n')
+    proc = subprocess.Popen([binaries.store_server(), str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = redis.Redis(port=port, password=password)
         for _ in range(100):

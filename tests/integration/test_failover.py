@@ -53,6 +53,7 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
     ids_before = _worker_ids(before)
     old_head_id = next(n["node_id"] for n in before["nodes"] if n["role"] == "head")
     pids_before = _replica_pids(st, "hello")
+    bytes_before = st["storage"]["usage"]["bytes"]
     assert all(len(p) == 2 for p in pids_before.values()), pids_before
 
     update = cli.write_spec(name, applications=_hello("bonjour"))
@@ -77,6 +78,8 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
         [(e["kind"], e["details"].get("since_lost_s")) for e in cli.events(name) if e["at"] > killed_at],
     )
 
+    bytes_after = cli.status(name)["storage"]["usage"]["bytes"]
+    print(f"GCS bytes in the store: {bytes_before} with 3 nodes, {bytes_after} after one head failover")
     # Refused while recovering, clearly, with a non-zero exit.
     assert refused.returncode == 3, refused.stdout + refused.stderr
     assert f"head node of service {name} is recovering" in refused.stderr

@@ -99,9 +99,7 @@ def test_endpoint_token_spread_worker_and_head_failures(cli):
         killed_at = cli.crash(name, "head")
         running = cli.wait_event(name, "state", after=killed_at, state="RUNNING", timeout=120)
         time.sleep(1)
-    print(
-        f"head SIGKILL through the ingress: {load.report()}; RUNNING after {running['at'] - killed_at:.1f} s"
-    )
+    print(f"head SIGKILL through the ingress: {load.report()}; RUNNING after {running['at'] - killed_at:.1f} s")
     assert load.failed == 0, load.errors[:10]
 
     # Status shows every backend with its counters.

@@ -6,9 +6,7 @@ from headway.spec import parse_spec
 
 
 def worker(name: str, node_id: str | None) -> NodeRecord:
-    return NodeRecord(
-        name=name, role="worker", ip="10.0.0.1", temp_dir="/t", log="/l", marker="m", node_id=node_id
-    )
+    return NodeRecord(name=name, role="worker", ip="10.0.0.1", temp_dir="/t", log="/l", marker="m", node_id=node_id)
 
 
 def node(node_id: str, name: str, head: bool = False) -> dict:
@@ -21,9 +19,7 @@ def test_readoption_needs_same_ids_and_one_head():
     done, why = repair.readoption_complete([node("h", "head", True), node("a", "w-1")], live)
     assert not done and "w-2" in why
     # Same name under a new id is a new node, not a re-adopted one.
-    assert not repair.readoption_complete(
-        [node("h", "head", True), node("a", "w-1"), node("z", "w-2")], live
-    )[0]
+    assert not repair.readoption_complete([node("h", "head", True), node("a", "w-1"), node("z", "w-2")], live)[0]
     two_heads = [node("h", "head", True), node("old", "head", True), node("a", "w-1"), node("b", "w-2")]
     done, why = repair.readoption_complete(two_heads, live)
     assert not done and "2 ALIVE head" in why
@@ -51,10 +47,7 @@ def spec(**kw):
 
 def test_spec_placement_ok_when_spread():
     assert (
-        placement.spec_problems(
-            spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 1}])
-        )
-        == []
+        placement.spec_problems(spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 1}])) == []
     )
     assert placement.spec_problems(spec()) == []  # settings in code: judged once running
 
@@ -62,9 +55,7 @@ def test_spec_placement_ok_when_spread():
 def test_spec_placement_problems_name_the_field_and_the_fix():
     (p,) = placement.spec_problems(spec(deployments=[{"name": "D", "num_replicas": 1}]))
     assert "applications.default.deployments.D" in p and "max_replicas_per_node: 1" in p
-    (p,) = placement.spec_problems(
-        spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 2}])
-    )
+    (p,) = placement.spec_problems(spec(deployments=[{"name": "D", "num_replicas": 2, "max_replicas_per_node": 2}]))
     assert "sit on one worker" in p
     (p,) = placement.spec_problems(spec(workers=1))
     assert "1 worker node" in p

@@ -64,9 +64,7 @@ def test_managed_platform_fields_accepted():
             http_options={"request_timeout_s": 30},
             compute_config={
                 "head_node": {"instance_type": "m5.large", "resources": {}},
-                "worker_nodes": [
-                    {"name": "cpu", "instance_type": "m5.large", "resources": {"CPU": 2}, "count": 3}
-                ],
+                "worker_nodes": [{"name": "cpu", "instance_type": "m5.large", "resources": {"CPU": 2}, "count": 3}],
             },
         )
     )

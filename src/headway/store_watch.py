@@ -1,0 +1,137 @@
+"""How full the GCS stores are, and the alert when one passes its threshold.
+
+A full store refuses writes and the GCS fails exactly when a head must be replaced,
+so the controller watches every store in use (the managed one and each service's
+own) and raises an alert once when ``used_memory`` passes the threshold (80% of
+``maxmemory`` by default), and clears it once when usage drops below. An alert is
+logged, kept in ``alerts.json`` (shown by ``status`` and ``cloud status``), written
+to the store's timeline (shown by ``events`` of every service on it) and POSTed to
+the webhook when one is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from . import cloud, paths, records, storage, store_fitness
+from .records import ServiceRecord
+from .spec import ServiceSpec
+
+log = logging.getLogger("headway.store_watch")
+
+DEFAULT_ALERT_PERCENT = 80.0
+MAX_EVENTS = 500
+
+
+def _state_file():
+    return paths.home() / "alerts.json"
+
+
+def load_state() -> dict[str, Any]:
+    try:
+        return json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return {"alerts": {}, "events": []}
+
+
+def _save_state(state: dict[str, Any]) -> None:
+    state["events"] = state["events"][-MAX_EVENTS:]
+    paths.write_private(_state_file(), json.dumps(state, indent=2))
+
+
+def store_key(rec: ServiceRecord) -> str | None:
+    """Which store a service uses: 'cloud', or its own store's masked address."""
+    if not rec.gcs_ft:
+        return None
+    return "cloud" if rec.storage_source == "cloud" else rec.storage_masked
+
+
+def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress | None:
+    if key == "cloud":
+        crec = cloud.load()
+        return cloud.store_address(crec) if crec else None
+    from .service import resolve_spec_storage  # the service layer resolves a spec's secrets
+
+    for rec in recs:
+        if store_key(rec) == key:
+            return resolve_spec_storage(ServiceSpec.model_validate(rec.spec))
+    return None
+
+
+def settings() -> tuple[float, str | None]:
+    crec = cloud.load()
+    if crec is None:
+        return DEFAULT_ALERT_PERCENT, None
+    return crec.alert_percent, crec.alert_webhook
+
+
+def check_all() -> list[dict[str, Any]]:
+    """One round: read every store's memory, raise or clear alerts; return new events."""
+    recs = records.all_records()
+    keys = {k for k in (store_key(r) for r in recs) if k}
+    if cloud.load() is not None:
+        keys.add("cloud")
+    threshold, webhook = settings()
+    state = load_state()
+    new: list[dict[str, Any]] = []
+    for key in sorted(keys):
+        addr = _admin_address(key, recs)
+        if addr is None:
+            continue
+        try:
+            client = storage.connect(addr, 2)
+            try:
+                mem = storage.memory(client)
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - an unreachable store is the watchdog's business
+            log.info("store %s: no usage reading (%s)", key, type(exc).__name__)
+            continue
+        percent = store_fitness.usage_percent({k: str(v) for k, v in mem.items()})
+        alert = state["alerts"].get(key, {"active": False})
+        change = store_fitness.alert_transition(alert["active"], percent, threshold)
+        if change is None:
+            continue
+        assert percent is not None
+        event = {
+            "at": time.time(),
+            "store": key,
+            "kind": "store_alert_raised" if change == "raise" else "store_alert_cleared",
+            "percent": round(percent, 1),
+            "threshold": threshold,
+            "message": (
+                f"store {key} at {percent:.1f}% of maxmemory (threshold {threshold:.0f}%): "
+                + ("add memory, or remove leftover namespaces" if change == "raise" else "back below")
+            ),
+        }
+        state["alerts"][key] = {
+            "active": change == "raise",
+            "since": event["at"],
+            "percent": event["percent"],
+        }
+        state["events"].append(event)
+        new.append(event)
+        (log.warning if change == "raise" else log.info)("%s", event["message"])
+        if webhook:
+            try:
+                httpx.post(webhook, json=event, timeout=3)
+            except httpx.HTTPError as exc:
+                log.warning("alert webhook failed: %s", type(exc).__name__)
+    if new:
+        _save_state(state)
+    return new
+
+
+def alert_of(key: str | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return load_state()["alerts"].get(key)
+
+
+def events_of(key: str | None) -> list[dict[str, Any]]:
+    return [e for e in load_state()["events"] if key and e["store"] == key]
