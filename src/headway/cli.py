@@ -283,8 +283,9 @@ def cloud_status(as_json: bool) -> None:
     t = Table("role", "port", "running", "memory", "replicas")
     for s in st["store"]:
         mem = f"{s.get('used_memory', 0) / 2**20:.1f} MiB / {s.get('maxmemory', 0) / 2**20:.0f} MiB"
+        role = {"master": "primary", "slave": "replica"}.get(s.get("replication_role", ""), s["role"])
         t.add_row(
-            s["role"],
+            role,
             str(s["port"]),
             "yes" if s["running"] else "[red]no[/]",
             mem,

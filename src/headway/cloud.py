@@ -60,6 +60,7 @@ class CloudRecord(BaseModel):
     maxmemory: str
     store: list[StoreProcess]
     created_at: float
+    sentinel: StoreProcess | None = None  # promotes the replica when the primary dies
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
 
@@ -116,8 +117,25 @@ def password() -> str:
 
 
 def store_address(rec: CloudRecord) -> storage.StoreAddress:
-    """The managed store's primary, with the cloud password, as the nodes reach it."""
-    return storage.StoreAddress(host=rec.node_host, port=rec.primary.port, password=password())
+    """The managed store's current primary (Sentinel says which), with the cloud password,
+    as the nodes reach it."""
+    return storage.StoreAddress(host=rec.node_host, port=current_primary_port(rec), password=password())
+
+
+def current_primary_port(rec: CloudRecord) -> int:
+    """The port of the store process that is primary now: after a failover, the promoted one."""
+    if rec.sentinel is not None and _running_pids(rec.sentinel):
+        try:
+            client = storage.connect(storage.StoreAddress("127.0.0.1", rec.sentinel.port, password=password()), 2)
+            try:
+                addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_NAME)
+            finally:
+                client.close()
+            if addr:
+                return int(addr[1])
+        except Exception:  # noqa: BLE001 - without an answer, the recorded primary is the best guess
+            pass
+    return rec.primary.port
 
 
 def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
@@ -133,7 +151,9 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
-def _write_conf(proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None) -> None:
+def _write_conf(
+    proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None, host: str
+) -> None:
     lines = [
         f"port {proc.port}",
         f"bind {' '.join(bind)}",
@@ -148,23 +168,47 @@ def _write_conf(proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, pr
         "maxmemory-policy noeviction",
         "daemonize no",
         f"logfile {proc.log}",
+        # Sentinel hands out what replicas announce: the address the nodes can reach.
+        f"replica-announce-ip {host}",
     ]
     if primary_port is not None:
-        lines.append(f"replicaof 127.0.0.1 {primary_port}")
+        lines.append(f"replicaof {host} {primary_port}")
         lines.append("replica-read-only yes")
     paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
 
 
-def _start(proc: StoreProcess) -> int:
+SENTINEL_NAME = "hwstore"
+
+
+def _write_sentinel_conf(proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int) -> None:
+    """Quorum 1 (one Sentinel on one machine): the primary is declared down after 1 s."""
+    lines = [
+        f"port {proc.port}",
+        f"bind {' '.join(bind)}",
+        f"dir {proc.data_dir}",
+        "daemonize no",
+        f"logfile {proc.log}",
+        f"requirepass {pw}",
+        f"sentinel monitor {SENTINEL_NAME} {host} {primary_port} 1",
+        f"sentinel auth-pass {SENTINEL_NAME} {pw}",
+        f"sentinel down-after-milliseconds {SENTINEL_NAME} 1000",
+        f"sentinel failover-timeout {SENTINEL_NAME} 5000",
+        f"sentinel parallel-syncs {SENTINEL_NAME} 1",
+    ]
+    paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
+
+
+def _start(proc: StoreProcess, sentinel: bool = False) -> int:
     env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
     child = subprocess.Popen(
-        [binaries.store_server(), proc.conf],
+        [binaries.store_server(), proc.conf, *(["--sentinel"] if sentinel else [])],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    procs.track(child)
     return child.pid
 
 
@@ -232,7 +276,18 @@ def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
                     marker=f"cloud-{cid}/store-{role}",
                 )
             )
+        sd = store_root / "sentinel"
+        sd.mkdir(parents=True, exist_ok=True, mode=0o700)
+        sentinel = StoreProcess(
+            role="sentinel",
+            port=_free_port(start=replica_port + 1),
+            data_dir=str(sd),
+            conf=str(sd / "sentinel.conf"),
+            log=str(sd / "sentinel.log"),
+            marker=f"cloud-{cid}/sentinel",
+        )
         rec = CloudRecord(
+            sentinel=sentinel,
             id=cid,
             mode=mode,
             subnet=subnet,
@@ -249,18 +304,34 @@ def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
         raise CloudError(f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it")
     if rec.mode == "netns":
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
+    restart_dead(rec)
+    _wait_replica(storage.StoreAddress("127.0.0.1", current_primary_port(rec), password=password()), 15)
+    return rec
+
+
+def restart_dead(rec: CloudRecord) -> list[int]:
+    """Start every store process that is not running: the primary (as Sentinel knows it)
+    as primary, the others as its replicas; then the Sentinel. Returns the restarted ports."""
     pw = password()
+    running = [p for p in rec.store if _running_pids(p)]
+    primary = current_primary_port(rec) if running else rec.primary.port
+    restarted = []
     for proc in rec.store:
         if _running_pids(proc):
             continue
-        primary_port = None if proc.role == "primary" else rec.primary.port
-        _write_conf(proc, rec.bind, pw, rec.maxmemory, primary_port)
+        _write_conf(proc, rec.bind, pw, rec.maxmemory, None if proc.port == primary else primary, rec.node_host)
         proc.pid = _start(proc)
         proc.pid_started = procs.start_time(proc.pid)
         _save(rec)
         _wait_ping(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 10)
-    _wait_replica(storage.StoreAddress("127.0.0.1", rec.primary.port, password=pw), 15)
-    return rec
+        restarted.append(proc.port)
+    if rec.sentinel is not None and not _running_pids(rec.sentinel):
+        _write_sentinel_conf(rec.sentinel, rec.bind, pw, rec.node_host, primary)
+        rec.sentinel.pid = _start(rec.sentinel, sentinel=True)
+        rec.sentinel.pid_started = procs.start_time(rec.sentinel.pid)
+        _save(rec)
+        _wait_ping(storage.StoreAddress("127.0.0.1", rec.sentinel.port, password=pw), 10)
+    return restarted
 
 
 def status(rec: CloudRecord) -> dict:
@@ -285,6 +356,10 @@ def status(rec: CloudRecord) -> dict:
                 entry["error"] = storage.scrub(str(exc), pw)
         out["store"].append(entry)
     out["address"] = store_address(rec).masked()
+    out["primary_port"] = current_primary_port(rec)
+    out["sentinel"] = (
+        {"port": rec.sentinel.port, "running": bool(_running_pids(rec.sentinel))} if rec.sentinel else None
+    )
     return out
 
 
@@ -292,7 +367,7 @@ def teardown() -> None:
     """Stop the store, remove its data and the bridge. Callers check no service is left."""
     rec = load()
     if rec is not None:
-        for proc in rec.store:
+        for proc in [*rec.store, *([rec.sentinel] if rec.sentinel else [])]:
             procs.kill_pids(_running_pids(proc), grace_s=2)
         if rec.mode == "netns":
             netns.remove_bridge()

@@ -25,10 +25,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cloud, ingress, paths, procs, records, repair, serve, states, store_watch, watchdog
-from .provider import reap_children
+from . import cloud, ingress, paths, procs, records, repair, serve, states, storage, store_watch, watchdog
 from .records import ServiceRecord
-from .service import provider_for, record_event, set_state
+from .service import provider_for, record_event, set_state, store_user_password
 from .spec import ServiceSpec
 
 log = logging.getLogger("headway.controller")
@@ -137,7 +136,7 @@ class Controller:
 
     def round(self) -> int:
         """Probe every service once and start the repairs it needs; return how many services."""
-        reap_children()
+        procs.reap_children()
         recs = records.all_records()
         for name in [n for n, t in self.active.items() if not t.is_alive()]:
             del self.active[name]
@@ -241,9 +240,10 @@ class Controller:
             if started - last_store_check >= STORE_CHECK_PERIOD_S:
                 last_store_check = started
                 try:
+                    _repair_store()
                     store_watch.check_all()
                 except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
-                    log.exception("store usage check failed")
+                    log.exception("store check failed")
             try:
                 count = self.round()
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
@@ -257,6 +257,26 @@ class Controller:
             else:
                 idle_since = None
             self.stopping.wait(max(0.05, self.period_s - (time.monotonic() - started)))
+
+
+def _repair_store() -> None:
+    """Restart a dead process of the managed store (a dead primary comes back as a replica
+    of the promoted one) and give it every service's ACL user again (ACLs do not replicate)."""
+    crec = cloud.load()
+    if crec is None:
+        return
+    restarted = cloud.restart_dead(crec)
+    if not restarted:
+        return
+    log.warning("managed store: restarted the process(es) on port(s) %s", restarted)
+    for rec in records.all_records():
+        if not (rec.store_user and rec.storage_source == "cloud" and rec.namespace):
+            continue
+        for client in cloud.admin_clients(crec):
+            try:
+                storage.create_service_user(client, rec.namespace, store_user_password(rec))
+            finally:
+                client.close()
 
 
 def run_forever(failure_threshold: int, period_s: float) -> None:

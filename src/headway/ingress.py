@@ -128,6 +128,7 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
             start_new_session=True,
             env=dict(os.environ) | {procs.MARKER_VAR: marker(rec)},
         )
+    procs.track(child)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if child.poll() is not None:

@@ -102,3 +102,17 @@ def kill_pids(pids: Iterable[int], grace_s: float = 0.0) -> None:
 def _signal(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, sig)
+
+
+#: Children this process started and must reap: a long-lived controller would otherwise
+#: keep every dead node supervisor or store process as a zombie (``Popen.poll`` reaps
+#: only its own child, never another's).
+_children: list = []
+
+
+def track(child) -> None:  # noqa: ANN001 - a subprocess.Popen
+    _children.append(child)
+
+
+def reap_children() -> None:
+    _children[:] = [c for c in _children if c.poll() is None]

@@ -33,15 +33,6 @@ _NODE_PORT_KEYS = (
 )
 
 
-#: Node supervisors this process started; polled so that dead ones do not stay zombies
-#: in a long-lived controller (``Popen.poll`` reaps only its own child, never another).
-_children: list[subprocess.Popen] = []
-
-
-def reap_children() -> None:
-    _children[:] = [c for c in _children if c.poll() is None]
-
-
 class ProviderError(RuntimeError):
     pass
 
@@ -191,7 +182,7 @@ class LocalProvider:
                 start_new_session=True,
                 cwd=node.temp_dir,
             )
-        _children.append(child)
+        procs.track(child)
         node.pid = child.pid
         node.pid_started = procs.start_time(child.pid)
         node.started_at = time.time()

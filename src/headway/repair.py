@@ -28,6 +28,7 @@ from .service import (
     start_head,
     start_worker,
     wait_head,
+    wait_store_primary,
 )
 from .spec import ServiceSpec
 
@@ -72,6 +73,10 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     if left:
         raise DeployError(f"could not fence the old head: {len(left)} process(es) still alive")
     step("old_head_fenced", f"old head at {old.ip} fenced: no process of it is left")
+
+    if rec.gcs_ft:
+        addr = wait_store_primary(rec, spec)
+        step("store_ready", f"GCS store primary at {addr.masked()} answers")
 
     new = prov.new_node(rec, "head", "head", old.ip, dict(old.ports))
     rec.nodes = [new if n is old else n for n in rec.nodes]

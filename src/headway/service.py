@@ -132,7 +132,7 @@ def _store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddres
         raise DeployError("the cloud store is gone; run 'headway cloud setup'")
     addr = cloud.store_address(crec)
     if rec.store_user:
-        addr = storage.StoreAddress(addr.host, addr.port, username=rec.store_user, password=_user_password(rec))
+        addr = storage.StoreAddress(addr.host, addr.port, username=rec.store_user, password=store_user_password(rec))
     return addr
 
 
@@ -140,8 +140,31 @@ def _user_password_file(name: str):
     return paths.service_dir(name) / "store.password"
 
 
-def _user_password(rec: ServiceRecord) -> str:
+def store_user_password(rec: ServiceRecord) -> str:
     return _user_password_file(rec.name).read_text().strip()
+
+
+def wait_store_primary(rec: ServiceRecord, spec: ServiceSpec, timeout_s: float = 45) -> storage.StoreAddress:
+    """The store as a new head will use it, once it answers as a primary: after a store
+    failover Sentinel needs a few seconds to promote the replica, and a head started
+    against the dead primary would only exit again."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        addr = _store_address(rec, spec)
+        try:
+            client = storage.connect(addr, 2)
+            try:
+                role = client.info("replication").get("role")
+            finally:
+                client.close()
+            if role == "master":
+                return addr
+            last = f"{addr.masked()} is a {role}"
+        except Exception as exc:  # noqa: BLE001 - keep asking until the deadline
+            last = f"{addr.masked()}: {type(exc).__name__}"
+        time.sleep(0.5)
+    raise DeployError(f"the GCS store has no reachable primary after {timeout_s:.0f} s ({last})")
 
 
 def _create_store_user(rec: ServiceRecord, crec: cloud.CloudRecord) -> None:

@@ -7,6 +7,8 @@ by the tests on loopback and stopped by PID.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import _free_port
+from conftest import Load, _free_port
 
 from headway import binaries
 
@@ -292,6 +294,35 @@ def _managed_store_scenario(cli, webhook: str) -> None:
     kinds = [h["kind"] for h in _Hook.received]
     assert kinds[-2:] == ["store_alert_raised", "store_alert_cleared"], kinds
     admin.config_set("maxmemory", "1gb")
+
+    # The store's primary dies under traffic: Sentinel promotes the replica, the GCS exits,
+    # the watchdog starts a head against the new primary; the old one comes back as replica.
+    auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
+    with Load([st["endpoint"]] * 8, headers=auth) as load:
+        time.sleep(2)
+        killed_at = time.time()
+        os.kill(next(p for p in cloud["store"] if p["role"] == "primary")["pid"], signal.SIGKILL)
+        running = cli.wait_event(name, "state", after=killed_at, state="RUNNING", timeout=150)
+    ready = cli.wait_event(name, "store_ready", after=killed_at)
+    print(f"\nstore primary SIGKILL: {load.report()}; head replaced against the promoted replica, "
+          f"RUNNING {running['at'] - killed_at:.1f} s after the kill")  # fmt: skip
+    assert load.failed == 0, load.errors[:10]
+    replica_port = next(p for p in cloud["store"] if p["role"] == "replica")["port"]
+    assert f":{replica_port}" in ready["message"]
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        cs = json.loads(cli.run("cloud", "status", "--json", check=True).stdout)
+        promoted = next(p for p in cs["store"] if p["port"] == replica_port)
+        all_running = all(p["running"] for p in cs["store"])
+        if cs["primary_port"] == replica_port and all_running and promoted.get("connected_replicas") == 1:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"the old primary did not come back as a replica: {cs}")
+    old_primary = redis.Redis(port=primary, password=admin_pw)
+    assert user.encode() in b" ".join(old_primary.execute_command("ACL", "USERS"))
+    admin = redis.Redis(port=replica_port, password=admin_pw)
+    assert cli.status(name)["state"] == "RUNNING"
 
     # Terminate removes exactly its keys and its user.
     cli.run("terminate", name, check=True)
