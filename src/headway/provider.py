@@ -33,6 +33,20 @@ _NODE_PORT_KEYS = (
 )
 
 
+#: Fixed agent and manager ports for a node with an IP of its own. Left to Ray (0),
+#: its raylet waits for the agents to write their port files and aborts the node
+#: when a slow agent misses that wait (seen on a loaded 2-core machine: a new head
+#: died with "Timed out waiting for file .../metrics_agent_port_<node>").
+NETNS_NODE_PORTS: dict[str, int] = {
+    "node_manager": 52360,
+    "object_manager": 52361,
+    "dashboard_agent_listen": 52365,
+    "dashboard_agent_grpc": 52366,
+    "metrics_export": 52367,
+    "runtime_env_agent": 52368,
+}
+
+
 class ProviderError(RuntimeError):
     pass
 
@@ -100,14 +114,14 @@ class LocalProvider:
             "gcs": GCS_PORT,
             "dashboard": DASHBOARD_PORT,
             "proxy": SERVE_PORT,
-        }
+        } | NETNS_NODE_PORTS
 
     def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
         if self.loopback:
             keys = (*_NODE_PORT_KEYS, "proxy")
             ports = self._ports(len(keys))
             return LOOPBACK, dict(zip(keys, ports, strict=True))
-        return self._free_ip(taken_ips), {}
+        return self._free_ip(taken_ips), dict(NETNS_NODE_PORTS)
 
     def _ports(self, n: int) -> list[int]:
         ports = free_ports(n, used_ports() | self._planned)

@@ -123,9 +123,14 @@ class Cli:
 
 
 class Load:
-    """Clients in threads, each sending requests to one URL for as long as it runs."""
+    """Clients in threads, each sending a steady stream of requests to one URL."""
 
-    def __init__(self, urls: list[str], timeout_s: float = 10.0, headers: dict[str, str] | None = None):
+    def __init__(
+        self, urls: list[str], timeout_s: float = 10.0, headers: dict[str, str] | None = None, pace_s: float = 0.02
+    ):
+        # Each client waits ``pace_s`` between requests: a steady stream, as from clients on
+        # other machines, not a tight loop that would take the 2 cores from the nodes.
+        self.pace_s = pace_s
         self.urls = urls
         self.headers = headers or {}
         self.timeout_s = timeout_s
@@ -156,6 +161,7 @@ class Load:
                     self.ok += 1
                 else:
                     self.failed += 1
+                self._stop.wait(self.pace_s)
 
     def __enter__(self) -> Load:
         for t in self._threads:

@@ -179,7 +179,8 @@ def test_controller_dies_head_stays_down_90s_then_controller_repairs(cli):
     time.sleep(0.5)
     assert cli.controller_pid() is None
 
-    with Load(st["endpoints"]) as load:
+    auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
+    with Load(st["endpoints"]) as load, Load([st["endpoint"]] * 2, headers=auth) as through:
         time.sleep(2)
         killed_at = cli.crash(name, "head")
         # Longer than Ray's default 60 s GCS reconnect timeout: workers must not give up.
@@ -196,6 +197,9 @@ def test_controller_dies_head_stays_down_90s_then_controller_repairs(cli):
     assert during["state"] == "UNHEALTHY" and "head" in during["reason"]
     assert during["controller_pid"] is None
     assert load.failed == 0, load.errors[:10]
+    # The ingress is its own process: neither the controller's death nor the head's stops it.
+    print(f"through the ingress meanwhile: {through.report()}")
+    assert through.failed == 0 and through.ok > 100, through.errors[:10]
     assert all(n["alive"] for n in during["nodes"] if n["role"] == "worker")
     assert _worker_ids(cli.record(name)) == ids_before
     kinds = [e["kind"] for e in cli.events(name) if e["at"] > killed_at]

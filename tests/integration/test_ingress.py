@@ -68,7 +68,7 @@ def test_endpoint_token_spread_worker_and_head_failures(cli):
     w1 = next(n for n in rec["nodes"] if n["name"] == "worker-1")
     w1_backend = f"{w1['ip']}:{w1['ports'].get('proxy') or rec['serve_port']}"
     assert _show_stat(sock)[w1_backend] == "UP"
-    with Load([endpoint] * 50, headers=auth) as load:
+    with Load([endpoint] * 50, headers=auth, pace_s=0.2) as load:
         time.sleep(3)
         killed_at = cli.crash(name, "worker-1")
         while _show_stat(sock).get(w1_backend, "gone").startswith("UP") and time.time() - killed_at < 10:
