@@ -22,7 +22,7 @@ demo: system $(STAMP)
 
 test: system $(STAMP)
 	$(BIN)/ruff check src tests examples bench
-	$(BIN)/python -m pytest -v --durations=15 tests
+	$(BIN)/python -m pytest -v -rP --durations=15 tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
