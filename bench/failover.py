@@ -335,8 +335,11 @@ def run_baseline(b: Bench, scenario: str, rate: float, outage_s: float = 90) -> 
 BASELINES = {
     # GCS FT on, but Ray's default worker timeout (60 s) and nobody to replace the head.
     "baseline-ft-no-headway": {"env_vars": {"RAY_gcs_rpc_server_reconnect_timeout_s": "60"}},
-    # No GCS FT at all.
-    "baseline-no-ft": {"ray_gcs_external_storage_config": {"enable": False}},
+    # No GCS FT at all, and Ray's default worker timeout.
+    "baseline-no-ft": {
+        "ray_gcs_external_storage_config": {"enable": False},
+        "env_vars": {"RAY_gcs_rpc_server_reconnect_timeout_s": "60"},
+    },
 }
 
 

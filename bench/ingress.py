@@ -94,15 +94,15 @@ def main() -> None:
     env = dict(os.environ)
     own_home = None
     name = args.service
-    if name is None:
-        own_home = tempfile.mkdtemp(prefix="hwbench-")
-        env.update(HEADWAY_HOME=own_home, HEADWAY_TMP="/tmp/hwbench", HEADWAY_BRIDGE="hwbench0",
-                   HEADWAY_SUBNET="10.213.250.0/24")  # fmt: skip
-        name = "hello"
-        print("deploying examples/hello in a private state dir ...", flush=True)
-        spec = str(ROOT / "examples/hello/service.yaml")
-        subprocess.run([HEADWAY, "deploy", "-f", spec], env=env, check=True, stdout=subprocess.DEVNULL)
     try:
+        if name is None:
+            own_home = tempfile.mkdtemp(prefix="hwbench-")
+            env.update(HEADWAY_HOME=own_home, HEADWAY_TMP="/tmp/hwbench", HEADWAY_BRIDGE="hwbench0",
+                       HEADWAY_SUBNET="10.213.250.0/24")  # fmt: skip
+            name = "hello"
+            print("deploying examples/hello in a private state dir ...", flush=True)
+            spec = str(ROOT / "examples/hello/service.yaml")
+            subprocess.run([HEADWAY, "deploy", "-f", spec], env=env, check=True, stdout=subprocess.DEVNULL)
         st = json.loads(_headway(env, "status", name, "--json"))
         headers = {}
         if st["token_required"]:
