@@ -21,6 +21,7 @@ import redis
 from conftest import Load, _free_port
 
 from headway import binaries
+from headway.provider import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,8 @@ class Servers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, *lines: str, password: str | None = ADMIN_PW, port: int | None = None) -> int:
-        port = port or _free_port()
+        # Below 32000: a cluster node also listens on port + 10000 (its bus), which must exist.
+        port = port or free_ports(1, set())[0]
         d = self.root / str(port)
         d.mkdir()
         conf = [f"port {port}", "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {d}", *lines]
@@ -181,7 +183,7 @@ def _make_tls(d: Path) -> dict[str, Path]:
 
 def test_tls_deploy_end_to_end(cli, servers, tmp_path):
     tls = _make_tls(tmp_path)
-    port = _free_port()
+    (port,) = free_ports(1, set())
     servers.start(
         "port 0",
         f"tls-port {port}",
