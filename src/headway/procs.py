@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,10 +108,10 @@ def _signal(pid: int, sig: int) -> None:
 #: Children this process started and must reap: a long-lived controller would otherwise
 #: keep every dead node supervisor or store process as a zombie (``Popen.poll`` reaps
 #: only its own child, never another's).
-_children: list = []
+_children: list[subprocess.Popen] = []
 
 
-def track(child) -> None:  # noqa: ANN001 - a subprocess.Popen
+def track(child: subprocess.Popen) -> None:
     _children.append(child)
 
 

@@ -8,6 +8,7 @@ Redis services and restricted ACL users often may not run ``CONFIG``; ``INFO`` h
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -48,7 +49,7 @@ class StoreFacts:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def _int(info: dict[str, str], key: str) -> int | None:
+def _int(info: Mapping[str, str | int], key: str) -> int | None:
     v = info.get(key)
     try:
         return int(v) if v is not None else None
@@ -139,7 +140,7 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
 
-def usage_percent(info: dict[str, str]) -> float | None:
+def usage_percent(info: Mapping[str, str | int]) -> float | None:
     """``used_memory`` as a % of ``maxmemory`` (None when no maxmemory is set)."""
     used, limit = _int(info, "used_memory"), _int(info, "maxmemory")
     if not used or not limit:

@@ -8,10 +8,6 @@ from . import cloud, records, storage, store_fitness
 from .records import ServiceRecord
 
 
-def _percent(mem: dict[str, int]) -> float | None:
-    return store_fitness.usage_percent({k: str(v) for k, v in mem.items()})
-
-
 def cloud_usage(crec: cloud.CloudRecord) -> dict[str, Any]:
     """Store-wide memory, bytes per namespace (with its service), leftover namespaces."""
     owners = {r.namespace: r.name for r in records.all_records() if r.namespace and r.storage_source == "cloud"}
@@ -29,7 +25,7 @@ def cloud_usage(crec: cloud.CloudRecord) -> dict[str, Any]:
     return {
         "used_memory": mem["used_memory"],
         "maxmemory": mem["maxmemory"],
-        "percent": _percent(mem),
+        "percent": store_fitness.usage_percent(mem),
         "namespaces": {ns: {"service": owners.get(ns), "bytes": b} for ns, b in spaces.items()},
         "leftovers": [ns for ns in spaces if ns not in owners],
     }
@@ -49,7 +45,7 @@ def service_usage(rec: ServiceRecord, addr: storage.StoreAddress) -> dict[str, A
             client.close()
     except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
         return {"error": type(exc).__name__}
-    return {"bytes": used, "store_percent": _percent(mem) if mem else None}
+    return {"bytes": used, "store_percent": store_fitness.usage_percent(mem) if mem else None}
 
 
 def cleanup_leftover(namespace: str) -> int:

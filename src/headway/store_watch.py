@@ -92,7 +92,7 @@ def check_all() -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - an unreachable store is the watchdog's business
             log.info("store %s: no usage reading (%s)", key, type(exc).__name__)
             continue
-        percent = store_fitness.usage_percent({k: str(v) for k, v in mem.items()})
+        percent = store_fitness.usage_percent(mem)
         alert = state["alerts"].get(key, {"active": False})
         change = store_fitness.alert_transition(alert["active"], percent, threshold)
         if change is None:
