@@ -319,6 +319,10 @@ def restart_dead(rec: CloudRecord) -> list[int]:
     for proc in rec.store:
         if _running_pids(proc):
             continue
+        if running and proc.port == primary and rec.sentinel is not None:
+            # Sentinel has not promoted the replica yet: a dead primary restarted now would
+            # come back as primary with what its file holds. Wait for the failover.
+            continue
         _write_conf(proc, rec.bind, pw, rec.maxmemory, None if proc.port == primary else primary, rec.node_host)
         proc.pid = _start(proc)
         proc.pid_started = procs.start_time(proc.pid)
