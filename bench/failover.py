@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import httpx
 
-from headway import procs
+from headway import cloud, procs, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
@@ -141,6 +142,57 @@ class Bench:
             return None
         return info["pid"] if procs.same_process(info["pid"], info["started"]) else None
 
+    def ray_nodes(self) -> list[dict]:
+        """Ray's whole node table (ALIVE and DEAD), from the head's dashboard."""
+        rec = self.record()
+        head = next(n for n in rec["nodes"] if n["role"] == "head")
+        url = f"http://{head['ip']}:{head['ports']['dashboard']}/api/v0/nodes"
+        try:
+            body = httpx.get(url, params={"limit": 10000}, timeout=10).json()
+        except (httpx.HTTPError, ValueError):
+            return []
+        return body.get("data", {}).get("result", {}).get("result", [])
+
+    def store_usage(self) -> tuple[int, int, int]:
+        """(keys, bytes, hash fields) of the service's GCS namespace in the managed store."""
+        os.environ["HEADWAY_HOME"] = self.home  # headway's modules read the state dir from here
+        client = storage.connect(cloud.store_address(cloud.load()), 3)
+        try:
+            keys = storage.namespace_keys(client, self.record()["namespace"])
+            fields = sum(client.hlen(k) for k in keys)
+            return len(keys), storage.namespace_bytes(client, self.record()["namespace"]), fields
+        finally:
+            client.close()
+
+    def leak_snapshot(self) -> dict:
+        """What could leak across failovers: store keys/bytes, Ray nodes, processes, hosts."""
+        rec = self.record()
+        keys, used, fields = self.store_usage()
+        nodes = self.ray_nodes()
+        alive = [n for n in nodes if n["state"] == "ALIVE"]
+        known = {n["node_id"] for n in rec["nodes"] if n.get("node_id")}
+        markers = {n["marker"] for n in rec["nodes"]} | {f"{rec['cluster_id']}/ingress"}
+        pids = procs.pids_with_marker(rec["cluster_id"])
+        stray = [p for p in pids if _marker_of(p) not in markers]
+        ours = set(pids) | {self.controller_pid() or -1}
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split("\n")
+        tmp = Path("/tmp/hwfo")
+        return {
+            "store_keys": keys,
+            "store_bytes": used,
+            "store_fields": fields,
+            "ray_nodes_alive": len(alive),
+            "ray_heads_alive": sum(1 for n in alive if n.get("is_head_node")),
+            "ray_nodes_dead": len(nodes) - len(alive),
+            "alive_not_in_record": sum(1 for n in alive if n["node_id"] not in known),
+            "record_nodes": len(rec["nodes"]),
+            "processes": len(pids),
+            "stray_processes": len(stray),
+            "zombies": len(_zombies_of(ours)),
+            "netns": sum(1 for line in netns if line.startswith(f"hw-{self.name}.")),
+            "temp_dirs": len(list(tmp.iterdir())) if tmp.exists() else 0,
+        }
+
     def events_after(self, t: float) -> list[dict]:
         return [e for e in self.record()["events"] if e["at"] >= t]
 
@@ -162,23 +214,66 @@ class Bench:
         shutil.rmtree("/tmp/hwfo", ignore_errors=True)
 
 
+def _marker_of(pid: int) -> str | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = procs.MARKER_VAR.encode() + b"="
+    return next((e[len(prefix) :].decode() for e in env if e.startswith(prefix)), None)
+
+
+def _zombies_of(parents: set[int]) -> list[int]:
+    """Zombie processes whose parent is one of ours: children nobody reaped."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if stat[0] == "Z" and int(stat[1]) in parents:
+            out.append(int(entry))
+    return out
+
+
 # -- faults --------------------------------------------------------------------------------
 def _kill_head(b: Bench) -> None:
     b.signal_node("head", signal.SIGKILL)
 
 
-def _freeze_head(b: Bench) -> None:
+FREEZE_S = 30
+
+
+def _freeze_head(b: Bench):
     pids = b.node_pids("head")
+    frozen_at = time.time()
     for pid in pids:
         os.kill(pid, signal.SIGSTOP)
 
     def thaw() -> None:
-        time.sleep(30)
+        time.sleep(FREEZE_S)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
 
     threading.Thread(target=thaw, daemon=True).start()
+
+    def split_brain_check() -> dict:
+        """After the thaw: none of the frozen processes may run again, one head is ALIVE."""
+        time.sleep(max(0.0, frozen_at + FREEZE_S + 5 - time.time()))
+        resumed = [p for p in pids if procs.alive(p)]
+        nodes = b.ray_nodes()
+        alive_heads = [n for n in nodes if n["state"] == "ALIVE" and n.get("is_head_node")]
+        return {
+            "frozen_pids": len(pids),
+            "resumed_after_thaw": len(resumed),
+            "alive_heads_after_thaw": len(alive_heads),
+            "split_brain": bool(resumed) or len(alive_heads) != 1,
+        }
+
+    return split_brain_check
 
 
 def _partition_head(b: Bench) -> None:
@@ -259,7 +354,71 @@ def _window(samples: list[Sample], start: float, end: float) -> dict:
     }
 
 
-def run_scenario(b: Bench, scenario: str, rate: float, settle_s: float = 10) -> dict:
+class UpdateProbe:
+    """An operator retrying an update (the same spec again, every second) from the fault
+    on: how often is it refused (exit 3), and when has an update been applied again?"""
+
+    def __init__(self, b: Bench, fault_at: float):
+        self.b, self.fault_at = b, fault_at
+        self.refused = 0
+        self.accepted_s: float | None = None  # start of the first accepted attempt
+        self.applied_s: float | None = None  # when that update had been applied
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        spec = str(Path(self.b.home) / "spec.yaml")
+        while time.time() - self.fault_at < 240:
+            started = time.time()
+            r = self.b.hw("deploy", "-f", spec, check=False)
+            if r.returncode == 0:
+                self.accepted_s = round(started - self.fault_at, 2)
+                self.applied_s = round(time.time() - self.fault_at, 2)
+                return
+            if r.returncode != 3:
+                self.error = (r.stderr or r.stdout).strip()[-300:]
+                return
+            self.refused += 1
+            time.sleep(1)
+
+    def join(self) -> None:
+        self._thread.join(timeout=300)
+
+
+def plot(path: str, title: str, samples: list[Sample], fault_at: float, marks: dict[str, float | None]) -> None:
+    """Latency (each request) and failures per second over time, fault and recovery steps marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    ok = [s for s in samples if s.ok]
+    ax1.scatter([s.at - fault_at for s in ok], [1000 * s.latency for s in ok], s=2)
+    ax1.set_yscale("log")
+    ax1.set_ylabel("latency ms (answered)")
+    t0 = int(min((s.at for s in samples), default=fault_at) - fault_at)
+    t1 = int(max((s.at for s in samples), default=fault_at) - fault_at) + 1
+    secs = list(range(t0, t1))
+    failed = [sum(1 for s in samples if not s.ok and int(s.at - fault_at) == t) for t in secs]
+    ax2.bar(secs, failed, width=1.0, color="tab:red")
+    ax2.set_ylabel("failed requests / s")
+    ax2.set_xlabel("seconds since the fault")
+    for name, at in {"fault": 0.0, **marks}.items():
+        if at is not None:
+            for ax in (ax1, ax2):
+                ax.axvline(at, color="k" if name == "fault" else "tab:green", linestyle="--", linewidth=0.8)
+            ax1.annotate(name, (at, 1), xycoords=("data", "axes fraction"), rotation=90, va="top", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_scenario(
+    b: Bench, scenario: str, rate: float, settle_s: float = 10, probe_update: bool = True, png: str | None = None
+) -> dict:
     fault, kind = SCENARIOS[scenario]
     st = json.loads(b.hw("status", b.name, "--json").stdout)
     token = b.hw("token", b.name).stdout.strip()
@@ -267,7 +426,8 @@ def run_scenario(b: Bench, scenario: str, rate: float, settle_s: float = 10) -> 
     load.start()
     time.sleep(settle_s)
     fault_at = time.time()
-    fault(b)
+    post_check = fault(b)
+    probe = UpdateProbe(b, fault_at) if probe_update and kind == "head" else None
     if kind == "head":
         lost = b.wait_event(fault_at - 1, "state", "HEAD_RECOVERING")
         done = b.wait_event(fault_at, "state", "RUNNING")
@@ -275,6 +435,9 @@ def run_scenario(b: Bench, scenario: str, rate: float, settle_s: float = 10) -> 
         lost = b.wait_event(fault_at, "worker_lost")
         done = b.wait_event(fault_at, "replicas_placed")
     recovered_at = done["at"] if done else time.time()
+    if probe:
+        probe.join()
+    checked = post_check() if post_check else {}
     time.sleep(settle_s)
     load.stop()
     end = time.time()
@@ -295,11 +458,71 @@ def run_scenario(b: Bench, scenario: str, rate: float, settle_s: float = 10) -> 
         "new_head_s": since("new_head_started") if kind == "head" else None,
         "workers_back_s": since("workers_reregistered") if kind == "head" else since("worker_replaced"),
         "running_s": round(recovered_at - fault_at, 2) if done else None,
+        "update_applied_s": probe.applied_s if probe else None,
+        **checked,
     }
+    if probe:
+        row |= {"update_refusals": probe.refused, "update_accepted_s": probe.accepted_s, "update_error": probe.error}
     row["success_pct"] = round(100 * (1 - row["failed"] / max(1, row["sent"])), 3)
     table = json.loads(b.hw("status", b.name, "--json").stdout)
     row["state_after"] = table["state"]
+    if png:
+        marks = {k: row[k] for k in ("detect_s", "new_head_s", "workers_back_s", "running_s", "update_applied_s")}
+        plot(png, f"{scenario}: {row['sent']} sent, {row['failed']} failed", samples, fault_at, marks)
     return row
+
+
+LEAK_KEYS = ("store_keys", "store_fields", "store_bytes", "ray_nodes_alive", "ray_heads_alive", "ray_nodes_dead",
+             "alive_not_in_record", "processes", "stray_processes", "zombies", "netns", "temp_dirs")  # fmt: skip
+
+
+def run_kill_series(b: Bench, rate: float, kills: int) -> dict:
+    """``kills`` head SIGKILLs in a row, each after the last recovery; a leak snapshot after each."""
+    base = b.leak_snapshot()
+    print("kill | sent failed running_s | " + " ".join(LEAK_KEYS), flush=True)
+    print("   0 |                       | " + " ".join(str(base[k]) for k in LEAK_KEYS), flush=True)
+    rows, snaps = [], [base]
+    for i in range(1, kills + 1):
+        row = run_scenario(b, "head-kill", rate, settle_s=4, probe_update=False)
+        snap = b.leak_snapshot()
+        rows.append(row)
+        snaps.append(snap)
+        print(f"{i:4d} | {row['sent']:5d} {row['failed']:4d} {row['running_s']} | "
+              + " ".join(str(snap[k]) for k in LEAK_KEYS), flush=True)  # fmt: skip
+    return summarize_series(rows, snaps)
+
+
+def summarize_series(rows: list[dict], snaps: list[dict]) -> dict:
+    """The verdicts: pure, over the per-kill rows and the snapshots (index 0 = before any kill)."""
+    running = [r["running_s"] for r in rows if r["running_s"] is not None]
+    first, last = snaps[1] if len(snaps) > 1 else snaps[0], snaps[-1]
+    per_kill_bytes = (last["store_bytes"] - first["store_bytes"]) / max(1, len(snaps) - 2)
+    leaks = {
+        "store_keys_grew": last["store_keys"] > first["store_keys"],
+        "duplicate_or_unknown_nodes": any(s["ray_heads_alive"] != 1 or s["alive_not_in_record"] for s in snaps),
+        "alive_nodes_changed": any(s["ray_nodes_alive"] != snaps[0]["ray_nodes_alive"] for s in snaps),
+        "stray_processes": max(s["stray_processes"] for s in snaps),
+        "zombies": max(s["zombies"] for s in snaps),
+        "netns_grew": last["netns"] > snaps[0]["netns"],
+        "temp_dirs_grew": last["temp_dirs"] > snaps[0]["temp_dirs"] + 1,
+    }
+    return {
+        "scenario": f"head-kill-x{len(rows)}",
+        "sent": sum(r["sent"] for r in rows),
+        "failed": sum(r["failed"] for r in rows),
+        "success_pct": round(100 * (1 - sum(r["failed"] for r in rows) / max(1, sum(r["sent"] for r in rows))), 3),
+        "recovered": len(running),
+        "running_s": round(statistics.median(running), 2) if running else None,
+        "running_s_max": max(running) if running else None,
+        "store_bytes_first_last": [first["store_bytes"], last["store_bytes"]],
+        "store_bytes_per_kill": round(per_kill_bytes),
+        "store_keys_first_last": [first["store_keys"], last["store_keys"]],
+        "ray_nodes_dead_last": last["ray_nodes_dead"],
+        "processes_min_max": [min(s["processes"] for s in snaps), max(s["processes"] for s in snaps)],
+        "leaks": leaks,
+        "leak_free": not any(leaks.values()),
+        "snapshots": snaps,
+    }
 
 
 def run_baseline(b: Bench, scenario: str, rate: float, outage_s: float = 90) -> dict:
@@ -344,7 +567,8 @@ BASELINES = {
 
 
 def print_rows(rows: list[dict]) -> None:
-    cols = ("scenario", "sent", "failed", "success_pct", "detect_s", "new_head_s", "workers_back_s", "running_s")
+    cols = ("scenario", "sent", "failed", "success_pct", "detect_s", "new_head_s", "workers_back_s", "running_s",
+            "update_applied_s")  # fmt: skip
     print("\n" + " | ".join(cols) + " | p50/p99/max ms before | during | after")
     for r in rows:
         lat = " | ".join(
@@ -355,12 +579,18 @@ def print_rows(rows: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenario", default="head-kill", help=f"one of {', '.join([*SCENARIOS, *BASELINES])}, or all")
+    ap.add_argument(
+        "--scenario",
+        default="head-kill",
+        help=f"one of {', '.join(SCENARIOS)}, head-kill-xN (N kills in a row, leak checks), "
+        f"{', '.join(BASELINES)}; or all",
+    )
     ap.add_argument("--rate", type=float, default=100.0, help="requests per second through the endpoint")
     ap.add_argument("--repeat", type=int, default=1, help="run the scenario this many times in a row")
     ap.add_argument("--json", dest="json_path", help="also write the rows here")
+    ap.add_argument("--png", help="also plot each scenario: PATH, or PATH-<scenario>.png for several")
     args = ap.parse_args()
-    names = [*SCENARIOS, *BASELINES] if args.scenario == "all" else [args.scenario]
+    names = [*SCENARIOS, "head-kill-x30", *BASELINES] if args.scenario == "all" else [args.scenario]
     rows: list[dict] = []
     for scenario in names:
         b = Bench()
@@ -368,11 +598,15 @@ def main() -> None:
             b.deploy(**BASELINES.get(scenario, {}))
             for i in range(args.repeat):
                 print(f"{scenario} #{i + 1} ...", flush=True)
-                row = (
-                    run_baseline(b, scenario, args.rate)
-                    if scenario in BASELINES
-                    else run_scenario(b, scenario, args.rate)
-                )
+                if scenario in BASELINES:
+                    row = run_baseline(b, scenario, args.rate)
+                elif scenario.startswith("head-kill-x"):
+                    row = run_kill_series(b, args.rate, int(scenario.removeprefix("head-kill-x")))
+                else:
+                    png = args.png
+                    if png and len(names) > 1:
+                        png = f"{Path(png).with_suffix('')}-{scenario}.png"
+                    row = run_scenario(b, scenario, args.rate, png=png)
                 rows.append(row)
                 print_rows([row])
         finally:

@@ -86,6 +86,7 @@ def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> 
                 _fail(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)", EXIT_RETRY)
             progress(f"waiting: {exc}")
             service.wait_recovered(spec.name, deadline)
+            time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
         except storage.StoreError as exc:
             _fail(f"{exc}\nnothing was started.", 2)
         except service.PlacementError as exc:

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from headway import ray_node, service, states
-from headway.records import ServiceRecord
+from headway.records import NodeRecord, ServiceRecord
 
 SPEC = {
     "name": "s",
@@ -40,6 +40,21 @@ def test_no_refusal_without_gcs_ft_or_when_running_without_nodes(tmp_path, monke
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     service.refuse_while_recovering(record("HEAD_RECOVERING", gcs_ft=False))
     service.refuse_while_recovering(record("RUNNING"))  # no head recorded: nothing to wait for
+
+
+def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
+    """A frozen head (processes alive, GCS silent) must not take an update: it would hang."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    rec = record("RUNNING")
+    rec.nodes.append(NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="m"))
+    monkeypatch.setattr(service, "recovering_since", lambda r: None)
+    asked = []
+    monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: asked.append(url) or False)
+    with pytest.raises(service.HeadRecovering, match="does not answer its health check"):
+        service.refuse_while_recovering(rec)
+    assert asked == ["http://10.0.0.2:8265"] * 2  # asked twice before refusing
+    monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: True)
+    service.refuse_while_recovering(rec)
 
 
 def test_scaled_spec_changes_one_group():
