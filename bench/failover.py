@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from headway import cloud, procs, storage
+from headway import cloud, procs, records, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
@@ -117,7 +117,10 @@ class Bench:
         self.hw("deploy", "-f", str(spec))
 
     def record(self) -> dict:
-        return json.loads((Path(self.home) / "services" / self.name / "service.json").read_text())
+        rec = records.load(self.name, Path(self.home))
+        if rec is None:
+            raise RuntimeError(f"service {self.name} has no record in {self.home}")
+        return rec.model_dump(mode="json")
 
     def node(self, name: str) -> dict:
         return next(n for n in self.record()["nodes"] if n["name"] == name)
@@ -159,7 +162,7 @@ class Bench:
         client = storage.connect(cloud.store_address(cloud.load()), 3)
         try:
             keys = storage.namespace_keys(client, self.record()["namespace"])
-            fields = sum(client.hlen(k) for k in keys)
+            fields = sum(client.hlen(k) for k in keys if client.type(k) == b"hash")
             return len(keys), storage.namespace_bytes(client, self.record()["namespace"]), fields
         finally:
             client.close()

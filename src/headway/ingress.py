@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import binaries, paths, procs
+from . import binaries, db, paths, procs
 from . import haproxy_config as hc
 from .provider import free_ports, used_ports
 from .records import IngressRecord, NodeRecord, ServiceRecord
@@ -42,23 +42,13 @@ def bind_address() -> str:
 
 
 # -- token ---------------------------------------------------------------------------------
-def _token_file(name: str) -> Path:
-    return paths.service_dir(name) / "token"
-
-
 def token(name: str) -> str | None:
-    f = _token_file(name)
-    return f.read_text().strip() if f.exists() else None
+    return db.get_token(f"service:{name}")
 
 
 def ensure_token(name: str) -> str:
     """The service's bearer token, generated at its first deploy and kept across updates."""
-    existing = token(name)
-    if existing:
-        return existing
-    new = secrets.token_urlsafe(32)
-    paths.write_private(_token_file(name), new)
-    return new
+    return db.ensure_token(f"service:{name}", secrets.token_urlsafe(32))
 
 
 # -- config --------------------------------------------------------------------------------

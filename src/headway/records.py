@@ -1,8 +1,8 @@
-"""What headway started, as recorded in the state dir (one JSON file per service).
+"""What headway started, as recorded in the state dir's database (``db``).
 
 The record is written before each node is started (write-ahead), so a crashed CLI
 leaves a record that names every namespace, process marker and temp dir to remove.
-The file is mode 0600: the spec it holds may carry a store password.
+The database is mode 0600: the spec it holds may carry a store password.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import contextlib
 import fcntl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from . import paths
+from . import db, paths
 from .states import Event
 
 
@@ -101,35 +102,52 @@ class ServiceRecord(BaseModel):
         return f"http://{node.ip}:{port}"
 
 
-def _file(name: str):
-    return paths.service_dir(name) / "service.json"
-
-
-def load(name: str) -> ServiceRecord | None:
-    f = _file(name)
-    if not f.exists():
-        return None
-    return ServiceRecord.model_validate_json(f.read_text())
+def load(name: str, home: Path | None = None) -> ServiceRecord | None:
+    """The service's record with its whole timeline, or None."""
+    with db.connect(home) as conn:
+        row = conn.execute("SELECT record FROM services WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        events = conn.execute("SELECT body FROM events WHERE service = ? ORDER BY id", (name,)).fetchall()
+    rec = ServiceRecord.model_validate_json(row[0])
+    rec.events = [Event.model_validate_json(e[0]) for e in events]
+    return rec
 
 
 def save(rec: ServiceRecord) -> None:
+    """Write the record and append the events the database does not have yet, in one
+    transaction. Events are append-only: the record carries them all, the first
+    ``count`` of them are already stored."""
     rec.updated_at = time.time()
-    paths.write_private(_file(rec.name), rec.model_dump_json(indent=2))
+    body = rec.model_dump_json(exclude={"events"})
+    with db.connect(write=True) as conn:
+        conn.execute(
+            "INSERT INTO services (name, record, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+            (rec.name, body, rec.updated_at),
+        )
+        stored = conn.execute("SELECT COUNT(*) FROM events WHERE service = ?", (rec.name,)).fetchone()[0]
+        conn.executemany(
+            "INSERT INTO events (service, at, body) VALUES (?, ?, ?)",
+            [(rec.name, e.at, e.model_dump_json()) for e in rec.events[stored:]],
+        )
 
 
 def remove(name: str) -> None:
-    f = _file(name)
-    if f.exists():
-        f.unlink()
+    """Forget the service: its record, timeline and endpoint token."""
+    with db.connect(write=True) as conn:
+        conn.execute("DELETE FROM services WHERE name = ?", (name,))
+        conn.execute("DELETE FROM events WHERE service = ?", (name,))
+        conn.execute("DELETE FROM tokens WHERE scope = ?", (f"service:{name}",))
 
 
-def all_records() -> list[ServiceRecord]:
-    out = []
-    for d in sorted(paths.services_dir().iterdir()):
-        rec = load(d.name) if d.is_dir() else None
-        if rec is not None:
-            out.append(rec)
-    return out
+def names(home: Path | None = None) -> list[str]:
+    with db.connect(home) as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM services ORDER BY name")]
+
+
+def all_records(home: Path | None = None) -> list[ServiceRecord]:
+    return [rec for name in names(home) if (rec := load(name, home)) is not None]
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,9 @@ class Cli:
         return path
 
     def record(self, name: str) -> dict:
-        return json.loads((self.home / "services" / name / "service.json").read_text())
+        rec = read_record(self.home, name)
+        assert rec is not None, f"service {name} has no record"
+        return rec
 
     def events(self, name: str) -> list[dict]:
         return json.loads(self.run("events", name, "--json", check=True).stdout)
@@ -111,15 +114,35 @@ class Cli:
             procs.kill_pids([pid])
         self.run("cloud", "teardown", "--force", timeout=120)
         # Safety net for a failed test: anything still recorded or named after our services.
-        for rec_file in (self.home / "services").glob("*/service.json"):
-            rec = json.loads(rec_file.read_text())
-            procs.kill_pids(procs.pids_with_marker(rec["cluster_id"]))
+        for name in self.services:
+            rec = read_record(self.home, name)
+            if rec is not None:
+                procs.kill_pids(procs.pids_with_marker(rec["cluster_id"]))
         if os.geteuid() == 0:
             for ns in netns.list_namespaces():
                 if any(ns.startswith(f"hw-{s}.") for s in self.services):
                     procs.kill_pids(netns.pids(ns))
                     netns.delete(ns)
             subprocess.run(["ip", "link", "del", self.env["HEADWAY_BRIDGE"]], capture_output=True)
+
+
+def read_record(home: Path, name: str) -> dict | None:
+    """A service's record with its events, read from the state database by plain SQL
+    (the test's own reading, not headway's code)."""
+    f = home / "state.db"
+    if not f.exists():
+        return None
+    conn = sqlite3.connect(f, timeout=30)
+    try:
+        row = conn.execute("SELECT record FROM services WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        rec = json.loads(row[0])
+        rec["events"] = [json.loads(b) for (b,) in conn.execute(
+            "SELECT body FROM events WHERE service = ? ORDER BY id", (name,))]  # fmt: skip
+        return rec
+    finally:
+        conn.close()
 
 
 class Load:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import read_record
 
 from headway import netns, procs, storage
 
@@ -35,14 +36,14 @@ def _assert_service_gone(cli, st: dict, cluster_id: str, client) -> None:
     if st["storage"].get("namespace"):
         assert storage.namespace_keys(client, st["storage"]["namespace"]) == []
     assert not [n for n in netns.list_namespaces() if n.startswith(f"hw-{st['name']}.")]
-    assert not (cli.home / "services" / st["name"] / "service.json").exists()
+    assert read_record(cli.home, st["name"]) is None
     assert st["name"] not in cli.run("list", "--json", check=True).stdout
     temp_root = Path(cli.env["HEADWAY_TMP"])
     assert not [p for p in temp_root.glob(f"{cluster_id}-*")], "node temp dirs survived"
 
 
 def _cluster_id(cli, name: str) -> str:
-    return json.loads((cli.home / "services" / name / "service.json").read_text())["cluster_id"]
+    return cli.record(name)["cluster_id"]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -188,7 +189,7 @@ def test_loopback_mode_with_and_without_ft(cli):
 
 
 def _assert_nothing_started(cli, name: str) -> None:
-    assert not (cli.home / "services" / name / "service.json").exists()
+    assert read_record(cli.home, name) is None
     assert not (cli.home / "cloud" / "cloud.json").exists(), "the cloud store was started anyway"
     if os.geteuid() == 0:
         assert not [n for n in netns.list_namespaces() if n.startswith(f"hw-{name}.")]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Load, _free_port
+from conftest import Load, _free_port, read_record
 
 from headway import binaries
 from headway.provider import free_ports
@@ -152,7 +152,7 @@ def test_deploy_refuses_an_unfit_store_before_starting_anything(cli, servers):
     proc = cli.run("deploy", "-f", str(spec))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "maxmemory-policy is volatile-lru" in proc.stderr and "nothing was started" in proc.stderr
-    assert not (cli.home / "services" / "t-unfit" / "service.json").exists()
+    assert read_record(cli.home, "t-unfit") is None
     assert not (cli.home / "cloud" / "cloud.json").exists()
 
 

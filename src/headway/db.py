@@ -1,0 +1,89 @@
+"""The control plane's state: one SQLite file in the state dir (``state.db``, mode 0600).
+
+Several processes write it (the CLI, the controller and its API): each write is one
+transaction (``BEGIN IMMEDIATE``), the journal is WAL so readers never wait for a
+writer, and a busy database is waited for rather than failed. A connection is opened
+per operation — cheap, and safe across threads and forks.
+
+Tables: ``services`` (the service record: desired spec, nodes, ingress, state),
+``events`` (the timeline, append-only, one row per event), ``tokens`` (the API token
+and each service's endpoint token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import paths
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL,          -- ServiceRecord as JSON, without its events
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL             -- states.Event as JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+CREATE TABLE IF NOT EXISTS tokens (
+    scope TEXT PRIMARY KEY,        -- 'api', or 'service:<name>'
+    token TEXT NOT NULL
+);
+"""
+
+
+_ready: set[Path] = set()
+
+
+def path(home: Path | None = None) -> Path:
+    return (home or paths.home()) / "state.db"
+
+
+@contextlib.contextmanager
+def connect(home: Path | None = None, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection; with ``write`` the block is one immediate transaction (committed on
+    success, rolled back on an exception)."""
+    f = path(home)
+    if not f.exists():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o600))  # secrets inside: owner only
+    conn = sqlite3.connect(f, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if f not in _ready:  # once per process: another may have created the file, not yet the tables
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            _ready.add(f)
+        if not write:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def get_token(scope: str, home: Path | None = None) -> str | None:
+    with connect(home) as conn:
+        row = conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()
+    return row[0] if row else None
+
+
+def ensure_token(scope: str, make: str, home: Path | None = None) -> str:
+    """The token of ``scope``; ``make`` is stored if there is none yet (first writer wins)."""
+    with connect(home, write=True) as conn:
+        conn.execute("INSERT OR IGNORE INTO tokens (scope, token) VALUES (?, ?)", (scope, make))
+        return conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()[0]
