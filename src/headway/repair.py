@@ -12,6 +12,7 @@ Both repairs are idempotent: a controller that dies half-way runs them again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import cloud, ingress, records, serve, states
@@ -89,7 +90,7 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     step("gcs_up", "GCS is up (dashboard reports it healthy)")
 
     live = [w for w in rec.workers if prov.alive(w)]
-    nodes = wait_readopted(rec, live)
+    nodes = wait_readopted(rec, live, lambda: prov.alive(new))
     note_node_ids(rec, nodes)
     step(
         "workers_reregistered",
@@ -133,10 +134,15 @@ def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> 
     return True, "complete"
 
 
-def wait_readopted(rec: ServiceRecord, live: list[NodeRecord]) -> list[dict[str, Any]]:
+def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[], bool]) -> list[dict[str, Any]]:
+    """Wait for every live worker and one head ALIVE; give up at once when the new head's
+    host has died meanwhile (its raylet can miss Ray's 30 s registration window on a
+    loaded machine, and then ``ray start`` exits): the watchdog starts another."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     why = "no answer from the dashboard"
     while time.monotonic() < deadline:
+        if not alive():
+            raise DeployError(f"the new head exited before the workers were re-adopted ({why})")
         nodes = serve.alive_nodes(rec.dashboard_url)
         if nodes is not None:
             done, why = readoption_complete(nodes, live)

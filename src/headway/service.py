@@ -657,6 +657,21 @@ def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
     return sorted(names.get(i, i[:8]) for i in node_ids)
 
 
+def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
+    """Where the service's GCS lives, what it takes there, and its store's alert."""
+    if not rec.gcs_ft:
+        return {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"}
+    return {
+        "enabled": True,
+        "source": rec.storage_source,
+        "address": rec.storage_masked,
+        "namespace": rec.namespace,
+        "user": rec.store_user,
+        "usage": _usage(rec),
+        "alert": store_watch.alert_of(store_watch.store_key(rec)),
+    }
+
+
 def observe(rec: ServiceRecord) -> dict[str, Any]:
     """Status as seen now (no secrets): nodes, applications, storage."""
     prov = provider_for(cloud.load(), rec)
@@ -700,17 +715,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "gcs_fault_tolerance": rec.gcs_ft,
         "nodes": nodes,
         "applications": apps,
-        "storage": {
-            "enabled": rec.gcs_ft,
-            "source": rec.storage_source,
-            "address": rec.storage_masked,
-            "namespace": rec.namespace,
-            "user": rec.store_user,
-            "usage": _usage(rec),
-            "alert": store_watch.alert_of(store_watch.store_key(rec)),
-        }
-        if rec.gcs_ft
-        else {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"},
+        "storage": observe_storage(rec),
         "dashboard_url": rec.dashboard_url,
         "endpoint": rec.endpoint,
         "token_required": bool(rec.spec.get("query_auth_token_enabled", True)),

@@ -287,11 +287,16 @@ def parse_spec(data: Any, source: str = "<spec>", *, has_default_store: bool = T
 def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpec:
     """Read and validate a service YAML; relative ``working_dir`` is resolved from its folder."""
     p = Path(path)
-    source = str(p)
     try:
         text = p.read_text()
     except OSError as exc:
-        raise SpecError(source, [f"cannot read the file ({exc.strerror}); check the path"]) from None
+        raise SpecError(str(p), [f"cannot read the file ({exc.strerror}); check the path"]) from None
+    return load_spec_text(text, str(p), p.parent, has_default_store=has_default_store)
+
+
+def load_spec_text(text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True) -> ServiceSpec:
+    """Validate a service YAML given as text (the API's input); a relative ``working_dir``
+    is resolved from ``base_dir``, and is an error without one."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -301,7 +306,9 @@ def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpe
         raise SpecError(source, [f"not valid YAML at {where}: {problem}; fix the syntax"]) from None
     spec = parse_spec(data, source, has_default_store=has_default_store)
     if spec.working_dir and "://" not in spec.working_dir:
-        wd = (p.parent / spec.working_dir).resolve()
+        if base_dir is None and not Path(spec.working_dir).is_absolute():
+            raise SpecError(source, ["working_dir: a relative path needs base_dir; give an absolute path"])
+        wd = ((base_dir or Path("/")) / spec.working_dir).resolve()
         if not wd.is_dir():
             raise SpecError(source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"])
         spec = spec.model_copy(update={"working_dir": str(wd)})

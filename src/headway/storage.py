@@ -9,6 +9,7 @@ address.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -81,10 +82,15 @@ def parse_address(text: str) -> StoreAddress:
     )
 
 
+#: Environment variables a caller handed over for this thread's work: the control plane
+#: deploys and repairs on behalf of a CLI whose environment it does not share.
+given_env: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("given_env", default={})  # noqa: B039
+
+
 def resolve_password(env_name: str | None, file_path: str | None) -> str | None:
     """A password given by reference: an environment variable or a file."""
     if env_name:
-        value = os.environ.get(env_name)
+        value = given_env.get().get(env_name, os.environ.get(env_name))
         if value is None:
             raise StoreError(f"environment variable {env_name} (redis_password_env) is not set; export it")
         return value

@@ -28,6 +28,7 @@ import redis
 import yaml
 
 from headway import binaries, netns, procs
+from headway.provider import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "examples" / "hello"
@@ -213,6 +214,7 @@ def cli():
         HEADWAY_TMP=str(home / "t"),
         HEADWAY_BRIDGE=f"hwtbr{os.getpid() % 1000}{n}"[:15],
         HEADWAY_SUBNET=f"10.213.{100 + (os.getpid() + n) % 100}.0/24",
+        HEADWAY_API_PORT=str(free_ports(1, set())[0]),
     )
     env.pop("HEADWAY_MODE", None)
     c = Cli(env=env, home=home)

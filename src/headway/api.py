@@ -1,0 +1,269 @@
+"""The control plane's REST API, web dashboard and Prometheus metrics (FastAPI).
+
+Served by the controller process (``HEADWAY_API_BIND``:``HEADWAY_API_PORT``, default
+127.0.0.1:8765). Every ``/api`` route and ``/metrics`` need ``Authorization: Bearer
+<token>``; the token is generated at the first start and kept in the state database
+(mode 0600); ``headway api token`` prints it. The dashboard page itself holds no data:
+its script asks the API with the token the user gives it (``headway dashboard`` prints
+a URL that carries it in the fragment, which browsers never send to a server).
+
+Changes (deploy/update, scale, terminate) answer 202 with an operation to poll; reads
+answer at once. Errors: 401 bad token, 404 unknown service, 409 refused for now (the
+head recovers) or busy, 422 invalid YAML or spec.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from . import (
+    cloud,
+    db,
+    metrics,
+    operations,
+    records,
+    service,
+    store_usage,
+    store_watch,
+)
+from .operations import Operations
+from .records import ServiceRecord
+from .spec import SpecError, load_spec_text, parse_spec
+
+DEFAULT_PORT = 8765
+
+
+def bind() -> tuple[str, int]:
+    return os.environ.get("HEADWAY_API_BIND", "127.0.0.1"), int(os.environ.get("HEADWAY_API_PORT", DEFAULT_PORT))
+
+
+def ensure_token() -> str:
+    """The API token: made at the control plane's first start, kept in the state database."""
+    return db.ensure_token("api", secrets.token_urlsafe(32))
+
+
+class DeployRequest(BaseModel):
+    yaml: str | None = Field(None, description="the service YAML as text")
+    spec: dict[str, Any] | None = Field(None, description="or the spec as an object (the YAML's fields)")
+    base_dir: str | None = Field(None, description="folder a relative working_dir is resolved from")
+    source: str | None = Field(None, description="what error messages call the input (a file name)")
+    env: dict[str, str] = Field(default_factory=dict, description="values of environment variables the spec names")
+    strict: bool = False
+    wait: bool = Field(False, description="if the head is recovering, wait for it, then apply")
+    wait_timeout: float = 600.0
+
+
+class ScaleRequest(BaseModel):
+    group: str
+    count: int = Field(ge=0, le=64)
+    wait: bool = False
+    wait_timeout: float = 600.0
+
+
+def _record(name: str) -> ServiceRecord:
+    rec = records.load(name)
+    if rec is None:
+        raise HTTPException(404, f"no service named {name}; GET /api/services lists them")
+    return rec
+
+
+def service_list() -> list[dict[str, Any]]:
+    return [{"name": r.name, "state": r.state, "reason": r.reason, "nodes": len(r.nodes), "gcs_ft": r.gcs_ft,
+             "endpoint": r.endpoint} for r in records.all_records()]  # fmt: skip
+
+
+def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
+    """The service's timeline merged with its store's alert events, in time order."""
+    evs = [e.model_dump() for e in rec.events]
+    for a in store_watch.events_of(store_watch.store_key(rec)):
+        if a["at"] >= rec.created_at:
+            evs.append({"at": a["at"], "kind": a["kind"], "state": "-", "message": a["message"],
+                        "details": {"percent": a["percent"], "threshold": a["threshold"]}})  # fmt: skip
+    return sorted(evs, key=lambda e: e["at"])
+
+
+def _status(rec: ServiceRecord) -> dict[str, Any]:
+    from . import controller
+
+    return service.observe(rec) | {"controller_pid": controller.running_pid()}
+
+
+def create_app(ops: Operations | None = None) -> FastAPI:
+    ops = ops or Operations()
+    app = FastAPI(
+        title="headway",
+        description="Ray Serve services that survive the death of their head node.",
+        docs_url=None,  # served below from local files: this machine may have no Internet
+        version="1",
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        token = db.get_token("api")
+        if cred is None or token is None or not secrets.compare_digest(cred.credentials, token):
+            raise HTTPException(401, "missing or wrong API token ('headway api token' prints it)",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    auth = [Depends(authorised)]
+
+    try:
+        import swagger_ui_bundle
+
+        app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+        assets = "/static/swagger"
+    except ImportError:  # pragma: no cover - the dependency is declared
+        assets = None
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if assets is None:
+            return HTMLResponse("<p>Swagger UI is not installed; the schema is at /openapi.json</p>")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="headway API",
+                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{assets}/swagger-ui.css")  # fmt: skip
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> HTMLResponse:
+        return HTMLResponse(resources.files("headway").joinpath("web/index.html").read_text())
+
+    @app.get("/api/health", tags=["meta"])
+    def health() -> dict[str, Any]:
+        """No token needed: is the control plane up?"""
+        return {"ok": True, "pid": os.getpid()}
+
+    # -- services ---------------------------------------------------------------------
+    @app.get("/api/services", dependencies=auth, tags=["services"])
+    def list_services() -> list[dict[str, Any]]:
+        return service_list()
+
+    @app.get("/api/services/{name}", dependencies=auth, tags=["services"])
+    def get_service(name: str) -> dict[str, Any]:
+        return _status(_record(name))
+
+    @app.put("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
+    def deploy(name: str, body: DeployRequest) -> dict[str, Any]:
+        """Deploy the service, or update it if it exists. Answers with an operation to poll."""
+        source = body.source or f"service {name}"
+        has_store = cloud.default_store_available()
+        try:
+            if body.yaml is not None:
+                base = Path(body.base_dir) if body.base_dir else None
+                spec = load_spec_text(body.yaml, source, base, has_default_store=has_store)
+            elif body.spec is not None:
+                spec = parse_spec(body.spec, source, has_default_store=has_store)
+            else:
+                raise HTTPException(422, "give the service as 'yaml' (text) or 'spec' (object)")
+        except SpecError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if spec.name != name:
+            raise HTTPException(422, f"the spec names service {spec.name!r}, the URL {name!r}; make them agree")
+        existing = records.load(name)
+        if existing is not None and not body.wait:
+            try:
+                service.refuse_while_recovering(existing)
+            except service.HeadRecovering as exc:
+                raise HTTPException(409, str(exc)) from None
+        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env)
+        return ops.start("deploy", name, work, body.env).view()
+
+    @app.post("/api/services/{name}/scale", dependencies=auth, tags=["services"], status_code=202)
+    def scale(name: str, body: ScaleRequest) -> dict[str, Any]:
+        rec = _record(name)
+        try:
+            spec = service.scaled_spec(rec, body.group, body.count)
+        except service.DeployError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if not body.wait:
+            try:
+                service.refuse_while_recovering(rec)
+            except service.HeadRecovering as exc:
+                raise HTTPException(409, str(exc)) from None
+        env = operations.env_for_repairs(name)
+        work = operations.deploy(spec, False, body.wait, body.wait_timeout, env)
+        return ops.start("scale", name, work, env).view()
+
+    @app.delete("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
+    def terminate(name: str) -> dict[str, Any]:
+        _record(name)
+        return ops.start("terminate", name, operations.terminate(name), operations.env_for_repairs(name)).view()
+
+    @app.get("/api/operations/{op_id}", dependencies=auth, tags=["services"])
+    def operation(op_id: str, since: int = 0) -> dict[str, Any]:
+        """A change's progress lines (from line ``since``), and once done its exit code."""
+        op = ops.get(op_id)
+        if op is None:
+            raise HTTPException(404, f"no operation {op_id} (operations end with the control plane)")
+        return op.view(since)
+
+    @app.get("/api/services/{name}/events", dependencies=auth, tags=["timeline"])
+    def events(name: str) -> list[dict[str, Any]]:
+        return timeline(_record(name))
+
+    @app.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
+    def nodes(name: str) -> list[dict[str, Any]]:
+        return service.observe(_record(name))["nodes"]
+
+    @app.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
+    def endpoint_token(name: str) -> dict[str, Any]:
+        rec = _record(name)
+        if not rec.spec.get("query_auth_token_enabled", True):
+            raise HTTPException(422, f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
+        from . import ingress
+
+        return {"token": ingress.token(name)}
+
+    # -- storage ----------------------------------------------------------------------
+    @app.get("/api/storage", dependencies=auth, tags=["storage"])
+    def storage_view() -> dict[str, Any]:
+        """The managed store (memory, namespaces, leftovers), every service's usage, alerts."""
+        crec = cloud.load()
+        out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
+        if crec is not None:
+            out["cloud"] = cloud.status(crec) | store_usage.cloud_usage(crec) | {"alert_percent": crec.alert_percent}
+        for rec in records.all_records():
+            if rec.gcs_ft:
+                out["services"][rec.name] = service.observe_storage(rec)
+        return out
+
+    # -- chaos ------------------------------------------------------------------------
+    @app.post("/api/services/{name}/chaos/kill-head", dependencies=auth, tags=["chaos"])
+    def kill_head(name: str) -> dict[str, Any]:
+        rec = _record(name)
+        if rec.head is None:
+            raise HTTPException(409, f"service {name} has no head right now")
+        killed = service.crash_node(rec, rec.head)
+        return {"node": rec.head.name, "ip": rec.head.ip, "killed": killed, "at": time.time()}
+
+    @app.post("/api/services/{name}/chaos/kill-worker", dependencies=auth, tags=["chaos"])
+    def kill_worker(name: str, node: str | None = None) -> dict[str, Any]:
+        rec = _record(name)
+        match = [w for w in rec.workers if node is None or w.name == node]
+        if not match:
+            raise HTTPException(404, f"service {name} has no worker {node}; its workers: "
+                                     + ", ".join(w.name for w in rec.workers))  # fmt: skip
+        w = match[0]
+        return {"node": w.name, "ip": w.ip, "killed": service.crash_node(rec, w), "at": time.time()}
+
+    # -- metrics ----------------------------------------------------------------------
+    @app.get("/metrics", dependencies=auth, response_class=PlainTextResponse, tags=["meta"])
+    def prometheus() -> PlainTextResponse:
+        views = [_status(r) | {"events": [e.model_dump() for e in r.events]} for r in records.all_records()]
+        return PlainTextResponse(metrics.render(views), media_type="text/plain; version=0.0.4")
+
+    @app.exception_handler(RuntimeError)
+    def runtime_error(_: Request, exc: RuntimeError) -> PlainTextResponse:
+        return PlainTextResponse(f"error: {exc}", status_code=500)
+
+    return app

@@ -1,0 +1,160 @@
+"""Changes the control plane carries out for its API: deploy/update, scale, terminate.
+
+A change takes seconds to minutes, so the API starts it as an operation (a thread) and
+answers at once with its id; the CLI polls it and prints its progress lines as they
+come. Whatever fails, the operation ends with the exit code the CLI documents (one
+place for that mapping: ``exit_code``) and a message without secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import db, records, service, storage
+from .spec import ServiceSpec, SpecError
+
+log = logging.getLogger("headway.operations")
+
+EXIT_FAILED, EXIT_INPUT, EXIT_RETRY = 1, 2, 3
+#: Finished operations kept for polling (the newest ones).
+KEEP_DONE = 200
+
+
+def exit_code(kind: str, exc: BaseException) -> tuple[int, str]:
+    """The CLI's exit code and message for an operation that raised ``exc``."""
+    if isinstance(exc, service.HeadRecovering):
+        return EXIT_RETRY, str(exc)
+    if isinstance(exc, storage.StoreError):
+        return EXIT_INPUT, f"{exc}\nnothing was started."
+    if isinstance(exc, (service.PlacementError, SpecError)):
+        return EXIT_INPUT, str(exc)
+    if isinstance(exc, service.DeployError) and kind in ("terminate", "scale") and "no service named" in str(exc):
+        return EXIT_INPUT, str(exc)
+    if isinstance(exc, RuntimeError):  # DeployError, CloudError, ServeError, ProviderError ...
+        return EXIT_FAILED, str(exc)
+    return EXIT_FAILED, f"internal error ({type(exc).__name__}); see the controller log"
+
+
+@dataclass
+class Operation:
+    id: str
+    kind: str
+    service: str
+    started_at: float = field(default_factory=time.time)
+    lines: list[str] = field(default_factory=list)
+    done: bool = False
+    exit_code: int | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+    finished_at: float | None = None
+
+    def progress(self, message: str) -> None:
+        self.lines.append(f"{time.time() - self.started_at:6.1f}s {message}")
+        log.info("%s %s: %s", self.kind, self.service, message)
+
+    def view(self, since: int = 0) -> dict[str, Any]:
+        out = asdict(self)
+        out["lines"] = self.lines[since:]
+        out["next"] = len(self.lines)
+        return out
+
+
+class Operations:
+    """The operations of this control-plane process (they die with it, as a CLI would)."""
+
+    def __init__(self) -> None:
+        self._ops: dict[str, Operation] = {}
+        self._lock = threading.Lock()
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for o in self._ops.values() if not o.done)
+
+    def get(self, op_id: str) -> Operation | None:
+        with self._lock:
+            return self._ops.get(op_id)
+
+    def start(
+        self, kind: str, name: str, work: Callable[[Operation], dict[str, Any]], env: dict[str, str]
+    ) -> Operation:
+        op = Operation(id=secrets.token_hex(8), kind=kind, service=name)
+        with self._lock:
+            done = sorted((o for o in self._ops.values() if o.done), key=lambda o: o.finished_at or 0)
+            for old in done[: max(0, len(done) - KEEP_DONE)]:
+                del self._ops[old.id]
+            self._ops[op.id] = op
+        threading.Thread(target=self._run, args=(op, work, env), name=f"op-{kind}-{name}", daemon=True).start()
+        return op
+
+    @staticmethod
+    def _run(op: Operation, work: Callable[[Operation], dict[str, Any]], env: dict[str, str]) -> None:
+        storage.given_env.set(env)
+        try:
+            op.result = work(op)
+            op.exit_code = 0
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes the operation's answer
+            op.exit_code, op.error = exit_code(op.kind, exc)
+            if op.exit_code == EXIT_FAILED:
+                unexpected = not isinstance(exc, RuntimeError)
+                log.warning("%s %s failed: %s", op.kind, op.service, op.error, exc_info=unexpected)
+        finally:
+            op.finished_at = time.time()
+            op.done = True
+
+
+# -- the work ----------------------------------------------------------------------------
+def deploy(spec: ServiceSpec, strict: bool, wait: bool, wait_timeout: float, env: dict[str, str]):
+    """Deploy or update; with ``wait``, a refusal while the head recovers waits and retries."""
+
+    def work(op: Operation) -> dict[str, Any]:
+        deadline = time.monotonic() + wait_timeout
+        while True:
+            try:
+                rec = service.deploy(spec, op.progress, strict=strict)
+                break
+            except service.HeadRecovering as exc:
+                if not wait:
+                    raise
+                if time.monotonic() > deadline:
+                    raise service.HeadRecovering(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)") from None
+                op.progress(f"waiting: {exc}")
+                service.wait_recovered(spec.name, deadline)
+                time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
+        if env:
+            db.set_secrets(spec.name, env)  # repairs after this CLI is gone need them too
+        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft,
+                "token_required": bool(spec.query_auth_token_enabled)}  # fmt: skip
+
+    return work
+
+
+def terminate(name: str):
+    def work(op: Operation) -> dict[str, Any]:
+        service.terminate(name, op.progress)
+        return {"name": name}
+
+    return work
+
+
+def needed_env(spec: ServiceSpec, environ: dict[str, str]) -> dict[str, str]:
+    """The environment values a deploy of ``spec`` reads (its store password variable)."""
+    var = spec.ray_gcs_external_storage_config.redis_password_env
+    return {var: environ[var]} if var and var in environ else {}
+
+
+def env_for_repairs(name: str) -> dict[str, str]:
+    """What a repair of service ``name`` may need from its deployer's environment."""
+    return db.secrets_of(name)
+
+
+def scaled(name: str, group: str, count: int) -> ServiceSpec:
+    rec = records.load(name)
+    if rec is None:
+        raise service.DeployError(f"no service named {name}; 'headway list' shows the services")
+    return service.scaled_spec(rec, group, count)

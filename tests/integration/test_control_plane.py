@@ -1,0 +1,176 @@
+"""The control plane on a real service, one cluster for all of it: a deploy through the
+REST API, the web dashboard in headless Chromium, a restart of the control plane that
+loses nothing and re-adopts the service, and a head kill seen by the browser (RUNNING →
+HEAD_RECOVERING → RUNNING) and by /metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import HELLO, Load
+
+from headway import procs
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+def _browser(profile: str):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--window-size=1200,1600"):  # fmt: skip
+        opts.add_argument(arg)
+    return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+
+
+def _text(driver, element_id: str) -> str | None:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return driver.find_element("id", element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return None
+
+
+def _wait_text(driver, element_id: str, want: str, timeout: float) -> float:
+    """Poll the page until the element shows ``want``; return when it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _text(driver, element_id) == want:
+            return time.time()
+        time.sleep(0.2)
+    raise AssertionError(f"#{element_id} never showed {want!r} (last: {_text(driver, element_id)!r})")
+
+
+def _metrics(url: str, token: str) -> dict[str, float]:
+    r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    out = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def _poll(api: httpx.Client, op: dict, timeout: float = 400) -> dict:
+    deadline = time.monotonic() + timeout
+    while not op["done"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        op = api.get(f"/api/operations/{op['id']}").json()
+    assert op["done"], "operation did not finish"
+    return op
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (make system)")
+def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
+    name = "t-cp"
+    spec = cli.write_spec(name)
+    url = cli.run("api", "url", check=True).stdout.strip()
+    token = cli.run("api", "token", check=True).stdout.strip()
+    api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert httpx.get(url + "/api/services", timeout=10).status_code == 401
+
+    # Deploy through the REST API (the YAML as text, working_dir resolved from base_dir).
+    r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(), "base_dir": str(HELLO)})
+    assert r.status_code == 202, r.text
+    op = _poll(api, r.json())
+    assert op["exit_code"] == 0, op
+    assert any("ingress listening at" in line for line in op["lines"]), op["lines"]
+    st = api.get(f"/api/services/{name}").json()
+    assert st["state"] == "RUNNING" and all(n["alive"] for n in st["nodes"])
+
+    profile = tempfile.mkdtemp(prefix="hwt-chrome-")
+    driver = _browser(profile)
+    try:
+        # 1. The dashboard shows the service RUNNING, its nodes, backends and the store gauge.
+        driver.get(f"{url}/#token={token}")
+        _wait_text(driver, f"state-{name}", "RUNNING", 30)
+        cells = driver.find_elements("css selector", "[data-node]")
+        assert {c.get_attribute("data-node"): c.text for c in cells} == {
+            "head": "up", "worker-1": "up", "worker-2": "up"
+        }  # fmt: skip
+        backends = [c.text for c in driver.find_elements("css selector", "[data-backend]")]
+        assert len(backends) == 2 and all(b.startswith("UP") for b in backends), backends
+        gauge = driver.find_element("id", "store-gauge")
+        assert gauge.get_attribute("data-alert") == "80" and float(gauge.get_attribute("data-percent")) > 0
+        assert "token=" not in driver.current_url  # the page takes the token out of the address bar
+
+        # 2. Restart the control plane (SIGKILL, then start): nothing is lost, the service is re-adopted.
+        before = {
+            "status": st,
+            "events": api.get(f"/api/services/{name}/events").json(),
+            "endpoint_token": cli.run("token", name, check=True).stdout.strip(),
+        }
+        old_pid = cli.controller_pid()
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while procs.alive(old_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        down = cli.run("status", name, "--json", check=True)  # read-only status without the daemon
+        assert '"state": "RUNNING"' in down.stdout
+        assert name in cli.run("list", check=True).stdout
+        cli.run("controller", "start", check=True)
+        new_pid = cli.controller_pid()
+        assert new_pid and new_pid != old_pid
+        assert cli.run("api", "token", check=True).stdout.strip() == token  # the same API token
+        after_events = api.get(f"/api/services/{name}/events").json()
+        assert after_events[: len(before["events"])] == before["events"], "the timeline lost entries"
+        again = api.get(f"/api/services/{name}").json()
+        assert [(n["name"], n["ip"]) for n in again["nodes"]] == [(n["name"], n["ip"]) for n in st["nodes"]]
+        assert cli.run("token", name, check=True).stdout.strip() == before["endpoint_token"]
+        m0 = _metrics(url, token)
+        assert m0[f'headway_recoveries_total{{service="{name}"}}'] == 0
+
+        # 3. Kill the head through the API of the restarted control plane, under traffic.
+        auth = {"Authorization": f"Bearer {before['endpoint_token']}"}
+        with Load([st["endpoint"]] * 4, headers=auth) as load:
+            time.sleep(2)
+            r = api.post(f"/api/services/{name}/chaos/kill-head")
+            assert r.status_code == 200 and r.json()["killed"] > 0, r.text
+            killed_at = r.json()["at"]
+            seen_recovering = _wait_text(driver, f"state-{name}", "HEAD_RECOVERING", 30)
+            seen_running = _wait_text(driver, f"state-{name}", "RUNNING", 180)
+            time.sleep(2)
+        steps = driver.find_element("id", f"timeline-{name}").get_attribute("data-steps")
+        assert steps == "head lost|new head|workers back|RUNNING", steps
+        driver.save_screenshot(str(cli.home / "dashboard.png"))
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    assert load.failed == 0, load.errors[:5]
+
+    # 4. The metrics after the kill.
+    running = [e for e in api.get(f"/api/services/{name}/events").json() if e["kind"] == "state"][-1]
+    assert running["state"] == "RUNNING" and "downtime_s" in running["details"]
+    m = _metrics(url, token)
+    s = f'service="{name}"'
+    assert m[f"headway_recoveries_total{{{s}}}"] == 1
+    assert m[f"headway_last_recovery_seconds{{{s}}}"] == pytest.approx(running["details"]["downtime_s"])
+    assert m[f'headway_service_state{{{s},state="RUNNING"}}'] == 1
+    assert m[f'headway_service_state{{{s},state="HEAD_RECOVERING"}}'] == 0
+    assert m[f"headway_head_up{{{s}}}"] == 1
+    assert m[f"headway_ingress_backends_up{{{s}}}"] == 2
+    assert m[f"headway_requests_total{{{s}}}"] >= load.ok
+    assert m[f'headway_responses_total{{{s},code="5xx"}}'] == 0
+    assert m[f"headway_service_store_bytes{{{s}}}"] > 100_000
+    store = api.get("/api/storage").json()["cloud"]
+    assert m['headway_store_memory_percent{store="cloud"}'] == pytest.approx(store["percent"], abs=1.0)
+    print(
+        f"\ncontrol plane: {load.report()} through the endpoint; browser saw HEAD_RECOVERING "
+        f"{seen_recovering - killed_at:.1f} s and RUNNING {seen_running - killed_at:.1f} s after the kill; "
+        f"last recovery {running['details']['downtime_s']} s; store {store['percent']:.1f}%"
+    )

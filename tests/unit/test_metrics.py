@@ -1,0 +1,82 @@
+"""Prometheus exposition rendered from observed status: names, labels, values."""
+
+from headway import metrics, states
+
+
+def _status(state="RUNNING", head_alive=True, with_ingress=True):
+    return {
+        "name": "svc",
+        "state": state,
+        "nodes": [
+            {"name": "head", "role": "head", "alive": head_alive},
+            {"name": "w-1", "role": "worker", "alive": True},
+        ],
+        "ingress": {
+            "frontend": {"requests": 120, "hrsp_2xx": 115, "hrsp_4xx": 3, "hrsp_5xx": 2},
+            "backends": [
+                {"status": "UP", "errors": 1, "retries": 2, "redispatches": 1},
+                {"status": "DOWN", "errors": 4, "retries": 0, "redispatches": 0},
+            ],
+        }
+        if with_ingress
+        else None,
+        "storage": {"source": "cloud", "address": "127.0.0.1:1", "usage": {"bytes": 411200, "store_percent": 12.5}},
+        "events": [
+            states.transition_event("STARTING", "RUNNING", "up").model_dump(),
+            states.transition_event("RUNNING", "HEAD_RECOVERING", "lost").model_dump(),
+            states.transition_event("HEAD_RECOVERING", "RUNNING", "head replaced", downtime_s=9.5).model_dump(),
+            states.transition_event("RUNNING", "HEAD_RECOVERING", "lost").model_dump(),
+            states.transition_event("HEAD_RECOVERING", "RUNNING", "head replaced", downtime_s=12.25).model_dump(),
+        ],
+    }
+
+
+def _values(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+def test_every_metric_with_its_value():
+    v = _values(metrics.render([_status()]))
+    assert v['headway_service_state{service="svc",state="RUNNING"}'] == 1
+    assert v['headway_service_state{service="svc",state="HEAD_RECOVERING"}'] == 0
+    assert v['headway_head_up{service="svc"}'] == 1
+    assert v['headway_recoveries_total{service="svc"}'] == 2
+    assert v['headway_last_recovery_seconds{service="svc"}'] == 12.25
+    assert v['headway_ingress_backends_up{service="svc"}'] == 1
+    assert v['headway_ingress_backends{service="svc"}'] == 2
+    assert v['headway_requests_total{service="svc"}'] == 120
+    assert v['headway_responses_total{service="svc",code="5xx"}'] == 2
+    assert v['headway_request_errors_total{service="svc"}'] == 2 + 5
+    assert v['headway_backend_retries_total{service="svc"}'] == 3
+    assert v['headway_store_memory_percent{store="cloud"}'] == 12.5
+    assert v['headway_service_store_bytes{service="svc"}'] == 411200
+
+
+def test_head_down_or_recovering_is_not_up_and_no_ingress_means_no_backend():
+    v = _values(metrics.render([_status(state="HEAD_RECOVERING", head_alive=True, with_ingress=False)]))
+    assert v['headway_head_up{service="svc"}'] == 0
+    assert v['headway_ingress_backends_up{service="svc"}'] == 0
+    assert v['headway_service_state{service="svc",state="HEAD_RECOVERING"}'] == 1
+
+
+def test_exposition_format_help_type_and_escaping():
+    st = _status()
+    st["name"] = 'a"b'
+    text = metrics.render([st])
+    assert "# TYPE headway_recoveries_total counter" in text
+    assert "# HELP headway_head_up " in text
+    assert 'service="a\\"b"' in text
+    assert text.endswith("\n")
+
+
+def test_no_recovery_yet():
+    st = _status()
+    st["events"] = st["events"][:1]
+    v = _values(metrics.render([st]))
+    assert v['headway_recoveries_total{service="svc"}'] == 0
+    assert not any(k.startswith("headway_last_recovery_seconds") for k in v)
