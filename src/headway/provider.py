@@ -173,6 +173,9 @@ class LocalProvider:
         )
 
     # -- side effects ----------------------------------------------------------------
+    def distribute(self, local_file: str, node: NodeRecord) -> None:
+        """Files the nodes read by ``file://`` are already here: one machine."""
+
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
         """Create the host and start ``ray start --block`` detached in it; return its PID."""
         prefix: list[str] = []

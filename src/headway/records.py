@@ -26,6 +26,7 @@ class NodeRecord(BaseModel):
     group: str | None = None
     ip: str
     netns: str | None = None
+    host: str | None = None  # the machine reached over SSH (ssh provider); ``ip`` is Ray's address
     ports: dict[str, int] = Field(default_factory=dict)
     temp_dir: str
     log: str

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from . import cloud, ingress, records, serve, states
-from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
     DeployError,
     Progress,
+    Provider,
     note_node_ids,
     provider_for,
     record_event,
@@ -192,7 +192,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
 
 
 def _await_replacements(
-    rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str], t0: float
+    rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str], t0: float
 ) -> None:
     spec = ServiceSpec.model_validate(rec.spec)
     _wait_joined(rec, prov, started, dead_ids)
@@ -238,7 +238,7 @@ def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: se
     )
 
 
-def _wait_joined(rec: ServiceRecord, prov: LocalProvider, started: list[NodeRecord], dead_ids: set[str]) -> None:
+def _wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str]) -> None:
     """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -20,7 +20,6 @@ from . import (
     netns,
     paths,
     placement,
-    procs,
     ray_node,
     records,
     serve,
@@ -34,6 +33,8 @@ from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
 from .spec import ServiceSpec
+from .ssh import check_hosts
+from .ssh_provider import SshProvider, local_path
 
 Progress = Callable[[str], None]
 
@@ -101,8 +102,13 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     return addr
 
 
-def provider_for(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> LocalProvider:
+Provider = LocalProvider | SshProvider
+
+
+def provider_for(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> Provider:
     """The provider of a cloud; a service record's mode stands in when the cloud is gone."""
+    if crec is not None and crec.mode == "ssh" and crec.ssh is not None:
+        return SshProvider(crec.ssh)
     mode = crec.mode if crec else rec.mode if rec else cloud.mode_default()
     return LocalProvider(mode, crec.subnet if crec else None)
 
@@ -188,7 +194,16 @@ def _delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> No
             client.close()
 
 
-def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+def _ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
+    """Put the packaged working_dir where every node reads it (another machine needs a copy)."""
+    pkg = local_path(rec.working_dir_uri)
+    if pkg:
+        for node in nodes:
+            prov.distribute(pkg, node)
+
+
+def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
+    _ship_package(rec, prov, [node])
     launch = ray_node.head_launch(
         ip=node.ip,
         ports=prov.node_ports(node),
@@ -202,7 +217,8 @@ def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node:
     prov.start(node, launch)
 
 
-def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, node: NodeRecord) -> None:
+def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
+    _ship_package(rec, prov, [node])
     group = next(g for g in spec.compute_config.worker_nodes if g.name == node.group)
     launch = ray_node.worker_launch(
         ip=node.ip,
@@ -218,7 +234,7 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: LocalProvider, nod
     prov.start(node, launch)
 
 
-def wait_head(rec: ServiceRecord, prov: LocalProvider, head: NodeRecord) -> None:
+def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if serve.gcs_healthy(rec.dashboard_url, timeout_s=1):
@@ -244,7 +260,7 @@ WORKER_START_ATTEMPTS = 2
 
 
 def wait_nodes(
-    rec: ServiceRecord, prov: LocalProvider, expected: int, spec: ServiceSpec | None = None
+    rec: ServiceRecord, prov: Provider, expected: int, spec: ServiceSpec | None = None
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + WORKERS_JOIN_TIMEOUT_S
     nodes: list[dict[str, Any]] | None = None
@@ -397,6 +413,10 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             _remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
+        prov = provider_for(crec)
+        if isinstance(prov, SshProvider):
+            progress(f"checking {len(prov.cfg.hosts)} host(s): SSH, Python and Ray versions")
+            check_hosts(prov.version_problems())
         if resolved is None and spec.gcs_ft:
             addr = cloud.store_address(crec)
             progress(f"checking GCS store {addr.masked()} (managed)")
@@ -562,6 +582,7 @@ def _apply_update(
     if added:
         note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
     rec.working_dir_uri = _package(rec, spec)
+    _ship_package(rec, prov, rec.nodes)
     _apply_apps(rec, spec, progress, strict)
     how = ingress.apply_update(rec, spec)
     records.save(rec)
@@ -628,8 +649,9 @@ def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
 
 def crash_node(rec: ServiceRecord, node: NodeRecord) -> int:
     """SIGKILL every process of a node's host, as a crash would (the host stays, dead)."""
-    pids = provider_for(cloud.load(), rec).pids(node)
-    procs.kill_pids(pids)
+    prov = provider_for(cloud.load(), rec)
+    pids = prov.pids(node)
+    prov.kill(node)
     return len(pids)
 
 

@@ -1,0 +1,217 @@
+"""Hosts reached over SSH: the cloud config's host list, one kept-open connection per
+host, remote commands with short timeouts, and the bootstrap check (same Python and Ray
+on every host as headway's own).
+
+A host that does not answer SSH within ``CONNECT_TIMEOUT_S`` is unreachable: the
+watchdog treats its nodes as dead (together with the GCS health check for a head).
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import threading
+from pathlib import Path
+from typing import Literal
+
+import paramiko
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 15.0
+
+
+class SshError(RuntimeError):
+    pass
+
+
+class HostsNotReady(SshError):
+    """A host is down or its bootstrap venv differs from headway's: nothing is started."""
+
+
+def check_hosts(problems: list[str]) -> None:
+    if problems:
+        raise HostsNotReady("hosts are not ready (nothing was started):\n  - " + "\n  - ".join(problems))
+
+
+class SshHost(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(description="the host's address: Ray nodes on it use it too")
+    port: int = 22
+    user: str = "root"
+    key: str = Field(description="private key file headway logs in with")
+    role: Literal["head", "worker"] = Field(description="head: a head candidate (the first is used first)")
+
+
+class HeadAddress(BaseModel):
+    """How the workers keep reaching the head when it moves.
+
+    ``same_host``: the head is always restarted on the host it ran on (a dead host must come
+    back first). ``floating``: ``address`` (a DNS name or floating IP the workers use) is moved
+    by the operator's ``move_hook`` (run here as ``HOOK <address> <host>``) to a standby head
+    host; the hook is also the fence of the old host, which must no longer hold the address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["same_host", "floating"] = "same_host"
+    address: str | None = None
+    move_hook: str | None = None
+
+
+class SshCloud(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    venv: str = Field(description="the bootstrap venv on every host (same Python and Ray as headway's)")
+    store_address: str = Field(description="where the hosts reach this machine: the managed store listens there")
+    head_address: HeadAddress = Field(default_factory=HeadAddress)
+    hosts: list[SshHost]
+
+    def heads(self) -> list[SshHost]:
+        return [h for h in self.hosts if h.role == "head"]
+
+    def workers(self) -> list[SshHost]:
+        return [h for h in self.hosts if h.role == "worker"]
+
+    def host(self, address: str) -> SshHost:
+        found = next((h for h in self.hosts if h.address == address), None)
+        if found is None:
+            raise SshError(f"no host {address} in the cloud config")
+        return found
+
+
+def load_cloud_config(path: str) -> SshCloud:
+    """Read the ``ssh:`` block of a cloud config YAML, with errors that name the field."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise SshError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise SshError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or "ssh" not in data:
+        raise SshError(f"{path}: expected a mapping with an 'ssh:' block (venv, store_address, hosts)")
+    try:
+        cfg = SshCloud.model_validate(data["ssh"])
+    except ValidationError as exc:
+        problems = "; ".join(f"ssh.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SshError(f"{path}: {problems}") from None
+    if not cfg.heads():
+        raise SshError(f"{path}: ssh.hosts: no host has role: head; give at least one head candidate")
+    if cfg.head_address.mode == "floating" and not (cfg.head_address.address and cfg.head_address.move_hook):
+        raise SshError(f"{path}: ssh.head_address: floating mode needs address and move_hook")
+    if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
+        raise SshError(f"{path}: ssh.hosts: an address is listed twice")
+    return cfg
+
+
+# -- connections -----------------------------------------------------------------------
+_clients: dict[tuple[str, int, str], paramiko.SSHClient] = {}
+_host_locks: dict[tuple[str, int, str], threading.Lock] = {}
+_lock = threading.Lock()  # guards the two dicts only: a slow host must not hold up the others
+
+
+def _host_lock(key: tuple[str, int, str]) -> threading.Lock:
+    with _lock:
+        return _host_locks.setdefault(key, threading.Lock())
+
+
+def _client(host: SshHost) -> paramiko.SSHClient:
+    key = (host.address, host.port, host.user)
+    with _host_lock(key):
+        c = _clients.get(key)
+        transport = c.get_transport() if c else None
+        if c is not None and transport is not None and transport.is_active():
+            return c
+        c = paramiko.SSHClient()
+        # Hosts are named by address in the cloud config; their keys are accepted on first
+        # contact and pinned for this process.
+        c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            c.connect(host.address, port=host.port, username=host.user, key_filename=host.key,
+                      timeout=CONNECT_TIMEOUT_S, banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S,
+                      allow_agent=False, look_for_keys=False)  # fmt: skip
+        except (OSError, paramiko.SSHException) as exc:
+            raise SshError(f"host {host.address}: SSH unreachable ({type(exc).__name__}: {exc})") from None
+        transport = c.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        _clients[key] = c
+        return c
+
+
+def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[int, str, str]:
+    """Run a shell command on the host: (exit status, stdout, stderr). Raises SshError when
+    the host cannot be reached or does not answer in time."""
+    try:
+        _, out, err = _client(host).exec_command(command, timeout=timeout_s)
+        status = out.channel.recv_exit_status()
+        return status, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    except (OSError, paramiko.SSHException, TimeoutError) as exc:
+        forget(host)
+        raise SshError(f"host {host.address}: SSH command failed ({type(exc).__name__})") from None
+
+
+def reachable(host: SshHost) -> bool:
+    try:
+        return run(host, "true", timeout_s=CONNECT_TIMEOUT_S)[0] == 0
+    except SshError:
+        return False
+
+
+def forget(host: SshHost) -> None:
+    key = (host.address, host.port, host.user)
+    with _host_lock(key):
+        c = _clients.pop(key, None)
+    if c is not None:
+        c.close()
+
+
+def put_file(host: SshHost, local: str, remote: str) -> None:
+    """Copy a file to the same or another path on the host unless it is already there."""
+    try:
+        sftp = _client(host).open_sftp()
+        try:
+            size = Path(local).stat().st_size
+            try:
+                if sftp.stat(remote).st_size == size:
+                    return
+            except OSError:
+                pass
+            run(host, f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
+            sftp.put(local, remote + ".part")
+            sftp.posix_rename(remote + ".part", remote)
+        finally:
+            sftp.close()
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"host {host.address}: copying {local} failed ({type(exc).__name__}: {exc})") from None
+
+
+# -- bootstrap check -------------------------------------------------------------------
+def local_versions() -> tuple[str, str]:
+    import ray
+
+    return platform.python_version(), ray.__version__
+
+
+def version_problem(host: SshHost, venv: str) -> str | None:
+    """None when the host's venv runs the same Python (major.minor) and Ray as headway;
+    else what differs and how to bootstrap the host."""
+    py, ray_version = local_versions()
+    probe = "import sys, platform\ntry:\n import ray; v = ray.__version__\nexcept ImportError:\n v = 'missing'\n"
+    probe += "print(platform.python_version(), v)"
+    python = f"{venv}/bin/python"
+    status, out, err = run(host, f"{shlex.quote(python)} -c {shlex.quote(probe)}")
+    fix = (f"bootstrap it: python{'.'.join(py.split('.')[:2])} -m venv {venv} && "
+           f"{venv}/bin/pip install 'ray[serve]=={ray_version}'")  # fmt: skip
+    if status != 0:
+        return f"host {host.address}: no Python at {python} ({(err or out).strip()[-200:]}); {fix}"
+    their_py, their_ray = out.split()
+    problems = []
+    if their_py.split(".")[:2] != py.split(".")[:2]:
+        problems.append(f"Python {their_py} (headway runs {py})")
+    if their_ray != ray_version:
+        problems.append(f"Ray {their_ray} (headway runs {ray_version})")
+    if problems:
+        return f"host {host.address}: version mismatch in {venv}: {', '.join(problems)}; {fix}"
+    return None

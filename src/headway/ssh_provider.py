@@ -1,0 +1,198 @@
+"""Ray nodes on real machines, over SSH: the ``ssh`` provider.
+
+Same contract as ``LocalProvider`` (plan, start, alive, pids, kill, remove), one Ray node
+per host. A node's processes carry the same ``HEADWAY_NODE`` marker as locally and are
+found and killed on the host by that marker, never by name. Nothing is installed on a
+host: its bootstrap venv (same Python and Ray as headway's) runs ``ray start``.
+
+The head's address: in ``same_host`` mode the head is restarted on the host it ran on —
+a dead host has to come back (reboot) before the head can. In ``floating`` mode the head
+address is the operator's floating IP or DNS name, and ``move_hook`` moves it to the head
+candidate headway picks (the old host if it answers, else a standby); the hook is the
+fence of an unreachable old host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from . import paths, ssh
+from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, _used_ips
+from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
+from .records import NodeRecord, ServiceRecord
+from .ssh import SshCloud, SshError, SshHost
+
+
+class SshProvider:
+    mode = "ssh"
+    loopback = False
+
+    def __init__(self, cfg: SshCloud):
+        self.cfg = cfg
+
+    @property
+    def floating(self) -> bool:
+        return self.cfg.head_address.mode == "floating"
+
+    # -- planning ------------------------------------------------------------------------
+    def plan_head(self) -> tuple[str, dict[str, int]]:
+        ports = {"gcs": GCS_PORT, "dashboard": DASHBOARD_PORT, "proxy": SERVE_PORT} | NETNS_NODE_PORTS
+        if self.floating:
+            assert self.cfg.head_address.address is not None
+            return self.cfg.head_address.address, ports
+        used = _used_ips()
+        for h in self.cfg.heads():
+            if h.address not in used and ssh.reachable(h):
+                return h.address, ports
+        raise ProviderError("no head candidate host is free and reachable; add a host with role: head")
+
+    def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
+        used = _used_ips() | taken_ips
+        for h in self.cfg.workers():
+            if h.address not in used and ssh.reachable(h):
+                return h.address, dict(NETNS_NODE_PORTS)
+        free = [h.address for h in self.cfg.workers() if h.address not in used]
+        why = f"{', '.join(free)} unreachable" if free else "all in use"
+        raise ProviderError(f"no worker host left ({len(self.cfg.workers())} in the cloud config, {why})")
+
+    node_ports = staticmethod(LocalProvider.node_ports)
+
+    def _head_host(self, rec: ServiceRecord) -> str:
+        """Where a (new) head runs: in floating mode the old head's host if it answers,
+        else the first head candidate that answers."""
+        old = rec.head.host if rec.head is not None else None
+        order = [h for h in self.cfg.heads() if h.address == old] + [h for h in self.cfg.heads() if h.address != old]
+        for h in order:
+            if ssh.reachable(h):
+                return h.address
+        raise ProviderError("no head candidate host answers SSH")
+
+    def new_node(
+        self, rec: ServiceRecord, name: str, role: str, ip: str, ports: dict[str, int], group: str | None = None
+    ) -> NodeRecord:
+        generation = int(time.time() * 1000)
+        host = self._head_host(rec) if role == "head" and self.floating else ip
+        temp_dir = str(paths.node_temp_root() / f"{rec.cluster_id}{name[:1]}{generation % 10**5:05d}")
+        return NodeRecord(
+            name=name,
+            role=role,  # type: ignore[arg-type]
+            group=group,
+            ip=ip,
+            host=host,
+            ports=ports,
+            temp_dir=temp_dir,
+            log=f"{temp_dir}.log",  # on the host
+            marker=f"{rec.cluster_id}/{name}/{generation}",
+        )
+
+    # -- side effects --------------------------------------------------------------------
+    def _host(self, node: NodeRecord) -> SshHost:
+        return self.cfg.host(node.host or node.ip)
+
+    def distribute(self, local_file: str, node: NodeRecord) -> None:
+        """Put a file the nodes read by ``file://`` (the packaged working_dir) on the host."""
+        ssh.put_file(self._host(node), local_file, local_file)
+
+    def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
+        host = self._host(node)
+        if node.role == "head" and self.floating:
+            hook = self.cfg.head_address.move_hook
+            assert hook is not None and self.cfg.head_address.address is not None
+            done = subprocess.run([hook, self.cfg.head_address.address, host.address], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ProviderError(f"move_hook {hook} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        argv = [f"{self.cfg.venv}/bin/ray", *launch.argv[1:]]
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch.env.items())
+        temp = shlex.quote(node.temp_dir)
+        # Only the detached command goes to the background (with every fd redirected): the
+        # SSH channel closes once the shell has printed its PID. setsid execs in place (a
+        # background job of a non-interactive shell leads no process group), so $! is Ray's.
+        cmd = (
+            f"mkdir -p {temp} && cd {temp} || exit 1; "
+            f"env -u RAY_ADDRESS {env} setsid nohup {shlex.join(argv)} > {shlex.quote(node.log)} 2>&1 < /dev/null & "
+            "echo $!"
+        )
+        status, out, err = ssh.run(host, cmd)
+        if status != 0 or not out.strip().isdigit():
+            raise ProviderError(f"host {host.address}: ray start did not launch: {err.strip()[-300:]}")
+        node.pid = int(out.strip())
+        node.pid_started = self._start_time(host, node.pid)
+        node.started_at = time.time()
+        return node.pid
+
+    @staticmethod
+    def _start_time(host: SshHost, pid: int) -> int | None:
+        status, out, _ = ssh.run(host, f"awk '{{print $22}}' /proc/{pid}/stat", timeout_s=ssh.CONNECT_TIMEOUT_S)
+        return int(out) if status == 0 and out.strip().isdigit() else None
+
+    def alive(self, node: NodeRecord) -> bool:
+        """The host answers SSH and the node's ``ray start --block`` supervisor still runs."""
+        if node.pid is None:
+            return False
+        try:
+            return self._start_time(self._host(node), node.pid) == node.pid_started
+        except SshError:
+            return False
+
+    def pids(self, node: NodeRecord) -> list[int]:
+        """Every process on the host carrying the node's marker. Raises when the host does
+        not answer: an unreachable node cannot be shown to be gone."""
+        if self.floating and node.role == "head" and not ssh.reachable(self._host(node)):
+            return []  # fenced by the move hook: the address will be taken from it
+        marker = shlex.quote(f"HEADWAY_NODE={node.marker}")
+        script = (
+            "for p in /proc/[0-9]*; do "
+            f"tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -qx {marker} && echo ${{p#/proc/}}; "
+            "done; true"
+        )
+        try:
+            _, out, _ = ssh.run(self._host(node), script)
+        except SshError as exc:
+            raise ProviderError(f"cannot fence node {node.name}: {exc}; it is retried when the host answers") from None
+        return sorted(int(p) for p in out.split() if p.isdigit())
+
+    def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:
+        for _ in range(5):
+            left = self.pids(node)
+            if not left:
+                return
+            try:
+                ssh.run(self._host(node), "kill -9 " + " ".join(map(str, left)) + " 2>/dev/null; true")
+            except SshError:
+                if not (self.floating and node.role == "head"):
+                    raise
+            time.sleep(0.2)
+
+    def remove(self, node: NodeRecord) -> None:
+        self.kill(node)
+        with contextlib.suppress(SshError):  # an unreachable (fenced) host keeps its temp dir
+            ssh.run(self._host(node), f"rm -rf {shlex.quote(node.temp_dir)}")
+
+    def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
+        return []
+
+    def remove_namespace(self, name: str) -> None:  # pragma: no cover - no namespaces here
+        pass
+
+    def version_problems(self) -> list[str]:
+        """Every host whose bootstrap venv differs from headway's Python/Ray, or that is down."""
+        out = []
+        for h in self.cfg.hosts:
+            try:
+                p = ssh.version_problem(h, self.cfg.venv)
+            except SshError as exc:
+                p = str(exc)
+            if p:
+                out.append(p)
+        return out
+
+
+def local_path(uri: str | None) -> str | None:
+    """The file behind a ``file://`` URI (what must be on every host)."""
+    if uri and uri.startswith("file://") and Path(uri[7:]).exists():
+        return uri[7:]
+    return None

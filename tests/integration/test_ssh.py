@@ -1,0 +1,214 @@
+"""The ssh provider on real SSH: hosts are network namespaces, each running its own sshd
+(Debian's openssh-server) with keys this test generates; headway reaches them only over
+SSH. A host with the wrong bootstrap venv is refused by name; then the full scenario:
+deploy, the head *host* dies (every process of it, sshd included), it reboots (sshd comes
+back), and headway restarts the head on it while the workers keep serving."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from conftest import Load, read_record
+
+from headway import netns, procs
+from headway.ssh import local_versions
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SUBNET = "10.213.246.0/24"
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+    pytest.mark.skipif(not Path(SSHD).exists(), reason="Debian's openssh-server is not installed (make system)"),
+]
+
+
+class Hosts:
+    """Machines for the test: a namespace each on a bridge of its own, sshd in each."""
+
+    def __init__(self, root: Path, count: int):
+        self.root = root
+        self.bridge = f"hwsbr{os.getpid() % 10000}"
+        self.subnet = netns.Subnet(ipaddress.IPv4Network(SUBNET))
+        self.names = [f"hwssh{os.getpid() % 10000}-{i}" for i in range(1, count + 1)]
+        self.ips = self.subnet.host_ips()[:count]
+        self.sshd: dict[str, subprocess.Popen] = {}
+        self.key = root / "id_ed25519"
+        for f in (self.key, root / "host_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(f)], check=True)
+        (root / "authorized_keys").write_text((root / "id_ed25519.pub").read_text())
+        os.chmod(root / "authorized_keys", 0o600)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+
+    def __enter__(self) -> Hosts:
+        os.environ["HEADWAY_BRIDGE"] = self.bridge  # netns helpers read it; restored in __exit__
+        netns.ensure_bridge(self.subnet)
+        for name, ip in zip(self.names, self.ips, strict=True):
+            netns.create(name, ip, self.subnet)
+            self.boot(name)
+        return self
+
+    def boot(self, name: str) -> None:
+        """Start the host's sshd (a host "reboot" after its processes all died)."""
+        ip = self.ips[self.names.index(name)]
+        conf = self.root / f"sshd-{name}.conf"
+        conf.write_text(
+            f"ListenAddress {ip}\nPort 22\nHostKey {self.root / 'host_key'}\n"
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "PidFile none\nPrintMotd no\nSubsystem sftp internal-sftp\n"
+        )
+        log = open(self.root / f"sshd-{name}.log", "ab")  # noqa: SIM115 - kept by the child
+        self.sshd[name] = subprocess.Popen(
+            ["ip", "netns", "exec", name, SSHD, "-D", "-e", "-f", str(conf)], stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = subprocess.run(["ip", "netns", "exec", name, "ss", "-ltn"], capture_output=True, text=True)
+            if f"{ip}:22" in r.stdout:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"sshd of {name} did not listen")
+
+    def crash(self, name: str) -> int:
+        """The host dies: SIGKILL every process in it, sshd included."""
+        pids = netns.pids(name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.sshd[name].wait(timeout=10)
+        return len(pids)
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.names:
+            procs.kill_pids(netns.pids(name))
+            netns.delete(name)
+        for p in self.sshd.values():
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait(timeout=10)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        os.environ.pop("HEADWAY_BRIDGE", None)
+
+    def config(self, venv: str, roles: list[str]) -> dict:
+        return {
+            "ssh": {
+                "venv": venv,
+                "store_address": self.subnet.bridge_ip,
+                "head_address": {"mode": "same_host"},
+                "hosts": [
+                    {"address": ip, "user": "root", "key": str(self.key), "role": role}
+                    for ip, role in zip(self.ips, roles, strict=True)
+                ],
+            }
+        }
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def _other_python() -> str | None:
+    """A Python of another minor version on this machine, for a real mismatch."""
+    mine = sys.version_info[:2]
+    for cand in sorted(Path("/root/.pyenv/versions").glob("3.*/bin/python3")) + [Path("/usr/bin/python3")]:
+        r = subprocess.run(
+            [str(cand), "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if r.returncode == 0 and tuple(map(int, r.stdout.split())) != mine:
+            return str(cand)
+    return None
+
+
+def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
+    root = Path(tempfile.mkdtemp(prefix="hwssh-"))
+    try:
+        with Hosts(root, 3) as hosts:
+            py, ray_version = local_versions()
+
+            # 1. A host whose venv has another Python and no Ray: refused by name, nothing started.
+            other = _other_python() or sys.executable
+            bad_venv = root / "oldvenv"
+            subprocess.run([other, "-m", "venv", "--without-pip", str(bad_venv)], check=True)
+            bad = root / "bad.yaml"
+            cfg = hosts.config(str(bad_venv), ["head", "worker", "worker"])
+            bad.write_text(yaml.safe_dump(cfg))
+            refused = cli.run("cloud", "setup", "--config", str(bad))
+            assert refused.returncode == 2, refused.stdout + refused.stderr
+            err = " ".join(refused.stderr.split())
+            assert "hosts are not ready (nothing was started)" in err
+            for ip in hosts.ips:
+                assert f"host {ip}: version mismatch in {bad_venv}" in err
+            assert f"Ray missing (headway runs {ray_version})" in err
+            if other != sys.executable:
+                assert f"(headway runs {py})" in err
+            assert f"pip install 'ray[serve]=={ray_version}'" in err  # says how to bootstrap
+            assert not (cli.home / "cloud" / "cloud.json").exists()
+
+            # 2. The bootstrap venv right (this machine's, the hosts share its files): setup works.
+            good = root / "cloud.yaml"
+            good.write_text(yaml.safe_dump(hosts.config(sys.prefix, ["head", "worker", "worker"])))
+            cli.run("cloud", "setup", "--config", str(good), check=True)
+            name = "t-ssh"
+            spec = cli.write_spec(name)
+            out = cli.run("deploy", "-f", str(spec), check=True).stdout
+            assert "checking 3 host(s): SSH, Python and Ray versions" in out
+            st = cli.status(name)
+            assert st["state"] == "RUNNING"
+            by_name = {n["name"]: n for n in cli.record(name)["nodes"]}
+            assert by_name["head"]["ip"] == hosts.ips[0] and by_name["head"]["host"] == hosts.ips[0]
+            assert {by_name["worker-1"]["ip"], by_name["worker-2"]["ip"]} == set(hosts.ips[1:])
+            # The Ray processes run inside the hosts (started over SSH), not beside headway.
+            head_host_pids = set(netns.pids(hosts.names[0]))
+            assert set(procs.pids_with_marker(by_name["head"]["marker"])) <= head_host_pids
+            worker_ids = {n: by_name[n]["node_id"] for n in ("worker-1", "worker-2")}
+            token = cli.run("token", name, check=True).stdout.strip()
+            auth = {"Authorization": f"Bearer {token}"}
+            assert httpx.get(st["endpoint"] + "/", headers=auth, timeout=10).status_code == 200
+
+            # 3. The head host dies (sshd too); it "reboots" 8 s later; the head comes back on it.
+            with Load([st["endpoint"]] * 4, headers=auth) as load:
+                time.sleep(2)
+                died_at = time.time()
+                killed = hosts.crash(hosts.names[0])
+                cli.wait_event(name, "state", after=died_at - 1, state="HEAD_RECOVERING", timeout=30)
+                time.sleep(max(0.0, died_at + 8 - time.time()))
+                hosts.boot(hosts.names[0])
+                rebooted_at = time.time()
+                running = cli.wait_event(name, "state", after=rebooted_at, state="RUNNING", timeout=180)
+                time.sleep(1)
+            events = cli.events(name)
+            failed_attempts = [e for e in events if e["at"] > died_at and e["state"] == "UNHEALTHY"]
+            print(
+                f"\nssh: head host died ({killed} processes), rebooted after {rebooted_at - died_at:.1f} s; "
+                f"RUNNING {running['at'] - died_at:.1f} s after the death ({running['at'] - rebooted_at:.1f} s after "
+                f"the reboot); {len(failed_attempts)} attempt(s) refused while the host was down; {load.report()}"
+            )
+            assert load.failed == 0, load.errors[:5]
+            assert failed_attempts and "cannot fence" in failed_attempts[0]["message"]
+            after = read_record(cli.home, name)
+            nodes = {n["name"]: n for n in after["nodes"]}
+            assert nodes["head"]["host"] == hosts.ips[0]
+            assert {n: nodes[n]["node_id"] for n in worker_ids} == worker_ids  # re-adopted, not replaced
+            assert cli.status(name)["state"] == "RUNNING"
+
+            cli.run("terminate", name, check=True)
+            for host_name in hosts.names:
+                marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
+                assert marked == [], f"Ray processes left on {host_name}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
