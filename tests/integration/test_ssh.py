@@ -101,12 +101,31 @@ class Hosts:
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
         os.environ.pop("HEADWAY_BRIDGE", None)
 
-    def config(self, venv: str, roles: list[str]) -> dict:
+    def move_hook(self, vip: str) -> Path:
+        """The operator's hook for floating mode, as keepalived or a cloud API would do it:
+        the address leaves every host, lands on the chosen one, and neighbours forget the
+        old owner (what a gratuitous ARP does)."""
+        hook = self.root / "move-head"
+        by_ip = dict(zip(self.ips, self.names, strict=True))
+        lines = ["#!/bin/sh", "set -e", f'[ "$1" = {vip} ] || exit 2', 'case "$2" in']
+        lines += [f"  {ip}) target={ns} ;;" for ip, ns in by_ip.items()]
+        lines += ["  *) exit 3 ;;", "esac"]
+        for ns in self.names:
+            lines.append(f"ip -n {ns} addr del {vip}/{self.subnet.prefixlen} dev eth0 2>/dev/null || true")
+        lines.append(f'ip -n "$target" addr add {vip}/{self.subnet.prefixlen} dev eth0')
+        for ns in self.names:
+            lines.append(f"ip -n {ns} neigh flush all 2>/dev/null || true")
+        lines.append(f"ip neigh flush dev {self.bridge} 2>/dev/null || true")
+        hook.write_text("\n".join(lines) + "\n")
+        hook.chmod(0o755)
+        return hook
+
+    def config(self, venv: str, roles: list[str], head_address: dict | None = None) -> dict:
         return {
             "ssh": {
                 "venv": venv,
                 "store_address": self.subnet.bridge_ip,
-                "head_address": {"mode": "same_host"},
+                "head_address": head_address or {"mode": "same_host"},
                 "hosts": [
                     {"address": ip, "user": "root", "key": str(self.key), "role": role}
                     for ip, role in zip(self.ips, roles, strict=True)
@@ -210,5 +229,44 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
             for host_name in hosts.names:
                 marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
                 assert marked == [], f"Ray processes left on {host_name}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
+    """floating mode: the head host dies for good; the move hook puts the head address on
+    the standby head host and the head starts there; the workers re-register at the same
+    address and keep their node ids."""
+    root = Path(tempfile.mkdtemp(prefix="hwssh-"))
+    try:
+        with Hosts(root, 4) as hosts:
+            vip = str(hosts.subnet.network.network_address + 100)
+            floating = {"mode": "floating", "address": vip, "move_hook": str(hosts.move_hook(vip))}
+            cfg = hosts.config(sys.prefix, ["head", "head", "worker", "worker"], floating)
+            (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
+            cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
+            name = "t-float"
+            cli.run("deploy", "-f", str(cli.write_spec(name)), check=True)
+            st = cli.status(name)
+            head = next(n for n in cli.record(name)["nodes"] if n["name"] == "head")
+            assert head["ip"] == vip and head["host"] == hosts.ips[0]
+            workers = {n["name"]: n["node_id"] for n in cli.record(name)["nodes"] if n["role"] == "worker"}
+            token = cli.run("token", name, check=True).stdout.strip()
+            auth = {"Authorization": f"Bearer {token}"}
+            with Load([st["endpoint"]] * 4, headers=auth) as load:
+                time.sleep(2)
+                died_at = time.time()
+                hosts.crash(hosts.names[0])  # and it never comes back
+                running = cli.wait_event(name, "state", after=died_at, state="RUNNING", timeout=180)
+                time.sleep(1)
+            nodes = {n["name"]: n for n in cli.record(name)["nodes"]}
+            print(f"\nssh floating: head host gone; head on the standby, RUNNING {running['at'] - died_at:.1f} s "
+                  f"after the death; {load.report()}")  # fmt: skip
+            assert load.failed == 0, load.errors[:5]
+            assert nodes["head"]["ip"] == vip and nodes["head"]["host"] == hosts.ips[1]
+            assert {n: nodes[n]["node_id"] for n in workers} == workers
+            assert vip in subprocess.run(["ip", "-n", hosts.names[1], "addr"], capture_output=True, text=True).stdout
+            assert httpx.get(st["endpoint"] + "/", headers=auth, timeout=10).status_code == 200
+            cli.run("terminate", name, check=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
