@@ -102,7 +102,12 @@ def start_daemon(timeout_s: float = 10.0) -> int:
         if child.poll() is not None:
             break
         time.sleep(0.1)
-    raise RuntimeError(f"the controller did not start; see {logfile()}")
+    try:
+        last = [line for line in logfile().read_text(errors="replace").splitlines() if line.strip()][-1]
+    except (OSError, IndexError):
+        last = ""
+    why = f": {last.removeprefix('error: ')}" if last.startswith("error:") else ""
+    raise RuntimeError(f"the controller did not start{why}; see {logfile()}")
 
 
 def stop(grace_s: float = 10.0) -> int | None:

@@ -13,8 +13,10 @@ and each service's endpoint token), ``secrets`` (environment values a deploy was
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +49,19 @@ CREATE TABLE IF NOT EXISTS secrets (
 
 
 _ready: set[Path] = set()
+_init_lock = threading.Lock()
+
+
+def _init(conn: sqlite3.Connection, f: Path) -> None:
+    """WAL and the tables, once per process, one process at a time: SQLite answers "database
+    is locked" at once (no busy wait) to a journal-mode change racing another connection."""
+    with _init_lock, open(f.with_name(f.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if f in _ready:
+            return
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+        _ready.add(f)
 
 
 def path(home: Path | None = None) -> Path:
@@ -64,10 +79,8 @@ def connect(home: Path | None = None, write: bool = False) -> Iterator[sqlite3.C
     conn = sqlite3.connect(f, timeout=30, isolation_level=None)
     try:
         conn.execute("PRAGMA busy_timeout = 30000")
-        if f not in _ready:  # once per process: another may have created the file, not yet the tables
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(SCHEMA)
-            _ready.add(f)
+        if f not in _ready:
+            _init(conn, f)
         if not write:
             yield conn
             return

@@ -505,6 +505,12 @@ def _create(
         raise
 
 
+def _workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[str, Any]]]) -> list[NodeRecord]:
+    """The workers that run at least one replica (by Ray node id; by all when ids are unknown)."""
+    ids = {nid for deps in placed.values() for d in deps.values() for nid in d.get("node_ids", [])}
+    return [w for w in rec.workers if w.node_id is None or w.node_id in ids]
+
+
 def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
     progress(f"deploying {len(spec.applications)} application(s)")
@@ -516,10 +522,16 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, stric
         APPS_RUNNING_TIMEOUT_S,
         on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
     )
-    idle = serve.wait_proxies([rec.proxy_url(w) for w in rec.workers], PROXIES_HEALTHY_TIMEOUT_S)
+    hosting = _workers_with_replicas(rec, serve.replicas(serve.get_applications(rec.dashboard_url)))
+    for w in rec.workers:
+        if w not in hosting:
+            # Serve (proxy_location EveryNode) runs a proxy only where a replica runs: none to
+            # wait for; the ingress keeps the backend DOWN until a replica lands there.
+            progress(f"warning: worker {w.name} holds no replica, so Serve runs no proxy there (no traffic)")
+    idle = serve.wait_proxies([rec.proxy_url(w) for w in hosting], PROXIES_HEALTHY_TIMEOUT_S)
     for url in idle:
         progress(f"warning: the proxy at {url} serves no replica (it answers 503 on /-/healthz)")
-    progress(f"the proxies of {len(rec.workers) - len(idle)} worker(s) are healthy")
+    progress(f"the proxies of {len(hosting) - len(idle)} worker(s) are healthy")
     head_id = rec.head.node_id if rec.head else None
     problems = placement.observed_problems(serve.replicas(serve.get_applications(rec.dashboard_url)), head_id)
     if problems and strict:

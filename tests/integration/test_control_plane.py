@@ -1,13 +1,14 @@
 """The control plane on a real service, one cluster for all of it: a deploy through the
 REST API, the web dashboard in headless Chromium, a restart of the control plane that
-loses nothing and re-adopts the service, and a head kill seen by the browser (RUNNING →
-HEAD_RECOVERING → RUNNING) and by /metrics."""
+loses nothing and re-adopts the service, a head kill seen by the browser (RUNNING →
+HEAD_RECOVERING → RUNNING) and by /metrics, then scaling up and down and a delete."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -54,6 +55,20 @@ def _wait_text(driver, element_id: str, want: str, timeout: float) -> float:
     raise AssertionError(f"#{element_id} never showed {want!r} (last: {_text(driver, element_id)!r})")
 
 
+def _wait_element(driver, element_id: str, timeout: float):
+    """The element once the page has drawn it (the store is read beside the services)."""
+    from selenium.common.exceptions import NoSuchElementException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return driver.find_element("id", element_id)
+        except NoSuchElementException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _metrics(url: str, token: str) -> dict[str, float]:
     r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 200, r.text
@@ -88,7 +103,7 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(), "base_dir": str(HELLO)})
     assert r.status_code == 202, r.text
     op = _poll(api, r.json())
-    assert op["exit_code"] == 0, op
+    assert op["exit_code"] == 0, (op["error"], op["lines"])
     assert any("ingress listening at" in line for line in op["lines"]), op["lines"]
     st = api.get(f"/api/services/{name}").json()
     assert st["state"] == "RUNNING" and all(n["alive"] for n in st["nodes"])
@@ -105,7 +120,7 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
         }  # fmt: skip
         backends = [c.text for c in driver.find_elements("css selector", "[data-backend]")]
         assert len(backends) == 2 and all(b.startswith("UP") for b in backends), backends
-        gauge = driver.find_element("id", "store-gauge")
+        gauge = _wait_element(driver, "store-gauge", 20)
         assert gauge.get_attribute("data-alert") == "80" and float(gauge.get_attribute("data-percent")) > 0
         assert "token=" not in driver.current_url  # the page takes the token out of the address bar
 
@@ -169,8 +184,39 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     assert m[f"headway_service_store_bytes{{{s}}}"] > 100_000
     store = api.get("/api/storage").json()["cloud"]
     assert m['headway_store_memory_percent{store="cloud"}'] == pytest.approx(store["percent"], abs=1.0)
+
+    # 5. The remaining routes on the live service: nodes, token, scale up (API) and down (CLI), delete.
+    nodes = api.get(f"/api/services/{name}/nodes").json()
+    assert sorted(n["name"] for n in nodes) == ["head", "worker-1", "worker-2"] and all(n["alive"] for n in nodes)
+    assert api.get(f"/api/services/{name}/token").json()["token"] == before["endpoint_token"]
+    r = api.post(f"/api/services/{name}/scale", json={"group": "worker", "count": 3})
+    assert r.status_code == 202, r.text
+    scaled = _poll(api, r.json())
+    assert scaled["exit_code"] == 0, (scaled["error"], scaled["lines"])
+    st3 = api.get(f"/api/services/{name}").json()
+    assert sorted(n["name"] for n in st3["nodes"]) == ["head", "worker-1", "worker-2", "worker-3"]
+    assert len(st3["ingress"]["backends"]) == 3
+    down = cli.run("scale", name, "--group", "worker", "--count", "2", check=True)
+    assert "removing worker worker-3" in down.stdout
+    assert sorted(n["name"] for n in api.get(f"/api/services/{name}/nodes").json()) == ["head", "worker-1", "worker-2"]
+    r = api.delete(f"/api/services/{name}")
+    assert r.status_code == 202
+    assert _poll(api, r.json())["exit_code"] == 0
+    assert api.get("/api/services").json() == []
+    assert api.get(f"/api/services/{name}").status_code == 404
     print(
         f"\ncontrol plane: {load.report()} through the endpoint; browser saw HEAD_RECOVERING "
         f"{seen_recovering - killed_at:.1f} s and RUNNING {seen_running - killed_at:.1f} s after the kill; "
         f"last recovery {running['details']['downtime_s']} s; store {store['percent']:.1f}%"
     )
+
+
+def test_a_taken_api_port_is_a_clear_error(cli):
+    """No Ray: the control plane must not start without its API, and must say why."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(cli.env["HEADWAY_API_PORT"])))
+        taken.listen()
+        r = cli.run("api", "url")
+    assert r.returncode == 1
+    assert "the API cannot listen on 127.0.0.1" in r.stderr and "HEADWAY_API_PORT" in r.stderr
+    assert cli.controller_pid() is None

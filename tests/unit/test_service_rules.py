@@ -79,3 +79,13 @@ def test_head_gets_tuned_node_death_detection():
     ):
         assert var in launch.env
     assert "--node-name=head" in launch.argv
+
+
+def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
+    """Serve runs a proxy only on nodes with a replica: a worker without one is not waited for."""
+    rec = record("RUNNING")
+    for name, nid in (("w-1", "a"), ("w-2", "b"), ("w-3", "c"), ("w-4", None)):
+        rec.nodes.append(NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m",
+                                    node_id=nid))  # fmt: skip
+    placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
+    assert [w.name for w in service._workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
