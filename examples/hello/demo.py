@@ -65,6 +65,18 @@ def head_failure(endpoint: str, auth: dict[str, str]) -> None:
     sh("events", "hello")
 
 
+def show_metrics() -> None:
+    """What a monitoring system scrapes after the failover."""
+    url = subprocess.run([HEADWAY, "api", "url"], capture_output=True, text=True, check=True).stdout.strip()
+    api_token = subprocess.run([HEADWAY, "api", "token"], capture_output=True, text=True, check=True).stdout.strip()
+    print(f"\n$ curl -H 'Authorization: Bearer …' {url}/metrics   (recoveries, head, backends)")
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {api_token}"}, timeout=30).text
+    for line in text.splitlines():
+        if line.startswith(("headway_recoveries_total", "headway_last_recovery_seconds", "headway_head_up",
+                            "headway_ingress_backends_up")):  # fmt: skip
+            print("  " + line)
+
+
 def main() -> None:
     keep = "--keep" in sys.argv
     had_cloud = subprocess.run([HEADWAY, "cloud", "status"], capture_output=True).returncode == 0
@@ -84,7 +96,11 @@ def main() -> None:
         code = httpx.get(st["endpoint"] + "/", timeout=10).status_code
         print(f"  without the token: HTTP {code}")
         sh("status", "hello")
+        url = subprocess.run([HEADWAY, "api", "url"], capture_output=True, text=True, check=True).stdout.strip()
+        # The token stays out of the demo's output: `headway dashboard` prints the URL with it.
+        print(f"\nweb dashboard: {url}/  ('headway dashboard' prints the link with your token)")
         head_failure(st["endpoint"], auth)
+        show_metrics()
     finally:
         if not keep:
             sh("terminate", "hello")
