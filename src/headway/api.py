@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -190,14 +189,13 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(rec)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        env = operations.env_for_repairs(name)
-        work = operations.deploy(spec, False, body.wait, body.wait_timeout, env)
-        return ops.start("scale", name, work, env).view()
+        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {})  # stored secrets serve
+        return ops.start("scale", name, work, {}).view()
 
     @app.delete("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
     def terminate(name: str) -> dict[str, Any]:
         _record(name)
-        return ops.start("terminate", name, operations.terminate(name), operations.env_for_repairs(name)).view()
+        return ops.start("terminate", name, operations.terminate(name), {}).view()
 
     @app.get("/api/operations/{op_id}", dependencies=auth, tags=["services"])
     def operation(op_id: str, since: int = 0) -> dict[str, Any]:
@@ -238,23 +236,19 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         return out
 
     # -- chaos ------------------------------------------------------------------------
+    def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:
+        try:
+            return service.chaos(_record(name), role, node)
+        except service.DeployError as exc:
+            raise HTTPException(404, str(exc)) from None
+
     @app.post("/api/services/{name}/chaos/kill-head", dependencies=auth, tags=["chaos"])
     def kill_head(name: str) -> dict[str, Any]:
-        rec = _record(name)
-        if rec.head is None:
-            raise HTTPException(409, f"service {name} has no head right now")
-        killed = service.crash_node(rec, rec.head)
-        return {"node": rec.head.name, "ip": rec.head.ip, "killed": killed, "at": time.time()}
+        return _chaos(name, "head", None)
 
     @app.post("/api/services/{name}/chaos/kill-worker", dependencies=auth, tags=["chaos"])
     def kill_worker(name: str, node: str | None = None) -> dict[str, Any]:
-        rec = _record(name)
-        match = [w for w in rec.workers if node is None or w.name == node]
-        if not match:
-            raise HTTPException(404, f"service {name} has no worker {node}; its workers: "
-                                     + ", ".join(w.name for w in rec.workers))  # fmt: skip
-        w = match[0]
-        return {"node": w.name, "ip": w.ip, "killed": service.crash_node(rec, w), "at": time.time()}
+        return _chaos(name, "worker", node)
 
     # -- metrics ----------------------------------------------------------------------
     @app.get("/metrics", dependencies=auth, response_class=PlainTextResponse, tags=["meta"])

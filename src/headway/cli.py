@@ -36,10 +36,8 @@ from . import (
     store_watch,
     watchdog,
 )
-from .records import NodeRecord, ServiceRecord
+from .records import ServiceRecord
 from .spec import SpecError, load_spec
-
-EXIT_RETRY = 3
 
 out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -123,12 +121,12 @@ def _deployed(result: dict) -> None:
         out.print("[yellow]GCS fault tolerance is disabled for this service[/]")
 
 
-def _read(path: str, local: Callable[[], object]) -> object:
-    """A read through the control plane when it runs; else straight from the state dir."""
+def _via_api(method: str, path: str, local: Callable[[], object], **kwargs) -> object:
+    """Through the control plane when it runs; else straight from the state dir (``local``)."""
     api_client = client.running()
     if api_client is not None:
         try:
-            return api_client.call("GET", path)
+            return api_client.call(method, path, **kwargs)
         except client.ApiError as exc:
             if exc.exit_code != 1:  # a real answer (unknown service ...), not an unreachable daemon
                 _fail(str(exc), exc.exit_code)
@@ -207,7 +205,8 @@ def _status_table(st: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(name: str, as_json: bool) -> None:
     """Show a service's state, nodes, applications and storage."""
-    st = _read(
+    st = _via_api(
+        "GET",
         f"/api/services/{name}",
         lambda: service.observe(_load_or_fail(name)) | {"controller_pid": controller.running_pid()},
     )
@@ -222,7 +221,7 @@ def status(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
-    evs = _read(f"/api/services/{name}/events", lambda: api.timeline(_load_or_fail(name)))
+    evs = _via_api("GET", f"/api/services/{name}/events", lambda: api.timeline(_load_or_fail(name)))
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
@@ -239,7 +238,7 @@ def events(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
     """List the services."""
-    rows = _read("/api/services", api.service_list)
+    rows = _via_api("GET", "/api/services", api.service_list)
     if as_json:
         click.echo(json.dumps([{"name": r["name"], "state": r["state"]} for r in rows]))
         return
@@ -474,17 +473,6 @@ def chaos_group() -> None:
     """Break things on purpose, for demos: SIGKILL every process of a node's host."""
 
 
-def _chaos_target(name: str, role: str, node: str | None) -> tuple[ServiceRecord, NodeRecord]:
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    candidates = [n for n in rec.nodes if n.role == role and (node is None or n.name == node)]
-    if not candidates:
-        names = ", ".join(n.name for n in rec.workers)
-        _fail(f"service {name} has no {role} named {node}; its workers: {names}", 2)
-    return rec, candidates[0]
-
-
 @chaos_group.command("kill-head")
 @click.argument("name")
 def chaos_kill_head(name: str) -> None:
@@ -504,18 +492,14 @@ def chaos_kill_worker(name: str, node: str | None) -> None:
 
 def _chaos(name: str, action: str, node: str | None) -> dict:
     """Through the control plane when it runs (it records who did it), else directly."""
-    api_client = client.running()
-    if api_client is not None:
+
+    def local() -> dict:
         try:
-            return api_client.call(
-                "POST", f"/api/services/{name}/chaos/{action}", params={"node": node} if node else {}
-            )
-        except client.ApiError as exc:
-            if exc.exit_code != 1:
-                _fail(str(exc), exc.exit_code)
-    role = "head" if action == "kill-head" else "worker"
-    rec, target = _chaos_target(name, role, node)
-    return {"node": target.name, "ip": target.ip, "killed": service.crash_node(rec, target)}
+            return service.chaos(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
+        except service.DeployError as exc:
+            _fail(str(exc), 2)
+
+    return _via_api("POST", f"/api/services/{name}/chaos/{action}", local, params={"node": node} if node else {})
 
 
 @main.group("api")

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import binaries, netns, paths, procs, storage
-from .ssh import SshCloud, check_hosts
+from .ssh import SshCloud
 
 __all__ = [
     "CloudError",
@@ -261,7 +261,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
         if ssh_config is not None:
             from .ssh_provider import SshProvider
 
-            check_hosts(SshProvider(ssh_config).version_problems())
+            SshProvider(ssh_config).check_ready()
             bind.append(ssh_config.store_address)
         if mode == "netns":
             if not netns.available():

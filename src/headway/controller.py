@@ -70,14 +70,19 @@ def logfile() -> Path:
     return paths.home() / "controller.log"
 
 
-def running_pid() -> int | None:
-    """The PID of this state dir's controller, if one runs."""
+def _live_info() -> dict | None:
+    """The PID file of this state dir's controller, if that process still runs."""
     try:
         info = json.loads(_pidfile().read_text())
     except (OSError, ValueError):
         return None
-    pid, started = info.get("pid"), info.get("started")
-    return pid if procs.same_process(pid, started) else None
+    return info if procs.same_process(info.get("pid"), info.get("started")) else None
+
+
+def running_pid() -> int | None:
+    """The PID of this state dir's controller, if one runs."""
+    info = _live_info()
+    return info["pid"] if info else None
 
 
 def start_daemon(timeout_s: float = 10.0) -> int:
@@ -204,7 +209,6 @@ class Controller:
                 return
             rec = records.load(name)
             if rec is not None:
-                storage.given_env.set(operations.env_for_repairs(name))  # its deployer's store password
                 repair_fn(rec)
 
     # -- repairs (threads, the service's lock held) -------------------------------------------
@@ -329,13 +333,8 @@ def _serve_api(sock: socket.socket, ops: operations.Operations) -> None:
 
 def api_url() -> str | None:
     """Where this state dir's control plane serves its API, if one runs."""
-    try:
-        info = json.loads(_pidfile().read_text())
-    except (OSError, ValueError):
-        return None
-    if not procs.same_process(info.get("pid"), info.get("started")) or "api" not in info:
-        return None
-    return info["api"]
+    info = _live_info()
+    return info.get("api") if info else None
 
 
 def run_forever(failure_threshold: int, period_s: float) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import db, records, service, ssh, storage
+from . import db, service, ssh, storage
 from .spec import ServiceSpec, SpecError
 
 log = logging.getLogger("headway.operations")
@@ -146,15 +146,3 @@ def needed_env(spec: ServiceSpec, environ: dict[str, str]) -> dict[str, str]:
     """The environment values a deploy of ``spec`` reads (its store password variable)."""
     var = spec.ray_gcs_external_storage_config.redis_password_env
     return {var: environ[var]} if var and var in environ else {}
-
-
-def env_for_repairs(name: str) -> dict[str, str]:
-    """What a repair of service ``name`` may need from its deployer's environment."""
-    return db.secrets_of(name)
-
-
-def scaled(name: str, group: str, count: int) -> ServiceSpec:
-    rec = records.load(name)
-    if rec is None:
-        raise service.DeployError(f"no service named {name}; 'headway list' shows the services")
-    return service.scaled_spec(rec, group, count)

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 from . import netns, paths, procs
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
@@ -171,6 +172,9 @@ class LocalProvider:
             log=str(paths.service_dir(rec.name) / "logs" / f"{name}.log"),
             marker=f"{rec.cluster_id}/{name}/{generation}",
         )
+
+    def check_ready(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """This machine is the host: nothing to check beyond what setup did."""
 
     # -- side effects ----------------------------------------------------------------
     def distribute(self, local_file: str, node: NodeRecord) -> None:

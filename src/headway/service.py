@@ -16,6 +16,7 @@ from typing import Any
 
 from . import (
     cloud,
+    db,
     ingress,
     netns,
     paths,
@@ -33,7 +34,6 @@ from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
 from .spec import ServiceSpec
-from .ssh import check_hosts
 from .ssh_provider import SshProvider, local_path
 
 Progress = Callable[[str], None]
@@ -86,7 +86,9 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     if not gcs.enable or not gcs.address:
         return None
     addr = storage.parse_address(gcs.address)
-    pw = storage.resolve_password(gcs.redis_password_env, gcs.redis_password_file)
+    # A repair or the store watch runs long after the deploying shell: the password its
+    # variable held was stored with the service.
+    pw = storage.resolve_password(gcs.redis_password_env, gcs.redis_password_file, db.secrets_of(spec.name))
     addr = addr.with_credentials(gcs.redis_username, pw)
     if addr.tls:
         addr = storage.StoreAddress(
@@ -413,10 +415,7 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             _remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
-        prov = provider_for(crec)
-        if isinstance(prov, SshProvider):
-            progress(f"checking {len(prov.cfg.hosts)} host(s): SSH, Python and Ray versions")
-            check_hosts(prov.version_problems())
+        provider_for(crec).check_ready(progress)
         if resolved is None and spec.gcs_ft:
             addr = cloud.store_address(crec)
             progress(f"checking GCS store {addr.masked()} (managed)")
@@ -522,7 +521,8 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, stric
         APPS_RUNNING_TIMEOUT_S,
         on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
     )
-    hosting = _workers_with_replicas(rec, serve.replicas(serve.get_applications(rec.dashboard_url)))
+    placed = serve.replicas(serve.get_applications(rec.dashboard_url))
+    hosting = _workers_with_replicas(rec, placed)
     for w in rec.workers:
         if w not in hosting:
             # Serve (proxy_location EveryNode) runs a proxy only where a replica runs: none to
@@ -533,7 +533,7 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, stric
         progress(f"warning: the proxy at {url} serves no replica (it answers 503 on /-/healthz)")
     progress(f"the proxies of {len(hosting) - len(idle)} worker(s) are healthy")
     head_id = rec.head.node_id if rec.head else None
-    problems = placement.observed_problems(serve.replicas(serve.get_applications(rec.dashboard_url)), head_id)
+    problems = placement.observed_problems(placed, head_id)
     if problems and strict:
         raise PlacementError("refused (--strict): " + "; ".join(problems))
     for p in problems:
@@ -657,6 +657,16 @@ def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
     match[0]["count"] = count
     data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
     return ServiceSpec.model_validate(data)
+
+
+def chaos(rec: ServiceRecord, role: str, node: str | None = None) -> dict[str, Any]:
+    """Crash a node of the service on purpose (the first of ``role``, or the one named)."""
+    found = [n for n in rec.nodes if n.role == role and (node is None or n.name == node)]
+    if not found:
+        what = f"{role} {node}" if node else f"{role} right now"
+        raise DeployError(f"service {rec.name} has no {what}; its workers: {', '.join(w.name for w in rec.workers)}")
+    target = found[0]
+    return {"node": target.name, "ip": target.ip, "killed": crash_node(rec, target), "at": time.time()}
 
 
 def crash_node(rec: ServiceRecord, node: NodeRecord) -> int:

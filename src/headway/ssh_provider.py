@@ -18,6 +18,7 @@ import contextlib
 import shlex
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import paths, ssh
@@ -177,6 +178,11 @@ class SshProvider:
 
     def remove_namespace(self, name: str) -> None:  # pragma: no cover - no namespaces here
         pass
+
+    def check_ready(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        """Every host answers SSH and runs headway's Python and Ray, or HostsNotReady."""
+        progress(f"checking {len(self.cfg.hosts)} host(s): SSH, Python and Ray versions")
+        ssh.check_hosts(self.version_problems())
 
     def version_problems(self) -> list[str]:
         """Every host whose bootstrap venv differs from headway's Python/Ray, or that is down."""

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -87,10 +88,14 @@ def parse_address(text: str) -> StoreAddress:
 given_env: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("given_env", default={})  # noqa: B039
 
 
-def resolve_password(env_name: str | None, file_path: str | None) -> str | None:
-    """A password given by reference: an environment variable or a file."""
+def resolve_password(
+    env_name: str | None, file_path: str | None, stored: Mapping[str, str] | None = None
+) -> str | None:
+    """A password given by reference: an environment variable or a file. The variable is
+    looked up in what the current change was handed, then in ``stored`` (what the last
+    successful deploy was handed), then in this process's own environment."""
     if env_name:
-        value = given_env.get().get(env_name, os.environ.get(env_name))
+        value = given_env.get().get(env_name) or (stored or {}).get(env_name) or os.environ.get(env_name)
         if value is None:
             raise StoreError(f"environment variable {env_name} (redis_password_env) is not set; export it")
         return value

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from headway import ray_node, service, states
+from headway import db, ray_node, service, states
 from headway.records import NodeRecord, ServiceRecord
 
 SPEC = {
@@ -89,3 +89,23 @@ def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
                                     node_id=nid))  # fmt: skip
     placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
     assert [w.name for w in service._workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
+
+
+def test_a_spec_store_password_from_env_survives_the_deploying_shell(tmp_path, monkeypatch):
+    """Repairs and the store watch resolve the password long after the CLI that had the
+    variable: the value handed over at deploy is stored with the service and used."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    monkeypatch.delenv("T_PW", raising=False)
+    spec = service.ServiceSpec.model_validate(SPEC | {"ray_gcs_external_storage_config": {
+        "address": "redis://h:1", "redis_password_env": "T_PW"}})  # fmt: skip
+    with pytest.raises(service.storage.StoreError, match="T_PW"):
+        service.resolve_spec_storage(spec)
+    db.set_secrets("s", {"T_PW": "stored"})
+    assert service.resolve_spec_storage(spec).password == "stored"
+    token = service.storage.given_env.set({"T_PW": "handed"})  # a deploy in flight wins
+    try:
+        assert service.resolve_spec_storage(spec).password == "handed"
+    finally:
+        service.storage.given_env.reset(token)
+    monkeypatch.setenv("T_PW", "controller-env")  # the daemon's own (maybe stale) env comes last
+    assert service.resolve_spec_storage(spec).password == "stored"
