@@ -34,7 +34,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from headway import cloud, procs, records, storage
+from headway import cloud, db, procs, records, storage
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
@@ -150,8 +150,10 @@ class Bench:
         rec = self.record()
         head = next(n for n in rec["nodes"] if n["role"] == "head")
         url = f"http://{head['ip']}:{head['ports']['dashboard']}/api/v0/nodes"
+        os.environ["HEADWAY_HOME"] = self.home  # headway's modules read the state dir from here
+        auth = {"Authorization": f"Bearer {db.get_token(records.ray_token_scope(self.name))}"}  # Ray's own token
         try:
-            body = httpx.get(url, params={"limit": 10000}, timeout=10).json()
+            body = httpx.get(url, params={"limit": 10000}, headers=auth, timeout=10).json()
         except (httpx.HTTPError, ValueError):
             return []
         return body.get("data", {}).get("result", {}).get("result", [])

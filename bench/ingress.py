@@ -25,6 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
+from headway import records
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
 
@@ -107,9 +109,14 @@ def main() -> None:
         headers = {}
         if st["token_required"]:
             headers["Authorization"] = "Bearer " + _headway(env, "token", name).strip()
+        if "HEADWAY_HOME" in env:
+            os.environ["HEADWAY_HOME"] = env["HEADWAY_HOME"]  # the record is read from that state dir
+        rec = records.load(name)
+        workers = rec.workers
         targets = {
             "ingress": (st["endpoint"] + "/", headers),
-            "direct (one worker proxy)": (st["endpoints"][0] + "/", {}),
+            # From this (the ingress) host only: every other host is refused by the nodes' packet filter.
+            "direct (one worker proxy)": (rec.proxy_url(workers[0]) + "/", {}),
         }
         print(f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
               "alternating rounds", flush=True)  # fmt: skip
@@ -123,7 +130,7 @@ def main() -> None:
         print(
             f"\ningress / direct: req/s x{ing['rps'] / direct['rps']:.2f}, "
             f"p50 x{ing['p50_ms'] / direct['p50_ms']:.2f}, p99 x{ing['p99_ms'] / direct['p99_ms']:.2f}"
-            f"  (the ingress spreads over {len(st['endpoints'])} workers; direct hits one)"
+            f"  (the ingress spreads over {len(workers)} workers; direct hits one)"
         )
     finally:
         if own_home:

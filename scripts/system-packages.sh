@@ -5,6 +5,7 @@
 #   openssl            the TLS tests generate their own CA and certificates
 #   chromium(-driver)  the web dashboard's test drives Debian's headless Chromium
 #   openssh-server     the ssh provider's test runs an sshd in each test host (+ ssh-keygen)
+#   nftables           every node's packet filter (only the ingress host reaches a Serve proxy)
 # No service is started by the install (policy-rc.d): headway starts its own servers.
 set -e
 missing=""
@@ -15,6 +16,7 @@ command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing="$missing nftables"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing system packages:$missing (install them as root)" >&2

@@ -14,18 +14,19 @@ head recovers) or busy, 422 invalid YAML or spec.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import os
 import secrets
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import (
     cloud,
@@ -36,10 +37,11 @@ from . import (
     service,
     store_usage,
     store_watch,
+    uploads,
 )
 from .operations import Operations
 from .records import ServiceRecord
-from .spec import SpecError, load_spec_text, parse_spec
+from .spec import MAX_WORKERS, SpecError, load_spec_text, parse_spec
 
 DEFAULT_PORT = 8765
 
@@ -48,27 +50,64 @@ def bind() -> tuple[str, int]:
     return os.environ.get("HEADWAY_API_BIND", "127.0.0.1"), int(os.environ.get("HEADWAY_API_PORT", DEFAULT_PORT))
 
 
+def tls_files() -> tuple[str, str] | None:
+    """The API's certificate and key (``HEADWAY_API_TLS_CERT``/``_KEY``), if given."""
+    cert, key = os.environ.get("HEADWAY_API_TLS_CERT"), os.environ.get("HEADWAY_API_TLS_KEY")
+    return (cert, key) if cert and key else None
+
+
+def bind_refusal(host: str, tls: bool) -> str | None:
+    """Why the API may not listen on ``host``: beyond loopback only with TLS, or the token
+    (the key to every service) would cross the network in clear text."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or tls:
+        return None
+    return (
+        f"HEADWAY_API_BIND={host} is not loopback: the API needs TLS there; set HEADWAY_API_TLS_CERT and "
+        "HEADWAY_API_TLS_KEY (a certificate and its key), or bind to 127.0.0.1"
+    )
+
+
 def ensure_token() -> str:
     """The API token: made at the control plane's first start, kept in the state database."""
     return db.ensure_token("api", secrets.token_urlsafe(32))
 
 
-class DeployRequest(BaseModel):
+def ensure_metrics_token() -> str:
+    """A read-only token for ``/metrics`` only: Prometheus must not hold the key that can
+    terminate services."""
+    return db.ensure_token("metrics", secrets.token_urlsafe(32))
+
+
+def token_matches(given: str, expected: str | None) -> bool:
+    """Constant-time, and any text (a non-ASCII header is a wrong token, not a crash)."""
+    return expected is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DeployRequest(_Request):
     yaml: str | None = Field(None, description="the service YAML as text")
     spec: dict[str, Any] | None = Field(None, description="or the spec as an object (the YAML's fields)")
-    base_dir: str | None = Field(None, description="folder a relative working_dir is resolved from")
-    source: str | None = Field(None, description="what error messages call the input (a file name)")
-    env: dict[str, str] = Field(default_factory=dict, description="values of environment variables the spec names")
+    source: str | None = Field(None, max_length=256, description="what error messages call the input (a file name)")
+    package: str | None = Field(None, description="the working_dir as a base64 zip (the CLI packages it)")
+    files: dict[str, str] = Field(default_factory=dict, description="contents of the files the spec names, by field")
+    env: dict[str, str] = Field(default_factory=dict, description="value of the variable redis_password_env names")
     strict: bool = False
     wait: bool = Field(False, description="if the head is recovering, wait for it, then apply")
-    wait_timeout: float = 600.0
+    wait_timeout: float = Field(600.0, ge=0, le=86_400)
 
 
-class ScaleRequest(BaseModel):
-    group: str
-    count: int = Field(ge=0, le=64)
+class ScaleRequest(_Request):
+    group: str = Field(max_length=64)
+    count: int = Field(ge=0, le=MAX_WORKERS)
     wait: bool = False
-    wait_timeout: float = 600.0
+    wait_timeout: float = Field(600.0, ge=0, le=86_400)
 
 
 def _record(name: str) -> ServiceRecord:
@@ -110,9 +149,14 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
-        token = db.get_token("api")
-        if cred is None or token is None or not secrets.compare_digest(cred.credentials, token):
+        if cred is None or not token_matches(cred.credentials, db.get_token("api")):
             raise HTTPException(401, "missing or wrong API token ('headway api token' prints it)",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    def may_read_metrics(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        given = cred.credentials if cred else ""
+        if not (token_matches(given, db.get_token("api")) or token_matches(given, db.get_token("metrics"))):
+            raise HTTPException(401, "missing or wrong token ('headway api token --metrics' prints a read-only one)",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     auth = [Depends(authorised)]
@@ -158,8 +202,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         has_store = cloud.default_store_available()
         try:
             if body.yaml is not None:
-                base = Path(body.base_dir) if body.base_dir else None
-                spec = load_spec_text(body.yaml, source, base, has_default_store=has_store)
+                spec = load_spec_text(body.yaml, source, None, has_default_store=has_store)
             elif body.spec is not None:
                 spec = parse_spec(body.spec, source, has_default_store=has_store)
             else:
@@ -168,13 +211,28 @@ def create_app(ops: Operations | None = None) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
         if spec.name != name:
             raise HTTPException(422, f"the spec names service {spec.name!r}, the URL {name!r}; make them agree")
+        wanted = spec.ray_gcs_external_storage_config.redis_password_env
+        stray = sorted(k for k in body.env if k != wanted)
+        if stray:
+            raise HTTPException(422, f"env: {', '.join(stray)} is not the variable the spec's redis_password_env "
+                                     "names; send only that one")  # fmt: skip
+        try:
+            if uploads.needs_package(spec) != (body.package is not None):
+                raise uploads.UploadError(
+                    "working_dir names a local folder: upload it as 'package' (the CLI does)"
+                    if body.package is None else "package: uploaded, but the spec's working_dir is no local folder"
+                )
+            spec = uploads.store_files(spec, body.files)
+            package_uri = uploads.store_package(name, body.package) if body.package is not None else None
+        except uploads.UploadError as exc:
+            raise HTTPException(422, str(exc)) from None
         existing = records.load(name)
         if existing is not None and not body.wait:
             try:
                 service.refuse_while_recovering(existing)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env)
+        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri)
         return ops.start("deploy", name, work, body.env).view()
 
     @app.post("/api/services/{name}/scale", dependencies=auth, tags=["services"], status_code=202)
@@ -189,7 +247,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(rec)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {})  # stored secrets serve
+        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {}, None)  # stored secrets serve
         return ops.start("scale", name, work, {}).view()
 
     @app.delete("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
@@ -251,13 +309,23 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         return _chaos(name, "worker", node)
 
     # -- metrics ----------------------------------------------------------------------
-    @app.get("/metrics", dependencies=auth, response_class=PlainTextResponse, tags=["meta"])
+    @app.get("/metrics", dependencies=[Depends(may_read_metrics)], response_class=PlainTextResponse, tags=["meta"])
     def prometheus() -> PlainTextResponse:
         views = [_status(r) | {"events": [e.model_dump() for e in r.events]} for r in records.all_records()]
         return PlainTextResponse(metrics.render(views), media_type="text/plain; version=0.0.4")
 
+    @app.exception_handler(ValueError)
+    def input_error(_: Request, exc: ValueError) -> JSONResponse:
+        detail = str(exc)
+        if isinstance(exc, ValidationError):
+            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(RuntimeError)
-    def runtime_error(_: Request, exc: RuntimeError) -> PlainTextResponse:
-        return PlainTextResponse(f"error: {exc}", status_code=500)
+    def runtime_error(_: Request, exc: RuntimeError) -> JSONResponse:
+        """A failure of the world (a store, a host), or a service busy with another change:
+        said as it is, never as an 'internal error'."""
+        busy = "another headway command is changing" in str(exc)
+        return JSONResponse({"detail": str(exc)}, status_code=409 if busy else 503)
 
     return app

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +35,12 @@ from . import (
     store_fitness,
     store_usage,
     store_watch,
+    uploads,
     watchdog,
 )
+from .package import package_working_dir
 from .records import ServiceRecord
-from .spec import SpecError, load_spec
+from .spec import MAX_WORKERS, SpecError, load_spec
 
 out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
@@ -72,19 +75,37 @@ def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
         spec = load_spec(path, has_default_store=cloud.default_store_available())
+        uploaded = _uploads(spec, Path(path).parent)
     except SpecError as exc:
         _fail(str(exc), 2)
     body = {
         "yaml": Path(path).read_text(),
-        "base_dir": str(Path(path).resolve().parent),
         "source": path,
         "env": operations.needed_env(spec, dict(os.environ)),
         "strict": strict,
         "wait": wait,
         "wait_timeout": wait_timeout,
-    }
+    } | uploaded
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
     _deployed(result)
+
+
+def _uploads(spec, base: Path) -> dict:
+    """What the control plane gets instead of paths on this machine: the packaged
+    working_dir and the contents of the files the spec names (it opens no path itself)."""
+    out: dict = {"files": {}}
+    for field, name in uploads.named_files(spec).items():
+        f = base / name
+        try:
+            out["files"][field] = f.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(str(f), [f"ray_gcs_external_storage_config.{field}: cannot read {f} ({exc}); "
+                                     "check the path (relative to the YAML)"]) from None  # fmt: skip
+    if uploads.needs_package(spec):
+        with tempfile.TemporaryDirectory(prefix="hwpkg-") as tmp:
+            uri = package_working_dir(spec.working_dir, Path(tmp), spec.excludes)
+            out["package"] = uploads.encode_package(Path(uri.removeprefix("file://")))
+    return out
 
 
 def _change(method: str, path: str, **kwargs) -> dict:
@@ -143,7 +164,7 @@ def _load_or_fail(name: str) -> ServiceRecord:
 @main.command()
 @click.argument("name")
 @click.option("--group", required=True, help="the worker group to resize")
-@click.option("--count", required=True, type=click.IntRange(0, 64), help="its new number of workers")
+@click.option("--count", required=True, type=click.IntRange(0, MAX_WORKERS), help="its new number of workers")
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
 @click.option("--wait-timeout", default=600.0, show_default=True)
 def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
@@ -165,9 +186,9 @@ def _status_table(st: dict) -> None:
             out.print(f"  [bold red]ALERT[/]: the store is at {s['alert']['percent']}% of maxmemory")
     else:
         out.print(f"[yellow]{s['note']}[/]")
-    t = Table("node", "role", "ip", "alive", "proxy")
+    t = Table("node", "role", "ip", "alive")
     for n in st["nodes"]:
-        t.add_row(n["name"], n["role"], n["ip"], "yes" if n["alive"] else "[red]no[/]", n["proxy_url"])
+        t.add_row(n["name"], n["role"], n["ip"], "yes" if n["alive"] else "[red]no[/]")
     out.print(t)
     a = Table("application", "status", "route", "replicas (running/target on nodes)")
     for app in st["applications"]:
@@ -388,7 +409,8 @@ def storage_check(
     """Is a store fit for the GCS? The same checks every deploy runs. Exit 2 when not."""
     try:
         addr = storage.parse_address(address)
-        addr = addr.with_credentials(username, storage.resolve_password(password_env, password_file))
+        password = storage.resolve_password(password_env, password_file, environ=os.environ)
+        addr = addr.with_credentials(username, password)
         if addr.tls:
             addr = dataclasses.replace(addr, ca_cert=ca_cert or storage.DEFAULT_CA_BUNDLE,
                                        client_cert=client_cert, client_key=client_key)  # fmt: skip
@@ -508,9 +530,10 @@ def api_group() -> None:
 
 
 @api_group.command("token")
-def api_token() -> None:
+@click.option("--metrics", is_flag=True, help="the read-only token that opens /metrics only (for Prometheus)")
+def api_token(metrics: bool) -> None:
     """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
-    click.echo(api.ensure_token())
+    click.echo(api.ensure_metrics_token() if metrics else api.ensure_token())
 
 
 @api_group.command("url")

@@ -3,6 +3,7 @@ operation until it ends. Errors come back as ``ApiError`` with the CLI's exit co
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,12 @@ from . import controller, db
 
 #: HTTP status → the CLI's exit code (documented in ``cli``).
 EXIT_BY_STATUS = {400: 2, 404: 2, 409: 3, 422: 2}
+
+
+def verify() -> str | bool:
+    """How the CLI checks the API's TLS certificate: ``HEADWAY_API_CA`` (a CA file), else
+    the system's CAs."""
+    return os.environ.get("HEADWAY_API_CA") or True
 
 
 class ApiError(RuntimeError):
@@ -35,7 +42,8 @@ def _detail(resp: httpx.Response) -> str:
 class Client:
     def __init__(self, base_url: str, token: str, timeout_s: float = 60.0):
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
+                                  verify=verify())  # fmt: skip
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -75,7 +83,7 @@ def ensure(timeout_s: float = 20.0) -> Client:
         c = running()
         if c is not None:
             try:
-                if httpx.get(c.base_url + "/api/health", timeout=2).status_code == 200:
+                if httpx.get(c.base_url + "/api/health", timeout=2, verify=verify()).status_code == 200:
                     return c
             except httpx.HTTPError:
                 pass

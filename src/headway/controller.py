@@ -150,7 +150,7 @@ class Controller:
             w = _ServiceWatch(head.marker if head else "", watchdog.HeadWatch(self.failure_threshold), last)
             self.watches[rec.name] = w
         alive = bool(head and prov.alive(head))
-        healthy = alive and serve.gcs_healthy(rec.dashboard_url, timeout_s=self.probe_timeout_s)
+        healthy = alive and serve.gcs_healthy(rec.head_api, timeout_s=self.probe_timeout_s)
         verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
             log.info("%s: head %s (%s)", rec.name, verdict, why)
@@ -310,6 +310,9 @@ def _bind_api() -> socket.socket:
     """Take the API's port before anything else: a control plane that cannot serve its
     API must not start (the CLI talks to it)."""
     host, port = api.bind()
+    refusal = api.bind_refusal(host, api.tls_files() is not None)
+    if refusal:
+        raise RuntimeError(refusal)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -326,7 +329,9 @@ def _bind_api() -> socket.socket:
 def _serve_api(sock: socket.socket, ops: operations.Operations) -> None:
     import uvicorn
 
-    config = uvicorn.Config(api.create_app(ops), log_level="warning", access_log=False, lifespan="off")
+    tls = api.tls_files()
+    config = uvicorn.Config(api.create_app(ops), log_level="warning", access_log=False, lifespan="off",
+                            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)  # fmt: skip
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True).start()
 
@@ -351,7 +356,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)
     _serve_api(sock, ctl.ops)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host}:{port}"
+    url = f"{'https' if api.tls_files() else 'http'}://{host}:{port}"
     info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}
     paths.write_private(_pidfile(), json.dumps(info))
     signal.signal(signal.SIGTERM, lambda *_: ctl.stopping.set())

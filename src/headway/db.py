@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
 CREATE TABLE IF NOT EXISTS tokens (
-    scope TEXT PRIMARY KEY,        -- 'api', or 'service:<name>'
+    scope TEXT PRIMARY KEY,        -- 'api', 'metrics', 'service:<name>' (endpoint), 'ray:<name>' (Ray's)
     token TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS secrets (

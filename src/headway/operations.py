@@ -109,14 +109,17 @@ class Operations:
 
 
 # -- the work ----------------------------------------------------------------------------
-def deploy(spec: ServiceSpec, strict: bool, wait: bool, wait_timeout: float, env: dict[str, str]):
-    """Deploy or update; with ``wait``, a refusal while the head recovers waits and retries."""
+def deploy(
+    spec: ServiceSpec, strict: bool, wait: bool, wait_timeout: float, env: dict[str, str], package_uri: str | None
+):
+    """Deploy or update; with ``wait``, a refusal while the head recovers waits and retries.
+    ``package_uri``: the uploaded working_dir (None: keep the running one, as scale does)."""
 
     def work(op: Operation) -> dict[str, Any]:
         deadline = time.monotonic() + wait_timeout
         while True:
             try:
-                rec = service.deploy(spec, op.progress, strict=strict)
+                rec = service.deploy(spec, op.progress, strict=strict, package_uri=package_uri)
                 break
             except service.HeadRecovering as exc:
                 if not wait:

@@ -16,9 +16,11 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from . import netns, paths, procs
+from . import firewall, netns, paths, procs
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
+from .ray_node_env import inherited
 from .records import NodeRecord, ServiceRecord, all_records
 
 LOOPBACK = "127.0.0.1"
@@ -181,18 +183,21 @@ class LocalProvider:
         """Files the nodes read by ``file://`` are already here: one machine."""
 
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
-        """Create the host and start ``ray start --block`` detached in it; return its PID."""
+        """Create the host (its packet filter first) and start ``ray start --block`` detached
+        in it; return its PID."""
         prefix: list[str] = []
         if node.netns:
             assert self.subnet is not None
             netns.create(node.netns, node.ip, self.subnet)
             prefix = netns.exec_prefix(node.netns)
-        os.makedirs(node.temp_dir, exist_ok=True)
+            guarded = firewall.guarded_ports(node.role, node.ports)
+            firewall.apply_local(firewall.render(node.cluster_id, guarded, self.subnet.bridge_ip), prefix)
+        os.makedirs(node.temp_dir, mode=0o700, exist_ok=True)
         os.makedirs(os.path.dirname(node.log), exist_ok=True)
-        env = dict(os.environ)
-        # The CLI's own venv/test variables must not leak into Ray's idea of its env.
-        env.pop("RAY_ADDRESS", None)
-        env |= launch.env
+        for path, content in launch.secret_files.items():
+            paths.write_private(Path(path), content)
+        # An allow-list: the controller's own environment (secrets, test settings) stays here.
+        env = inherited(os.environ) | launch.env
         with open(node.log, "ab") as log:
             child = subprocess.Popen(
                 prefix + launch.argv,

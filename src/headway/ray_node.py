@@ -23,46 +23,12 @@ from dataclasses import dataclass, field
 
 from . import binaries
 from .procs import MARKER_VAR
+from .ray_node_env import AUTH_MODE_VAR, AUTH_TOKEN_PATH_VAR, COMMON_ENV, HEAD_FT_ENV, WORKER_FT_ENV
 
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
-WORKER_GCS_RECONNECT_TIMEOUT_S = 600
-
-#: Environment of every node: no telemetry leaves the machine.
-COMMON_ENV: dict[str, str] = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
-}
-
-#: Serve/GCS settings on worker nodes that keep serving while the head is down.
-WORKER_FT_ENV: dict[str, str] = {
-    "RAY_gcs_rpc_server_reconnect_timeout_s": str(WORKER_GCS_RECONNECT_TIMEOUT_S),
-    "RAY_SERVE_KV_TIMEOUT_S": "5",
-    "RAY_gcs_server_request_timeout_seconds": "5",
-    "RAY_timeout_ms_task_wait_for_death_info": "0",
-}
-
-#: Node-death detection by the GCS (it lives on the head). Ray's defaults (a check
-#: every 3 s, 10 s timeout, 5 failures) take 15-20 s to declare a dead worker; until
-#: then Serve keeps routing to its replicas and cannot re-place them. Checking every
-#: second and declaring after 3 misses of 1 s each marks a dead node in about 3-6 s;
-#: the 5 s initial delay leaves a freshly started or re-adopted raylet time to answer.
-HEALTH_CHECK_ENV: dict[str, str] = {
-    "RAY_health_check_initial_delay_ms": "5000",
-    "RAY_health_check_period_ms": "1000",
-    "RAY_health_check_timeout_ms": "1000",
-    "RAY_health_check_failure_threshold": "3",
-}
-
-#: Same Serve settings on the head, whose controller reads the KV; and the GCS's health checks.
-HEAD_FT_ENV: dict[str, str] = {
-    "RAY_SERVE_KV_TIMEOUT_S": "5",
-    "RAY_gcs_server_request_timeout_seconds": "5",
-} | HEALTH_CHECK_ENV
-
-
 @dataclass(frozen=True)
 class NodePorts:
     """Ports one node binds. ``None`` leaves Ray's default (fine when each node has its own IP)."""
@@ -97,8 +63,12 @@ class GcsStorage:
 
 @dataclass(frozen=True)
 class NodeLaunch:
+    """How to start a node: the command, its environment, and the private files (path →
+    content, mode 0600) the provider writes on the node's host before it starts."""
+
     argv: list[str]
     env: dict[str, str] = field(repr=False)
+    secret_files: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # a launch may end up in a log: never with the password
         return f"NodeLaunch(argv={redact(self.argv)!r})"
@@ -138,6 +108,22 @@ def _base_env(marker: str, node_name: str) -> dict[str, str]:
     return COMMON_ENV | {MARKER_VAR: marker, "HEADWAY_NODE_NAME": node_name}
 
 
+AUTH_TOKEN_FILE = "auth_token"
+
+
+def auth_token_path(temp_dir: str) -> str:
+    """Where a node's copy of its cluster's Ray token lives (inside the node's temp dir)."""
+    return f"{temp_dir}/{AUTH_TOKEN_FILE}"
+
+
+def _auth(temp_dir: str, token: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Ray's token authentication for one node: (environment, private files)."""
+    if token is None:
+        return {}, {}
+    path = auth_token_path(temp_dir)
+    return {AUTH_MODE_VAR: "token", AUTH_TOKEN_PATH_VAR: path}, {path: token}
+
+
 def head_launch(
     *,
     ip: str,
@@ -148,9 +134,13 @@ def head_launch(
     marker: str,
     loopback: bool,
     user_env: Mapping[str, str] = {},
+    auth_token: str | None = None,
     object_store_bytes: int = OBJECT_STORE_BYTES,
 ) -> NodeLaunch:
-    """The head: GCS (in the external store when ``storage`` is given), dashboard, 0 CPUs."""
+    """The head: GCS (in the external store when ``storage`` is given), dashboard, 0 CPUs.
+
+    The dashboard (and with it Ray's job API) listens on the node's own address only;
+    with ``auth_token`` it also wants that token from every caller."""
     argv = [
         binaries.ray(),
         "start",
@@ -161,7 +151,7 @@ def head_launch(
         "--node-name=head",
         f"--port={ports.gcs or GCS_PORT}",
         "--include-dashboard=true",
-        f"--dashboard-host={'127.0.0.1' if loopback else '0.0.0.0'}",
+        f"--dashboard-host={ip}",
         f"--dashboard-port={ports.dashboard or DASHBOARD_PORT}",
         f"--temp-dir={temp_dir}",
         f"--object-store-memory={object_store_bytes}",
@@ -170,7 +160,8 @@ def head_launch(
         argv.append(f"--ray-client-server-port={ports.client_server}")
     argv += _resource_flags(resources, cpus=0)
     argv += _port_flags(ports, loopback)
-    env = _base_env(marker, "head") | HEAD_FT_ENV | dict(user_env)
+    auth_env, files = _auth(temp_dir, auth_token)
+    env = dict(user_env) | _base_env(marker, "head") | HEAD_FT_ENV | auth_env
     if storage is not None:
         env["RAY_REDIS_ADDRESS"] = storage.ray_address
         env["RAY_external_storage_namespace"] = storage.namespace
@@ -185,7 +176,7 @@ def head_launch(
         ):
             if value:
                 env[var] = value
-    return NodeLaunch(argv=argv, env=env)
+    return NodeLaunch(argv=argv, env=env, secret_files=files)
 
 
 def worker_launch(
@@ -199,9 +190,10 @@ def worker_launch(
     marker: str,
     loopback: bool,
     user_env: Mapping[str, str] = {},
+    auth_token: str | None = None,
     object_store_bytes: int = OBJECT_STORE_BYTES,
 ) -> NodeLaunch:
-    """A worker that keeps serving for 10 minutes without its head (user env may override)."""
+    """A worker that keeps serving for 10 minutes without its head."""
     argv = [
         binaries.ray(),
         "start",
@@ -215,11 +207,11 @@ def worker_launch(
     ]
     argv += _resource_flags(resources, cpus=resources.get("CPU", 1))
     argv += _port_flags(ports, loopback)
-    env = _base_env(marker, node_name) | WORKER_FT_ENV
+    auth_env, files = _auth(temp_dir, auth_token)
+    env = dict(user_env) | _base_env(marker, node_name) | WORKER_FT_ENV | auth_env
     if ports.proxy is not None:
         env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports.proxy)
-    env |= dict(user_env)
-    return NodeLaunch(argv=argv, env=env)
+    return NodeLaunch(argv=argv, env=env, secret_files=files)
 
 
 def redact(argv: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from . import db, paths
+from .serve import HeadApi
 from .states import Event
 
 
@@ -35,6 +36,11 @@ class NodeRecord(BaseModel):
     pid_started: int | None = None  # /proc start time of ``pid``: tells a reused PID apart
     started_at: float = 0.0
     node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
+
+    @property
+    def cluster_id(self) -> str:
+        """The service cluster this node belongs to (the first part of its marker)."""
+        return self.marker.split("/", 1)[0]
 
 
 class IngressRecord(BaseModel):
@@ -88,6 +94,11 @@ class ServiceRecord(BaseModel):
         return f"http://{self.head_ip}:{self.dashboard_port}"
 
     @property
+    def head_api(self) -> HeadApi:
+        """The head's dashboard with this cluster's Ray token (kept in the state db)."""
+        return HeadApi(self.dashboard_url, db.get_token(ray_token_scope(self.name)))
+
+    @property
     def gcs_address(self) -> str:
         return f"{self.head_ip}:{self.gcs_port}"
 
@@ -101,6 +112,11 @@ class ServiceRecord(BaseModel):
     def proxy_url(self, node: NodeRecord) -> str:
         port = node.ports.get("proxy") or self.serve_port
         return f"http://{node.ip}:{port}"
+
+
+def ray_token_scope(name: str) -> str:
+    """The db scope of a service's Ray token (Ray's own authentication of its cluster)."""
+    return f"ray:{name}"
 
 
 def load(name: str, home: Path | None = None) -> ServiceRecord | None:
@@ -139,7 +155,7 @@ def remove(name: str) -> None:
     with db.connect(write=True) as conn:
         conn.execute("DELETE FROM services WHERE name = ?", (name,))
         conn.execute("DELETE FROM events WHERE service = ?", (name,))
-        conn.execute("DELETE FROM tokens WHERE scope = ?", (f"service:{name}",))
+        conn.execute("DELETE FROM tokens WHERE scope IN (?, ?)", (f"service:{name}", ray_token_scope(name)))
         conn.execute("DELETE FROM secrets WHERE service = ?", (name,))
 
 

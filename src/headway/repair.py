@@ -104,8 +104,8 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
         replace_workers(rec, dead, progress)
 
     names = [a["name"] for a in rec.spec.get("applications", [])]
-    serve.wait_running(rec.dashboard_url, names, timeout_s=APPS_RUNNING_TIMEOUT_S)
-    placed = serve.replicas(serve.get_applications(rec.dashboard_url))
+    serve.wait_running(rec.head_api, names, timeout_s=APPS_RUNNING_TIMEOUT_S)
+    placed = serve.replicas(serve.get_applications(rec.head_api))
     step(
         "apps_running",
         f"applications RUNNING: {', '.join(names)}",
@@ -143,7 +143,7 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
     while time.monotonic() < deadline:
         if not alive():
             raise DeployError(f"the new head exited before the workers were re-adopted ({why})")
-        nodes = serve.alive_nodes(rec.dashboard_url)
+        nodes = serve.alive_nodes(rec.head_api)
         if nodes is not None:
             done, why = readoption_complete(nodes, live)
             if done:
@@ -208,7 +208,7 @@ def _await_replacements(
     deadline = time.monotonic() + REPLICAS_TIMEOUT_S
     details = None
     while time.monotonic() < deadline:
-        details = serve.get_applications(rec.dashboard_url)
+        details = serve.get_applications(rec.head_api)
         if replicas_restored(serve.replicas(details), dead_ids):
             break
         time.sleep(0.5)
@@ -242,7 +242,7 @@ def _wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], 
     """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:
-        nodes = serve.alive_nodes(rec.dashboard_url) or []
+        nodes = serve.alive_nodes(rec.head_api) or []
         ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
         if all(w.name in ids for w in started):
             for w in started:

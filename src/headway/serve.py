@@ -7,6 +7,7 @@ dashboard (``PUT /api/serve/applications/``), which works the same from any host
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -20,8 +21,23 @@ class ServeError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class HeadApi:
+    """Where the head's dashboard answers, and the cluster's Ray token it wants."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
 def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int) -> dict[str, Any]:
-    """The Serve deploy config for a service: a proxy on every node, listening on all addresses.
+    """The Serve deploy config for a service: a proxy on every node.
+
+    Serve takes one listen address for every node, so the proxies listen on all of a
+    node's addresses; the node's packet filter admits only the ingress host to that
+    port (``firewall``), so the endpoint's token cannot be bypassed.
 
     The working_dir package (a ``file://`` zip every node can read) is the default
     ``runtime_env.working_dir`` of every application that names none.
@@ -51,19 +67,19 @@ def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int)
     return {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
 
 
-def put_applications(dashboard_url: str, config: dict[str, Any], timeout_s: float = 60) -> None:
+def put_applications(head: HeadApi, config: dict[str, Any], timeout_s: float = 60) -> None:
     try:
-        resp = httpx.put(dashboard_url + APPS_PATH, json=config, timeout=timeout_s)
+        resp = httpx.put(head.url + APPS_PATH, json=config, headers=head.headers(), timeout=timeout_s)
     except httpx.HTTPError as exc:
-        raise ServeError(f"cannot reach the head's dashboard at {dashboard_url}: {exc}") from None
+        raise ServeError(f"cannot reach the head's dashboard at {head.url}: {exc}") from None
     if resp.status_code != 200:
         raise ServeError(f"the head refused the Serve config ({resp.status_code}): {resp.text[:2000]}")
 
 
-def get_applications(dashboard_url: str, timeout_s: float = 5) -> dict[str, Any] | None:
+def get_applications(head: HeadApi, timeout_s: float = 5) -> dict[str, Any] | None:
     """Serve's view of every application, or None when the dashboard is unreachable."""
     try:
-        resp = httpx.get(dashboard_url + APPS_PATH, timeout=timeout_s)
+        resp = httpx.get(head.url + APPS_PATH, headers=head.headers(), timeout=timeout_s)
     except httpx.HTTPError:
         return None
     if resp.status_code != 200:
@@ -83,12 +99,12 @@ def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
     return {name: app.get("message", "") for name, app in details.get("applications", {}).items()}
 
 
-def wait_running(dashboard_url: str, names: list[str], timeout_s: float, on_progress=None) -> dict[str, str]:
+def wait_running(head: HeadApi, names: list[str], timeout_s: float, on_progress=None) -> dict[str, str]:
     """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
-        details = get_applications(dashboard_url)
+        details = get_applications(head)
         statuses = app_statuses(details)
         if statuses != last and on_progress:
             on_progress(statuses)
@@ -146,18 +162,19 @@ def wait_proxies(proxy_urls: list[str], timeout_s: float, grace_s: float = 15) -
     return idle
 
 
-def gcs_healthy(dashboard_url: str, timeout_s: float = 2) -> bool:
+def gcs_healthy(head: HeadApi, timeout_s: float = 2) -> bool:
     try:
-        return httpx.get(dashboard_url + "/api/gcs_healthz", timeout=timeout_s).status_code == 200
+        return httpx.get(head.url + "/api/gcs_healthz", headers=head.headers(), timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def alive_nodes(dashboard_url: str, timeout_s: float = 5) -> list[dict[str, Any]] | None:
+def alive_nodes(head: HeadApi, timeout_s: float = 5) -> list[dict[str, Any]] | None:
     """Ray's node table (ALIVE nodes), or None when the dashboard does not answer."""
     try:
         resp = httpx.get(
-            dashboard_url + "/api/v0/nodes",
+            head.url + "/api/v0/nodes",
+            headers=head.headers(),
             params={
                 "limit": 1000,
                 "filter_keys": "state",

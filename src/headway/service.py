@@ -29,11 +29,11 @@ from . import (
     store_fitness,
     store_usage,
     store_watch,
+    uploads,
 )
-from .package import package_working_dir
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
-from .spec import ServiceSpec
+from .spec import ServiceSpec, SpecError, parse_spec
 from .ssh_provider import SshProvider, local_path
 
 Progress = Callable[[str], None]
@@ -204,6 +204,12 @@ def _ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -
             prov.distribute(pkg, node)
 
 
+def ray_token(rec: ServiceRecord) -> str:
+    """The cluster's Ray token: made at its first node start, the same for every node and
+    every head that replaces one (workers must be re-adopted with it)."""
+    return db.ensure_token(records.ray_token_scope(rec.name), secrets.token_hex(32))
+
+
 def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
     _ship_package(rec, prov, [node])
     launch = ray_node.head_launch(
@@ -215,6 +221,7 @@ def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: Node
         marker=node.marker,
         loopback=prov.loopback,
         user_env=spec.env_vars,
+        auth_token=ray_token(rec),
     )
     prov.start(node, launch)
 
@@ -232,6 +239,7 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: No
         marker=node.marker,
         loopback=prov.loopback,
         user_env=spec.env_vars,
+        auth_token=ray_token(rec),
     )
     prov.start(node, launch)
 
@@ -239,7 +247,7 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: No
 def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if serve.gcs_healthy(rec.dashboard_url, timeout_s=1):
+        if serve.gcs_healthy(rec.head_api, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
             raise DeployError(f"the head node exited during start; see its log: {log_tail(head.log)}")
@@ -268,7 +276,7 @@ def wait_nodes(
     nodes: list[dict[str, Any]] | None = None
     attempts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        nodes = serve.alive_nodes(rec.dashboard_url)
+        nodes = serve.alive_nodes(rec.head_api)
         if nodes is not None and len(nodes) >= expected:
             return nodes
         for w in list(rec.workers):
@@ -335,7 +343,7 @@ UPDATABLE = (states.State.RUNNING, states.State.UPDATING, states.State.UNHEALTHY
 def _head_answers(rec: ServiceRecord, attempts: int = 2, timeout_s: float = 3) -> bool:
     """A head whose processes live may still be frozen or cut off: an update would hang on
     it (and hold the service lock the watchdog needs), so ask its GCS first."""
-    return any(serve.gcs_healthy(rec.dashboard_url, timeout_s) for _ in range(attempts))
+    return any(serve.gcs_healthy(rec.head_api, timeout_s) for _ in range(attempts))
 
 
 def _desired_workers(spec: ServiceSpec) -> list[tuple[str, str]]:
@@ -347,12 +355,17 @@ def _desired_workers(spec: ServiceSpec) -> list[tuple[str, str]]:
     return out
 
 
-def _package(rec: ServiceRecord, spec: ServiceSpec) -> str | None:
+def _package(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
+    """The working_dir URI the nodes read: a remote URI as given, else the package the
+    caller uploaded (``uploads``), else (a scale) the one running now."""
     if not spec.working_dir:
         return None
     if "://" in spec.working_dir:
         return spec.working_dir
-    return package_working_dir(spec.working_dir, paths.service_dir(rec.name) / "pkg", spec.excludes)
+    uri = package_uri or rec.working_dir_uri
+    if uri is None:
+        raise DeployError(f"working_dir {spec.working_dir} was not uploaded; deploy with the CLI, which packages it")
+    return uri
 
 
 def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage | None:
@@ -391,10 +404,13 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
     return cloud.setup()
 
 
-def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False) -> ServiceRecord:
+def deploy(
+    spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False, package_uri: str | None = None
+) -> ServiceRecord:
     """Create the service, or update it when one of that name exists.
 
-    ``strict``: refuse a service whose replicas could not serve without the head."""
+    ``strict``: refuse a service whose replicas could not serve without the head.
+    ``package_uri``: the uploaded working_dir package (``uploads.store_package``)."""
     problems = placement.spec_problems(spec)
     if problems and strict:
         raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
@@ -411,7 +427,7 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False)
             crec = cloud.load()
             updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
             if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
-                return _update(existing, spec, crec, progress, strict)
+                return _update(existing, spec, crec, progress, strict, package_uri)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             _remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
@@ -421,7 +437,7 @@ def deploy(spec: ServiceSpec, progress: Progress = _quiet, strict: bool = False)
             progress(f"checking GCS store {addr.masked()} (managed)")
             check_store_fitness(addr, require_replica=True, progress=progress)
             resolved = ResolvedStorage(addr, "cloud")
-        return _create(spec, crec, resolved, progress, strict)
+        return _create(spec, crec, resolved, progress, strict, package_uri)
 
 
 def _create(
@@ -430,6 +446,7 @@ def _create(
     resolved: ResolvedStorage | None,
     progress: Progress,
     strict: bool,
+    package_uri: str | None,
 ) -> ServiceRecord:
     prov = provider_for(crec)
     for ns in prov.leftover_namespaces(spec.name, keep=set()) if not prov.loopback else []:
@@ -473,7 +490,7 @@ def _create(
             _create_store_user(rec, crec)
             records.save(rec)
             progress(f"store user {rec.store_user}: keys of namespace {rec.namespace} only")
-        rec.working_dir_uri = _package(rec, spec)
+        rec.working_dir_uri = _package(rec, spec, package_uri)
         progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
         start_head(rec, spec, prov, head)
         records.save(rec)
@@ -513,15 +530,15 @@ def _workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[
 def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
     progress(f"deploying {len(spec.applications)} application(s)")
-    serve.put_applications(rec.dashboard_url, config)
+    serve.put_applications(rec.head_api, config)
     names = [a.name for a in spec.applications]
     serve.wait_running(
-        rec.dashboard_url,
+        rec.head_api,
         names,
         APPS_RUNNING_TIMEOUT_S,
         on_progress=lambda s: progress("applications: " + ", ".join(f"{k}={v}" for k, v in s.items())),
     )
-    placed = serve.replicas(serve.get_applications(rec.dashboard_url))
+    placed = serve.replicas(serve.get_applications(rec.head_api))
     hosting = _workers_with_replicas(rec, placed)
     for w in rec.workers:
         if w not in hosting:
@@ -541,7 +558,12 @@ def _apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, stric
 
 
 def _update(
-    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress, strict: bool
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
 ) -> ServiceRecord:
     old = ServiceSpec.model_validate(rec.spec)
     if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
@@ -554,14 +576,19 @@ def _update(
     progress(f"updating service {rec.name}")
     set_state(rec, states.State.UPDATING, "deploy of a new spec")
     try:
-        return _apply_update(rec, spec, crec, progress, strict)
+        return _apply_update(rec, spec, crec, progress, strict, package_uri)
     except BaseException as exc:
         set_state(rec, states.State.UNHEALTHY, f"update failed: {exc}"[:500])
         raise
 
 
 def _apply_update(
-    rec: ServiceRecord, spec: ServiceSpec, crec: cloud.CloudRecord, progress: Progress, strict: bool
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
 ) -> ServiceRecord:
     prov = provider_for(crec)
     rec.spec = spec.model_dump(mode="json", by_alias=False)
@@ -593,7 +620,7 @@ def _apply_update(
     records.save(rec)
     if added:
         note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
-    rec.working_dir_uri = _package(rec, spec)
+    rec.working_dir_uri = _package(rec, spec, package_uri)
     _ship_package(rec, prov, rec.nodes)
     _apply_apps(rec, spec, progress, strict)
     how = ingress.apply_update(rec, spec)
@@ -603,6 +630,7 @@ def _apply_update(
         + {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
     )
     set_state(rec, states.State.RUNNING, "update applied")
+    uploads.prune_packages(rec.name, rec.working_dir_uri)
     return rec
 
 
@@ -656,7 +684,10 @@ def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
         raise DeployError(f"service {rec.name} has no worker group {group!r}; its groups: {known}")
     match[0]["count"] = count
     data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
-    return ServiceSpec.model_validate(data)
+    try:
+        return parse_spec(data, f"scale of {rec.name}")
+    except SpecError as exc:
+        raise DeployError(f"cannot scale {rec.name}: " + "; ".join(exc.problems)) from None
 
 
 def chaos(rec: ServiceRecord, role: str, node: str | None = None) -> dict[str, Any]:
@@ -729,11 +760,10 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
                 "ip": n.ip,
                 "netns": n.netns,
                 "alive": prov.alive(n),
-                "proxy_url": rec.proxy_url(n),
             }
         )
     head_alive = bool(rec.head and prov.alive(rec.head))
-    details = serve.get_applications(rec.dashboard_url) if head_alive else None
+    details = serve.get_applications(rec.head_api) if head_alive else None
     placed = serve.replicas(details)
     apps = [
         {
@@ -764,5 +794,4 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "endpoint": rec.endpoint,
         "token_required": bool(rec.spec.get("query_auth_token_enabled", True)),
         "ingress": ingress.stats(rec.ingress),
-        "endpoints": [rec.proxy_url(n) for n in rec.workers],
     }

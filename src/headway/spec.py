@@ -23,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from .ray_node_env import reserved_env
+from .store_address import StoreError, parse_address
+
 __all__ = [
     "Application",
     "ComputeConfig",
@@ -36,8 +39,26 @@ __all__ = [
     "parse_spec",
 ]
 
-NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-IMPORT_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# Every pattern is used with ``fullmatch``: ``$`` would let a trailing newline through
+# (``"abc\n"``), and a name ends up in an HAProxy config line and in namespace names.
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+IMPORT_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*")
+ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+RESOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
+ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
+
+#: Workers one service may have: the ingress has a fixed number of server slots, and a
+#: replacement or rolling update needs some free beside the running workers.
+MAX_WORKERS = 16
+#: Largest amount of one resource, and longest timeout (a day): beyond is a typo.
+MAX_RESOURCE = 1_000_000
+MAX_TIMEOUT_S = 86_400
+#: A service YAML larger than this, or whose aliases expand to more nodes than this, is
+#: refused before it is built in memory (a 600-byte alias bomb expands to gigabytes).
+MAX_YAML_BYTES = 256 * 1024
+MAX_YAML_NODES = 100_000
+MAX_TEXT = 256  # free-form labels: instance_type, version_name, cloud, project
+MAX_ENV_VALUE = 32 * 1024
 
 
 class SpecError(ValueError):
@@ -51,7 +72,27 @@ class SpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # NaN and infinity are never a valid amount or timeout: they pass comparisons and crash later.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def _label(v: str | None) -> str | None:
+    """A free-form label: printable, one line, bounded."""
+    if v is not None and (len(v) > MAX_TEXT or not v.isprintable()):
+        raise ValueError(f"must be one printable line of at most {MAX_TEXT} characters")
+    return v
+
+
+def _check_resources(v: dict[str, float]) -> dict[str, float]:
+    for key, amount in v.items():
+        if not RESOURCE_RE.fullmatch(key):
+            raise ValueError(
+                f"resource name {key!r} is not valid; use letters, digits and _ . : / - (at most 64), "
+                "starting with a letter or _"
+            )
+        if not 0 <= amount <= MAX_RESOURCE:
+            raise ValueError(f"resource {key} is {amount}; amounts must be between 0 and {MAX_RESOURCE}")
+    return v
 
 
 class Application(_Strict):
@@ -64,10 +105,17 @@ class Application(_Strict):
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     deployments: list[dict[str, Any]] = Field(default_factory=list)
 
+    @field_validator("name")
+    @classmethod
+    def _app_name(cls, v: str) -> str:
+        if not v or len(v) > 128 or not v.isprintable() or "/" in v:
+            raise ValueError(f"{v!r} is not a valid application name; use 1-128 printable characters without '/'")
+        return v
+
     @field_validator("import_path")
     @classmethod
     def _import_path(cls, v: str) -> str:
-        if not IMPORT_PATH_RE.match(v):
+        if not IMPORT_PATH_RE.fullmatch(v):
             raise ValueError(
                 f"{v!r} is not of the form 'module:attribute'; "
                 "write e.g. 'app:deployment' (the module is looked up in working_dir)"
@@ -79,6 +127,8 @@ class Application(_Strict):
     def _route_prefix(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("/"):
             raise ValueError(f"{v!r} must start with '/', e.g. '/{v}'")
+        if v is not None and (len(v) > 256 or not ROUTE_RE.fullmatch(v)):
+            raise ValueError(f"{v!r} is not a valid URL path; use letters, digits and URL path characters")
         return v
 
 
@@ -86,9 +136,12 @@ class HeadNode(_Strict):
     instance_type: str | None = None
     resources: dict[str, float] = Field(default_factory=dict)
 
+    _instance_type = field_validator("instance_type")(_label)
+
     @field_validator("resources")
     @classmethod
     def _no_head_cpus(cls, v: dict[str, float]) -> dict[str, float]:
+        _check_resources(v)
         if v.get("CPU", 0) != 0:
             raise ValueError(
                 "the head node always has CPU: 0 so that no replica lands on it "
@@ -101,28 +154,31 @@ class WorkerGroup(_Strict):
     name: str = "worker"
     instance_type: str | None = None
     resources: dict[str, float] = Field(default_factory=lambda: {"CPU": 1})
-    count: int = Field(default=1, ge=0, le=16)
+    count: int = Field(default=1, ge=0, le=MAX_WORKERS)
+
+    _instance_type = field_validator("instance_type")(_label)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid group name; use lowercase letters, digits and dashes")
+        if not NAME_RE.fullmatch(v) or len(v) > 20:
+            raise ValueError(
+                f"{v!r} is not a valid group name; use 1-20 lowercase letters, digits and dashes"
+            )
         return v
 
     @field_validator("resources")
     @classmethod
     def _resources(cls, v: dict[str, float]) -> dict[str, float]:
-        for key, amount in v.items():
-            if amount < 0:
-                raise ValueError(f"resource {key} is {amount}; amounts must be >= 0")
-        return v
+        return _check_resources(v)
 
 
 class ComputeConfig(_Strict):
     cloud: str | None = None
     head_node: HeadNode = Field(default_factory=HeadNode)
     worker_nodes: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(count=2)])
+
+    _cloud = field_validator("cloud")(_label)
 
     @model_validator(mode="after")
     def _unique_groups(self) -> ComputeConfig:
@@ -131,6 +187,12 @@ class ComputeConfig(_Strict):
             if group.name in seen:
                 raise ValueError(f"worker group name {group.name!r} is used twice; give each group its own name")
             seen.add(group.name)
+        total = sum(g.count for g in self.worker_nodes)
+        if total > MAX_WORKERS:
+            raise ValueError(
+                f"{total} workers in all; one service has at most {MAX_WORKERS} (the endpoint's server slots); "
+                "lower the counts or split the service"
+            )
         return self
 
 
@@ -150,6 +212,38 @@ class GcsStorageConfig(_Strict):
     redis_client_key_path: str | None = None
     require_replica: bool = False  # a store without a connected replica is an error, not a warning
 
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                parse_address(v)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("redis_password_env")
+    @classmethod
+    def _password_env(cls, v: str | None) -> str | None:
+        if v is not None and not ENV_KEY_RE.fullmatch(v):
+            raise ValueError(f"{v!r} is not an environment variable name; use letters, digits and _")
+        return v
+
+    @field_validator("redis_username")
+    @classmethod
+    def _username(cls, v: str | None) -> str | None:
+        if v is not None and (not v or len(v) > 128 or not v.isprintable() or " " in v):
+            raise ValueError("a username is 1-128 printable characters without spaces")
+        return v
+
+    @field_validator("redis_certificate_path", "redis_password_file", "redis_client_certificate_path",
+                     "redis_client_key_path")  # fmt: skip
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and (not v or len(v) > 4096 or not v.isprintable()):
+            raise ValueError("must be a file path: one printable line")
+        return v
+
     @model_validator(mode="after")
     def _one_password_source(self) -> GcsStorageConfig:
         if self.redis_password_env and self.redis_password_file:
@@ -158,8 +252,8 @@ class GcsStorageConfig(_Strict):
 
 
 class HttpOptions(_Strict):
-    request_timeout_s: float | None = Field(default=None, gt=0)
-    keep_alive_timeout_s: float | None = Field(default=None, gt=0)
+    request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
+    keep_alive_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     # The ingress retries a 5xx on another node, for idempotent methods only.
     retry_5xx_idempotent: bool = True
 
@@ -178,14 +272,43 @@ class ServiceSpec(_Strict):
     cloud: str | None = None
     project: str | None = None
 
+    _labels = field_validator("version_name", "cloud", "project")(_label)
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(
                 f"{v!r} is not a valid service name; use 1-40 lowercase letters, digits "
                 "and dashes, starting and ending with a letter or digit (e.g. 'hello-api')"
             )
+        return v
+
+    @field_validator("working_dir")
+    @classmethod
+    def _working_dir(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v or len(v) > 4096 or not v.isprintable():
+            raise ValueError("must be a folder path or a URI: one printable line")
+        if v.startswith("file://"):
+            raise ValueError("give a local folder as a path (headway packages and ships it), not a file:// URI")
+        return v
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env_vars(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not ENV_KEY_RE.fullmatch(key) or len(key) > 128:
+                raise ValueError(
+                    f"{key!r} is not an environment variable name; use letters, digits and _ "
+                    "(not starting with a digit)"
+                )
+            owner = reserved_env(key)
+            if owner:
+                raise ValueError(f"{key} is set by headway ({owner}); remove it from env_vars")
+            if "\0" in value or len(value) > MAX_ENV_VALUE:
+                raise ValueError(f"the value of {key} must be text without NUL, at most {MAX_ENV_VALUE} bytes")
         return v
 
     @field_validator("applications")
@@ -233,6 +356,7 @@ _HINTS: dict[str, str] = {
     "model_type": "write a YAML mapping (key: value lines)",
     "greater_than_equal": "",
     "less_than_equal": "",
+    "finite_number": "write a finite number",
 }
 
 
@@ -294,21 +418,47 @@ def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpe
     return load_spec_text(text, str(p), p.parent, has_default_store=has_default_store)
 
 
-def load_spec_text(text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True) -> ServiceSpec:
-    """Validate a service YAML given as text (the API's input); a relative ``working_dir``
-    is resolved from ``base_dir``, and is an error without one."""
+def _expanded_nodes(node: yaml.Node, budget: int) -> int:
+    """How many nodes the document has once its aliases are expanded, counting at most
+    ``budget`` (an alias is a reference: a few hundred bytes can stand for billions)."""
+    seen = 0
+    stack = [node]
+    while stack and seen <= budget:
+        n = stack.pop()
+        seen += 1
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+    return seen
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """Parse a service YAML within size limits, before anything is built from it."""
+    if len(text.encode()) > MAX_YAML_BYTES:
+        raise SpecError(source, [f"(top level): the YAML is larger than {MAX_YAML_BYTES // 1024} KiB; "
+                                 "keep data out of the service spec"])  # fmt: skip
     try:
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _expanded_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise SpecError(source, [f"(top level): the YAML expands to more than {MAX_YAML_NODES} values "
+                                     "(anchors and aliases); write the values out"])  # fmt: skip
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(source, [f"not valid YAML at {where}: {problem}; fix the syntax"]) from None
-    spec = parse_spec(data, source, has_default_store=has_default_store)
-    if spec.working_dir and "://" not in spec.working_dir:
-        if base_dir is None and not Path(spec.working_dir).is_absolute():
-            raise SpecError(source, ["working_dir: a relative path needs base_dir; give an absolute path"])
-        wd = ((base_dir or Path("/")) / spec.working_dir).resolve()
+
+
+def load_spec_text(text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True) -> ServiceSpec:
+    """Validate a service YAML given as text. With ``base_dir`` (the CLI: the YAML's
+    folder) a local ``working_dir`` is resolved from it and must exist; without (the
+    control plane's API) no path is looked at: the package comes uploaded."""
+    spec = parse_spec(safe_yaml(text, source), source, has_default_store=has_default_store)
+    if base_dir is not None and spec.working_dir and "://" not in spec.working_dir:
+        wd = (base_dir / spec.working_dir).resolve()
         if not wd.is_dir():
             raise SpecError(source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"])
         spec = spec.model_copy(update={"working_dir": str(wd)})

@@ -26,6 +26,10 @@ class SshError(RuntimeError):
     pass
 
 
+class HostKeyError(SshError):
+    """A host's SSH key is unknown or changed: nothing runs there."""
+
+
 class HostsNotReady(SshError):
     """A host is down or its bootstrap venv differs from headway's: nothing is started."""
 
@@ -64,6 +68,14 @@ class SshCloud(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     venv: str = Field(description="the bootstrap venv on every host (same Python and Ray as headway's)")
+    known_hosts: str = Field(
+        default="~/.ssh/known_hosts", description="the hosts' SSH keys (OpenSSH known_hosts format); read only"
+    )
+    host_key_policy: Literal["reject", "pin_new"] = Field(
+        default="reject",
+        description="a host whose key is in no known_hosts: refused (reject), or its key pinned on first "
+        "contact in the cloud's own 0600 file (pin_new). A changed key is always refused.",
+    )
     store_address: str = Field(description="where the hosts reach this machine: the managed store listens there")
     head_address: HeadAddress = Field(default_factory=HeadAddress)
     hosts: list[SshHost]
@@ -105,6 +117,59 @@ def load_cloud_config(path: str) -> SshCloud:
     return cfg
 
 
+# -- host keys -------------------------------------------------------------------------
+def pinned_keys_file() -> Path:
+    """Keys headway pinned itself (host_key_policy: pin_new), 0600 in the cloud's folder."""
+    from . import paths
+
+    return paths.cloud_dir() / "known_hosts"
+
+
+class _PinNew(paramiko.MissingHostKeyPolicy):
+    """Trust on first use, written down: the key is pinned before anything runs on the host."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        from . import paths
+
+        f = pinned_keys_file()
+        keys = paramiko.HostKeys(str(f)) if f.exists() else paramiko.HostKeys()
+        keys.add(hostname, key.get_name(), key)
+        if not f.exists():
+            paths.write_private(f, "")  # 0600 before a key is in it
+        keys.save(str(f))
+
+
+class _Reject(paramiko.MissingHostKeyPolicy):
+    def __init__(self, known_hosts: str):
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise HostKeyError(
+            f"host {hostname}: its SSH host key ({key.get_name()} {key.get_fingerprint().hex()}) is in no known_hosts "
+            f"({self.known_hosts}); nothing was run on it. Check the fingerprint on the host and add it "
+            "(ssh-keyscan), or set host_key_policy: pin_new in the cloud config"
+        )
+
+
+def _host_key_setup(c: paramiko.SSHClient, cfg_known_hosts: str, policy: str) -> None:
+    known = Path(cfg_known_hosts).expanduser()
+    if known.exists():
+        c.load_system_host_keys(str(known))
+    pinned = pinned_keys_file()
+    if pinned.exists():
+        c.load_host_keys(str(pinned))
+    c.set_missing_host_key_policy(_PinNew() if policy == "pin_new" else _Reject(str(known)))
+
+
+#: How hosts' keys are checked: set once by the provider from the cloud config.
+_key_settings: dict[str, str] = {"known_hosts": "~/.ssh/known_hosts", "policy": "reject"}
+
+
+def configure_host_keys(cfg: SshCloud) -> None:
+    _key_settings.update(known_hosts=cfg.known_hosts, policy=cfg.host_key_policy)
+
+
 # -- connections -----------------------------------------------------------------------
 _clients: dict[tuple[str, int, str], paramiko.SSHClient] = {}
 _host_locks: dict[tuple[str, int, str], threading.Lock] = {}
@@ -124,13 +189,21 @@ def _client(host: SshHost) -> paramiko.SSHClient:
         if c is not None and transport is not None and transport.is_active():
             return c
         c = paramiko.SSHClient()
-        # Hosts are named by address in the cloud config; their keys are accepted on first
-        # contact and pinned for this process.
-        c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        # A man in the middle would receive `ray start ... --redis-password=...`: the host's
+        # key must be known (or pinned on first contact when the operator said so).
+        _host_key_setup(c, _key_settings["known_hosts"], _key_settings["policy"])
         try:
             c.connect(host.address, port=host.port, username=host.user, key_filename=host.key,
                       timeout=CONNECT_TIMEOUT_S, banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S,
                       allow_agent=False, look_for_keys=False)  # fmt: skip
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(
+                f"host {host.address}: its SSH host key CHANGED (now {exc.key.get_name()} "
+                f"{exc.key.get_fingerprint().hex()}); possibly a man in the middle, nothing was run on it. "
+                "If the host was reinstalled, remove its old key from known_hosts and pin the new one"
+            ) from None
+        except SshError:
+            raise
         except (OSError, paramiko.SSHException) as exc:
             raise SshError(f"host {host.address}: SSH unreachable ({type(exc).__name__}: {exc})") from None
         transport = c.get_transport()
@@ -150,6 +223,21 @@ def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tu
     except (OSError, paramiko.SSHException, TimeoutError) as exc:
         forget(host)
         raise SshError(f"host {host.address}: SSH command failed ({type(exc).__name__})") from None
+
+
+def put_private(host: SshHost, remote: str, content: str) -> None:
+    """Write a secret file on the host, readable by its owner only from the first byte."""
+    try:
+        sftp = _client(host).open_sftp()
+        try:
+            with sftp.open(remote + ".part", "w") as fh:
+                fh.chmod(0o600)
+                fh.write(content)
+            sftp.posix_rename(remote + ".part", remote)
+        finally:
+            sftp.close()
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"host {host.address}: writing a private file failed ({type(exc).__name__})") from None
 
 
 def reachable(host: SshHost) -> bool:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import paths, ssh
+from . import firewall, paths, ssh
 from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, _used_ips
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
 from .records import NodeRecord, ServiceRecord
@@ -34,6 +34,7 @@ class SshProvider:
 
     def __init__(self, cfg: SshCloud):
         self.cfg = cfg
+        ssh.configure_host_keys(cfg)
 
     @property
     def floating(self) -> bool:
@@ -106,18 +107,16 @@ class SshProvider:
             done = subprocess.run([hook, self.cfg.head_address.address, host.address], capture_output=True, text=True)
             if done.returncode != 0:
                 raise ProviderError(f"move_hook {hook} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        guarded = firewall.guarded_ports(node.role, node.ports)
+        rules = firewall.render(node.cluster_id, guarded, self.cfg.store_address)
+        status, _, err = ssh.run(host, f"printf '%s' {shlex.quote(rules)} | nft -f -")
+        if status != 0:
+            raise ProviderError(f"host {host.address}: nft refused the node's packet filter: {err.strip()[-300:]}")
+        ssh.run(host, f"mkdir -p -m 700 {shlex.quote(str(Path(node.temp_dir).parent))} {shlex.quote(node.temp_dir)}")
+        for path, content in launch.secret_files.items():
+            ssh.put_private(host, path, content)
         argv = [f"{self.cfg.venv}/bin/ray", *launch.argv[1:]]
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in launch.env.items())
-        temp = shlex.quote(node.temp_dir)
-        # Only the detached command goes to the background (with every fd redirected): the
-        # SSH channel closes once the shell has printed its PID. setsid execs in place (a
-        # background job of a non-interactive shell leads no process group), so $! is Ray's.
-        cmd = (
-            f"mkdir -p {temp} && cd {temp} || exit 1; "
-            f"env -u RAY_ADDRESS {env} setsid nohup {shlex.join(argv)} > {shlex.quote(node.log)} 2>&1 < /dev/null & "
-            "echo $!"
-        )
-        status, out, err = ssh.run(host, cmd)
+        status, out, err = ssh.run(host, start_command(argv, launch.env, node.temp_dir, node.log))
         if status != 0 or not out.strip().isdigit():
             raise ProviderError(f"host {host.address}: ray start did not launch: {err.strip()[-300:]}")
         node.pid = int(out.strip())
@@ -170,8 +169,9 @@ class SshProvider:
 
     def remove(self, node: NodeRecord) -> None:
         self.kill(node)
-        with contextlib.suppress(SshError):  # an unreachable (fenced) host keeps its temp dir
-            ssh.run(self._host(node), f"rm -rf {shlex.quote(node.temp_dir)}")
+        with contextlib.suppress(SshError):  # an unreachable (fenced) host keeps its temp dir and rules
+            drop = shlex.quote(firewall.remove_script(node.cluster_id))
+            ssh.run(self._host(node), f"rm -rf {shlex.quote(node.temp_dir)}; printf '%s' {drop} | nft -f - ; true")
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         return []
@@ -185,16 +185,35 @@ class SshProvider:
         ssh.check_hosts(self.version_problems())
 
     def version_problems(self) -> list[str]:
-        """Every host whose bootstrap venv differs from headway's Python/Ray, or that is down."""
+        """Every host whose bootstrap venv differs from headway's Python/Ray, that lacks the
+        packet filter, or that is down or unknown."""
         out = []
         for h in self.cfg.hosts:
             try:
                 p = ssh.version_problem(h, self.cfg.venv)
+                if p is None and ssh.run(h, "command -v nft >/dev/null")[0] != 0:
+                    p = f"host {h.address}: nft is missing (the nodes' packet filter); apt-get install nftables"
             except SshError as exc:
                 p = str(exc)
             if p:
                 out.append(p)
         return out
+
+
+def start_command(argv: list[str], env: dict[str, str], temp_dir: str, log: str) -> str:
+    """The shell line that starts a node detached on its host. Every word a user could have
+    influenced (an env key or value, a path) is quoted as a whole: ``KEY=value`` is one
+    word, so neither part can end the assignment and start a command."""
+    assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+    temp = shlex.quote(temp_dir)
+    # Only the detached command goes to the background (with every fd redirected): the
+    # SSH channel closes once the shell has printed its PID. setsid execs in place (a
+    # background job of a non-interactive shell leads no process group), so $! is Ray's.
+    return (
+        f"cd {temp} || exit 1; "
+        f"env -u RAY_ADDRESS {assigns} setsid nohup {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
+        "echo $!"
+    )
 
 
 def local_path(uri: str | None) -> str | None:

@@ -10,77 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .store_address import StoreAddress, StoreError, parse_address
+
+__all__ = ["StoreAddress", "StoreError", "parse_address"]  # and the functions below
+
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used; the message says what is wrong and what to do."""
-
-
-@dataclass(frozen=True)
-class StoreAddress:
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    ca_cert: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-
-    def masked(self) -> str:
-        scheme = "rediss" if self.tls else "redis"
-        cred = ""
-        if self.username or self.password:
-            cred = f"{self.username or ''}{':***' if self.password else ''}@"
-        return f"{scheme}://{cred}{self.host}:{self.port}"
-
-    def ray_address(self) -> str:
-        """The value of ``RAY_REDIS_ADDRESS``: host:port, prefixed ``rediss://`` for TLS."""
-        hp = f"{self.host}:{self.port}"
-        return f"rediss://{hp}" if self.tls else hp
-
-    def with_credentials(self, username: str | None, password: str | None) -> StoreAddress:
-        return replace(self, username=username or self.username, password=password or self.password)
-
-    def __str__(self) -> str:  # never print the password by accident
-        return self.masked()
-
-
-def parse_address(text: str) -> StoreAddress:
-    """Accept ``host:port``, ``redis://[user[:pass]@]host[:port]`` and ``rediss://…``."""
-    raw = text.strip()
-    if not raw:
-        raise StoreError("empty store address; write host:port or redis://host:port")
-    if "://" not in raw:
-        raw = "redis://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("redis", "rediss"):
-        raise StoreError(f"unsupported scheme {parts.scheme!r} in the store address; use redis:// or rediss://")
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        raise StoreError("the store address has an invalid port; write host:port") from None
-    if not parts.hostname:
-        raise StoreError("the store address has no host; write host:port")
-    return StoreAddress(
-        host=parts.hostname,
-        port=port,
-        tls=parts.scheme == "rediss",
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-    )
 
 
 #: Environment variables a caller handed over for this thread's work: the control plane
@@ -89,13 +31,18 @@ given_env: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("give
 
 
 def resolve_password(
-    env_name: str | None, file_path: str | None, stored: Mapping[str, str] | None = None
+    env_name: str | None,
+    file_path: str | None,
+    stored: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
 ) -> str | None:
     """A password given by reference: an environment variable or a file. The variable is
     looked up in what the current change was handed, then in ``stored`` (what the last
-    successful deploy was handed), then in this process's own environment."""
+    successful deploy was handed), then in ``environ`` — the CLI's own environment. The
+    control plane passes none: a caller of its API must not read the daemon's variables."""
     if env_name:
-        value = given_env.get().get(env_name) or (stored or {}).get(env_name) or os.environ.get(env_name)
+        value = given_env.get().get(env_name) or (stored or {}).get(env_name) or (environ or {}).get(env_name)
         if value is None:
             raise StoreError(f"environment variable {env_name} (redis_password_env) is not set; export it")
         return value
@@ -168,8 +115,14 @@ def scrub(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def glob_escape(text: str) -> str:
+    """``text`` as a literal inside a Redis MATCH pattern (``*?[]\\`` escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def key_pattern(namespace: str) -> str:
-    return f"RAY{namespace}@*"
+    """Exactly this namespace's keys: the namespace is matched literally, never as a glob."""
+    return f"RAY{glob_escape(namespace)}@*"
 
 
 def namespace_keys(client: redis.Redis, namespace: str) -> list[bytes]:

@@ -48,14 +48,32 @@ def service_usage(rec: ServiceRecord, addr: storage.StoreAddress) -> dict[str, A
     return {"bytes": used, "store_percent": store_fitness.usage_percent(mem) if mem else None}
 
 
+class CleanupRefused(RuntimeError):
+    """The namespace is not a listed leftover: nothing was deleted."""
+
+
+def cleanup_refusal(namespace: str, owners: dict[str, str], leftovers: list[str]) -> str | None:
+    """Why ``namespace`` may not be cleaned up, or None. Only an exact name from the list
+    of leftovers qualifies: never a pattern, never a namespace a service owns."""
+    if any(c in namespace for c in "*?[]\\"):
+        return f"{namespace!r} is a pattern; name one leftover namespace exactly ('headway cloud status' lists them)"
+    if namespace in owners:
+        return f"namespace {namespace} belongs to service {owners[namespace]}; terminate the service instead"
+    if namespace not in leftovers:
+        listed = ", ".join(leftovers) or "none"
+        return f"{namespace!r} is not a leftover namespace of the managed store (leftovers: {listed})"
+    return None
+
+
 def cleanup_leftover(namespace: str) -> int:
-    """UNLINK a namespace's keys from the managed store, refusing one a service still uses."""
-    users = [r.name for r in records.all_records() if r.namespace == namespace]
-    if users:
-        raise RuntimeError(f"namespace {namespace} belongs to service {users[0]}; terminate the service instead")
+    """UNLINK a leftover namespace's keys from the managed store (and its ACL user)."""
     crec = cloud.load()
     if crec is None:
-        raise RuntimeError("no cloud is set up; leftovers are looked for in the managed store")
+        raise CleanupRefused("no cloud is set up; leftovers are looked for in the managed store")
+    owners = {r.namespace: r.name for r in records.all_records() if r.namespace}
+    why = cleanup_refusal(namespace, owners, cloud_usage(crec)["leftovers"])
+    if why:
+        raise CleanupRefused(why)
     client = storage.connect(cloud.store_address(crec), 3)
     try:
         removed = storage.delete_namespace(client, namespace)

@@ -82,6 +82,21 @@ class Cli:
             time.sleep(0.5)
         raise AssertionError(f"no {kind} event within {timeout} s; events: {self.events(name)}")
 
+    def proxy_urls(self, name: str) -> dict[str, str]:
+        """Each worker's Serve proxy, read from the record (status no longer advertises
+        them: only the ingress host may reach them)."""
+        rec = self.record(name)
+        return {n["name"]: f"http://{n['ip']}:{n['ports'].get('proxy') or rec['serve_port']}"
+                for n in rec["nodes"] if n["role"] == "worker"}  # fmt: skip
+
+    def ray_token(self, name: str) -> str:
+        """The cluster's Ray token, from the state database by plain SQL."""
+        conn = sqlite3.connect(self.home / "state.db", timeout=30)
+        try:
+            return conn.execute("SELECT token FROM tokens WHERE scope = ?", (f"ray:{name}",)).fetchone()[0]
+        finally:
+            conn.close()
+
     def node_pids(self, name: str, node: str) -> list[int]:
         """Every process of a node's host, found the way the test's own reading of the
         record says (marker and namespace), not through headway's code."""
@@ -125,6 +140,36 @@ class Cli:
                     procs.kill_pids(netns.pids(ns))
                     netns.delete(ns)
             subprocess.run(["ip", "link", "del", self.env["HEADWAY_BRIDGE"]], capture_output=True)
+
+
+PROBE = """
+import json, socket, sys, urllib.request
+kind, target = sys.argv[1], sys.argv[2]
+try:
+    if kind == "tcp":
+        host, port = target.rsplit(":", 1)
+        socket.create_connection((host, int(port)), timeout=3).close()
+        print("open")
+    else:
+        req = urllib.request.Request(target, data=sys.argv[3].encode() if len(sys.argv) > 3 else None,
+                                     headers={"Content-Type": "application/json"})
+        print(urllib.request.urlopen(req, timeout=5).status)
+except ConnectionRefusedError:
+    print("refused")
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except urllib.error.URLError as exc:
+    print("refused" if isinstance(exc.reason, ConnectionRefusedError) else f"error {exc.reason}")
+except OSError as exc:
+    print(f"error {type(exc).__name__}")
+"""
+
+
+def probe_from(namespace: str, kind: str, target: str, body: str | None = None) -> str:
+    """Connect from another host (a network namespace) to ``target``: 'open', 'refused',
+    an HTTP status, or 'error …'. A plain Python, so the probe trusts nothing of headway."""
+    argv = ["ip", "netns", "exec", namespace, sys.executable, "-c", PROBE, kind, target, *([body] if body else [])]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
 def read_record(home: Path, name: str) -> dict | None:

@@ -33,8 +33,9 @@ def _replica_pids(status: dict, app: str) -> dict[str, list[int]]:
     return {f"{app}/{dep}": d["pids"] for dep, d in a["replicas"].items()}
 
 
-def _nodes_table(dashboard_url: str) -> list[dict]:
-    r = httpx.get(dashboard_url + "/api/v0/nodes", params={"limit": 1000}, timeout=10)
+def _nodes_table(dashboard_url: str, ray_token: str) -> list[dict]:
+    r = httpx.get(dashboard_url + "/api/v0/nodes", params={"limit": 1000}, timeout=10,
+                  headers={"Authorization": f"Bearer {ray_token}"})  # fmt: skip
     return r.json()["data"]["result"]["result"]
 
 
@@ -48,7 +49,7 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
     cli.run("deploy", "-f", str(spec), check=True)
     st = cli.status(name)
     assert st["controller_pid"], "deploy must leave a controller watching the service"
-    urls = st["endpoints"]
+    urls = list(cli.proxy_urls(name).values())
     before = cli.record(name)
     ids_before = _worker_ids(before)
     old_head_id = next(n["node_id"] for n in before["nodes"] if n["role"] == "head")
@@ -93,7 +94,7 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
     assert _worker_ids(after) == ids_before
     apps_running = cli.wait_event(name, "apps_running", after=killed_at)
     assert apps_running["details"]["replica_pids"] == pids_before
-    table = _nodes_table(st["dashboard_url"])
+    table = _nodes_table(st["dashboard_url"], cli.ray_token(name))
     alive_heads = [n for n in table if n["is_head_node"] and n["state"] == "ALIVE"]
     assert len(alive_heads) == 1 and alive_heads[0]["node_id"] != old_head_id
     assert next(n["state"] for n in table if n["node_id"] == old_head_id) == "DEAD"
@@ -123,7 +124,7 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
     assert reps["running"] == reps["target"] == 2
     assert sorted(reps["nodes"]) == ["worker-1", "worker-2"]
     assert all(n["alive"] for n in st["nodes"])
-    assert _answers(st["endpoints"]) == {"hallo"}
+    assert _answers(list(cli.proxy_urls(name).values())) == {"hallo"}
 
 
 def test_worker_killed_while_head_down_composed_app(cli):
@@ -136,7 +137,7 @@ def test_worker_killed_while_head_down_composed_app(cli):
     )
     cli.run("deploy", "-f", str(spec), check=True)
     st = cli.status(name)
-    survivor = next(n for n in st["nodes"] if n["name"] == "worker-2")["proxy_url"]
+    survivor = cli.proxy_urls(name)["worker-2"]
     reply = httpx.get(survivor + "/", timeout=10).json()
     assert reply["greeting"] == "hi" and reply["ingress_node"] == "worker-2"
 
@@ -180,7 +181,7 @@ def test_controller_dies_head_stays_down_90s_then_controller_repairs(cli):
     assert cli.controller_pid() is None
 
     auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
-    with Load(st["endpoints"]) as load, Load([st["endpoint"]] * 2, headers=auth) as through:
+    with Load(list(cli.proxy_urls(name).values())) as load, Load([st["endpoint"]] * 2, headers=auth) as through:
         time.sleep(2)
         killed_at = cli.crash(name, "head")
         # Longer than Ray's default 60 s GCS reconnect timeout: workers must not give up.

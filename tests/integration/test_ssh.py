@@ -48,6 +48,10 @@ class Hosts:
         for f in (self.key, root / "host_key"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(f)], check=True)
         (root / "authorized_keys").write_text((root / "id_ed25519.pub").read_text())
+        # What an operator's known_hosts holds: every host's key (they share one here).
+        host_pub = " ".join((root / "host_key.pub").read_text().split()[:2])
+        self.known_hosts = root / "known_hosts"
+        self.known_hosts.write_text("".join(f"{ip} {host_pub}\n" for ip in self.subnet.host_ips()[:count]))
         os.chmod(root / "authorized_keys", 0o600)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
 
@@ -124,6 +128,7 @@ class Hosts:
         return {
             "ssh": {
                 "venv": venv,
+                "known_hosts": str(self.known_hosts),
                 "store_address": self.subnet.bridge_ip,
                 "head_address": head_address or {"mode": "same_host"},
                 "hosts": [
@@ -176,6 +181,27 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
             if other != sys.executable:
                 assert f"(headway runs {py})" in err
             assert f"pip install 'ray[serve]=={ray_version}'" in err  # says how to bootstrap
+            assert not (cli.home / "cloud" / "cloud.json").exists()
+
+            # 1b. Host keys: unknown ones are refused (no trust on first use unless asked for), and
+            # a changed one is refused loudly; nothing runs on such a host.
+            unknown = hosts.config(sys.prefix, ["head", "worker", "worker"])
+            (root / "empty_known_hosts").write_text("")
+            unknown["ssh"]["known_hosts"] = str(root / "empty_known_hosts")
+            (root / "unknown.yaml").write_text(yaml.safe_dump(unknown))
+            refused = cli.run("cloud", "setup", "--config", str(root / "unknown.yaml"))
+            err = " ".join(refused.stderr.split())
+            assert refused.returncode == 2 and f"host {hosts.ips[0]}: its SSH host key (ssh-ed25519" in err, err
+            assert "is in no known_hosts" in err and "host_key_policy: pin_new" in err
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "other_key")], check=True)
+            other_pub = " ".join((root / "other_key.pub").read_text().split()[:2])
+            (root / "changed_known_hosts").write_text("".join(f"{ip} {other_pub}\n" for ip in hosts.ips))
+            unknown["ssh"]["known_hosts"] = str(root / "changed_known_hosts")
+            (root / "changed.yaml").write_text(yaml.safe_dump(unknown))
+            refused = cli.run("cloud", "setup", "--config", str(root / "changed.yaml"))
+            err = " ".join(refused.stderr.split())
+            assert refused.returncode == 2 and f"host {hosts.ips[0]}: its SSH host key CHANGED" in err, err
+            assert "possibly a man in the middle, nothing was run on it" in err
             assert not (cli.home / "cloud" / "cloud.json").exists()
 
             # 2. The bootstrap venv right (this machine's, the hosts share its files): setup works.

@@ -78,9 +78,26 @@ def test_worker_survives_long_head_outage_and_has_serve_knobs():
     assert not any("redis" in a for a in w.argv)
 
 
-def test_user_env_can_override_worker_timeout():
-    w = _worker(user_env={"RAY_gcs_rpc_server_reconnect_timeout_s": "900"})
-    assert w.env["RAY_gcs_rpc_server_reconnect_timeout_s"] == "900"
+def test_headway_settings_win_over_user_env():
+    """Validation refuses these names; the launch still puts headway's values last."""
+    w = _worker(user_env={"RAY_gcs_rpc_server_reconnect_timeout_s": "9", "HEADWAY_NODE": "x", "APP_MODE": "prod"})
+    assert w.env["RAY_gcs_rpc_server_reconnect_timeout_s"] == "600"
+    assert w.env["HEADWAY_NODE"] == "c/w-1/1"
+    assert w.env["APP_MODE"] == "prod"
+
+
+def test_ray_token_auth_on_every_node_from_a_private_file():
+    for launch, temp in ((_head(auth_token="t0k"), "/tmp/hw/h"), (_worker(auth_token="t0k"), "/tmp/hw/w")):
+        assert launch.env["RAY_AUTH_MODE"] == "token"
+        assert launch.env["RAY_AUTH_TOKEN_PATH"] == f"{temp}/auth_token"
+        assert launch.secret_files == {f"{temp}/auth_token": "t0k"}
+        assert "t0k" not in " ".join(launch.argv) and "t0k" not in repr(launch)
+        assert "t0k" not in launch.env.values()
+
+
+def test_dashboard_listens_on_the_node_address_only():
+    assert "--dashboard-host=10.1.0.2" in _head().argv
+    assert not any("0.0.0.0" in a for a in _head().argv)
 
 
 def test_loopback_worker_gets_own_ports_and_proxy_port():

@@ -52,7 +52,7 @@ def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
     monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: asked.append(url) or False)
     with pytest.raises(service.HeadRecovering, match="does not answer its health check"):
         service.refuse_while_recovering(rec)
-    assert asked == ["http://10.0.0.2:8265"] * 2  # asked twice before refusing
+    assert [h.url for h in asked] == ["http://10.0.0.2:8265"] * 2  # asked twice before refusing
     monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: True)
     service.refuse_while_recovering(rec)
 
@@ -107,5 +107,7 @@ def test_a_spec_store_password_from_env_survives_the_deploying_shell(tmp_path, m
         assert service.resolve_spec_storage(spec).password == "handed"
     finally:
         service.storage.given_env.reset(token)
-    monkeypatch.setenv("T_PW", "controller-env")  # the daemon's own (maybe stale) env comes last
+    monkeypatch.setenv("T_PW", "controller-env")  # the daemon's own env is never read for a caller
     assert service.resolve_spec_storage(spec).password == "stored"
+    with pytest.raises(service.storage.StoreError, match="T_PW"):  # a service with nothing stored
+        service.resolve_spec_storage(spec.model_copy(update={"name": "s2"}))

@@ -48,7 +48,7 @@ def test_bad_addresses(bad, msg):
 
 def test_password_from_env(monkeypatch):
     monkeypatch.setenv("HW_TEST_PW", "pw1")
-    assert storage.resolve_password("HW_TEST_PW", None) == "pw1"
+    assert storage.resolve_password("HW_TEST_PW", None, environ={"HW_TEST_PW": "pw1"}) == "pw1"
 
 
 def test_password_env_missing(monkeypatch):

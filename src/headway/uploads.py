@@ -1,0 +1,122 @@
+"""What a caller of the API hands over instead of naming files on the control host.
+
+The control plane runs as root beside the managed store; a path in a request would let
+anyone with the API token read that host's files (``working_dir: ../../etc`` zipped and
+shipped, ``redis_password_file: /root/.ssh/id_ed25519`` sent as AUTH to an address of
+the caller's choosing). So the API never opens a path it is given: the CLI packages the
+``working_dir`` and reads the files the spec names, and uploads their contents; this
+module checks them and keeps them in the service's own 0600 files.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from . import paths
+from .spec import ServiceSpec
+
+#: The files a spec may name, by field of ``ray_gcs_external_storage_config``.
+FILE_FIELDS = (
+    "redis_password_file",
+    "redis_certificate_path",
+    "redis_client_certificate_path",
+    "redis_client_key_path",
+)
+MAX_PACKAGE_BYTES = 64 * 1024 * 1024
+MAX_UNPACKED_BYTES = 512 * 1024 * 1024
+MAX_FILE_BYTES = 1024 * 1024
+
+
+class UploadError(ValueError):
+    """The request's uploads do not fit its spec; the message says what to send."""
+
+
+def needs_package(spec: ServiceSpec) -> bool:
+    """A local folder (on the caller's machine) that must come uploaded."""
+    return bool(spec.working_dir) and "://" not in (spec.working_dir or "")
+
+
+def named_files(spec: ServiceSpec) -> dict[str, str]:
+    """Field → path of every file the spec names."""
+    gcs = spec.ray_gcs_external_storage_config
+    return {f: getattr(gcs, f) for f in FILE_FIELDS if getattr(gcs, f)}
+
+
+def check_zip(data: bytes) -> None:
+    """A working_dir package as ``package.package_working_dir`` makes it: one top folder
+    ``working_dir/``, relative names only, bounded when unpacked (Ray unpacks it)."""
+    if len(data) > MAX_PACKAGE_BYTES:
+        raise UploadError(f"package: larger than {MAX_PACKAGE_BYTES // 2**20} MiB; use excludes to leave data out")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile:
+        raise UploadError("package: not a zip file; upload the working_dir as the CLI packages it") from None
+    total = 0
+    for info in infos:
+        name = PurePosixPath(info.filename)
+        if name.is_absolute() or ".." in name.parts or not name.parts or name.parts[0] != "working_dir":
+            raise UploadError(f"package: entry {info.filename!r} is outside working_dir/; package the folder again")
+        total += info.file_size
+    if total > MAX_UNPACKED_BYTES:
+        raise UploadError(f"package: unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB")
+
+
+def store_package(service: str, encoded: str) -> str:
+    """Keep an uploaded package in the service's folder; return the ``file://`` URI the
+    nodes read (named by content, so Ray ships changed code on update)."""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise UploadError("package: not base64; upload the zip as the CLI does") from None
+    check_zip(data)
+    dest = paths.service_dir(service) / "pkg"
+    dest.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = dest / f"working_dir-{hashlib.sha256(data).hexdigest()[:12]}.zip"
+    if not target.exists():
+        paths.write_private(target, data)
+    return f"file://{target}"
+
+
+def prune_packages(service: str, keep_uri: str | None) -> None:
+    """Remove the packages the running version does not use (called once it RUNS: until
+    then a replaced worker may still need the old one)."""
+    for old in (paths.service_dir(service) / "pkg").glob("working_dir-*.zip"):
+        if f"file://{old}" != keep_uri:
+            old.unlink(missing_ok=True)
+
+
+def store_files(spec: ServiceSpec, files: dict[str, str]) -> ServiceSpec:
+    """The spec with every file it names replaced by the uploaded content, kept 0600 in
+    the service's folder. A named file without content, or content for no named file, is
+    an error that says which field."""
+    named = named_files(spec)
+    extra = sorted(set(files) - set(named))
+    if extra:
+        raise UploadError(f"files: {', '.join(extra)} uploaded but the spec names no such file")
+    updates: dict[str, str] = {}
+    for field, path in named.items():
+        if field not in files:
+            raise UploadError(
+                f"ray_gcs_external_storage_config.{field}: {path} is a path on your machine; upload its content "
+                f"(files.{field}) — the control plane reads no file a caller names"
+            )
+        content = files[field]
+        if len(content.encode()) > MAX_FILE_BYTES:
+            raise UploadError(f"files.{field}: larger than {MAX_FILE_BYTES // 1024} KiB")
+        target = paths.service_dir(spec.name) / "files" / field
+        paths.write_private(target, content)
+        updates[field] = str(target)
+    if not updates:
+        return spec
+    gcs = spec.ray_gcs_external_storage_config.model_copy(update=updates)
+    return spec.model_copy(update={"ray_gcs_external_storage_config": gcs})
+
+
+def encode_package(zip_path: Path) -> str:
+    return base64.b64encode(zip_path.read_bytes()).decode()
