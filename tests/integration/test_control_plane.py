@@ -18,6 +18,8 @@ import pytest
 from conftest import HELLO, Load
 
 from headway import procs
+from headway.package import package_working_dir
+from headway.uploads import encode_package
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -99,8 +101,13 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     assert httpx.get(url + "/api/services", timeout=10).status_code == 401
 
-    # Deploy through the REST API (the YAML as text, working_dir resolved from base_dir).
+    # Deploy through the REST API: the YAML as text, the working_dir uploaded as a package
+    # (the API opens no path a caller names: base_dir is refused).
     r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(), "base_dir": str(HELLO)})
+    assert r.status_code == 422 and "base_dir" in r.text
+    pkg = package_working_dir(str(HELLO / "app"), cli.home / "upload", [])
+    r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(),
+                                               "package": encode_package(Path(pkg.removeprefix("file://")))})
     assert r.status_code == 202, r.text
     op = _poll(api, r.json())
     assert op["exit_code"] == 0, (op["error"], op["lines"])

@@ -272,9 +272,15 @@ def _managed_store_scenario(cli, webhook: str) -> None:
     cs = json.loads(cli.run("cloud", "status", "--json", check=True).stdout)
     assert "hw-other-1234" in cs["leftovers"] and ns not in cs["leftovers"]
     assert cs["namespaces"][ns]["service"] == name and cs["namespaces"][ns]["bytes"] > 0
+    own_keys = sorted(admin.scan_iter(match=f"RAY{ns}@*"))
     refused = cli.run("storage", "cleanup", ns)
     assert refused.returncode == 2 and "terminate the service" in refused.stderr
-    own_keys = sorted(admin.scan_iter(match=f"RAY{ns}@*"))
+    for pattern in ("*", "RAY*", "hw-*", f"{ns[:-2]}??"):  # never a glob: nothing is deleted
+        refused = cli.run("storage", "cleanup", pattern)
+        assert refused.returncode == 2 and "is a pattern; name one leftover namespace exactly" in refused.stderr
+    refused = cli.run("storage", "cleanup", "hw-other")
+    assert refused.returncode == 2 and "is not a leftover namespace" in refused.stderr
+    assert sorted(admin.scan_iter(match=f"RAY{ns}@*")) == own_keys and admin.exists("RAYhw-other-1234@NODE")
     cli.run("storage", "cleanup", "hw-other-1234", check=True)
     assert not admin.exists("RAYhw-other-1234@NODE")
     assert sorted(admin.scan_iter(match=f"RAY{ns}@*")) == own_keys
