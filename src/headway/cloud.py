@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import binaries, netns, paths, procs, storage
+from . import binaries, netns, paths, procs, storage, store_tls
 from .ssh import SshCloud
 
 __all__ = [
@@ -65,6 +65,7 @@ class CloudRecord(BaseModel):
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
     ssh: SshCloud | None = None  # mode ssh: the hosts, their venv, how the head address moves
+    tls: bool = False  # the store speaks TLS only (ssh mode: it listens on the network)
 
     @property
     def node_host(self) -> str:
@@ -120,17 +121,37 @@ def password() -> str:
     return _password_path().read_text().strip()
 
 
+def _tls_dir() -> Path:
+    return paths.cloud_dir() / "tls"
+
+
+def tls_files(rec: CloudRecord) -> store_tls.TlsFiles | None:
+    """The store's CA and certificate (made at setup), when it speaks TLS."""
+    return store_tls.ensure(_tls_dir(), ["127.0.0.1", rec.node_host]) if rec.tls else None
+
+
+def _address(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
+    tls = tls_files(rec)
+    return storage.StoreAddress(host=host, port=port, tls=tls is not None, password=password(),
+                                ca_cert=tls.ca if tls else None)  # fmt: skip
+
+
+def local_address(rec: CloudRecord, port: int) -> storage.StoreAddress:
+    """One store process as headway reaches it here (loopback; TLS when the store speaks it)."""
+    return _address(rec, "127.0.0.1", port)
+
+
 def store_address(rec: CloudRecord) -> storage.StoreAddress:
     """The managed store's current primary (Sentinel says which), with the cloud password,
     as the nodes reach it."""
-    return storage.StoreAddress(host=rec.node_host, port=current_primary_port(rec), password=password())
+    return _address(rec, rec.node_host, current_primary_port(rec))
 
 
 def current_primary_port(rec: CloudRecord) -> int:
     """The port of the store process that is primary now: after a failover, the promoted one."""
     if rec.sentinel is not None and _running_pids(rec.sentinel):
         try:
-            client = storage.connect(storage.StoreAddress("127.0.0.1", rec.sentinel.port, password=password()), 2)
+            client = storage.connect(local_address(rec, rec.sentinel.port), 2)
             try:
                 addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_NAME)
             finally:
@@ -155,11 +176,34 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
+def _listen(proc: StoreProcess, tls: store_tls.TlsFiles | None) -> list[str]:
+    """The port lines: plain TCP, or TLS only (no plain port at all) with the cloud's
+    certificate; replication and Sentinel's links speak TLS too. Clients authenticate by
+    password, not by certificate."""
+    if tls is None:
+        return [f"port {proc.port}"]
+    return [
+        "port 0",
+        f"tls-port {proc.port}",
+        f"tls-cert-file {tls.cert}",
+        f"tls-key-file {tls.key}",
+        f"tls-ca-cert-file {tls.ca}",
+        "tls-auth-clients no",
+        "tls-replication yes",
+    ]
+
+
 def _write_conf(
-    proc: StoreProcess, bind: list[str], pw: str, maxmemory: str, primary_port: int | None, host: str
+    proc: StoreProcess,
+    bind: list[str],
+    pw: str,
+    maxmemory: str,
+    primary_port: int | None,
+    host: str,
+    tls: store_tls.TlsFiles | None,
 ) -> None:
     lines = [
-        f"port {proc.port}",
+        *_listen(proc, tls),
         f"bind {' '.join(bind)}",
         "protected-mode yes",
         f"dir {proc.data_dir}",
@@ -184,10 +228,12 @@ def _write_conf(
 SENTINEL_NAME = "hwstore"
 
 
-def _write_sentinel_conf(proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int) -> None:
+def _write_sentinel_conf(
+    proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int, tls: store_tls.TlsFiles | None
+) -> None:
     """Quorum 1 (one Sentinel on one machine): the primary is declared down after 1 s."""
     lines = [
-        f"port {proc.port}",
+        *_listen(proc, tls),
         f"bind {' '.join(bind)}",
         f"dir {proc.data_dir}",
         "daemonize no",
@@ -202,10 +248,10 @@ def _write_sentinel_conf(proc: StoreProcess, bind: list[str], pw: str, host: str
     paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
 
 
-def _start(proc: StoreProcess, sentinel: bool = False) -> int:
+def _start(proc: StoreProcess, tls: bool, sentinel: bool = False) -> int:
     env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
     child = subprocess.Popen(
-        [binaries.store_server(), proc.conf, *(["--sentinel"] if sentinel else [])],
+        [binaries.store_server(tls), proc.conf, *(["--sentinel"] if sentinel else [])],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -308,6 +354,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
             store=store,
             created_at=time.time(),
             ssh=ssh_config,
+            tls=mode == "ssh",
         )
         if not _password_path().exists():
             paths.write_private(_password_path(), secrets.token_urlsafe(24))
@@ -317,7 +364,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
     if rec.mode == "netns":
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
     restart_dead(rec)
-    _wait_replica(storage.StoreAddress("127.0.0.1", current_primary_port(rec), password=password()), 15)
+    _wait_replica(local_address(rec, current_primary_port(rec)), 15)
     return rec
 
 
@@ -325,6 +372,7 @@ def restart_dead(rec: CloudRecord) -> list[int]:
     """Start every store process that is not running: the primary (as Sentinel knows it)
     as primary, the others as its replicas; then the Sentinel. Returns the restarted ports."""
     pw = password()
+    tls = tls_files(rec)
     running = [p for p in rec.store if _running_pids(p)]
     primary = current_primary_port(rec) if running else rec.primary.port
     restarted = []
@@ -335,18 +383,18 @@ def restart_dead(rec: CloudRecord) -> list[int]:
             # Sentinel has not promoted the replica yet: a dead primary restarted now would
             # come back as primary with what its file holds. Wait for the failover.
             continue
-        _write_conf(proc, rec.bind, pw, rec.maxmemory, None if proc.port == primary else primary, rec.node_host)
-        proc.pid = _start(proc)
+        _write_conf(proc, rec.bind, pw, rec.maxmemory, None if proc.port == primary else primary, rec.node_host, tls)
+        proc.pid = _start(proc, tls is not None)
         proc.pid_started = procs.start_time(proc.pid)
         _save(rec)
-        _wait_ping(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 10)
+        _wait_ping(local_address(rec, proc.port), 10)
         restarted.append(proc.port)
     if rec.sentinel is not None and not _running_pids(rec.sentinel):
-        _write_sentinel_conf(rec.sentinel, rec.bind, pw, rec.node_host, primary)
-        rec.sentinel.pid = _start(rec.sentinel, sentinel=True)
+        _write_sentinel_conf(rec.sentinel, rec.bind, pw, rec.node_host, primary, tls)
+        rec.sentinel.pid = _start(rec.sentinel, tls is not None, sentinel=True)
         rec.sentinel.pid_started = procs.start_time(rec.sentinel.pid)
         _save(rec)
-        _wait_ping(storage.StoreAddress("127.0.0.1", rec.sentinel.port, password=pw), 10)
+        _wait_ping(local_address(rec, rec.sentinel.port), 10)
     return restarted
 
 
@@ -358,7 +406,7 @@ def status(rec: CloudRecord) -> dict:
         entry: dict = {"role": proc.role, "port": proc.port, "running": bool(_running_pids(proc))}
         if entry["running"]:
             try:
-                client = storage.connect(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 2)
+                client = storage.connect(local_address(rec, proc.port), 2)
                 mem = client.info("memory")
                 repl = client.info("replication")
                 entry.update(
@@ -392,9 +440,8 @@ def teardown() -> None:
 
 def admin_clients(rec: CloudRecord) -> list:
     """A client for every running store process (ACL users are not replicated)."""
-    pw = password()
     return [
-        storage.connect(storage.StoreAddress("127.0.0.1", proc.port, password=pw), 3)
+        storage.connect(local_address(rec, proc.port), 3)
         for proc in rec.store
         if _running_pids(proc)
     ]

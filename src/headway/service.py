@@ -7,6 +7,7 @@ started; terminate removes nodes first and only then the store namespace.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 import time
@@ -140,7 +141,7 @@ def _store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddres
         raise DeployError("the cloud store is gone; run 'headway cloud setup'")
     addr = cloud.store_address(crec)
     if rec.store_user:
-        addr = storage.StoreAddress(addr.host, addr.port, username=rec.store_user, password=store_user_password(rec))
+        addr = dataclasses.replace(addr, username=rec.store_user, password=store_user_password(rec))
     return addr
 
 
@@ -212,11 +213,15 @@ def ray_token(rec: ServiceRecord) -> str:
 
 def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
     _ship_package(rec, prov, [node])
+    gcs = _gcs_storage(rec, spec)
+    for tls_file in (gcs.ca_cert, gcs.client_cert, gcs.client_key) if gcs else ():
+        if tls_file:
+            prov.distribute(tls_file, node)  # the head reads them by path: another host needs a copy
     launch = ray_node.head_launch(
         ip=node.ip,
         ports=prov.node_ports(node),
         temp_dir=node.temp_dir,
-        storage=_gcs_storage(rec, spec),
+        storage=gcs,
         resources=spec.compute_config.head_node.resources,
         marker=node.marker,
         loopback=prov.loopback,

@@ -268,6 +268,7 @@ def put_file(host: SshHost, local: str, remote: str) -> None:
                 pass
             run(host, f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
             sftp.put(local, remote + ".part")
+            sftp.chmod(remote + ".part", Path(local).stat().st_mode & 0o777)  # a 0600 key stays 0600 there
             sftp.posix_rename(remote + ".part", remote)
         finally:
             sftp.close()

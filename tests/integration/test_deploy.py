@@ -80,7 +80,9 @@ def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
 
     # 2. each worker's own proxy answers, from its own node
     workers = [n for n in st["nodes"] if n["role"] == "worker"]
-    answers = {w["name"]: _ask(w["proxy_url"]) for w in workers}
+    assert "proxy_url" not in json.dumps(st) and "endpoints" not in st  # status advertises the endpoint only
+    urls = cli.proxy_urls(name)
+    answers = {w["name"]: _ask(urls[w["name"]]) for w in workers}
     for w in workers:
         assert answers[w["name"]]["node"] == w["name"]
         assert answers[w["name"]]["node_ip"] == w["ip"]
@@ -133,9 +135,10 @@ def test_loopback_mode_with_and_without_ft(cli):
     assert st["state"] == "RUNNING" and st["mode"] == "loopback"
     workers = [n for n in st["nodes"] if n["role"] == "worker"]
     assert {n["ip"] for n in st["nodes"]} == {"127.0.0.1"}
-    assert len({w["proxy_url"] for w in workers}) == 2
+    urls = cli.proxy_urls("t-loop")
+    assert len(set(urls.values())) == 2
     for w in workers:
-        assert _ask(w["proxy_url"])["node"] == w["name"]
+        assert _ask(urls[w["name"]])["node"] == w["name"]
 
     st2 = cli.status("t-noft")
     assert st2["state"] == "RUNNING"
@@ -143,13 +146,13 @@ def test_loopback_mode_with_and_without_ft(cli):
     assert "disabled" in st2["storage"]["note"]
     assert "disabled" in cli.run("status", "t-noft").stdout
     (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
-    assert _ask(w["proxy_url"])["message"] == "hi from w-1"
+    assert _ask(cli.proxy_urls("t-noft")[w["name"]])["message"] == "hi from w-1"
 
     client, _, _ = _cloud_client(cli)
     assert storage.namespaces_in_store(client) == {st["storage"]["namespace"]}
 
     # deploying an existing name is an update: same nodes, new answer
-    pids_before = {w["name"]: _ask(w["proxy_url"])["pid"] for w in workers}
+    pids_before = {w["name"]: _ask(urls[w["name"]])["pid"] for w in workers}
     updated = cli.write_spec(
         "t-loop",
         applications=[
@@ -164,10 +167,10 @@ def test_loopback_mode_with_and_without_ft(cli):
     out = cli.run("deploy", "-f", str(updated), check=True)
     assert "updating service t-loop" in out.stdout
     st_upd = cli.status("t-loop")
-    assert [n["proxy_url"] for n in st_upd["nodes"]] == [n["proxy_url"] for n in st["nodes"]]
+    assert cli.proxy_urls("t-loop") == urls
     assert st_upd["storage"]["namespace"] == st["storage"]["namespace"]
     for w in workers:
-        reply = _ask(w["proxy_url"])
+        reply = _ask(urls[w["name"]])
         assert reply["message"] == f"howdy from {w['name']}"
         assert reply["pid"] != pids_before[w["name"]]
     timeline = json.loads(cli.run("events", "t-loop", "--json", check=True).stdout)
@@ -182,7 +185,7 @@ def test_loopback_mode_with_and_without_ft(cli):
     ids = {n: _cluster_id(cli, n) for n in ("t-loop", "t-noft")}
     cli.run("terminate", "t-noft", check=True)
     _assert_service_gone(cli, st2, ids["t-noft"], client)
-    assert _ask(workers[0]["proxy_url"])["node"] == workers[0]["name"], "terminate touched another service"
+    assert _ask(urls[workers[0]["name"]])["node"] == workers[0]["name"], "terminate touched another service"
     cli.run("terminate", "t-loop", check=True)
     _assert_service_gone(cli, st, ids["t-loop"], client)
     client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import yaml
-from conftest import Load, read_record
+from conftest import Load, probe_from, read_record
 
 from headway import netns, procs
 from headway.ssh import local_versions
@@ -276,6 +278,26 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
             st = cli.status(name)
             head = next(n for n in cli.record(name)["nodes"] if n["name"] == "head")
             assert head["ip"] == vip and head["host"] == hosts.ips[0]
+
+            # The managed store listens on the network here: TLS only, the head verifies it
+            # with the cloud's CA, and a plain-text client gets nowhere.
+            cloud_rec = json.loads((cli.home / "cloud" / "cloud.json").read_text())
+            assert cloud_rec["tls"] is True
+            port = next(p for p in cloud_rec["store"] if p["role"] == "primary")["port"]
+            pw = (cli.home / "cloud" / "store.password").read_text().strip()
+            ca = cli.home / "cloud" / "tls" / "ca.pem"
+            with pytest.raises(redis.exceptions.ConnectionError):
+                redis.Redis(host=hosts.subnet.bridge_ip, port=port, password=pw, socket_timeout=3).ping()
+            tls_client = redis.Redis(host=hosts.subnet.bridge_ip, port=port, password=pw, ssl=True,
+                                     ssl_ca_certs=str(ca), socket_timeout=3)  # fmt: skip
+            assert tls_client.ping() and tls_client.info("replication")["connected_slaves"] == 1
+            head_env = _environ(head["pid"])
+            assert f"RAY_REDIS_ADDRESS=rediss://{hosts.subnet.bridge_ip}:".encode() in head_env
+            assert f"RAY_REDIS_CA_CERT={ca}".encode() in head_env
+            # Another host (a worker host, not the ingress host) cannot reach a worker's Serve proxy.
+            worker_ips = [n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker"]
+            worker_ns = hosts.names[hosts.ips.index(worker_ips[0])]
+            assert probe_from(worker_ns, "tcp", f"{worker_ips[1]}:8000") == "refused"
             workers = {n["name"]: n["node_id"] for n in cli.record(name)["nodes"] if n["role"] == "worker"}
             token = cli.run("token", name, check=True).stdout.strip()
             auth = {"Authorization": f"Bearer {token}"}

@@ -4,7 +4,9 @@ or a typo could produce; each asserts the exact message it must get."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -391,3 +393,24 @@ def test_packet_filter_rules_admit_only_the_control_host():
         firewall.render("ab12cd34", [8000], "10.0.0.1; flush ruleset")
     with pytest.raises(ValueError):
         firewall.table_name("x;y")
+
+
+def test_managed_store_tls_certificate_names_every_address(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from headway import cloud, store_tls
+
+    files = store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"])
+    ca = x509.load_pem_x509_certificate(Path(files.ca).read_bytes())
+    cert = x509.load_pem_x509_certificate(Path(files.cert).read_bytes())
+    ips = {str(i) for i in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+           .get_values_for_type(x509.IPAddress)}  # fmt: skip
+    assert ips == {"127.0.0.1", "10.0.0.1"}
+    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    assert oct(os.stat(files.key).st_mode & 0o777) == "0o600"
+    assert store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"]) == files  # made once, kept
+    proc = cloud.StoreProcess(role="primary", port=16379, data_dir="/d", conf="/c", log="/l", marker="m")
+    lines = cloud._listen(proc, files)
+    assert lines[:2] == ["port 0", "tls-port 16379"] and "tls-replication yes" in lines
+    assert cloud._listen(proc, None) == ["port 16379"]
