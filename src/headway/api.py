@@ -29,8 +29,10 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import (
+    changes,
     cloud,
     db,
+    errors,
     metrics,
     operations,
     records,
@@ -38,6 +40,8 @@ from . import (
     store_usage,
     store_watch,
     uploads,
+    versions,
+    views,
 )
 from .operations import Operations
 from .records import ServiceRecord
@@ -103,6 +107,10 @@ class DeployRequest(_Request):
     wait_timeout: float = Field(600.0, ge=0, le=86_400)
 
 
+class RollbackRequest(_Request):
+    to: int | None = Field(None, ge=1, description="the version; default: the last one that ran before this one")
+
+
 class ScaleRequest(_Request):
     group: str = Field(max_length=64)
     count: int = Field(ge=0, le=MAX_WORKERS)
@@ -135,7 +143,7 @@ def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
 def _status(rec: ServiceRecord) -> dict[str, Any]:
     from . import controller
 
-    return service.observe(rec) | {"controller_pid": controller.running_pid()}
+    return views.observe(rec) | {"controller_pid": controller.running_pid()}
 
 
 def create_app(ops: Operations | None = None) -> FastAPI:
@@ -239,7 +247,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     def scale(name: str, body: ScaleRequest) -> dict[str, Any]:
         rec = _record(name)
         try:
-            spec = service.scaled_spec(rec, body.group, body.count)
+            spec = changes.scaled_spec(rec, body.group, body.count)
         except service.DeployError as exc:
             raise HTTPException(422, str(exc)) from None
         if not body.wait:
@@ -247,8 +255,24 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(rec)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {}, None)  # stored secrets serve
+        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {}, None, f"scale {body.group} to "
+                                 f"{body.count}")  # stored secrets serve  # fmt: skip
         return ops.start("scale", name, work, {}).view()
+
+    @app.get("/api/services/{name}/versions", dependencies=auth, tags=["services"])
+    def list_versions(name: str) -> dict[str, Any]:
+        """Every version on record (newest last), and which one is desired and which runs."""
+        rec = _record(name)
+        return {"desired": rec.desired_version, "running": rec.running_version,
+                "versions": [v.view() for v in versions.all_of(name)]}  # fmt: skip
+
+    @app.post("/api/services/{name}/rollback", dependencies=auth, tags=["services"], status_code=202)
+    def rollback(name: str, body: RollbackRequest | None = None) -> dict[str, Any]:
+        """Deploy an earlier version again (default: the last one that ran before the running one)."""
+        rec = _record(name)
+        to = body.to if body else None
+        versions.rollback_target(name, rec.running_version, to)  # 422 at once for an unknown version
+        return ops.start("rollback", name, operations.rollback(name, to), {}).view()
 
     @app.delete("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
     def terminate(name: str) -> dict[str, Any]:
@@ -269,7 +293,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     @app.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
     def nodes(name: str) -> list[dict[str, Any]]:
-        return service.observe(_record(name))["nodes"]
+        return views.observe(_record(name))["nodes"]
 
     @app.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:
@@ -290,7 +314,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
             out["cloud"] = cloud.status(crec) | store_usage.cloud_usage(crec) | {"alert_percent": crec.alert_percent}
         for rec in records.all_records():
             if rec.gcs_ft:
-                out["services"][rec.name] = service.observe_storage(rec)
+                out["services"][rec.name] = views.observe_storage(rec)
         return out
 
     # -- chaos ------------------------------------------------------------------------
@@ -323,9 +347,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     @app.exception_handler(RuntimeError)
     def runtime_error(_: Request, exc: RuntimeError) -> JSONResponse:
-        """A failure of the world (a store, a host), or a service busy with another change:
-        said as it is, never as an 'internal error'."""
-        busy = "another headway command is changing" in str(exc)
-        return JSONResponse({"detail": str(exc)}, status_code=409 if busy else 503)
+        """Said as it is, with the status its type decides (``errors``): a busy service is
+        409, a failure of the world 503 — never an 'internal error' for a known failure."""
+        return JSONResponse({"detail": str(exc)}, status_code=errors.http_status_of(exc))
 
     return app

@@ -7,8 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from .errors import Failed
 
-class MissingBinary(RuntimeError):
+
+class MissingBinary(Failed):
     pass
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 
 from . import (
     api,
+    changes,
     client,
     cloud,
     controller,
@@ -36,6 +37,8 @@ from . import (
     store_usage,
     store_watch,
     uploads,
+    versions,
+    views,
     watchdog,
 )
 from .package import package_working_dir
@@ -129,7 +132,8 @@ def _show_line(line: str) -> None:
 
 def _deployed(result: dict) -> None:
     name, endpoint = result["name"], result["endpoint"]
-    out.print(f"[bold green]service {name} is RUNNING[/] (controller {controller.running_pid()} watches it)")
+    version = f" version {result['version']}" if result.get("version") else ""
+    out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {controller.running_pid()} watches it)")
     out.print(f"endpoint: {endpoint}")
     if result["token_required"]:
         out.print(f'  curl -H "Authorization: Bearer $(headway token {name})" {endpoint}/', highlight=False)
@@ -175,6 +179,8 @@ def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) ->
 
 def _status_table(st: dict) -> None:
     out.print(f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]" + (f" ({st['reason']})" if st["reason"] else ""))
+    if st.get("desired_version") is not None:
+        out.print(f"version: running {st.get('running_version')}, desired {st['desired_version']}")
     s = st["storage"]
     if s.get("enabled"):
         out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")
@@ -229,7 +235,7 @@ def status(name: str, as_json: bool) -> None:
     st = _via_api(
         "GET",
         f"/api/services/{name}",
-        lambda: service.observe(_load_or_fail(name)) | {"controller_pid": controller.running_pid()},
+        lambda: views.observe(_load_or_fail(name)) | {"controller_pid": controller.running_pid()},
     )
     if as_json:
         click.echo(json.dumps(st, indent=2))
@@ -267,6 +273,38 @@ def list_(as_json: bool) -> None:
     for r in rows:
         t.add_row(r["name"], r["state"], str(r["nodes"]), "on" if r["gcs_ft"] else "off")
     out.print(t)
+
+
+@main.command("versions")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def versions_(name: str, as_json: bool) -> None:
+    """List a service's versions: every deploy, scale and rollback, and how each ended."""
+    got = _via_api("GET", f"/api/services/{name}/versions", lambda: _local_versions(name))
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    t = Table("version", "name", "origin", "created", "outcome", "package", "note")
+    for v in got["versions"]:
+        mark = " (running)" if v["number"] == got["running"] else " (desired)" if v["number"] == got["desired"] else ""
+        t.add_row(f"{v['number']}{mark}", v["name"] or "", v["origin"], time.strftime("%Y-%m-%d %H:%M:%S",
+                  time.localtime(v["created_at"])), v["outcome"], v["package"] or "", v["note"][:60])  # fmt: skip
+    out.print(t)
+
+
+def _local_versions(name: str) -> dict:
+    rec = _load_or_fail(name)
+    return {"desired": rec.desired_version, "running": rec.running_version,
+            "versions": [v.view() for v in versions.all_of(name)]}  # fmt: skip
+
+
+@main.command()
+@click.argument("name")
+@click.option("--to", "to", type=click.IntRange(1), default=None, help="the version (default: the one before)")
+def rollback(name: str, to: int | None) -> None:
+    """Deploy an earlier version of a service again (a new version with its spec and package)."""
+    body = {"to": to} if to else {}
+    _deployed(_change("POST", f"/api/services/{name}/rollback", json=body))
 
 
 @main.command()
@@ -357,7 +395,7 @@ def cloud_teardown(force: bool) -> None:
     if left and not force:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
     for r in left:
-        service.terminate(r.name, _progress())
+        changes.terminate(r.name, _progress())
     pid = controller.stop()
     if pid:
         out.print(f"controller {pid} stopped")

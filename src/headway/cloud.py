@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from . import binaries, netns, paths, procs, storage, store_tls
+from .errors import Failed
 from .ssh import SshCloud
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 MODES = ("netns", "loopback", "ssh")
 
 
-class CloudError(RuntimeError):
+class CloudError(Failed):
     pass
 
 

@@ -45,6 +45,7 @@ from . import (
     store_watch,
     watchdog,
 )
+from .errors import Cancelled
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state, store_user_password
 from .spec import ServiceSpec
@@ -123,6 +124,14 @@ def stop(grace_s: float = 10.0) -> int | None:
     return pid
 
 
+#: What a repair is, as a refused command is told.
+_DOING = {
+    watchdog.Action.RECOVER_HEAD: "a head replacement",
+    watchdog.Action.RESTART_INGRESS: "an ingress restart",
+    watchdog.Action.REPLACE_WORKERS: "a worker replacement",
+}
+
+
 @dataclass
 class _ServiceWatch:
     head_marker: str
@@ -174,6 +183,8 @@ class Controller:
         for rec in recs:
             if rec.name in self.active or rec.state not in watchdog.WATCHED_STATES:
                 continue
+            if records.terminate_requested(rec.name):
+                continue  # terminate preempts every repair: none is started
             view = self.observe(rec)
             action, why = watchdog.decide(view)
             if action == watchdog.Action.NONE:
@@ -193,17 +204,19 @@ class Controller:
         }
         if action == watchdog.Action.RECOVER_HEAD:
             w.last_attempt = time.time()
-        t = threading.Thread(target=self._holding, args=(name, repairs[action]), name=f"{action}:{name}", daemon=True)
+        what = _DOING.get(action, str(action))
+        t = threading.Thread(target=self._holding, args=(name, what, repairs[action]), name=f"{action}:{name}",
+                             daemon=True)  # fmt: skip
         self.active[name] = t
         t.start()
 
     @staticmethod
-    def _holding(name: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+    def _holding(name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
         """Run one repair holding the service's lock, on a fresh read of its record; a
         service another command holds is left for a later round."""
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(records.locked(name))
+                stack.enter_context(records.locked(name, what))
             except RuntimeError as exc:
                 log.info("%s: %s", name, exc)
                 return
@@ -218,6 +231,8 @@ class Controller:
         try:
             repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
             log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
+        except Cancelled as exc:
+            log.info("%s: head replacement stopped: %s", name, exc)
         except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
             log.warning("%s: head replacement failed: %s", name, exc)
             rec = records.load(name) or rec
@@ -233,6 +248,8 @@ class Controller:
             return
         try:
             repair.replace_workers(rec, dead, progress=lambda m: log.info("%s: %s", rec.name, m))
+        except Cancelled:
+            log.info("%s: worker replacement stopped for terminate", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
             log.warning("%s: worker replacement failed: %s", rec.name, exc)
             rec = records.load(rec.name) or rec

@@ -39,6 +39,19 @@ CREATE TABLE IF NOT EXISTS tokens (
     scope TEXT PRIMARY KEY,        -- 'api', 'metrics', 'service:<name>' (endpoint), 'ray:<name>' (Ray's)
     token TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS versions (
+    service TEXT NOT NULL,
+    number INTEGER NOT NULL,       -- 1, 2, ... per service
+    name TEXT,                     -- the spec's version_name, if any
+    spec TEXT NOT NULL,            -- the validated spec (JSON)
+    package_uri TEXT,              -- the working_dir package it runs (kept for rollback)
+    digest TEXT NOT NULL,          -- of spec and package: tells two deploys apart
+    origin TEXT NOT NULL,          -- deploy | scale | rollback to N
+    created_at REAL NOT NULL,
+    outcome TEXT NOT NULL,         -- pending | ran (reached RUNNING) | failed | interrupted
+    note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (service, number)
+);
 CREATE TABLE IF NOT EXISTS secrets (
     service TEXT NOT NULL,         -- environment values a deploy handed over (store passwords):
     name TEXT NOT NULL,            -- repairs need them after the CLI that had them is gone

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
+from .errors import Failed
 from .ray_node import DASHBOARD_PORT, SERVE_PORT
 
 #: Ray's default Ray Client server port (the head starts one unless told another).
@@ -30,7 +31,7 @@ CLIENT_SERVER_PORT = 10001
 _GUARDED_KEYS = ("proxy", "dashboard", "client_server", "metrics_export")
 
 
-class FirewallError(RuntimeError):
+class FirewallError(Failed):
     pass
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import binaries, db, paths, procs
 from . import haproxy_config as hc
+from .errors import Failed
 from .provider import free_ports, used_ports
 from .records import IngressRecord, NodeRecord, ServiceRecord
 from .spec import ServiceSpec
@@ -32,7 +33,7 @@ START_TIMEOUT_S = 10.0
 DRAIN_S = 1.0
 
 
-class IngressError(RuntimeError):
+class IngressError(Failed):
     pass
 
 

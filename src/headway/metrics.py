@@ -1,6 +1,6 @@
 """Prometheus metrics (text format 0.0.4), rendered from what ``status`` observes.
 
-``render`` is pure: it takes each service's observed status (``service.observe``) and
+``render`` is pure: it takes each service's observed status (``views.observe``) and
 timeline and returns the exposition text; the API gathers, this module only formats.
 """
 

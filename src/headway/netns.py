@@ -14,6 +14,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from .errors import Failed
+
 DEFAULT_BRIDGE = "hwbr0"
 DEFAULT_SUBNET = "10.213.0.0/24"
 
@@ -26,7 +28,7 @@ def bridge_name() -> str:
     return name
 
 
-class NetnsError(RuntimeError):
+class NetnsError(Failed):
     pass
 
 

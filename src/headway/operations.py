@@ -16,29 +16,23 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import db, service, ssh, storage
-from .spec import ServiceSpec, SpecError
+from . import changes, db, errors, storage
+from .spec import ServiceSpec
 
 log = logging.getLogger("headway.operations")
 
-EXIT_FAILED, EXIT_INPUT, EXIT_RETRY = 1, 2, 3
 #: Finished operations kept for polling (the newest ones).
 KEEP_DONE = 200
 
 
 def exit_code(kind: str, exc: BaseException) -> tuple[int, str]:
-    """The CLI's exit code and message for an operation that raised ``exc``."""
-    if isinstance(exc, service.HeadRecovering):
-        return EXIT_RETRY, str(exc)
+    """The CLI's exit code and message for an operation that raised ``exc`` (by its type)."""
+    code = errors.exit_code_of(exc)
     if isinstance(exc, storage.StoreError):
-        return EXIT_INPUT, f"{exc}\nnothing was started."
-    if isinstance(exc, (service.PlacementError, SpecError, ssh.HostsNotReady)):
-        return EXIT_INPUT, str(exc)
-    if isinstance(exc, service.DeployError) and kind in ("terminate", "scale") and "no service named" in str(exc):
-        return EXIT_INPUT, str(exc)
-    if isinstance(exc, RuntimeError):  # DeployError, CloudError, ServeError, ProviderError ...
-        return EXIT_FAILED, str(exc)
-    return EXIT_FAILED, f"internal error ({type(exc).__name__}); see the controller log"
+        return code, f"{exc}\nnothing was started."
+    if isinstance(exc, errors.HeadwayError | ValueError):
+        return code, str(exc)
+    return code, f"internal error ({type(exc).__name__}); see the controller log"
 
 
 @dataclass
@@ -100,8 +94,8 @@ class Operations:
             op.exit_code = 0
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the operation's answer
             op.exit_code, op.error = exit_code(op.kind, exc)
-            if op.exit_code == EXIT_FAILED:
-                unexpected = not isinstance(exc, RuntimeError)
+            if op.exit_code == errors.EXIT_FAILED:
+                unexpected = not isinstance(exc, errors.HeadwayError)
                 log.warning("%s %s failed: %s", op.kind, op.service, op.error, exc_info=unexpected)
         finally:
             op.finished_at = time.time()
@@ -110,36 +104,52 @@ class Operations:
 
 # -- the work ----------------------------------------------------------------------------
 def deploy(
-    spec: ServiceSpec, strict: bool, wait: bool, wait_timeout: float, env: dict[str, str], package_uri: str | None
+    spec: ServiceSpec,
+    strict: bool,
+    wait: bool,
+    wait_timeout: float,
+    env: dict[str, str],
+    package_uri: str | None,
+    origin: str = "deploy",
 ):
-    """Deploy or update; with ``wait``, a refusal while the head recovers waits and retries.
-    ``package_uri``: the uploaded working_dir (None: keep the running one, as scale does)."""
+    """Deploy or update; with ``wait``, a refusal for now (the head recovers, another change
+    holds the service) waits and retries. ``package_uri``: the uploaded working_dir (None:
+    keep the running one, as scale does)."""
 
     def work(op: Operation) -> dict[str, Any]:
         deadline = time.monotonic() + wait_timeout
         while True:
             try:
-                rec = service.deploy(spec, op.progress, strict=strict, package_uri=package_uri)
+                rec = changes.deploy(spec, op.progress, strict=strict, package_uri=package_uri, origin=origin)
                 break
-            except service.HeadRecovering as exc:
+            except errors.RetryLater as exc:
                 if not wait:
                     raise
                 if time.monotonic() > deadline:
-                    raise service.HeadRecovering(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)") from None
+                    raise type(exc)(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)") from None
                 op.progress(f"waiting: {exc}")
-                service.wait_recovered(spec.name, deadline)
+                changes.wait_recovered(spec.name, deadline)
                 time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
         if env:
             db.set_secrets(spec.name, env)  # repairs after this CLI is gone need them too
-        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft,
+        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
                 "token_required": bool(spec.query_auth_token_enabled)}  # fmt: skip
+
+    return work
+
+
+def rollback(name: str, to: int | None):
+    def work(op: Operation) -> dict[str, Any]:
+        rec = changes.rollback(name, to, op.progress)
+        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
+                "token_required": bool(rec.spec.get("query_auth_token_enabled", True))}  # fmt: skip
 
     return work
 
 
 def terminate(name: str):
     def work(op: Operation) -> dict[str, Any]:
-        service.terminate(name, op.progress)
+        changes.terminate(name, op.progress)
         return {"name": name}
 
     return work

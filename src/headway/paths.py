@@ -10,8 +10,10 @@ import os
 import stat
 from pathlib import Path
 
+from .errors import InputError
 
-class PathsError(RuntimeError):
+
+class PathsError(InputError):
     pass
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import firewall, netns, paths, procs
+from .errors import Failed
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
 from .ray_node_env import inherited
 from .records import NodeRecord, ServiceRecord, all_records
@@ -50,7 +51,7 @@ NETNS_NODE_PORTS: dict[str, int] = {
 }
 
 
-class ProviderError(RuntimeError):
+class ProviderError(Failed):
     pass
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from . import db, paths
+from .errors import Busy, Cancelled
 from .serve import HeadApi
 from .states import Event
 
@@ -36,6 +37,7 @@ class NodeRecord(BaseModel):
     pid_started: int | None = None  # /proc start time of ``pid``: tells a reused PID apart
     started_at: float = 0.0
     node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
+    config: str | None = None  # digest of the settings it was started with (plan.node_config)
 
     @property
     def cluster_id(self) -> str:
@@ -74,6 +76,9 @@ class ServiceRecord(BaseModel):
     dashboard_port: int
     serve_port: int
     working_dir_uri: str | None = None
+    apps_digest: str | None = None  # of the Serve config last applied (plan.Observed.apps)
+    desired_version: int | None = None  # the version being converged to (versions table)
+    running_version: int | None = None  # the last version that reached RUNNING
     nodes: list[NodeRecord] = Field(default_factory=list)
     retired: list[NodeRecord] = Field(default_factory=list)  # dead hosts kept until replaced
     ingress: IngressRecord | None = None
@@ -157,6 +162,7 @@ def remove(name: str) -> None:
         conn.execute("DELETE FROM events WHERE service = ?", (name,))
         conn.execute("DELETE FROM tokens WHERE scope IN (?, ?)", (f"service:{name}", ray_token_scope(name)))
         conn.execute("DELETE FROM secrets WHERE service = ?", (name,))
+        conn.execute("DELETE FROM versions WHERE service = ?", (name,))
 
 
 def names(home: Path | None = None) -> list[str]:
@@ -169,19 +175,71 @@ def all_records(home: Path | None = None) -> list[ServiceRecord]:
 
 
 @contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
-    """One CLI at a time changes a given service."""
+def locked(name: str, doing: str = "a change") -> Iterator[None]:
+    """One change at a time per service; ``doing`` says which, to whoever is refused."""
     d = paths.service_dir(name)
     d.mkdir(parents=True, exist_ok=True)
-    with open(d / ".lock", "w") as fh:
+    with open(d / ".lock", "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(f"another headway command is changing service {name}; wait for it to finish") from None
+            raise Busy(f"service {name} is busy ({holder(name)}); retry when it is done, or pass --wait") from None
+        fh.truncate(0)
+        fh.write(doing)
+        fh.flush()
         try:
             yield
         finally:
+            fh.truncate(0)
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def holder(name: str) -> str:
+    """What holds the service's lock right now (written by the holder)."""
+    try:
+        return (paths.service_dir(name) / ".lock").read_text().strip() or "another change"
+    except OSError:
+        return "another change"
+
+
+def _terminate_flag(name: str) -> Path:
+    return paths.service_dir(name) / ".terminate"
+
+
+def request_terminate(name: str) -> None:
+    """Ask every change and repair of the service to stop at its next safe point."""
+    f = _terminate_flag(name)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.touch()
+
+
+def terminate_requested(name: str) -> bool:
+    return _terminate_flag(name).exists()
+
+
+def check_cancelled(name: str) -> None:
+    """A safe point: a change or repair that terminate has preempted stops here."""
+    if terminate_requested(name):
+        raise Cancelled(f"terminate of service {name} preempted this change")
+
+
+@contextlib.contextmanager
+def locked_waiting(name: str, doing: str, timeout_s: float) -> Iterator[bool]:
+    """Like ``locked`` but waits up to ``timeout_s`` for the holder to let go; yields
+    whether the lock was had (terminate goes on without it after the wait)."""
+    deadline = time.monotonic() + timeout_s
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(locked(name, doing))
+                had = True
+                break
+            except Busy:
+                if time.monotonic() >= deadline:
+                    had = False
+                    break
+                time.sleep(0.2)
+        yield had
 
 
 def is_locked(name: str) -> bool:

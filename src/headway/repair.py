@@ -45,15 +45,34 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     """Fence the dead head, start a new one at its address, wait until it re-adopted
     every live worker and every application is RUNNING. Raises DeployError on failure
     (the caller marks the service UNHEALTHY and retries later)."""
-    spec = ServiceSpec.model_validate(rec.spec)
-    prov = provider_for(cloud.load(), rec)
-    old = rec.head
-    if old is None:
-        raise DeployError(f"service {rec.name} has no head in its record")
     if rec.state == states.State.HEAD_RECOVERING:
         record_event(rec, "recovery_resumed", "a restarted controller resumes the head replacement")
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
+    t0 = time.time()
+    _new_head(rec, ServiceSpec.model_validate(rec.spec), lost_at, progress)
+    set_state(
+        rec,
+        states.State.RUNNING,
+        "head replaced",
+        downtime_s=round(time.time() - lost_at, 2),
+        recovery_s=round(time.time() - t0, 2),
+    )
+    return rec
+
+
+def replace_head(rec: ServiceRecord, spec: ServiceSpec, reason: str, progress: Progress = _quiet) -> None:
+    """A head whose settings changed: the same fenced path as a failure (the workers keep
+    serving, and are re-adopted by the new head), within an update (no state change)."""
+    record_event(rec, "head_replacement_planned", f"head replaced: {reason}")
+    _new_head(rec, spec, time.time(), progress)
+
+
+def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: Progress) -> None:
+    prov = provider_for(cloud.load(), rec)
+    old = rec.head
+    if old is None:
+        raise DeployError(f"service {rec.name} has no head in its record")
     t0 = time.time()
 
     def step(kind: str, message: str, **details: Any) -> None:
@@ -68,7 +87,9 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
         )
         records.save(rec)
         progress(f"{now - lost_at:5.1f}s {message}")
+        records.check_cancelled(rec.name)  # a safe point: terminate preempts the replacement here
 
+    records.check_cancelled(rec.name)
     prov.remove(old)
     left = prov.pids(old)
     if left:
@@ -111,14 +132,6 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
         f"applications RUNNING: {', '.join(names)}",
         replica_pids={f"{app}/{dep}": d["pids"] for app, deps in placed.items() for dep, d in deps.items()},
     )
-    set_state(
-        rec,
-        states.State.RUNNING,
-        "head replaced",
-        downtime_s=round(time.time() - lost_at, 2),
-        recovery_s=round(time.time() - t0, 2),
-    )
-    return rec
 
 
 def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> tuple[bool, str]:
@@ -141,6 +154,7 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     why = "no answer from the dashboard"
     while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
         if not alive():
             raise DeployError(f"the new head exited before the workers were re-adopted ({why})")
         nodes = serve.alive_nodes(rec.head_api)
@@ -160,6 +174,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
     started: list[NodeRecord] = []
     dead_ids: set[str] = set()
     for name in names:
+        records.check_cancelled(rec.name)
         old = next(n for n in rec.workers if n.name == name)
         record_event(rec, "worker_lost", f"worker {name} at {old.ip} is down", node=name, ip=old.ip)
         records.save(rec)
@@ -195,7 +210,7 @@ def _await_replacements(
     rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str], t0: float
 ) -> None:
     spec = ServiceSpec.model_validate(rec.spec)
-    _wait_joined(rec, prov, started, dead_ids)
+    wait_joined(rec, prov, started, dead_ids)
     ingress.sync_backends(rec, spec)  # the new host's proxy is let in by its health checks
     records.save(rec)
     record_event(
@@ -205,15 +220,7 @@ def _await_replacements(
         elapsed_s=round(time.time() - t0, 2),
     )
     records.save(rec)
-    deadline = time.monotonic() + REPLICAS_TIMEOUT_S
-    details = None
-    while time.monotonic() < deadline:
-        details = serve.get_applications(rec.head_api)
-        if replicas_restored(serve.replicas(details), dead_ids):
-            break
-        time.sleep(0.5)
-    else:
-        raise DeployError(f"replicas not back to their target count within {REPLICAS_TIMEOUT_S} s")
+    details = wait_replicas(rec, dead_ids)
     counts = {
         f"{app}/{dep}": f"{d['running']}/{d['target']}"
         for app, deps in serve.replicas(details).items()
@@ -229,6 +236,18 @@ def _await_replacements(
     records.save(rec)
 
 
+def wait_replicas(rec: ServiceRecord, dead_ids: set[str]) -> dict[str, Any] | None:
+    """Wait until every deployment is back to its replica count, none on a dead node."""
+    deadline = time.monotonic() + REPLICAS_TIMEOUT_S
+    while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
+        details = serve.get_applications(rec.head_api)
+        if replicas_restored(serve.replicas(details), dead_ids):
+            return details
+        time.sleep(0.5)
+    raise DeployError(f"replicas not back to their target count within {REPLICAS_TIMEOUT_S} s")
+
+
 def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: set[str]) -> bool:
     """Every deployment at its target count, and no replica counted on a dead node (Serve
     lists a dead node's replicas as RUNNING until the GCS has declared the node dead)."""
@@ -238,10 +257,11 @@ def replicas_restored(placed: dict[str, dict[str, dict[str, Any]]], dead_ids: se
     )
 
 
-def _wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str]) -> None:
+def wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str]) -> None:
     """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
         nodes = serve.alive_nodes(rec.head_api) or []
         ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
         if all(w.name in ids for w in started):

@@ -12,12 +12,13 @@ from typing import Any
 
 import httpx
 
+from .errors import Failed
 from .spec import ServiceSpec
 
 APPS_PATH = "/api/serve/applications/"
 
 
-class ServeError(RuntimeError):
+class ServeError(Failed):
     pass
 
 

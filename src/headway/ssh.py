@@ -18,19 +18,21 @@ import paramiko
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import Failed, InputError
+
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 15.0
 
 
-class SshError(RuntimeError):
+class SshError(Failed):
     pass
 
 
-class HostKeyError(SshError):
+class HostKeyError(SshError, InputError):
     """A host's SSH key is unknown or changed: nothing runs there."""
 
 
-class HostsNotReady(SshError):
+class HostsNotReady(SshError, InputError):
     """A host is down or its bootstrap venv differs from headway's: nothing is started."""
 
 

@@ -14,10 +14,12 @@ import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote, urlsplit
 
+from .errors import InputError
+
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
-class StoreError(RuntimeError):
+class StoreError(InputError):
     """The store cannot be used; the message says what is wrong and what to do."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import cloud, records, storage, store_fitness
+from .errors import InputError
 from .records import ServiceRecord
 
 
@@ -48,7 +49,7 @@ def service_usage(rec: ServiceRecord, addr: storage.StoreAddress) -> dict[str, A
     return {"bytes": used, "store_percent": store_fitness.usage_percent(mem) if mem else None}
 
 
-class CleanupRefused(RuntimeError):
+class CleanupRefused(InputError):
     """The namespace is not a listed leftover: nothing was deleted."""
 
 

@@ -83,11 +83,11 @@ def store_package(service: str, encoded: str) -> str:
     return f"file://{target}"
 
 
-def prune_packages(service: str, keep_uri: str | None) -> None:
-    """Remove the packages the running version does not use (called once it RUNS: until
-    then a replaced worker may still need the old one)."""
+def prune_packages(service: str, keep: set[str]) -> None:
+    """Remove the packages no kept version names (called once a version RUNS: until then
+    a replaced worker may still need the old one, and a rollback needs its own)."""
     for old in (paths.service_dir(service) / "pkg").glob("working_dir-*.zip"):
-        if f"file://{old}" != keep_uri:
+        if f"file://{old}" not in keep:
             old.unlink(missing_ok=True)
 
 

@@ -49,6 +49,9 @@ class Cli:
             raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def run_json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "--json", check=True).stdout)
+
     def status(self, name: str) -> dict:
         return json.loads(self.run("status", name, "--json", check=True).stdout)
 

@@ -21,6 +21,8 @@ ROUTES = [
     ("POST", "/api/services/nope/chaos/kill-head"),
     ("POST", "/api/services/nope/chaos/kill-worker"),
     ("GET", "/api/operations/nope"),
+    ("GET", "/api/services/nope/versions"),
+    ("POST", "/api/services/nope/rollback"),
     ("GET", "/metrics"),
 ]
 

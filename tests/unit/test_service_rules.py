@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from headway import db, ray_node, service, states
+from headway import changes, db, ray_node, service, states, steps
 from headway.records import NodeRecord, ServiceRecord
 
 SPEC = {
@@ -58,13 +58,13 @@ def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
 
 
 def test_scaled_spec_changes_one_group():
-    spec = service.scaled_spec(record("RUNNING"), "w", 3)
+    spec = changes.scaled_spec(record("RUNNING"), "w", 3)
     assert [g.count for g in spec.compute_config.worker_nodes] == [3]
 
 
 def test_scaled_spec_unknown_group_names_the_known_ones():
-    with pytest.raises(service.DeployError, match="no worker group 'x'; its groups: w"):
-        service.scaled_spec(record("RUNNING"), "x", 3)
+    with pytest.raises(changes.InputError, match="no worker group 'x'; its groups: w"):
+        changes.scaled_spec(record("RUNNING"), "x", 3)
 
 
 def test_head_gets_tuned_node_death_detection():
@@ -88,7 +88,7 @@ def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
         rec.nodes.append(NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m",
                                     node_id=nid))  # fmt: skip
     placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
-    assert [w.name for w in service._workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
+    assert [w.name for w in steps.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
 
 
 def test_a_spec_store_password_from_env_survives_the_deploying_shell(tmp_path, monkeypatch):

@@ -1,0 +1,469 @@
+"""Changes to a service: deploy (create or update), rollback, scale, terminate.
+
+Every accepted deploy is a version (``versions``). An update converges the running
+service to its version one plan step at a time (``plan`` decides from what is observed,
+``steps`` act), each step an event; when it fails, the service converges back to the
+last version that ran, the same way, and the deploy says why it failed. Terminate
+preempts whatever holds the service: it raises the flag every change and repair checks
+at its safe points, waits briefly for it to let go, and removes everything.
+
+Order matters and is the product's promise: every check of the input and of the store
+runs *before* anything is started; a failed first deploy removes all it started;
+terminate removes nodes first and only then the store namespace.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+
+from . import (
+    cloud,
+    ingress,
+    netns,
+    paths,
+    placement,
+    plan,
+    procs,
+    records,
+    repair,
+    states,
+    steps,
+    storage,
+    store_fitness,
+    uploads,
+)
+from . import versions as versions_mod
+from .errors import Cancelled, Failed, InputError
+from .records import ServiceRecord
+from .service import (
+    DeployError,
+    HeadRecovering,
+    PlacementError,
+    Progress,
+    ResolvedStorage,
+    create_store_user,
+    delete_store_user,
+    note_node_ids,
+    provider_for,
+    record_event,
+    recovering_since,
+    refuse_while_recovering,
+    resolve_spec_storage,
+    set_state,
+    ship_package,
+    start_head,
+    start_worker,
+    store_address,
+    wait_head,
+    wait_nodes,
+)
+from .spec import ServiceSpec, SpecError, parse_spec
+
+#: How long terminate waits for a preempted change or repair to reach a safe point.
+TERMINATE_WAIT_S = 30.0
+#: Steps one convergence may take (a loop that does not converge is a bug, not a wait).
+MAX_STEPS = 64
+
+
+class UpdateRolledBack(Failed):
+    """The new version failed and the service runs the previous one again."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _package(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
+    """The working_dir URI the nodes read: a remote URI as given, else the package the
+    caller uploaded (``uploads``), else (a scale) the one running now."""
+    if not spec.working_dir:
+        return None
+    if "://" in spec.working_dir:
+        return spec.working_dir
+    uri = package_uri or rec.working_dir_uri
+    if uri is None:
+        raise InputError(f"working_dir {spec.working_dir} was not uploaded; deploy with the CLI, which packages it")
+    return uri
+
+
+def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progress: Progress) -> None:
+    """Reachable, credentials accepted, single shard, replicated, no eviction, permissions."""
+    findings = store_fitness.judge(storage.inspect(addr), require_replica)
+    for f in findings:
+        if f.level == "warning":
+            progress(f"warning ({f.check}): {f.message}")
+        elif f.level == "info":
+            progress(f"store {f.check}: {f.message}")
+    errs = store_fitness.errors(findings)
+    if errs:
+        raise storage.StoreError(
+            f"the GCS store at {addr.masked()} is not fit:\n" + "\n".join(f"  - {f.check}: {f.message}" for f in errs)
+        )
+
+
+def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage | None:
+    """Everything that can be checked before a node starts."""
+    if not spec.gcs_ft:
+        return None
+    own = resolve_spec_storage(spec)
+    if own is not None:
+        progress(f"checking GCS store {own.masked()}")
+        check_store_fitness(own, spec.ray_gcs_external_storage_config.require_replica, progress)
+        return ResolvedStorage(own, "spec")
+    return None
+
+
+def _cloud(progress: Progress) -> cloud.CloudRecord:
+    crec = cloud.load()
+    if crec is None:
+        if not cloud.auto_setup_enabled():
+            raise InputError("no cloud is set up (HEADWAY_AUTO_CLOUD=0); run 'headway cloud setup'")
+        progress("no cloud yet: setting up the managed GCS store (primary + replica)")
+    return cloud.setup()
+
+
+def deploy(
+    spec: ServiceSpec,
+    progress: Progress = _quiet,
+    strict: bool = False,
+    package_uri: str | None = None,
+    origin: str = "deploy",
+) -> ServiceRecord:
+    """Create the service, or update it when one of that name exists; either way a new
+    version. ``strict``: refuse a service whose replicas could not serve without the head.
+    ``package_uri``: the uploaded working_dir package (None: keep the running one)."""
+    problems = placement.spec_problems(spec)
+    if problems and strict:
+        raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
+    for p in problems:
+        progress(f"warning: {p}")
+    resolved = preflight(spec, progress)
+    existing = records.load(spec.name)
+    if existing is not None:
+        refuse_while_recovering(existing)
+    with records.locked(spec.name, "a deploy"):
+        if records.terminate_requested(spec.name):
+            raise records.Busy(f"service {spec.name} is being terminated; deploy it again once it is gone")
+        existing = records.load(spec.name)
+        if existing is not None:
+            refuse_while_recovering(existing)
+            crec = cloud.load()
+            updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
+            if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
+                return _update(existing, spec, crec, progress, strict, package_uri or existing.working_dir_uri, origin)
+            progress(f"found leftovers of an earlier run of {spec.name}: removing them")
+            remove_everything(existing, crec, progress, delete_keys=True)
+        crec = _cloud(progress)
+        provider_for(crec).check_ready(progress)
+        if resolved is None and spec.gcs_ft:
+            addr = cloud.store_address(crec)
+            progress(f"checking GCS store {addr.masked()} (managed)")
+            check_store_fitness(addr, require_replica=True, progress=progress)
+            resolved = ResolvedStorage(addr, "cloud")
+        version = versions_mod.create(spec.name, spec, package_uri, origin)
+        rec = _create(spec, crec, resolved, progress, strict, package_uri, version.number)
+        versions_mod.set_outcome(spec.name, version.number, "ran")
+        return rec
+
+
+def _create(
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    resolved: ResolvedStorage | None,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
+    version: int,
+) -> ServiceRecord:
+    prov = provider_for(crec)
+    for ns in prov.leftover_namespaces(spec.name, keep=set()) if not prov.loopback else []:
+        progress(f"removing leftover namespace {ns}")
+        prov.remove_namespace(ns)
+    namespace = storage.new_namespace(spec.name) if resolved else None
+    if resolved and namespace:
+        client = storage.connect(resolved.address)
+        try:
+            if storage.namespace_keys(client, namespace):
+                raise DeployError(f"store namespace {namespace} is already in use; deploy again")
+        finally:
+            client.close()
+    with records.allocation_lock():
+        head_ip, head_ports = prov.plan_head()
+        rec = ServiceRecord(
+            name=spec.name,
+            cluster_id=secrets.token_hex(4),
+            mode=crec.mode,
+            gcs_ft=spec.gcs_ft,
+            storage_source=resolved.source if resolved else None,  # type: ignore[arg-type]
+            storage_masked=resolved.address.masked() if resolved else None,
+            namespace=namespace,
+            spec=spec.model_dump(mode="json", by_alias=False),
+            head_ip=head_ip,
+            gcs_port=head_ports["gcs"],
+            dashboard_port=head_ports["dashboard"],
+            serve_port=head_ports["proxy"],
+            desired_version=version,
+        )
+        record_event(rec, "state", f"service created (version {version})")
+        head = prov.new_node(rec, "head", "head", head_ip, head_ports)
+        rec.nodes.append(head)
+        taken = {head_ip}
+        for name, group, _ in plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars):
+            ip, ports = prov.plan_worker(taken)
+            taken.add(ip)
+            rec.nodes.append(prov.new_node(rec, name, "worker", ip, ports, group=group))
+        records.save(rec)
+    try:
+        if rec.storage_source == "cloud" and rec.namespace:
+            create_store_user(rec, crec)
+            records.save(rec)
+            progress(f"store user {rec.store_user}: keys of namespace {rec.namespace} only")
+        rec.working_dir_uri = _package(rec, spec, package_uri)
+        progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
+        start_head(rec, spec, prov, head)
+        records.save(rec)
+        wait_head(rec, prov, head)
+        record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2))
+        progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
+        for w in rec.workers:  # all at once (not one step each): a first deploy has nothing to keep serving
+            progress(f"starting worker {w.name} at {w.ip}")
+            start_worker(rec, spec, prov, w)
+        records.save(rec)
+        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
+        record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
+        progress(f"{len(rec.workers)} worker(s) joined")
+        steps.apply_apps(rec, spec, progress, strict)
+        ingress.start(rec, spec)
+        records.save(rec)
+        progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
+        rec.running_version = version
+        set_state(rec, states.State.RUNNING, f"version {version} RUNNING",
+                  elapsed_s=round(time.time() - rec.created_at, 2))  # fmt: skip
+        return rec
+    except BaseException as exc:
+        progress(f"deploy failed ({type(exc).__name__}); removing what was started")
+        versions_mod.set_outcome(spec.name, version, "failed", str(exc))
+        remove_everything(rec, crec, progress, delete_keys=True)
+        raise
+
+
+def _update(
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
+    origin: str,
+) -> ServiceRecord:
+    old = ServiceSpec.model_validate(rec.spec)
+    if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
+        raise InputError(
+            f"service {rec.name}: ray_gcs_external_storage_config cannot change in place (nothing was changed); "
+            "terminate the service and deploy it again to move its GCS"
+        )
+    old_version, old_package = rec.running_version, rec.working_dir_uri
+    version = versions_mod.create(rec.name, spec, _package(rec, spec, package_uri), origin)
+    progress(f"updating service {rec.name} to version {version.number}")
+    rec.desired_version = version.number
+    set_state(rec, states.State.UPDATING, f"version {version.number}: {origin}")
+    try:
+        converge(rec, spec, version.number, crec, progress, strict, version.package_uri)
+    except (Cancelled, HeadRecovering) as exc:
+        versions_mod.set_outcome(rec.name, version.number, "interrupted", str(exc))
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure of the new version: roll back
+        versions_mod.set_outcome(rec.name, version.number, "failed", str(exc))
+        return _roll_back(rec.name, version.number, exc, old, old_version, old_package, crec, progress)
+    versions_mod.set_outcome(rec.name, version.number, "ran")
+    rec.running_version = version.number
+    set_state(rec, states.State.RUNNING, f"version {version.number} applied")
+    uploads.prune_packages(rec.name, versions_mod.packages_in_use(rec.name) | {rec.working_dir_uri or ""})
+    return rec
+
+
+def _roll_back(
+    name: str,
+    failed: int,
+    why: BaseException,
+    spec: ServiceSpec,
+    version: int | None,
+    package_uri: str | None,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+) -> ServiceRecord:
+    """Converge back to the last version that ran; raise what the deploy reports."""
+    rec = records.load(name)
+    assert rec is not None
+    reason = f"version {failed} failed: {why}"[:500]
+    if version is None:
+        set_state(rec, states.State.UNHEALTHY, f"{reason}; no earlier version to roll back to")
+        raise why
+    progress(f"{reason}; rolling back to version {version}")
+    record_event(rec, "rollback_started", f"rolling back to version {version}", failed_version=failed,
+                 reason=str(why)[:300])  # fmt: skip
+    rec.desired_version = version
+    records.save(rec)
+    try:
+        converge(rec, spec, version, crec, progress, False, package_uri)
+    except Exception as exc:  # noqa: BLE001 - reported with the first failure
+        set_state(rec, states.State.UNHEALTHY, f"{reason}; the rollback to version {version} failed too: {exc}"[:500])
+        raise DeployError(f"{reason}\nthe rollback to version {version} failed too: {exc}") from None
+    set_state(rec, states.State.RUNNING, f"rolled back to version {version}: {reason}"[:500],
+              rolled_back_from=failed)  # fmt: skip
+    raise UpdateRolledBack(f"{reason}\nrolled back to version {version}, which is RUNNING")
+
+
+def converge(
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    version: int,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
+) -> None:
+    """Observe, plan, do the first step; again until the plan is empty."""
+    prov = provider_for(crec)
+    rec.spec = spec.model_dump(mode="json", by_alias=False)
+    rec.working_dir_uri = _package(rec, spec, package_uri)
+    records.save(rec)
+    ship_package(rec, prov, rec.nodes)
+    desired = steps.desired_of(version, spec, rec)
+    act: dict[plan.StepKind, Callable[[plan.Step], None]] = {
+        plan.StepKind.ADD_WORKER: lambda s: steps.add_worker(rec, spec, prov, s, progress),
+        plan.StepKind.REMOVE_WORKER: lambda s: steps.remove_worker(rec, spec, prov, s, progress),
+        plan.StepKind.ROLL_WORKER: lambda s: steps.roll_worker(rec, spec, prov, s, progress),
+        plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(rec, s, progress),
+        plan.StepKind.REPLACE_HEAD: lambda s: _replace_head(rec, spec, s, progress),
+        plan.StepKind.APPLY_APPS: lambda s: steps.apply_apps(rec, spec, progress, strict),
+        plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(rec, spec),
+    }
+    for _ in range(MAX_STEPS):
+        records.check_cancelled(rec.name)
+        todo = [s for s in plan.plan(desired, steps.observed_of(rec, prov)) if s.kind != plan.StepKind.MARK_RUNNING]
+        if not todo:
+            break
+        step = todo[0]
+        if step.kind == plan.StepKind.TERMINATE:
+            raise Cancelled(f"terminate of service {rec.name} preempted this change")
+        if step.kind == plan.StepKind.RECOVER_HEAD:
+            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
+                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
+        t0 = time.time()
+        progress(f"step: {step}")
+        act[step.kind](step)
+        record_event(rec, f"step_{step.kind}", str(step), elapsed_s=round(time.time() - t0, 2), version=version)
+        records.save(rec)
+    else:
+        raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")
+    how = ingress.apply_update(rec, spec)  # the ingress's own settings (token, timeouts)
+    records.save(rec)
+    said = {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
+    progress(f"ingress at {rec.endpoint}: {said}")
+
+
+def _replace_dead(rec: ServiceRecord, step: plan.Step, progress: Progress) -> None:
+    repair.replace_workers(rec, [step.node or ""], progress)
+
+
+def _replace_head(rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
+    repair.replace_head(rec, spec, step.reason, progress)
+
+
+def rollback(name: str, to: int | None, progress: Progress = _quiet) -> ServiceRecord:
+    """Deploy an earlier version again (default: the last one that ran before the running one)."""
+    rec = records.load(name)
+    if rec is None:
+        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    target = versions_mod.rollback_target(name, rec.running_version, to)
+    progress(f"rolling back {name} to version {target.number} ({target.origin})")
+    return deploy(target.spec, progress, package_uri=target.package_uri, origin=f"rollback to {target.number}")
+
+
+def remove_everything(
+    rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
+) -> int:
+    """Nodes first (no GCS may be alive), then the store namespace, then the records."""
+    prov = provider_for(crec, rec)
+    ingress.stop(rec)  # stop taking requests first
+    for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
+        prov.remove(node)
+    if prov.mode == "netns" and netns.available():
+        for ns in prov.leftover_namespaces(rec.name, keep=set()):
+            prov.remove_namespace(ns)
+    removed = 0
+    if delete_keys and rec.gcs_ft and rec.namespace:
+        try:
+            spec = ServiceSpec.model_validate(rec.spec)
+            admin = cloud.store_address(crec) if rec.storage_source == "cloud" and crec else None
+            client = storage.connect(admin or store_address(rec, spec))
+            removed = storage.delete_namespace(client, rec.namespace)
+            client.close()
+            progress(f"deleted {removed} key(s) of store namespace {rec.namespace}")
+        except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
+            progress(f"could not delete store namespace {rec.namespace}: {type(exc).__name__}")
+    try:
+        delete_store_user(rec, crec)
+    except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
+        progress(f"could not delete store user {rec.store_user}: {type(exc).__name__}")
+    shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
+    records.remove(rec.name)
+    return removed
+
+
+def terminate(name: str, progress: Progress = _quiet) -> None:
+    """Always wins: whatever holds the service stops at its next safe point (a head being
+    started is fenced with everything else); returns once nothing of the service is left."""
+    if records.load(name) is None:
+        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    records.request_terminate(name)
+    if records.is_locked(name):
+        progress(f"preempting {records.holder(name)} of {name}")
+    with records.locked_waiting(name, "terminate", TERMINATE_WAIT_S) as had_lock:
+        if not had_lock:
+            progress(f"{records.holder(name)} did not stop within {TERMINATE_WAIT_S:.0f} s; terminating anyway")
+        rec = records.load(name)
+        if rec is not None:
+            set_state(rec, states.State.TERMINATING, "terminate requested")
+            progress(f"stopping {len(rec.nodes)} node(s) of {name}")
+            remove_everything(rec, cloud.load(), progress, delete_keys=True)
+            _sweep(rec, progress)
+    shutil.rmtree(paths.service_dir(name), ignore_errors=True)
+
+
+def _sweep(rec: ServiceRecord, progress: Progress) -> None:
+    """A process of the service that no record named (started by a preempted repair just
+    as terminate read the record) is found by the cluster's marker and killed too."""
+    left = procs.pids_with_marker(rec.cluster_id + "/")
+    if left:
+        progress(f"killing {len(left)} unrecorded process(es) of {rec.name}")
+        procs.kill_pids(left)
+
+
+def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
+    """Block until the service's head is back and nothing holds it (or ``deadline``)."""
+    while time.monotonic() < deadline:
+        rec = records.load(name)
+        if rec is None or (recovering_since(rec) is None and not records.is_locked(name)):
+            return
+        time.sleep(poll_s)
+
+
+def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
+    """The service's spec with one worker group resized."""
+    data = dict(rec.spec)
+    groups = [dict(g) for g in data["compute_config"]["worker_nodes"]]
+    match = [g for g in groups if g["name"] == group]
+    if not match:
+        known = ", ".join(g["name"] for g in groups)
+        raise InputError(f"service {rec.name} has no worker group {group!r}; its groups: {known}")
+    match[0]["count"] = count
+    data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
+    try:
+        return parse_spec(data, f"scale of {rec.name}")
+    except SpecError as exc:
+        raise InputError(f"cannot scale {rec.name}: " + "; ".join(exc.problems)) from None

@@ -1,0 +1,147 @@
+"""What each step of a reconcile plan does (``plan.StepKind``), on a live cluster.
+
+The plan decides; these act. Each step is one event on the timeline and ends at a state
+the next observation can read (a node record written before its process starts, a
+config digest on every node), so a step cut short by a crash or by terminate is simply
+planned again. The rolling worker step keeps serving: its successor joins first, the
+ingress drains the old node, and only then is it removed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import ingress, placement, plan, records, repair, serve
+from .records import NodeRecord, ServiceRecord
+from .service import (
+    APPS_RUNNING_TIMEOUT_S,
+    PROXIES_HEALTHY_TIMEOUT_S,
+    PlacementError,
+    Progress,
+    Provider,
+    note_node_ids,
+    record_event,
+    start_worker,
+    wait_nodes,
+)
+from .spec import ServiceSpec
+
+
+def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desired:
+    cc = spec.compute_config
+    return plan.Desired(
+        version=version,
+        workers=plan.desired_workers(cc.worker_nodes, spec.env_vars),
+        head_config=plan.node_config(cc.head_node.resources, spec.env_vars),
+        apps=plan.digest(serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)),
+    )
+
+
+def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
+    nodes = tuple(plan.NodeView(n.name, n.role, n.group, prov.alive(n), n.config) for n in rec.nodes)
+    head = rec.head
+    return plan.Observed(
+        state=rec.state,  # type: ignore[arg-type]
+        nodes=nodes,
+        head_alive=bool(head and prov.alive(head)),
+        ingress_up=rec.ingress is None or ingress.alive(rec.ingress),
+        apps=rec.apps_digest,
+        terminate_requested=records.terminate_requested(rec.name),
+    )
+
+
+def _plan_node(rec: ServiceRecord, prov: Provider, name: str, group: str) -> NodeRecord:
+    with records.allocation_lock():
+        ip, ports = prov.plan_worker({n.ip for n in [*rec.nodes, *rec.retired]})
+        return prov.new_node(rec, name, "worker", ip, ports, group=group)
+
+
+def add_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
+    assert step.node and step.group
+    node = _plan_node(rec, prov, step.node, step.group)
+    rec.nodes.append(node)
+    records.save(rec)  # write-ahead
+    progress(f"starting worker {node.name} at {node.ip}")
+    start_worker(rec, spec, prov, node)
+    records.save(rec)
+    note_node_ids(rec, wait_nodes(rec, prov, len(rec.nodes), spec))
+    ingress.sync_backends(rec, spec)
+    records.save(rec)
+
+
+def remove_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
+    old = next(w for w in rec.workers if w.name == step.node)
+    ingress.drain(rec, ingress.backends_of(rec, [old]))
+    time.sleep(ingress.DRAIN_S)
+    progress(f"removing worker {old.name}")
+    prov.remove(old)
+    rec.nodes.remove(old)
+    ingress.sync_backends(rec, spec)
+    records.save(rec)
+
+
+def roll_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
+    """Replace a live worker by one with the new settings, losing no request: the successor
+    (same name, new host) joins first; then the ingress stops sending to the old one, it
+    is removed, and Serve places its replicas on the successor."""
+    assert step.node and step.group
+    t0 = time.time()
+    old = next(w for w in rec.workers if w.name == step.node)
+    new = _plan_node(rec, prov, old.name, step.group)
+    rec.nodes = [new if n is old else n for n in rec.nodes]
+    rec.retired.append(old)  # still serving until the successor has joined
+    records.save(rec)
+    progress(f"rolling worker {old.name}: successor at {new.ip}")
+    start_worker(rec, spec, prov, new)
+    records.save(rec)
+    dead_ids = {old.node_id} if old.node_id else set()
+    repair.wait_joined(rec, prov, [new], dead_ids)
+    ingress.sync_backends(rec, spec)  # the successor in (once healthy), the old one to maintenance
+    records.save(rec)
+    time.sleep(ingress.DRAIN_S)
+    prov.remove(old)
+    rec.retired = [n for n in rec.retired if n is not old]
+    records.save(rec)
+    repair.wait_replicas(rec, dead_ids)
+    record_event(rec, "worker_rolled", f"worker {old.name} replaced by {new.ip} with its new settings",
+                 node=old.name, elapsed_s=round(time.time() - t0, 2))  # fmt: skip
+    records.save(rec)
+
+
+def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[str, Any]]]) -> list[NodeRecord]:
+    """The workers that run at least one replica (by Ray node id; by all when ids are unknown)."""
+    ids = {nid for deps in placed.values() for d in deps.values() for nid in d.get("node_ids", [])}
+    return [w for w in rec.workers if w.node_id is None or w.node_id in ids]
+
+
+def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
+    """Serve's own rolling update of the applications; then every proxy that should serve."""
+    config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
+    progress(f"deploying {len(spec.applications)} application(s)")
+    serve.put_applications(rec.head_api, config)
+    names = [a.name for a in spec.applications]
+
+    def on_progress(statuses: dict[str, str]) -> None:
+        progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()))
+        records.check_cancelled(rec.name)
+
+    serve.wait_running(rec.head_api, names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress)
+    placed = serve.replicas(serve.get_applications(rec.head_api))
+    hosting = workers_with_replicas(rec, placed)
+    for w in rec.workers:
+        if w not in hosting:
+            # Serve (proxy_location EveryNode) runs a proxy only where a replica runs: none to
+            # wait for; the ingress keeps the backend DOWN until a replica lands there.
+            progress(f"warning: worker {w.name} holds no replica, so Serve runs no proxy there (no traffic)")
+    idle = serve.wait_proxies([rec.proxy_url(w) for w in hosting], PROXIES_HEALTHY_TIMEOUT_S)
+    for url in idle:
+        progress(f"warning: the proxy at {url} serves no replica (it answers 503 on /-/healthz)")
+    progress(f"the proxies of {len(hosting) - len(idle)} worker(s) are healthy")
+    rec.apps_digest = plan.digest(config)
+    head_id = rec.head.node_id if rec.head else None
+    problems = placement.observed_problems(placed, head_id)
+    if problems and strict:
+        raise PlacementError("refused (--strict): " + "; ".join(problems))
+    for p in problems:
+        progress(f"warning: {p}")

@@ -1,0 +1,91 @@
+"""A service's status as seen now, for the CLI, the API and the metrics: pure reads, no
+secrets, never failing on one probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import cloud, ingress, serve, store_usage, store_watch
+from .records import ServiceRecord
+from .service import provider_for, store_address
+from .spec import ServiceSpec
+
+
+def _usage(rec: ServiceRecord) -> dict[str, Any]:
+    try:
+        addr = store_address(rec, ServiceSpec.model_validate(rec.spec))
+    except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+        return {"error": type(exc).__name__}
+    return store_usage.service_usage(rec, addr)
+
+
+def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
+    names = {n.node_id: n.name for n in rec.nodes if n.node_id}
+    return sorted(names.get(i, i[:8]) for i in node_ids)
+
+
+def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
+    """Where the service's GCS lives, what it takes there, and its store's alert."""
+    if not rec.gcs_ft:
+        return {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"}
+    return {
+        "enabled": True,
+        "source": rec.storage_source,
+        "address": rec.storage_masked,
+        "namespace": rec.namespace,
+        "user": rec.store_user,
+        "usage": _usage(rec),
+        "alert": store_watch.alert_of(store_watch.store_key(rec)),
+    }
+
+
+def observe(rec: ServiceRecord) -> dict[str, Any]:
+    """Status as seen now (no secrets): nodes, applications, storage."""
+    prov = provider_for(cloud.load(), rec)
+    nodes = []
+    for n in rec.nodes:
+        nodes.append(
+            {
+                "name": n.name,
+                "role": n.role,
+                "group": n.group,
+                "ip": n.ip,
+                "netns": n.netns,
+                "alive": prov.alive(n),
+            }
+        )
+    head_alive = bool(rec.head and prov.alive(rec.head))
+    details = serve.get_applications(rec.head_api) if head_alive else None
+    placed = serve.replicas(details)
+    apps = [
+        {
+            "name": a["name"],
+            "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
+            "route_prefix": a.get("route_prefix"),
+            "replicas": {
+                dep: {**d, "nodes": _node_names(rec, d["node_ids"])} for dep, d in placed.get(a["name"], {}).items()
+            },
+        }
+        for a in rec.spec.get("applications", [])
+    ]
+    state, reason = rec.state, rec.reason
+    if state == "RUNNING" and not head_alive:
+        state, reason = "UNHEALTHY", "head node is down"
+    elif state == "RUNNING" and not all(n["alive"] for n in nodes):
+        reason = "a worker node is down"
+    return {
+        "name": rec.name,
+        "state": state,
+        "reason": reason,
+        "mode": rec.mode,
+        "gcs_fault_tolerance": rec.gcs_ft,
+        "nodes": nodes,
+        "applications": apps,
+        "storage": observe_storage(rec),
+        "dashboard_url": rec.dashboard_url,
+        "endpoint": rec.endpoint,
+        "token_required": bool(rec.spec.get("query_auth_token_enabled", True)),
+        "desired_version": rec.desired_version,
+        "running_version": rec.running_version,
+        "ingress": ingress.stats(rec.ingress),
+    }
