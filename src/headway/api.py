@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import (
     changes,
     cloud,
+    daemon_info,
     db,
     errors,
+    ingress,
     metrics,
     operations,
     records,
@@ -141,9 +143,7 @@ def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
 
 
 def _status(rec: ServiceRecord) -> dict[str, Any]:
-    from . import controller
-
-    return views.observe(rec) | {"controller_pid": controller.running_pid()}
+    return views.observe(rec) | {"controller_pid": daemon_info.running_pid()}
 
 
 def create_app(ops: Operations | None = None) -> FastAPI:
@@ -300,8 +300,6 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         rec = _record(name)
         if not rec.spec.get("query_auth_token_enabled", True):
             raise HTTPException(422, f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
-        from . import ingress
-
         return {"token": ingress.token(name)}
 
     # -- storage ----------------------------------------------------------------------

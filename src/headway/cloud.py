@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from . import binaries, netns, paths, procs, storage, store_tls
 from .errors import Failed
 from .ssh import SshCloud
+from .ssh_provider import SshProvider
 
 __all__ = [
     "CloudError",
@@ -306,8 +307,6 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
         bind = ["127.0.0.1"]
         subnet = bridge_ip = None
         if ssh_config is not None:
-            from .ssh_provider import SshProvider
-
             SshProvider(ssh_config).check_ready()
             bind.append(ssh_config.store_address)
         if mode == "netns":

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import (
     api,
@@ -45,6 +44,7 @@ from . import (
     store_watch,
     watchdog,
 )
+from .daemon_info import _live_info, _lockfile, _pidfile, api_url, logfile, running_pid  # noqa: F401 - the CLI's
 from .errors import Cancelled
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state, store_user_password
@@ -57,33 +57,6 @@ log = logging.getLogger("headway.controller")
 IDLE_EXIT_S = 15.0
 #: How often the stores' memory use is read for the 80% alert.
 STORE_CHECK_PERIOD_S = 5.0
-
-
-def _pidfile() -> Path:
-    return paths.home() / "controller.json"
-
-
-def _lockfile() -> Path:
-    return paths.home() / "controller.lock"
-
-
-def logfile() -> Path:
-    return paths.home() / "controller.log"
-
-
-def _live_info() -> dict | None:
-    """The PID file of this state dir's controller, if that process still runs."""
-    try:
-        info = json.loads(_pidfile().read_text())
-    except (OSError, ValueError):
-        return None
-    return info if procs.same_process(info.get("pid"), info.get("started")) else None
-
-
-def running_pid() -> int | None:
-    """The PID of this state dir's controller, if one runs."""
-    info = _live_info()
-    return info["pid"] if info else None
 
 
 def start_daemon(timeout_s: float = 10.0) -> int:
@@ -351,12 +324,6 @@ def _serve_api(sock: socket.socket, ops: operations.Operations) -> None:
                             ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)  # fmt: skip
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True).start()
-
-
-def api_url() -> str | None:
-    """Where this state dir's control plane serves its API, if one runs."""
-    info = _live_info()
-    return info.get("api") if info else None
 
 
 def run_forever(failure_threshold: int, period_s: float) -> None:

@@ -18,6 +18,7 @@ import paramiko
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from . import paths
 from .errors import Failed, InputError
 
 CONNECT_TIMEOUT_S = 2.0
@@ -122,8 +123,6 @@ def load_cloud_config(path: str) -> SshCloud:
 # -- host keys -------------------------------------------------------------------------
 def pinned_keys_file() -> Path:
     """Keys headway pinned itself (host_key_policy: pin_new), 0600 in the cloud's folder."""
-    from . import paths
-
     return paths.cloud_dir() / "known_hosts"
 
 
@@ -132,8 +131,6 @@ class _PinNew(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
-        from . import paths
-
         f = pinned_keys_file()
         keys = paramiko.HostKeys(str(f)) if f.exists() else paramiko.HostKeys()
         keys.add(hostname, key.get_name(), key)

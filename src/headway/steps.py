@@ -119,6 +119,8 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
     """Serve's own rolling update of the applications; then every proxy that should serve."""
     config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
     progress(f"deploying {len(spec.applications)} application(s)")
+    rec.apps_digest = None  # unknown until Serve runs it: a failed config is applied again on rollback
+    records.save(rec)
     serve.put_applications(rec.head_api, config)
     names = [a.name for a in spec.applications]
 

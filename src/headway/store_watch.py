@@ -20,6 +20,7 @@ import httpx
 
 from . import cloud, paths, records, storage, store_fitness
 from .records import ServiceRecord
+from .service import resolve_spec_storage
 from .spec import ServiceSpec
 
 log = logging.getLogger("headway.store_watch")
@@ -55,7 +56,6 @@ def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress 
     if key == "cloud":
         crec = cloud.load()
         return cloud.store_address(crec) if crec else None
-    from .service import resolve_spec_storage  # the service layer resolves a spec's secrets
 
     for rec in recs:
         if store_key(rec) == key:
