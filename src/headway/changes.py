@@ -265,13 +265,25 @@ def _update(
             f"service {rec.name}: ray_gcs_external_storage_config cannot change in place (nothing was changed); "
             "terminate the service and deploy it again to move its GCS"
         )
-    old_version, old_package = rec.running_version, rec.working_dir_uri
     version = versions_mod.create(rec.name, spec, _package(rec, spec, package_uri), origin)
     progress(f"updating service {rec.name} to version {version.number}")
     rec.desired_version = version.number
     set_state(rec, states.State.UPDATING, f"version {version.number}: {origin}")
+    return _to_version(rec, version, old, crec, progress, strict)
+
+
+def _to_version(
+    rec: ServiceRecord,
+    version: versions_mod.Version,
+    old: ServiceSpec,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+) -> ServiceRecord:
+    """Converge to ``version``; on failure back to the version that ran before (``old``)."""
+    old_version, old_package = rec.running_version, rec.working_dir_uri
     try:
-        converge(rec, spec, version.number, crec, progress, strict, version.package_uri)
+        converge(rec, version.spec, version.number, crec, progress, strict, version.package_uri)
     except (Cancelled, HeadRecovering) as exc:
         versions_mod.set_outcome(rec.name, version.number, "interrupted", str(exc))
         raise
@@ -283,6 +295,26 @@ def _update(
     set_state(rec, states.State.RUNNING, f"version {version.number} applied")
     uploads.prune_packages(rec.name, versions_mod.packages_in_use(rec.name) | {rec.working_dir_uri or ""})
     return rec
+
+
+def resume(rec: ServiceRecord, progress: Progress = _quiet) -> ServiceRecord | None:
+    """Finish a change the controller found unfinished — the head died during it, or the
+    process carrying it out did: converge to the desired version, the same steps a deploy
+    takes, rolling back to the running version if it fails."""
+    with records.locked(rec.name, "a resumed update"):
+        rec = records.load(rec.name)
+        crec = cloud.load()
+        if rec is None or rec.desired_version is None or crec is None:
+            return None
+        version = versions_mod.get(rec.name, rec.desired_version)
+        running = rec.running_version
+        old = versions_mod.get(rec.name, running).spec if running and running != version.number else version.spec
+        set_state(rec, states.State.UPDATING, f"version {version.number}: resumed (it was left unfinished)")
+        try:
+            return _to_version(rec, version, old, crec, progress, strict=False)
+        except UpdateRolledBack as exc:
+            progress(str(exc))
+            return records.load(rec.name)
 
 
 def _roll_back(
@@ -411,6 +443,8 @@ def remove_everything(
     except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
         progress(f"could not delete store user {rec.store_user}: {type(exc).__name__}")
     shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
+    if rec.state == states.State.TERMINATING:
+        set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
     records.remove(rec.name)
     return removed
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from . import (
     api,
+    changes,
     cloud,
     ingress,
     operations,
@@ -102,6 +103,7 @@ _DOING = {
     watchdog.Action.RECOVER_HEAD: "a head replacement",
     watchdog.Action.RESTART_INGRESS: "an ingress restart",
     watchdog.Action.REPLACE_WORKERS: "a worker replacement",
+    watchdog.Action.CONVERGE: "a resumed update",
 }
 
 
@@ -145,6 +147,8 @@ class Controller:
             busy=records.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
             ingress_down=rec.ingress is not None and not ingress.alive(rec.ingress),
+            unconverged=rec.state == states.State.UPDATING
+            or (rec.desired_version is not None and rec.desired_version != rec.running_version),
         )
 
     def round(self) -> int:
@@ -174,8 +178,9 @@ class Controller:
             watchdog.Action.RESTART_INGRESS: self._restart_ingress,
             watchdog.Action.REPLACE_WORKERS: self._replace_workers,
             watchdog.Action.MARK_UNHEALTHY: lambda rec: self._mark_unhealthy(rec, why),
+            watchdog.Action.CONVERGE: self._converge,
         }
-        if action == watchdog.Action.RECOVER_HEAD:
+        if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE):
             w.last_attempt = time.time()
         what = _DOING.get(action, str(action))
         t = threading.Thread(target=self._holding, args=(name, what, repairs[action]), name=f"{action}:{name}",
@@ -228,6 +233,14 @@ class Controller:
             rec = records.load(rec.name) or rec
             record_event(rec, "worker_replacement_failed", str(exc)[:500])
             records.save(rec)
+
+    @staticmethod
+    def _converge(rec: ServiceRecord) -> None:
+        try:
+            changes.resume(rec, progress=lambda m: log.info("%s: %s", rec.name, m))
+            log.info("%s: the unfinished change is done", rec.name)
+        except Exception as exc:  # noqa: BLE001 - recorded on the timeline; retried after a backoff
+            log.warning("%s: finishing the change failed: %s", rec.name, exc)
 
     @staticmethod
     def _restart_ingress(rec: ServiceRecord) -> None:

@@ -25,6 +25,7 @@ from .service import (
     note_node_ids,
     provider_for,
     record_event,
+    recovering_since,
     set_state,
     start_head,
     start_worker,
@@ -46,7 +47,9 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     every live worker and every application is RUNNING. Raises DeployError on failure
     (the caller marks the service UNHEALTHY and retries later)."""
     if rec.state == states.State.HEAD_RECOVERING:
-        record_event(rec, "recovery_resumed", "a restarted controller resumes the head replacement")
+        lost_at = recovering_since(rec) or lost_at  # the loss it started from, not this controller's view
+        set_state(rec, states.State.HEAD_RECOVERING, "a restarted controller resumes the head replacement",
+                  lost_at=lost_at)  # fmt: skip
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
     t0 = time.time()

@@ -26,6 +26,7 @@ from . import (
     storage,
 )
 from .errors import Failed, InputError, RetryLater
+from .node_provider import NodeProvider
 from .provider import LocalProvider
 from .records import NodeRecord, ServiceRecord
 from .spec import ServiceSpec
@@ -99,7 +100,7 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     return addr
 
 
-Provider = LocalProvider | SshProvider
+Provider = NodeProvider  # the contract; LocalProvider and SshProvider implement it
 
 
 def provider_for(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = None) -> Provider:

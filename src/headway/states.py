@@ -28,8 +28,7 @@ S = State
 #: (from, to) -> the event that causes the transition.
 TRANSITIONS: dict[tuple[State, State], str] = {
     (S.STARTING, S.RUNNING): "every node joined and every application is RUNNING",
-    (S.STARTING, S.UNHEALTHY): "the first deploy failed (store, node start or application)",
-    (S.STARTING, S.TERMINATING): "terminate during the first deploy",
+    (S.STARTING, S.TERMINATING): "terminate during the first deploy (it preempts it)",
     (S.RUNNING, S.UPDATING): "a deploy of the same name (new spec)",
     (S.RUNNING, S.HEAD_RECOVERING): "the watchdog declared the head dead",
     (S.RUNNING, S.UNHEALTHY): "an observed fault the watchdog cannot repair",
@@ -38,12 +37,11 @@ TRANSITIONS: dict[tuple[State, State], str] = {
     (S.UPDATING, S.UNHEALTHY): "the update failed",
     (S.UPDATING, S.HEAD_RECOVERING): "the head died during the update",
     (S.UPDATING, S.TERMINATING): "terminate",
-    (S.UPDATING, S.UPDATING): "an update retried after an interrupted one",
+    (S.UPDATING, S.UPDATING): "the controller resumes an update left unfinished",
     (S.HEAD_RECOVERING, S.RUNNING): "new head up, workers re-registered, applications RUNNING",
     (S.HEAD_RECOVERING, S.UNHEALTHY): "head replacement failed",
     (S.HEAD_RECOVERING, S.TERMINATING): "terminate",
     (S.HEAD_RECOVERING, S.HEAD_RECOVERING): "a restarted controller resumes an interrupted recovery",
-    (S.UNHEALTHY, S.RUNNING): "the fault cleared (observed healthy again)",
     (S.UNHEALTHY, S.HEAD_RECOVERING): "a new attempt to replace the head",
     (S.UNHEALTHY, S.UPDATING): "a deploy of the same name",
     (S.UNHEALTHY, S.TERMINATING): "terminate",

@@ -76,6 +76,7 @@ class ServiceView:
     busy: bool = False  # another command holds the service (deploy, update, terminate)
     since_last_attempt_s: float | None = None  # since this controller last tried a recovery
     ingress_down: bool = False  # the service's HAProxy process is gone
+    unconverged: bool = False  # a change left unfinished: desired version != running, or UPDATING
 
 
 class Action(StrEnum):
@@ -83,6 +84,7 @@ class Action(StrEnum):
     RESTART_INGRESS = "restart_ingress"
     RECOVER_HEAD = "recover_head"
     REPLACE_WORKERS = "replace_workers"
+    CONVERGE = "converge"  # finish an interrupted change (the same steps a deploy takes)
     MARK_UNHEALTHY = "mark_unhealthy"
 
 
@@ -118,4 +120,8 @@ def decide(view: ServiceView) -> tuple[Action, str]:
         return Action.RECOVER_HEAD, "head is down"
     if view.head == Verdict.OK and view.dead_workers and view.state == "RUNNING":
         return Action.REPLACE_WORKERS, "worker(s) down: " + ", ".join(view.dead_workers)
+    if view.head == Verdict.OK and view.unconverged and view.state in ("RUNNING", "UPDATING"):
+        if view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S:
+            return Action.NONE, "the last attempt to finish the change was just now; waiting"
+        return Action.CONVERGE, "a change was left unfinished (the head died during it, or a controller restarted)"
     return Action.NONE, "healthy" if view.head == Verdict.OK else "head suspect"

@@ -61,3 +61,21 @@ def test_pure_modules_do_no_io():
         ours, theirs = _imports(SRC / f"{m}.py", everywhere=True)
         assert ours <= PURE, (m, ours - PURE)
         assert not theirs & IO_LIBS, (m, theirs & IO_LIBS)
+
+
+def test_both_providers_implement_the_node_provider_contract():
+    import inspect
+
+    from headway.node_provider import NodeProvider
+    from headway.provider import LocalProvider
+    from headway.ssh_provider import SshProvider
+
+    members = {n for n in dir(NodeProvider) if not n.startswith("_")} | {"mode"}
+    for cls in (LocalProvider, SshProvider):
+        for name in sorted(members - {"mode"}):
+            assert hasattr(cls, name), (cls.__name__, name)
+            ours, theirs = getattr(NodeProvider, name), getattr(cls, name)
+            if callable(ours) and callable(theirs):
+                want = list(inspect.signature(ours).parameters)
+                got = list(inspect.signature(theirs).parameters)
+                assert got[: len(want)] == want, (cls.__name__, name, got, want)

@@ -46,3 +46,16 @@ def test_event_records_target_and_details():
     e = states.transition_event("RUNNING", "HEAD_RECOVERING", "head lost", missed_probes=3)
     assert e.state == "HEAD_RECOVERING" and e.kind == "state"
     assert e.details == {"missed_probes": 3} and e.at > 0
+
+
+def test_the_code_sets_every_state_the_table_leads_to():
+    """Every target of an edge is set by some ``set_state`` call in the code (and nothing
+    else is): an edge nobody can take is removed from the table, not kept as a wish."""
+    import re
+    from pathlib import Path
+
+    src = Path(states.__file__).parent
+    targets = set()
+    for f in src.glob("*.py"):
+        targets |= set(re.findall(r"set_state\(\s*rec,\s*states\.State\.([A-Z_]+)", f.read_text()))
+    assert targets == {b.value for _, b in states.TRANSITIONS}

@@ -90,3 +90,18 @@ def test_without_gcs_ft_a_dead_head_means_a_lost_service():
 @pytest.mark.parametrize("state", ["STARTING", "TERMINATING", "TERMINATED"])
 def test_states_outside_the_watch(state):
     assert decide(view(state=state, head=Verdict.DEAD))[0] == Action.NONE
+
+
+def test_an_unfinished_change_is_finished_once_the_head_is_back():
+    view = ServiceView(state="RUNNING", gcs_ft=True, head=Verdict.OK, unconverged=True)
+    assert decide(view)[0] == Action.CONVERGE
+    assert decide(ServiceView(state="UPDATING", gcs_ft=True, head=Verdict.DEAD, unconverged=True))[0] == (
+        Action.RECOVER_HEAD
+    )
+    assert decide(ServiceView(state="UPDATING", gcs_ft=True, head=Verdict.OK, unconverged=True, busy=True))[0] == (
+        Action.NONE
+    )
+    recent = ServiceView(state="RUNNING", gcs_ft=True, head=Verdict.OK, unconverged=True, since_last_attempt_s=2)
+    assert decide(recent)[0] == Action.NONE
+    dead_worker = ServiceView(state="RUNNING", gcs_ft=True, head=Verdict.OK, unconverged=True, dead_workers=("w-1",))
+    assert decide(dead_worker)[0] == Action.REPLACE_WORKERS  # repairs first
