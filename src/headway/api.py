@@ -298,7 +298,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     @app.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:
         rec = _record(name)
-        if not rec.spec.get("query_auth_token_enabled", True):
+        if not rec.spec.query_auth_token_enabled:
             raise HTTPException(422, f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
         return {"token": ingress.token(name)}
 

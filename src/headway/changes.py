@@ -200,7 +200,7 @@ def _create(
             storage_source=resolved.source if resolved else None,  # type: ignore[arg-type]
             storage_masked=resolved.address.masked() if resolved else None,
             namespace=namespace,
-            spec=spec.model_dump(mode="json", by_alias=False),
+            spec=spec,
             head_ip=head_ip,
             gcs_port=head_ports["gcs"],
             dashboard_port=head_ports["dashboard"],
@@ -259,7 +259,7 @@ def _update(
     package_uri: str | None,
     origin: str,
 ) -> ServiceRecord:
-    old = ServiceSpec.model_validate(rec.spec)
+    old = rec.spec
     if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
         raise InputError(
             f"service {rec.name}: ray_gcs_external_storage_config cannot change in place (nothing was changed); "
@@ -360,7 +360,7 @@ def converge(
 ) -> None:
     """Observe, plan, do the first step; again until the plan is empty."""
     prov = provider_for(crec)
-    rec.spec = spec.model_dump(mode="json", by_alias=False)
+    rec.spec = spec
     rec.working_dir_uri = _package(rec, spec, package_uri)
     records.save(rec)
     ship_package(rec, prov, rec.nodes)
@@ -430,7 +430,7 @@ def remove_everything(
     removed = 0
     if delete_keys and rec.gcs_ft and rec.namespace:
         try:
-            spec = ServiceSpec.model_validate(rec.spec)
+            spec = rec.spec
             admin = cloud.store_address(crec) if rec.storage_source == "cloud" and crec else None
             client = storage.connect(admin or store_address(rec, spec))
             removed = storage.delete_namespace(client, rec.namespace)
@@ -489,7 +489,7 @@ def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
 
 def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
     """The service's spec with one worker group resized."""
-    data = dict(rec.spec)
+    data = rec.spec.model_dump(mode="json", by_alias=False)
     groups = [dict(g) for g in data["compute_config"]["worker_nodes"]]
     match = [g for g in groups if g["name"] == group]
     if not match:

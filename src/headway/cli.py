@@ -410,7 +410,7 @@ def token(name: str) -> None:
     rec = records.load(name)
     if rec is None:
         _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    if not rec.spec.get("query_auth_token_enabled", True):
+    if not rec.spec.query_auth_token_enabled:
         _fail(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token", 2)
     value = ingress.token(name)
     if value is None:

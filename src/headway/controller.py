@@ -49,7 +49,6 @@ from .daemon_info import _live_info, _lockfile, _pidfile, api_url, logfile, runn
 from .errors import Cancelled
 from .records import ServiceRecord
 from .service import provider_for, record_event, set_state, store_user_password
-from .spec import ServiceSpec
 
 log = logging.getLogger("headway.controller")
 
@@ -247,7 +246,7 @@ class Controller:
         if rec.ingress is None or ingress.alive(rec.ingress):
             return
         try:
-            ingress.start(rec, ServiceSpec.model_validate(rec.spec))
+            ingress.start(rec, rec.spec)
             record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
             log.info("%s: ingress restarted", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again

@@ -142,7 +142,7 @@ def rollback(name: str, to: int | None):
     def work(op: Operation) -> dict[str, Any]:
         rec = changes.rollback(name, to, op.progress)
         return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
-                "token_required": bool(rec.spec.get("query_auth_token_enabled", True))}  # fmt: skip
+                "token_required": rec.spec.query_auth_token_enabled}  # fmt: skip
 
     return work
 

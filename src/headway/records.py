@@ -12,14 +12,15 @@ import fcntl
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from . import db, paths
 from .errors import Busy, Cancelled
 from .serve import HeadApi
-from .states import Event
+from .spec import ServiceSpec
+from .states import Event, State
 
 
 class NodeRecord(BaseModel):
@@ -63,14 +64,14 @@ class ServiceRecord(BaseModel):
     name: str
     cluster_id: str
     mode: str
-    state: str = "STARTING"
+    state: State = State.STARTING
     reason: str = ""
     gcs_ft: bool = True
     storage_source: Literal["cloud", "spec"] | None = None
     storage_masked: str | None = None
     namespace: str | None = None
     store_user: str | None = None  # this service's own ACL user on the managed store
-    spec: dict[str, Any]
+    spec: ServiceSpec  # the desired version's spec (typed: validated once, when it was accepted)
     head_ip: str
     gcs_port: int
     dashboard_port: int

@@ -53,7 +53,7 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
     t0 = time.time()
-    _new_head(rec, ServiceSpec.model_validate(rec.spec), lost_at, progress)
+    _new_head(rec, rec.spec, lost_at, progress)
     set_state(
         rec,
         states.State.RUNNING,
@@ -127,7 +127,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
         # Lost while the head was down: nothing could re-place their replicas until now.
         replace_workers(rec, dead, progress)
 
-    names = [a["name"] for a in rec.spec.get("applications", [])]
+    names = [a.name for a in rec.spec.applications]
     serve.wait_running(rec.head_api, names, timeout_s=APPS_RUNNING_TIMEOUT_S)
     placed = serve.replicas(serve.get_applications(rec.head_api))
     step(
@@ -171,7 +171,7 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
 
 def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _quiet) -> ServiceRecord:
     """Replace dead workers with new hosts of the same group; wait for full replica counts."""
-    spec = ServiceSpec.model_validate(rec.spec)
+    spec = rec.spec
     prov = provider_for(cloud.load(), rec)
     t0 = time.time()
     started: list[NodeRecord] = []
@@ -212,7 +212,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
 def _await_replacements(
     rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str], t0: float
 ) -> None:
-    spec = ServiceSpec.model_validate(rec.spec)
+    spec = rec.spec
     wait_joined(rec, prov, started, dead_ids)
     ingress.sync_backends(rec, spec)  # the new host's proxy is let in by its health checks
     records.save(rec)

@@ -44,11 +44,11 @@ class DeployError(Failed):
     """A deploy or update that could not be done; the message says what to do."""
 
 
-class PlacementError(DeployError, InputError):
+class PlacementError(InputError, DeployError):
     """--strict: the replicas could not serve without the head (see ``placement``)."""
 
 
-class HeadRecovering(DeployError, RetryLater):
+class HeadRecovering(RetryLater, DeployError):
     """The service's head is down or being replaced: changes wait until it is back."""
 
 
@@ -60,7 +60,7 @@ def set_state(rec: ServiceRecord, target: states.State, message: str = "", **det
     """The only place a service changes state: validated against the table, recorded, saved."""
     event = states.transition_event(rec.state, target, message, **details)
     rec.events.append(event)
-    rec.state = str(target)
+    rec.state = states.State(target)
     rec.reason = message if target == states.State.UNHEALTHY else ""
     records.save(rec)
 

@@ -29,11 +29,11 @@ class SshError(Failed):
     pass
 
 
-class HostKeyError(SshError, InputError):
+class HostKeyError(InputError, SshError):
     """A host's SSH key is unknown or changed: nothing runs there."""
 
 
-class HostsNotReady(SshError, InputError):
+class HostsNotReady(InputError, SshError):
     """A host is down or its bootstrap venv differs from headway's: nothing is started."""
 
 

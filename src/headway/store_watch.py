@@ -21,7 +21,6 @@ import httpx
 from . import cloud, paths, records, storage, store_fitness
 from .records import ServiceRecord
 from .service import resolve_spec_storage
-from .spec import ServiceSpec
 
 log = logging.getLogger("headway.store_watch")
 
@@ -59,7 +58,7 @@ def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress 
 
     for rec in recs:
         if store_key(rec) == key:
-            return resolve_spec_storage(ServiceSpec.model_validate(rec.spec))
+            return resolve_spec_storage(rec.spec)
     return None
 
 

@@ -8,12 +8,11 @@ from typing import Any
 from . import cloud, ingress, serve, store_usage, store_watch
 from .records import ServiceRecord
 from .service import provider_for, store_address
-from .spec import ServiceSpec
 
 
 def _usage(rec: ServiceRecord) -> dict[str, Any]:
     try:
-        addr = store_address(rec, ServiceSpec.model_validate(rec.spec))
+        addr = store_address(rec, rec.spec)
     except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
         return {"error": type(exc).__name__}
     return store_usage.service_usage(rec, addr)
@@ -66,7 +65,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
                 dep: {**d, "nodes": _node_names(rec, d["node_ids"])} for dep, d in placed.get(a["name"], {}).items()
             },
         }
-        for a in rec.spec.get("applications", [])
+        for a in rec.spec.model_dump(mode="json")["applications"]
     ]
     state, reason = rec.state, rec.reason
     if state == "RUNNING" and not head_alive:
@@ -84,7 +83,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "storage": observe_storage(rec),
         "dashboard_url": rec.dashboard_url,
         "endpoint": rec.endpoint,
-        "token_required": bool(rec.spec.get("query_auth_token_enabled", True)),
+        "token_required": rec.spec.query_auth_token_enabled,
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
         "ingress": ingress.stats(rec.ingress),

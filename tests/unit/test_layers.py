@@ -79,3 +79,25 @@ def test_both_providers_implement_the_node_provider_contract():
                 want = list(inspect.signature(ours).parameters)
                 got = list(inspect.signature(theirs).parameters)
                 assert got[: len(want)] == want, (cls.__name__, name, got, want)
+
+
+def test_exit_codes_and_http_statuses_come_from_the_error_type():
+    from headway import errors, records, service, ssh, storage, uploads
+    from headway.spec import SpecError
+
+    cases = [
+        (service.PlacementError("x"), 2, 422),
+        (service.HeadRecovering("x"), 3, 409),
+        (records.Busy("x"), 3, 409),
+        (service.DeployError("x"), 1, 503),
+        (storage.StoreError("x"), 2, 422),
+        (ssh.HostKeyError("x"), 2, 422),
+        (ssh.HostsNotReady("x"), 2, 422),
+        (ssh.SshError("x"), 1, 503),
+        (SpecError("s", ["p"]), 2, 422),
+        (uploads.UploadError("x"), 2, 422),
+        (errors.Cancelled("x"), 1, 503),
+        (KeyError("x"), 1, 500),
+    ]
+    for exc, code, status in cases:
+        assert (errors.exit_code_of(exc), errors.http_status_of(exc)) == (code, status), type(exc).__name__
