@@ -15,24 +15,19 @@ terminate removes nodes first and only then the store namespace.
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
-from collections.abc import Callable
 
 from . import (
     cloud,
     ingress,
-    netns,
-    paths,
     placement,
     plan,
-    procs,
     records,
-    repair,
     states,
     steps,
     storage,
     store_fitness,
+    teardown,
     uploads,
 )
 from . import versions as versions_mod
@@ -45,7 +40,6 @@ from .service import (
     Progress,
     ResolvedStorage,
     create_store_user,
-    delete_store_user,
     note_node_ids,
     provider_for,
     record_event,
@@ -53,19 +47,13 @@ from .service import (
     refuse_while_recovering,
     resolve_spec_storage,
     set_state,
-    ship_package,
     start_head,
     start_worker,
-    store_address,
     wait_head,
     wait_nodes,
+    working_dir_uri,
 )
 from .spec import ServiceSpec, SpecError, parse_spec
-
-#: How long terminate waits for a preempted change or repair to reach a safe point.
-TERMINATE_WAIT_S = 30.0
-#: Steps one convergence may take (a loop that does not converge is a bug, not a wait).
-MAX_STEPS = 64
 
 
 class UpdateRolledBack(Failed):
@@ -74,19 +62,6 @@ class UpdateRolledBack(Failed):
 
 def _quiet(_: str) -> None:
     pass
-
-
-def _package(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
-    """The working_dir URI the nodes read: a remote URI as given, else the package the
-    caller uploaded (``uploads``), else (a scale) the one running now."""
-    if not spec.working_dir:
-        return None
-    if "://" in spec.working_dir:
-        return spec.working_dir
-    uri = package_uri or rec.working_dir_uri
-    if uri is None:
-        raise InputError(f"working_dir {spec.working_dir} was not uploaded; deploy with the CLI, which packages it")
-    return uri
 
 
 def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progress: Progress) -> None:
@@ -155,7 +130,7 @@ def deploy(
             if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
                 return _update(existing, spec, crec, progress, strict, package_uri or existing.working_dir_uri, origin)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
-            remove_everything(existing, crec, progress, delete_keys=True)
+            teardown.remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
         provider_for(crec).check_ready(progress)
         if resolved is None and spec.gcs_ft:
@@ -221,7 +196,7 @@ def _create(
             create_store_user(rec, crec)
             records.save(rec)
             progress(f"store user {rec.store_user}: keys of namespace {rec.namespace} only")
-        rec.working_dir_uri = _package(rec, spec, package_uri)
+        rec.working_dir_uri = working_dir_uri(rec, spec, package_uri)
         progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
         start_head(rec, spec, prov, head)
         records.save(rec)
@@ -246,7 +221,7 @@ def _create(
     except BaseException as exc:
         progress(f"deploy failed ({type(exc).__name__}); removing what was started")
         versions_mod.set_outcome(spec.name, version, "failed", str(exc))
-        remove_everything(rec, crec, progress, delete_keys=True)
+        teardown.remove_everything(rec, crec, progress, delete_keys=True)
         raise
 
 
@@ -265,7 +240,7 @@ def _update(
             f"service {rec.name}: ray_gcs_external_storage_config cannot change in place (nothing was changed); "
             "terminate the service and deploy it again to move its GCS"
         )
-    version = versions_mod.create(rec.name, spec, _package(rec, spec, package_uri), origin)
+    version = versions_mod.create(rec.name, spec, working_dir_uri(rec, spec, package_uri), origin)
     progress(f"updating service {rec.name} to version {version.number}")
     rec.desired_version = version.number
     set_state(rec, states.State.UPDATING, f"version {version.number}: {origin}")
@@ -283,7 +258,7 @@ def _to_version(
     """Converge to ``version``; on failure back to the version that ran before (``old``)."""
     old_version, old_package = rec.running_version, rec.working_dir_uri
     try:
-        converge(rec, version.spec, version.number, crec, progress, strict, version.package_uri)
+        steps.converge(rec, version.spec, version.number, crec, progress, strict, version.package_uri)
     except (Cancelled, HeadRecovering) as exc:
         versions_mod.set_outcome(rec.name, version.number, "interrupted", str(exc))
         raise
@@ -340,70 +315,13 @@ def _roll_back(
     rec.desired_version = version
     records.save(rec)
     try:
-        converge(rec, spec, version, crec, progress, False, package_uri)
+        steps.converge(rec, spec, version, crec, progress, False, package_uri)
     except Exception as exc:  # noqa: BLE001 - reported with the first failure
         set_state(rec, states.State.UNHEALTHY, f"{reason}; the rollback to version {version} failed too: {exc}"[:500])
         raise DeployError(f"{reason}\nthe rollback to version {version} failed too: {exc}") from None
     set_state(rec, states.State.RUNNING, f"rolled back to version {version}: {reason}"[:500],
               rolled_back_from=failed)  # fmt: skip
     raise UpdateRolledBack(f"{reason}\nrolled back to version {version}, which is RUNNING")
-
-
-def converge(
-    rec: ServiceRecord,
-    spec: ServiceSpec,
-    version: int,
-    crec: cloud.CloudRecord,
-    progress: Progress,
-    strict: bool,
-    package_uri: str | None,
-) -> None:
-    """Observe, plan, do the first step; again until the plan is empty."""
-    prov = provider_for(crec)
-    rec.spec = spec
-    rec.working_dir_uri = _package(rec, spec, package_uri)
-    records.save(rec)
-    ship_package(rec, prov, rec.nodes)
-    desired = steps.desired_of(version, spec, rec)
-    act: dict[plan.StepKind, Callable[[plan.Step], None]] = {
-        plan.StepKind.ADD_WORKER: lambda s: steps.add_worker(rec, spec, prov, s, progress),
-        plan.StepKind.REMOVE_WORKER: lambda s: steps.remove_worker(rec, spec, prov, s, progress),
-        plan.StepKind.ROLL_WORKER: lambda s: steps.roll_worker(rec, spec, prov, s, progress),
-        plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(rec, s, progress),
-        plan.StepKind.REPLACE_HEAD: lambda s: _replace_head(rec, spec, s, progress),
-        plan.StepKind.APPLY_APPS: lambda s: steps.apply_apps(rec, spec, progress, strict),
-        plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(rec, spec),
-    }
-    for _ in range(MAX_STEPS):
-        records.check_cancelled(rec.name)
-        todo = [s for s in plan.plan(desired, steps.observed_of(rec, prov)) if s.kind != plan.StepKind.MARK_RUNNING]
-        if not todo:
-            break
-        step = todo[0]
-        if step.kind == plan.StepKind.TERMINATE:
-            raise Cancelled(f"terminate of service {rec.name} preempted this change")
-        if step.kind == plan.StepKind.RECOVER_HEAD:
-            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
-                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
-        t0 = time.time()
-        progress(f"step: {step}")
-        act[step.kind](step)
-        record_event(rec, f"step_{step.kind}", str(step), elapsed_s=round(time.time() - t0, 2), version=version)
-        records.save(rec)
-    else:
-        raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")
-    how = ingress.apply_update(rec, spec)  # the ingress's own settings (token, timeouts)
-    records.save(rec)
-    said = {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
-    progress(f"ingress at {rec.endpoint}: {said}")
-
-
-def _replace_dead(rec: ServiceRecord, step: plan.Step, progress: Progress) -> None:
-    repair.replace_workers(rec, [step.node or ""], progress)
-
-
-def _replace_head(rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
-    repair.replace_head(rec, spec, step.reason, progress)
 
 
 def rollback(name: str, to: int | None, progress: Progress = _quiet) -> ServiceRecord:
@@ -414,68 +332,6 @@ def rollback(name: str, to: int | None, progress: Progress = _quiet) -> ServiceR
     target = versions_mod.rollback_target(name, rec.running_version, to)
     progress(f"rolling back {name} to version {target.number} ({target.origin})")
     return deploy(target.spec, progress, package_uri=target.package_uri, origin=f"rollback to {target.number}")
-
-
-def remove_everything(
-    rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
-) -> int:
-    """Nodes first (no GCS may be alive), then the store namespace, then the records."""
-    prov = provider_for(crec, rec)
-    ingress.stop(rec)  # stop taking requests first
-    for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
-        prov.remove(node)
-    if prov.mode == "netns" and netns.available():
-        for ns in prov.leftover_namespaces(rec.name, keep=set()):
-            prov.remove_namespace(ns)
-    removed = 0
-    if delete_keys and rec.gcs_ft and rec.namespace:
-        try:
-            spec = rec.spec
-            admin = cloud.store_address(crec) if rec.storage_source == "cloud" and crec else None
-            client = storage.connect(admin or store_address(rec, spec))
-            removed = storage.delete_namespace(client, rec.namespace)
-            client.close()
-            progress(f"deleted {removed} key(s) of store namespace {rec.namespace}")
-        except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
-            progress(f"could not delete store namespace {rec.namespace}: {type(exc).__name__}")
-    try:
-        delete_store_user(rec, crec)
-    except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
-        progress(f"could not delete store user {rec.store_user}: {type(exc).__name__}")
-    shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
-    if rec.state == states.State.TERMINATING:
-        set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
-    records.remove(rec.name)
-    return removed
-
-
-def terminate(name: str, progress: Progress = _quiet) -> None:
-    """Always wins: whatever holds the service stops at its next safe point (a head being
-    started is fenced with everything else); returns once nothing of the service is left."""
-    if records.load(name) is None:
-        raise InputError(f"no service named {name}; 'headway list' shows the services")
-    records.request_terminate(name)
-    if records.is_locked(name):
-        progress(f"preempting {records.holder(name)} of {name}")
-    with records.locked_waiting(name, "terminate", TERMINATE_WAIT_S) as had_lock:
-        if not had_lock:
-            progress(f"{records.holder(name)} did not stop within {TERMINATE_WAIT_S:.0f} s; terminating anyway")
-        rec = records.load(name)
-        if rec is not None:
-            set_state(rec, states.State.TERMINATING, "terminate requested")
-            progress(f"stopping {len(rec.nodes)} node(s) of {name}")
-            remove_everything(rec, cloud.load(), progress, delete_keys=True)
-            _sweep(rec, progress)
-    shutil.rmtree(paths.service_dir(name), ignore_errors=True)
-
-
-def _sweep(rec: ServiceRecord, progress: Progress) -> None:
-    """A process of the service that no record named (started by a preempted repair just
-    as terminate read the record) is found by the cluster's marker and killed too."""
-    left = procs.pids_with_marker(rec.cluster_id + "/")
-    if left:
-        progress(f"killing {len(left)} unrecorded process(es) of {rec.name}")
-        procs.kill_pids(left)
 
 
 def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:

@@ -23,7 +23,6 @@ from rich.table import Table
 
 from . import (
     api,
-    changes,
     client,
     cloud,
     controller,
@@ -36,6 +35,7 @@ from . import (
     store_fitness,
     store_usage,
     store_watch,
+    teardown,
     uploads,
     versions,
     views,
@@ -395,7 +395,7 @@ def cloud_teardown(force: bool) -> None:
     if left and not force:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
     for r in left:
-        changes.terminate(r.name, _progress())
+        teardown.terminate(r.name, _progress())
     pid = controller.stop()
     if pid:
         out.print(f"controller {pid} stopped")

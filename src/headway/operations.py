@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import changes, db, errors, storage
+from . import changes, db, errors, storage, teardown
 from .spec import ServiceSpec
 
 log = logging.getLogger("headway.operations")
@@ -149,7 +149,7 @@ def rollback(name: str, to: int | None):
 
 def terminate(name: str):
     def work(op: Operation) -> dict[str, Any]:
-        changes.terminate(name, op.progress)
+        teardown.terminate(name, op.progress)
         return {"name": name}
 
     return work

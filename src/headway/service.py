@@ -368,3 +368,16 @@ def crash_node(rec: ServiceRecord, node: NodeRecord) -> int:
     pids = prov.pids(node)
     prov.kill(node)
     return len(pids)
+
+
+def working_dir_uri(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
+    """The working_dir URI the nodes read: a remote URI as given, else the package the
+    caller uploaded (``uploads``), else (a scale) the one running now."""
+    if not spec.working_dir:
+        return None
+    if "://" in spec.working_dir:
+        return spec.working_dir
+    uri = package_uri or rec.working_dir_uri
+    if uri is None:
+        raise InputError(f"working_dir {spec.working_dir} was not uploaded; deploy with the CLI, which packages it")
+    return uri

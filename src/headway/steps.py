@@ -10,22 +10,32 @@ ingress drains the old node, and only then is it removed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from . import ingress, placement, plan, records, repair, serve
+from . import cloud, ingress, placement, plan, records, repair, serve
+from .errors import Cancelled
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
     PROXIES_HEALTHY_TIMEOUT_S,
+    DeployError,
+    HeadRecovering,
     PlacementError,
     Progress,
     Provider,
     note_node_ids,
+    provider_for,
     record_event,
+    ship_package,
     start_worker,
     wait_nodes,
+    working_dir_uri,
 )
 from .spec import ServiceSpec
+
+#: Steps one convergence may take (a loop that does not converge is a bug, not a wait).
+MAX_STEPS = 64
 
 
 def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desired:
@@ -147,3 +157,60 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
         raise PlacementError("refused (--strict): " + "; ".join(problems))
     for p in problems:
         progress(f"warning: {p}")
+
+
+def converge(
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    version: int,
+    crec: cloud.CloudRecord,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
+) -> None:
+    """Observe, plan, do the first step; again until the plan is empty."""
+    prov = provider_for(crec)
+    rec.spec = spec
+    rec.working_dir_uri = working_dir_uri(rec, spec, package_uri)
+    records.save(rec)
+    ship_package(rec, prov, rec.nodes)
+    desired = desired_of(version, spec, rec)
+    act: dict[plan.StepKind, Callable[[plan.Step], None]] = {
+        plan.StepKind.ADD_WORKER: lambda s: add_worker(rec, spec, prov, s, progress),
+        plan.StepKind.REMOVE_WORKER: lambda s: remove_worker(rec, spec, prov, s, progress),
+        plan.StepKind.ROLL_WORKER: lambda s: roll_worker(rec, spec, prov, s, progress),
+        plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(rec, s, progress),
+        plan.StepKind.REPLACE_HEAD: lambda s: _replace_head(rec, spec, s, progress),
+        plan.StepKind.APPLY_APPS: lambda s: apply_apps(rec, spec, progress, strict),
+        plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(rec, spec),
+    }
+    for _ in range(MAX_STEPS):
+        records.check_cancelled(rec.name)
+        todo = [s for s in plan.plan(desired, observed_of(rec, prov)) if s.kind != plan.StepKind.MARK_RUNNING]
+        if not todo:
+            break
+        step = todo[0]
+        if step.kind == plan.StepKind.TERMINATE:
+            raise Cancelled(f"terminate of service {rec.name} preempted this change")
+        if step.kind == plan.StepKind.RECOVER_HEAD:
+            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
+                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
+        t0 = time.time()
+        progress(f"step: {step}")
+        act[step.kind](step)
+        record_event(rec, f"step_{step.kind}", str(step), elapsed_s=round(time.time() - t0, 2), version=version)
+        records.save(rec)
+    else:
+        raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")
+    how = ingress.apply_update(rec, spec)  # the ingress's own settings (token, timeouts)
+    records.save(rec)
+    said = {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
+    progress(f"ingress at {rec.endpoint}: {said}")
+
+
+def _replace_dead(rec: ServiceRecord, step: plan.Step, progress: Progress) -> None:
+    repair.replace_workers(rec, [step.node or ""], progress)
+
+
+def _replace_head(rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
+    repair.replace_head(rec, spec, step.reason, progress)
