@@ -16,6 +16,7 @@ so probing of the other services goes on meanwhile.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -36,11 +37,13 @@ from . import (
     ingress,
     operations,
     paths,
+    plan,
     procs,
     records,
     repair,
     serve,
     states,
+    steps,
     storage,
     store_watch,
     watchdog,
@@ -137,17 +140,23 @@ class Controller:
         verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
             log.info("%s: head %s (%s)", rec.name, verdict, why)
-        dead = tuple(n.name for n in rec.workers if not prov.alive(n)) if verdict == watchdog.Verdict.OK else ()
+        # What the service needs is the reconcile plan's answer (the same function a deploy
+        # follows); ``watchdog.decide`` adds the controller's policy (busy, backoff, no FT).
+        needed: list[plan.Step] = []
+        if verdict == watchdog.Verdict.OK:
+            observed = dataclasses.replace(steps.observed_of(rec, prov), head_alive=True)
+            needed = plan.plan(steps.desired_of(rec.desired_version or 0, rec.spec, rec), observed)
         return watchdog.ServiceView(
             state=rec.state,
             gcs_ft=rec.gcs_ft,
             head=verdict,
-            dead_workers=dead,
+            dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
             busy=records.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
             ingress_down=rec.ingress is not None and not ingress.alive(rec.ingress),
             unconverged=rec.state == states.State.UPDATING
-            or (rec.desired_version is not None and rec.desired_version != rec.running_version),
+            or (rec.desired_version is not None and rec.desired_version != rec.running_version)
+            or any(s.kind in plan.CHANGES for s in needed),
         )
 
     def round(self) -> int:

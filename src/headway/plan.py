@@ -86,13 +86,14 @@ class Observed:
 #: Which steps each state allows. HEAD_RECOVERING allows no update step (the mission:
 #: changes wait while the head is down); terminate is allowed everywhere it can run.
 _REPAIRS = {StepKind.RESTART_INGRESS, StepKind.RECOVER_HEAD, StepKind.REPLACE_DEAD_WORKER, StepKind.TERMINATE}
-_CHANGES = {StepKind.REPLACE_HEAD, StepKind.ADD_WORKER, StepKind.ROLL_WORKER, StepKind.REMOVE_WORKER,
-            StepKind.APPLY_APPS, StepKind.MARK_RUNNING}  # fmt: skip
+#: Steps that change a service toward its desired version (rather than repair it).
+CHANGES = frozenset({StepKind.REPLACE_HEAD, StepKind.ADD_WORKER, StepKind.ROLL_WORKER, StepKind.REMOVE_WORKER,
+                     StepKind.APPLY_APPS, StepKind.MARK_RUNNING})  # fmt: skip
 ALLOWED: dict[State, frozenset[StepKind]] = {
-    State.STARTING: frozenset(_CHANGES | {StepKind.TERMINATE}),
-    State.RUNNING: frozenset(_REPAIRS | _CHANGES),
-    State.UPDATING: frozenset(_REPAIRS | _CHANGES),
-    State.UNHEALTHY: frozenset(_REPAIRS | _CHANGES),
+    State.STARTING: frozenset(CHANGES | {StepKind.TERMINATE}),
+    State.RUNNING: frozenset(_REPAIRS | CHANGES),
+    State.UPDATING: frozenset(_REPAIRS | CHANGES),
+    State.UNHEALTHY: frozenset(_REPAIRS | CHANGES),
     State.HEAD_RECOVERING: frozenset(_REPAIRS | {StepKind.MARK_RUNNING}),
     State.TERMINATING: frozenset({StepKind.TERMINATE}),
     State.TERMINATED: frozenset(),
