@@ -1,0 +1,189 @@
+"""The reconcile loop's executor driven by a fake provider and a fake Ray (no processes,
+no network): the order of side effects a plan turns into — a rolling update starts the
+successor before it removes the old worker, one worker at a time; terminate stops it
+before anything starts; a dead head stops it for the controller."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from headway import errors, ingress, plan, records, serve, service, steps
+from headway.provider import LocalProvider
+from headway.records import NodeRecord, ServiceRecord
+from headway.spec import ServiceSpec
+
+
+class FakeRay:
+    """What the head's dashboard would say: the nodes that run, and one replica of the app
+    on each live worker (up to two)."""
+
+    def __init__(self) -> None:
+        self.alive: dict[str, NodeRecord] = {}
+        self.configs: list[dict] = []
+
+    def node_id(self, n: NodeRecord) -> str:
+        return hashlib.sha1(n.marker.encode()).hexdigest()[:12]
+
+    def alive_nodes(self, head, timeout_s: float = 5):
+        return [{"node_name": n.name, "node_id": self.node_id(n), "is_head_node": n.role == "head"}
+                for n in self.alive.values()]  # fmt: skip
+
+    def get_applications(self, head, timeout_s: float = 5):
+        workers = [self.node_id(n) for n in self.alive.values() if n.role == "worker"][:2]
+        replicas = [{"state": "RUNNING", "node_id": i, "pid": 1} for i in workers]
+        return {"applications": {"hello": {"status": "RUNNING", "deployments": {
+            "Hello": {"target_num_replicas": 2, "replicas": replicas}}}}}  # fmt: skip
+
+
+class FakeProvider:
+    mode = "netns"
+    loopback = False
+    node_ports = staticmethod(LocalProvider.node_ports)
+
+    def __init__(self, ray: FakeRay) -> None:
+        self.ray = ray
+        self.log: list[tuple[str, str, str]] = []
+        self.n = 0
+
+    def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
+        self.n += 1
+        return f"10.9.0.{100 + self.n}", {}
+
+    def new_node(self, rec, name, role, ip, ports, group=None) -> NodeRecord:
+        return NodeRecord(name=name, role=role, group=group, ip=ip, ports=ports, temp_dir=f"/tmp/hwfake/{ip}",
+                          log="/dev/null", marker=f"{rec.cluster_id}/{name}/{ip}")  # fmt: skip
+
+    def distribute(self, local_file, node) -> None:
+        pass
+
+    def start(self, node, launch) -> int:
+        assert launch.env["RAY_AUTH_MODE"] == "token"
+        self.log.append(("start", node.name, node.ip))
+        self.ray.alive[node.marker] = node
+        node.pid, node.started_at = 1, time.time()
+        return 1
+
+    def alive(self, node) -> bool:
+        return node.marker in self.ray.alive
+
+    def pids(self, node) -> list[int]:
+        return []
+
+    def kill(self, node, grace_s: float = 0.0) -> None:
+        self.ray.alive.pop(node.marker, None)
+
+    def remove(self, node) -> None:
+        self.log.append(("remove", node.name, node.ip))
+        self.kill(node)
+
+
+def _spec(cpu: float = 1, count: int = 2, greeting: str = "hi") -> ServiceSpec:
+    return ServiceSpec.model_validate({
+        "name": "s", "ray_gcs_external_storage_config": {"enable": False},
+        "applications": [{"name": "hello", "import_path": "hello:build", "args": {"greeting": greeting}}],
+        "compute_config": {"worker_nodes": [{"name": "w", "resources": {"CPU": cpu}, "count": count}]},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """A RUNNING service of 1 head + 2 workers, started through the real start functions."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    monkeypatch.setattr(ingress, "DRAIN_S", 0)
+    monkeypatch.setattr(ingress, "apply_update", lambda rec, spec: "backends")
+    ray = FakeRay()
+    prov = FakeProvider(ray)
+    for fn in ("alive_nodes", "get_applications"):
+        monkeypatch.setattr(serve, fn, getattr(ray, fn))
+    monkeypatch.setattr(serve, "put_applications", lambda head, config, timeout_s=60: ray.configs.append(config))
+    monkeypatch.setattr(serve, "wait_running", lambda head, names, timeout_s, on_progress=None: {})
+    monkeypatch.setattr(serve, "wait_proxies", lambda urls, timeout_s, grace_s=15: [])
+    monkeypatch.setattr(steps, "provider_for", lambda crec, rec=None: prov)
+    spec = _spec()
+    rec = ServiceRecord(name="s", cluster_id="c0ffee00", mode="netns", spec=spec, head_ip="10.9.0.2", gcs_port=6379,
+                        dashboard_port=8265, serve_port=8000, state="RUNNING", desired_version=1, running_version=1)
+    head = prov.new_node(rec, "head", "head", "10.9.0.2", {})
+    rec.nodes.append(head)
+    service.start_head(rec, spec, prov, head)
+    for name, group, _ in plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars):
+        ip, ports = prov.plan_worker(set())
+        node = prov.new_node(rec, name, "worker", ip, ports, group=group)
+        rec.nodes.append(node)
+        service.start_worker(rec, spec, prov, node)
+    service.note_node_ids(rec, ray.alive_nodes(None))
+    steps.apply_apps(rec, spec, lambda m: None, False)
+    records.save(rec)
+    prov.log.clear()
+    ray.configs.clear()
+    return rec, prov, ray
+
+
+def _converge(rec, spec, version=2):
+    lines: list[str] = []
+    steps.converge(rec, spec, version, crec=None, progress=lines.append, strict=False, package_uri=None)
+    return lines
+
+
+def test_nothing_to_do_when_converged(cluster):
+    rec, prov, ray = cluster
+    _converge(rec, _spec())
+    assert prov.log == [] and ray.configs == []
+
+
+def test_resources_change_rolls_one_worker_at_a_time_successor_first(cluster):
+    rec, prov, ray = cluster
+    old = {w.name: w.ip for w in rec.workers}
+    _converge(rec, _spec(cpu=2))
+    order = [(a, n) for a, n, _ in prov.log]
+    assert order == [("start", "w-1"), ("remove", "w-1"), ("start", "w-2"), ("remove", "w-2")]
+    assert [ip for a, n, ip in prov.log if a == "remove"] == [old["w-1"], old["w-2"]]
+    want = plan.node_config(_spec(cpu=2).compute_config.worker_nodes[0].resources, {})
+    assert [w.config for w in rec.workers] == [want, want]
+    assert rec.retired == [] and ray.configs == []  # apps untouched: Serve's replicas moved by Ray alone
+    kinds = [e.kind for e in rec.events]
+    assert kinds.count("step_roll_worker") == 2 and kinds.count("worker_rolled") == 2
+
+
+def test_args_change_is_one_serve_update_and_no_node(cluster):
+    rec, prov, ray = cluster
+    _converge(rec, _spec(greeting="bonjour"))
+    assert prov.log == [] and len(ray.configs) == 1
+    assert ray.configs[0]["applications"][0]["args"] == {"greeting": "bonjour"}
+
+
+def test_scale_up_then_down(cluster):
+    rec, prov, ray = cluster
+    _converge(rec, _spec(count=3))
+    assert prov.log == [("start", "w-3", "10.9.0.103")]
+    prov.log.clear()
+    _converge(rec, _spec(count=1), version=3)
+    assert [(a, n) for a, n, _ in prov.log] == [("remove", "w-2"), ("remove", "w-3")]
+    assert [w.name for w in rec.workers] == ["w-1"]
+
+
+def test_env_change_replaces_the_head_through_the_fenced_path_first(cluster, monkeypatch):
+    rec, prov, ray = cluster
+    done = []
+    monkeypatch.setattr(steps.repair, "replace_head", lambda rec, spec, reason, progress: done.append(reason))
+    with pytest.raises(errors.HeadwayError):  # the fake head keeps its old config: the loop does not converge
+        _converge(rec, _spec().model_copy(update={"env_vars": {"APP_MODE": "prod"}}))
+    assert done and done[0] == "the head's settings changed (fenced restart)"
+
+
+def test_terminate_stops_the_change_before_anything_starts(cluster):
+    rec, prov, ray = cluster
+    records.request_terminate("s")
+    with pytest.raises(errors.Cancelled, match="terminate of service s preempted this change"):
+        _converge(rec, _spec(cpu=2))
+    assert prov.log == []
+
+
+def test_a_dead_head_stops_the_change_for_the_controller(cluster):
+    rec, prov, ray = cluster
+    prov.kill(rec.head)
+    with pytest.raises(service.HeadRecovering, match="died during the change"):
+        _converge(rec, _spec(cpu=2))
+    assert prov.log == []
