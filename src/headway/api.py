@@ -47,7 +47,8 @@ from . import (
 )
 from .operations import Operations
 from .records import ServiceRecord
-from .spec import MAX_WORKERS, SpecError, load_spec_text, parse_spec
+from .spec import MAX_WORKERS, SpecError
+from .spec_load import load_spec_text, parse_spec
 
 DEFAULT_PORT = 8765
 

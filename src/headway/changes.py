@@ -53,7 +53,8 @@ from .service import (
     wait_nodes,
     working_dir_uri,
 )
-from .spec import ServiceSpec, SpecError, parse_spec
+from .spec import ServiceSpec, SpecError
+from .spec_load import parse_spec
 
 
 class UpdateRolledBack(Failed):

@@ -32,7 +32,8 @@ from . import (
 )
 from .cli_common import _change, _deployed, _fail, _load_or_fail, _via_api, main, out
 from .package import package_working_dir
-from .spec import MAX_WORKERS, SpecError, load_spec
+from .spec import MAX_WORKERS, SpecError
+from .spec_load import load_spec
 
 
 @main.command()

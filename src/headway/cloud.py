@@ -20,10 +20,11 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import binaries, netns, paths, procs, storage, store_tls
+from . import binaries, netns, paths, procs, storage, store_conf, store_tls
 from .errors import Failed
 from .ssh import SshCloud
 from .ssh_provider import SshProvider
+from .store_conf import SENTINEL_NAME, StoreProcess, TlsFiles
 
 __all__ = [
     "CloudError",
@@ -41,17 +42,6 @@ MODES = ("netns", "loopback", "ssh")
 
 class CloudError(Failed):
     pass
-
-
-class StoreProcess(BaseModel):
-    role: str  # primary | replica
-    port: int
-    pid: int | None = None
-    pid_started: int | None = None
-    data_dir: str
-    conf: str
-    log: str
-    marker: str
 
 
 class CloudRecord(BaseModel):
@@ -127,7 +117,7 @@ def _tls_dir() -> Path:
     return paths.cloud_dir() / "tls"
 
 
-def tls_files(rec: CloudRecord) -> store_tls.TlsFiles | None:
+def tls_files(rec: CloudRecord) -> TlsFiles | None:
     """The store's CA and certificate (made at setup), when it speaks TLS."""
     return store_tls.ensure(_tls_dir(), ["127.0.0.1", rec.node_host]) if rec.tls else None
 
@@ -178,23 +168,6 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
-def _listen(proc: StoreProcess, tls: store_tls.TlsFiles | None) -> list[str]:
-    """The port lines: plain TCP, or TLS only (no plain port at all) with the cloud's
-    certificate; replication and Sentinel's links speak TLS too. Clients authenticate by
-    password, not by certificate."""
-    if tls is None:
-        return [f"port {proc.port}"]
-    return [
-        "port 0",
-        f"tls-port {proc.port}",
-        f"tls-cert-file {tls.cert}",
-        f"tls-key-file {tls.key}",
-        f"tls-ca-cert-file {tls.ca}",
-        "tls-auth-clients no",
-        "tls-replication yes",
-    ]
-
-
 def _write_conf(
     proc: StoreProcess,
     bind: list[str],
@@ -202,52 +175,15 @@ def _write_conf(
     maxmemory: str,
     primary_port: int | None,
     host: str,
-    tls: store_tls.TlsFiles | None,
+    tls: TlsFiles | None,
 ) -> None:
-    lines = [
-        *_listen(proc, tls),
-        f"bind {' '.join(bind)}",
-        "protected-mode yes",
-        f"dir {proc.data_dir}",
-        "appendonly yes",
-        "appendfsync everysec",
-        'save ""',
-        f"requirepass {pw}",
-        f"masterauth {pw}",
-        f"maxmemory {maxmemory}",
-        "maxmemory-policy noeviction",
-        "daemonize no",
-        f"logfile {proc.log}",
-        # Sentinel hands out what replicas announce: the address the nodes can reach.
-        f"replica-announce-ip {host}",
-    ]
-    if primary_port is not None:
-        lines.append(f"replicaof {host} {primary_port}")
-        lines.append("replica-read-only yes")
-    paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
-
-
-SENTINEL_NAME = "hwstore"
+    paths.write_private(Path(proc.conf), store_conf.store(proc, bind, pw, maxmemory, primary_port, host, tls))
 
 
 def _write_sentinel_conf(
-    proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int, tls: store_tls.TlsFiles | None
+    proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int, tls: TlsFiles | None
 ) -> None:
-    """Quorum 1 (one Sentinel on one machine): the primary is declared down after 1 s."""
-    lines = [
-        *_listen(proc, tls),
-        f"bind {' '.join(bind)}",
-        f"dir {proc.data_dir}",
-        "daemonize no",
-        f"logfile {proc.log}",
-        f"requirepass {pw}",
-        f"sentinel monitor {SENTINEL_NAME} {host} {primary_port} 1",
-        f"sentinel auth-pass {SENTINEL_NAME} {pw}",
-        f"sentinel down-after-milliseconds {SENTINEL_NAME} 1000",
-        f"sentinel failover-timeout {SENTINEL_NAME} 5000",
-        f"sentinel parallel-syncs {SENTINEL_NAME} 1",
-    ]
-    paths.write_private(Path(proc.conf), "\n".join(lines) + "\n")
+    paths.write_private(Path(proc.conf), store_conf.sentinel(proc, bind, pw, host, primary_port, tls))
 
 
 def _start(proc: StoreProcess, tls: bool, sentinel: bool = False) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -21,15 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from . import paths
+from .store_conf import TlsFiles
 
 VALID_DAYS = 3650
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: str
-    cert: str
-    key: str
 
 
 _CA_USAGE = x509.KeyUsage(

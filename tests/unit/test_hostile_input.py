@@ -12,7 +12,8 @@ import pytest
 
 from headway import spec as spec_mod
 from headway import store_usage
-from headway.spec import SpecError, load_spec_text, parse_spec
+from headway.spec import SpecError
+from headway.spec_load import load_spec_text, parse_spec
 from headway.storage import glob_escape, key_pattern
 
 BASE = {"name": "svc", "applications": [{"name": "app", "import_path": "m:app"}]}
@@ -399,7 +400,7 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from headway import cloud, store_tls
+    from headway import store_conf, store_tls
 
     files = store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"])
     ca = x509.load_pem_x509_certificate(Path(files.ca).read_bytes())
@@ -410,7 +411,13 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     assert oct(os.stat(files.key).st_mode & 0o777) == "0o600"
     assert store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"]) == files  # made once, kept
-    proc = cloud.StoreProcess(role="primary", port=16379, data_dir="/d", conf="/c", log="/l", marker="m")
-    lines = cloud._listen(proc, files)
+    proc = store_conf.StoreProcess(role="primary", port=16379, data_dir="/d", conf="/c", log="/l", marker="m")
+    lines = store_conf.listen(proc, files)
     assert lines[:2] == ["port 0", "tls-port 16379"] and "tls-replication yes" in lines
-    assert cloud._listen(proc, None) == ["port 16379"]
+    assert store_conf.listen(proc, None) == ["port 16379"]
+    primary = store_conf.store(proc, ["127.0.0.1", "10.0.0.1"], "pw", "1gb", None, "10.0.0.1", files)
+    assert "port 0\ntls-port 16379\n" in primary and "replicaof" not in primary
+    replica = store_conf.store(proc, ["127.0.0.1"], "pw", "1gb", 16380, "10.0.0.1", None)
+    assert "port 16379\n" in replica and "replicaof 10.0.0.1 16380\n" in replica
+    assert "sentinel monitor hwstore 10.0.0.1 16380 1" in store_conf.sentinel(proc, ["127.0.0.1"], "pw", "10.0.0.1",
+                                                                               16380, files)  # fmt: skip

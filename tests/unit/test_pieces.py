@@ -9,7 +9,7 @@ import zipfile
 
 from headway import netns, procs, serve
 from headway.package import package_working_dir
-from headway.spec import parse_spec
+from headway.spec_load import parse_spec
 
 ROUTES = """default via 192.0.2.1 dev eth0
 192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2

@@ -2,7 +2,7 @@
 
 from headway import placement, repair
 from headway.records import NodeRecord
-from headway.spec import parse_spec
+from headway.spec_load import parse_spec
 
 
 def worker(name: str, node_id: str | None) -> NodeRecord:

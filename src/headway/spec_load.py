@@ -1,0 +1,138 @@
+"""Reading a service YAML: size and alias limits before anything is built, then the
+models of ``spec``, with every error turned into one line that names the field path and
+says how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .spec import MAX_YAML_BYTES, MAX_YAML_NODES, ServiceSpec, SpecError
+
+__all__ = ["load_spec", "load_spec_text", "parse_spec", "safe_yaml"]
+
+
+_HINTS: dict[str, str] = {
+    "missing": "add it",
+    "extra_forbidden": "remove it or check its spelling",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number",
+    "float_parsing": "write a number",
+    "string_type": "write a string",
+    "list_type": "write a YAML list (lines starting with '- ')",
+    "dict_type": "write a YAML mapping (key: value lines)",
+    "model_type": "write a YAML mapping (key: value lines)",
+    "greater_than_equal": "",
+    "less_than_equal": "",
+    "finite_number": "write a finite number",
+}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    where = _loc(tuple(err["loc"]))
+    if kind == "extra_forbidden":
+        return f"{where}: unknown field; {_HINTS[kind]}"
+    if kind == "missing":
+        return f"{where}: required field is missing; add it"
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ")
+    hint = _HINTS.get(kind, "")
+    return f"{where}: {msg}" + (f"; {hint}" if hint else "")
+
+
+def parse_spec(data: Any, source: str = "<spec>", *, has_default_store: bool = True) -> ServiceSpec:
+    """Validate a loaded YAML document.
+
+    ``has_default_store`` says whether a cloud default store exists; without one an
+    FT-enabled service must name its own ``address``.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(source, ["(top level): expected a YAML mapping with at least name and applications"])
+    try:
+        spec = ServiceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, [_describe(e) for e in exc.errors()]) from None
+    gcs = spec.ray_gcs_external_storage_config
+    if gcs.enable and not gcs.address and not has_default_store:
+        raise SpecError(
+            source,
+            [
+                "ray_gcs_external_storage_config.address: required when GCS fault tolerance is "
+                "enabled and no cloud store exists; set it to host:port or redis://host:port, "
+                "run 'headway cloud setup', or set enable: false"
+            ],
+        )
+    return spec
+
+
+def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpec:
+    """Read and validate a service YAML; relative ``working_dir`` is resolved from its folder."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SpecError(str(p), [f"cannot read the file ({exc.strerror}); check the path"]) from None
+    return load_spec_text(text, str(p), p.parent, has_default_store=has_default_store)
+
+
+def _expanded_nodes(node: yaml.Node, budget: int) -> int:
+    """How many nodes the document has once its aliases are expanded, counting at most
+    ``budget`` (an alias is a reference: a few hundred bytes can stand for billions)."""
+    seen = 0
+    stack = [node]
+    while stack and seen <= budget:
+        n = stack.pop()
+        seen += 1
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((k, v))
+    return seen
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """Parse a service YAML within size limits, before anything is built from it."""
+    if len(text.encode()) > MAX_YAML_BYTES:
+        raise SpecError(source, [f"(top level): the YAML is larger than {MAX_YAML_BYTES // 1024} KiB; "
+                                 "keep data out of the service spec"])  # fmt: skip
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and _expanded_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise SpecError(source, [f"(top level): the YAML expands to more than {MAX_YAML_NODES} values "
+                                     "(anchors and aliases); write the values out"])  # fmt: skip
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(source, [f"not valid YAML at {where}: {problem}; fix the syntax"]) from None
+
+
+def load_spec_text(text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True) -> ServiceSpec:
+    """Validate a service YAML given as text. With ``base_dir`` (the CLI: the YAML's
+    folder) a local ``working_dir`` is resolved from it and must exist; without (the
+    control plane's API) no path is looked at: the package comes uploaded."""
+    spec = parse_spec(safe_yaml(text, source), source, has_default_store=has_default_store)
+    if base_dir is not None and spec.working_dir and "://" not in spec.working_dir:
+        wd = (base_dir / spec.working_dir).resolve()
+        if not wd.is_dir():
+            raise SpecError(source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"])
+        spec = spec.model_copy(update={"working_dir": str(wd)})
+    return spec
