@@ -19,9 +19,7 @@ import time
 
 from . import (
     cloud,
-    ingress,
     placement,
-    plan,
     records,
     states,
     steps,
@@ -40,7 +38,6 @@ from .service import (
     Progress,
     ResolvedStorage,
     create_store_user,
-    note_node_ids,
     provider_for,
     record_event,
     recovering_since,
@@ -48,9 +45,7 @@ from .service import (
     resolve_spec_storage,
     set_state,
     start_head,
-    start_worker,
     wait_head,
-    wait_nodes,
     working_dir_uri,
 )
 from .spec import ServiceSpec, SpecError
@@ -186,11 +181,6 @@ def _create(
         record_event(rec, "state", f"service created (version {version})")
         head = prov.new_node(rec, "head", "head", head_ip, head_ports)
         rec.nodes.append(head)
-        taken = {head_ip}
-        for name, group, _ in plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars):
-            ip, ports = prov.plan_worker(taken)
-            taken.add(ip)
-            rec.nodes.append(prov.new_node(rec, name, "worker", ip, ports, group=group))
         records.save(rec)
     try:
         if rec.storage_source == "cloud" and rec.namespace:
@@ -204,16 +194,9 @@ def _create(
         wait_head(rec, prov, head)
         record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2))
         progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
-        for w in rec.workers:  # all at once (not one step each): a first deploy has nothing to keep serving
-            progress(f"starting worker {w.name} at {w.ip}")
-            start_worker(rec, spec, prov, w)
-        records.save(rec)
-        note_node_ids(rec, wait_nodes(rec, prov, 1 + len(rec.workers), spec))
-        record_event(rec, "workers_joined", f"{len(rec.workers)} worker(s) joined")
-        progress(f"{len(rec.workers)} worker(s) joined")
-        steps.apply_apps(rec, spec, progress, strict)
-        ingress.start(rec, spec)
-        records.save(rec)
+        # The rest is the same loop an update follows (workers, applications, the ingress);
+        # in STARTING its workers start at once: nothing serves yet that they could disturb.
+        steps.converge(rec, spec, version, crec, progress, strict, package_uri)
         progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
         rec.running_version = version
         set_state(rec, states.State.RUNNING, f"version {version} RUNNING",

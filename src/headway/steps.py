@@ -67,17 +67,30 @@ def _plan_node(rec: ServiceRecord, prov: Provider, name: str, group: str) -> Nod
         return prov.new_node(rec, name, "worker", ip, ports, group=group)
 
 
-def add_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
-    assert step.node and step.group
-    node = _plan_node(rec, prov, step.node, step.group)
-    rec.nodes.append(node)
-    records.save(rec)  # write-ahead
-    progress(f"starting worker {node.name} at {node.ip}")
-    start_worker(rec, spec, prov, node)
+def add_workers(
+    rec: ServiceRecord, spec: ServiceSpec, prov: Provider, todo: list[plan.Step], progress: Progress
+) -> None:
+    """Start new workers and wait until they joined. Several at once only for a first
+    deploy (nothing serves yet, so nothing is gained by waiting for each)."""
+    with records.allocation_lock():
+        taken = {n.ip for n in [*rec.nodes, *rec.retired]}
+        for step in todo:
+            assert step.node and step.group
+            ip, ports = prov.plan_worker(taken)
+            taken.add(ip)
+            rec.nodes.append(prov.new_node(rec, step.node, "worker", ip, ports, group=step.group))
+        records.save(rec)  # write-ahead: every new host is on record before it exists
+    new = rec.workers[-len(todo):]
+    for node in new:
+        progress(f"starting worker {node.name} at {node.ip}")
+        start_worker(rec, spec, prov, node)
     records.save(rec)
     note_node_ids(rec, wait_nodes(rec, prov, len(rec.nodes), spec))
     ingress.sync_backends(rec, spec)
     records.save(rec)
+    if rec.state == "STARTING":
+        record_event(rec, "workers_joined", f"{len(new)} worker(s) joined")
+        progress(f"{len(new)} worker(s) joined")
 
 
 def remove_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
@@ -176,7 +189,7 @@ def converge(
     ship_package(rec, prov, rec.nodes)
     desired = desired_of(version, spec, rec)
     act: dict[plan.StepKind, Callable[[plan.Step], None]] = {
-        plan.StepKind.ADD_WORKER: lambda s: add_worker(rec, spec, prov, s, progress),
+        plan.StepKind.ADD_WORKER: lambda s: add_workers(rec, spec, prov, [s], progress),
         plan.StepKind.REMOVE_WORKER: lambda s: remove_worker(rec, spec, prov, s, progress),
         plan.StepKind.ROLL_WORKER: lambda s: roll_worker(rec, spec, prov, s, progress),
         plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(rec, s, progress),
@@ -186,19 +199,28 @@ def converge(
     }
     for _ in range(MAX_STEPS):
         records.check_cancelled(rec.name)
-        todo = [s for s in plan.plan(desired, observed_of(rec, prov)) if s.kind != plan.StepKind.MARK_RUNNING]
+        observed = observed_of(rec, prov)
+        if not observed.head_alive:
+            if rec.state == "STARTING":
+                raise DeployError(f"the head of service {rec.name} exited during the first deploy")
+            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
+                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
+        todo = [s for s in plan.plan(desired, observed) if s.kind != plan.StepKind.MARK_RUNNING]
         if not todo:
             break
         step = todo[0]
         if step.kind == plan.StepKind.TERMINATE:
             raise Cancelled(f"terminate of service {rec.name} preempted this change")
-        if step.kind == plan.StepKind.RECOVER_HEAD:
-            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
-                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
         t0 = time.time()
-        progress(f"step: {step}")
-        act[step.kind](step)
-        record_event(rec, f"step_{step.kind}", str(step), elapsed_s=round(time.time() - t0, 2), version=version)
+        first_deploy = rec.state == "STARTING" and step.kind == plan.StepKind.ADD_WORKER
+        batch = [s for s in todo if s.kind == plan.StepKind.ADD_WORKER] if first_deploy else [step]
+        progress(f"step: {step}" + (f" (and {len(batch) - 1} more, at once)" if len(batch) > 1 else ""))
+        if len(batch) > 1:
+            add_workers(rec, spec, prov, batch, progress)
+        else:
+            act[step.kind](step)
+        for done in batch:
+            record_event(rec, f"step_{done.kind}", str(done), elapsed_s=round(time.time() - t0, 2), version=version)
         records.save(rec)
     else:
         raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")

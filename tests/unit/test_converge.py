@@ -187,3 +187,19 @@ def test_a_dead_head_stops_the_change_for_the_controller(cluster):
     with pytest.raises(service.HeadRecovering, match="died during the change"):
         _converge(rec, _spec(cpu=2))
     assert prov.log == []
+
+
+def test_a_first_deploy_is_the_same_loop_with_its_workers_started_at_once(cluster):
+    rec, prov, ray = cluster
+    for w in rec.workers:
+        prov.remove(w)
+    rec.nodes = [rec.head]
+    rec.state = "STARTING"
+    rec.apps_digest = None
+    prov.log.clear()
+    _converge(rec, _spec(count=3), version=1)
+    assert [(a, n) for a, n, _ in prov.log] == [("start", "w-1"), ("start", "w-2"), ("start", "w-3")]
+    assert len(ray.configs) == 1 and sorted(w.name for w in rec.workers) == ["w-1", "w-2", "w-3"]
+    kinds = [e.kind for e in rec.events]
+    assert kinds.count("step_add_worker") == 3 and "workers_joined" in kinds
+    assert kinds.index("workers_joined") < kinds.index("step_apply_apps")
