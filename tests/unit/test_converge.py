@@ -14,6 +14,7 @@ from headway import errors, ingress, plan, records, serve, service, steps
 from headway.provider import LocalProvider
 from headway.records import NodeRecord, ServiceRecord
 from headway.spec import ServiceSpec
+from headway.states import State
 
 
 class FakeRay:
@@ -194,7 +195,7 @@ def test_a_first_deploy_is_the_same_loop_with_its_workers_started_at_once(cluste
     for w in rec.workers:
         prov.remove(w)
     rec.nodes = [rec.head]
-    rec.state = "STARTING"
+    rec.state = State.STARTING
     rec.apps_digest = None
     prov.log.clear()
     _converge(rec, _spec(count=3), version=1)
