@@ -1,8 +1,11 @@
-"""Service lifecycle: deploy (or update), observe, terminate.
+"""The building blocks every change and repair of a service is made of: its one way to
+change state (``set_state``), where its GCS store is and with which credentials, which
+node provider runs it, starting a head or a worker (Ray's token, the node's settings
+digest, a safe point before anything starts) and waiting for it, and when a change must
+wait because the head is down.
 
-Order matters and is the product's promise: every check of the input and of the
-store runs *before* anything is started; a failed first deploy removes all it
-started; terminate removes nodes first and only then the store namespace.
+What uses them: ``changes`` (deploy, update, rollback), ``steps`` (one plan step each),
+``repair`` (the controller's head and worker replacements), ``teardown``, ``views``.
 """
 
 from __future__ import annotations
