@@ -130,7 +130,8 @@ def _record(name: str) -> ServiceRecord:
 
 def service_list() -> list[dict[str, Any]]:
     return [{"name": r.name, "state": r.state, "reason": r.reason, "nodes": len(r.nodes), "gcs_ft": r.gcs_ft,
-             "endpoint": r.endpoint} for r in records.all_records()]  # fmt: skip
+             "endpoint": r.endpoint, "desired_version": r.desired_version, "running_version": r.running_version}
+            for r in records.all_records()]  # fmt: skip
 
 
 def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
@@ -295,6 +296,11 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     @app.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
     def nodes(name: str) -> list[dict[str, Any]]:
         return views.observe(_record(name))["nodes"]
+
+    @app.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
+    def node_logs(name: str, node: str = "head", lines: int = 100) -> dict[str, str]:
+        """The last ``lines`` (at most 5,000) of one node's log."""
+        return service.logs(_record(name), node, max(1, min(lines, 5000)))
 
     @app.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:

@@ -16,21 +16,26 @@ import time
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from . import (
     api,
+    changes,
     cli_admin,  # noqa: F401 - registers the platform commands on ``main``
     cloud,
     controller,
     ingress,
     operations,
+    placement,
     records,
+    service,
+    storage,
     uploads,
     versions,
     views,
 )
-from .cli_common import _change, _deployed, _fail, _load_or_fail, _via_api, main, out
+from .cli_common import _change, _deployed, _fail, _load_or_fail, _progress, _via_api, main, out
 from .package import package_working_dir
 from .spec import MAX_WORKERS, SpecError
 from .spec_load import load_spec
@@ -41,13 +46,17 @@ from .spec_load import load_spec
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
 @click.option("--wait-timeout", default=600.0, show_default=True, help="seconds --wait waits at most")
 @click.option("--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head")
-def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
+@click.option("--dry-run", is_flag=True, help="check the YAML, its files and the store; start nothing")
+def deploy(path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
         spec = load_spec(path, has_default_store=cloud.default_store_available())
         uploaded = _uploads(spec, Path(path).parent)
     except SpecError as exc:
         _fail(str(exc), 2)
+    if dry_run:
+        _dry_run(spec, strict)
+        return
     body = {
         "yaml": Path(path).read_text(),
         "source": path,
@@ -58,6 +67,33 @@ def deploy(path: str, wait: bool, wait_timeout: float, strict: bool) -> None:
     } | uploaded
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
     _deployed(result)
+
+
+def _dry_run(spec, strict: bool) -> None:
+    """Every check a deploy runs before it starts anything, here, without the control plane."""
+    say = _progress()
+    problems = placement.spec_problems(spec)
+    for p in problems:
+        say(f"{'error' if strict else 'warning'}: {p}")
+    if problems and strict:
+        _fail("refused (--strict)", 2)
+    storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
+    try:
+        own = changes.preflight(spec, say)
+        crec = cloud.load()
+        if own is None and spec.gcs_ft and crec is not None:
+            addr = cloud.store_address(crec)
+            say(f"checking GCS store {addr.masked()} (managed)")
+            changes.check_store_fitness(addr, require_replica=True, progress=say)
+        elif own is None and spec.gcs_ft:
+            say("no cloud yet: a deploy would set up the managed store first")
+    except storage.StoreError as exc:
+        _fail(f"{exc}\nnothing was started.", 2)
+    rec = records.load(spec.name)
+    what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"
+    workers = sum(g.count for g in spec.compute_config.worker_nodes)
+    out.print(f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
+              f"{workers} worker(s); nothing was started")  # fmt: skip
 
 
 def _uploads(spec, base: Path) -> dict:
@@ -117,6 +153,9 @@ def _status_table(st: dict) -> None:
         )
         a.add_row(app["name"], app["status"], str(app["route_prefix"]), reps)
     out.print(a)
+    for app in st["applications"]:
+        if app.get("message") and app["status"] != "RUNNING":
+            out.print(f"[red]{app['name']}[/] ({app['status']}): {escape(app['message'][-2000:])}", highlight=False)
     ing = st.get("ingress")
     if st.get("endpoint"):
         auth = "bearer token required" if st["token_required"] else "open"
@@ -180,12 +219,31 @@ def list_(as_json: bool) -> None:
     """List the services."""
     rows = _via_api("GET", "/api/services", api.service_list)
     if as_json:
-        click.echo(json.dumps([{"name": r["name"], "state": r["state"]} for r in rows]))
+        click.echo(json.dumps(rows, indent=2))
         return
     t = Table("service", "state", "nodes", "GCS FT")
     for r in rows:
         t.add_row(r["name"], r["state"], str(r["nodes"]), "on" if r["gcs_ft"] else "off")
     out.print(t)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--node", default="head", show_default=True, help="the node whose log to show (head, worker-1, …)")
+@click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
+def logs(name: str, node: str, lines: int) -> None:
+    """Show the end of one node's log (Ray's output on that host)."""
+    got = _via_api("GET", f"/api/services/{name}/logs", lambda: _local_logs(name, node, lines),
+                   params={"node": node, "lines": lines})  # fmt: skip
+    out.print(f"[dim]-- {got['node']} at {got['host']}[/]", highlight=False)
+    click.echo(got["text"], nl=False)
+
+
+def _local_logs(name: str, node: str, lines: int) -> dict:
+    try:
+        return service.logs(_load_or_fail(name), node, lines)
+    except service.InputError as exc:
+        _fail(str(exc), 2)
 
 
 @main.command("versions")

@@ -35,7 +35,20 @@ def _progress() -> service.Progress:
     return show
 
 
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"headway {of('headway')} (Ray {of('ray')}, Python {sys.version.split()[0]})"
+
+
 @click.group()
+@click.version_option(message=_versions(), help="Show headway's, Ray's and Python's versions.")
 def main() -> None:
     """headway: Ray Serve services that survive the death of their head node."""
 

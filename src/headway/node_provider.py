@@ -48,6 +48,9 @@ class NodeProvider(Protocol):
     def remove(self, node: NodeRecord) -> None:
         """Kill and remove every trace of the host."""
 
+    def log_tail(self, node: NodeRecord, lines: int) -> str:
+        """The last lines of the node's log (its ``ray start`` output), wherever it lives."""
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]: ...
 
     def remove_namespace(self, name: str) -> None: ...

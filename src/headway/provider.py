@@ -7,6 +7,7 @@ distinct ports. Nodes are started detached (own session), so they outlive the CL
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import ipaddress
 import os
@@ -245,6 +246,13 @@ class LocalProvider:
         if node.netns:
             netns.delete(node.netns)
         shutil.rmtree(node.temp_dir, ignore_errors=True)
+
+    def log_tail(self, node: NodeRecord, lines: int) -> str:
+        try:
+            with open(node.log, errors="replace") as fh:
+                return "".join(collections.deque(fh, maxlen=lines))
+        except OSError as exc:
+            return f"(no log at {node.log}: {exc.strerror})\n"
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         """Namespaces of this service that no record names (a crashed run)."""

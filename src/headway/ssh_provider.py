@@ -173,6 +173,13 @@ class SshProvider:
             drop = shlex.quote(firewall.remove_script(node.cluster_id))
             ssh.run(self._host(node), f"rm -rf {shlex.quote(node.temp_dir)}; printf '%s' {drop} | nft -f - ; true")
 
+    def log_tail(self, node: NodeRecord, lines: int) -> str:
+        try:
+            _, out, _ = ssh.run(self._host(node), f"tail -n {int(lines)} {shlex.quote(node.log)}")
+        except SshError as exc:
+            return f"({exc})\n"
+        return out
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         return []
 

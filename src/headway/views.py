@@ -60,6 +60,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         {
             "name": a["name"],
             "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
+            "message": serve.app_messages(details).get(a["name"], ""),  # Serve's own, e.g. why it failed
             "route_prefix": a.get("route_prefix"),
             "replicas": {
                 dep: {**d, "nodes": _node_names(rec, d["node_ids"])} for dep, d in placed.get(a["name"], {}).items()

@@ -42,6 +42,10 @@ def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cl
     auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
     before = {n["name"]: n for n in cli.record(name)["nodes"] if n["role"] == "worker"}
     assert set(_worker_cpus(cli, name).values()) == {1.0}
+    log = cli.run("logs", name, "--node", "worker-1", "-n", "30", check=True).stdout
+    assert "-- worker-1 at 10.213." in log and "Ray runtime started" in log, log[-500:]
+    missing = cli.run("logs", name, "--node", "worker-9")
+    assert missing.returncode == 2 and "has no node worker-9; its nodes: head, worker-1, worker-2" in missing.stderr
 
     # 1. Worker resources CPU 1 -> 2 under load: every worker replaced, one at a time.
     with Load([st["endpoint"]] * 4, headers=auth) as load:
@@ -91,6 +95,8 @@ def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cl
     assert last_state["state"] == "RUNNING" and "rolled back to version 2" in last_state["message"]
     listed = {v["number"]: v["outcome"] for v in cli.run_json("versions", name)["versions"]}
     assert listed == {1: "ran", 2: "ran", 3: "failed"}
+    failed_note = cli.run_json("versions", name)["versions"][2]["note"]
+    assert "no_such_module" in failed_note, failed_note  # Serve's own reason, kept with the version
 
     # 3. On demand: back to version 1 (CPU 1), as a new version 4.
     assert cli.run("rollback", name, "--to", "9").returncode == 2

@@ -22,6 +22,7 @@ ROUTES = [
     ("POST", "/api/services/nope/chaos/kill-worker"),
     ("GET", "/api/operations/nope"),
     ("GET", "/api/services/nope/versions"),
+    ("GET", "/api/services/nope/logs"),
     ("POST", "/api/services/nope/rollback"),
     ("GET", "/metrics"),
 ]
@@ -105,7 +106,8 @@ def test_scale_validates_its_input(client, tmp_path):
     rec.nodes.append(NodeRecord(name="w-1", role="worker", ip="10.0.0.3", temp_dir="/t", log="/l", marker="m"))
     records.save(rec)
     listed = client.get("/api/services").json()
-    assert listed == [{"name": "s", "state": "STARTING", "reason": "", "nodes": 1, "gcs_ft": True, "endpoint": None}]
+    assert listed == [{"name": "s", "state": "STARTING", "reason": "", "nodes": 1, "gcs_ft": True, "endpoint": None,
+                       "desired_version": None, "running_version": None}]  # fmt: skip
 
 
 def test_health_docs_and_dashboard_need_no_token(client):

@@ -1,0 +1,56 @@
+"""The CLI's own checks, without Ray or a control plane: versions, and a dry run that says
+what a deploy would do and what is wrong — and starts nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HEADWAY = str(Path(sys.executable).parent / "headway")
+
+
+def _run(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HEADWAY_HOME=str(home), HEADWAY_TMP=str(home / "t"))
+    return subprocess.run([HEADWAY, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def _spec(tmp_path: Path, **overrides) -> Path:
+    data = yaml.safe_load((ROOT / "examples/hello/service.yaml").read_text())
+    data.update(name="t-dry", working_dir=str(ROOT / "examples/hello/app"), **overrides)
+    f = tmp_path / "svc.yaml"
+    f.write_text(yaml.safe_dump(data))
+    return f
+
+
+def test_version_names_headway_ray_and_python(tmp_path):
+    out = _run(tmp_path, "--version")
+    assert out.returncode == 0
+    assert out.stdout.startswith("headway 0.1.0 (Ray 2.60") and f"Python {sys.version.split()[0]}" in out.stdout
+
+
+def test_dry_run_checks_and_starts_nothing(tmp_path):
+    home = tmp_path / "home"
+    ok = _run(home, "deploy", "-f", str(_spec(tmp_path)), "--dry-run")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "no cloud yet: a deploy would set up the managed store first" in ok.stdout
+    assert "valid: a deploy would create t-dry: 1 application(s), 2 worker(s); nothing was started" in ok.stdout
+    assert not (home / "controller.json").exists() and not (home / "cloud" / "cloud.json").exists()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bad = _run(home, "deploy", "-f", str(_spec(tmp_path, ray_gcs_external_storage_config={
+        "address": f"127.0.0.1:{port}"})), "--dry-run")  # fmt: skip
+    assert bad.returncode == 2
+    assert f"cannot reach the GCS store at redis://127.0.0.1:{port}" in bad.stderr
+    assert "nothing was started" in bad.stderr
+    one = [{"name": "hello", "import_path": "hello:build", "deployments": [{"name": "Hello", "num_replicas": 1}]}]
+    strict = _run(home, "deploy", "-f", str(_spec(tmp_path, applications=one)), "--dry-run", "--strict")
+    assert strict.returncode == 2 and "num_replicas 1" in strict.stdout
+    assert not (home / "controller.json").exists()
