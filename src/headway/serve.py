@@ -6,6 +6,7 @@ dashboard (``PUT /api/serve/applications/``), which works the same from any host
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,10 +95,14 @@ def app_statuses(details: dict[str, Any] | None) -> dict[str, str]:
     return {name: app.get("status", "UNKNOWN") for name, app in details.get("applications", {}).items()}
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
+    """Serve's message per application (why it failed), without terminal colour codes."""
     if not details:
         return {}
-    return {name: app.get("message", "") for name, app in details.get("applications", {}).items()}
+    return {name: _ANSI.sub("", app.get("message", "")) for name, app in details.get("applications", {}).items()}
 
 
 def wait_running(head: HeadApi, names: list[str], timeout_s: float, on_progress=None) -> dict[str, str]:

@@ -59,6 +59,14 @@ def create(service: str, spec: ServiceSpec, package_uri: str | None, origin: str
     return get(service, last + 1)
 
 
+def clip(text: str, keep: int = 600) -> str:
+    """A long error kept readable: its start says what failed, its end why (a traceback's
+    last line)."""
+    if len(text) <= keep:
+        return text
+    return text[: keep // 4] + " … " + text[-(keep - keep // 4) :]
+
+
 def get(service: str, number: int) -> Version:
     with db.connect() as conn:
         r = conn.execute(f"SELECT {_COLS} FROM versions WHERE service = ? AND number = ?", (service, number)).fetchone()
@@ -76,7 +84,7 @@ def all_of(service: str) -> list[Version]:
 def set_outcome(service: str, number: int, outcome: str, note: str = "") -> None:
     with db.connect(write=True) as conn:
         conn.execute("UPDATE versions SET outcome = ?, note = ? WHERE service = ? AND number = ?",
-                     (outcome, note[:500], service, number))  # fmt: skip
+                     (outcome, clip(note), service, number))  # fmt: skip
 
 
 def rollback_target(service: str, running: int | None, to: int | None) -> Version:
