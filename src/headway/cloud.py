@@ -168,24 +168,6 @@ def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
     raise CloudError("no free port for the store near 16379")
 
 
-def _write_conf(
-    proc: StoreProcess,
-    bind: list[str],
-    pw: str,
-    maxmemory: str,
-    primary_port: int | None,
-    host: str,
-    tls: TlsFiles | None,
-) -> None:
-    paths.write_private(Path(proc.conf), store_conf.store(proc, bind, pw, maxmemory, primary_port, host, tls))
-
-
-def _write_sentinel_conf(
-    proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int, tls: TlsFiles | None
-) -> None:
-    paths.write_private(Path(proc.conf), store_conf.sentinel(proc, bind, pw, host, primary_port, tls))
-
-
 def _start(proc: StoreProcess, tls: bool, sentinel: bool = False) -> int:
     env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
     child = subprocess.Popen(
@@ -319,14 +301,17 @@ def restart_dead(rec: CloudRecord) -> list[int]:
             # Sentinel has not promoted the replica yet: a dead primary restarted now would
             # come back as primary with what its file holds. Wait for the failover.
             continue
-        _write_conf(proc, rec.bind, pw, rec.maxmemory, None if proc.port == primary else primary, rec.node_host, tls)
+        replica_of = None if proc.port == primary else primary
+        conf = store_conf.store(proc, rec.bind, pw, rec.maxmemory, replica_of, rec.node_host, tls)
+        paths.write_private(Path(proc.conf), conf)
         proc.pid = _start(proc, tls is not None)
         proc.pid_started = procs.start_time(proc.pid)
         _save(rec)
         _wait_ping(local_address(rec, proc.port), 10)
         restarted.append(proc.port)
     if rec.sentinel is not None and not _running_pids(rec.sentinel):
-        _write_sentinel_conf(rec.sentinel, rec.bind, pw, rec.node_host, primary, tls)
+        conf = store_conf.sentinel(rec.sentinel, rec.bind, pw, rec.node_host, primary, tls)
+        paths.write_private(Path(rec.sentinel.conf), conf)
         rec.sentinel.pid = _start(rec.sentinel, tls is not None, sentinel=True)
         rec.sentinel.pid_started = procs.start_time(rec.sentinel.pid)
         _save(rec)
