@@ -212,9 +212,9 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         has_store = cloud.default_store_available()
         try:
             if body.yaml is not None:
-                spec = load_spec_text(body.yaml, source, None, has_default_store=has_store)
+                spec = load_spec_text(body.yaml, source, None, has_default_store=has_store, name=name)
             elif body.spec is not None:
-                spec = parse_spec(body.spec, source, has_default_store=has_store)
+                spec = parse_spec(body.spec, source, has_default_store=has_store, name=name)
             else:
                 raise HTTPException(422, "give the service as 'yaml' (text) or 'spec' (object)")
         except SpecError as exc:

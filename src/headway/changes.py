@@ -49,7 +49,7 @@ from .service import (
     working_dir_uri,
 )
 from .spec import ServiceSpec, SpecError
-from .spec_load import parse_spec
+from .spec_load import notes, parse_spec
 
 
 class UpdateRolledBack(Failed):
@@ -106,6 +106,8 @@ def deploy(
     """Create the service, or update it when one of that name exists; either way a new
     version. ``strict``: refuse a service whose replicas could not serve without the head.
     ``package_uri``: the uploaded working_dir package (None: keep the running one)."""
+    for note in notes(spec):
+        progress(f"note: {note}")
     problems = placement.spec_problems(spec)
     if problems and strict:
         raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))

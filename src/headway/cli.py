@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import click
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -38,7 +39,7 @@ from . import (
 from .cli_common import _change, _deployed, _fail, _load_or_fail, _progress, _via_api, main, out
 from .package import package_working_dir
 from .spec import MAX_WORKERS, SpecError
-from .spec_load import load_spec
+from .spec_load import load_spec_text, notes, safe_yaml
 
 
 @main.command()
@@ -47,18 +48,26 @@ from .spec_load import load_spec
 @click.option("--wait-timeout", default=600.0, show_default=True, help="seconds --wait waits at most")
 @click.option("--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head")
 @click.option("--dry-run", is_flag=True, help="check the YAML, its files and the store; start nothing")
-def deploy(path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool) -> None:
+@click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
+@click.option("--working-dir", "working_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="the folder with the app's code, for a file without working_dir")  # fmt: skip
+def deploy(
+    path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool, name: str | None, working_dir: str | None
+) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
-        spec = load_spec(path, has_default_store=cloud.default_store_available())
+        text = _with_overrides(path, name, working_dir)
+        spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available())
         uploaded = _uploads(spec, Path(path).parent)
     except SpecError as exc:
         _fail(str(exc), 2)
     if dry_run:
+        for note in notes(spec):
+            out.print(f"note: {note}", highlight=False)
         _dry_run(spec, strict)
         return
     body = {
-        "yaml": Path(path).read_text(),
+        "yaml": text,
         "source": path,
         "env": operations.needed_env(spec, dict(os.environ)),
         "strict": strict,
@@ -67,6 +76,48 @@ def deploy(path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bo
     } | uploaded
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
     _deployed(result)
+
+
+@main.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
+@click.option("--strict", is_flag=True, help="replicas that could not serve without the head are an error")
+@click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
+@click.option("--working-dir", "working_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="the folder with the app's code, for a file without working_dir")  # fmt: skip
+def validate(path: str, strict: bool, name: str | None, working_dir: str | None) -> None:
+    """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
+    try:
+        text = _with_overrides(path, name, working_dir)
+        spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available())
+        _uploads(spec, Path(path).parent)
+    except SpecError as exc:
+        _fail(str(exc), 2)
+    for note in notes(spec):
+        out.print(f"note: {note}", highlight=False)
+    _dry_run(spec, strict)
+
+
+def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str:
+    """The YAML as sent: the file, with ``--name``/``--working-dir`` filled in where it has none."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(path, [f"cannot read the file ({exc.strerror}); check the path"]) from None
+    if name is None and working_dir is None:
+        return text
+    data = safe_yaml(text, path)
+    if not isinstance(data, dict):
+        return text  # the validation says what is wrong
+    if name is not None:
+        if data.get("name") not in (None, name):
+            raise SpecError(path, [f"name: the file names service {data['name']!r}, --name says {name!r}; "
+                                   "make them agree or drop one"])  # fmt: skip
+        data["name"] = name
+    if working_dir is not None:
+        if data.get("working_dir"):
+            raise SpecError(path, ["working_dir: the file has one already; drop --working-dir or the field"])
+        data["working_dir"] = str(Path(working_dir).resolve())
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def _dry_run(spec, strict: bool) -> None:

@@ -60,13 +60,18 @@ def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int)
         }
         if app.deployments:
             entry["deployments"] = app.deployments
+        if app.logging_config is not None:
+            entry["logging_config"] = app.logging_config
         apps.append(entry)
     http: dict[str, Any] = {"host": "0.0.0.0", "port": http_port}
     if spec.http_options.request_timeout_s:
         http["request_timeout_s"] = spec.http_options.request_timeout_s
     if spec.http_options.keep_alive_timeout_s:
         http["keep_alive_timeout_s"] = spec.http_options.keep_alive_timeout_s
-    return {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
+    config: dict[str, Any] = {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
+    if spec.logging_config is not None:
+        config["logging_config"] = spec.logging_config
+    return config
 
 
 def put_applications(head: HeadApi, config: dict[str, Any], timeout_s: float = 60) -> None:

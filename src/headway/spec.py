@@ -9,7 +9,7 @@ to fix it, because the YAML is the product's main user interface.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -99,6 +99,7 @@ class Application(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     deployments: list[dict[str, Any]] = Field(default_factory=list)
+    logging_config: dict[str, Any] | None = None  # Serve's, passed on as given
 
     @field_validator("name")
     @classmethod
@@ -247,6 +248,10 @@ class GcsStorageConfig(_Strict):
 
 
 class HttpOptions(_Strict):
+    # A Serve config's host and port are accepted; headway decides where proxies listen (a
+    # note says so at deploy): clients use the service's endpoint.
+    host: str | None = Field(default=None, max_length=253)
+    port: int | None = Field(default=None, ge=0, le=65535)
     request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     keep_alive_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     # The ingress retries a 5xx on another node, for idempotent methods only.
@@ -266,6 +271,11 @@ class ServiceSpec(_Strict):
     version_name: str | None = None
     cloud: str | None = None
     project: str | None = None
+    # The rest of a `serve build` config: honoured where it makes sense (``notes`` says what
+    # headway does instead elsewhere).
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] | None = None
+    grpc_options: dict[str, Any] = Field(default_factory=dict)
+    logging_config: dict[str, Any] | None = None
 
     _labels = field_validator("version_name", "cloud", "project")(_label)
 

@@ -4,12 +4,14 @@ says how to fix it."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from . import spec as models
 from .spec import MAX_YAML_BYTES, MAX_YAML_NODES, ServiceSpec, SpecError
 
 __all__ = ["load_spec", "load_spec_text", "parse_spec", "safe_yaml"]
@@ -43,10 +45,37 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+#: Fields of the managed platforms' service YAML that headway does not have (yet): what
+#: each means here, instead of "unknown field".
+FOREIGN: dict[str, str] = {
+    "min_nodes": "autoscaling is not in headway yet; give the group a fixed count",
+    "max_nodes": "autoscaling is not in headway yet; give the group a fixed count",
+    "image_uri": "headway runs Ray from each host's Python environment, not a container image; ship your code "
+    "with working_dir and its packages with runtime_env",
+    "containerfile": "headway runs Ray from each host's Python environment, not a container image",
+    "requirements": "not in headway yet; declare the packages in the application's runtime_env (pip) — the "
+    "nodes must be able to install them",
+}
+
+
+def _known_fields() -> set[str]:
+    names: set[str] = set()
+    for m in (models.ServiceSpec, models.Application, models.ComputeConfig, models.HeadNode, models.WorkerGroup,
+              models.GcsStorageConfig, models.HttpOptions):  # fmt: skip
+        names |= set(m.model_fields)
+    return names
+
+
 def _describe(err: dict[str, Any]) -> str:
     kind = err["type"]
     where = _loc(tuple(err["loc"]))
     if kind == "extra_forbidden":
+        field = str(err["loc"][-1])
+        if field in FOREIGN:
+            return f"{where}: {FOREIGN[field]}"
+        close = difflib.get_close_matches(field, sorted(_known_fields()), n=1, cutoff=0.75)
+        if close:
+            return f"{where}: unknown field; did you mean {close[0]}?"
         return f"{where}: unknown field; {_HINTS[kind]}"
     if kind == "missing":
         return f"{where}: required field is missing; add it"
@@ -56,14 +85,22 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{where}: {msg}" + (f"; {hint}" if hint else "")
 
 
-def parse_spec(data: Any, source: str = "<spec>", *, has_default_store: bool = True) -> ServiceSpec:
+def parse_spec(
+    data: Any, source: str = "<spec>", *, has_default_store: bool = True, name: str | None = None
+) -> ServiceSpec:
     """Validate a loaded YAML document.
 
     ``has_default_store`` says whether a cloud default store exists; without one an
-    FT-enabled service must name its own ``address``.
+    FT-enabled service must name its own ``address``. ``name``: the service's name when
+    the document has none (a `serve build` config deployed with ``--name``).
     """
     if not isinstance(data, dict):
         raise SpecError(source, ["(top level): expected a YAML mapping with at least name and applications"])
+    if name is not None:
+        if data.get("name") not in (None, name):
+            raise SpecError(source, [f"name: the file names service {data['name']!r}, but {name!r} was asked "
+                                     "for; make them agree or drop one"])  # fmt: skip
+        data = {**data, "name": name}
     try:
         spec = ServiceSpec.model_validate(data)
     except ValidationError as exc:
@@ -79,6 +116,22 @@ def parse_spec(data: Any, source: str = "<spec>", *, has_default_store: bool = T
             ],
         )
     return spec
+
+
+def notes(spec: ServiceSpec) -> list[str]:
+    """What headway does instead of what a Serve config asked for, one line each (a
+    `serve build` config deploys unchanged; these say where headway decides)."""
+    out = []
+    if spec.proxy_location not in (None, "EveryNode"):
+        out.append(f"proxy_location {spec.proxy_location}: headway runs a Serve proxy on every node (the endpoint "
+                   "sends to the workers' proxies); EveryNode is used")  # fmt: skip
+    http = spec.http_options
+    if http.host is not None or http.port is not None:
+        out.append(f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
+                   "proxies listen; clients use the service's endpoint")  # fmt: skip
+    if spec.grpc_options.get("grpc_servicer_functions"):
+        out.append("grpc_options: gRPC is not served through the endpoint; the gRPC proxy is not enabled")
+    return out
 
 
 def load_spec(path: str | Path, *, has_default_store: bool = True) -> ServiceSpec:
@@ -125,11 +178,14 @@ def safe_yaml(text: str, source: str) -> Any:
         raise SpecError(source, [f"not valid YAML at {where}: {problem}; fix the syntax"]) from None
 
 
-def load_spec_text(text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True) -> ServiceSpec:
+def load_spec_text(
+    text: str, source: str, base_dir: Path | None, *, has_default_store: bool = True, name: str | None = None
+) -> ServiceSpec:
     """Validate a service YAML given as text. With ``base_dir`` (the CLI: the YAML's
     folder) a local ``working_dir`` is resolved from it and must exist; without (the
-    control plane's API) no path is looked at: the package comes uploaded."""
-    spec = parse_spec(safe_yaml(text, source), source, has_default_store=has_default_store)
+    control plane's API) no path is looked at: the package comes uploaded. ``name``: see
+    ``parse_spec``."""
+    spec = parse_spec(safe_yaml(text, source), source, has_default_store=has_default_store, name=name)
     if base_dir is not None and spec.working_dir and "://" not in spec.working_dir:
         wd = (base_dir / spec.working_dir).resolve()
         if not wd.is_dir():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import read_record
+from conftest import HELLO, read_record
 
 from headway import netns, procs, storage
 
@@ -48,17 +49,21 @@ def _cluster_id(cli, name: str) -> str:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
+    """Deployed from an unchanged `serve build` output of examples/hello (``--name`` and
+    ``--working-dir`` given): headway's defaults make it the hello service."""
     name = "t-hello"
-    spec = cli.write_spec(name)
-    cli.services.append("t-other")
+    spec = cli.home / "serve_build.yaml"
+    shutil.copy(Path(__file__).parents[1] / "unit" / "data" / "serve_build.yaml", spec)
+    cli.services += [name, "t-other"]
     # Leftovers: one of this service from a "crashed run", one of another service.
     subprocess.run(["ip", "netns", "add", f"hw-{name}.worker-9"], check=True)
     subprocess.run(["ip", "netns", "add", "hw-t-other.head"], check=True)
     try:
         t0 = time.monotonic()
-        out = cli.run("deploy", "-f", str(spec), check=True)
+        out = cli.run("deploy", "-f", str(spec), "--name", name, "--working-dir", str(HELLO / "app"), check=True)
         print(f"deploy took {time.monotonic() - t0:.1f} s")
         assert "RUNNING" in out.stdout and "endpoint" in out.stdout
+        assert "note: http_options host/port (0.0.0.0:8000): headway decides where the proxies listen" in out.stdout
         namespaces = netns.list_namespaces()
         assert f"hw-{name}.worker-9" not in namespaces, "leftover namespace was not removed"
         assert "hw-t-other.head" in namespaces, "another service's namespace was touched"

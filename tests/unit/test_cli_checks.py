@@ -53,4 +53,12 @@ def test_dry_run_checks_and_starts_nothing(tmp_path):
     one = [{"name": "hello", "import_path": "hello:build", "deployments": [{"name": "Hello", "num_replicas": 1}]}]
     strict = _run(home, "deploy", "-f", str(_spec(tmp_path, applications=one)), "--dry-run", "--strict")
     assert strict.returncode == 2 and "num_replicas 1" in strict.stdout
+    built = ROOT / "tests/unit/data/serve_build.yaml"
+    app = str(ROOT / "examples/hello/app")
+    same = _run(home, "validate", "-f", str(built), "--name", "t-built", "--working-dir", app)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "note: http_options host/port (0.0.0.0:8000)" in same.stdout
+    assert "a deploy would create t-built" in same.stdout
+    nameless = _run(home, "validate", "-f", str(built))
+    assert nameless.returncode == 2 and "name: required field is missing" in nameless.stderr
     assert not (home / "controller.json").exists()

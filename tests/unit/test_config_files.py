@@ -1,0 +1,70 @@
+"""Existing config files: a `serve build` output deploys unchanged with a name, honoured
+where it makes sense and noted where headway decides; the managed platforms' fields say
+what they mean here; a misspelt field gets a suggestion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from headway import serve
+from headway.spec import SpecError
+from headway.spec_load import load_spec_text, notes, parse_spec
+
+BUILT = (Path(__file__).parent / "data" / "serve_build.yaml").read_text()  # `serve build hello:app`, Ray 2.60
+
+
+def test_a_serve_build_config_needs_only_a_name():
+    with pytest.raises(SpecError, match="name: required field is missing"):
+        load_spec_text(BUILT, "built.yaml", None)
+    spec = load_spec_text(BUILT, "built.yaml", None, name="hello")
+    assert spec.name == "hello" and [a.import_path for a in spec.applications] == ["hello:app"]
+    assert spec.applications[0].deployments[0]["max_replicas_per_node"] == 1
+    said = notes(spec)
+    assert len(said) == 1 and said[0].startswith("http_options host/port (0.0.0.0:8000): headway decides")
+    config = serve.serve_config(spec, None, 8000)
+    assert config["logging_config"]["log_level"] == "INFO"  # honoured: passed on to Serve
+    assert config["proxy_location"] == "EveryNode" and config["http_options"]["host"] == "0.0.0.0"
+    assert config["applications"][0]["deployments"] == spec.applications[0].deployments
+
+
+def test_a_name_that_disagrees_is_said():
+    with pytest.raises(SpecError, match="the file names service 'a', but 'b' was asked for"):
+        parse_spec(yaml.safe_load(BUILT) | {"name": "a"}, "x", name="b")
+
+
+@pytest.mark.parametrize(
+    "overrides,note",
+    [
+        ({"proxy_location": "HeadOnly"}, "proxy_location HeadOnly: headway runs a Serve proxy on every node"),
+        ({"grpc_options": {"port": 9000, "grpc_servicer_functions": ["m:add"]}},
+         "grpc_options: gRPC is not served through the endpoint"),
+    ],
+)  # fmt: skip
+def test_what_headway_decides_is_noted_not_refused(overrides, note):
+    spec = parse_spec(yaml.safe_load(BUILT) | overrides, "x", name="hello")
+    assert any(n.startswith(note) for n in notes(spec))
+
+
+BASE = {"name": "s", "applications": [{"import_path": "m:a"}]}
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 1}]}},
+         "compute_config.worker_nodes[0].min_nodes: autoscaling is not in headway yet; give the group a fixed count"),
+        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "max_nodes": 4}]}}, "max_nodes: autoscaling is not"),
+        (BASE | {"image_uri": "docker.io/me/app:1"}, "image_uri: headway runs Ray from each host's Python environment"),
+        (BASE | {"requirements": ["torch"]}, "requirements: not in headway yet"),
+        (BASE | {"env_var": {"A": "1"}}, "env_var: unknown field; did you mean env_vars?"),
+        (BASE | {"working_directory": "app"}, "working_directory: unknown field; did you mean working_dir?"),
+        (BASE | {"colour": "red"}, "colour: unknown field; remove it or check its spelling"),
+    ],
+)  # fmt: skip
+def test_managed_platform_fields_and_typos_say_what_to_do(data, message):
+    with pytest.raises(SpecError) as ei:
+        parse_spec(data, "t.yaml")
+    assert message in str(ei.value)
