@@ -131,7 +131,15 @@ class Cli:
         pid = self.controller_pid()
         if pid:
             procs.kill_pids([pid])
-        self.run("cloud", "teardown", "--force", timeout=120)
+        try:
+            cloud = json.loads((self.home / "cloud" / "cloud.json").read_text())
+            store = [p for p in [*cloud["store"], cloud.get("sentinel")] if p and p.get("pid")]
+        except (OSError, ValueError, KeyError):
+            store = []
+        with contextlib.suppress(subprocess.TimeoutExpired):  # the safety nets below still run
+            self.run("cloud", "teardown", "--force", timeout=120)
+        # The store's processes, by the PIDs the cloud record held (a teardown that failed).
+        procs.kill_pids([p["pid"] for p in store if procs.same_process(p["pid"], p.get("pid_started"))])
         # Safety net for a failed test: anything still recorded or named after our services.
         for name in self.services:
             rec = read_record(self.home, name)

@@ -69,7 +69,13 @@ class Hosts:
         """Start the host's sshd (a host "reboot" after its processes all died)."""
         ip = self.ips[self.names.index(name)]
         conf = self.root / f"sshd-{name}.conf"
+        # The hosts share this machine's files: a HOME of their own keeps the machine's shell
+        # start-up (pyenv's rehash and its lock) out of every command, as on a clean host. A
+        # host crashed mid-rehash would otherwise leave that lock for every other "host".
+        home = self.root / "home"
+        home.mkdir(exist_ok=True)
         conf.write_text(
+            f"SetEnv HOME={home}\n"
             f"ListenAddress {ip}\nPort 22\nHostKey {self.root / 'host_key'}\n"
             f"AuthorizedKeysFile {self.root / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
