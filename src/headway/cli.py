@@ -38,7 +38,7 @@ from . import (
 )
 from .cli_common import _change, _deployed, _fail, _load_or_fail, _progress, _via_api, main, out
 from .package import package_working_dir
-from .spec import MAX_WORKERS, SpecError
+from .spec import MAX_WORKERS, ServiceSpec, SpecError
 from .spec_load import load_spec_text, notes, safe_yaml
 
 
@@ -56,9 +56,7 @@ def deploy(
 ) -> None:
     """Deploy a service, or update it if one of that name exists."""
     try:
-        text = _with_overrides(path, name, working_dir)
-        spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available())
-        uploaded = _uploads(spec, Path(path).parent)
+        text, spec, uploaded = _read(path, name, working_dir)
     except SpecError as exc:
         _fail(str(exc), 2)
     if dry_run:
@@ -87,9 +85,7 @@ def deploy(
 def validate(path: str, strict: bool, name: str | None, working_dir: str | None) -> None:
     """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
     try:
-        text = _with_overrides(path, name, working_dir)
-        spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available())
-        _uploads(spec, Path(path).parent)
+        _, spec, _ = _read(path, name, working_dir)
     except SpecError as exc:
         _fail(str(exc), 2)
     for note in notes(spec):
@@ -97,8 +93,16 @@ def validate(path: str, strict: bool, name: str | None, working_dir: str | None)
     _dry_run(spec, strict)
 
 
+def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, ServiceSpec, dict]:
+    """The YAML as sent (with ``--name``/``--working-dir`` filled in), the spec it validates
+    to (``parse_spec`` says when a ``--name`` disagrees with the file), and the uploads."""
+    text = _with_overrides(path, name, working_dir)
+    spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available(), name=name)
+    return text, spec, _uploads(spec, Path(path).parent)
+
+
 def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str:
-    """The YAML as sent: the file, with ``--name``/``--working-dir`` filled in where it has none."""
+    """The file's text, with ``--name``/``--working-dir`` filled in where it has none."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
@@ -108,10 +112,7 @@ def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str
     data = safe_yaml(text, path)
     if not isinstance(data, dict):
         return text  # the validation says what is wrong
-    if name is not None:
-        if data.get("name") not in (None, name):
-            raise SpecError(path, [f"name: the file names service {data['name']!r}, --name says {name!r}; "
-                                   "make them agree or drop one"])  # fmt: skip
+    if name is not None and data.get("name") is None:
         data["name"] = name
     if working_dir is not None:
         if data.get("working_dir"):
