@@ -19,6 +19,7 @@ import time
 
 from . import (
     cloud,
+    deps,
     placement,
     records,
     states,
@@ -76,7 +77,9 @@ def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progr
 
 
 def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage | None:
-    """Everything that can be checked before a node starts."""
+    """Everything that can be checked before a node starts: the store, and the
+    applications' packages (resolved and packaged here, once)."""
+    deps.build_all(spec.name, spec, progress)
     if not spec.gcs_ft:
         return None
     own = resolve_spec_storage(spec)

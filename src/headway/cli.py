@@ -39,7 +39,7 @@ from . import (
 from .cli_common import _change, _deployed, _fail, _load_or_fail, _progress, _via_api, main, out
 from .package import package_working_dir
 from .spec import MAX_WORKERS, ServiceSpec, SpecError
-from .spec_load import load_spec_text, notes, safe_yaml
+from .spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
 
 
 @main.command()
@@ -102,16 +102,19 @@ def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, Se
 
 
 def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str:
-    """The file's text, with ``--name``/``--working-dir`` filled in where it has none."""
+    """The file's text, with ``--name``/``--working-dir`` filled in where it has none and
+    the requirements files it names read in (the control plane opens no path)."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise SpecError(path, [f"cannot read the file ({exc.strerror}); check the path"]) from None
-    if name is None and working_dir is None:
-        return text
     data = safe_yaml(text, path)
     if not isinstance(data, dict):
         return text  # the validation says what is wrong
+    inlined = inline_requirement_files(data, Path(path).parent, path)
+    if name is None and working_dir is None and inlined == data:
+        return text
+    data = inlined
     if name is not None and data.get("name") is None:
         data["name"] = name
     if working_dir is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from .errors import Failed
+from .requirements import without_packages
 from .spec import ServiceSpec
 
 APPS_PATH = "/api/serve/applications/"
@@ -34,7 +35,9 @@ class HeadApi:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
-def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int) -> dict[str, Any]:
+def serve_config(
+    spec: ServiceSpec, working_dir_uri: str | None, http_port: int, deps_uris: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The Serve deploy config for a service: a proxy on every node.
 
     Serve takes one listen address for every node, so the proxies listen on all of a
@@ -42,11 +45,15 @@ def serve_config(spec: ServiceSpec, working_dir_uri: str | None, http_port: int)
     port (``firewall``), so the endpoint's token cannot be bypassed.
 
     The working_dir package (a ``file://`` zip every node can read) is the default
-    ``runtime_env.working_dir`` of every application that names none.
+    ``runtime_env.working_dir`` of every application that names none. An application's
+    packages come resolved and packaged by the control host (``deps_uris``: app name →
+    ``file://`` zip, a ``py_modules`` entry), never installed by the nodes.
     """
     apps = []
     for app in spec.applications:
-        runtime_env = dict(app.runtime_env)
+        runtime_env = without_packages(app.runtime_env)
+        if deps_uris and app.name in deps_uris:
+            runtime_env["py_modules"] = [*runtime_env.get("py_modules", []), deps_uris[app.name]]
         if working_dir_uri and "working_dir" not in runtime_env:
             runtime_env["working_dir"] = working_dir_uri
         if spec.env_vars:

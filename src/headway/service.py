@@ -20,6 +20,7 @@ from typing import Any
 from . import (
     cloud,
     db,
+    deps,
     paths,
     plan,
     ray_node,
@@ -196,9 +197,10 @@ def delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> Non
 
 
 def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
-    """Put the packaged working_dir where every node reads it (another machine needs a copy)."""
-    pkg = local_path(rec.working_dir_uri)
-    if pkg:
+    """Put the packaged working_dir and the applications' packages where every node reads
+    them (another machine needs a copy)."""
+    uris = [rec.working_dir_uri, *deps.uris(rec.name, rec.spec).values()]
+    for pkg in filter(None, map(local_path, uris)):
         for node in nodes:
             prov.distribute(pkg, node)
 

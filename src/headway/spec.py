@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import requirements as reqs
 from .ray_node_env import reserved_env
 from .store_address import StoreError, parse_address
 
@@ -107,6 +108,11 @@ class Application(_Strict):
         if not v or len(v) > 128 or not v.isprintable() or "/" in v:
             raise ValueError(f"{v!r} is not a valid application name; use 1-128 printable characters without '/'")
         return v
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return reqs.check_runtime_env(v)
 
     @field_validator("import_path")
     @classmethod
@@ -265,6 +271,7 @@ class ServiceSpec(_Strict):
     ray_gcs_external_storage_config: GcsStorageConfig = Field(default_factory=GcsStorageConfig)
     env_vars: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
+    requirements: list[str] = Field(default_factory=list)  # every application's, beside its runtime_env pip
     excludes: list[str] = Field(default_factory=list)
     query_auth_token_enabled: bool = True
     http_options: HttpOptions = Field(default_factory=HttpOptions)
@@ -299,6 +306,13 @@ class ServiceSpec(_Strict):
         if v.startswith("file://"):
             raise ValueError("give a local folder as a path (headway packages and ships it), not a file:// URI")
         return v
+
+    @field_validator("requirements", mode="before")
+    @classmethod
+    def _requirements(cls, v: Any) -> list[str]:
+        if isinstance(v, str):
+            raise ValueError(f"{v!r} is a file on your machine; deploy with the CLI (it reads it) or give the list")
+        return reqs.check_list(v)
 
     @field_validator("env_vars")
     @classmethod
@@ -341,6 +355,10 @@ class ServiceSpec(_Strict):
     @property
     def worker_count(self) -> int:
         return sum(g.count for g in self.compute_config.worker_nodes)
+
+    def app_requirements(self, app: Application) -> list[str]:
+        """What ``app`` imports beyond Ray's environment: the service's and its own."""
+        return reqs.merged(self.requirements, app.runtime_env)
 
     @property
     def gcs_ft(self) -> bool:

@@ -11,10 +11,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from . import requirements as reqs
 from . import spec as models
 from .spec import MAX_YAML_BYTES, MAX_YAML_NODES, ServiceSpec, SpecError
 
-__all__ = ["load_spec", "load_spec_text", "parse_spec", "safe_yaml"]
+__all__ = ["inline_requirement_files", "load_spec", "load_spec_text", "parse_spec", "safe_yaml"]
 
 
 _HINTS: dict[str, str] = {
@@ -51,10 +52,8 @@ FOREIGN: dict[str, str] = {
     "min_nodes": "autoscaling is not in headway yet; give the group a fixed count",
     "max_nodes": "autoscaling is not in headway yet; give the group a fixed count",
     "image_uri": "headway runs Ray from each host's Python environment, not a container image; ship your code "
-    "with working_dir and its packages with runtime_env",
+    "with working_dir and list its packages under requirements (resolved on the control host, shipped to the nodes)",
     "containerfile": "headway runs Ray from each host's Python environment, not a container image",
-    "requirements": "not in headway yet; declare the packages in the application's runtime_env (pip) — the "
-    "nodes must be able to install them",
 }
 
 
@@ -185,10 +184,49 @@ def load_spec_text(
     folder) a local ``working_dir`` is resolved from it and must exist; without (the
     control plane's API) no path is looked at: the package comes uploaded. ``name``: see
     ``parse_spec``."""
-    spec = parse_spec(safe_yaml(text, source), source, has_default_store=has_default_store, name=name)
+    data = safe_yaml(text, source)
+    if base_dir is not None:
+        data = inline_requirement_files(data, base_dir, source)
+    spec = parse_spec(data, source, has_default_store=has_default_store, name=name)
     if base_dir is not None and spec.working_dir and "://" not in spec.working_dir:
         wd = (base_dir / spec.working_dir).resolve()
         if not wd.is_dir():
             raise SpecError(source, [f"working_dir: folder {wd} does not exist; fix the path (relative to the YAML)"])
         spec = spec.model_copy(update={"working_dir": str(wd)})
     return spec
+
+
+def _read_requirements(path_text: str, base_dir: Path, source: str, field: str) -> list[str]:
+    path = (base_dir / path_text).resolve()
+    try:
+        return reqs.parse_file(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or "not a text file"
+        raise SpecError(source, [f"{field}: cannot read {path} ({why}); give a requirements file relative to "
+                                 "the YAML, or a list"]) from None  # fmt: skip
+
+
+def inline_requirement_files(data: Any, base_dir: Path, source: str) -> Any:
+    """The document with every requirements file it names (``requirements: reqs.txt``,
+    ``runtime_env: {pip: reqs.txt}``) read into a list: the CLI reads them on the
+    user's machine; the control plane opens no path a YAML names."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if isinstance(data.get("requirements"), str):
+        data["requirements"] = _read_requirements(data["requirements"], base_dir, source, "requirements")
+    apps = data.get("applications")
+    if isinstance(apps, list):
+        data["applications"] = [_inline_app(app, i, base_dir, source) for i, app in enumerate(apps)]
+    return data
+
+
+def _inline_app(app: Any, index: int, base_dir: Path, source: str) -> Any:
+    env = app.get("runtime_env") if isinstance(app, dict) else None
+    if not isinstance(env, dict):
+        return app
+    env = dict(env)
+    for key in reqs.PIP_KEYS:
+        if isinstance(env.get(key), str):
+            env[key] = _read_requirements(env[key], base_dir, source, f"applications[{index}].runtime_env.{key}")
+    return {**app, "runtime_env": env}

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import cloud, ingress, placement, plan, records, repair, serve
+from . import cloud, deps, ingress, placement, plan, records, repair, serve
 from .errors import Cancelled
 from .records import NodeRecord, ServiceRecord
 from .service import (
@@ -44,8 +44,13 @@ def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desi
         version=version,
         workers=plan.desired_workers(cc.worker_nodes, spec.env_vars),
         head_config=plan.node_config(cc.head_node.resources, spec.env_vars),
-        apps=plan.digest(serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)),
+        apps=plan.digest(serve_config_of(rec, spec)),
     )
+
+
+def serve_config_of(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, Any]:
+    """What Serve is given for ``spec`` on this service's cluster."""
+    return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.name, spec))
 
 
 def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
@@ -140,7 +145,7 @@ def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[s
 
 def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     """Serve's own rolling update of the applications; then every proxy that should serve."""
-    config = serve.serve_config(spec, rec.working_dir_uri, rec.serve_port)
+    config = serve_config_of(rec, spec)
     progress(f"deploying {len(spec.applications)} application(s)")
     rec.apps_digest = None  # unknown until Serve runs it: a failed config is applied again on rollback
     records.save(rec)

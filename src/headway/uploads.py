@@ -86,7 +86,8 @@ def store_package(service: str, encoded: str) -> str:
 def prune_packages(service: str, keep: set[str]) -> None:
     """Remove the packages no kept version names (called once a version RUNS: until then
     a replaced worker may still need the old one, and a rollback needs its own)."""
-    for old in (paths.service_dir(service) / "pkg").glob("working_dir-*.zip"):
+    pkg = paths.service_dir(service) / "pkg"
+    for old in [*pkg.glob("working_dir-*.zip"), *pkg.glob("deps-*.zip")]:
         if f"file://{old}" not in keep:
             old.unlink(missing_ok=True)
 

@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from . import db, plan
+from . import db, deps, plan
 from .errors import InputError
 from .spec import ServiceSpec
 
@@ -104,4 +104,7 @@ def forget(service: str) -> None:
 
 
 def packages_in_use(service: str) -> set[str]:
-    return {v.package_uri for v in all_of(service) if v.package_uri}
+    """The packages (working_dir and applications' packages) a kept version names."""
+    kept = all_of(service)
+    packages = {u for v in kept for u in deps.uris(service, v.spec).values()}
+    return packages | {v.package_uri for v in kept if v.package_uri}
