@@ -35,6 +35,7 @@ from . import (
     db,
     errors,
     ingress,
+    logs,
     metrics,
     operations,
     records,
@@ -298,9 +299,14 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         return views.observe(_record(name))["nodes"]
 
     @app.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
-    def node_logs(name: str, node: str = "head", lines: int = 100) -> dict[str, str]:
-        """The last ``lines`` (at most 5,000) of one node's log."""
-        return service.logs(_record(name), node, max(1, min(lines, 5000)))
+    def service_logs(
+        name: str, node: str | None = None, app: str | None = None, controller: bool = False,
+        ingress: bool = False, lines: int = 100,
+    ) -> list[dict[str, str]]:
+        """The last ``lines`` (at most 5,000) of one log: a node's own (default: the
+        head's), an application's replicas (every node), the controller's lines about the
+        service, or the endpoint's HAProxy log."""
+        return logs.read(_record(name), logs.Source(node, app, controller, ingress), lines)
 
     @app.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:

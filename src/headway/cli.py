@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from . import (
     versions,
     views,
 )
+from . import logs as logs_mod
 from .cli_common import _change, _deployed, _fail, _load_or_fail, _progress, _via_api, main, out
 from .package import package_working_dir
 from .spec import MAX_WORKERS, ServiceSpec, SpecError
@@ -284,19 +286,43 @@ def list_(as_json: bool) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--node", default="head", show_default=True, help="the node whose log to show (head, worker-1, …)")
+@click.option("--node", default=None, help="a node's own log (its Ray output): head (the default), worker-1, …")
+@click.option("--app", default=None, help="an application's replica logs, from every node (Ray's log API)")
+@click.option("--controller", is_flag=True, help="the controller's lines about this service")
+@click.option("--ingress", is_flag=True, help="the endpoint's HAProxy log (abnormal requests only)")
 @click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
-def logs(name: str, node: str, lines: int) -> None:
-    """Show the end of one node's log (Ray's output on that host)."""
-    got = _via_api("GET", f"/api/services/{name}/logs", lambda: _local_logs(name, node, lines),
-                   params={"node": node, "lines": lines})  # fmt: skip
-    out.print(f"[dim]-- {got['node']} at {got['host']}[/]", highlight=False)
-    click.echo(got["text"], nl=False)
+@click.option("--follow", "-f", is_flag=True, help="keep printing what is appended (Ctrl-C stops)")
+def logs(name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int,
+         follow: bool) -> None:  # fmt: skip
+    """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
+    source = logs_mod.Source(node, app, controller, ingress)
+    if follow:
+        _follow_logs(name, source, lines)
+        return
+    params = {k: v for k, v in {"node": node, "app": app, "controller": controller or None,
+                                "ingress": ingress or None, "lines": lines}.items() if v is not None}  # fmt: skip
+    got = _via_api("GET", f"/api/services/{name}/logs", lambda: _local(lambda: logs_mod.read(
+        _load_or_fail(name), source, lines)), params=params)  # fmt: skip
+    for entry in got:
+        out.print(f"[dim]-- {escape(entry['title'])}[/]", highlight=False)
+        click.echo(entry["text"], nl=False)
 
 
-def _local_logs(name: str, node: str, lines: int) -> dict:
+def _follow_logs(name: str, source, lines: int) -> None:
+    """Followed here, on the control host (the state dir and the nodes are reachable)."""
+    stop = threading.Event()
     try:
-        return service.logs(_load_or_fail(name), node, lines)
+        for text in logs_mod.follow(_load_or_fail(name), source, lines, stop):
+            click.echo(text, nl=False)
+    except logs_mod.InputError as exc:
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def _local(read):
+    try:
+        return read()
     except service.InputError as exc:
         _fail(str(exc), 2)
 

@@ -51,6 +51,10 @@ class NodeProvider(Protocol):
     def log_tail(self, node: NodeRecord, lines: int) -> str:
         """The last lines of the node's log (its ``ray start`` output), wherever it lives."""
 
+    def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
+        """What the node's log gained past byte ``offset`` (None: nothing, only where it
+        ends now), and the new offset: following a log wherever it lives."""
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]: ...
 
     def remove_namespace(self, name: str) -> None: ...

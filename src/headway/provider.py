@@ -254,6 +254,18 @@ class LocalProvider:
         except OSError as exc:
             return f"(no log at {node.log}: {exc.strerror})\n"
 
+    def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
+        try:
+            with open(node.log, "rb") as fh:
+                end = fh.seek(0, 2)
+                if offset is None or offset > end:
+                    return "", end
+                fh.seek(offset)
+                data = fh.read()
+                return data.decode(errors="replace"), offset + len(data)
+        except OSError:
+            return "", offset or 0
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         """Namespaces of this service that no record names (a crashed run)."""
         prefix = f"hw-{service}."

@@ -357,15 +357,6 @@ def _head_answers(rec: ServiceRecord, attempts: int = 2, timeout_s: float = 3) -
     return any(serve.gcs_healthy(rec.head_api, timeout_s) for _ in range(attempts))
 
 
-def logs(rec: ServiceRecord, node: str, lines: int) -> dict[str, str]:
-    """The tail of one node's log (``head``, ``worker-1`` …), read where the node runs."""
-    found = next((n for n in rec.nodes if n.name == node), None)
-    if found is None:
-        raise InputError(f"service {rec.name} has no node {node}; its nodes: {', '.join(n.name for n in rec.nodes)}")
-    text = provider_for(cloud.load(), rec).log_tail(found, lines)
-    return {"node": found.name, "host": found.host or found.ip, "text": text}
-
-
 def chaos(rec: ServiceRecord, role: str, node: str | None = None) -> dict[str, Any]:
     """Crash a node of the service on purpose (the first of ``role``, or the one named)."""
     found = [n for n in rec.nodes if n.role == role and (node is None or n.name == node)]

@@ -180,6 +180,17 @@ class SshProvider:
             return f"({exc})\n"
         return out
 
+    def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
+        path = shlex.quote(node.log)
+        try:
+            if offset is None:
+                _, out, _ = ssh.run(self._host(node), f"stat -c %s {path}")
+                return "", int(out.strip() or 0)
+            _, out, _ = ssh.run(self._host(node), f"tail -c +{int(offset) + 1} {path}")
+        except (SshError, ValueError):
+            return "", offset or 0
+        return out, offset + len(out.encode())
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         return []
 

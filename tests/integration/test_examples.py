@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from conftest import probe_from
+from conftest import HEADWAY, probe_from
 
 from headway import netns
 
@@ -64,6 +66,8 @@ def test_a_dependency_ray_does_not_ship_is_resolved_once_and_survives_a_worker_r
     assert len(packages) == 1
     built = packages[0].stat().st_mtime_ns
 
+    _logs_of_every_kind(cli, name, url, auth)
+
     # The nodes have no route to a package index.
     rec = cli.record(name)
     victim = next(n for n in rec["nodes"] if n["role"] == "worker")
@@ -92,6 +96,31 @@ def test_a_dependency_ray_does_not_ship_is_resolved_once_and_survives_a_worker_r
     assert not (cli.home / "services" / name / "pkg").exists() or not list(
         (cli.home / "services" / name / "pkg").glob("deps-*.zip")
     ), "the package outlived its service"
+
+
+def _logs_of_every_kind(cli, name: str, url: str, auth: dict[str, str]) -> None:
+    """`headway logs`: replica logs through Ray's log API (then followed while requests
+    come in), the controller's lines about the service, the node's own output."""
+    app = cli.run("logs", name, "--app", name, "-n", "50", check=True).stdout
+    assert app.count("-- worker-") == 2 and "replica_sentiment_Sentiment_" in app, app[-800:]
+    assert "POST /" in app  # Serve's access log of the requests above
+    assert "deploy sentiment" in cli.run("logs", name, "--controller", check=True).stdout
+    assert "Ray runtime started" in cli.run("logs", name, "--node", "head", check=True).stdout
+    wrong = cli.run("logs", name, "--app", "nope")
+    assert wrong.returncode == 2 and "has no application nope; its applications: sentiment" in wrong.stderr
+    both = cli.run("logs", name, "--app", name, "--ingress")
+    assert both.returncode == 2 and "choose one log" in both.stderr
+    follower = subprocess.Popen([HEADWAY, "logs", name, "--app", name, "-n", "1", "--follow"], env=cli.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(4)
+        for _ in range(8):
+            _sentiment(url, auth, "followed")
+        time.sleep(3)
+    finally:
+        follower.send_signal(signal.SIGINT)
+        followed, errors = follower.communicate(timeout=20)
+    assert followed.count("POST /") >= 6, (followed[-1500:], errors[-500:])
 
 
 def test_composed_and_streaming_examples_answer_through_the_endpoint(cli):
