@@ -265,9 +265,12 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     @app.get("/api/services/{name}/versions", dependencies=auth, tags=["services"])
     def list_versions(name: str) -> dict[str, Any]:
         """Every version on record (newest last), and which one is desired and which runs."""
-        rec = _record(name)
-        return {"desired": rec.desired_version, "running": rec.running_version,
-                "versions": [v.view() for v in versions.all_of(name)]}  # fmt: skip
+        return views.versions_view(_record(name))
+
+    @app.get("/api/services/{name}/config", dependencies=auth, tags=["services"])
+    def deployed_config(name: str, version: int | None = None) -> dict[str, Any]:
+        """The spec of a version (default: the running one), secrets masked."""
+        return views.config_view(_record(name), version)
 
     @app.post("/api/services/{name}/rollback", dependencies=auth, tags=["services"], status_code=202)
     def rollback(name: str, body: RollbackRequest | None = None) -> dict[str, Any]:

@@ -34,7 +34,6 @@ from . import (
     service,
     storage,
     uploads,
-    versions,
     views,
 )
 from . import logs as logs_mod
@@ -332,7 +331,7 @@ def _local(read):
 @click.option("--json", "as_json", is_flag=True)
 def versions_(name: str, as_json: bool) -> None:
     """List a service's versions: every deploy, scale and rollback, and how each ended."""
-    got = _via_api("GET", f"/api/services/{name}/versions", lambda: _local_versions(name))
+    got = _via_api("GET", f"/api/services/{name}/versions", lambda: views.versions_view(_load_or_fail(name)))
     if as_json:
         click.echo(json.dumps(got, indent=2))
         return
@@ -344,10 +343,23 @@ def versions_(name: str, as_json: bool) -> None:
     out.print(t)
 
 
-def _local_versions(name: str) -> dict:
-    rec = _load_or_fail(name)
-    return {"desired": rec.desired_version, "running": rec.running_version,
-            "versions": [v.view() for v in versions.all_of(name)]}  # fmt: skip
+@main.command()
+@click.argument("name")
+@click.option("--version", "number", type=click.IntRange(1), default=None, help="a version (default: the running one)")
+@click.option("--json", "as_json", is_flag=True)
+def config(name: str, number: int | None, as_json: bool) -> None:
+    """Print the deployed spec of a version as YAML (secrets masked): what runs, to read or deploy again."""
+    params = {"version": number} if number else {}
+    got = _via_api("GET", f"/api/services/{name}/config", lambda: _local(lambda: views.config_view(
+        _load_or_fail(name), number)), params=params)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    state = "running" if got["running"] else "not running"
+    out.print(f"[dim]# service {name}, version {got['version']} ({state})[/]", highlight=False)
+    for app, package in got["packages"].items():
+        out.print(f"[dim]# application {app}: packages shipped as {package}[/]", highlight=False)
+    click.echo(yaml.safe_dump(got["spec"], sort_keys=False), nl=False)
 
 
 @main.command()

@@ -9,6 +9,7 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from . import (
@@ -157,7 +158,8 @@ def storage_check(
     colors = {"error": "red", "warning": "yellow", "info": "green"}
     out.print(f"store {addr.masked()}")
     for f in findings:
-        out.print(f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {f.message}", highlight=False)
+        out.print(f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
     if store_fitness.errors(findings):
         _fail("the store is not fit for the GCS (see the errors above)", 2)
     out.print("[green]fit for the GCS[/]")

@@ -21,7 +21,9 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
-    # The message is text, not markup: "ray[serve]" must not be read as a style tag.
+    # The message is text, not markup: "ray[serve]" must not be read as a style tag. What
+    # went to stdout is flushed first, so the error never lands on its last line.
+    out.file.flush()
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     sys.exit(code)
 

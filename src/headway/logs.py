@@ -22,8 +22,8 @@ import httpx
 
 from . import cloud, paths, serve
 from .errors import InputError
-from .service import provider_for
 from .records import NodeRecord, ServiceRecord
+from .service import provider_for
 
 POLL_S = 0.5
 MAX_LINES = 5000

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cloud, ingress, serve, store_usage, store_watch
+from . import cloud, deps, ingress, serve, spec_show, store_usage, store_watch, versions
+from .errors import InputError
 from .records import ServiceRecord
 from .service import provider_for, store_address
 
@@ -89,3 +90,21 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "running_version": rec.running_version,
         "ingress": ingress.stats(rec.ingress),
     }
+
+
+def versions_view(rec: ServiceRecord) -> dict[str, Any]:
+    """Every version on record (newest last), and which one is desired and which runs."""
+    return {"desired": rec.desired_version, "running": rec.running_version,
+            "versions": [v.view() for v in versions.all_of(rec.name)]}  # fmt: skip
+
+
+def config_view(rec: ServiceRecord, number: int | None = None) -> dict[str, Any]:
+    """The spec of a version (default: the running one, else the desired one), secrets
+    masked, with the packages its applications were given."""
+    chosen = number or rec.running_version or rec.desired_version
+    if chosen is None:
+        raise InputError(f"service {rec.name} has no version yet")
+    version = versions.get(rec.name, chosen)
+    packages = {app: uri.rsplit("/", 1)[-1] for app, uri in deps.uris(rec.name, version.spec).items()}
+    return {"version": version.number, "running": version.number == rec.running_version,
+            "spec": spec_show.shown(version.spec), "packages": packages}  # fmt: skip

@@ -67,6 +67,8 @@ def test_a_dependency_ray_does_not_ship_is_resolved_once_and_survives_a_worker_r
     built = packages[0].stat().st_mtime_ns
 
     _logs_of_every_kind(cli, name, url, auth)
+    shown = cli.run("config", name, check=True).stdout
+    assert "version 1 (running)" in shown and "- vaderSentiment==3.3.2" in shown and "shipped as deps-" in shown
 
     # The nodes have no route to a package index.
     rec = cli.record(name)
