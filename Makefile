@@ -3,34 +3,42 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+TSTAMP  := $(VENV)/.installed-test
 
-.PHONY: install system demo test unit integration lint clean
+.PHONY: install system system-test demo test unit integration lint clean
 
-system:
-	sh scripts/system-packages.sh
+system:  # what headway needs on this machine
+	sh scripts/system-packages.sh run
+
+system-test:  # and what only the tests use (Redis with TLS, sshd, Chromium, openssl)
+	sh scripts/system-packages.sh test
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
+
+$(TSTAMP): $(STAMP)  # the test tools (pytest, ruff, selenium) on top
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TSTAMP)
 
 install: system $(STAMP)
 
 demo: system $(STAMP)
 	$(BIN)/python examples/hello/demo.py
 
-test: system $(STAMP)
+test: system-test $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/python -m pytest -v -rP --durations=15 tests
 
-unit: $(STAMP)
+unit: $(TSTAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: system $(STAMP)
+integration: system-test $(TSTAMP)
 	$(BIN)/python -m pytest -v -m integration tests/integration
 
-lint: $(STAMP)
+lint: $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples
 

@@ -18,6 +18,7 @@ import time
 import zipfile
 from pathlib import Path
 
+from bench import report
 from bench.failover import Bench
 
 
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--requirement", default="plotly", help="the dependency (any pip requirement)")
     ap.add_argument("--kills", type=int, default=3, help="worker kills per variant")
     ap.add_argument("--json", dest="json_path", help="also write the rows here")
+    ap.add_argument("--markdown", help="rewrite the dependency section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
     b = Bench()
     rows = []
@@ -63,17 +65,28 @@ def main() -> None:
                      "zip_mib": zip_mib, "unpacked_mib": unpacked_mib})  # fmt: skip
     finally:
         b.close()
-    print(f"\n{'variant':<24} {'package':>16} {'joined (median)':>16} {'placed (median)':>16}  placed, each kill")
+    table = _table(rows)
+    print("\n" + table)
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    if args.markdown:
+        what = (f"examples/hello (2 workers) without and with `{args.requirement}` in `requirements`, worker-1 "
+                f"SIGKILLed {args.kills} times each, seconds from the kill")  # fmt: skip
+        report.write_section(args.markdown, "deps", report.header(what) + "\n" + table)
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| variant | package (zip / unpacked) | host joined (median) | replicas placed (median) | placed, "
+             "each kill |", "|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         joined = statistics.median(j for j, _ in r["times"])
         placed = [p for _, p in r["times"]]
-        size = f"{r['zip_mib']:.1f}/{r['unpacked_mib']:.1f} MiB" if r["zip_mib"] else "-"
-        print(f"{r['variant']:<24} {size:>16} {joined:>15.1f}s {statistics.median(placed):>15.1f}s  "
-              + ", ".join(f"{p:.1f}" for p in placed))  # fmt: skip
+        size = f"{r['zip_mib']:.1f} / {r['unpacked_mib']:.1f} MiB" if r["zip_mib"] else "–"
+        lines.append(f"| {r['variant']} | {size} | {joined:.1f} | {statistics.median(placed):.1f} | "
+                     + ", ".join(f"{p:.1f}" for p in placed) + " |")  # fmt: skip
     base, dep = (statistics.median(p for _, p in r["times"]) for r in rows)
-    print(f"\nreplicas placed again with the dependency / without: {dep / base:.2f}x (package zip/unpacked)")
-    if args.json_path:
-        Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    lines.append(f"\nReplicas placed again, with the dependency / without: **{dep / base:.2f}x**.")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 
+from bench import report
 from headway import cloud, db, procs, records, storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -594,6 +595,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="run the scenario this many times in a row")
     ap.add_argument("--json", dest="json_path", help="also write the rows here")
     ap.add_argument("--png", help="also plot each scenario: PATH, or PATH-<scenario>.png for several")
+    ap.add_argument("--markdown", help="rewrite the failover section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
     names = [*SCENARIOS, "head-kill-x30", *BASELINES] if args.scenario == "all" else [args.scenario]
     rows: list[dict] = []
@@ -619,6 +621,8 @@ def main() -> None:
     print_rows(rows)
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
+    if args.markdown:
+        report.write_section(args.markdown, "failover", report.failover_markdown(rows, args.rate))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import report
 from headway import records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=20.0, help="per target, in total")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--markdown", help="rewrite the ingress section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -121,17 +123,23 @@ def main() -> None:
         print(f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
               "alternating rounds", flush=True)  # fmt: skip
         res = measure(targets, args.concurrency, args.seconds, args.rounds)
-        print(f"\n{'target':<28}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        lines = [f"{'target':<28}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
         for t, r in res.items():
-            print(
+            lines.append(
                 f"{t:<28}{r['requests']:>10}{r['failed']:>8}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
             )
         ing, direct = res["ingress"], res["direct (one worker proxy)"]
-        print(
+        lines.append(
             f"\ningress / direct: req/s x{ing['rps'] / direct['rps']:.2f}, "
             f"p50 x{ing['p50_ms'] / direct['p50_ms']:.2f}, p99 x{ing['p99_ms'] / direct['p99_ms']:.2f}"
             f"  (the ingress spreads over {len(workers)} workers; direct hits one)"
         )
+        print("\n" + "\n".join(lines))
+        if args.markdown:
+            what = (f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
+                    "alternating rounds; client, HAProxy and Ray share the cores")  # fmt: skip
+            report.write_section(args.markdown, "ingress", report.header(what) + "\n```\n" + "\n".join(lines)
+                                 + "\n```")  # fmt: skip
     finally:
         if own_home:
             subprocess.run([HEADWAY, "cloud", "teardown", "--force"], env=env, stdout=subprocess.DEVNULL)
