@@ -76,10 +76,13 @@ def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progr
         )
 
 
-def preflight(spec: ServiceSpec, progress: Progress = _quiet) -> ResolvedStorage | None:
+def preflight(spec: ServiceSpec, progress: Progress = _quiet, dry_run: bool = False) -> ResolvedStorage | None:
     """Everything that can be checked before a node starts: the store, and the
-    applications' packages (resolved and packaged here, once)."""
-    deps.build_all(spec.name, spec, progress)
+    applications' packages (resolved and packaged here, once; a dry run only resolves)."""
+    if dry_run:
+        deps.check_all(spec, progress)
+    else:
+        deps.build_all(spec.name, spec, progress)
     if not spec.gcs_ft:
         return None
     own = resolve_spec_storage(spec)

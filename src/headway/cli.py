@@ -27,6 +27,7 @@ from . import (
     cli_admin,  # noqa: F401 - registers the platform commands on ``main``
     cloud,
     controller,
+    deps,
     ingress,
     operations,
     placement,
@@ -135,7 +136,7 @@ def _dry_run(spec, strict: bool) -> None:
         _fail("refused (--strict)", 2)
     storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
     try:
-        own = changes.preflight(spec, say)
+        own = changes.preflight(spec, say, dry_run=True)
         crec = cloud.load()
         if own is None and spec.gcs_ft and crec is not None:
             addr = cloud.store_address(crec)
@@ -143,7 +144,7 @@ def _dry_run(spec, strict: bool) -> None:
             changes.check_store_fitness(addr, require_replica=True, progress=say)
         elif own is None and spec.gcs_ft:
             say("no cloud yet: a deploy would set up the managed store first")
-    except storage.StoreError as exc:
+    except (storage.StoreError, deps.DependencyError) as exc:
         _fail(f"{exc}\nnothing was started.", 2)
     rec = records.load(spec.name)
     what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"

@@ -162,3 +162,13 @@ def build_all(service: str, spec: ServiceSpec, progress=lambda _m: None) -> dict
         if needed:
             build(service, needed, progress)
     return uris(service, spec)
+
+
+def check_all(spec: ServiceSpec, progress=lambda _m: None) -> None:
+    """Resolve every application's requirements (a dry run: nothing is installed or kept)."""
+    for app in spec.applications:
+        needed = spec.app_requirements(app)
+        if needed:
+            pins = resolve(needed)
+            shipped = ", ".join(pins) or "nothing beyond Ray's environment"
+            progress(f"application {app.name}: {', '.join(needed)} resolve to {shipped}")
