@@ -36,6 +36,7 @@ import httpx
 
 from bench import report
 from headway import cloud, db, procs, records, storage
+from headway.provider import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
@@ -101,11 +102,16 @@ class Bench:
         self.home = tempfile.mkdtemp(prefix="hwfo-")
         self.name = name
         self.env = dict(os.environ)
+        # A control plane of its own on a free port: the benchmark runs beside a live one.
         self.env.update(HEADWAY_HOME=self.home, HEADWAY_TMP="/tmp/hwfo", HEADWAY_BRIDGE="hwfobr0",
-                        HEADWAY_SUBNET="10.213.251.0/24")  # fmt: skip
+                        HEADWAY_SUBNET="10.213.251.0/24", HEADWAY_API_PORT=str(free_ports(1, set())[0]))  # fmt: skip
 
     def hw(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True, check=check)
+        done = subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"headway {' '.join(args)} exited {done.returncode}: "
+                               f"{(done.stderr or done.stdout).strip()[-1500:]}")  # fmt: skip
+        return done
 
     def deploy(self, **overrides) -> None:
         import yaml
@@ -429,7 +435,8 @@ def run_scenario(
     st = json.loads(b.hw("status", b.name, "--json").stdout)
     token = b.hw("token", b.name).stdout.strip()
     load = LoadGen(st["endpoint"] + "/", {"Authorization": f"Bearer {token}"}, rate)
-    load.start()
+    if rate > 0:  # rate 0: the fault without load
+        load.start()
     time.sleep(settle_s)
     fault_at = time.time()
     post_check = fault(b)
@@ -445,7 +452,8 @@ def run_scenario(
         probe.join()
     checked = post_check() if post_check else {}
     time.sleep(settle_s)
-    load.stop()
+    if rate > 0:
+        load.stop()
     end = time.time()
 
     def since(kind_: str) -> float | None:

@@ -34,6 +34,7 @@ from . import (
     api,
     changes,
     cloud,
+    gcs_client,
     ingress,
     operations,
     paths,
@@ -41,7 +42,6 @@ from . import (
     procs,
     records,
     repair,
-    serve,
     states,
     steps,
     storage,
@@ -136,7 +136,7 @@ class Controller:
             w = _ServiceWatch(head.marker if head else "", watchdog.HeadWatch(self.failure_threshold), last)
             self.watches[rec.name] = w
         alive = bool(head and prov.alive(head))
-        healthy = alive and serve.gcs_healthy(rec.head_api, timeout_s=self.probe_timeout_s)
+        healthy = alive and gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=self.probe_timeout_s)
         verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
             log.info("%s: head %s (%s)", rec.name, verdict, why)

@@ -102,7 +102,11 @@ class ServiceRecord(BaseModel):
     @property
     def head_api(self) -> HeadApi:
         """The head's dashboard with this cluster's Ray token (kept in the state db)."""
-        return HeadApi(self.dashboard_url, db.get_token(ray_token_scope(self.name)))
+        return HeadApi(self.dashboard_url, self.ray_token)
+
+    @property
+    def ray_token(self) -> str | None:
+        return db.get_token(ray_token_scope(self.name))
 
     @property
     def gcs_address(self) -> str:

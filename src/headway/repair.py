@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import cloud, ingress, records, serve, states
+from . import cloud, gcs_client, ingress, records, serve, states
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
@@ -111,7 +111,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     step("new_head_started", f"new head started at {new.ip}" + (f" (netns {new.netns})" if new.netns else ""))
 
     wait_head(rec, prov, new)
-    step("gcs_up", "GCS is up (dashboard reports it healthy)")
+    step("gcs_up", "GCS answers")
 
     live = [w for w in rec.workers if prov.alive(w)]
     nodes = wait_readopted(rec, live, lambda: prov.alive(new))
@@ -128,13 +128,32 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
         replace_workers(rec, dead, progress)
 
     names = [a.name for a in rec.spec.applications]
-    serve.wait_running(rec.head_api, names, timeout_s=APPS_RUNNING_TIMEOUT_S)
-    placed = serve.replicas(serve.get_applications(rec.head_api))
+    serving = wait_serving(rec, names, lambda: prov.alive(new))
     step(
         "apps_running",
-        f"applications RUNNING: {', '.join(names)}",
-        replica_pids={f"{app}/{dep}": d["pids"] for app, deps in placed.items() for dep, d in deps.items()},
+        f"Serve's controller ALIVE; replicas of {', '.join(names)} serving",
+        replica_pids={f"{app}/{dep}": pids for app, deps in serving.items() for dep, pids in deps.items()},
     )
+
+
+def serving(replicas: dict[str, dict[str, list[int]]] | None, controller_alive: bool, apps: list[str]) -> bool:
+    """Serving-ready: Serve's controller ALIVE and every application with an ALIVE replica
+    (the GCS's actor table; the dashboard, slower to start, is not needed for serving)."""
+    return controller_alive and replicas is not None and all(replicas.get(a) for a in apps)
+
+
+def wait_serving(rec: ServiceRecord, apps: list[str], alive: Callable[[], bool]) -> dict[str, dict[str, list[int]]]:
+    deadline = time.monotonic() + APPS_RUNNING_TIMEOUT_S
+    while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
+        if not alive():
+            raise DeployError("the new head exited before Serve's controller came back")
+        replicas = gcs_client.serve_replicas(rec.gcs_address, rec.ray_token)
+        if serving(replicas, gcs_client.actor_alive(rec.gcs_address, rec.ray_token), apps):
+            return replicas or {}
+        time.sleep(0.3)
+    raise DeployError(f"Serve's controller or the replicas of {', '.join(apps)} not back within "
+                      f"{APPS_RUNNING_TIMEOUT_S} s")  # fmt: skip
 
 
 def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> tuple[bool, str]:
@@ -155,12 +174,12 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
     host has died meanwhile (its raylet can miss Ray's 30 s registration window on a
     loaded machine, and then ``ray start`` exits): the watchdog starts another."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
-    why = "no answer from the dashboard"
+    why = "no answer from the GCS"
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
         if not alive():
             raise DeployError(f"the new head exited before the workers were re-adopted ({why})")
-        nodes = serve.alive_nodes(rec.head_api)
+        nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None:
             done, why = readoption_complete(nodes, live)
             if done:
@@ -265,7 +284,7 @@ def wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], d
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
-        nodes = serve.alive_nodes(rec.head_api) or []
+        nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token) or []
         ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
         if all(w.name in ids for w in started):
             for w in started:

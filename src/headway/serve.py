@@ -180,33 +180,24 @@ def wait_proxies(proxy_urls: list[str], timeout_s: float, grace_s: float = 15) -
     return idle
 
 
-def gcs_healthy(head: HeadApi, timeout_s: float = 2) -> bool:
+def dashboard_up(head: HeadApi, timeout_s: float = 2) -> bool:
+    """The head's dashboard answers (Serve's REST API lives there)."""
     try:
         return httpx.get(head.url + "/api/gcs_healthz", headers=head.headers(), timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def alive_nodes(head: HeadApi, timeout_s: float = 5) -> list[dict[str, Any]] | None:
-    """Ray's node table (ALIVE nodes), or None when the dashboard does not answer."""
-    try:
-        resp = httpx.get(
-            head.url + "/api/v0/nodes",
-            headers=head.headers(),
-            params={
-                "limit": 1000,
-                "filter_keys": "state",
-                "filter_predicates": "=",
-                "filter_values": "ALIVE",
-            },
-            timeout=timeout_s,
-        )
-    except httpx.HTTPError:
-        return None
-    if resp.status_code != 200:
-        return None
-    body = resp.json()
-    return body.get("data", {}).get("result", {}).get("result", [])
+def wait_dashboard(head: HeadApi, timeout_s: float, check=lambda: None) -> None:
+    """Updates go through the dashboard, which a new head starts 10-20 s after its GCS
+    (a head counts as recovered once the GCS and Serve's controller are back): an update
+    right after a recovery waits for it here. ``check`` is a safe point (cancellation)."""
+    deadline = time.monotonic() + timeout_s
+    while not dashboard_up(head):
+        check()
+        if time.monotonic() > deadline:
+            raise ServeError(f"the head's dashboard at {head.url} did not answer within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def replicas(details: dict[str, Any] | None) -> dict[str, dict[str, dict[str, Any]]]:

@@ -21,11 +21,11 @@ from . import (
     cloud,
     db,
     deps,
+    gcs_client,
     paths,
     plan,
     ray_node,
     records,
-    serve,
     states,
     storage,
 )
@@ -257,7 +257,7 @@ def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
-        if serve.gcs_healthy(rec.head_api, timeout_s=1):
+        if gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
             raise DeployError(f"the head node exited during start; see its log: {log_tail(head.log)}")
@@ -287,7 +287,7 @@ def wait_nodes(
     attempts: dict[str, int] = {}
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
-        nodes = serve.alive_nodes(rec.head_api)
+        nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None and len(nodes) >= expected:
             return nodes
         for w in list(rec.workers):
@@ -354,7 +354,7 @@ UPDATABLE = (states.State.RUNNING, states.State.UPDATING, states.State.UNHEALTHY
 def _head_answers(rec: ServiceRecord, attempts: int = 2, timeout_s: float = 3) -> bool:
     """A head whose processes live may still be frozen or cut off: an update would hang on
     it (and hold the service lock the watchdog needs), so ask its GCS first."""
-    return any(serve.gcs_healthy(rec.head_api, timeout_s) for _ in range(attempts))
+    return any(gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s) for _ in range(attempts))
 
 
 def chaos(rec: ServiceRecord, role: str, node: str | None = None) -> dict[str, Any]:

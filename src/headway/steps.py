@@ -34,6 +34,8 @@ from .service import (
 )
 from .spec import ServiceSpec
 
+#: How long an update waits for a head's dashboard (a new head's comes 10-20 s after its GCS).
+DASHBOARD_TIMEOUT_S = 120
 #: Steps one convergence may take (a loop that does not converge is a bug, not a wait).
 MAX_STEPS = 64
 
@@ -146,6 +148,7 @@ def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[s
 def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     """Serve's own rolling update of the applications; then every proxy that should serve."""
     config = serve_config_of(rec, spec)
+    serve.wait_dashboard(rec.head_api, DASHBOARD_TIMEOUT_S, lambda: records.check_cancelled(rec.name))
     progress(f"deploying {len(spec.applications)} application(s)")
     rec.apps_digest = None  # unknown until Serve runs it: a failed config is applied again on rollback
     records.save(rec)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from headway import errors, ingress, plan, records, serve, service, steps
+from headway import errors, gcs_client, ingress, plan, records, serve, service, steps
 from headway.provider import LocalProvider
 from headway.records import NodeRecord, ServiceRecord
 from headway.spec import ServiceSpec
@@ -18,8 +18,8 @@ from headway.states import State
 
 
 class FakeRay:
-    """What the head's dashboard would say: the nodes that run, and one replica of the app
-    on each live worker (up to two)."""
+    """What the head's GCS and dashboard would say: the nodes that run, and one replica of
+    the app on each live worker (up to two)."""
 
     def __init__(self) -> None:
         self.alive: dict[str, NodeRecord] = {}
@@ -28,7 +28,7 @@ class FakeRay:
     def node_id(self, n: NodeRecord) -> str:
         return hashlib.sha1(n.marker.encode()).hexdigest()[:12]
 
-    def alive_nodes(self, head, timeout_s: float = 5):
+    def alive_nodes(self, address, token=None, timeout_s: float = 5):
         return [{"node_name": n.name, "node_id": self.node_id(n), "is_head_node": n.role == "head"}
                 for n in self.alive.values()]  # fmt: skip
 
@@ -97,8 +97,9 @@ def cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(ingress, "apply_update", lambda rec, spec: "backends")
     ray = FakeRay()
     prov = FakeProvider(ray)
-    for fn in ("alive_nodes", "get_applications"):
-        monkeypatch.setattr(serve, fn, getattr(ray, fn))
+    monkeypatch.setattr(gcs_client, "alive_nodes", ray.alive_nodes)
+    monkeypatch.setattr(serve, "get_applications", ray.get_applications)
+    monkeypatch.setattr(serve, "dashboard_up", lambda head, timeout_s=2: True)
     monkeypatch.setattr(serve, "put_applications", lambda head, config, timeout_s=60: ray.configs.append(config))
     monkeypatch.setattr(serve, "wait_running", lambda head, names, timeout_s, on_progress=None: {})
     monkeypatch.setattr(serve, "wait_proxies", lambda urls, timeout_s, grace_s=15: [])

@@ -70,3 +70,11 @@ def test_observed_placement():
     on_head = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["h", "a"]}}}
     problems = placement.observed_problems(on_head, "h")
     assert any("head node" in p for p in problems)
+
+
+def test_serving_ready_needs_the_controller_and_a_replica_of_every_app():
+    replicas = {"hello": {"Hello": [11, 12]}, "other": {"A": [13]}}
+    assert repair.serving(replicas, True, ["hello", "other"])
+    assert not repair.serving(replicas, False, ["hello", "other"])  # Serve's controller not back yet
+    assert not repair.serving({"hello": {"Hello": [11]}}, True, ["hello", "other"])  # an app without replica
+    assert not repair.serving(None, True, ["hello"])  # the GCS did not answer

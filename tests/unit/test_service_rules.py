@@ -49,11 +49,11 @@ def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
     rec.nodes.append(NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="m"))
     monkeypatch.setattr(service, "recovering_since", lambda r: None)
     asked = []
-    monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: asked.append(url) or False)
+    monkeypatch.setattr(service.gcs_client, "healthy", lambda addr, token, t: asked.append(addr) or False)
     with pytest.raises(service.HeadRecovering, match="does not answer its health check"):
         service.refuse_while_recovering(rec)
-    assert [h.url for h in asked] == ["http://10.0.0.2:8265"] * 2  # asked twice before refusing
-    monkeypatch.setattr(service.serve, "gcs_healthy", lambda url, t: True)
+    assert asked == [f"10.0.0.2:{rec.gcs_port}"] * 2  # its GCS asked twice before refusing
+    monkeypatch.setattr(service.gcs_client, "healthy", lambda addr, token, t: True)
     service.refuse_while_recovering(rec)
 
 

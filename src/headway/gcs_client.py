@@ -1,0 +1,99 @@
+"""The head's GCS, asked directly over gRPC (with the cluster's Ray token).
+
+The GCS answers ~4 s after a new head's ``ray start``; the dashboard, which headway used
+to ask, answers 10-20 s later (it starts a dozen Python processes on the new head). What
+recovery and the watchdog need — is the GCS up, which nodes are ALIVE under which ids, is
+Serve's controller ALIVE — is all in the GCS's own tables, so they read it here and a
+head counts as recovered without waiting for the dashboard. (Updates still go through the
+dashboard's Serve API and wait for it: ``serve.wait_dashboard``.)
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import grpc
+from ray.core.generated import gcs_pb2
+from ray.core.generated import gcs_service_pb2 as pb
+from ray.core.generated import gcs_service_pb2_grpc as rpc
+
+SERVE_CONTROLLER = ("SERVE_CONTROLLER_ACTOR", "serve")
+REPLICA_PREFIX = "SERVE_REPLICA::"  # + app#deployment#replica id
+_ALIVE_NODE = gcs_pb2.GcsNodeInfo.GcsNodeState.Value("ALIVE")
+_ALIVE_ACTOR = gcs_pb2.ActorTableData.ActorState.Value("ALIVE")
+
+_channels: dict[str, grpc.Channel] = {}
+_lock = threading.Lock()
+
+
+def _channel(address: str) -> grpc.Channel:
+    """One channel per GCS address, reused (the watchdog asks twice a second)."""
+    with _lock:
+        ch = _channels.get(address)
+        if ch is None:
+            ch = _channels[address] = grpc.insecure_channel(address, options=[("grpc.enable_retries", 0)])
+        return ch
+
+
+def _metadata(token: str | None) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}")] if token else []
+
+
+def alive_nodes(address: str, token: str | None, timeout_s: float = 2) -> list[dict[str, Any]] | None:
+    """Ray's ALIVE nodes (node id in hex, name, head or not), or None when the GCS does
+    not answer."""
+    stub = rpc.NodeInfoGcsServiceStub(_channel(address))
+    try:
+        reply = stub.GetAllNodeInfo(pb.GetAllNodeInfoRequest(state_filter=_ALIVE_NODE), timeout=timeout_s,
+                                    metadata=_metadata(token))  # fmt: skip
+    except grpc.RpcError:
+        return None
+    return [
+        {"node_id": n.node_id.hex(), "node_name": n.node_name, "node_ip": n.node_manager_address,
+         "is_head_node": n.is_head_node}  # fmt: skip
+        for n in reply.node_info_list
+        if n.state == _ALIVE_NODE
+    ]
+
+
+def healthy(address: str, token: str | None, timeout_s: float = 1) -> bool:
+    """The GCS answers a read of its node table."""
+    stub = rpc.NodeInfoGcsServiceStub(_channel(address))
+    try:
+        stub.CheckAlive(pb.CheckAliveRequest(), timeout=timeout_s, metadata=_metadata(token))
+    except grpc.RpcError:
+        return False
+    return True
+
+
+def actor_alive(address: str, token: str | None, name_and_namespace: tuple[str, str] = SERVE_CONTROLLER,
+                timeout_s: float = 2) -> bool:  # fmt: skip
+    """A named actor (default: Serve's controller) is ALIVE in the GCS's actor table."""
+    name, namespace = name_and_namespace
+    stub = rpc.ActorInfoGcsServiceStub(_channel(address))
+    try:
+        reply = stub.GetNamedActorInfo(pb.GetNamedActorInfoRequest(name=name, ray_namespace=namespace),
+                                       timeout=timeout_s, metadata=_metadata(token))  # fmt: skip
+    except grpc.RpcError:
+        return False
+    return reply.status.code == 0 and reply.actor_table_data.state == _ALIVE_ACTOR
+
+
+def serve_replicas(address: str, token: str | None, timeout_s: float = 3) -> dict[str, dict[str, list[int]]] | None:
+    """Serve's ALIVE replica actors by application and deployment (their PIDs), from the
+    GCS's actor table; None when the GCS does not answer."""
+    stub = rpc.ActorInfoGcsServiceStub(_channel(address))
+    request = pb.GetAllActorInfoRequest(filters=pb.GetAllActorInfoRequest.Filters(state=_ALIVE_ACTOR))
+    try:
+        reply = stub.GetAllActorInfo(request, timeout=timeout_s, metadata=_metadata(token))
+    except grpc.RpcError:
+        return None
+    out: dict[str, dict[str, list[int]]] = {}
+    for actor in reply.actor_table_data:
+        if actor.ray_namespace != "serve" or not actor.name.startswith(REPLICA_PREFIX):
+            continue
+        app, _, rest = actor.name.removeprefix(REPLICA_PREFIX).partition("#")
+        deployment = rest.rsplit("#", 1)[0]
+        out.setdefault(app, {}).setdefault(deployment, []).append(actor.pid)
+    return {app: {dep: sorted(pids) for dep, pids in deps.items()} for app, deps in out.items()}
