@@ -51,6 +51,9 @@ class NodeProvider(Protocol):
     def log_tail(self, node: NodeRecord, lines: int) -> str:
         """The last lines of the node's log (its ``ray start`` output), wherever it lives."""
 
+    def set_priority(self, node: NodeRecord, nice: int) -> None:
+        """Set the niceness of every process of the node (a head back from recovery)."""
+
     def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
         """What the node's log gained past byte ``offset`` (None: nothing, only where it
         ends now), and the new offset: following a log wherever it lives."""

@@ -8,6 +8,7 @@ distinct ports. Nodes are started detached (own session), so they outlive the CL
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import ipaddress
 import os
@@ -198,6 +199,8 @@ class LocalProvider:
         os.makedirs(os.path.dirname(node.log), exist_ok=True)
         for path, content in launch.secret_files.items():
             paths.write_private(Path(path), content)
+        if launch.nice:
+            prefix = [*prefix, "nice", "-n", str(launch.nice)]  # inherited by every process of the node
         # An allow-list: the controller's own environment (secrets, test settings) stays here.
         env = inherited(os.environ) | launch.env
         with open(node.log, "ab") as log:
@@ -253,6 +256,11 @@ class LocalProvider:
                 return "".join(collections.deque(fh, maxlen=lines))
         except OSError as exc:
             return f"(no log at {node.log}: {exc.strerror})\n"
+
+    def set_priority(self, node: NodeRecord, nice: int) -> None:
+        for pid in self.pids(node):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, nice)
 
     def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
         try:

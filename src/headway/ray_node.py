@@ -29,6 +29,11 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
+#: A head started to replace a dead one, on a machine it shares with the workers that serve
+#: meanwhile, boots at this niceness (every process of it inherits it) and is set back to 0
+#: once recovered: its boot (a dozen Python processes) competes with the replicas for the
+#: CPU, and a raylet that misses Ray's 30 s registration window costs a whole new attempt.
+RECOVERY_NICE = -10
 @dataclass(frozen=True)
 class NodePorts:
     """Ports one node binds. ``None`` leaves Ray's default (fine when each node has its own IP)."""
@@ -69,6 +74,7 @@ class NodeLaunch:
     argv: list[str]
     env: dict[str, str] = field(repr=False)
     secret_files: dict[str, str] = field(default_factory=dict, repr=False)
+    nice: int = 0  # the CPU priority the node's processes start at (a provider sharing a machine applies it)
 
     def __repr__(self) -> str:  # a launch may end up in a log: never with the password
         return f"NodeLaunch(argv={redact(self.argv)!r})"
@@ -136,6 +142,7 @@ def head_launch(
     user_env: Mapping[str, str] = {},
     auth_token: str | None = None,
     object_store_bytes: int = OBJECT_STORE_BYTES,
+    recovering: bool = False,
 ) -> NodeLaunch:
     """The head: GCS (in the external store when ``storage`` is given), dashboard, 0 CPUs.
 
@@ -176,7 +183,7 @@ def head_launch(
         ):
             if value:
                 env[var] = value
-    return NodeLaunch(argv=argv, env=env, secret_files=files)
+    return NodeLaunch(argv=argv, env=env, secret_files=files, nice=RECOVERY_NICE if recovering else 0)
 
 
 def worker_launch(

@@ -106,7 +106,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     new = prov.new_node(rec, "head", "head", old.ip, dict(old.ports))
     rec.nodes = [new if n is old else n for n in rec.nodes]
     records.save(rec)  # write-ahead: the new marker is known before the process exists
-    start_head(rec, spec, prov, new)
+    start_head(rec, spec, prov, new, recovering=True)
     records.save(rec)
     step("new_head_started", f"new head started at {new.ip}" + (f" (netns {new.netns})" if new.netns else ""))
 
@@ -129,6 +129,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
 
     names = [a.name for a in rec.spec.applications]
     serving = wait_serving(rec, names, lambda: prov.alive(new))
+    prov.set_priority(new, 0)  # recovered: no longer ahead of the replicas
     step(
         "apps_running",
         f"Serve's controller ALIVE; replicas of {', '.join(names)} serving",

@@ -211,7 +211,9 @@ def ray_token(rec: ServiceRecord) -> str:
     return db.ensure_token(records.ray_token_scope(rec.name), secrets.token_hex(32))
 
 
-def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
+def start_head(
+    rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord, recovering: bool = False
+) -> None:
     ship_package(rec, prov, [node])
     gcs = _gcs_storage(rec, spec)
     for tls_file in (gcs.ca_cert, gcs.client_cert, gcs.client_key) if gcs else ():
@@ -227,6 +229,7 @@ def start_head(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: Node
         loopback=prov.loopback,
         user_env=spec.env_vars,
         auth_token=ray_token(rec),
+        recovering=recovering,
     )
     node.config = plan.node_config(spec.compute_config.head_node.resources, spec.env_vars)
     records.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated

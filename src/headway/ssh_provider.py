@@ -180,6 +180,9 @@ class SshProvider:
             return f"({exc})\n"
         return out
 
+    def set_priority(self, node: NodeRecord, nice: int) -> None:
+        """A head here has its host to itself: it never starts at another priority."""
+
     def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
         path = shlex.quote(node.log)
         try:

@@ -138,3 +138,9 @@ def test_redact_hides_password():
 def test_launch_repr_hides_password():
     text = repr(_head())
     assert "--redis-password=***" in text and "=pw'" not in text
+
+
+def test_only_a_recovering_head_starts_ahead_of_the_replicas():
+    assert _head().nice == 0
+    assert _head(recovering=True).nice == ray_node.RECOVERY_NICE < 0
+    assert _head(recovering=True).argv == _head().argv  # the same node, only its priority differs
