@@ -13,6 +13,14 @@ This is the one place for the facts about Ray that fault tolerance rests on
   the head is down.
 - Several nodes on one IP (loopback mode) need distinct agent/metrics/manager ports,
   temp dirs and ``RAY_SERVE_WORKER_PROXY_HTTP_PORT``.
+- What a service does not use is not started (``LEAN_FLAGS``): Ray's autoscaler monitor
+  on the head (headway decides the nodes; ~49 MB, and one more process to boot in a
+  recovery) and the log monitor on every node (~46 MB each: it copies worker output to
+  drivers, and a service has no driver; replica logs stay in files, read by Ray's log
+  API). Kept: the dashboard (Serve's REST API, Ray's log API) with its agent, the
+  runtime-env agent (working_dir, packages), the Ray Client server (Ray 2.60 starts it
+  whenever ``ray[client]`` is installed and takes no port that disables it; the packet
+  filter closes it to strangers).
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
+#: Left out of every node / of the head (see the module's docstring).
+LEAN_FLAGS = ["--include-log-monitor=false"]
+LEAN_HEAD_FLAGS = ["--no-monitor"]
 #: A head started to replace a dead one, on a machine it shares with the workers that serve
 #: meanwhile, boots at this niceness (every process of it inherits it) and is set back to 0
 #: once recovered: its boot (a dozen Python processes) competes with the replicas for the
@@ -162,6 +173,8 @@ def head_launch(
         f"--dashboard-port={ports.dashboard or DASHBOARD_PORT}",
         f"--temp-dir={temp_dir}",
         f"--object-store-memory={object_store_bytes}",
+        *LEAN_FLAGS,
+        *LEAN_HEAD_FLAGS,
     ]
     if ports.client_server is not None:
         argv.append(f"--ray-client-server-port={ports.client_server}")
@@ -211,6 +224,7 @@ def worker_launch(
         f"--node-name={node_name}",
         f"--temp-dir={temp_dir}",
         f"--object-store-memory={object_store_bytes}",
+        *LEAN_FLAGS,
     ]
     argv += _resource_flags(resources, cpus=resources.get("CPU", 1))
     argv += _port_flags(ports, loopback)
