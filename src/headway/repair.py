@@ -20,10 +20,12 @@ from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
     DeployError,
+    HeadExited,
     Progress,
     Provider,
     note_node_ids,
     provider_for,
+    ray_failure_line,
     record_event,
     recovering_since,
     set_state,
@@ -35,6 +37,8 @@ from .service import (
 from .spec import ServiceSpec
 
 READOPT_TIMEOUT_S = 60
+#: New heads one recovery starts before it gives up (then the controller retries later).
+HEAD_ATTEMPTS = 3
 REPLICAS_TIMEOUT_S = 120
 
 
@@ -53,7 +57,20 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
     t0 = time.time()
-    _new_head(rec, rec.spec, lost_at, progress)
+    for attempt in range(1, HEAD_ATTEMPTS + 1):
+        try:
+            _new_head(rec, rec.spec, lost_at, progress)
+            break
+        except HeadExited as exc:
+            if attempt == HEAD_ATTEMPTS:
+                raise
+            # Nothing to wait for: the next attempt fences this head and starts another now.
+            head = rec.head
+            ray_says = ray_failure_line(provider_for(cloud.load(), rec).log_tail(head, 40)) if head else ""
+            record_event(rec, "head_attempt_failed", f"attempt {attempt} failed: {exc}",
+                         ray_says=ray_says, since_lost_s=round(time.time() - lost_at, 2))  # fmt: skip
+            records.save(rec)
+            progress(f"head attempt {attempt} failed ({ray_says}); starting attempt {attempt + 1}")
     set_state(
         rec,
         states.State.RUNNING,
@@ -148,7 +165,7 @@ def wait_serving(rec: ServiceRecord, apps: list[str], alive: Callable[[], bool])
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
         if not alive():
-            raise DeployError("the new head exited before Serve's controller came back")
+            raise HeadExited("the new head exited before Serve's controller came back")
         replicas = gcs_client.serve_replicas(rec.gcs_address, rec.ray_token)
         if serving(replicas, gcs_client.actor_alive(rec.gcs_address, rec.ray_token), apps):
             return replicas or {}
@@ -179,7 +196,7 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
         if not alive():
-            raise DeployError(f"the new head exited before the workers were re-adopted ({why})")
+            raise HeadExited(f"the new head exited before the workers were re-adopted ({why})")
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None:
             done, why = readoption_complete(nodes, live)

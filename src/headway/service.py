@@ -56,6 +56,24 @@ class HeadRecovering(RetryLater, DeployError):
     """The service's head is down or being replaced: changes wait until it is back."""
 
 
+class HeadExited(DeployError):
+    """A new head's ``ray start`` gave up during its boot (on a loaded machine its raylet
+    can miss Ray's 30 s registration window): a new attempt can start at once."""
+
+
+_FAILURE_WORDS = ("error", "exited", "failed", "timed out", "timeout", "killed")
+
+
+def ray_failure_line(log_text: str) -> str:
+    """The line of a node's ``ray start`` output that says why it stopped: the last one
+    with an error word, else the last line."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if any(w in line.lower() for w in _FAILURE_WORDS):
+            return line[:300]
+    return lines[-1][:300] if lines else "(no output)"
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -263,7 +281,8 @@ def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
         if gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
-            raise DeployError(f"the head node exited during start; see its log: {log_tail(head.log)}")
+            why = ray_failure_line(prov.log_tail(head, 40))
+            raise HeadExited(f"the head node exited during start: {why} (its log: {head.log})")
         time.sleep(0.3)
     raise DeployError(f"the head node did not come up in {HEAD_START_TIMEOUT_S} s; log: {head.log}")
 
