@@ -51,7 +51,7 @@ def alive_nodes(address: str, token: str | None, timeout_s: float = 2) -> list[d
         return None
     return [
         {"node_id": n.node_id.hex(), "node_name": n.node_name, "node_ip": n.node_manager_address,
-         "is_head_node": n.is_head_node}  # fmt: skip
+         "is_head_node": n.is_head_node, "start_time_ms": n.start_time_ms}  # fmt: skip
         for n in reply.node_info_list
         if n.state == _ALIVE_NODE
     ]
@@ -67,17 +67,24 @@ def healthy(address: str, token: str | None, timeout_s: float = 1) -> bool:
     return True
 
 
-def actor_alive(address: str, token: str | None, name_and_namespace: tuple[str, str] = SERVE_CONTROLLER,
-                timeout_s: float = 2) -> bool:  # fmt: skip
-    """A named actor (default: Serve's controller) is ALIVE in the GCS's actor table."""
+def actor_node(address: str, token: str | None, name_and_namespace: tuple[str, str] = SERVE_CONTROLLER,
+               timeout_s: float = 2) -> str | None:  # fmt: skip
+    """The node (id in hex) a named actor (default: Serve's controller) is ALIVE on, per
+    the GCS's actor table; None when it is not ALIVE or the GCS does not answer.
+
+    A GCS that has just restarted answers from the tables it reloaded from the store: an
+    actor of the dead head is still listed ALIVE on it until the GCS has processed that
+    node's death. The caller checks the node is a live one, not the dead head."""
     name, namespace = name_and_namespace
     stub = rpc.ActorInfoGcsServiceStub(_channel(address))
     try:
         reply = stub.GetNamedActorInfo(pb.GetNamedActorInfoRequest(name=name, ray_namespace=namespace),
                                        timeout=timeout_s, metadata=_metadata(token))  # fmt: skip
     except grpc.RpcError:
-        return False
-    return reply.status.code == 0 and reply.actor_table_data.state == _ALIVE_ACTOR
+        return None
+    if reply.status.code != 0 or reply.actor_table_data.state != _ALIVE_ACTOR:
+        return None
+    return reply.actor_table_data.node_id.hex()
 
 
 def serve_replicas(address: str, token: str | None, timeout_s: float = 3) -> dict[str, dict[str, list[int]]] | None:

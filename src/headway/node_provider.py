@@ -13,6 +13,7 @@ from .records import NodeRecord, ServiceRecord
 
 class NodeProvider(Protocol):
     mode: str
+    shares_clock: bool  # the nodes' clock is the control host's (times in Ray's tables compare)
 
     @property
     def loopback(self) -> bool: ...

@@ -100,6 +100,8 @@ def used_ports() -> set[int]:
 
 
 class LocalProvider:
+    shares_clock = True  # every node runs on this machine
+
     def __init__(self, mode: str, subnet: str | None = None):
         self.mode = mode
         self.subnet = netns.Subnet(ipaddress.IPv4Network(subnet)) if subnet else None

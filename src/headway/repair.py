@@ -131,7 +131,9 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     step("gcs_up", "GCS answers")
 
     live = [w for w in rec.workers if prov.alive(w)]
-    nodes = wait_readopted(rec, live, lambda: prov.alive(new))
+    # One machine shares one clock: the new head is also the one that started after it was launched.
+    started_ms = (new.started_at - 2) * 1000 if prov.shares_clock and new.started_at else None
+    nodes = wait_readopted(rec, live, lambda: prov.alive(new), old.node_id, started_ms)
     note_node_ids(rec, nodes)
     step(
         "workers_reregistered",
@@ -145,7 +147,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
         replace_workers(rec, dead, progress)
 
     names = [a.name for a in rec.spec.applications]
-    serving = wait_serving(rec, names, lambda: prov.alive(new))
+    serving = wait_serving(rec, names, lambda: prov.alive(new), old.node_id)
     prov.set_priority(new, 0)  # recovered: no longer ahead of the replicas
     step(
         "apps_running",
@@ -154,31 +156,57 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     )
 
 
-def serving(replicas: dict[str, dict[str, list[int]]] | None, controller_alive: bool, apps: list[str]) -> bool:
-    """Serving-ready: Serve's controller ALIVE and every application with an ALIVE replica
-    (the GCS's actor table; the dashboard, slower to start, is not needed for serving)."""
-    return controller_alive and replicas is not None and all(replicas.get(a) for a in apps)
+def serving(
+    replicas: dict[str, dict[str, list[int]]] | None,
+    controller_node: str | None,
+    alive_node_ids: set[str],
+    dead_head_id: str | None,
+    apps: list[str],
+) -> bool:
+    """Serving-ready: Serve's controller ALIVE on a live node that is not the dead head
+    (a restarted GCS lists it ALIVE there until it has processed that node's death), and
+    every application with an ALIVE replica — all from the GCS's own tables; the
+    dashboard, slower to start, is not needed for serving."""
+    controller_back = controller_node in alive_node_ids and controller_node != dead_head_id
+    return controller_back and replicas is not None and all(replicas.get(a) for a in apps)
 
 
-def wait_serving(rec: ServiceRecord, apps: list[str], alive: Callable[[], bool]) -> dict[str, dict[str, list[int]]]:
+def wait_serving(
+    rec: ServiceRecord, apps: list[str], alive: Callable[[], bool], dead_head_id: str | None
+) -> dict[str, dict[str, list[int]]]:
     deadline = time.monotonic() + APPS_RUNNING_TIMEOUT_S
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
         if not alive():
             raise HeadExited("the new head exited before Serve's controller came back")
-        replicas = gcs_client.serve_replicas(rec.gcs_address, rec.ray_token)
-        if serving(replicas, gcs_client.actor_alive(rec.gcs_address, rec.ray_token), apps):
+        addr, token = rec.gcs_address, rec.ray_token
+        replicas = gcs_client.serve_replicas(addr, token)
+        nodes = {n["node_id"] for n in gcs_client.alive_nodes(addr, token) or []}
+        if serving(replicas, gcs_client.actor_node(addr, token), nodes, dead_head_id, apps):
             return replicas or {}
         time.sleep(0.3)
     raise DeployError(f"Serve's controller or the replicas of {', '.join(apps)} not back within "
                       f"{APPS_RUNNING_TIMEOUT_S} s")  # fmt: skip
 
 
-def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> tuple[bool, str]:
-    """Every live worker ALIVE under the node id it had, and exactly one ALIVE head."""
+def readoption_complete(
+    nodes: list[dict[str, Any]],
+    live: list[NodeRecord],
+    dead_head_id: str | None = None,
+    head_started_ms: float | None = None,
+) -> tuple[bool, str]:
+    """Every live worker ALIVE under the node id it had, and exactly one ALIVE head — the
+    new one: a GCS that has just restarted lists the dead head ALIVE (its reloaded table)
+    until the new head has registered. The new head is told by its id (not the dead
+    one's) and, where the clock is shared, by its start (not before ``head_started_ms``)."""
     heads = [n for n in nodes if n.get("is_head_node")]
     if len(heads) != 1:
         return False, f"{len(heads)} ALIVE head node(s)"
+    stale = (dead_head_id and heads[0].get("node_id") == dead_head_id) or (
+        head_started_ms is not None and heads[0].get("start_time_ms", head_started_ms) < head_started_ms
+    )
+    if stale:
+        return False, "the new head has not registered yet (the GCS still lists the dead one)"
     alive_ids = {n.get("node_id") for n in nodes}
     alive_names = {n.get("node_name") for n in nodes}
     missing = [w.name for w in live if (w.node_id not in alive_ids if w.node_id else w.name not in alive_names)]
@@ -187,7 +215,13 @@ def readoption_complete(nodes: list[dict[str, Any]], live: list[NodeRecord]) -> 
     return True, "complete"
 
 
-def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[], bool]) -> list[dict[str, Any]]:
+def wait_readopted(
+    rec: ServiceRecord,
+    live: list[NodeRecord],
+    alive: Callable[[], bool],
+    dead_head_id: str | None = None,
+    head_started_ms: float | None = None,
+) -> list[dict[str, Any]]:
     """Wait for every live worker and one head ALIVE; give up at once when the new head's
     host has died meanwhile (its raylet can miss Ray's 30 s registration window on a
     loaded machine, and then ``ray start`` exits): the watchdog starts another."""
@@ -199,7 +233,7 @@ def wait_readopted(rec: ServiceRecord, live: list[NodeRecord], alive: Callable[[
             raise HeadExited(f"the new head exited before the workers were re-adopted ({why})")
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None:
-            done, why = readoption_complete(nodes, live)
+            done, why = readoption_complete(nodes, live, dead_head_id, head_started_ms)
             if done:
                 return nodes
         time.sleep(0.3)

@@ -30,6 +30,7 @@ from .ssh import SshCloud, SshError, SshHost
 
 class SshProvider:
     mode = "ssh"
+    shares_clock = False  # hosts' clocks may differ from the control host's
     loopback = False
 
     def __init__(self, cfg: SshCloud):

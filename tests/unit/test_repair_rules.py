@@ -23,6 +23,16 @@ def test_readoption_needs_same_ids_and_one_head():
     two_heads = [node("h", "head", True), node("old", "head", True), node("a", "w-1"), node("b", "w-2")]
     done, why = repair.readoption_complete(two_heads, live)
     assert not done and "2 ALIVE head" in why
+    # A GCS just restarted from the store still lists the dead head ALIVE: not the new one.
+    stale = [node("old", "head", True), node("a", "w-1"), node("b", "w-2")]
+    done, why = repair.readoption_complete(stale, live, dead_head_id="old")
+    assert not done and "has not registered yet" in why
+    assert repair.readoption_complete([node("h", "head", True), node("a", "w-1"), node("b", "w-2")], live, "old")[0]
+    # The record's id of the dead head may be stale itself: the start time tells, on one machine.
+    old = {**node("x", "head", True), "start_time_ms": 1_000}
+    new = {**node("y", "head", True), "start_time_ms": 9_000}
+    assert not repair.readoption_complete([old, node("a", "w-1"), node("b", "w-2")], live, "z", 5_000)[0]
+    assert repair.readoption_complete([new, node("a", "w-1"), node("b", "w-2")], live, "z", 5_000)[0]
 
 
 def test_replicas_restored_ignores_replicas_on_dead_nodes():
@@ -72,9 +82,14 @@ def test_observed_placement():
     assert any("head node" in p for p in problems)
 
 
-def test_serving_ready_needs_the_controller_and_a_replica_of_every_app():
+def test_serving_ready_needs_the_controller_back_on_a_live_node_and_a_replica_of_every_app():
     replicas = {"hello": {"Hello": [11, 12]}, "other": {"A": [13]}}
-    assert repair.serving(replicas, True, ["hello", "other"])
-    assert not repair.serving(replicas, False, ["hello", "other"])  # Serve's controller not back yet
-    assert not repair.serving({"hello": {"Hello": [11]}}, True, ["hello", "other"])  # an app without replica
-    assert not repair.serving(None, True, ["hello"])  # the GCS did not answer
+    alive = {"new", "w1", "w2"}
+    assert repair.serving(replicas, "new", alive, "old", ["hello", "other"])
+    assert not repair.serving(replicas, None, alive, "old", ["hello", "other"])  # not ALIVE (RESTARTING)
+    # Listed ALIVE on the dead head: the restarted GCS has not processed that node's death yet.
+    assert not repair.serving(replicas, "old", alive | {"old"}, "old", ["hello", "other"])
+    assert not repair.serving(replicas, "gone", alive, "old", ["hello", "other"])  # on a node not ALIVE
+    # An application without a replica.
+    assert not repair.serving({"hello": {"Hello": [11]}}, "new", alive, "old", ["hello", "other"])
+    assert not repair.serving(None, "new", alive, "old", ["hello"])  # the GCS did not answer
