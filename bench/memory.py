@@ -36,6 +36,10 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     text = " ".join(a.decode(errors="replace") for a in argv if a)
+    if text.startswith("ray-dashboard-"):  # a dashboard module (its process title)
+        return "dashboard " + text.split()[0].removeprefix("ray-dashboard-").rsplit("-", 1)[0]
+    if "multiprocessing.forkserver" in text:
+        return "dashboard forkserver"
     for key, name in (("gcs_server", "gcs_server"), ("raylet", "raylet"), ("dashboard/agent.py", "dashboard agent"),
                       ("runtime_env/agent/main.py", "runtime_env agent"), ("dashboard.py", "dashboard"),
                       ("log_monitor.py", "log monitor"), ("monitor.py", "autoscaler monitor"),
