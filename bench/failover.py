@@ -597,7 +597,8 @@ def main() -> None:
         "--scenario",
         default="head-kill",
         help=f"one of {', '.join(SCENARIOS)}, head-kill-xN (N kills in a row, leak checks), "
-        f"{', '.join(BASELINES)}; or all",
+        f"{', '.join(BASELINES)}; or all; or floor (bare Ray with a perfect supervisor, and headway's head kill "
+        "as ratios to it: bench.floor)",
     )
     ap.add_argument("--rate", type=float, default=100.0, help="requests per second through the endpoint")
     ap.add_argument("--repeat", type=int, default=1, help="run the scenario this many times in a row")
@@ -605,6 +606,12 @@ def main() -> None:
     ap.add_argument("--png", help="also plot each scenario: PATH, or PATH-<scenario>.png for several")
     ap.add_argument("--markdown", help="rewrite the failover section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
+    if args.scenario == "floor":  # Ray's own floor and headway's head kill as ratios to it
+        from bench import floor
+
+        result = floor.compare(args.repeat if args.repeat > 1 else 3, args.rate)
+        print(floor.markdown(result, args.repeat if args.repeat > 1 else 3))
+        return
     names = [*SCENARIOS, "head-kill-x30", *BASELINES] if args.scenario == "all" else [args.scenario]
     rows: list[dict] = []
     for scenario in names:
