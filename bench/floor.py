@@ -89,6 +89,10 @@ class BareRay:
         wd = shutil.make_archive(str(self.dir / "hello"), "zip", root_dir=ROOT / "examples/hello", base_dir="app")
         config = serve.serve_config(spec, f"file://{wd}", 8000)
         config["http_options"]["host"] = IP
+        serve.wait_dashboard(self.api, 120)
+        deadline = time.time() + 120
+        while self.alive_workers() < 2 and time.time() < deadline:
+            time.sleep(0.5)
         serve.put_applications(self.api, config)
         serve.wait_running(self.api, [a.name for a in spec.applications], 300)
 
