@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import (
     changes,
+    chaos,
     cloud,
     daemon_info,
     db,
@@ -334,7 +335,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     # -- chaos ------------------------------------------------------------------------
     def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:
         try:
-            return service.chaos(_record(name), role, node)
+            return chaos.crash(_record(name), role, node)
         except service.DeployError as exc:
             raise HTTPException(404, str(exc)) from None
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from . import (
     api,
+    chaos,
     client,
     cloud,
     controller,
@@ -256,7 +257,7 @@ def _chaos(name: str, action: str, node: str | None) -> dict:
 
     def local() -> dict:
         try:
-            return service.chaos(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
+            return chaos.crash(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
         except service.DeployError as exc:
             _fail(str(exc), 2)
 

@@ -379,24 +379,6 @@ def _head_answers(rec: ServiceRecord, attempts: int = 2, timeout_s: float = 3) -
     return any(gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s) for _ in range(attempts))
 
 
-def chaos(rec: ServiceRecord, role: str, node: str | None = None) -> dict[str, Any]:
-    """Crash a node of the service on purpose (the first of ``role``, or the one named)."""
-    found = [n for n in rec.nodes if n.role == role and (node is None or n.name == node)]
-    if not found:
-        what = f"{role} {node}" if node else f"{role} right now"
-        raise DeployError(f"service {rec.name} has no {what}; its workers: {', '.join(w.name for w in rec.workers)}")
-    target = found[0]
-    return {"node": target.name, "ip": target.ip, "killed": crash_node(rec, target), "at": time.time()}
-
-
-def crash_node(rec: ServiceRecord, node: NodeRecord) -> int:
-    """SIGKILL every process of a node's host, as a crash would (the host stays, dead)."""
-    prov = provider_for(cloud.load(), rec)
-    pids = prov.pids(node)
-    prov.kill(node)
-    return len(pids)
-
-
 def working_dir_uri(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
     """The working_dir URI the nodes read: a remote URI as given, else the package the
     caller uploaded (``uploads``), else (a scale) the one running now."""
