@@ -542,45 +542,16 @@ def summarize_series(rows: list[dict], snaps: list[dict]) -> dict:
     }
 
 
-def run_baseline(b: Bench, scenario: str, rate: float, outage_s: float = 90) -> dict:
-    """The head killed and left dead (no controller), on plain Ray settings."""
-    st = json.loads(b.hw("status", b.name, "--json").stdout)
-    pid = b.controller_pid()
-    if pid:
-        procs.kill_pids([pid])
-    token = b.hw("token", b.name).stdout.strip()
-    load = LoadGen(st["endpoint"] + "/", {"Authorization": f"Bearer {token}"}, rate)
-    load.start()
-    time.sleep(10)
-    fault_at = time.time()
-    _kill_head(b)
-    time.sleep(outage_s)
-    load.stop()
-    samples = load.samples
-    failed = sum(1 for s in samples if not s.ok)
-    first_fail = min((s.at for s in samples if not s.ok), default=None)
-    return {
-        "scenario": scenario,
-        "sent": len(samples),
-        "failed": failed,
-        "success_pct": round(100 * (1 - failed / max(1, len(samples))), 3),
-        "before": _window(samples, fault_at - 10, fault_at),
-        "during": _window(samples, fault_at, fault_at + outage_s),
-        "first_failure_s": round(first_fail - fault_at, 1) if first_fail else None,
-        "running_s": None,
-        "note": f"head left dead for {outage_s:.0f} s (no watchdog)",
-    }
+def run_baseline(scenario: str, rate: float, outage_s: float = 90) -> dict:
+    """Ray on its own (bare Ray, its own settings; headway reserves the ones it tunes, so a
+    service cannot be given Ray's defaults): the head killed and left dead."""
+    from bench import floor
+
+    return floor.baseline(rate, outage_s, gcs_ft=BASELINES[scenario])
 
 
-BASELINES = {
-    # GCS FT on, but Ray's default worker timeout (60 s) and nobody to replace the head.
-    "baseline-ft-no-headway": {"env_vars": {"RAY_gcs_rpc_server_reconnect_timeout_s": "60"}},
-    # No GCS FT at all, and Ray's default worker timeout.
-    "baseline-no-ft": {
-        "ray_gcs_external_storage_config": {"enable": False},
-        "env_vars": {"RAY_gcs_rpc_server_reconnect_timeout_s": "60"},
-    },
-}
+#: Baseline → with the GCS in a store (True) or in memory (False).
+BASELINES = {"baseline-ft-no-headway": True, "baseline-no-ft": False}
 
 
 def print_rows(rows: list[dict]) -> None:
@@ -618,13 +589,14 @@ def main() -> None:
     names = [*SCENARIOS, "head-kill-x30", *BASELINES] if args.scenario == "all" else [args.scenario]
     rows: list[dict] = []
     for scenario in names:
-        b = Bench()
+        b = Bench()  # (a baseline runs bare Ray of its own; this one stays empty)
         try:
-            b.deploy(**BASELINES.get(scenario, {}))
+            if scenario not in BASELINES:
+                b.deploy()
             for i in range(args.repeat):
                 print(f"{scenario} #{i + 1} ...", flush=True)
                 if scenario in BASELINES:
-                    row = run_baseline(b, scenario, args.rate)
+                    row = run_baseline(scenario, args.rate)
                 elif scenario.startswith("head-kill-x"):
                     row = run_kill_series(b, args.rate, int(scenario.removeprefix("head-kill-x")))
                 else:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from headway import binaries, gcs_client, procs, ray_node, serve
+from headway import binaries, gcs_client, procs, ray_node, ray_node_env, serve
 from headway.provider import free_ports
 from headway.spec_load import load_spec
 
@@ -36,9 +36,12 @@ IP = "127.0.0.1"
 
 
 class BareRay:
-    """A store, a head and two workers, started and supervised by this process only."""
+    """A store, a head and two workers, started and supervised by this process only.
+    ``ray_defaults``: Ray's own settings for what headway tunes (the workers' 60 s GCS
+    reconnect window above all); ``gcs_ft``: the GCS in the store, or in memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, ray_defaults: bool = False, gcs_ft: bool = True) -> None:
+        self.ray_defaults = ray_defaults
         self.dir = Path(tempfile.mkdtemp(prefix="hwfl-", dir="/tmp"))
         self.token = secrets.token_hex(32)
         self.marker = f"hwfloor{secrets.token_hex(3)}"
@@ -47,7 +50,7 @@ class BareRay:
         self.gcs, self.dash = gcs, dash
         self.store = self._spawn([binaries.store_server(), "--port", str(store_port), "--bind", IP, "--save", "",
                                   "--appendonly", "no"], "store")  # fmt: skip
-        self.storage = ray_node.GcsStorage(ray_address=f"{IP}:{store_port}", namespace="floor")
+        self.storage = ray_node.GcsStorage(ray_address=f"{IP}:{store_port}", namespace="floor") if gcs_ft else None
         self.head_ports = ray_node.NodePorts(gcs=gcs, dashboard=dash)
         self.worker_ports = [
             ray_node.NodePorts(node_manager=p[0], object_manager=p[1], dashboard_agent_listen=p[2],
@@ -65,6 +68,10 @@ class BareRay:
         return child
 
     def _launch(self, launch: ray_node.NodeLaunch, name: str) -> subprocess.Popen:
+        if self.ray_defaults:
+            tuned = set(ray_node_env.WORKER_FT_ENV) | set(ray_node_env.HEAD_FT_ENV)
+            launch = ray_node.NodeLaunch(launch.argv, {k: v for k, v in launch.env.items() if k not in tuned},
+                                         launch.secret_files)  # fmt: skip
         for path, content in launch.secret_files.items():
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(content)
@@ -160,6 +167,34 @@ def measure(kills: int, settle_s: float = 10) -> list[dict[str, float | None]]:
         return rows
     finally:
         b.close()
+
+
+def baseline(rate: float, outage_s: float, gcs_ft: bool) -> dict:
+    """Ray on its own: the head killed and left dead, load on one worker's proxy (there is
+    no endpoint without headway); when do requests start to fail?"""
+    from bench.failover import LoadGen, _window
+
+    b = BareRay(ray_defaults=True, gcs_ft=gcs_ft)
+    try:
+        b.start_head()
+        b.start_workers()
+        b.deploy_hello()
+        load = LoadGen(f"http://{IP}:{b.worker_ports[0].proxy}/", {}, rate)
+        load.start()
+        time.sleep(10)
+        fault_at = b.kill_head()
+        time.sleep(outage_s)
+        load.stop()
+    finally:
+        b.close()
+    samples = load.samples
+    failed = [s for s in samples if not s.ok]
+    return {"scenario": "baseline-ft-no-headway" if gcs_ft else "baseline-no-ft", "sent": len(samples),
+            "failed": len(failed), "success_pct": round(100 * (1 - len(failed) / max(1, len(samples))), 3),
+            "before": _window(samples, fault_at - 10, fault_at),
+            "during": _window(samples, fault_at, fault_at + outage_s),
+            "first_failure_s": round(min(s.at for s in failed) - fault_at, 1) if failed else None, "running_s": None,
+            "note": f"bare Ray with its own settings, head left dead for {outage_s:.0f} s"}  # fmt: skip
 
 
 def summary(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
