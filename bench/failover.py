@@ -606,9 +606,13 @@ def main() -> None:
                     row = run_scenario(b, scenario, args.rate, png=png)
                 rows.append(row)
                 print_rows([row])
+                _save(rows, args)  # after every scenario: a later one that crashes loses nothing
         finally:
             b.close()
     print_rows(rows)
+
+
+def _save(rows: list[dict], args: argparse.Namespace) -> None:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
     if args.markdown:
