@@ -132,8 +132,10 @@ def _port_open(port: int) -> bool:
 def one_failover(b: BareRay) -> dict[str, float | None]:
     """Kill the head, restart it the instant it is dead, time each step from the kill."""
     killed = b.kill_head()
-    while b.head is not None and b.head.poll() is None:
-        time.sleep(0.05)
+    # Gone means every process of it: `ray start --head` refuses to start while a GCS of
+    # the same address still runs (it looks for one among the machine's processes).
+    while (b.head is not None and b.head.poll() is None) or procs.pids_with_marker(f"{b.marker}/head"):
+        time.sleep(0.02)
     b.start_head()
     marks: dict[str, float | None] = {"restarted": time.time() - killed}
     checks = {
