@@ -78,7 +78,11 @@ class BareRay:
         return self._spawn(launch.argv, name, launch.env)
 
     def start_head(self) -> None:
-        launch = ray_node.head_launch(ip=IP, ports=self.head_ports, temp_dir=str(self.dir / "h"), storage=self.storage,
+        # A fresh temp dir each time, as headway does: `ray start --head` refuses an address
+        # its temp dir remembers while processes on this machine (the workers) name it.
+        self.generation = getattr(self, "generation", 0) + 1
+        temp_dir = str(self.dir / f"h{self.generation}")
+        launch = ray_node.head_launch(ip=IP, ports=self.head_ports, temp_dir=temp_dir, storage=self.storage,
                                       resources={}, marker=f"{self.marker}/head", loopback=True,
                                       auth_token=self.token)  # fmt: skip
         self.head = self._launch(launch, "head")
