@@ -194,13 +194,15 @@ def baseline(rate: float, outage_s: float, gcs_ft: bool) -> dict:
     finally:
         b.close()
     samples = load.samples
-    failed = [s for s in samples if not s.ok]
+    failed = [s for s in samples if not s.ok and s.at >= fault_at]
+    early = sum(1 for s in samples if not s.ok and s.at < fault_at)
     return {"scenario": "baseline-ft-no-headway" if gcs_ft else "baseline-no-ft", "sent": len(samples),
             "failed": len(failed), "success_pct": round(100 * (1 - len(failed) / max(1, len(samples))), 3),
             "before": _window(samples, fault_at - 10, fault_at),
             "during": _window(samples, fault_at, fault_at + outage_s),
             "first_failure_s": round(min(s.at for s in failed) - fault_at, 1) if failed else None, "running_s": None,
-            "note": f"bare Ray with its own settings, head left dead for {outage_s:.0f} s"}  # fmt: skip
+            "note": f"bare Ray with its own settings, head left dead for {outage_s:.0f} s"
+                    + (f"; {early} failed before the kill" if early else "")}  # fmt: skip
 
 
 def summary(rows: list[dict[str, float | None]]) -> dict[str, float | None]:

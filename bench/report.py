@@ -21,6 +21,7 @@ LABELS = {
     "worker-kill-head-down": "worker SIGKILL while the head is down",
     "store-primary-kill": "store primary SIGKILL (Sentinel promotes the replica; the GCS exits)",
     "controller-kill": "control plane SIGKILL, then the head",
+    "head-kill-x30": "30 head SIGKILLs in a row (each once RUNNING again), leak snapshots",
     "baseline-ft-no-headway": "baseline: GCS FT, no headway (head left dead, Ray's 60 s worker timeout)",
     "baseline-no-ft": "baseline: no GCS FT (Ray's defaults)",
 }
@@ -80,8 +81,8 @@ def failover_markdown(rows: list[dict], rate: float) -> str:
                     f"| RUNNING (head) / replicas placed (worker) | {_s(r.get('running_s'))} |"]  # fmt: skip
             if r.get("update_applied_s") is not None or r.get("update_error"):
                 applied = r.get("update_applied_s") or f"failed: {r.get('update_error')}"
-                out.append(f"| an update retried every second: applied | {applied} "
-                           f"({r.get('update_refusals', 0)} refusals) |")  # fmt: skip
+                refused = f" ({r['update_refusals']} refusals)" if r.get("update_refusals") is not None else ""
+                out.append(f"| an update retried every second: applied | {applied}{refused} |")
         out.append(f"| latency before / during / after | {_lat(r, 'before')} · {_lat(r, 'during')} · "
                    f"{_lat(r, 'after')} |")  # fmt: skip
     return "\n".join(out)
