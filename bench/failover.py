@@ -57,6 +57,7 @@ class LoadGen:
     headers: dict[str, str]
     rate: float
     timeout_s: float = 10.0
+    json_body: dict | None = None  # POST this instead of a GET
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -89,7 +90,9 @@ class LoadGen:
         at = time.time()
         t = time.perf_counter()
         try:
-            async with s.get(self.url, headers=self.headers) as r:
+            call = s.post(self.url, headers=self.headers, json=self.json_body) if self.json_body else s.get(
+                self.url, headers=self.headers)  # fmt: skip
+            async with call as r:
                 await r.read()
                 ok = r.status == 200
         except (TimeoutError, aiohttp.ClientError):
@@ -429,12 +432,13 @@ def plot(path: str, title: str, samples: list[Sample], fault_at: float, marks: d
 
 
 def run_scenario(
-    b: Bench, scenario: str, rate: float, settle_s: float = 10, probe_update: bool = True, png: str | None = None
-) -> dict:
+    b: Bench, scenario: str, rate: float, settle_s: float = 10, probe_update: bool = True, png: str | None = None,
+    path: str = "/", json_body: dict | None = None,
+) -> dict:  # fmt: skip
     fault, kind = SCENARIOS[scenario]
     st = json.loads(b.hw("status", b.name, "--json").stdout)
     token = b.hw("token", b.name).stdout.strip()
-    load = LoadGen(st["endpoint"] + "/", {"Authorization": f"Bearer {token}"}, rate)
+    load = LoadGen(st["endpoint"] + path, {"Authorization": f"Bearer {token}"}, rate, json_body=json_body)
     if rate > 0:  # rate 0: the fault without load
         load.start()
     time.sleep(settle_s)
