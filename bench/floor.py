@@ -235,7 +235,7 @@ def headway_kills(kills: int, rate: float, composed: bool = False) -> list[dict]
 
 
 #: The composed app (three deployments on 2 workers of 1 CPU) cannot take 100 POST /analyze
-#: a second on this 2-core machine (measured: 6,519 of 6,977 failed, kills or not): an
+#: a second on this 2-core machine (measured over three kills: 6,519 of 6,977 failed): an
 #: open-loop load above its capacity measures overload, not a failover. At 20/s none failed.
 COMPOSED_RATE = 20.0
 
