@@ -13,7 +13,6 @@ import queue
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 
 from . import cloud, paths, serve
 from .errors import InputError
+from .provider import read_since, tail_file
 from .records import NodeRecord, ServiceRecord
 from .service import provider_for
 
@@ -57,30 +57,14 @@ def _mentions(name: str):
     return lambda line: bool(pattern.search(line))
 
 
-def _tail_file(path: Path, lines: int, keep=lambda _line: True) -> tuple[str, int]:
-    """The last ``lines`` kept lines of a local file, and its size (where following starts)."""
-    try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode(errors="replace")
-            return "".join(deque((ln for ln in text.splitlines(True) if keep(ln)), maxlen=lines)), fh.tell()
-    except OSError as exc:
-        return f"(no log at {path}: {exc.strerror})\n", 0
-
-
-def _follow_file(path: Path, offset: int, stop: threading.Event, keep=lambda _line: True) -> Iterator[str]:
+def _follow_file(path: Path, stop: threading.Event, keep=lambda _line: True) -> Iterator[str]:
+    """Whole lines appended to a local file from now on, those ``keep`` accepts."""
+    _, offset = read_since(path, None)
     partial = ""
     while not stop.is_set():
-        try:
-            with open(path, "rb") as fh:
-                if fh.seek(0, 2) < offset:
-                    offset = 0  # rotated or truncated: start over
-                fh.seek(offset)
-                data = fh.read()
-                offset = fh.tell()
-        except OSError:
-            data = b""
+        data, offset = read_since(path, offset)
         if data:
-            partial += data.decode(errors="replace")
+            partial += data
             *done, partial = partial.split("\n")
             kept = "".join(ln + "\n" for ln in done if keep(ln))
             if kept:
@@ -137,12 +121,12 @@ def read(rec: ServiceRecord, source: Source, lines: int = 100) -> list[dict[str,
     if source.controller:
         path = paths.home() / "controller.log"
         return [{"title": f"controller ({path}), lines about {rec.name}",
-                 "text": _tail_file(path, lines, _mentions(rec.name))[0]}]  # fmt: skip
+                 "text": tail_file(path, lines, _mentions(rec.name))}]  # fmt: skip
     if source.ingress:
         if rec.ingress is None:
             raise InputError(f"service {rec.name} has no endpoint yet")
         return [{"title": f"ingress ({rec.ingress.log}): abnormal requests only",
-                 "text": _tail_file(Path(rec.ingress.log), lines)[0]}]  # fmt: skip
+                 "text": tail_file(rec.ingress.log, lines)}]  # fmt: skip
     node = _node(rec, source.node or "head")
     text = provider_for(cloud.load(), rec).log_tail(node, lines)
     return [{"title": f"{node.name} at {node.host or node.ip}", "text": text}]
@@ -157,11 +141,9 @@ def follow(rec: ServiceRecord, source: Source, lines: int, stop: threading.Event
     if source.app:
         yield from _follow_replicas(rec, _replica_files(rec, source.app), stop)
     elif source.controller:
-        path = paths.home() / "controller.log"
-        yield from _follow_file(path, path.stat().st_size if path.exists() else 0, stop, _mentions(rec.name))
+        yield from _follow_file(paths.home() / "controller.log", stop, _mentions(rec.name))
     elif source.ingress and rec.ingress is not None:
-        path = Path(rec.ingress.log)
-        yield from _follow_file(path, path.stat().st_size if path.exists() else 0, stop)
+        yield from _follow_file(Path(rec.ingress.log), stop)
     else:
         yield from _follow_node(rec, _node(rec, source.node or "head"), stop)
 

@@ -89,6 +89,31 @@ def free_ports(n: int, taken: set[int]) -> list[int]:
     raise ProviderError(f"no {n} free ports left in {low}-{high}")
 
 
+def tail_file(path: str | Path, lines: int, keep: Callable[[str], bool] = lambda _line: True) -> str:
+    """The last ``lines`` lines of a local file that ``keep`` accepts (a node's log, the
+    controller's, HAProxy's), or a line saying why there is none."""
+    try:
+        with open(path, errors="replace") as fh:
+            return "".join(collections.deque((ln for ln in fh if keep(ln)), maxlen=lines))
+    except OSError as exc:
+        return f"(no log at {path}: {exc.strerror})\n"
+
+
+def read_since(path: str | Path, offset: int | None) -> tuple[str, int]:
+    """What a local file gained past byte ``offset`` (None: nothing, only where it ends
+    now), and the new offset; a file that shrank (rotated) is read from its start."""
+    try:
+        with open(path, "rb") as fh:
+            end = fh.seek(0, 2)
+            if offset is None:
+                return "", end
+            fh.seek(offset if offset <= end else 0)
+            data = fh.read()
+            return data.decode(errors="replace"), fh.tell()
+    except OSError:
+        return "", offset or 0
+
+
 def _used_ips() -> set[str]:
     return {n.ip for rec in all_records() for n in [*rec.nodes, *rec.retired]}
 
@@ -253,11 +278,7 @@ class LocalProvider:
         shutil.rmtree(node.temp_dir, ignore_errors=True)
 
     def log_tail(self, node: NodeRecord, lines: int) -> str:
-        try:
-            with open(node.log, errors="replace") as fh:
-                return "".join(collections.deque(fh, maxlen=lines))
-        except OSError as exc:
-            return f"(no log at {node.log}: {exc.strerror})\n"
+        return tail_file(node.log, lines)
 
     def set_priority(self, node: NodeRecord, nice: int) -> None:
         for pid in self.pids(node):
@@ -265,16 +286,7 @@ class LocalProvider:
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
 
     def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
-        try:
-            with open(node.log, "rb") as fh:
-                end = fh.seek(0, 2)
-                if offset is None or offset > end:
-                    return "", end
-                fh.seek(offset)
-                data = fh.read()
-                return data.decode(errors="replace"), offset + len(data)
-        except OSError:
-            return "", offset or 0
+        return read_since(node.log, offset)
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         """Namespaces of this service that no record names (a crashed run)."""

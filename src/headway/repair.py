@@ -12,7 +12,6 @@ Both repairs are idempotent: a controller that dies half-way runs them again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from . import cloud, gcs_client, ingress, records, serve, states
@@ -23,9 +22,9 @@ from .service import (
     HeadExited,
     Progress,
     Provider,
+    head_exited,
     note_node_ids,
     provider_for,
-    ray_failure_line,
     record_event,
     recovering_since,
     set_state,
@@ -65,12 +64,10 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
             if attempt == HEAD_ATTEMPTS:
                 raise
             # Nothing to wait for: the next attempt fences this head and starts another now.
-            head = rec.head
-            ray_says = ray_failure_line(provider_for(cloud.load(), rec).log_tail(head, 40)) if head else ""
             record_event(rec, "head_attempt_failed", f"attempt {attempt} failed: {exc}",
-                         ray_says=ray_says, since_lost_s=round(time.time() - lost_at, 2))  # fmt: skip
+                         ray_says=exc.ray_says, since_lost_s=round(time.time() - lost_at, 2))  # fmt: skip
             records.save(rec)
-            progress(f"head attempt {attempt} failed ({ray_says}); starting attempt {attempt + 1}")
+            progress(f"head attempt {attempt} failed ({exc.ray_says}); starting attempt {attempt + 1}")
     set_state(
         rec,
         states.State.RUNNING,
@@ -133,7 +130,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     live = [w for w in rec.workers if prov.alive(w)]
     # One machine shares one clock: the new head is also the one that started after it was launched.
     started_ms = (new.started_at - 2) * 1000 if prov.shares_clock and new.started_at else None
-    nodes = wait_readopted(rec, live, lambda: prov.alive(new), old.node_id, started_ms)
+    nodes = wait_readopted(rec, live, prov, new, old.node_id, started_ms)
     note_node_ids(rec, nodes)
     step(
         "workers_reregistered",
@@ -147,7 +144,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
         replace_workers(rec, dead, progress)
 
     names = [a.name for a in rec.spec.applications]
-    serving = wait_serving(rec, names, lambda: prov.alive(new), old.node_id)
+    serving = wait_serving(rec, names, prov, new, old.node_id)
     prov.set_priority(new, 0)  # recovered: no longer ahead of the replicas
     step(
         "apps_running",
@@ -172,13 +169,13 @@ def serving(
 
 
 def wait_serving(
-    rec: ServiceRecord, apps: list[str], alive: Callable[[], bool], dead_head_id: str | None
+    rec: ServiceRecord, apps: list[str], prov: Provider, head: NodeRecord, dead_head_id: str | None
 ) -> dict[str, dict[str, list[int]]]:
     deadline = time.monotonic() + APPS_RUNNING_TIMEOUT_S
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
-        if not alive():
-            raise HeadExited("the new head exited before Serve's controller came back")
+        if not prov.alive(head):
+            raise head_exited(prov, head, "before Serve's controller came back")
         addr, token = rec.gcs_address, rec.ray_token
         replicas = gcs_client.serve_replicas(addr, token)
         nodes = {n["node_id"] for n in gcs_client.alive_nodes(addr, token) or []}
@@ -218,7 +215,8 @@ def readoption_complete(
 def wait_readopted(
     rec: ServiceRecord,
     live: list[NodeRecord],
-    alive: Callable[[], bool],
+    prov: Provider,
+    head: NodeRecord,
     dead_head_id: str | None = None,
     head_started_ms: float | None = None,
 ) -> list[dict[str, Any]]:
@@ -229,8 +227,8 @@ def wait_readopted(
     why = "no answer from the GCS"
     while time.monotonic() < deadline:
         records.check_cancelled(rec.name)
-        if not alive():
-            raise HeadExited(f"the new head exited before the workers were re-adopted ({why})")
+        if not prov.alive(head):
+            raise head_exited(prov, head, f"before the workers were re-adopted ({why})")
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None:
             done, why = readoption_complete(nodes, live, dead_head_id, head_started_ms)

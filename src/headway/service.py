@@ -58,7 +58,18 @@ class HeadRecovering(RetryLater, DeployError):
 
 class HeadExited(DeployError):
     """A new head's ``ray start`` gave up during its boot (on a loaded machine its raylet
-    can miss Ray's 30 s registration window): a new attempt can start at once."""
+    can miss Ray's 30 s registration window): a new attempt can start at once.
+    ``ray_says``: the line of its output that says why."""
+
+    def __init__(self, message: str, ray_says: str) -> None:
+        super().__init__(message)
+        self.ray_says = ray_says
+
+
+def head_exited(prov: Provider, head: NodeRecord, when: str) -> HeadExited:
+    """The error for a new head that exited ``when``, with Ray's own line about why."""
+    why = ray_failure_line(prov.log_tail(head, 40))
+    return HeadExited(f"the new head exited {when}: {why} (its log: {head.log})", why)
 
 
 _FAILURE_WORDS = ("error", "exited", "failed", "timed out", "timeout", "killed")
@@ -281,18 +292,9 @@ def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
         if gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
-            why = ray_failure_line(prov.log_tail(head, 40))
-            raise HeadExited(f"the head node exited during start: {why} (its log: {head.log})")
+            raise head_exited(prov, head, "during start")
         time.sleep(0.3)
     raise DeployError(f"the head node did not come up in {HEAD_START_TIMEOUT_S} s; log: {head.log}")
-
-
-def log_tail(path: str, lines: int = 15) -> str:
-    try:
-        with open(path, errors="replace") as fh:
-            return "\n" + "".join(fh.readlines()[-lines:])
-    except OSError:
-        return path
 
 
 #: A worker whose ``ray start`` gives up (Ray waits 30 s for its raylet to register) is
@@ -317,7 +319,7 @@ def wait_nodes(
                 continue
             attempts[w.name] = attempts.get(w.name, 1) + 1
             if spec is None or attempts[w.name] > WORKER_START_ATTEMPTS:
-                raise DeployError(f"worker {w.name} exited during start; log: {log_tail(w.log)}")
+                raise DeployError(f"worker {w.name} exited during start; log:\n{prov.log_tail(w, 15)}")
             record_event(rec, "worker_start_retried", f"worker {w.name} exited during start; starting it again")
             prov.remove(w)
             again = prov.new_node(rec, w.name, "worker", w.ip, dict(w.ports), group=w.group)

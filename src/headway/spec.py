@@ -198,6 +198,16 @@ class ComputeConfig(_Strict):
         return self
 
 
+#: The fields of ``ray_gcs_external_storage_config`` that name a file (on the deploying
+#: user's machine; uploaded at deploy, never shown back).
+GCS_FILE_FIELDS = (
+    "redis_password_file",
+    "redis_certificate_path",
+    "redis_client_certificate_path",
+    "redis_client_key_path",
+)
+
+
 class GcsStorageConfig(_Strict):
     """Where the head keeps the GCS. ``address`` empty means the cloud's managed store."""
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .spec import ServiceSpec
+from .spec import GCS_FILE_FIELDS, ServiceSpec
 from .store_address import StoreError, parse_address
 
 MASK = "***"
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL|AUTH)", re.IGNORECASE)
-FILE_FIELDS = ("redis_password_file", "redis_certificate_path", "redis_client_certificate_path",
-               "redis_client_key_path")  # fmt: skip
 
 
 def _mask_env(env: dict[str, str]) -> dict[str, str]:
@@ -29,7 +27,7 @@ def shown(spec: ServiceSpec) -> dict[str, Any]:
             gcs["address"] = parse_address(gcs["address"]).masked()
         except StoreError:
             gcs["address"] = MASK
-    for field in FILE_FIELDS:
+    for field in GCS_FILE_FIELDS:
         if gcs.get(field):
             gcs[field] = "(uploaded at deploy)"
     if data.get("env_vars"):

@@ -18,15 +18,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from . import paths
-from .spec import ServiceSpec
+from .spec import GCS_FILE_FIELDS, ServiceSpec
 
-#: The files a spec may name, by field of ``ray_gcs_external_storage_config``.
-FILE_FIELDS = (
-    "redis_password_file",
-    "redis_certificate_path",
-    "redis_client_certificate_path",
-    "redis_client_key_path",
-)
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 MAX_FILE_BYTES = 1024 * 1024
@@ -44,7 +37,7 @@ def needs_package(spec: ServiceSpec) -> bool:
 def named_files(spec: ServiceSpec) -> dict[str, str]:
     """Field → path of every file the spec names."""
     gcs = spec.ray_gcs_external_storage_config
-    return {f: getattr(gcs, f) for f in FILE_FIELDS if getattr(gcs, f)}
+    return {f: getattr(gcs, f) for f in GCS_FILE_FIELDS if getattr(gcs, f)}
 
 
 def check_zip(data: bytes) -> None:
