@@ -75,7 +75,7 @@ class BareRay:
         for path, content in launch.secret_files.items():
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(content)
-        return self._spawn(launch.argv, name, launch.env)
+        return self._spawn([*launch.argv, "--block"], name, launch.env)  # bare Ray: its own supervisor
 
     def start_head(self) -> None:
         # A fresh temp dir each time, as headway does: `ray start --head` refuses an address

@@ -36,6 +36,8 @@ def process_name(pid: int) -> str:
     except OSError:
         return "?"
     text = " ".join(a.decode(errors="replace") for a in argv if a)
+    if argv[1:3] == [b"-S", b"-c"]:  # headway's node supervisor (its source is its argument)
+        return "headway supervisor"
     if text.startswith("ray-dashboard-"):  # a dashboard module (its process title)
         return "dashboard " + text.split()[0].removeprefix("ray-dashboard-").rsplit("-", 1)[0]
     if "multiprocessing.forkserver" in text:
@@ -43,7 +45,7 @@ def process_name(pid: int) -> str:
     for key, name in (("gcs_server", "gcs_server"), ("raylet", "raylet"), ("dashboard/agent.py", "dashboard agent"),
                       ("runtime_env/agent/main.py", "runtime_env agent"), ("dashboard.py", "dashboard"),
                       ("log_monitor.py", "log monitor"), ("monitor.py", "autoscaler monitor"),
-                      ("ray.util.client.server", "Ray Client server"), ("ray start", "ray start --block"),
+                      ("ray.util.client.server", "Ray Client server"), ("ray start", "ray start"),
                       ("ServeController", "Serve controller"), ("ProxyActor", "Serve proxy"),
                       ("ServeReplica", "Serve replica"), ("SubprocessModule", "dashboard module")):  # fmt: skip
         if key in text:
@@ -58,17 +60,19 @@ def measure(b: Bench) -> dict[str, dict]:
         by_name: Counter[str] = Counter()
         for pid in pids:
             by_name[process_name(pid)] += pss_kb(pid)
+        replicas = by_name.get("Serve replica", 0)
         out[node["name"]] = {"processes": len(pids), "pss_mb": round(sum(by_name.values()) / 1024),
+                             "before_replicas_mb": round((sum(by_name.values()) - replicas) / 1024),
                              "by_process_mb": {k: round(v / 1024) for k, v in by_name.most_common()}}  # fmt: skip
     return out
 
 
 def markdown(result: dict[str, dict]) -> str:
     lines = [report.header("examples/hello RUNNING (1 head, 2 workers, one replica each), PSS from smaps_rollup"),
-             "", "| node | processes | PSS MB | largest |", "|---|---|---|---|"]  # fmt: skip
+             "", "| node | processes | PSS MB | without its replicas | largest |", "|---|---|---|---|---|"]  # fmt: skip
     for name, r in result.items():
         top = ", ".join(f"{k} {v}" for k, v in list(r["by_process_mb"].items())[:6])
-        lines.append(f"| {name} | {r['processes']} | **{r['pss_mb']}** | {top} |")
+        lines.append(f"| {name} | {r['processes']} | **{r['pss_mb']}** | {r['before_replicas_mb']} | {top} |")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -213,8 +214,8 @@ class LocalProvider:
         """Files the nodes read by ``file://`` are already here: one machine."""
 
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
-        """Create the host (its packet filter first) and start ``ray start --block`` detached
-        in it; return its PID."""
+        """Create the host (its packet filter first) and start the node detached in it
+        (``ray start`` under its supervisor); return the supervisor's PID."""
         prefix: list[str] = []
         if node.netns:
             assert self.subnet is not None
@@ -232,7 +233,7 @@ class LocalProvider:
         env = inherited(os.environ) | launch.env
         with open(node.log, "ab") as log:
             child = subprocess.Popen(
-                prefix + launch.argv,
+                prefix + launch.command(sys.executable),
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -253,8 +254,8 @@ class LocalProvider:
         return sorted(found)
 
     def alive(self, node: NodeRecord) -> bool:
-        """The node's ``ray start --block`` supervisor runs: it exits as soon as one of the
-        node's Ray processes (raylet, GCS) dies. Cheap enough to ask twice a second."""
+        """The node's supervisor runs: it exits as soon as one of the node's Ray processes
+        (raylet, GCS, an agent) dies. Cheap enough to ask twice a second."""
         if node.pid_started is not None:
             return procs.same_process(node.pid, node.pid_started)
         return procs.alive(node.pid) and bool(procs.pids_with_marker(node.marker))

@@ -17,10 +17,11 @@ This is the one place for the facts about Ray that fault tolerance rests on
   on the head (headway decides the nodes; ~49 MB, and one more process to boot in a
   recovery) and the log monitor on every node (~46 MB each: it copies worker output to
   drivers, and a service has no driver; replica logs stay in files, read by Ray's log
-  API). Kept: the dashboard (Serve's REST API, Ray's log API) with its agent, the
-  runtime-env agent (working_dir, packages), the Ray Client server (Ray 2.60 starts it
-  whenever ``ray[client]`` is installed and takes no port that disables it; the packet
-  filter closes it to strangers).
+  API); and ``ray start --block`` (~90 MB on every node), replaced by
+  ``node_supervisor`` (a few MB), which also stops the Ray Client server once the head is
+  up (Ray 2.60 starts it whenever ``ray[client]`` is installed and takes no port that
+  disables it; ~47 MB). Kept: the dashboard (Serve's REST API, Ray's log API) with its
+  agent, the runtime-env agent (working_dir, packages).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import binaries
+from . import binaries, node_supervisor
 from .procs import MARKER_VAR
 from .ray_node_env import AUTH_MODE_VAR, AUTH_TOKEN_PATH_VAR, COMMON_ENV, HEAD_FT_ENV, WORKER_FT_ENV
 
@@ -89,6 +90,11 @@ class NodeLaunch:
 
     def __repr__(self) -> str:  # a launch may end up in a log: never with the password
         return f"NodeLaunch(argv={redact(self.argv)!r})"
+
+    def command(self, python: str) -> list[str]:
+        """What a provider runs: this ``ray start`` by the host's ``python`` (the one that
+        has Ray), under headway's node supervisor instead of ``--block``."""
+        return node_supervisor.command(python, self.argv[1:])
 
 
 def _port_flags(ports: NodePorts, loopback: bool) -> list[str]:
@@ -163,7 +169,6 @@ def head_launch(
         binaries.ray(),
         "start",
         "--head",
-        "--block",
         "--disable-usage-stats",
         f"--node-ip-address={ip}",
         "--node-name=head",
@@ -217,7 +222,6 @@ def worker_launch(
     argv = [
         binaries.ray(),
         "start",
-        "--block",
         "--disable-usage-stats",
         f"--address={head_address}",
         f"--node-ip-address={ip}",

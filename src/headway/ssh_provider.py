@@ -116,7 +116,7 @@ class SshProvider:
         ssh.run(host, f"mkdir -p -m 700 {shlex.quote(str(Path(node.temp_dir).parent))} {shlex.quote(node.temp_dir)}")
         for path, content in launch.secret_files.items():
             ssh.put_private(host, path, content)
-        argv = [f"{self.cfg.venv}/bin/ray", *launch.argv[1:]]
+        argv = launch.command(f"{self.cfg.venv}/bin/python")
         status, out, err = ssh.run(host, start_command(argv, launch.env, node.temp_dir, node.log))
         if status != 0 or not out.strip().isdigit():
             raise ProviderError(f"host {host.address}: ray start did not launch: {err.strip()[-300:]}")
@@ -131,7 +131,7 @@ class SshProvider:
         return int(out) if status == 0 and out.strip().isdigit() else None
 
     def alive(self, node: NodeRecord) -> bool:
-        """The host answers SSH and the node's ``ray start --block`` supervisor still runs."""
+        """The host answers SSH and the node's supervisor still runs."""
         if node.pid is None:
             return False
         try:

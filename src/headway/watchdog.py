@@ -1,8 +1,8 @@
 """Judging a service's health from probes: pure decisions, no I/O.
 
 The controller probes; these functions decide. Two signals for the head: its
-``ray start --block`` supervisor (which exits as soon as the GCS or the raylet dies)
-and the GCS health endpoint of the dashboard. A vanished process is a crash and is
+supervisor (``node_supervisor``: it exits as soon as the GCS or the raylet dies)
+and the GCS's own health check (gRPC ``CheckAlive``). A vanished process is a crash and is
 declared at once; an unanswered health check only counts as a failure, and the head
 is declared dead after ``failure_threshold`` failures in a row, so one slow answer
 from a busy but live head never triggers a replacement.

@@ -47,8 +47,15 @@ def test_head_has_zero_cpus_and_dashboard():
     i = h.argv.index("--num-cpus")
     assert h.argv[i + 1] == "0"
     assert "--include-dashboard=true" in h.argv
-    assert "--head" in h.argv and "--block" in h.argv
+    assert "--head" in h.argv and "--block" not in h.argv  # headway's supervisor watches the node
     assert '{"custom": 1}' in h.argv
+
+
+def test_a_node_runs_under_headway_supervisor_with_the_hosts_ray():
+    cmd = _head().command("/venv/bin/python")
+    assert cmd[:3] == ["/venv/bin/python", "-S", "-c"] and "PR_SET_CHILD_SUBREAPER" in cmd[3]
+    assert cmd[4:6] == ["/venv/bin/python", "-c"] and "ray.serve.scripts" in cmd[6]  # Ray's CLI, lean
+    assert cmd[7] == "start" and "--head" in cmd
 
 
 def test_head_without_ft_has_no_store():
