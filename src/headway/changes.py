@@ -343,6 +343,11 @@ def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
     if not match:
         known = ", ".join(g["name"] for g in groups)
         raise InputError(f"service {rec.name} has no worker group {group!r}; its groups: {known}")
+    if match[0].get("min_nodes") is not None or match[0].get("max_nodes") is not None:
+        raise InputError(
+            f"group {group!r} of {rec.name} follows the load (min_nodes {match[0].get('min_nodes') or 0}, "
+            f"max_nodes {match[0].get('max_nodes')}); change its bounds in the YAML and deploy it"
+        )
     match[0]["count"] = count
     data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
     try:

@@ -139,9 +139,11 @@ def _dry_run(spec, strict: bool) -> None:
         _fail(f"{exc}\nnothing was started.", 2)
     rec = records.load(spec.name)
     what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"
-    workers = sum(g.count for g in spec.compute_config.worker_nodes)
+    groups = spec.compute_config.worker_nodes
+    workers = sum(g.initial for g in groups)
+    grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if any(g.autoscaled for g in groups) else ""
     out.print(f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
-              f"{workers} worker(s); nothing was started")  # fmt: skip
+              f"{workers} worker(s){grows}; nothing was started")  # fmt: skip
 
 
 def _uploads(spec, base: Path) -> dict:

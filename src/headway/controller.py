@@ -42,6 +42,7 @@ from . import (
     procs,
     records,
     repair,
+    scaling,
     states,
     steps,
     storage,
@@ -114,6 +115,7 @@ class _ServiceWatch:
     head_marker: str
     head: watchdog.HeadWatch
     last_attempt: float | None = None
+    last_autoscale: float = 0.0
 
 
 @dataclass
@@ -173,6 +175,7 @@ class Controller:
             view = self.observe(rec)
             action, why = watchdog.decide(view)
             if action == watchdog.Action.NONE:
+                self._autoscale_if_due(rec)
                 continue
             log.info("%s: %s (%s)", rec.name, action, why)
             self._act(rec.name, action, why)
@@ -190,9 +193,20 @@ class Controller:
         }
         if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE):
             w.last_attempt = time.time()
-        what = _DOING.get(action, str(action))
-        t = threading.Thread(target=self._holding, args=(name, what, repairs[action]), name=f"{action}:{name}",
-                             daemon=True)  # fmt: skip
+        self._start(name, _DOING.get(action, str(action)), repairs[action])
+
+    def _autoscale_if_due(self, rec: ServiceRecord) -> None:
+        """A round of the service's autoscaling every ``scaling.PERIOD_S`` while it is RUNNING."""
+        w = self.watches[rec.name]
+        if rec.state != states.State.RUNNING or not scaling.autoscaled(rec.spec):
+            return
+        if time.monotonic() - w.last_autoscale < scaling.PERIOD_S:
+            return
+        w.last_autoscale = time.monotonic()
+        self._start(rec.name, "autoscaling", self._autoscale)
+
+    def _start(self, name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+        t = threading.Thread(target=self._holding, args=(name, what, repair_fn), name=f"{what}:{name}", daemon=True)
         self.active[name] = t
         t.start()
 
@@ -249,6 +263,18 @@ class Controller:
             log.info("%s: the unfinished change is done", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded on the timeline; retried after a backoff
             log.warning("%s: finishing the change failed: %s", rec.name, exc)
+
+    @staticmethod
+    def _autoscale(rec: ServiceRecord) -> None:
+        try:
+            scaling.run_round(rec, progress=lambda m: log.info("%s: %s", rec.name, m))
+        except Cancelled:
+            log.info("%s: autoscaling stopped for terminate", rec.name)
+        except Exception as exc:  # noqa: BLE001 - recorded; the next round decides again
+            log.warning("%s: autoscaling failed: %s", rec.name, exc)
+            rec = records.load(rec.name) or rec
+            record_event(rec, "autoscale_failed", str(exc)[:500])
+            records.save(rec)
 
     @staticmethod
     def _restart_ingress(rec: ServiceRecord) -> None:

@@ -14,7 +14,8 @@ import threading
 from typing import Any
 
 import grpc
-from ray.core.generated import gcs_pb2
+from ray.core.generated import autoscaler_pb2, gcs_pb2
+from ray.core.generated import autoscaler_pb2_grpc as autoscaler_rpc
 from ray.core.generated import gcs_service_pb2 as pb
 from ray.core.generated import gcs_service_pb2_grpc as rpc
 
@@ -87,20 +88,71 @@ def actor_node(address: str, token: str | None, name_and_namespace: tuple[str, s
     return reply.actor_table_data.node_id.hex()
 
 
-def serve_replicas(address: str, token: str | None, timeout_s: float = 3) -> dict[str, dict[str, list[int]]] | None:
-    """Serve's ALIVE replica actors by application and deployment (their PIDs), from the
-    GCS's actor table; None when the GCS does not answer."""
+def _replica_actors(address: str, token: str | None, timeout_s: float) -> list[Any] | None:
+    """Serve's ALIVE replica actors in the GCS's actor table; None when it does not answer."""
     stub = rpc.ActorInfoGcsServiceStub(_channel(address))
     request = pb.GetAllActorInfoRequest(filters=pb.GetAllActorInfoRequest.Filters(state=_ALIVE_ACTOR))
     try:
         reply = stub.GetAllActorInfo(request, timeout=timeout_s, metadata=_metadata(token))
     except grpc.RpcError:
         return None
+    return [a for a in reply.actor_table_data if a.ray_namespace == "serve" and a.name.startswith(REPLICA_PREFIX)]
+
+
+def serve_replicas(address: str, token: str | None, timeout_s: float = 3) -> dict[str, dict[str, list[int]]] | None:
+    """Serve's ALIVE replica actors by application and deployment (their PIDs), from the
+    GCS's actor table; None when the GCS does not answer."""
+    actors = _replica_actors(address, token, timeout_s)
+    if actors is None:
+        return None
     out: dict[str, dict[str, list[int]]] = {}
-    for actor in reply.actor_table_data:
-        if actor.ray_namespace != "serve" or not actor.name.startswith(REPLICA_PREFIX):
-            continue
+    for actor in actors:
         app, _, rest = actor.name.removeprefix(REPLICA_PREFIX).partition("#")
         deployment = rest.rsplit("#", 1)[0]
         out.setdefault(app, {}).setdefault(deployment, []).append(actor.pid)
     return {app: {dep: sorted(pids) for dep, pids in deps.items()} for app, deps in out.items()}
+
+
+def replica_nodes(address: str, token: str | None, timeout_s: float = 3) -> set[str] | None:
+    """The nodes (ids in hex) that hold at least one ALIVE Serve replica."""
+    actors = _replica_actors(address, token, timeout_s)
+    return None if actors is None else {a.node_id.hex() for a in actors}
+
+
+def resource_state(address: str, token: str | None, timeout_s: float = 3) -> dict[str, Any] | None:
+    """What Ray's own autoscaler reads (the GCS's autoscaler state service): every node's
+    status and how long it has been idle, and the resource requests waiting for room
+    (a replica Serve wants that fits nowhere is one). None when the GCS does not answer.
+
+    ``{"nodes": {node_id: {"status", "idle_s"}}, "pending": [(bundle, count), ...]}``."""
+    stub = autoscaler_rpc.AutoscalerStateServiceStub(_channel(address))
+    try:
+        reply = stub.GetClusterResourceState(autoscaler_pb2.GetClusterResourceStateRequest(), timeout=timeout_s,
+                                             metadata=_metadata(token))  # fmt: skip
+    except grpc.RpcError:
+        return None
+    state = reply.cluster_resource_state
+    nodes = {
+        n.node_id.hex(): {"status": autoscaler_pb2.NodeStatus.Name(n.status), "idle_s": n.idle_duration_ms / 1000}
+        for n in state.node_states
+    }
+    pending = [(dict(r.request.resources_bundle), r.count) for r in state.pending_resource_requests]
+    for gang in state.pending_gang_resource_requests:
+        pending += [(dict(r.resources_bundle), 1) for r in gang.requests]
+    return {"nodes": nodes, "pending": pending}
+
+
+def drain_node(address: str, token: str | None, node_id: str, why: str, timeout_s: float = 5) -> str | None:
+    """Ask Ray to drain an idle node before it is removed (as its autoscaler does): Ray
+    refuses when the node runs anything. None when accepted, else Ray's reason."""
+    stub = autoscaler_rpc.AutoscalerStateServiceStub(_channel(address))
+    request = autoscaler_pb2.DrainNodeRequest(
+        node_id=bytes.fromhex(node_id),
+        reason=autoscaler_pb2.DrainNodeReason.Value("DRAIN_NODE_REASON_IDLE_TERMINATION"),
+        reason_message=why,
+    )
+    try:
+        reply = stub.DrainNode(request, timeout=timeout_s, metadata=_metadata(token))
+    except grpc.RpcError as exc:
+        return f"the GCS did not answer ({exc.code().name})"
+    return None if reply.is_accepted else reply.rejection_reason_message or "refused"

@@ -21,7 +21,7 @@ FIX = "set num_replicas >= 2 and max_replicas_per_node: 1 (one replica per worke
 
 
 def spec_problems(spec: ServiceSpec) -> list[str]:
-    workers = sum(g.count for g in spec.compute_config.worker_nodes)
+    workers = sum(g.initial for g in spec.compute_config.worker_nodes)
     problems = []
     if workers < 2:
         problems.append(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -156,8 +156,20 @@ def node_config(resources: dict[str, float], env_vars: dict[str, str]) -> str:
     return digest({"resources": resources, "env_vars": env_vars})
 
 
-def desired_workers(groups: Iterable[Any], env_vars: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
-    """(name, group, config) of every worker a spec asks for: ``<group>-1`` … ``<group>-<count>``."""
-    return tuple(
-        (f"{g.name}-{i}", g.name, node_config(g.resources, env_vars)) for g in groups for i in range(1, g.count + 1)
-    )
+def desired_workers(
+    groups: Iterable[Any], env_vars: dict[str, str], autoscaled: Mapping[str, Iterable[str]] = {}
+) -> tuple[tuple[str, str, str], ...]:
+    """(name, group, config) of every worker a spec asks for: ``<group>-1`` … ``<group>-<count>``;
+    for a group that follows the load, the nodes the autoscaler last chose (``autoscaled``,
+    group → names), brought within the group's bounds (a deploy may have moved them)."""
+    out = []
+    for g in groups:
+        names = list(autoscaled.get(g.name, ())) if g.autoscaled else []
+        names = names[: g.most]
+        i = 1
+        while len(names) < g.initial:
+            if f"{g.name}-{i}" not in names:
+                names.append(f"{g.name}-{i}")
+            i += 1
+        out += [(n, g.name, node_config(g.resources, env_vars)) for n in names]
+    return tuple(out)

@@ -82,6 +82,8 @@ class ServiceRecord(BaseModel):
     running_version: int | None = None  # the last version that reached RUNNING
     nodes: list[NodeRecord] = Field(default_factory=list)
     retired: list[NodeRecord] = Field(default_factory=list)  # dead hosts kept until replaced
+    autoscaled: dict[str, list[str]] = Field(default_factory=dict)  # group -> its nodes, as the autoscaler chose
+    waiting: list[str] = Field(default_factory=list)  # resource requests no node had room for, last seen
     ingress: IngressRecord | None = None
     events: list[Event] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)

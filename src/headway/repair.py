@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import cloud, gcs_client, ingress, records, serve, states
+from . import autoscale, cloud, gcs_client, ingress, records, serve, states
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
@@ -55,6 +55,10 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
                   lost_at=lost_at)  # fmt: skip
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
+        if any(g.autoscaled for g in rec.spec.compute_config.worker_nodes):
+            record_event(rec, autoscale.SUSPENDED, "autoscaling suspended: the head is down; no node is added "
+                         "or removed for the load until it is back (a dead worker is still replaced)")  # fmt: skip
+            records.save(rec)
     t0 = time.time()
     for attempt in range(1, HEAD_ATTEMPTS + 1):
         try:

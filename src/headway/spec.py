@@ -153,12 +153,58 @@ class HeadNode(_Strict):
 
 
 class WorkerGroup(_Strict):
+    """A set of alike worker nodes: ``count`` of them (fixed), or between ``min_nodes`` and
+    ``max_nodes`` (the managed platforms' names) as Serve's demand asks (``autoscale``)."""
+
     name: str = "worker"
     instance_type: str | None = None
     resources: dict[str, float] = Field(default_factory=lambda: {"CPU": 1})
-    count: int = Field(default=1, ge=0, le=MAX_WORKERS)
+    count: int | None = Field(default=None, ge=0, le=MAX_WORKERS)  # 1 when neither bound is given
+    min_nodes: int | None = Field(default=None, ge=0, le=MAX_WORKERS)
+    max_nodes: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
 
     _instance_type = field_validator("instance_type")(_label)
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.min_nodes is not None or self.max_nodes is not None
+
+    @property
+    def initial(self) -> int:
+        """How many nodes the group starts with (an autoscaled one: its minimum)."""
+        return (self.min_nodes or 0) if self.autoscaled else self.count or 0
+
+    @property
+    def most(self) -> int:
+        """The most nodes the group can have."""
+        return (self.max_nodes or 0) if self.autoscaled else self.count or 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_by_default(cls, data: Any) -> Any:
+        """A group with neither bound is fixed, at one node unless ``count`` says more."""
+        bounded = isinstance(data, dict) and (data.get("min_nodes") is not None or data.get("max_nodes") is not None)
+        if isinstance(data, dict) and not bounded and data.get("count") is None:
+            return {**data, "count": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkerGroup:
+        if not self.autoscaled:
+            return self
+        if self.count is not None:
+            raise ValueError(
+                f"group {self.name!r} has count and min_nodes/max_nodes; give count for a fixed group, "
+                "or min_nodes and max_nodes for one that follows the load"
+            )
+        if self.max_nodes is None:
+            raise ValueError(f"group {self.name!r} has min_nodes but no max_nodes; say how far it may grow")
+        if self.min_nodes is not None and self.min_nodes > self.max_nodes:
+            raise ValueError(
+                f"group {self.name!r}: min_nodes {self.min_nodes} is above max_nodes {self.max_nodes}; "
+                "min_nodes must be at most max_nodes"
+            )
+        return self
 
     @field_validator("name")
     @classmethod
@@ -179,6 +225,9 @@ class ComputeConfig(_Strict):
     cloud: str | None = None
     head_node: HeadNode = Field(default_factory=HeadNode)
     worker_nodes: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(count=2)])
+    #: A node of a group that follows the load is removed after this long idle (KubeRay's
+    #: ``idleTimeoutSeconds``, same default).
+    idle_timeout_s: float = Field(default=60, ge=5, le=86400)
 
     _cloud = field_validator("cloud")(_label)
 
@@ -189,11 +238,12 @@ class ComputeConfig(_Strict):
             if group.name in seen:
                 raise ValueError(f"worker group name {group.name!r} is used twice; give each group its own name")
             seen.add(group.name)
-        total = sum(g.count for g in self.worker_nodes)
+        total = sum(g.most for g in self.worker_nodes)
+        counting = " (counting each group's max_nodes)" if any(g.autoscaled for g in self.worker_nodes) else ""
         if total > MAX_WORKERS:
             raise ValueError(
-                f"{total} workers in all; one service has at most {MAX_WORKERS} (the endpoint's server slots); "
-                "lower the counts or split the service"
+                f"{total} workers in all{counting}; one service has at most {MAX_WORKERS} "
+                "(the endpoint's server slots); lower the counts or split the service"
             )
         return self
 
@@ -364,7 +414,7 @@ class ServiceSpec(_Strict):
 
     @property
     def worker_count(self) -> int:
-        return sum(g.count for g in self.compute_config.worker_nodes)
+        return sum(g.initial for g in self.compute_config.worker_nodes)
 
     def app_requirements(self, app: Application) -> list[str]:
         """What ``app`` imports beyond Ray's environment: the service's and its own."""

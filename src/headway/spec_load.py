@@ -49,8 +49,6 @@ def _loc(loc: tuple[Any, ...]) -> str:
 #: Fields of the managed platforms' service YAML that headway does not have (yet): what
 #: each means here, instead of "unknown field".
 FOREIGN: dict[str, str] = {
-    "min_nodes": "autoscaling is not in headway yet; give the group a fixed count",
-    "max_nodes": "autoscaling is not in headway yet; give the group a fixed count",
     "image_uri": "headway runs Ray from each host's Python environment, not a container image; ship your code "
     "with working_dir and list its packages under requirements (resolved on the control host, shipped to the nodes)",
     "containerfile": "headway runs Ray from each host's Python environment, not a container image",

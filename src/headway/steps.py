@@ -44,7 +44,7 @@ def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desi
     cc = spec.compute_config
     return plan.Desired(
         version=version,
-        workers=plan.desired_workers(cc.worker_nodes, spec.env_vars),
+        workers=plan.desired_workers(cc.worker_nodes, spec.env_vars, rec.autoscaled),
         head_config=plan.node_config(cc.head_node.resources, spec.env_vars),
         apps=plan.digest(serve_config_of(rec, spec)),
     )
