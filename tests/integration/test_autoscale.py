@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import yaml
-
 from conftest import Load
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "autoscale"
