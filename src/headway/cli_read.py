@@ -37,6 +37,11 @@ def _status_table(st: dict) -> None:
     for n in st["nodes"]:
         t.add_row(n["name"], n["role"], n["ip"], "yes" if n["alive"] else "[red]no[/]")
     out.print(t)
+    for g in st.get("groups", []):
+        if g["autoscaled"]:
+            out.print(f"group {g['name']}: {g['nodes']} node(s), follows the load between {g['min']} and {g['max']}")
+    if st.get("waiting"):
+        out.print("waiting for room: " + "; ".join(st["waiting"]))
     a = Table("application", "status", "route", "replicas (running/target on nodes)")
     for app in st["applications"]:
         reps = "; ".join(

@@ -51,8 +51,17 @@ def render(services: list[dict[str, Any]]) -> str:
     retries: list[Sample] = []
     svc_bytes: list[Sample] = []
     store_pct: dict[str, float] = {}
+    group_nodes: list[Sample] = []
+    group_bounds: list[Sample] = []
+    replicas: list[Sample] = []
     for st in services:
         s = {"service": st["name"]}
+        for g in st.get("groups", []):
+            group_nodes.append(({**s, "group": g["name"]}, float(g["nodes"])))
+            group_bounds += [({**s, "group": g["name"], "bound": b}, float(g[b])) for b in ("min", "max")]
+        for app in st.get("applications", []):
+            for dep, d in app.get("replicas", {}).items():
+                replicas.append(({**s, "application": app["name"], "deployment": dep}, float(d.get("running", 0))))
         for state in State:
             state_samples.append(({**s, "state": state.value}, 1.0 if st["state"] == state.value else 0.0))
         head = next((n for n in st["nodes"] if n["role"] == "head"), None)
@@ -102,4 +111,8 @@ def render(services: list[dict[str, Any]]) -> str:
                         [({"store": k}, v) for k, v in sorted(store_pct.items())]))  # fmt: skip
     fams.append(_family("headway_service_store_bytes", "gauge", "Bytes of the service's GCS data in its store.",
                         svc_bytes))  # fmt: skip
+    fams.append(_family("headway_group_nodes", "gauge", "Worker nodes of each group.", group_nodes))
+    fams.append(_family("headway_group_nodes_bound", "gauge", "Each group's min_nodes and max_nodes (fixed: count).",
+                        group_bounds))  # fmt: skip
+    fams.append(_family("headway_replicas", "gauge", "Running replicas of each deployment (Serve).", replicas))
     return "\n".join(line for fam in fams for line in fam) + "\n"

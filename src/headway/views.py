@@ -89,7 +89,23 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
         "ingress": ingress.stats(rec.ingress),
+        "groups": groups_view(rec),
+        "waiting": rec.waiting if any(g.autoscaled for g in rec.spec.compute_config.worker_nodes) else [],
     }
+
+
+def groups_view(rec: ServiceRecord) -> list[dict[str, Any]]:
+    """Each worker group: its nodes now and its bounds (fixed groups: min = max = count)."""
+    return [
+        {
+            "name": g.name,
+            "nodes": sum(1 for w in rec.workers if w.group == g.name),
+            "min": g.initial,
+            "max": g.most,
+            "autoscaled": g.autoscaled,
+        }
+        for g in rec.spec.compute_config.worker_nodes
+    ]
 
 
 def versions_view(rec: ServiceRecord) -> dict[str, Any]:

@@ -127,6 +127,8 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
         }  # fmt: skip
         backends = [c.text for c in driver.find_elements("css selector", "[data-backend]")]
         assert len(backends) == 2 and all(b.startswith("UP") for b in backends), backends
+        groups = {c.get_attribute("data-group"): c.text for c in driver.find_elements("css selector", "[data-group]")}
+        assert groups == {"worker": "2"}, groups
         gauge = _wait_element(driver, "store-gauge", 20)
         assert gauge.get_attribute("data-alert") == "80" and float(gauge.get_attribute("data-percent")) > 0
         assert "token=" not in driver.current_url  # the page takes the token out of the address bar

@@ -80,3 +80,14 @@ def test_no_recovery_yet():
     v = _values(metrics.render([st]))
     assert v['headway_recoveries_total{service="svc"}'] == 0
     assert not any(k.startswith("headway_last_recovery_seconds") for k in v)
+
+
+def test_groups_and_replicas():
+    st = _status()
+    st["groups"] = [{"name": "pool", "nodes": 2, "min": 1, "max": 3, "autoscaled": True}]
+    st["applications"] = [{"name": "work", "replicas": {"Work": {"running": 2, "target": 3, "node_ids": []}}}]
+    v = _values(metrics.render([st]))
+    assert v['headway_group_nodes{service="svc",group="pool"}'] == 2
+    assert v['headway_group_nodes_bound{service="svc",group="pool",bound="max"}'] == 3
+    assert v['headway_group_nodes_bound{service="svc",group="pool",bound="min"}'] == 1
+    assert v['headway_replicas{service="svc",application="work",deployment="Work"}'] == 2
