@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,12 +117,16 @@ class Bench:
                                f"{(done.stderr or done.stdout).strip()[-1500:]}")  # fmt: skip
         return done
 
-    def deploy(self, **overrides) -> None:
+    def deploy(self, example: str = "hello", edit: Callable[[dict], None] | None = None, **overrides) -> None:
+        """examples/<example> deployed under this benchmark's name, ``edit`` applied to its YAML."""
         import yaml
 
-        data = yaml.safe_load((ROOT / "examples/hello/service.yaml").read_text())
-        data["working_dir"] = str(ROOT / "examples/hello/app")
+        data = yaml.safe_load((ROOT / f"examples/{example}/service.yaml").read_text())
+        data["working_dir"] = str(ROOT / f"examples/{example}/app")
+        data["name"] = self.name
         data.update(overrides)
+        if edit:
+            edit(data)
         spec = Path(self.home) / "spec.yaml"
         spec.write_text(yaml.safe_dump(data))
         self.hw("deploy", "-f", str(spec))
