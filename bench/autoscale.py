@@ -83,7 +83,7 @@ def run_cycle(b: Bench, w: Watch, url: str, auth: dict[str, str], high: float, l
     events = b.events_after(t0)
     return {
         "to_decision_s": round((_first(b, "scale_up", t0) or t0) - t0, 1),
-        "to_nodes_joined_s": round((max((e["at"] for e in events if e["kind"] == "scale_up_done"), default=t0)) - t0, 1),
+        "to_nodes_joined_s": round(max((e["at"] for e in events if e["kind"] == "scale_up_done"), default=t0) - t0, 1),
         "to_replicas_serving_s": round(grown - t0, 1) if grown else None,
         "to_min_again_s": round(shrunk - t1, 1) if shrunk else None,
         "scale_events": sum(1 for e in events if e["kind"] in ("scale_up", "scale_down")),
