@@ -4,13 +4,13 @@ one 1-CPU node per replica, the group between 1 and 3 nodes), in cycles.
 
     .venv/bin/python -m bench.autoscale --cycles 10 [--markdown docs/benchmarks.md]
 
-Per cycle: open-loop load at ``--high`` requests/s until the group has grown to its
-max_nodes and the new replicas serve, then ``--low`` requests/s until it is back to
-min_nodes. It prints: time from the ramp's start to headway's scale-up decision, to the
-nodes joined and to the replicas serving; time from the load's drop to the last node
-gone; requests, failures and p50/p99 latency per phase; and the service's GCS bytes in
-the store after each phase, hence the bytes each scale event leaves behind. And nodes and
-replicas over time, as a text chart.
+Per cycle: open-loop load rising linearly to ``--high`` requests/s over ``--ramp`` seconds
+and held until the group has grown to its max_nodes and the new replicas serve, then
+``--low`` requests/s until it is back to min_nodes. It prints: time from the ramp's start
+to headway's scale-up decision, to the nodes joined and to the replicas serving; time from
+the load's drop to the last node gone; requests, failures and p50/p99 latency per phase;
+and the service's GCS bytes in the store after each phase, hence the bytes each scale
+event leaves behind. And nodes and replicas over time, as a text chart.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def _first(b: Bench, kind: str, after: float) -> float | None:
     return next((e["at"] for e in b.events_after(after) if e["kind"] == kind), None)
 
 
-def run_cycle(b: Bench, w: Watch, url: str, auth: dict[str, str], high: float, low: float, top: int) -> dict:
-    load = LoadGen(url, auth, high)
+def run_cycle(b: Bench, w: Watch, url: str, auth: dict[str, str], high: float, low: float, top: int,
+              ramp_s: float) -> dict:  # fmt: skip
+    load = LoadGen(url, auth, high, ramp_s=ramp_s)
     t0 = time.time()
     load.start()
     grown = _wait(lambda: w.last() == (top, top) and time.time() - w.rows[-1][0] < STEP_S + 1, 300)
@@ -112,7 +113,8 @@ def chart(rows: list[tuple[float, int, int]], width: int = 100) -> str:
     ])  # fmt: skip
 
 
-def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float, low: float, base: int) -> str:
+def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float, low: float, ramp_s: float,
+             base: int) -> str:  # fmt: skip
     def med(key: str) -> str:
         vals = sorted(c[key] for c in cycles if c[key] is not None)
         return f"{vals[len(vals) // 2]}" if vals else "–"
@@ -122,8 +124,8 @@ def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float
     events = sum(c["scale_events"] for c in cycles)
     grew = cycles[-1]["store_bytes_after_down"] - base
     lines = [
-        report.header(f"examples/autoscale, {len(cycles)} cycles of {high:g} req/s until 3 nodes serve, then "
-                      f"{low:g} req/s until 1 node is left"),  # fmt: skip
+        report.header(f"examples/autoscale, {len(cycles)} cycles: the rate rising to {high:g} req/s over {ramp_s:g} s "
+                      f"and held until 3 nodes serve, then {low:g} req/s until 1 node is left"),  # fmt: skip
         "",
         "| cycle | ramp → scale-up decided | → nodes joined | → replicas serving | drop → back to 1 node "
         "| requests (failed) | p50 / p99 ms at the top | store bytes after up / down |",
@@ -154,6 +156,7 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=10)
     ap.add_argument("--high", type=float, default=40.0, help="requests/s of the ramp")
     ap.add_argument("--low", type=float, default=2.0, help="requests/s after the drop")
+    ap.add_argument("--ramp", type=float, default=60.0, help="seconds the rate takes to rise from 0 to --high")
     ap.add_argument("--idle-timeout", type=float, default=10.0, help="the service's idle_timeout_s")
     ap.add_argument("--markdown", help="rewrite the autoscale section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
@@ -171,7 +174,7 @@ def main() -> None:
         base = b.store_usage()[1]
         w = Watch(b)
         for i in range(args.cycles):
-            c = run_cycle(b, w, st["endpoint"] + "/", auth, args.high, args.low, top=3)
+            c = run_cycle(b, w, st["endpoint"] + "/", auth, args.high, args.low, top=3, ramp_s=args.ramp)
             cycles.append(c)
             print(f"cycle {i + 1}: {json.dumps(c)}", flush=True)
     finally:
@@ -180,7 +183,7 @@ def main() -> None:
         b.close()
     if not cycles:
         raise SystemExit("no cycle completed")
-    table = markdown(cycles, w.rows if w else [], args.high, args.low, base)
+    table = markdown(cycles, w.rows if w else [], args.high, args.low, args.ramp, base)
     print(table)
     if args.markdown:
         report.write_section(args.markdown, "autoscale", table)

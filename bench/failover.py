@@ -59,6 +59,7 @@ class LoadGen:
     rate: float
     timeout_s: float = 10.0
     json_body: dict | None = None  # POST this instead of a GET
+    ramp_s: float = 0.0  # the rate rises linearly from 0 to ``rate`` over this long
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -78,7 +79,7 @@ class LoadGen:
             n = 0
             while not self._stop.is_set():
                 n += 1
-                delay = t0 + n / self.rate - time.monotonic()
+                delay = t0 + self._due(n) - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 task = asyncio.create_task(self._one(s))
@@ -86,6 +87,14 @@ class LoadGen:
                 task.add_done_callback(tasks.discard)
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _due(self, n: int) -> float:
+        """When the n-th request is sent: n/rate, or on the ramp (N(t) = rate t^2 / 2 ramp_s)."""
+        if self.ramp_s <= 0:
+            return n / self.rate
+        if n <= self.rate * self.ramp_s / 2:
+            return (2 * n * self.ramp_s / self.rate) ** 0.5
+        return n / self.rate + self.ramp_s / 2
 
     async def _one(self, s: aiohttp.ClientSession) -> None:
         at = time.time()
