@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import (
     api,
@@ -246,15 +247,8 @@ class Controller:
         dead = [w.name for w in rec.workers if not prov.alive(w)]
         if not dead:
             return
-        try:
-            repair.replace_workers(rec, dead, progress=lambda m: log.info("%s: %s", rec.name, m))
-        except Cancelled:
-            log.info("%s: worker replacement stopped for terminate", rec.name)
-        except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
-            log.warning("%s: worker replacement failed: %s", rec.name, exc)
-            rec = records.load(rec.name) or rec
-            record_event(rec, "worker_replacement_failed", str(exc)[:500])
-            records.save(rec)
+        _recorded(rec, "worker replacement", "worker_replacement_failed",
+                  lambda say: repair.replace_workers(rec, dead, progress=say))  # fmt: skip
 
     @staticmethod
     def _converge(rec: ServiceRecord) -> None:
@@ -266,15 +260,7 @@ class Controller:
 
     @staticmethod
     def _autoscale(rec: ServiceRecord) -> None:
-        try:
-            scaling.run_round(rec, progress=lambda m: log.info("%s: %s", rec.name, m))
-        except Cancelled:
-            log.info("%s: autoscaling stopped for terminate", rec.name)
-        except Exception as exc:  # noqa: BLE001 - recorded; the next round decides again
-            log.warning("%s: autoscaling failed: %s", rec.name, exc)
-            rec = records.load(rec.name) or rec
-            record_event(rec, "autoscale_failed", str(exc)[:500])
-            records.save(rec)
+        _recorded(rec, "autoscaling", "autoscale_failed", lambda say: scaling.run_round(rec, progress=say))
 
     @staticmethod
     def _restart_ingress(rec: ServiceRecord) -> None:
@@ -321,6 +307,19 @@ class Controller:
             else:
                 idle_since = None
             self.stopping.wait(max(0.05, self.period_s - (time.monotonic() - started)))
+
+
+def _recorded(rec: ServiceRecord, what: str, failed_kind: str, work: Callable[[Callable[[str], None]], Any]) -> None:
+    """Run a repair that the next round simply tries again: its failure goes on the timeline."""
+    try:
+        work(lambda m: log.info("%s: %s", rec.name, m))
+    except Cancelled:
+        log.info("%s: %s stopped for terminate", rec.name, what)
+    except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+        log.warning("%s: %s failed: %s", rec.name, what, exc)
+        rec = records.load(rec.name) or rec
+        record_event(rec, failed_kind, str(exc)[:500])
+        records.save(rec)
 
 
 def _repair_store() -> None:
