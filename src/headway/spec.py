@@ -46,6 +46,7 @@ ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 #: Workers one service may have: the ingress has a fixed number of server slots, and a
 #: replacement or rolling update needs some free beside the running workers.
 MAX_WORKERS = 16
+MAX_REPLICAS = 1024
 #: Largest amount of one resource, and longest timeout (a day): beyond is a typo.
 MAX_RESOURCE = 1_000_000
 MAX_TIMEOUT_S = 86_400
@@ -114,6 +115,15 @@ class Application(_Strict):
     def _runtime_env(cls, v: dict[str, Any]) -> dict[str, Any]:
         return reqs.check_runtime_env(v)
 
+    @field_validator("deployments")
+    @classmethod
+    def _deployments(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, dep in enumerate(v):
+            problem = _autoscaling_problem(dep)
+            if problem:
+                raise ValueError(f"deployment {dep.get('name', f'#{i + 1}')}: {problem}")
+        return v
+
     @field_validator("import_path")
     @classmethod
     def _import_path(cls, v: str) -> str:
@@ -132,6 +142,24 @@ class Application(_Strict):
         if v is not None and (len(v) > 256 or not ROUTE_RE.fullmatch(v)):
             raise ValueError(f"{v!r} is not a valid URL path; use letters, digits and URL path characters")
         return v
+
+
+def _autoscaling_problem(dep: dict[str, Any]) -> str | None:
+    """What Serve would refuse in a deployment's ``autoscaling_config``, said before the deploy."""
+    if "autoscaling_config" not in dep:
+        return None
+    cfg = dep["autoscaling_config"]
+    if not isinstance(cfg, dict):
+        return "autoscaling_config must be a mapping (min_replicas, max_replicas, target_ongoing_requests, ...)"
+    if isinstance(dep.get("num_replicas"), int):
+        return "num_replicas and autoscaling_config together; remove num_replicas (or write num_replicas: auto)"
+    lo, hi = cfg.get("min_replicas", 1), cfg.get("max_replicas", 1)
+    for key, value in (("min_replicas", lo), ("max_replicas", hi)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > MAX_REPLICAS:
+            return f"autoscaling_config.{key} is {value!r}; give a whole number from 0 to {MAX_REPLICAS}"
+    if hi < 1 or lo > hi:
+        return f"autoscaling_config: max_replicas {hi} must be at least 1 and at least min_replicas {lo}"
+    return None
 
 
 class HeadNode(_Strict):

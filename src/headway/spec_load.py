@@ -68,6 +68,8 @@ def _describe(err: dict[str, Any]) -> str:
     where = _loc(tuple(err["loc"]))
     if kind == "extra_forbidden":
         field = str(err["loc"][-1])
+        if "head_node" in err["loc"] and field in ("min_nodes", "max_nodes", "count"):
+            return f"{where}: the head is one node and never scaled; give {field} to a group of worker_nodes"
         if field in FOREIGN:
             return f"{where}: {FOREIGN[field]}"
         close = difflib.get_close_matches(field, sorted(_known_fields()), n=1, cutoff=0.75)

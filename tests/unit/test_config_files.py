@@ -56,6 +56,14 @@ BASE = {"name": "s", "applications": [{"import_path": "m:a"}]}
     [
         (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 1}]}},
          "compute_config.worker_nodes[0]: group 'w' has min_nodes but no max_nodes; say how far it may grow"),
+        (BASE | {"applications": [{"import_path": "m:a", "deployments": [
+            {"name": "A", "num_replicas": 2, "autoscaling_config": {"max_replicas": 3}}]}]},
+         "applications[0].deployments: deployment A: num_replicas and autoscaling_config together"),
+        (BASE | {"applications": [{"import_path": "m:a", "deployments": [
+            {"name": "A", "autoscaling_config": {"min_replicas": 5, "max_replicas": 2}}]}]},
+         "max_replicas 2 must be at least 1 and at least min_replicas 5"),
+        (BASE | {"compute_config": {"head_node": {"max_nodes": 2}}},
+         "compute_config.head_node.max_nodes: the head is one node and never scaled; give max_nodes to a group"),
         (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 3, "max_nodes": 2}]}},
          "min_nodes 3 is above max_nodes 2"),
         (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "count": 2, "max_nodes": 4}]}},
