@@ -115,8 +115,10 @@ def read_since(path: str | Path, offset: int | None) -> tuple[str, int]:
         return "", offset or 0
 
 
-def _used_ips() -> set[str]:
-    return {n.ip for rec in all_records() for n in [*rec.nodes, *rec.retired]}
+def _used_ips(free_fenced: bool = False) -> set[str]:
+    """Addresses a recorded node holds. ``free_fenced``: not those of fenced nodes (a real
+    host whose node was killed may take its successor; a namespace still exists until removed)."""
+    return {n.ip for rec in all_records() for n in [*rec.nodes, *rec.retired] if not (free_fenced and n.fenced)}
 
 
 def used_ports() -> set[int]:

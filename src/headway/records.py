@@ -39,6 +39,7 @@ class NodeRecord(BaseModel):
     started_at: float = 0.0
     node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
     config: str | None = None  # digest of the settings it was started with (plan.node_config)
+    fenced: bool = False  # every process of it killed: on a real host, the host may take a new node
 
     @property
     def cluster_id(self) -> str:

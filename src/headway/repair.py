@@ -261,8 +261,10 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         # exists resets the connections callers hold to it, and they retry at once; a
         # vanished one answers nothing and callers wait out their timeouts (~20 s).
         prov.kill(old)
+        old.fenced = True
+        records.save(rec)
         with records.allocation_lock():
-            taken = {n.ip for n in rec.nodes}
+            taken = {n.ip for n in rec.nodes if n is not old}  # the provider says if its host is free
             ip, ports = prov.plan_worker(taken)
             new = prov.new_node(rec, name, "worker", ip, ports, group=old.group)
             rec.nodes = [new if n is old else n for n in rec.nodes]

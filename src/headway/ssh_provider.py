@@ -54,7 +54,8 @@ class SshProvider:
         raise ProviderError("no head candidate host is free and reachable; add a host with role: head")
 
     def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
-        used = _used_ips() | taken_ips
+        """A worker host no live node holds (a dead worker's host, fenced, is free again)."""
+        used = _used_ips(free_fenced=True) | taken_ips
         for h in self.cfg.workers():
             if h.address not in used and ssh.reachable(h):
                 return h.address, dict(NETNS_NODE_PORTS)

@@ -259,6 +259,23 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
             assert {n: nodes[n]["node_id"] for n in worker_ids} == worker_ids  # re-adopted, not replaced
             assert cli.status(name)["state"] == "RUNNING"
 
+            # 4. A worker's Ray processes die, its host stays up. Both worker hosts are in use:
+            # the replacement takes the fenced host again (it used to count as used: "all in use").
+            w1 = nodes["worker-1"]
+            with Load([st["endpoint"]] * 4, headers=auth) as load:
+                time.sleep(1)
+                killed_at = time.time()
+                for pid in procs.pids_with_marker(w1["marker"]):
+                    os.kill(pid, signal.SIGKILL)
+                replaced = cli.wait_event(name, "worker_replaced", after=killed_at, timeout=120)
+                time.sleep(1)
+            print(f"ssh: worker-1's processes killed, replaced on its own host after "
+                  f"{replaced['at'] - killed_at:.1f} s; {load.report()}")  # fmt: skip
+            assert load.failed == 0, load.errors[:5]
+            again = {n["name"]: n for n in read_record(cli.home, name)["nodes"]}
+            assert again["worker-1"]["ip"] == w1["ip"] and again["worker-1"]["node_id"] != w1["node_id"]
+            assert not [e for e in cli.events(name) if e["at"] > killed_at and e["kind"] == "worker_replacement_failed"]
+
             cli.run("terminate", name, check=True)
             for host_name in hosts.names:
                 marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
