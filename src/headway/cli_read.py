@@ -73,7 +73,8 @@ def _status_table(st: dict) -> None:
                 f"{fe['hrsp_4xx']} 4xx, {fe['hrsp_5xx']} 5xx"
             )
     if not st["controller_pid"]:
-        out.print("[yellow]no controller runs: nothing replaces a dead node ('headway controller start')[/]")
+        out.print("[yellow]no controller runs: nothing replaces a dead node or scales a group "
+                  "('headway controller start')[/]")
 
 
 @main.command()
