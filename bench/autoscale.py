@@ -151,6 +151,16 @@ def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float
     return "\n".join(lines)
 
 
+def growth(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], cycles: int) -> str:
+    """Which GCS tables grew over the run, per cycle."""
+    lines = ["| GCS table | entries before → after | bytes before → after | bytes per cycle |", "|---|---|---|---|"]
+    for name in sorted(set(before) | set(after), key=lambda n: -(after.get(n, (0, 0))[1] - before.get(n, (0, 0))[1])):
+        (e0, b0), (e1, b1) = before.get(name, (0, 0)), after.get(name, (0, 0))
+        if b1 != b0 or e1 != e0:
+            lines.append(f"| {name} | {e0} → {e1} | {b0:,} → {b1:,} | {(b1 - b0) / max(1, cycles):,.0f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cycles", type=int, default=10)
@@ -163,6 +173,8 @@ def main() -> None:
     b = Bench(name="autoscale")
     cycles: list[dict] = []
     w, base = None, 0
+    tables_before: dict[str, tuple[int, int]] = {}
+    tables_after: dict[str, tuple[int, int]] = {}
     try:
         def faster(data: dict) -> None:  # quicker cycles than the example's production-like delays
             data["compute_config"]["idle_timeout_s"] = args.idle_timeout
@@ -172,11 +184,16 @@ def main() -> None:
         st = json.loads(b.hw("status", b.name, "--json").stdout)
         auth = {"Authorization": f"Bearer {b.hw('token', b.name).stdout.strip()}"}
         base = b.store_usage()[1]
+        tables_before = b.store_tables()
         w = Watch(b)
         for i in range(args.cycles):
             c = run_cycle(b, w, st["endpoint"] + "/", auth, args.high, args.low, top=3, ramp_s=args.ramp)
             cycles.append(c)
             print(f"cycle {i + 1}: {json.dumps(c)}", flush=True)
+        try:
+            tables_after = b.store_tables()
+        except Exception as exc:  # noqa: BLE001 - the cycles' figures are kept without this reading
+            print(f"reading the GCS tables failed: {exc}")
     finally:
         if w:
             w.stop()
@@ -184,6 +201,7 @@ def main() -> None:
     if not cycles:
         raise SystemExit("no cycle completed")
     table = markdown(cycles, w.rows if w else [], args.high, args.low, args.ramp, base)
+    table += "\n\n" + growth(tables_before, tables_after, len(cycles))
     print(table)
     if args.markdown:
         report.write_section(args.markdown, "autoscale", table)

@@ -193,6 +193,20 @@ class Bench:
         finally:
             client.close()
 
+    def store_tables(self) -> dict[str, tuple[int, int]]:
+        """Per GCS table of the service's namespace (``RAY<ns>@NODE`` → ``NODE``): (entries, bytes)."""
+        os.environ["HEADWAY_HOME"] = self.home
+        client = storage.connect(cloud.store_address(cloud.load()), 3)
+        try:
+            out = {}
+            for key in storage.namespace_keys(client, self.record()["namespace"]):
+                name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
+                entries = client.hlen(key) if client.type(key) == b"hash" else 1
+                out[name.rsplit("@", 1)[-1]] = (entries, client.memory_usage(key, samples=0) or 0)
+            return out
+        finally:
+            client.close()
+
     def leak_snapshot(self) -> dict:
         """What could leak across failovers: store keys/bytes, Ray nodes, processes, hosts."""
         rec = self.record()
