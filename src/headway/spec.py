@@ -266,6 +266,11 @@ class ComputeConfig(_Strict):
             if group.name in seen:
                 raise ValueError(f"worker group name {group.name!r} is used twice; give each group its own name")
             seen.add(group.name)
+        if self.worker_nodes and sum(g.initial for g in self.worker_nodes) == 0:
+            raise ValueError(
+                "no worker node to start with, and the head holds no replicas; give a group count >= 1 "
+                "or min_nodes >= 1 (a group may grow from there)"
+            )
         total = sum(g.most for g in self.worker_nodes)
         counting = " (counting each group's max_nodes)" if any(g.autoscaled for g in self.worker_nodes) else ""
         if total > MAX_WORKERS:

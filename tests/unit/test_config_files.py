@@ -62,6 +62,8 @@ BASE = {"name": "s", "applications": [{"import_path": "m:a"}]}
         (BASE | {"applications": [{"import_path": "m:a", "deployments": [
             {"name": "A", "autoscaling_config": {"min_replicas": 5, "max_replicas": 2}}]}]},
          "max_replicas 2 must be at least 1 and at least min_replicas 5"),
+        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 0, "max_nodes": 2}]}},
+         "no worker node to start with, and the head holds no replicas"),
         (BASE | {"compute_config": {"head_node": {"max_nodes": 2}}},
          "compute_config.head_node.max_nodes: the head is one node and never scaled; give max_nodes to a group"),
         (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 3, "max_nodes": 2}]}},
