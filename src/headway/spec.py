@@ -8,13 +8,10 @@ to fix it, because the YAML is the product's main user interface.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -22,6 +19,26 @@ from pydantic import (
 
 from . import requirements as reqs
 from .ray_node_env import reserved_env
+from .spec_base import (  # noqa: F401 - the limits and patterns are read as spec.X too
+    ENV_KEY_RE,
+    IMPORT_PATH_RE,
+    MAX_ENV_VALUE,
+    MAX_REPLICAS,
+    MAX_RESOURCE,
+    MAX_TEXT,
+    MAX_TIMEOUT_S,
+    MAX_WORKERS,
+    MAX_YAML_BYTES,
+    MAX_YAML_NODES,
+    NAME_RE,
+    RESOURCE_RE,
+    ROUTE_RE,
+    SpecError,
+    Strict,
+    check_label,
+    check_resources,
+)
+from .spec_compute import ComputeConfig, HeadNode, WorkerGroup
 from .store_address import StoreError, parse_address
 
 __all__ = [
@@ -35,64 +52,8 @@ __all__ = [
     "WorkerGroup",
 ]
 
-# Every pattern is used with ``fullmatch``: ``$`` would let a trailing newline through
-# (``"abc\n"``), and a name ends up in an HAProxy config line and in namespace names.
-NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
-IMPORT_PATH_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*")
-ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-RESOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
-ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
-#: Workers one service may have: the ingress has a fixed number of server slots, and a
-#: replacement or rolling update needs some free beside the running workers.
-MAX_WORKERS = 16
-MAX_REPLICAS = 1024
-#: Largest amount of one resource, and longest timeout (a day): beyond is a typo.
-MAX_RESOURCE = 1_000_000
-MAX_TIMEOUT_S = 86_400
-#: A service YAML larger than this, or whose aliases expand to more nodes than this, is
-#: refused before it is built in memory (a 600-byte alias bomb expands to gigabytes).
-MAX_YAML_BYTES = 256 * 1024
-MAX_YAML_NODES = 100_000
-MAX_TEXT = 256  # free-form labels: instance_type, version_name, cloud, project
-MAX_ENV_VALUE = 32 * 1024
-
-
-class SpecError(ValueError):
-    """A service YAML that cannot be used; ``problems`` holds one line per fault."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid service spec {source}:\n{lines}")
-
-
-class _Strict(BaseModel):
-    # NaN and infinity are never a valid amount or timeout: they pass comparisons and crash later.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
-
-
-def _label(v: str | None) -> str | None:
-    """A free-form label: printable, one line, bounded."""
-    if v is not None and (len(v) > MAX_TEXT or not v.isprintable()):
-        raise ValueError(f"must be one printable line of at most {MAX_TEXT} characters")
-    return v
-
-
-def _check_resources(v: dict[str, float]) -> dict[str, float]:
-    for key, amount in v.items():
-        if not RESOURCE_RE.fullmatch(key):
-            raise ValueError(
-                f"resource name {key!r} is not valid; use letters, digits and _ . : / - (at most 64), "
-                "starting with a letter or _"
-            )
-        if not 0 <= amount <= MAX_RESOURCE:
-            raise ValueError(f"resource {key} is {amount}; amounts must be between 0 and {MAX_RESOURCE}")
-    return v
-
-
-class Application(_Strict):
+class Application(Strict):
     """One Ray Serve application: the same block as in a Serve config file."""
 
     name: str = "default"
@@ -162,125 +123,6 @@ def _autoscaling_problem(dep: dict[str, Any]) -> str | None:
     return None
 
 
-class HeadNode(_Strict):
-    instance_type: str | None = None
-    resources: dict[str, float] = Field(default_factory=dict)
-
-    _instance_type = field_validator("instance_type")(_label)
-
-    @field_validator("resources")
-    @classmethod
-    def _no_head_cpus(cls, v: dict[str, float]) -> dict[str, float]:
-        _check_resources(v)
-        if v.get("CPU", 0) != 0:
-            raise ValueError(
-                "the head node always has CPU: 0 so that no replica lands on it "
-                "(replicas must survive the head); remove CPU from head_node.resources"
-            )
-        return v
-
-
-class WorkerGroup(_Strict):
-    """A set of alike worker nodes: ``count`` of them (fixed), or between ``min_nodes`` and
-    ``max_nodes`` (the managed platforms' names) as Serve's demand asks (``autoscale``)."""
-
-    name: str = "worker"
-    instance_type: str | None = None
-    resources: dict[str, float] = Field(default_factory=lambda: {"CPU": 1})
-    count: int | None = Field(default=None, ge=0, le=MAX_WORKERS)  # 1 when neither bound is given
-    min_nodes: int | None = Field(default=None, ge=0, le=MAX_WORKERS)
-    max_nodes: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
-
-    _instance_type = field_validator("instance_type")(_label)
-
-    @property
-    def autoscaled(self) -> bool:
-        return self.min_nodes is not None or self.max_nodes is not None
-
-    @property
-    def initial(self) -> int:
-        """How many nodes the group starts with (an autoscaled one: its minimum)."""
-        return (self.min_nodes or 0) if self.autoscaled else self.count or 0
-
-    @property
-    def most(self) -> int:
-        """The most nodes the group can have."""
-        return (self.max_nodes or 0) if self.autoscaled else self.count or 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fixed_by_default(cls, data: Any) -> Any:
-        """A group with neither bound is fixed, at one node unless ``count`` says more."""
-        bounded = isinstance(data, dict) and (data.get("min_nodes") is not None or data.get("max_nodes") is not None)
-        if isinstance(data, dict) and not bounded and data.get("count") is None:
-            return {**data, "count": 1}
-        return data
-
-    @model_validator(mode="after")
-    def _bounds(self) -> WorkerGroup:
-        if not self.autoscaled:
-            return self
-        if self.count is not None:
-            raise ValueError(
-                f"group {self.name!r} has count and min_nodes/max_nodes; give count for a fixed group, "
-                "or min_nodes and max_nodes for one that follows the load"
-            )
-        if self.max_nodes is None:
-            raise ValueError(f"group {self.name!r} has min_nodes but no max_nodes; say how far it may grow")
-        if self.min_nodes is not None and self.min_nodes > self.max_nodes:
-            raise ValueError(
-                f"group {self.name!r}: min_nodes {self.min_nodes} is above max_nodes {self.max_nodes}; "
-                "min_nodes must be at most max_nodes"
-            )
-        return self
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not NAME_RE.fullmatch(v) or len(v) > 20:
-            raise ValueError(
-                f"{v!r} is not a valid group name; use 1-20 lowercase letters, digits and dashes"
-            )
-        return v
-
-    @field_validator("resources")
-    @classmethod
-    def _resources(cls, v: dict[str, float]) -> dict[str, float]:
-        return _check_resources(v)
-
-
-class ComputeConfig(_Strict):
-    cloud: str | None = None
-    head_node: HeadNode = Field(default_factory=HeadNode)
-    worker_nodes: list[WorkerGroup] = Field(default_factory=lambda: [WorkerGroup(count=2)])
-    #: A node of a group that follows the load is removed after this long idle (KubeRay's
-    #: ``idleTimeoutSeconds``, same default).
-    idle_timeout_s: float = Field(default=60, ge=5, le=86400)
-
-    _cloud = field_validator("cloud")(_label)
-
-    @model_validator(mode="after")
-    def _unique_groups(self) -> ComputeConfig:
-        seen: set[str] = set()
-        for group in self.worker_nodes:
-            if group.name in seen:
-                raise ValueError(f"worker group name {group.name!r} is used twice; give each group its own name")
-            seen.add(group.name)
-        if self.worker_nodes and sum(g.initial for g in self.worker_nodes) == 0:
-            raise ValueError(
-                "no worker node to start with, and the head holds no replicas; give a group count >= 1 "
-                "or min_nodes >= 1 (a group may grow from there)"
-            )
-        total = sum(g.most for g in self.worker_nodes)
-        counting = " (counting each group's max_nodes)" if any(g.autoscaled for g in self.worker_nodes) else ""
-        if total > MAX_WORKERS:
-            raise ValueError(
-                f"{total} workers in all{counting}; one service has at most {MAX_WORKERS} "
-                "(the endpoint's server slots); lower the counts or split the service"
-            )
-        return self
-
-
 #: The fields of ``ray_gcs_external_storage_config`` that name a file (on the deploying
 #: user's machine; uploaded at deploy, never shown back).
 GCS_FILE_FIELDS = (
@@ -291,7 +133,7 @@ GCS_FILE_FIELDS = (
 )
 
 
-class GcsStorageConfig(_Strict):
+class GcsStorageConfig(Strict):
     """Where the head keeps the GCS. ``address`` empty means the cloud's managed store."""
 
     enable: bool = Field(default=True, validation_alias=AliasChoices("enable", "enabled"))
@@ -346,7 +188,7 @@ class GcsStorageConfig(_Strict):
         return self
 
 
-class HttpOptions(_Strict):
+class HttpOptions(Strict):
     # A Serve config's host and port are accepted; headway decides where proxies listen (a
     # note says so at deploy): clients use the service's endpoint.
     host: str | None = Field(default=None, max_length=253)
@@ -357,7 +199,7 @@ class HttpOptions(_Strict):
     retry_5xx_idempotent: bool = True
 
 
-class ServiceSpec(_Strict):
+class ServiceSpec(Strict):
     name: str
     applications: list[Application]
     compute_config: ComputeConfig = Field(default_factory=ComputeConfig)
@@ -377,7 +219,7 @@ class ServiceSpec(_Strict):
     grpc_options: dict[str, Any] = Field(default_factory=dict)
     logging_config: dict[str, Any] | None = None
 
-    _labels = field_validator("version_name", "cloud", "project")(_label)
+    _labels = field_validator("version_name", "cloud", "project")(check_label)
 
     @field_validator("name")
     @classmethod
