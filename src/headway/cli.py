@@ -171,7 +171,8 @@ def _uploads(spec, base: Path) -> dict:
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
 @click.option("--wait-timeout", default=600.0, show_default=True)
 def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
-    """Change the number of workers of one group (an update of the service)."""
+    """Change the number of workers of one fixed group (an update of the service); a group
+    with min_nodes/max_nodes follows the load: change its bounds in the YAML instead."""
     body = {"group": group, "count": count, "wait": wait, "wait_timeout": wait_timeout}
     _deployed(_change("POST", f"/api/services/{name}/scale", json=body))
 
