@@ -217,7 +217,8 @@ def _scalable(tmp_path) -> None:
     records.save(ServiceRecord(
         name="s", cluster_id="c", mode="netns", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2, serve_port=3,
         spec={"name": "s", "applications": [{"import_path": "m:a"}],
-              "compute_config": {"worker_nodes": [{"name": "w", "count": 1}, {"name": "v", "count": 10}]}},
+              "compute_config": {"worker_nodes": [{"name": "w", "count": 1}, {"name": "v", "count": 10},
+                                                  {"name": "a", "min_nodes": 1, "max_nodes": 2}]}},
     ))  # fmt: skip
 
 
@@ -233,7 +234,7 @@ def test_bad_or_non_ascii_token_is_401_not_500(api_client, token):
     [
         (20, 422, "less than or equal to 16"),
         (-1, 422, "greater than or equal to 0"),
-        (7, 422, "cannot scale s: compute_config: 17 workers in all; one service has at most 16"),
+        (5, 422, "cannot scale s: compute_config: 17 workers in all (counting each group's max_nodes)"),
     ],
 )
 def test_scale_bounds_are_the_specs(api_client, tmp_path, count, status, message):
@@ -241,6 +242,13 @@ def test_scale_bounds_are_the_specs(api_client, tmp_path, count, status, message
     r = api_client.post("/api/services/s/scale", json={"group": "w", "count": count})
     assert r.status_code == status, r.text
     assert message in str(r.json()["detail"])
+
+
+def test_scale_refuses_a_group_that_follows_the_load(api_client, tmp_path):
+    _scalable(tmp_path)
+    r = api_client.post("/api/services/s/scale", json={"group": "a", "count": 2})
+    assert r.status_code == 422, r.text
+    assert "group 'a' of s follows the load (min_nodes 1, max_nodes 2); change its bounds in the YAML" in r.text
 
 
 YAML = "name: s\napplications: [{import_path: 'm:a'}]\nray_gcs_external_storage_config: {enable: false}\n"
