@@ -19,6 +19,7 @@ waits.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -100,32 +101,32 @@ def scale_up(
 ) -> tuple[list[Decision], list[str]]:
     """New nodes for the waiting requests (first group that holds each, up to its max),
     and what cannot be placed anywhere (said, not retried into a loop)."""
-    planned: list[tuple[GroupView, dict[str, float]]] = []
+    rooms: list[dict[str, float]] = []  # what is left on each new node
+    added: Counter[str] = Counter()  # new nodes per group
     blocked: dict[str, str] = {}
     for raw, count in pending:
         bundle = _wanted(raw)
         for _ in range(min(count, MAX_BUNDLES)):
-            spot = next((room for _, room in planned if _fits(room, bundle)), None)
+            spot = next((room for room in rooms if _fits(room, bundle)), None)
             if spot is None:
-                adds = {g.name: sum(1 for p, _ in planned if p.name == g.name) for g in groups}
-                room = [g for g in groups if _fits(g.shape, bundle) and len(g.nodes) + adds[g.name] < g.max_nodes]
-                group = room[0] if room else None
+                roomy = (g for g in groups if _fits(g.shape, bundle) and len(g.nodes) + added[g.name] < g.max_nodes)
+                group = next(roomy, None)
                 if group is None:
                     fits_somewhere = any(_fits(g.shape, bundle) for g in groups)
                     blocked[describe(bundle)] = "every group that holds it is at max_nodes" if fits_somewhere \
                         else "no group's nodes are large enough"  # fmt: skip
                     continue
+                added[group.name] += 1
                 spot = dict(group.shape)
-                planned.append((group, spot))
+                rooms.append(spot)
             for k, v in bundle.items():
                 spot[k] = spot.get(k, 0.0) - v
     decisions = []
     for g in groups:
-        n = sum(1 for p, _ in planned if p.name == g.name)
-        if n:
-            new = _new_names(g.name, n, taken)
-            decisions.append(Decision(g.name, (*g.nodes, *new), added=tuple(new),
-                                      reason=f"{n} node(s) for resource requests that fit on no node"))  # fmt: skip
+        if added[g.name]:
+            new = _new_names(g.name, added[g.name], taken)
+            why = f"{len(new)} node(s) for resource requests that fit on no node"
+            decisions.append(Decision(g.name, (*g.nodes, *new), added=tuple(new), reason=why))
     return decisions, [f"{shape}: {why}" for shape, why in blocked.items()]
 
 
