@@ -337,19 +337,17 @@ def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
 
 def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
     """The service's spec with one worker group resized."""
-    data = rec.spec.model_dump(mode="json", by_alias=False)
-    groups = [dict(g) for g in data["compute_config"]["worker_nodes"]]
-    match = [g for g in groups if g["name"] == group]
-    if not match:
-        known = ", ".join(g["name"] for g in groups)
+    typed = rec.spec.compute_config.group(group)
+    if typed is None:
+        known = ", ".join(g.name for g in rec.spec.compute_config.worker_nodes)
         raise InputError(f"service {rec.name} has no worker group {group!r}; its groups: {known}")
-    if match[0].get("min_nodes") is not None or match[0].get("max_nodes") is not None:
+    if typed.autoscaled:
         raise InputError(
-            f"group {group!r} of {rec.name} follows the load (min_nodes {match[0].get('min_nodes') or 0}, "
-            f"max_nodes {match[0].get('max_nodes')}); change its bounds in the YAML and deploy it"
+            f"group {group!r} of {rec.name} follows the load (min_nodes {typed.initial}, max_nodes {typed.most}); "
+            "change its bounds in the YAML and deploy it"
         )
-    match[0]["count"] = count
-    data["compute_config"] = dict(data["compute_config"], worker_nodes=groups)
+    data = rec.spec.model_dump(mode="json", by_alias=False)  # a fresh copy: changed in place
+    next(g for g in data["compute_config"]["worker_nodes"] if g["name"] == group)["count"] = count
     try:
         return parse_spec(data, f"scale of {rec.name}")
     except SpecError as exc:

@@ -141,7 +141,7 @@ def _dry_run(spec, strict: bool) -> None:
     what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"
     groups = spec.compute_config.worker_nodes
     workers = sum(g.initial for g in groups)
-    grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if any(g.autoscaled for g in groups) else ""
+    grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if spec.compute_config.autoscaled else ""
     out.print(f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
               f"{workers} worker(s){grows}; nothing was started")  # fmt: skip
 

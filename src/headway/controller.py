@@ -199,7 +199,7 @@ class Controller:
     def _autoscale_if_due(self, rec: ServiceRecord) -> None:
         """A round of the service's autoscaling every ``scaling.PERIOD_S`` while it is RUNNING."""
         w = self.watches[rec.name]
-        if rec.state != states.State.RUNNING or not scaling.autoscaled(rec.spec):
+        if rec.state != states.State.RUNNING or not rec.spec.compute_config.autoscaled:
             return
         if time.monotonic() - w.last_autoscale < scaling.PERIOD_S:
             return

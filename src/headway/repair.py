@@ -55,7 +55,7 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
                   lost_at=lost_at)  # fmt: skip
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
-        if any(g.autoscaled for g in rec.spec.compute_config.worker_nodes):
+        if rec.spec.compute_config.autoscaled:
             record_event(rec, autoscale.SUSPENDED, "autoscaling suspended: the head is down; no node is added "
                          "or removed for the load until it is back (a dead worker is still replaced)")  # fmt: skip
             records.save(rec)

@@ -107,6 +107,14 @@ class ComputeConfig(Strict):
 
     _cloud = field_validator("cloud")(check_label)
 
+    @property
+    def autoscaled(self) -> bool:
+        """Some group follows the load (the controller's autoscaling rounds are for it)."""
+        return any(g.autoscaled for g in self.worker_nodes)
+
+    def group(self, name: str) -> WorkerGroup | None:
+        return next((g for g in self.worker_nodes if g.name == name), None)
+
     @model_validator(mode="after")
     def _unique_groups(self) -> ComputeConfig:
         seen: set[str] = set()
@@ -120,7 +128,7 @@ class ComputeConfig(Strict):
                 "or min_nodes >= 1 (a group may grow from there)"
             )
         total = sum(g.most for g in self.worker_nodes)
-        counting = " (counting each group's max_nodes)" if any(g.autoscaled for g in self.worker_nodes) else ""
+        counting = " (counting each group's max_nodes)" if self.autoscaled else ""
         if total > MAX_WORKERS:
             raise ValueError(
                 f"{total} workers in all{counting}; one service has at most {MAX_WORKERS} "

@@ -90,7 +90,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "running_version": rec.running_version,
         "ingress": ingress.stats(rec.ingress),
         "groups": groups_view(rec),
-        "waiting": rec.waiting if any(g.autoscaled for g in rec.spec.compute_config.worker_nodes) else [],
+        "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
     }
 
 
