@@ -17,17 +17,12 @@ from typing import Any
 from . import autoscale, cloud, gcs_client, plan, records
 from .records import ServiceRecord
 from .service import Progress, provider_for, record_event
-from .spec import ServiceSpec
 from .states import State
 from .steps import add_workers, remove_worker
 
 #: Two gRPC reads of the GCS per round: cheap enough to follow Serve closely.
 PERIOD_S = 2.0
 SUSPENDED, RESUMED = autoscale.SUSPENDED, autoscale.RESUMED
-
-
-def autoscaled(spec: ServiceSpec) -> bool:
-    return any(g.autoscaled for g in spec.compute_config.worker_nodes)
 
 
 def group_views(rec: ServiceRecord) -> list[autoscale.GroupView]:
@@ -64,7 +59,7 @@ def _last_suspension_event(rec: ServiceRecord) -> str | None:
 
 def run_round(rec: ServiceRecord, progress: Progress) -> None:
     """One round (the caller holds the service's lock and read ``rec`` afresh)."""
-    if not autoscaled(rec.spec) or autoscale.suspended(rec.state, _running_since(rec), time.time()):
+    if not rec.spec.compute_config.autoscaled or autoscale.suspended(rec.state, _running_since(rec), time.time()):
         return
     if _last_suspension_event(rec) == SUSPENDED:
         record_event(rec, RESUMED, "autoscaling resumed: the head is back; deciding on demand read from its GCS")
@@ -78,11 +73,11 @@ def run_round(rec: ServiceRecord, progress: Progress) -> None:
     taken = {n.name for n in [*rec.nodes, *rec.retired]}
     decisions, blocked = autoscale.decide(groups, node_uses(rec, state["nodes"], holding), state["pending"],
                                           rec.spec.compute_config.idle_timeout_s, taken)  # fmt: skip
-    waiting = sorted(f"{autoscale.describe(b)} x{c}" for b, c in state["pending"])
-    if waiting != rec.waiting or blocked:
-        if blocked and set(blocked) - set(rec.waiting):
+    waiting = sorted(f"{autoscale.describe(b)} x{c}" for b, c in state["pending"]) + blocked
+    if waiting != rec.waiting:
+        if set(blocked) - set(rec.waiting):  # said once, not every round it stays so
             record_event(rec, "autoscale_blocked", "; ".join(blocked))
-        rec.waiting = waiting + [b for b in blocked if b not in waiting]
+        rec.waiting = waiting
         records.save(rec)
     for d in decisions:
         _carry_out(rec, d, progress)
