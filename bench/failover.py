@@ -184,25 +184,20 @@ class Bench:
 
     def store_usage(self) -> tuple[int, int, int]:
         """(keys, bytes, hash fields) of the service's GCS namespace in the managed store."""
-        os.environ["HEADWAY_HOME"] = self.home  # headway's modules read the state dir from here
-        client = storage.connect(cloud.store_address(cloud.load()), 3)
-        try:
-            keys = storage.namespace_keys(client, self.record()["namespace"])
-            fields = sum(client.hlen(k) for k in keys if client.type(k) == b"hash")
-            return len(keys), storage.namespace_bytes(client, self.record()["namespace"]), fields
-        finally:
-            client.close()
+        tables = self.store_tables().values()
+        return len(tables), sum(b for _, b in tables), sum(f for f, _ in tables)
 
     def store_tables(self) -> dict[str, tuple[int, int]]:
-        """Per GCS table of the service's namespace (``RAY<ns>@NODE`` → ``NODE``): (entries, bytes)."""
-        os.environ["HEADWAY_HOME"] = self.home
+        """Per GCS table of the service's namespace (``RAY<ns>@NODE`` → ``NODE``): (hash fields,
+        bytes by ``MEMORY USAGE``)."""
+        os.environ["HEADWAY_HOME"] = self.home  # headway's modules read the state dir from here
         client = storage.connect(cloud.store_address(cloud.load()), 3)
         try:
             out = {}
             for key in storage.namespace_keys(client, self.record()["namespace"]):
-                name = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
-                entries = client.hlen(key) if client.type(key) == b"hash" else 1
-                out[name.rsplit("@", 1)[-1]] = (entries, client.memory_usage(key, samples=0) or 0)
+                name = key.decode(errors="replace")
+                fields = client.hlen(key) if client.type(key) == b"hash" else 0
+                out[name.rsplit("@", 1)[-1]] = (fields, client.memory_usage(key, samples=0) or 0)
             return out
         finally:
             client.close()
