@@ -19,7 +19,7 @@ import ipaddress
 import os
 import secrets
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import (
+    api_rollout,
     changes,
     chaos,
     cloud,
@@ -110,6 +111,9 @@ class DeployRequest(_Request):
     strict: bool = False
     wait: bool = Field(False, description="if the head is recovering, wait for it, then apply")
     wait_timeout: float = Field(600.0, ge=0, le=86_400)
+    strategy: Literal["in_place", "rollout"] | None = Field(None, description="how an update is applied")
+    canary_percent: int | None = Field(None, ge=1, le=99, description="a rollout stops there until promoted")
+    max_surge_percent: int | None = Field(None, ge=1, le=100, description="extra workers a rollout may start")
 
 
 class RollbackRequest(_Request):
@@ -132,8 +136,9 @@ def _record(name: str) -> ServiceRecord:
 
 def service_list() -> list[dict[str, Any]]:
     return [{"name": r.name, "state": r.state, "reason": r.reason, "nodes": len(r.nodes), "gcs_ft": r.gcs_ft,
-             "endpoint": r.endpoint, "desired_version": r.desired_version, "running_version": r.running_version}
-            for r in records.all_records()]  # fmt: skip
+             "endpoint": r.endpoint, "desired_version": r.desired_version, "running_version": r.running_version,
+             "rollout": r.rollout.percent if r.rollout else None}
+            for r in records.all_records() if r.parent is None]  # fmt: skip
 
 
 def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
@@ -223,6 +228,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
             raise HTTPException(422, str(exc)) from None
         if spec.name != name:
             raise HTTPException(422, f"the spec names service {spec.name!r}, the URL {name!r}; make them agree")
+        overrides = {k: v for k in ("canary_percent", "max_surge_percent") if (v := getattr(body, k)) is not None}
+        spec = spec.model_copy(update=overrides)
         wanted = spec.ray_gcs_external_storage_config.redis_password_env
         stray = sorted(k for k in body.env if k != wanted)
         if stray:
@@ -244,7 +251,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(existing)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri)
+        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri,
+                                 strategy=body.strategy)  # fmt: skip
         return ops.start("deploy", name, work, body.env).view()
 
     @app.post("/api/services/{name}/scale", dependencies=auth, tags=["services"], status_code=202)
@@ -318,6 +326,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         if not rec.spec.query_auth_token_enabled:
             raise HTTPException(422, f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
         return {"token": ingress.token(name)}
+
+    api_rollout.add_routes(app, ops, auth)
 
     # -- storage ----------------------------------------------------------------------
     @app.get("/api/storage", dependencies=auth, tags=["storage"])

@@ -22,6 +22,8 @@ from . import (
     deps,
     placement,
     records,
+    rollout,
+    rollout_policy,
     states,
     steps,
     storage,
@@ -102,16 +104,30 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
     return cloud.setup()
 
 
+def _store_of(
+    spec: ServiceSpec, resolved: ResolvedStorage | None, crec: cloud.CloudRecord, progress: Progress
+) -> ResolvedStorage | None:
+    """The store a new cluster of ``spec`` uses: its own (checked in preflight), else the managed one."""
+    if resolved is None and spec.gcs_ft:
+        addr = cloud.store_address(crec)
+        progress(f"checking GCS store {addr.masked()} (managed)")
+        check_store_fitness(addr, require_replica=True, progress=progress)
+        resolved = ResolvedStorage(addr, "cloud")
+    return resolved
+
+
 def deploy(
     spec: ServiceSpec,
     progress: Progress = _quiet,
     strict: bool = False,
     package_uri: str | None = None,
     origin: str = "deploy",
+    strategy: str | None = None,
 ) -> ServiceRecord:
     """Create the service, or update it when one of that name exists; either way a new
     version. ``strict``: refuse a service whose replicas could not serve without the head.
-    ``package_uri``: the uploaded working_dir package (None: keep the running one)."""
+    ``package_uri``: the uploaded working_dir package (None: keep the running one).
+    ``strategy``: in_place or rollout (None: the spec's, else what the change needs)."""
     for note in notes(spec):
         progress(f"note: {note}")
     problems = placement.spec_problems(spec)
@@ -129,19 +145,22 @@ def deploy(
         existing = records.load(spec.name)
         if existing is not None:
             refuse_while_recovering(existing)
+            rollout.refuse_during_rollout(existing)
             crec = cloud.load()
             updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
             if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
-                return _update(existing, spec, crec, progress, strict, package_uri or existing.working_dir_uri, origin)
+                how, why = rollout_policy.strategy_for(existing.spec, spec, strategy)
+                package = package_uri or existing.working_dir_uri
+                if how == "rollout":
+                    progress(f"strategy: rollout ({why})")
+                    return _roll_out(existing, spec, crec, _store_of(spec, resolved, crec, progress), progress,
+                                     strict, package, origin)  # fmt: skip
+                return _update(existing, spec, crec, progress, strict, package, origin)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             teardown.remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
         provider_for(crec).check_ready(progress)
-        if resolved is None and spec.gcs_ft:
-            addr = cloud.store_address(crec)
-            progress(f"checking GCS store {addr.masked()} (managed)")
-            check_store_fitness(addr, require_replica=True, progress=progress)
-            resolved = ResolvedStorage(addr, "cloud")
+        resolved = _store_of(spec, resolved, crec, progress)
         version = versions_mod.create(spec.name, spec, package_uri, origin)
         rec = _create(spec, crec, resolved, progress, strict, package_uri, version.number)
         versions_mod.set_outcome(spec.name, version.number, "ran")
@@ -156,12 +175,17 @@ def _create(
     strict: bool,
     package_uri: str | None,
     version: int,
+    name: str | None = None,
+    parent: str | None = None,
 ) -> ServiceRecord:
+    """A new cluster running ``spec``: the service's (``name`` None), or a rollout's new
+    cluster ``name`` behind the endpoint of service ``parent``."""
+    name = name or spec.name
     prov = provider_for(crec)
-    for ns in prov.leftover_namespaces(spec.name, keep=set()) if not prov.loopback else []:
+    for ns in prov.leftover_namespaces(name, keep=set()) if not prov.loopback else []:
         progress(f"removing leftover namespace {ns}")
         prov.remove_namespace(ns)
-    namespace = storage.new_namespace(spec.name) if resolved else None
+    namespace = storage.new_namespace(name) if resolved else None
     if resolved and namespace:
         client = storage.connect(resolved.address)
         try:
@@ -172,7 +196,8 @@ def _create(
     with records.allocation_lock():
         head_ip, head_ports = prov.plan_head()
         rec = ServiceRecord(
-            name=spec.name,
+            name=name,
+            parent=parent,
             cluster_id=secrets.token_hex(4),
             mode=crec.mode,
             gcs_ft=spec.gcs_ft,
@@ -205,7 +230,8 @@ def _create(
         # The rest is the same loop an update follows (workers, applications, the ingress);
         # in STARTING its workers start at once: nothing serves yet that they could disturb.
         steps.converge(rec, spec, version, crec, progress, strict, package_uri)
-        progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
+        if parent is None:
+            progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
         rec.running_version = version
         set_state(rec, states.State.RUNNING, f"version {version} RUNNING",
                   elapsed_s=round(time.time() - rec.created_at, 2))  # fmt: skip
@@ -215,6 +241,32 @@ def _create(
         versions_mod.set_outcome(spec.name, version, "failed", str(exc))
         teardown.remove_everything(rec, crec, progress, delete_keys=True)
         raise
+
+
+def _roll_out(
+    rec: ServiceRecord,
+    spec: ServiceSpec,
+    crec: cloud.CloudRecord,
+    resolved: ResolvedStorage | None,
+    progress: Progress,
+    strict: bool,
+    package_uri: str | None,
+    origin: str,
+) -> ServiceRecord:
+    """Start the new version as its own cluster beside the running one; the controller then
+    moves the traffic (``rollout``). A cluster that does not start removes itself."""
+    version = versions_mod.create(rec.name, spec, working_dir_uri(rec, spec, package_uri), origin)
+    name, first = rollout.prepare(rec, spec, version.number)
+    progress(f"starting version {version.number} as cluster {name}")
+    try:
+        _create(first, crec, resolved, progress, strict, package_uri, version.number, name=name, parent=rec.name)
+    except BaseException as exc:
+        rollout.abandon(rec.name, version.number, exc)
+        if isinstance(exc, Cancelled | KeyboardInterrupt):
+            raise
+        raise UpdateRolledBack(f"version {version.number} failed before it took any traffic: {exc}\n"
+                               f"version {rec.running_version} serves as before") from None  # fmt: skip
+    return rollout.begin_traffic(rec.name, progress)
 
 
 def _update(

@@ -20,6 +20,7 @@ from . import (
     changes,
     cli_admin,  # noqa: F401 - registers the platform commands on ``main``
     cli_read,  # noqa: F401 - registers the commands that read a service
+    cli_rollout,  # noqa: F401 - registers 'headway rollout'
     cloud,
     deps,
     ingress,
@@ -44,10 +45,17 @@ from .spec_load import inline_requirement_files, load_spec_text, notes, safe_yam
 @click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
 @click.option("--working-dir", "working_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="the folder with the app's code, for a file without working_dir")  # fmt: skip
+@click.option("--strategy", type=click.Choice(["in_place", "rollout"]), default=None,
+              help="how an update is applied (default: the YAML's rollout_strategy, else in place when it can be)")
+@click.option("--canary-percent", type=click.IntRange(1, 99), default=None,
+              help="a rollout stops at this share of traffic until 'headway rollout promote'")
+@click.option("--max-surge-percent", type=click.IntRange(1, 100), default=None,
+              help="extra workers a rollout may start, as a percentage of each group")  # fmt: skip
 def deploy(
-    path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool, name: str | None, working_dir: str | None
-) -> None:
-    """Deploy a service, or update it if one of that name exists."""
+    path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool, name: str | None, working_dir: str | None,
+    strategy: str | None, canary_percent: int | None, max_surge_percent: int | None,
+) -> None:  # fmt: skip
+    """Deploy a service, or update it if one of that name exists (in place, or as a rollout)."""
     try:
         text, spec, uploaded = _read(path, name, working_dir)
     except SpecError as exc:
@@ -64,6 +72,9 @@ def deploy(
         "strict": strict,
         "wait": wait,
         "wait_timeout": wait_timeout,
+        "strategy": strategy,
+        "canary_percent": canary_percent,
+        "max_surge_percent": max_surge_percent,
     } | uploaded
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
     _deployed(result)

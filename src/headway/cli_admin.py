@@ -107,10 +107,12 @@ def cloud_status(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="terminate every service first")
 def cloud_teardown(force: bool) -> None:
     """Stop the managed store and remove the cloud (its data too)."""
-    left = records.all_records()
+    left = [r for r in records.all_records() if r.parent is None]  # a rollout's cluster goes with its service
     if left and not force:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
     for r in left:
+        teardown.terminate(r.name, _progress())
+    for r in records.all_records():  # a rollout cluster its service no longer names (a crash mid-rollout)
         teardown.terminate(r.name, _progress())
     pid = controller.stop()
     if pid:

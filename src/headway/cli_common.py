@@ -78,6 +78,8 @@ def _deployed(result: dict) -> None:
     name, endpoint = result["name"], result["endpoint"]
     version = f" version {result['version']}" if result.get("version") else ""
     out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {controller.running_pid()} watches it)")
+    if result.get("rollout"):
+        out.print(f"version {result['rollout']} is rolling out beside it: 'headway rollout status {name}'")
     out.print(f"endpoint: {endpoint}")
     if result["token_required"]:
         out.print(f'  curl -H "Authorization: Bearer $(headway token {name})" {endpoint}/', highlight=False)

@@ -43,6 +43,7 @@ from . import (
     procs,
     records,
     repair,
+    rollout,
     scaling,
     states,
     steps,
@@ -117,6 +118,7 @@ class _ServiceWatch:
     head: watchdog.HeadWatch
     last_attempt: float | None = None
     last_autoscale: float = 0.0
+    last_rollout: float = 0.0
 
 
 @dataclass
@@ -176,7 +178,7 @@ class Controller:
             view = self.observe(rec)
             action, why = watchdog.decide(view)
             if action == watchdog.Action.NONE:
-                self._autoscale_if_due(rec)
+                self._rollout_if_due(rec) or self._autoscale_if_due(rec)
                 continue
             log.info("%s: %s (%s)", rec.name, action, why)
             self._act(rec.name, action, why)
@@ -205,6 +207,19 @@ class Controller:
             return
         w.last_autoscale = time.monotonic()
         self._start(rec.name, "autoscaling", self._autoscale)
+
+    def _rollout_if_due(self, rec: ServiceRecord) -> bool:
+        """A rollout's next decision every ``rollout.PERIOD_S`` (it pauses itself while a head is down)."""
+        w = self.watches[rec.name]
+        if rec.rollout is None or time.monotonic() - w.last_rollout < rollout.PERIOD_S or records.is_locked(rec.name):
+            return rec.rollout is not None  # (held by the deploy that starts it, or a command)
+        w.last_rollout = time.monotonic()
+        self._start(
+            rec.name,
+            "a rollout step",
+            lambda r: _recorded(r, "rollout step", "rollout_step_failed", lambda say: rollout.tick(r, say)),
+        )
+        return True
 
     def _start(self, name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
         t = threading.Thread(target=self._holding, args=(name, what, repair_fn), name=f"{what}:{name}", daemon=True)

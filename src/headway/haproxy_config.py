@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SLOTS = 16
@@ -52,6 +54,10 @@ class IngressSettings:
     fall: int = 2
     rise: int = 2
     retries: int = 3
+    # During a rollout: the two clusters' servers share the traffic by weight (round robin
+    # follows weights; leastconn sends an idle service's every request to the heaviest
+    # server), and every request is logged, so each version's latency can be read.
+    weighted: bool = False
 
 
 def slot_name(i: int) -> str:
@@ -62,8 +68,9 @@ def _ms(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
 
-def render(settings: IngressSettings, slots: list[str | None]) -> str:
-    """The whole config; ``slots[i]`` is the ``ip:port`` of server ``s<i+1>`` or None (unused)."""
+def render(settings: IngressSettings, slots: list[str | None], weights: dict[str, int] | None = None) -> str:
+    """The whole config; ``slots[i]`` is the ``ip:port`` of server ``s<i+1>`` or None (unused);
+    ``weights``: a server's weight by address (during a rollout)."""
     s = settings
     retry_on = "conn-failure empty-response junk-response"
     if s.retry_5xx_idempotent:
@@ -80,7 +87,7 @@ def render(settings: IngressSettings, slots: list[str | None]) -> str:
         "    mode http",
         "    log global",
         "    option httplog",
-        "    option dontlog-normal",  # only what went wrong: errors, timeouts, retries
+        *([] if s.weighted else ["    option dontlog-normal"]),  # only what went wrong: errors, timeouts, retries
         "    option dontlognull",
         "    option idle-close-on-response",  # a reload answers the next request before closing
         "    timeout connect 1s",
@@ -105,7 +112,7 @@ def render(settings: IngressSettings, slots: list[str | None]) -> str:
         f"    default_backend {BACKEND}",
         "",
         f"backend {BACKEND}",
-        "    balance leastconn",
+        f"    balance {'roundrobin' if s.weighted else 'leastconn'}",
         "    option httpchk GET /-/healthz",
         "    http-check expect status 200",
         "    http-reuse safe",
@@ -115,7 +122,8 @@ def render(settings: IngressSettings, slots: list[str | None]) -> str:
     ]
     for i, addr in enumerate(slots):
         if addr:
-            lines.append(f"    server {slot_name(i)} {addr} check")
+            weight = f" weight {weights[addr]}" if weights and addr in weights else ""
+            lines.append(f"    server {slot_name(i)} {addr} check{weight}")
         else:
             lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check disabled")
     return "\n".join(lines) + "\n"
@@ -154,6 +162,25 @@ def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str 
         ]
         slots[i] = addr
     return slots, commands
+
+
+def weight_commands(slots: list[str | None], weights: dict[str, int]) -> list[str]:
+    """The runtime API commands that give each server its weight (idempotent)."""
+    return [f"set weight {BACKEND}/{slot_name(i)} {weights[a]}" for i, a in enumerate(slots) if a and a in weights]
+
+
+#: A request's line in HAProxy's HTTP log format: its server, timers and status.
+_LOG_LINE = re.compile(rf" {BACKEND}/(s\d+) -?\d+/-?\d+/-?\d+/-?\d+/(\d+) (\d{{3}}) ")
+
+
+def parse_log(lines: Iterable[str]) -> list[tuple[str, int, int]]:
+    """(server slot, total time in ms, status) of each request in HTTP log lines."""
+    out = []
+    for line in lines:
+        m = _LOG_LINE.search(line)
+        if m:
+            out.append((m.group(1), int(m.group(2)), int(m.group(3))))
+    return out
 
 
 @dataclass(frozen=True)

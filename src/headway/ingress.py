@@ -19,7 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import binaries, db, paths, procs
+from . import binaries, db, paths, procs, records, rollout_policy
 from . import haproxy_config as hc
 from .errors import Failed
 from .provider import free_ports, used_ports
@@ -58,8 +58,20 @@ def backends_of(rec: ServiceRecord, nodes: list[NodeRecord]) -> list[str]:
 
 
 def backends(rec: ServiceRecord) -> list[str]:
-    """``ip:port`` of every worker's Serve proxy (never the head's)."""
-    return backends_of(rec, rec.workers)
+    """``ip:port`` of every worker's Serve proxy (never the head's), a rollout's new cluster's too."""
+    return targets(rec)[0]
+
+
+def targets(rec: ServiceRecord) -> tuple[list[str], dict[str, int]]:
+    """The backends and, during a rollout, each one's weight: the old cluster's workers and
+    the new cluster's share the traffic as the rollout's step says (``rollout_policy``)."""
+    old = backends_of(rec, rec.workers)
+    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
+    if rec.rollout is None or new_cluster is None:
+        return old, {}
+    new = backends_of(new_cluster, new_cluster.workers)
+    w_old, w_new = rollout_policy.split_weights(len(old), len(new), rec.rollout.percent)
+    return old + new, {a: w_old for a in old} | {a: w_new for a in new}
 
 
 def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
@@ -72,13 +84,14 @@ def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.In
         request_timeout_s=http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S,
         keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
         retry_5xx_idempotent=http.retry_5xx_idempotent,
+        weighted=rec.rollout is not None,
     )
 
 
 def _write_config(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:
     conf = settings(rec, spec, ing)
     ing.settings_digest = _digest(conf)
-    paths.write_private(Path(ing.config), hc.render(conf, ing.slots))
+    paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
 
 
 def _digest(conf: hc.IngressSettings) -> str:
@@ -106,7 +119,7 @@ def alive(ing: IngressRecord | None) -> bool:
 
 
 def marker(rec: ServiceRecord) -> str:
-    return f"{rec.cluster_id}/ingress"
+    return (rec.ingress.marker if rec.ingress else "") or f"{rec.cluster_id}/ingress"
 
 
 def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
@@ -148,10 +161,11 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
             socket=str(d / "haproxy.sock"),
             log=str(d / "logs" / "haproxy.log"),
             slots=hc.empty_slots(),
+            marker=f"{rec.cluster_id}/ingress",
         )
         rec.ingress = ing
     os.makedirs(os.path.dirname(ing.log), exist_ok=True)
-    ing.slots, _ = hc.plan_slots(ing.slots, backends(rec))
+    _plan(rec, ing)
     _write_config(rec, spec, ing)
     # A fresh start must be the only listener (HAProxy binds with SO_REUSEPORT): any
     # process left of this service's ingress goes first, found by its marker.
@@ -168,12 +182,19 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
     ing = rec.ingress
     assert ing is not None
     old = ing.pid if alive(ing) else None
-    ing.slots, _ = hc.plan_slots(ing.slots, backends(rec))
+    _plan(rec, ing)
     _write_config(rec, spec, ing)
     if old is None:
         start(rec, spec)
         return
     _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
+
+
+def _plan(rec: ServiceRecord, ing: IngressRecord) -> list[str]:
+    """Slots and weights for the current backends; the runtime commands that apply the slots."""
+    addrs, ing.weights = targets(rec)
+    ing.slots, commands = hc.plan_slots(ing.slots, addrs)
+    return commands
 
 
 def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
@@ -182,7 +203,8 @@ def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
     ing = rec.ingress
     if ing is None:
         return []
-    ing.slots, commands = hc.plan_slots(ing.slots, backends(rec))
+    commands = _plan(rec, ing)
+    commands += hc.weight_commands(ing.slots, ing.weights)
     for cmd in commands:
         reply = command(ing, cmd).strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():

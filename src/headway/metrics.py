@@ -54,8 +54,11 @@ def render(services: list[dict[str, Any]]) -> str:
     group_nodes: list[Sample] = []
     group_bounds: list[Sample] = []
     replicas: list[Sample] = []
+    rollout: list[Sample] = []
     for st in services:
         s = {"service": st["name"]}
+        if st.get("rollout"):
+            rollout.append(({**s, "version": str(st["rollout"]["version"])}, float(st["rollout"]["percent"])))
         for g in st.get("groups", []):
             group_nodes.append(({**s, "group": g["name"]}, float(g["nodes"])))
             group_bounds += [({**s, "group": g["name"], "bound": b}, float(g[b])) for b in ("min", "max")]
@@ -115,4 +118,6 @@ def render(services: list[dict[str, Any]]) -> str:
     fams.append(_family("headway_group_nodes_bound", "gauge", "Each group's min_nodes and max_nodes (fixed: count).",
                         group_bounds))  # fmt: skip
     fams.append(_family("headway_replicas", "gauge", "Running replicas of each deployment (Serve).", replicas))
+    fams.append(_family("headway_rollout_percent", "gauge", "Share of traffic (%) a rollout's new version takes.",
+                        rollout))  # fmt: skip
     return "\n".join(line for fam in fams for line in fam) + "\n"

@@ -111,6 +111,7 @@ def deploy(
     env: dict[str, str],
     package_uri: str | None,
     origin: str = "deploy",
+    strategy: str | None = None,
 ):
     """Deploy or update; with ``wait``, a refusal for now (the head recovers, another change
     holds the service) waits and retries. ``package_uri``: the uploaded working_dir (None:
@@ -120,7 +121,8 @@ def deploy(
         deadline = time.monotonic() + wait_timeout
         while True:
             try:
-                rec = changes.deploy(spec, op.progress, strict=strict, package_uri=package_uri, origin=origin)
+                rec = changes.deploy(spec, op.progress, strict=strict, package_uri=package_uri, origin=origin,
+                                     strategy=strategy)  # fmt: skip
                 break
             except errors.RetryLater as exc:
                 if not wait:
@@ -133,7 +135,8 @@ def deploy(
         if env:
             db.set_secrets(spec.name, env)  # repairs after this CLI is gone need them too
         return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
-                "token_required": bool(spec.query_auth_token_enabled)}  # fmt: skip
+                "token_required": bool(spec.query_auth_token_enabled),
+                "rollout": rec.rollout.version if rec.rollout else None}  # fmt: skip
 
     return work
 

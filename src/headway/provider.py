@@ -204,7 +204,7 @@ class LocalProvider:
             netns=None if self.loopback else namespace_name(rec.name, name, generation),
             ports=ports,
             temp_dir=temp_dir,
-            log=str(paths.service_dir(rec.name) / "logs" / f"{name}.log"),
+            log=str(paths.service_dir(rec.service) / "logs" / f"{rec.name + '.' if rec.parent else ''}{name}.log"),
             marker=f"{rec.cluster_id}/{name}/{generation}",
         )
 

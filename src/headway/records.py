@@ -59,6 +59,25 @@ class IngressRecord(BaseModel):
     pid_started: int | None = None
     slots: list[str | None] = Field(default_factory=list)
     settings_digest: str = ""  # of the config without its servers: tells when to reload
+    marker: str = ""  # its processes' marker (set at its start: a rollout swaps the cluster under it)
+    weights: dict[str, int] = Field(default_factory=dict)  # backend address -> weight, during a rollout
+
+
+class RolloutRecord(BaseModel):
+    """A rollout in progress: the new version runs as its own cluster (the service record
+    ``cluster``) behind this service's endpoint, and takes ``percent`` of its traffic."""
+
+    cluster: str  # the new cluster's record name: ``<service>_r<version>``
+    version: int
+    from_version: int | None
+    percent: int = 0
+    step_since: float = Field(default_factory=time.time)
+    promoted: bool = False
+    paused: str | None = None  # why it is paused (a head is down), shown by status
+    last: str = ""  # the last decision's reason
+    window: dict = Field(default_factory=dict)  # the ingress's counters and log offset at the step's start
+    history: list[dict] = Field(default_factory=list)  # per step: percent, both versions' numbers, time
+    started_at: float = Field(default_factory=time.time)
 
 
 class ServiceRecord(BaseModel):
@@ -86,9 +105,16 @@ class ServiceRecord(BaseModel):
     autoscaled: dict[str, list[str]] = Field(default_factory=dict)  # group -> its nodes, as the autoscaler chose
     waiting: list[str] = Field(default_factory=list)  # resource requests no node had room for, last seen
     ingress: IngressRecord | None = None
+    parent: str | None = None  # a rollout's new cluster: the service whose endpoint fronts it
+    rollout: RolloutRecord | None = None
     events: list[Event] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
+
+    @property
+    def service(self) -> str:
+        """The service this cluster runs (a rollout's new cluster runs its parent's)."""
+        return self.parent or self.name
 
     @property
     def head(self) -> NodeRecord | None:

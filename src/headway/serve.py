@@ -117,8 +117,12 @@ def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
     return {name: _ANSI.sub("", app.get("message", "")) for name, app in details.get("applications", {}).items()}
 
 
-def wait_running(head: HeadApi, names: list[str], timeout_s: float, on_progress=None) -> dict[str, str]:
-    """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED."""
+def wait_running(
+    head: HeadApi, names: list[str], timeout_s: float, on_progress=None, partial_ok: bool = False
+) -> dict[str, str]:
+    """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED.
+    ``partial_ok``: DEPLOYING is enough once every deployment runs a replica (a rollout's
+    new cluster starts smaller than its version under a surge cap: the rest fits later)."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -133,6 +137,9 @@ def wait_running(head: HeadApi, names: list[str], timeout_s: float, on_progress=
             detail = "; ".join(f"{n}: {msgs.get(n, '')[-1500:]}" for n in failed)
             raise ServeError(f"application(s) failed to deploy: {detail}")
         if names and all(statuses.get(n) == "RUNNING" for n in names):
+            return statuses
+        serving = all(d["running"] > 0 for app in replicas(details).values() for d in app.values())
+        if partial_ok and names and serving and all(statuses.get(n) in ("RUNNING", "DEPLOYING") for n in names):
             return statuses
         time.sleep(0.5)
     raise ServeError(f"applications not RUNNING after {timeout_s:.0f} s: {last}")

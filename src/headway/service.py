@@ -173,12 +173,13 @@ def store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddress
     return addr
 
 
-def _user_password_file(name: str):
-    return paths.service_dir(name) / "store.password"
+def _user_password_file(rec: ServiceRecord):
+    """Per cluster (a rollout runs two of one service at once), in the service's folder."""
+    return paths.service_dir(rec.service) / f"store-{rec.cluster_id}.password"
 
 
 def store_user_password(rec: ServiceRecord) -> str:
-    return _user_password_file(rec.name).read_text().strip()
+    return _user_password_file(rec).read_text().strip()
 
 
 def wait_store_primary(rec: ServiceRecord, spec: ServiceSpec, timeout_s: float = 45) -> storage.StoreAddress:
@@ -207,12 +208,16 @@ def wait_store_primary(rec: ServiceRecord, spec: ServiceSpec, timeout_s: float =
 def create_store_user(rec: ServiceRecord, crec: cloud.CloudRecord) -> None:
     """Its own ACL user on every managed store process: its namespace's keys only."""
     pw = secrets.token_urlsafe(24)
-    paths.write_private(_user_password_file(rec.name), pw)
+    paths.write_private(_user_password_file(rec), pw)
     for client in cloud.admin_clients(crec):
         try:
             rec.store_user = storage.create_service_user(client, rec.namespace or "", pw)
         finally:
             client.close()
+
+
+def forget_store_password(rec: ServiceRecord) -> None:
+    _user_password_file(rec).unlink(missing_ok=True)
 
 
 def delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> None:
@@ -228,7 +233,7 @@ def delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> Non
 def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
     """Put the packaged working_dir and the applications' packages where every node reads
     them (another machine needs a copy)."""
-    uris = [rec.working_dir_uri, *deps.uris(rec.name, rec.spec).values()]
+    uris = [rec.working_dir_uri, *deps.uris(rec.service, rec.spec).values()]
     for pkg in filter(None, map(local_path, uris)):
         for node in nodes:
             prov.distribute(pkg, node)

@@ -39,6 +39,7 @@ from .spec_base import (  # noqa: F401 - the limits and patterns are read as spe
     check_resources,
 )
 from .spec_compute import ComputeConfig, HeadNode, WorkerGroup
+from .spec_rollout import RolloutConfig, Strategy, normalise_strategy
 from .store_address import StoreError, parse_address
 
 __all__ = [
@@ -211,6 +212,11 @@ class ServiceSpec(Strict):
     query_auth_token_enabled: bool = True
     http_options: HttpOptions = Field(default_factory=HttpOptions)
     version_name: str | None = None
+    # How an update is applied (``spec_rollout``); None: in place unless it cannot be.
+    rollout_strategy: Strategy | None = None
+    canary_percent: int | None = Field(default=None, ge=1, le=99)  # a rollout stops there for 'rollout promote'
+    max_surge_percent: int = Field(default=100, ge=1, le=100)  # extra workers a rollout may start, per group
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     cloud: str | None = None
     project: str | None = None
     # The rest of a `serve build` config: honoured where it makes sense (``notes`` says what
@@ -220,6 +226,7 @@ class ServiceSpec(Strict):
     logging_config: dict[str, Any] | None = None
 
     _labels = field_validator("version_name", "cloud", "project")(check_label)
+    _strategy = field_validator("rollout_strategy", mode="before")(normalise_strategy)
 
     @field_validator("name")
     @classmethod

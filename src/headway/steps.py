@@ -52,7 +52,7 @@ def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desi
 
 def serve_config_of(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, Any]:
     """What Serve is given for ``spec`` on this service's cluster."""
-    return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.name, spec))
+    return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.service, spec))
 
 
 def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
@@ -87,7 +87,7 @@ def add_workers(
             taken.add(ip)
             rec.nodes.append(prov.new_node(rec, step.node, "worker", ip, ports, group=step.group))
         records.save(rec)  # write-ahead: every new host is on record before it exists
-    new = rec.workers[-len(todo):]
+    new = rec.workers[-len(todo) :]
     for node in new:
         progress(f"starting worker {node.name} at {node.ip}")
         start_worker(rec, spec, prov, node)
@@ -159,7 +159,8 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
         progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()))
         records.check_cancelled(rec.name)
 
-    serve.wait_running(rec.head_api, names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress)
+    serve.wait_running(rec.head_api, names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress,
+                       partial_ok=rec.parent is not None)  # fmt: skip
     placed = serve.replicas(serve.get_applications(rec.head_api))
     hosting = workers_with_replicas(rec, placed)
     for w in rec.workers:
@@ -232,6 +233,8 @@ def converge(
         records.save(rec)
     else:
         raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")
+    if rec.parent:
+        return  # a rollout's new cluster: its parent's ingress fronts it, weighted by the rollout
     how = ingress.apply_update(rec, spec)  # the ingress's own settings (token, timeouts)
     records.save(rec)
     said = {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]

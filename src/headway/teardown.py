@@ -10,7 +10,7 @@ import shutil
 from . import cloud, ingress, netns, paths, procs, records, states, storage
 from .errors import InputError
 from .records import ServiceRecord
-from .service import Progress, delete_store_user, provider_for, set_state, store_address
+from .service import Progress, delete_store_user, forget_store_password, provider_for, set_state, store_address
 
 #: How long terminate waits for a preempted change or repair to reach a safe point.
 TERMINATE_WAIT_S = 30.0
@@ -20,12 +20,28 @@ def _quiet(_: str) -> None:
     pass
 
 
-def remove_everything(
-    rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool
-) -> int:
+def remove_everything(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool) -> int:
     """Nodes first (no GCS may be alive), then the store namespace, then the records."""
-    prov = provider_for(crec, rec)
     ingress.stop(rec)  # stop taking requests first
+    nxt = records.load(rec.rollout.cluster) if rec.rollout else None
+    if nxt:
+        records.request_terminate(nxt.name)  # a repair of the new cluster stops too
+    removed = remove_cluster(nxt, crec, progress, delete_keys) if nxt else 0
+    removed += remove_cluster(rec, crec, progress, delete_keys)
+    shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
+    if rec.state == states.State.TERMINATING:
+        set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
+    if nxt:
+        records.remove(nxt.name)
+        shutil.rmtree(paths.service_dir(nxt.name), ignore_errors=True)
+    records.remove(rec.name)
+    return removed
+
+
+def remove_cluster(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool) -> int:
+    """One Ray cluster of a service: its nodes, then its store namespace and ACL user (a
+    rollout removes the old or the new cluster this way, and keeps the service)."""
+    prov = provider_for(crec, rec)
     for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
         prov.remove(node)
     if prov.mode == "netns" and netns.available():
@@ -46,10 +62,7 @@ def remove_everything(
         delete_store_user(rec, crec)
     except Exception as exc:  # noqa: BLE001 - report, keep removing the rest
         progress(f"could not delete store user {rec.store_user}: {type(exc).__name__}")
-    shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
-    if rec.state == states.State.TERMINATING:
-        set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
-    records.remove(rec.name)
+    forget_store_password(rec)
     return removed
 
 

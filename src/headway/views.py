@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import cloud, deps, ingress, serve, spec_show, store_usage, store_watch, versions
+from . import cloud, deps, ingress, rollout_window, serve, spec_show, store_usage, store_watch, versions
 from .errors import InputError
 from .records import ServiceRecord
 from .service import provider_for, store_address
@@ -91,6 +91,8 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "ingress": ingress.stats(rec.ingress),
         "groups": groups_view(rec),
         "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
+        "rollout": rollout_window.view(rec),
+        "last_rollout": rollout_window.last_outcome(rec),
     }
 
 

@@ -127,6 +127,18 @@ class Cli:
             return None
         return info["pid"] if procs.same_process(info["pid"], info["started"]) else None
 
+    def _rollout_clusters(self, name: str) -> list[dict]:
+        """The records of a service's rollout clusters (``<name>_r<version>``) still in the db."""
+        try:
+            conn = sqlite3.connect(self.home / "state.db", timeout=30)
+            try:
+                rows = conn.execute("SELECT name FROM services").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return []
+        return [r for (n,) in rows if n.startswith(f"{name}_r") and (r := read_record(self.home, n)) is not None]
+
     def cleanup(self) -> None:
         pid = self.controller_pid()
         if pid:
@@ -142,12 +154,11 @@ class Cli:
         procs.kill_pids([p["pid"] for p in store if procs.same_process(p["pid"], p.get("pid_started"))])
         # Safety net for a failed test: anything still recorded or named after our services.
         for name in self.services:
-            rec = read_record(self.home, name)
-            if rec is not None:
+            for rec in filter(None, [read_record(self.home, name), *self._rollout_clusters(name)]):
                 procs.kill_pids(procs.pids_with_marker(rec["cluster_id"]))
         if os.geteuid() == 0:
             for ns in netns.list_namespaces():
-                if any(ns.startswith(f"hw-{s}.") for s in self.services):
+                if any(ns.startswith((f"hw-{s}.", f"hw-{s}_r")) for s in self.services):
                     procs.kill_pids(netns.pids(ns))
                     netns.delete(ns)
             subprocess.run(["ip", "link", "del", self.env["HEADWAY_BRIDGE"]], capture_output=True)

@@ -256,7 +256,7 @@ def _managed_store_scenario(cli, webhook: str) -> None:
 
     # Isolation: the service's user cannot read or delete another namespace's keys.
     admin.hset("RAYhw-other-1234@NODE", "n", "other-service-metadata")
-    own_pw = (cli.home / "services" / name / "store.password").read_text().strip()
+    own_pw = (cli.home / "services" / name / f"store-{cli.record(name)['cluster_id']}.password").read_text().strip()
     as_service = redis.Redis(port=primary, username=user, password=own_pw)
     assert as_service.hgetall(f"RAY{ns}@NODE")  # its own tables: yes
     for attempt in (

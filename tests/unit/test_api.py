@@ -107,7 +107,7 @@ def test_scale_validates_its_input(client, tmp_path):
     records.save(rec)
     listed = client.get("/api/services").json()
     assert listed == [{"name": "s", "state": "STARTING", "reason": "", "nodes": 1, "gcs_ft": True, "endpoint": None,
-                       "desired_version": None, "running_version": None}]  # fmt: skip
+                       "desired_version": None, "running_version": None, "rollout": None}]  # fmt: skip
 
 
 def test_health_docs_and_dashboard_need_no_token(client):

@@ -13,7 +13,7 @@ MODULES = {p.stem for p in SRC.glob("*.py")}
 #: Decisions and types: pure functions of their input (unit-tested without Ray).
 PURE = {"errors", "plan", "states", "spec", "store_address", "ray_node_env", "watchdog", "haproxy_config",
         "placement", "store_fitness", "metrics", "store_conf", "requirements", "spec_show", "autoscale",
-        "spec_base", "spec_compute"}  # fmt: skip
+        "spec_base", "spec_compute", "spec_rollout", "rollout_policy"}  # fmt: skip
 IO_LIBS = {"httpx", "redis", "paramiko", "subprocess", "socket", "sqlite3", "requests", "aiohttp", "ray"}
 
 

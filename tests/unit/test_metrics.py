@@ -91,3 +91,10 @@ def test_groups_and_replicas():
     assert v['headway_group_nodes_bound{service="svc",group="pool",bound="max"}'] == 3
     assert v['headway_group_nodes_bound{service="svc",group="pool",bound="min"}'] == 1
     assert v['headway_replicas{service="svc",application="work",deployment="Work"}'] == 2
+
+
+def test_rollout_percent_only_while_one_runs():
+    st = _status()
+    assert not any(k.startswith("headway_rollout_percent") for k in _values(metrics.render([st])))
+    st["rollout"] = {"version": 4, "percent": 25}
+    assert _values(metrics.render([st]))['headway_rollout_percent{service="svc",version="4"}'] == 25
