@@ -101,7 +101,7 @@ def cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "get_applications", ray.get_applications)
     monkeypatch.setattr(serve, "dashboard_up", lambda head, timeout_s=2: True)
     monkeypatch.setattr(serve, "put_applications", lambda head, config, timeout_s=60: ray.configs.append(config))
-    monkeypatch.setattr(serve, "wait_running", lambda head, names, timeout_s, on_progress=None: {})
+    monkeypatch.setattr(serve, "wait_running", lambda head, names, timeout_s, on_progress=None, partial_ok=False: {})
     monkeypatch.setattr(serve, "wait_proxies", lambda urls, timeout_s, grace_s=15: [])
     monkeypatch.setattr(steps, "provider_for", lambda crec, rec=None: prov)
     spec = _spec()
