@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -22,11 +23,11 @@ from bench.failover import Bench, LoadGen, Sample, _pct
 from headway import cloud, storage
 
 
+@dataclass
 class VersionedLoad(LoadGen):
     """LoadGen that keeps, for each answer, the version that gave it (hello's greeting)."""
 
-    def __post_init__(self) -> None:
-        self.versions: list[tuple[float, str, float]] = []  # (sent at, version, latency s)
+    versions: list[tuple[float, str, float]] = field(default_factory=list)  # (sent at, version, latency s)
 
     async def _one(self, s: aiohttp.ClientSession) -> None:
         at, t = time.time(), time.perf_counter()

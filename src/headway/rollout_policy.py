@@ -26,6 +26,9 @@ from .spec import ServiceSpec
 
 #: HAProxy's largest server weight: the split is expressed in it.
 WEIGHT_SCALE = 256
+#: A step whose new workers do not all pass the health checks for this long (or four step
+#: intervals) rolls back: a version whose proxies never answer would hold the rollout forever.
+READY_TIMEOUT_S = 120.0
 
 
 class Move(StrEnum):
@@ -163,7 +166,10 @@ def decide(v: View) -> tuple[Move, str]:
     if v.verdict is False:
         return Move.ROLL_BACK, f"the new version failed at {v.percent} %: {v.verdict_reason}"
     if v.new_backends_up < v.new_backends or v.new_backends == 0:
-        return Move.WAIT, f"{v.new_backends_up} of {v.new_backends} new worker(s) pass the health checks"
+        said = f"{v.new_backends_up} of {v.new_backends} new worker(s) pass the health checks"
+        if v.held_s > max(READY_TIMEOUT_S, 4 * v.interval_s):
+            return Move.ROLL_BACK, f"the new version is not ready at {v.percent} % after {v.held_s:.0f} s: {said}"
+        return Move.WAIT, said
     if v.held_s < v.interval_s and v.percent > 0:
         return Move.WAIT, f"holding {v.percent} % ({v.held_s:.0f} of {v.interval_s:.0f} s)"
     if v.next_percent is None:

@@ -1,52 +1,42 @@
 """Rollouts under steady load through the endpoint (the token on every request): a new
 version beside the old one, traffic in steps that the answers follow, a surge cap, a
-broken version rolled back by itself, a new head killed mid-rollout — and no key of a
-removed cluster left in the store."""
+worker of each cluster and the control plane killed mid-rollout, a broken version rolled
+back by itself, a new head killed mid-rollout — and no key of a removed cluster left in
+the store."""
 
 from __future__ import annotations
 
 import json
-import threading
+import os
+import signal
 import time
 from pathlib import Path
 
 import httpx
 import redis
-from conftest import read_record
+from conftest import Load, read_record
 
 from headway import procs
 
 APP_DIR = Path(__file__).resolve().parent / "apps" / "versioned"
 
 
-class Answers:
+class Answers(Load):
     """Clients that never retry; every answer kept with its time, status and version."""
 
     def __init__(self, url: str, headers: dict[str, str], clients: int = 3, pace_s: float = 0.03):
-        self.url, self.headers, self.pace_s = url, headers, pace_s
+        super().__init__([url] * clients, headers=headers, pace_s=pace_s)
         self.seen: list[tuple[float, int, str]] = []  # (time, status, version or error)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
 
-    def _run(self) -> None:
-        with httpx.Client(timeout=10, headers=self.headers) as c:
+    def _run(self, url: str) -> None:
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers) as c:
             while not self._stop.is_set():
                 try:
-                    r = c.get(self.url + "/")
+                    r = c.get(url + "/")
                     self.seen.append((time.time(), r.status_code, r.json().get("version", "?")))
                 except (httpx.HTTPError, ValueError) as exc:
                     self.seen.append((time.time(), 0, type(exc).__name__))
                 self._stop.wait(self.pace_s)
-
-    def __enter__(self) -> Answers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=15)
 
     def failed(self, since: float = 0.0) -> list[tuple[float, int, str]]:
         return [s for s in self.seen if s[0] >= since and s[1] != 200]
@@ -99,8 +89,20 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         assert out.returncode == 0, out.stdout + out.stderr
         assert "rolling out beside it" in out.stdout, out.stdout
         deadline = time.monotonic() + 300
+        faults: dict[str, float] = {}
         while time.monotonic() < deadline:
             rec = read_record(cli.home, name)
+            percent = (rec["rollout"] or {}).get("percent")
+            if percent == 10 and "worker" not in faults:  # an old worker dies: replaced, nothing lost
+                faults["worker"] = cli.crash(name, "worker-1")
+            if percent == 25 and "controller" not in faults:  # the control plane dies and comes back
+                pid = cli.controller_pid()
+                assert pid
+                os.kill(pid, signal.SIGKILL)
+                faults["controller"] = time.time()
+                time.sleep(4)
+                assert read_record(cli.home, name)["rollout"]["percent"] == 25  # nothing moves it meanwhile
+                cli.run("controller", "start", check=True)
             new = read_record(cli.home, f"{name}_r2")
             alive = len([n for n in rec["nodes"] if n["role"] == "worker"])
             alive += len([n for n in new["nodes"] if n["role"] == "worker"]) if new else 0
@@ -115,6 +117,8 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
           f"{len(answers.failed())} failed, at most {most_workers} workers ({samples} samples)")  # fmt: skip
     assert _events(cli, name, t0, "rollout_completed"), cli.events(name)[-8:]
     assert [e["details"]["percent"] for e in steps] == [10, 25, 50, 100]
+    assert set(faults) == {"worker", "controller"}, faults
+    assert _events(cli, name, faults["worker"], "worker_replaced"), cli.events(name)[-10:]
     assert answers.failed() == [], answers.failed()[:10]
     assert 2 < most_workers <= 3, most_workers
     for step, nxt in zip(steps, [*steps[1:], None], strict=True):
@@ -165,6 +169,8 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         deadline = time.monotonic() + 120
         while (cli.record(name)["rollout"] or {}).get("percent") != 25 and time.monotonic() < deadline:
             time.sleep(0.5)
+        lost = cli.crash(f"{name}_r4", "worker-1")  # a worker of the new cluster dies: replaced there
+        cli.wait_event(f"{name}_r4", "worker_replaced", after=lost, timeout=120)
         killed = cli.crash(f"{name}_r4", "head")
         cli.wait_event(name, "rollout_paused", after=killed, timeout=60)
         cli.wait_event(f"{name}_r4", "state", after=killed, state="RUNNING", timeout=150)

@@ -108,6 +108,8 @@ def test_decide_walks_the_steps():
     assert rp.decide(_view(heads_down="the new cluster is HEAD_RECOVERING"))[0] == rp.Move.PAUSE
     assert rp.decide(_view(verdict=False, held_s=1))[0] == rp.Move.ROLL_BACK  # at once, before the interval
     assert rp.decide(_view(new_backends_up=1))[0] == rp.Move.WAIT
+    move, why = rp.decide(_view(percent=0, new_backends_up=0, held_s=rp.READY_TIMEOUT_S + 1))
+    assert move == rp.Move.ROLL_BACK and "0 of 2 new worker(s)" in why
     assert rp.decide(_view(percent=0, held_s=0))[0] == rp.Move.ADVANCE  # 0 %: only the health checks
     assert rp.decide(_view(percent=100, next_percent=None))[0] == rp.Move.COMPLETE
     assert rp.decide(_view(percent=25, canary_percent=25))[0] == rp.Move.HOLD_CANARY
