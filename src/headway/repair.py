@@ -59,6 +59,11 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
             record_event(rec, autoscale.SUSPENDED, "autoscaling suspended: the head is down; no node is added "
                          "or removed for the load until it is back (a dead worker is still replaced)")  # fmt: skip
             records.save(rec)
+        if rec.rollout is not None and rec.rollout.paused is None:  # the rollout's next tick resumes it
+            rec.rollout.paused = "the old cluster's head is being replaced"
+            record_event(rec, "rollout_paused", f"paused at {rec.rollout.percent} %: {rec.rollout.paused}; the "
+                         "rollout resumes once it is back")  # fmt: skip
+            records.save(rec)
     t0 = time.time()
     for attempt in range(1, HEAD_ATTEMPTS + 1):
         try:

@@ -129,6 +129,9 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
         _abort(rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
         return
     target = versions_mod.get(rec.name, ro.version).spec
+    if rec.ingress and set(ingress.backends(rec)) != {a for a in rec.ingress.slots if a}:
+        ingress.sync_backends(rec, rec.spec)  # a worker of the new cluster was replaced by its own repair
+        records.save(rec)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers))
     old_n, new_n = rollout_window.numbers(rec, ro.window, new_addrs)
     th = thresholds(target)
@@ -148,10 +151,11 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
     )
     move, why = policy.decide(view)
     numbers = {"old": old_n.view(), "new": new_n.view()}
+    recorded = len(rec.events)
     if move == policy.Move.PAUSE:
         if ro.paused is None:
             record_event(rec, "rollout_paused", why, percent=ro.percent)
-        ro.paused, ro.last = why, why
+        ro.paused = why
     elif ro.paused is not None:  # both heads back: the step is held and judged again from now
         record_event(rec, "rollout_resumed", f"both heads are up; {ro.percent} % is held again from now")
         ro.paused = None
@@ -168,7 +172,7 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
         return
     elif move == policy.Move.HOLD_CANARY and not ro.last.startswith("canary"):
         record_event(rec, "rollout_canary_held", why, percent=ro.percent, **numbers)
-    if why != ro.last or move == policy.Move.PAUSE:
+    if why != ro.last or len(rec.events) != recorded:  # saved when something changed, not every second
         ro.last = why
         records.save(rec)
 

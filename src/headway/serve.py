@@ -138,7 +138,8 @@ def wait_running(
             raise ServeError(f"application(s) failed to deploy: {detail}")
         if names and all(statuses.get(n) == "RUNNING" for n in names):
             return statuses
-        serving = all(d["running"] > 0 for app in replicas(details).values() for d in app.values())
+        deps = [d for app in replicas(details).values() for d in app.values()]
+        serving = bool(deps) and all(d["running"] > 0 for d in deps)
         if partial_ok and names and serving and all(statuses.get(n) in ("RUNNING", "DEPLOYING") for n in names):
             return statuses
         time.sleep(0.5)

@@ -140,6 +140,8 @@ class Cli:
         return [r for (n,) in rows if n.startswith(f"{name}_r") and (r := read_record(self.home, n)) is not None]
 
     def cleanup(self) -> None:
+        if os.environ.get("HEADWAY_TEST_KEEP_LOG"):  # debugging: the controller's log outlives the test
+            shutil.copy(self.home / "controller.log", os.environ["HEADWAY_TEST_KEEP_LOG"])
         pid = self.controller_pid()
         if pid:
             procs.kill_pids([pid])

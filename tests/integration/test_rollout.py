@@ -38,7 +38,7 @@ class Answers(Load):
                     self.seen.append((time.time(), 0, type(exc).__name__))
                 self._stop.wait(self.pace_s)
 
-    def failed(self, since: float = 0.0) -> list[tuple[float, int, str]]:
+    def failures(self, since: float = 0.0) -> list[tuple[float, int, str]]:
         return [s for s in self.seen if s[0] >= since and s[1] != 200]
 
     def share(self, version: str, start: float, end: float) -> tuple[float, int]:
@@ -114,12 +114,12 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         done = time.time()
     steps = _events(cli, name, t0, "rollout_step")
     print(f"\nrollout v1 -> v2: {done - t0:.1f} s, {len(answers.seen)} requests, "
-          f"{len(answers.failed())} failed, at most {most_workers} workers ({samples} samples)")  # fmt: skip
+          f"{len(answers.failures())} failed, at most {most_workers} workers ({samples} samples)")  # fmt: skip
     assert _events(cli, name, t0, "rollout_completed"), cli.events(name)[-8:]
     assert [e["details"]["percent"] for e in steps] == [10, 25, 50, 100]
     assert set(faults) == {"worker", "controller"}, faults
     assert _events(cli, name, faults["worker"], "worker_replaced"), cli.events(name)[-10:]
-    assert answers.failed() == [], answers.failed()[:10]
+    assert answers.failures() == [], answers.failures()[:10]
     assert 2 < most_workers <= 3, most_workers
     for step, nxt in zip(steps, [*steps[1:], None], strict=True):
         start, end = step["at"] + 1.0, (nxt["at"] if nxt else done - 3) - 0.5
@@ -146,7 +146,7 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         assert broken is not None
         back = cli.wait_event(name, "rollout_rolled_back", after=t1, timeout=120)
         time.sleep(2)
-    visible = answers.failed(t1)
+    visible = answers.failures(t1)
     print(f"broken v3: rolled back in {back['at'] - t1:.1f} s; {len(answers.seen)} requests, "
           f"{len(visible)} answered 500 to clients: {back['message'][:160]}")  # fmt: skip
     assert "5xx rate" in back["message"], back["message"]
@@ -160,8 +160,9 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
     versions = cli.run_json("versions", name)
     assert {v["number"]: v["outcome"] for v in versions["versions"]}[3] == "failed", versions
 
-    # 3. The new cluster's head killed at the canary (25 %): the rollout pauses, the head is
-    # replaced, the rollout goes on once promoted and completes; no request fails.
+    # 3. At the canary (25 %), a worker of the new cluster, its head, then the old cluster's
+    # head killed in turn: each repaired as usual, the rollout paused while a head is down and
+    # held at 25 %; promoted, it completes; no request fails.
     with Answers(endpoint, auth) as answers:
         t2 = time.time()
         out = cli.run("deploy", "-f", _spec(cli, name, "v4"), "--canary-percent", "25")
@@ -170,19 +171,24 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         while (cli.record(name)["rollout"] or {}).get("percent") != 25 and time.monotonic() < deadline:
             time.sleep(0.5)
         lost = cli.crash(f"{name}_r4", "worker-1")  # a worker of the new cluster dies: replaced there
-        cli.wait_event(f"{name}_r4", "worker_replaced", after=lost, timeout=120)
+        cli.wait_event(f"{name}_r4", "replicas_placed", after=lost, timeout=120)
         killed = cli.crash(f"{name}_r4", "head")
         cli.wait_event(name, "rollout_paused", after=killed, timeout=60)
         cli.wait_event(f"{name}_r4", "state", after=killed, state="RUNNING", timeout=150)
         cli.wait_event(name, "rollout_resumed", after=killed, timeout=60)
         cli.wait_event(name, "rollout_canary_held", after=killed, timeout=60)
         assert cli.record(name)["rollout"]["percent"] == 25
+        old_head = cli.crash(name, "head")  # and now the old cluster's head: paused, repaired, resumed
+        cli.wait_event(name, "rollout_paused", after=old_head, timeout=60)
+        cli.wait_event(name, "state", after=old_head, state="RUNNING", timeout=150)
+        cli.wait_event(name, "rollout_resumed", after=old_head, timeout=60)
+        assert cli.record(name)["rollout"]["percent"] == 25
         cli.run("rollout", "promote", name, check=True)
         cli.wait_event(name, "rollout_completed", after=killed, timeout=200)
         time.sleep(2)
-    print(f"new head killed at 25 %: {len(answers.seen)} requests, {len(answers.failed())} failed; "
+    print(f"new head killed at 25 %: {len(answers.seen)} requests, {len(answers.failures())} failed; "
           f"done {time.time() - t2:.1f} s after the deploy")  # fmt: skip
-    assert answers.failed() == [], answers.failed()[:10]
+    assert answers.failures() == [], answers.failures()[:10]
     assert cli.status(name)["running_version"] == 4
     cli.run("terminate", name, check=True)
     assert store.keys("RAYhw-t-ro*") == []

@@ -24,6 +24,9 @@ ROUTES = [
     ("GET", "/api/services/nope/versions"),
     ("GET", "/api/services/nope/logs"),
     ("POST", "/api/services/nope/rollback"),
+    ("GET", "/api/services/nope/rollout"),
+    ("POST", "/api/services/nope/rollout/promote"),
+    ("POST", "/api/services/nope/rollout/rollback"),
     ("GET", "/metrics"),
 ]
 
@@ -123,3 +126,23 @@ def test_health_docs_and_dashboard_need_no_token(client):
 def test_storage_without_a_cloud(client):
     body = client.get("/api/storage").json()
     assert body["cloud"] is None and body["services"] == {}
+
+
+def test_rollout_routes_without_a_rollout_and_deploy_overrides(client):
+    rec = ServiceRecord(
+        name="s", cluster_id="c", mode="netns", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2, serve_port=3,
+        spec={"name": "s", "applications": [{"import_path": "m:a"}]},
+    )  # fmt: skip
+    records.save(rec)
+    assert client.get("/api/services/s/rollout").json() == {"name": "s", "rollout": None, "last": None}
+    for path in ("/api/services/s/rollout/promote", "/api/services/s/rollout/rollback"):
+        r = client.post(path)
+        assert r.status_code == 422 and "has no rollout in progress" in r.json()["detail"], r.text
+    # A rollout's own cluster is not a service one can address.
+    records.save(rec.model_copy(update={"name": "s_r2", "parent": "s"}))
+    assert client.get("/api/services/s_r2/rollout").status_code == 404
+    assert [s["name"] for s in client.get("/api/services").json()] == ["s"]
+    yaml = "name: s\napplications:\n  - import_path: m:a\n"
+    for bad in ({"strategy": "blue-green"}, {"canary_percent": 100}, {"max_surge_percent": 0}):
+        r = client.put("/api/services/s", json={"yaml": yaml} | bad)
+        assert r.status_code == 422, (bad, r.text)

@@ -7,6 +7,8 @@ import sys
 import time
 import zipfile
 
+import pytest
+
 from headway import netns, procs, serve
 from headway.package import package_working_dir
 from headway.spec_load import parse_spec
@@ -99,3 +101,21 @@ def test_marker_finds_exactly_our_processes():
         for p in (mine, theirs):
             p.kill()
             p.wait()
+
+
+def test_wait_running_partial_needs_a_replica_of_every_deployment(monkeypatch):
+    """A rollout's new cluster may start smaller than its version: DEPLOYING is enough once
+    every deployment runs a replica — not while Serve has listed none yet."""
+    from headway import serve
+
+    def app(status: str, running: int, listed: bool = True) -> dict:
+        deps = {"D": {"replicas": [{"state": "RUNNING", "node_id": "n1"}] * running, "target_num_replicas": 2}}
+        return {"applications": {"a": {"status": status, "deployments": deps if listed else {}}}}
+
+    seen = iter([app("DEPLOYING", 0, listed=False), app("DEPLOYING", 0), app("DEPLOYING", 1)])
+    monkeypatch.setattr(serve, "get_applications", lambda head: next(seen))
+    monkeypatch.setattr(serve.time, "sleep", lambda s: None)
+    assert serve.wait_running(None, ["a"], 10, partial_ok=True) == {"a": "DEPLOYING"}
+    monkeypatch.setattr(serve, "get_applications", lambda head: app("DEPLOYING", 1))
+    with pytest.raises(serve.ServeError):
+        serve.wait_running(None, ["a"], 0.01)  # without partial_ok: RUNNING or the timeout
