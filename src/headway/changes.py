@@ -19,15 +19,14 @@ import time
 
 from . import (
     cloud,
-    deps,
     placement,
+    preflight,
     records,
     rollout,
     rollout_policy,
     states,
     steps,
     storage,
-    store_fitness,
     teardown,
     uploads,
 )
@@ -45,7 +44,6 @@ from .service import (
     record_event,
     recovering_since,
     refuse_while_recovering,
-    resolve_spec_storage,
     set_state,
     start_head,
     wait_head,
@@ -63,38 +61,6 @@ def _quiet(_: str) -> None:
     pass
 
 
-def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progress: Progress) -> None:
-    """Reachable, credentials accepted, single shard, replicated, no eviction, permissions."""
-    findings = store_fitness.judge(storage.inspect(addr), require_replica)
-    for f in findings:
-        if f.level == "warning":
-            progress(f"warning ({f.check}): {f.message}")
-        elif f.level == "info":
-            progress(f"store {f.check}: {f.message}")
-    errs = store_fitness.errors(findings)
-    if errs:
-        raise storage.StoreError(
-            f"the GCS store at {addr.masked()} is not fit:\n" + "\n".join(f"  - {f.check}: {f.message}" for f in errs)
-        )
-
-
-def preflight(spec: ServiceSpec, progress: Progress = _quiet, dry_run: bool = False) -> ResolvedStorage | None:
-    """Everything that can be checked before a node starts: the store, and the
-    applications' packages (resolved and packaged here, once; a dry run only resolves)."""
-    if dry_run:
-        deps.check_all(spec, progress)
-    else:
-        deps.build_all(spec.name, spec, progress)
-    if not spec.gcs_ft:
-        return None
-    own = resolve_spec_storage(spec)
-    if own is not None:
-        progress(f"checking GCS store {own.masked()}")
-        check_store_fitness(own, spec.ray_gcs_external_storage_config.require_replica, progress)
-        return ResolvedStorage(own, "spec")
-    return None
-
-
 def _cloud(progress: Progress) -> cloud.CloudRecord:
     crec = cloud.load()
     if crec is None:
@@ -102,18 +68,6 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
             raise InputError("no cloud is set up (HEADWAY_AUTO_CLOUD=0); run 'headway cloud setup'")
         progress("no cloud yet: setting up the managed GCS store (primary + replica)")
     return cloud.setup()
-
-
-def _store_of(
-    spec: ServiceSpec, resolved: ResolvedStorage | None, crec: cloud.CloudRecord, progress: Progress
-) -> ResolvedStorage | None:
-    """The store a new cluster of ``spec`` uses: its own (checked in preflight), else the managed one."""
-    if resolved is None and spec.gcs_ft:
-        addr = cloud.store_address(crec)
-        progress(f"checking GCS store {addr.masked()} (managed)")
-        check_store_fitness(addr, require_replica=True, progress=progress)
-        resolved = ResolvedStorage(addr, "cloud")
-    return resolved
 
 
 def deploy(
@@ -135,7 +89,7 @@ def deploy(
         raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
     for p in problems:
         progress(f"warning: {p}")
-    resolved = preflight(spec, progress)
+    resolved = preflight.preflight(spec, progress)
     existing = records.load(spec.name)
     if existing is not None:
         refuse_while_recovering(existing)
@@ -153,14 +107,14 @@ def deploy(
                 package = package_uri or existing.working_dir_uri
                 if how == "rollout":
                     progress(f"strategy: rollout ({why})")
-                    return _roll_out(existing, spec, crec, _store_of(spec, resolved, crec, progress), progress,
+                    return _roll_out(existing, spec, crec, preflight.store_of(spec, resolved, crec, progress), progress,
                                      strict, package, origin)  # fmt: skip
                 return _update(existing, spec, crec, progress, strict, package, origin)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             teardown.remove_everything(existing, crec, progress, delete_keys=True)
         crec = _cloud(progress)
         provider_for(crec).check_ready(progress)
-        resolved = _store_of(spec, resolved, crec, progress)
+        resolved = preflight.store_of(spec, resolved, crec, progress)
         version = versions_mod.create(spec.name, spec, package_uri, origin)
         rec = _create(spec, crec, resolved, progress, strict, package_uri, version.number)
         versions_mod.set_outcome(spec.name, version.number, "ran")

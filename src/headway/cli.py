@@ -17,7 +17,6 @@ import click
 import yaml
 
 from . import (
-    changes,
     cli_admin,  # noqa: F401 - registers the platform commands on ``main``
     cli_read,  # noqa: F401 - registers the commands that read a service
     cli_rollout,  # noqa: F401 - registers 'headway rollout'
@@ -26,6 +25,7 @@ from . import (
     ingress,
     operations,
     placement,
+    preflight,
     records,
     storage,
     uploads,
@@ -138,12 +138,12 @@ def _dry_run(spec, strict: bool) -> None:
         _fail("refused (--strict)", 2)
     storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
     try:
-        own = changes.preflight(spec, say, dry_run=True)
+        own = preflight.preflight(spec, say, dry_run=True)
         crec = cloud.load()
         if own is None and spec.gcs_ft and crec is not None:
             addr = cloud.store_address(crec)
             say(f"checking GCS store {addr.masked()} (managed)")
-            changes.check_store_fitness(addr, require_replica=True, progress=say)
+            preflight.check_store_fitness(addr, require_replica=True, progress=say)
         elif own is None and spec.gcs_ft:
             say("no cloud yet: a deploy would set up the managed store first")
     except (storage.StoreError, deps.DependencyError) as exc:

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 from . import (
     api,
+    api_server,
     changes,
     cloud,
     gcs_client,
@@ -357,36 +357,6 @@ def _repair_store() -> None:
                 client.close()
 
 
-def _bind_api() -> socket.socket:
-    """Take the API's port before anything else: a control plane that cannot serve its
-    API must not start (the CLI talks to it)."""
-    host, port = api.bind()
-    refusal = api.bind_refusal(host, api.tls_files() is not None)
-    if refusal:
-        raise RuntimeError(refusal)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(
-            f"the API cannot listen on {host}:{port} ({exc.strerror}); free the port or set HEADWAY_API_PORT"
-        ) from None
-    sock.listen(128)
-    return sock
-
-
-def _serve_api(sock: socket.socket, ops: operations.Operations) -> None:
-    import uvicorn
-
-    tls = api.tls_files()
-    config = uvicorn.Config(api.create_app(ops), log_level="warning", access_log=False, lifespan="off",
-                            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)  # fmt: skip
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True).start()
-
-
 def run_forever(failure_threshold: int, period_s: float) -> None:
     """The controller process: take the lock, serve the API, write the PID file, loop until stopped."""
     lock = open(_lockfile(), "w")  # noqa: SIM115 - held for the life of the process
@@ -396,10 +366,10 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
         raise RuntimeError("a controller already runs for this state dir") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
-    sock = _bind_api()
+    sock = api_server.bind()
     api.ensure_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)
-    _serve_api(sock, ctl.ops)
+    api_server.serve(sock, ctl.ops)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if api.tls_files() else 'http'}://{host}:{port}"
     info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}

@@ -17,6 +17,7 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from . import binaries, db, paths, procs, records, rollout_policy
@@ -62,16 +63,36 @@ def backends(rec: ServiceRecord) -> list[str]:
     return targets(rec)[0]
 
 
-def targets(rec: ServiceRecord) -> tuple[list[str], dict[str, int]]:
+def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list[str], dict[str, int]]:
     """The backends and, during a rollout, each one's weight: the old cluster's workers and
-    the new cluster's share the traffic as the rollout's step says (``rollout_policy``)."""
+    the new cluster's share the traffic as the rollout's step says (``rollout_policy``).
+    ``up``: the backends passing their health checks — a down server takes no traffic, so
+    the split is computed over those that do (else a dead worker's share moves to the other
+    version until it is replaced)."""
     old = backends_of(rec, rec.workers)
     new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
     if rec.rollout is None or new_cluster is None:
         return old, {}
     new = backends_of(new_cluster, new_cluster.workers)
-    w_old, w_new = rollout_policy.split_weights(len(old), len(new), rec.rollout.percent)
+
+    def count(addrs: list[str]) -> int:
+        return len(addrs) if up is None else sum(1 for a in addrs if a in up)
+
+    w_old, w_new = rollout_policy.split_weights(count(old), count(new), rec.rollout.percent)
     return old + new, {a: w_old for a in old} | {a: w_new for a in new}
+
+
+def reweigh(rec: ServiceRecord, up: Collection[str]) -> bool:
+    """Weights for the backends that are up now, through the runtime API; whether they changed."""
+    ing = rec.ingress
+    _, weights = targets(rec, up)
+    if ing is None or weights == ing.weights or not alive(ing):
+        return False
+    ing.weights = weights
+    for cmd in hc.weight_commands(ing.slots, weights):
+        command(ing, cmd)
+    _write_config(rec, rec.spec, ing)
+    return True
 
 
 def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:

@@ -132,6 +132,9 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
     if rec.ingress and set(ingress.backends(rec)) != {a for a in rec.ingress.slots if a}:
         ingress.sync_backends(rec, rec.spec)  # a worker of the new cluster was replaced by its own repair
         records.save(rec)
+    up = rollout_window.backends_up(rec)
+    if ingress.reweigh(rec, up):  # the split over the servers that take traffic now
+        records.save(rec)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers))
     old_n, new_n = rollout_window.numbers(rec, ro.window, new_addrs)
     th = thresholds(target)
@@ -145,7 +148,7 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
         interval_s=target.rollout.step_interval_s,
         heads_down=_heads_down(rec, nxt),
         new_backends=len(new_addrs),
-        new_backends_up=rollout_window.backends_up(rec, new_addrs),
+        new_backends_up=len(up & new_addrs),
         verdict=verdict,
         verdict_reason=verdict_why,
     )

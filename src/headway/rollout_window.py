@@ -73,10 +73,10 @@ def numbers(rec: ServiceRecord, window: dict, new: Collection[str]) -> tuple[Num
             Numbers(totals[True][0], totals[True][1], p99(new_ms)))  # fmt: skip
 
 
-def backends_up(rec: ServiceRecord, addresses: Collection[str]) -> int:
-    """How many of ``addresses`` the ingress has let in (UP after its health checks)."""
+def backends_up(rec: ServiceRecord) -> set[str]:
+    """The backends the ingress lets in now (UP after their health checks)."""
     st = ingress.stats(rec.ingress) or {"backends": []}
-    return sum(1 for b in st["backends"] if b["address"] in addresses and str(b["status"]).startswith("UP"))
+    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
 
 
 def view(rec: ServiceRecord) -> dict | None:
