@@ -22,6 +22,11 @@ def _status_table(st: dict) -> None:
     out.print(f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]" + (f" ({st['reason']})" if st["reason"] else ""))
     if st.get("desired_version") is not None:
         out.print(f"version: running {st.get('running_version')}, desired {st['desired_version']}")
+    ro = st.get("rollout")
+    if ro:
+        out.print(f"rollout: version {ro['version']} takes {ro['percent']} % of traffic "
+                  f"({ro['paused'] or ro['last'] or 'starting'}); 'headway rollout status {st['name']}'",
+                  highlight=False)  # fmt: skip
     s = st["storage"]
     if s.get("enabled"):
         out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")

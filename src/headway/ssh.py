@@ -50,6 +50,8 @@ class SshHost(BaseModel):
     user: str = "root"
     key: str = Field(description="private key file headway logs in with")
     role: Literal["head", "worker"] = Field(description="head: a head candidate (the first is used first)")
+    # Ray nodes this host may carry, of any services (default: its CPUs).
+    max_nodes: int | None = Field(default=None, ge=1, le=256, description="Ray nodes the host may carry")
 
 
 class HeadAddress(BaseModel):

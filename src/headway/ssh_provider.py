@@ -15,16 +15,17 @@ fence of an unreachable old host.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import firewall, paths, ssh
-from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, _used_ips
+from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
-from .records import NodeRecord, ServiceRecord
+from .records import NodeRecord, ServiceRecord, all_records
 from .ssh import SshCloud, SshError, SshHost
 
 
@@ -36,6 +37,9 @@ class SshProvider:
     def __init__(self, cfg: SshCloud):
         self.cfg = cfg
         ssh.configure_host_keys(cfg)
+        self._cpus: dict[str, int] = {}
+        # Nodes planned by this provider but not yet saved in a record (a batch of workers).
+        self._planned: list[tuple[str, dict[str, int]]] = []
 
     @property
     def floating(self) -> bool:
@@ -43,25 +47,45 @@ class SshProvider:
 
     # -- planning ------------------------------------------------------------------------
     def plan_head(self) -> tuple[str, dict[str, int]]:
-        ports = {"gcs": GCS_PORT, "dashboard": DASHBOARD_PORT, "proxy": SERVE_PORT} | NETNS_NODE_PORTS
+        default = {"gcs": GCS_PORT, "dashboard": DASHBOARD_PORT, "client_server": firewall.CLIENT_SERVER_PORT,
+                   "proxy": SERVE_PORT} | NETNS_NODE_PORTS  # fmt: skip
         if self.floating:
             assert self.cfg.head_address.address is not None
-            return self.cfg.head_address.address, ports
-        used = _used_ips()
-        for h in self.cfg.heads():
-            if h.address not in used and ssh.reachable(h):
-                return h.address, ports
-        raise ProviderError("no head candidate host is free and reachable; add a host with role: head")
+            return self.cfg.head_address.address, default
+        return self._plan(self.cfg.heads(), set(), default, "head candidate")
 
     def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
-        """A worker host no live node holds (a dead worker's host, fenced, is free again)."""
-        used = _used_ips(free_fenced=True) | taken_ips
-        for h in self.cfg.workers():
-            if h.address not in used and ssh.reachable(h):
-                return h.address, dict(NETNS_NODE_PORTS)
-        free = [h.address for h in self.cfg.workers() if h.address not in used]
-        why = f"{', '.join(free)} unreachable" if free else "all in use"
-        raise ProviderError(f"no worker host left ({len(self.cfg.workers())} in the cloud config, {why})")
+        """A worker host with room for one more node (``max_nodes``, default its CPUs), one
+        that holds none of this service's nodes (``taken_ips``) first, the least loaded first:
+        a service's replicas spread over distinct hosts before two share one. A dead node's
+        host counts it until the node is fenced."""
+        return self._plan(self.cfg.workers(), taken_ips, NETNS_NODE_PORTS | {"proxy": SERVE_PORT}, "worker")
+
+    def _plan(self, hosts: list[SshHost], mine: set[str], default: dict[str, int], what: str
+              ) -> tuple[str, dict[str, int]]:  # fmt: skip
+        load = placement_load(all_records(), self._planned)
+        room = [h for h in hosts if len(load.get(h.address, [])) < self._capacity(h)]
+        for h in sorted(room, key=lambda h: (h.address in mine, len(load.get(h.address, [])))):
+            if ssh.reachable(h):
+                taken = {p for ports in load.get(h.address, []) for p in ports.values()}
+                ports = default if not taken & set(default.values()) else _free_ports_for(default, taken)
+                self._planned.append((h.address, ports))
+                return h.address, ports
+        why = f"{', '.join(h.address for h in room)} unreachable" if room else "every one is full (max_nodes)"
+        raise ProviderError(f"no {what} host has room ({len(hosts)} in the cloud config, {why}); add a host "
+                            "or raise its max_nodes")  # fmt: skip
+
+    def _capacity(self, h: SshHost) -> int:
+        """The Ray nodes a host may carry: its ``max_nodes``, else its CPUs (asked once)."""
+        if h.max_nodes:
+            return h.max_nodes
+        if h.address not in self._cpus:
+            try:
+                status, out, _ = ssh.run(h, "nproc", timeout_s=ssh.CONNECT_TIMEOUT_S)
+            except SshError:
+                return 1
+            self._cpus[h.address] = int(out) if status == 0 and out.strip().isdigit() else 1
+        return self._cpus[h.address]
 
     node_ports = staticmethod(LocalProvider.node_ports)
 
@@ -110,7 +134,7 @@ class SshProvider:
             if done.returncode != 0:
                 raise ProviderError(f"move_hook {hook} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         guarded = firewall.guarded_ports(node.role, node.ports)
-        rules = firewall.render(node.cluster_id, guarded, self.cfg.store_address)
+        rules = firewall.render(_rules_id(node), guarded, self.cfg.store_address)
         status, _, err = ssh.run(host, f"printf '%s' {shlex.quote(rules)} | nft -f -")
         if status != 0:
             raise ProviderError(f"host {host.address}: nft refused the node's packet filter: {err.strip()[-300:]}")
@@ -172,7 +196,7 @@ class SshProvider:
     def remove(self, node: NodeRecord) -> None:
         self.kill(node)
         with contextlib.suppress(SshError):  # an unreachable (fenced) host keeps its temp dir and rules
-            drop = shlex.quote(firewall.remove_script(node.cluster_id))
+            drop = shlex.quote(firewall.remove_script(_rules_id(node)))
             ssh.run(self._host(node), f"rm -rf {shlex.quote(node.temp_dir)}; printf '%s' {drop} | nft -f - ; true")
 
     def log_tail(self, node: NodeRecord, lines: int) -> str:
@@ -244,3 +268,28 @@ def local_path(uri: str | None) -> str | None:
     if uri and uri.startswith("file://") and Path(uri[7:]).exists():
         return uri[7:]
     return None
+
+
+def placement_load(
+    recs: Iterable[ServiceRecord], planned: Iterable[tuple[str, dict[str, int]]] = ()
+) -> dict[str, list[dict[str, int]]]:
+    """Host address -> the ports of each Ray node it carries (of every service, those being
+    planned too). A dead node counts until it is fenced: its processes may still run."""
+    load: dict[str, list[dict[str, int]]] = {}
+    for rec in recs:
+        for n in [*rec.nodes, *rec.retired]:
+            if not n.fenced:
+                load.setdefault(n.host or n.ip, []).append(n.ports)
+    for host, ports in planned:
+        load.setdefault(host, []).append(ports)
+    return load
+
+
+def _free_ports_for(default: dict[str, int], taken: set[int]) -> dict[str, int]:
+    """Ports of the same roles as ``default`` that no node on the host holds (a second node there)."""
+    return dict(zip(default, free_ports(len(default), taken | set(default.values())), strict=True))
+
+
+def _rules_id(node: NodeRecord) -> str:
+    """The node's own packet-filter table on its host (several nodes of a cluster may share one)."""
+    return node.cluster_id + hashlib.sha1(node.name.encode()).hexdigest()[:4]

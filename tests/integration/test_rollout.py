@@ -190,5 +190,22 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
           f"done {time.time() - t2:.1f} s after the deploy")  # fmt: skip
     assert answers.failures() == [], answers.failures()[:10]
     assert cli.status(name)["running_version"] == 4
+
+    # 4. The operator rolls a canary back: traffic returns at once, the new cluster is removed.
+    with Answers(endpoint, auth) as answers:
+        t3 = time.time()
+        cli.run("deploy", "-f", _spec(cli, name, "v5"), "--canary-percent", "10", check=True)
+        cli.wait_event(name, "rollout_canary_held", after=t3, timeout=120)
+        busy = cli.run("deploy", "-f", _spec(cli, name, "v6"))
+        assert busy.returncode == 3 and "rollout rollback" in busy.stderr, busy.stderr
+        canary = read_record(cli.home, f"{name}_r5")
+        out = cli.run("rollout", "rollback", name, check=True).stdout
+        assert "serves version 4 only" in out, out
+        back = time.time()
+        time.sleep(2)
+    assert answers.failures() == [], answers.failures()[:10]
+    assert answers.share("v4", back, back + 2)[0] == 1.0 and answers.share("v5", t3, back)[0] > 0
+    _gone(cli, store, canary)
+    assert "rolled back by the operator" in cli.run("rollout", "status", name, check=True).stdout
     cli.run("terminate", name, check=True)
     assert store.keys("RAYhw-t-ro*") == []

@@ -341,3 +341,67 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
             cli.run("terminate", name, check=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli):
+    """Small fleets: two services on three hosts. Each host may carry several Ray nodes (its
+    ``max_nodes``), each with its own ports; a service's workers spread over distinct hosts
+    first. A worker host dies (every process, sshd too): both services keep serving; when it
+    reboots, each gets its worker back there."""
+    root = Path(tempfile.mkdtemp(prefix="hwssh-"))
+    try:
+        with Hosts(root, 3) as hosts:
+            cfg = hosts.config(sys.prefix, ["head", "worker", "worker"])
+            cfg["ssh"]["hosts"][0]["max_nodes"] = 2
+            for h in cfg["ssh"]["hosts"][1:]:
+                h["max_nodes"] = 4
+            (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
+            cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
+            names = ["t-fleet-a", "t-fleet-b"]
+            for name in names:
+                cli.run("deploy", "-f", str(cli.write_spec(name)), check=True)
+            recs = {name: cli.record(name) for name in names}
+            heads = {name: next(n for n in r["nodes"] if n["role"] == "head") for name, r in recs.items()}
+            assert {h["ip"] for h in heads.values()} == {hosts.ips[0]}  # both heads on the head host ...
+            assert len({h["ports"]["gcs"] for h in heads.values()}) == 2  # ... each with its own ports
+            for name, r in recs.items():
+                ips = sorted(n["ip"] for n in r["nodes"] if n["role"] == "worker")
+                assert ips == sorted(hosts.ips[1:]), (name, ips)  # spread: one worker per host
+            on_b = [n for r in recs.values() for n in r["nodes"] if n["ip"] == hosts.ips[1]]
+            assert len(on_b) == 2 and len({n["ports"]["proxy"] for n in on_b}) == 2  # shared, own ports
+            endpoints = {name: cli.status(name)["endpoint"] for name in names}
+            auths = {name: {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
+                     for name in names}  # fmt: skip
+            for name in names:
+                assert httpx.get(endpoints[name] + "/", headers=auths[name], timeout=10).status_code == 200
+
+            loads = [Load([endpoints[n]] * 2, headers=auths[n]) for n in names]
+            for load in loads:
+                load.__enter__()
+            try:
+                time.sleep(2)
+                died_at = time.time()
+                hosts.crash(hosts.names[1])
+                time.sleep(10)  # both services serve from their other worker meanwhile
+                hosts.boot(hosts.names[1])
+                for name in names:
+                    cli.wait_event(name, "worker_replaced", after=died_at, timeout=180)
+                time.sleep(1)
+            finally:
+                for load in loads:
+                    load.__exit__(None, None, None)
+            print(f"\nssh fleet: a worker host shared by two services died and rebooted 10 s later; "
+                  f"{[load.report() for load in loads]}")  # fmt: skip
+            for load in loads:
+                assert load.failed == 0, load.errors[:5]
+            for name in names:
+                ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
+                assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host
+                assert cli.status(name)["state"] == "RUNNING"
+            for name in names:
+                cli.run("terminate", name, check=True)
+            for host_name in hosts.names:
+                marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
+                assert marked == [], f"Ray processes left on {host_name}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -82,3 +82,53 @@ def test_check_hosts_lists_every_problem():
     with pytest.raises(ssh.HostsNotReady, match="nothing was started") as exc:
         ssh.check_hosts(["host a: x", "host b: y"])
     assert "host a: x" in str(exc.value) and "host b: y" in str(exc.value)
+
+
+FLEET = """
+ssh:
+  venv: /opt/ray
+  store_address: 10.0.0.1
+  hosts:
+    - {address: 10.0.0.2, key: /k, role: head, max_nodes: 2}
+    - {address: 10.0.0.3, key: /k, role: worker, max_nodes: 2}
+    - {address: 10.0.0.4, key: /k, role: worker, max_nodes: 2}
+"""
+
+
+def _node(name: str, ip: str, ports: dict, fenced: bool = False):
+    from headway.records import NodeRecord
+
+    return NodeRecord(name=name, role="worker", ip=ip, ports=ports, temp_dir="/t", log="/l", marker=f"c/{name}/1",
+                      fenced=fenced)  # fmt: skip
+
+
+def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, monkeypatch):
+    """Placement over SSH hosts without SSH: a service's workers go to hosts it is not on
+    first, the least loaded first; a second node on a host gets ports no node there holds;
+    a full host (max_nodes) takes none; a dead node counts until it is fenced."""
+    from headway import ssh_provider
+    from headway.records import ServiceRecord
+
+    monkeypatch.setattr(ssh, "configure_host_keys", lambda cfg: None)
+    monkeypatch.setattr(ssh, "reachable", lambda h: True)
+    cfg = ssh.load_cloud_config(_write(tmp_path, FLEET))
+    other = ServiceRecord(name="other", cluster_id="c", mode="ssh", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2,
+                          serve_port=3, spec={"name": "other", "applications": [{"import_path": "m:a"}]})  # fmt: skip
+    other.nodes = [_node("worker-1", "10.0.0.3", ssh_provider.NETNS_NODE_PORTS | {"proxy": 8000})]
+    recs = [other]
+    monkeypatch.setattr(ssh_provider, "all_records", lambda: recs)
+    prov = ssh_provider.SshProvider(cfg)
+    first, ports1 = prov.plan_worker(set())
+    assert first == "10.0.0.4" and ports1["proxy"] == 8000  # the empty host first, Ray's default ports
+    second, ports2 = prov.plan_worker({first})
+    assert second == "10.0.0.3"  # this service is on .4 already: the other host, shared with "other"
+    assert not set(ports2.values()) & set(other.nodes[0].ports.values()) and ports2["proxy"] != 8000
+    third, _ = prov.plan_worker({first, second})
+    assert third == "10.0.0.4"  # .3 is full (max_nodes 2), .4 has room
+    with pytest.raises(ssh_provider.ProviderError, match="every one is full"):
+        prov.plan_worker(set())
+    # A dead node on a host counts until it is fenced.
+    load = ssh_provider.placement_load([other])
+    assert len(load["10.0.0.3"]) == 1
+    other.nodes[0].fenced = True
+    assert ssh_provider.placement_load([other]) == {}
