@@ -213,7 +213,7 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
 
 def _plan(rec: ServiceRecord, ing: IngressRecord) -> list[str]:
     """Slots and weights for the current backends; the runtime commands that apply the slots."""
-    addrs, ing.weights = targets(rec)
+    addrs, ing.weights = targets(rec, up_backends(ing) if rec.rollout and alive(ing) else None)
     ing.slots, commands = hc.plan_slots(ing.slots, addrs)
     return commands
 
@@ -268,6 +268,12 @@ def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
                 break
             chunks.append(data)
     return b"".join(chunks).decode(errors="replace")
+
+
+def up_backends(ing: IngressRecord | None) -> set[str]:
+    """The backends the ingress lets in now (UP after their health checks)."""
+    st = stats(ing) or {"backends": []}
+    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
 
 
 def stats(ing: IngressRecord | None) -> dict | None:

@@ -132,7 +132,7 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
     if rec.ingress and set(ingress.backends(rec)) != {a for a in rec.ingress.slots if a}:
         ingress.sync_backends(rec, rec.spec)  # a worker of the new cluster was replaced by its own repair
         records.save(rec)
-    up = rollout_window.backends_up(rec)
+    up = ingress.up_backends(rec.ingress)
     if ingress.reweigh(rec, up):  # the split over the servers that take traffic now
         records.save(rec)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers))

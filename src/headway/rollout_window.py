@@ -73,11 +73,6 @@ def numbers(rec: ServiceRecord, window: dict, new: Collection[str]) -> tuple[Num
             Numbers(totals[True][0], totals[True][1], p99(new_ms)))  # fmt: skip
 
 
-def backends_up(rec: ServiceRecord) -> set[str]:
-    """The backends the ingress lets in now (UP after their health checks)."""
-    st = ingress.stats(rec.ingress) or {"backends": []}
-    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
-
 
 def view(rec: ServiceRecord) -> dict | None:
     """A rollout as status shows it: the step, the split, both versions' numbers so far in
