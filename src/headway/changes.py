@@ -236,7 +236,7 @@ def _update(
     if old.ray_gcs_external_storage_config != spec.ray_gcs_external_storage_config:
         raise InputError(
             f"service {rec.name}: ray_gcs_external_storage_config cannot change in place (nothing was changed); "
-            "terminate the service and deploy it again to move its GCS"
+            "deploy with --strategy rollout to move its GCS (a new cluster beside the running one)"
         )
     version = versions_mod.create(rec.name, spec, working_dir_uri(rec, spec, package_uri), origin)
     progress(f"updating service {rec.name} to version {version.number}")

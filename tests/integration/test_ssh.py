@@ -154,6 +154,15 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
+def _terminate_leaving_nothing(cli, hosts: Hosts, names: list[str]) -> None:
+    """Terminate the services; no process of a Ray node is left on any host."""
+    for name in names:
+        cli.run("terminate", name, check=True)
+    for host_name in hosts.names:
+        marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
+        assert marked == [], f"Ray processes left on {host_name}"
+
+
 def _other_python() -> str | None:
     """A Python of another minor version on this machine, for a real mismatch."""
     mine = sys.version_info[:2]
@@ -276,10 +285,7 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
             assert again["worker-1"]["ip"] == w1["ip"] and again["worker-1"]["node_id"] != w1["node_id"]
             assert not [e for e in cli.events(name) if e["at"] > killed_at and e["kind"] == "worker_replacement_failed"]
 
-            cli.run("terminate", name, check=True)
-            for host_name in hosts.names:
-                marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
-                assert marked == [], f"Ray processes left on {host_name}"
+            _terminate_leaving_nothing(cli, hosts, [name])
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -398,10 +404,6 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host
                 assert cli.status(name)["state"] == "RUNNING"
-            for name in names:
-                cli.run("terminate", name, check=True)
-            for host_name in hosts.names:
-                marked = [p for p in netns.pids(host_name) if b"HEADWAY_NODE=" in _environ(p)]
-                assert marked == [], f"Ray processes left on {host_name}"
+            _terminate_leaving_nothing(cli, hosts, names)
     finally:
         shutil.rmtree(root, ignore_errors=True)
