@@ -24,6 +24,15 @@ def test_config_is_valid_haproxy(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_weighted_config_of_a_rollout_is_valid_haproxy(tmp_path):
+    f = tmp_path / "h.cfg"
+    weights = {"10.0.0.3:8000": 230, "10.0.0.4:8000": 26, "10.0.0.5:8000": 0}
+    settings = conf(token="t0k", stats_socket=str(tmp_path / "s"), weighted=True)
+    f.write_text(hc.render(settings, slots(*weights), weights))
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_token_checked_only_when_enabled():
     assert 'deny_status 401 unless { req.hdr(authorization) -m str "Bearer t0k" }' in hc.render(
         conf(token="t0k"), slots()
