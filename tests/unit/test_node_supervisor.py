@@ -15,18 +15,25 @@ import pytest
 from headway import node_supervisor, procs
 from headway.service import ray_failure_line
 
-LONG = "import time; time.sleep(120)"
+#: A stand-in node process: says it runs (a file beside it), then sleeps.
+STANDIN = "import pathlib, sys, time; pathlib.Path(sys.argv[0] + '.up').touch(); time.sleep(120)"
+NAMES = ("raylet_standin", "gcs_standin", "a", "b", "half_started")
 PY = sys.executable  # not a shim that writes to the node's output
 
 
 def _starter(tmp_path: Path, body: str) -> str:
     """A stand-in for ``ray start``: launches its 'node processes' (``python3 <dir>/x.py``,
-    each sleeping) in the background, then exits."""
-    for name in ("raylet_standin", "gcs_standin", "a", "b", "half_started"):
-        (tmp_path / "node").mkdir(exist_ok=True)
-        (tmp_path / "node" / f"{name}.py").write_text(LONG)
+    each sleeping) in the background and, as ``ray start`` does, returns once they run — a
+    process still between fork and exec would be adopted under the shell's name."""
+    node = tmp_path / "node"
+    node.mkdir(exist_ok=True)
+    for name in NAMES:
+        (node / f"{name}.py").write_text(STANDIN)
+    started = [n for n in NAMES if f"{node}/{n}.py &" in body]
+    wait = "".join(f"while [ ! -e {node}/{n}.py.up ]; do sleep 0.02; done\n" for n in started)
+    lines = body.split("\n")
     script = tmp_path / "ray"
-    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.write_text("#!/bin/sh\n" + "\n".join(lines[:-1]) + "\n" + wait + lines[-1] + "\n")
     script.chmod(0o755)
     return str(script)
 
@@ -92,8 +99,11 @@ def test_a_stopped_process_is_not_a_crash(tmp_path, cleanup):
 
 
 def test_the_ray_client_server_is_stopped_once_the_node_is_up(tmp_path, cleanup):
-    client_server = f"{PY} -c '{LONG}' -m ray.util.client.server &"
-    sup = _start(tmp_path, f"{PY} {tmp_path}/node/raylet_standin.py &\n{client_server}\nexit 0")
+    up = tmp_path / "client_server.up"
+    client_server = (f"{PY} -c \"import pathlib, time; pathlib.Path('{up}').touch(); time.sleep(120)\" "
+                     "-m ray.util.client.server &")  # fmt: skip
+    running = f"while [ ! -e {up} ]; do sleep 0.02; done"
+    sup = _start(tmp_path, f"{PY} {tmp_path}/node/raylet_standin.py &\n{client_server}\n{running}\nexit 0")
     cleanup.append(sup)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
