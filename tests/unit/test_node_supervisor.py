@@ -108,7 +108,7 @@ def test_the_ray_client_server_is_stopped_once_the_node_is_up(tmp_path, cleanup)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         live = [c for p, c in _children(sup.pid).items() if not procs._is_zombie(p)]
-        if len(live) == 1:
+        if len(live) == 1 and "raylet_standin" in live[0]:  # the starter gone, the client server stopped
             break
         time.sleep(0.05)
     assert len(live) == 1 and "raylet_standin" in live[0]
