@@ -82,19 +82,6 @@ def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list
     return old + new, {a: w_old for a in old} | {a: w_new for a in new}
 
 
-def reweigh(rec: ServiceRecord, up: Collection[str]) -> bool:
-    """Weights for the backends that are up now, through the runtime API; whether they changed."""
-    ing = rec.ingress
-    _, weights = targets(rec, up)
-    if ing is None or weights == ing.weights or not alive(ing):
-        return False
-    ing.weights = weights
-    for cmd in hc.weight_commands(ing.slots, weights):
-        command(ing, cmd)
-    _write_config(rec, rec.spec, ing)
-    return True
-
-
 def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
     http = spec.http_options
     return hc.IngressSettings(

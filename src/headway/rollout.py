@@ -129,11 +129,12 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
         _abort(rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
         return
     target = versions_mod.get(rec.name, ro.version).spec
-    if rec.ingress and set(ingress.backends(rec)) != {a for a in rec.ingress.slots if a}:
-        ingress.sync_backends(rec, rec.spec)  # a worker of the new cluster was replaced by its own repair
-        records.save(rec)
     up = ingress.up_backends(rec.ingress)
-    if ingress.reweigh(rec, up):  # the split over the servers that take traffic now
+    wanted, weights = ingress.targets(rec, up)
+    if rec.ingress and (set(wanted) != {a for a in rec.ingress.slots if a} or weights != rec.ingress.weights):
+        # A new cluster's worker its own repair replaced, or a server gone up or down: the
+        # split is over the servers that take traffic now.
+        ingress.sync_backends(rec, rec.spec)
         records.save(rec)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers))
     old_n, new_n = rollout_window.numbers(rec, ro.window, new_addrs)

@@ -29,6 +29,8 @@ WEIGHT_SCALE = 256
 #: A step whose new workers do not all pass the health checks for this long (or four step
 #: intervals) rolls back: a version whose proxies never answer would hold the rollout forever.
 READY_TIMEOUT_S = 120.0
+#: Requests each version needs in a window before its p99 is judged.
+P99_MIN_SAMPLES = 100
 
 
 class Move(StrEnum):
@@ -125,7 +127,8 @@ def judge(old: Numbers, new: Numbers, th: Thresholds) -> tuple[bool | None, str]
                        f"{old.error_rate:.1%} for the old version (allowed: +{th.max_error_rate:.1%})")  # fmt: skip
     if new.requests < th.min_requests:
         return None, f"{new.requests} request(s) to the new version (fewer than {th.min_requests}: not judged)"
-    if new.p99_ms is not None and old.p99_ms is not None:
+    # Below 100 samples a "p99" is the slowest request (one cold start), not a percentile.
+    if new.p99_ms is not None and old.p99_ms is not None and min(new.requests, old.requests) >= P99_MIN_SAMPLES:
         limit = max(old.p99_ms * th.max_p99_ratio, old.p99_ms + th.p99_slack_ms)
         if new.p99_ms > limit:
             return False, (f"p99 latency {new.p99_ms:.0f} ms against {old.p99_ms:.0f} ms for the old version "

@@ -25,7 +25,8 @@ class RolloutConfig(Strict):
     # The new version's 5xx share may exceed the old one's by at most this much (0.01: one
     # point) over the same window; a 5xx the ingress retried elsewhere counts too.
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
-    # Its p99 latency may be at most this many times the old one's ...
+    # Its p99 latency may be at most this many times the old one's (judged once both versions
+    # served 100 requests in the step: below that a "p99" is one cold request) ...
     max_p99_ratio: float = Field(default=2.0, ge=1, le=100)
     # ... unless it is within this many milliseconds of it (a fast service is not judged on noise).
     p99_slack_ms: float = Field(default=50.0, ge=0, le=60_000)

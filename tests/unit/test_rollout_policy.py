@@ -87,6 +87,8 @@ def test_judge_counts_errors_latency_and_too_little_traffic():
     assert rp.judge(ok, rp.Numbers(5, 0, 20.0), th)[0] is None
     slow, why = rp.judge(ok, rp.Numbers(100, 0, 400.0), th)
     assert slow is False and "p99 latency 400 ms" in why
+    # Fewer than 100 requests: the "p99" is the one slowest request (a cold start), not judged.
+    assert rp.judge(ok, rp.Numbers(rp.P99_MIN_SAMPLES - 1, 0, 400.0), th)[0] is True
     assert rp.judge(ok, rp.Numbers(100, 0, 60.0), th)[0] is True  # within the slack of a fast service
 
 
