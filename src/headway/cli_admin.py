@@ -79,6 +79,10 @@ def cloud_status(as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2))
         return
     out.print(f"cloud {st['id']} ({st['mode']} mode)  store {st['address']}")
+    if st.get("endpoint_address"):
+        ea = st["endpoint_address"]
+        held = ea["held_by"] or "[red]none[/]"
+        out.print(f"endpoints at {ea['address']} on {', '.join(ea['hosts'])}: held by {held}")
     t = Table("role", "port", "running", "memory", "replicas")
     for s in st["store"]:
         mem = f"{s.get('used_memory', 0) / 2**20:.1f} MiB / {s.get('maxmemory', 0) / 2**20:.0f} MiB"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import binaries, netns, paths, procs, storage, store_conf, store_tls
+from . import binaries, netns, paths, procs, storage, store_conf, store_tls, vip
 from .errors import Failed
 from .ssh import SshCloud
 from .ssh_provider import SshProvider
@@ -283,6 +283,8 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
     restart_dead(rec)
     _wait_replica(local_address(rec, current_primary_port(rec)), 15)
+    if rec.ssh is not None and rec.ssh.ingress is not None:
+        vip.ensure(rec.ssh, rec.id)
     return rec
 
 
@@ -342,6 +344,9 @@ def status(rec: CloudRecord) -> dict:
         out["store"].append(entry)
     out["address"] = store_address(rec).masked()
     out["primary_port"] = current_primary_port(rec)
+    if rec.ssh is not None and rec.ssh.ingress is not None:
+        out["endpoint_address"] = {"address": rec.ssh.ingress.address, "hosts": rec.ssh.ingress.hosts,
+                                   "held_by": vip.holder(rec.ssh)}  # fmt: skip
     out["sentinel"] = (
         {"port": rec.sentinel.port, "running": bool(_running_pids(rec.sentinel))} if rec.sentinel else None
     )
@@ -354,6 +359,8 @@ def teardown() -> None:
     if rec is not None:
         for proc in [*rec.store, *([rec.sentinel] if rec.sentinel else [])]:
             procs.kill_pids(_running_pids(proc), grace_s=2)
+        if rec.ssh is not None and rec.ssh.ingress is not None:
+            vip.stop(rec.ssh, rec.id)
         if rec.mode == "netns":
             netns.remove_bridge()
     shutil.rmtree(paths.cloud_dir(), ignore_errors=True)

@@ -49,6 +49,7 @@ from . import (
     steps,
     storage,
     store_watch,
+    vip,
     watchdog,
 )
 from .daemon_info import _live_info, _lockfile, _pidfile, api_url, logfile, running_pid  # noqa: F401 - the CLI's
@@ -343,6 +344,9 @@ def _repair_store() -> None:
     crec = cloud.load()
     if crec is None:
         return
+    if crec.ssh is not None and crec.ssh.ingress is not None:
+        for host in vip.ensure(crec.ssh, crec.id):
+            log.warning("endpoint address: keepalived restarted on %s", host)
     restarted = cloud.restart_dead(crec)
     if not restarted:
         return

@@ -51,13 +51,17 @@ def guarded_ports(role: str, ports: dict[str, int]) -> list[int]:
     return sorted(out)
 
 
-def render(cluster_id: str, ports: Iterable[int], allowed: str) -> str:
-    """An nftables script: admit ``allowed`` (the control host) and loopback to ``ports``,
-    reset every other TCP connection to them. Replaces the cluster's table atomically."""
-    addr = ipaddress.ip_address(allowed)  # a typo must not become a rule that admits nobody
-    family = "ip6" if addr.version == 6 else "ip"
+def render(cluster_id: str, ports: Iterable[int], allowed: str | Iterable[str]) -> str:
+    """An nftables script: admit ``allowed`` (the control host, and the ingress hosts when
+    the endpoints run on several) and loopback to ``ports``, reset every other TCP
+    connection to them. Replaces the cluster's table atomically."""
+    # A typo must not become a rule that admits nobody (or everybody): each is parsed.
+    addrs = [ipaddress.ip_address(a) for a in ([allowed] if isinstance(allowed, str) else allowed)]
     port_set = ", ".join(str(int(p)) for p in sorted(set(ports)))
     name = table_name(cluster_id)
+    by_family = {fam: ", ".join(str(a) for a in addrs if a.version == v) for fam, v in (("ip", 4), ("ip6", 6))}
+    admits = [f"    {fam} saddr {{ {srcs} }} tcp dport {{ {port_set} }} accept"
+              for fam, srcs in by_family.items() if srcs]  # fmt: skip
     return "\n".join(
         [
             f"table inet {name}",  # create it if missing, so the delete below never fails
@@ -66,7 +70,7 @@ def render(cluster_id: str, ports: Iterable[int], allowed: str) -> str:
             "  chain input {",
             "    type filter hook input priority 0; policy accept;",
             f'    iifname "lo" tcp dport {{ {port_set} }} accept',
-            f"    {family} saddr {addr} tcp dport {{ {port_set} }} accept",
+            *admits,
             f"    tcp dport {{ {port_set} }} reject with tcp reset",
             "  }",
             "}",

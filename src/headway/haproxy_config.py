@@ -58,6 +58,10 @@ class IngressSettings:
     # follows weights; leastconn sends an idle service's every request to the heaviest
     # server), and every request is logged, so each version's latency can be read.
     weighted: bool = False
+    # The endpoints on several hosts: each binds the moving address even while another
+    # host holds it (``transparent``: IP_TRANSPARENT), so it answers the moment the
+    # address arrives.
+    freebind: bool = False
 
 
 def slot_name(i: int) -> str:
@@ -102,7 +106,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    retry-on {retry_on}",
         "",
         "frontend endpoint",
-        f"    bind {s.bind}:{s.port}",
+        f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}",
     ]
     if s.token is not None:
         bearer = f'req.hdr(authorization) -m str "Bearer {s.token}"'

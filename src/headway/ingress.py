@@ -1,7 +1,9 @@
 """A service's ingress process: one HAProxy per service, the stable endpoint.
 
 It runs detached (its own session), so it outlives the CLI, the controller and the
-head. Backend changes go through HAProxy's runtime API on its admin socket; a change
+head. In ssh mode with ``ingress:`` hosts in the cloud config it runs on each of those
+hosts instead, behind the address keepalived moves (``ingress_hosts``, ``vip``); every
+function here then acts on each instance. Backend changes go through HAProxy's runtime API on its admin socket; a change
 of the config itself (token, timeouts) is a seamless reload: the new process takes
 the listening socket over from the old one (``-x``), which finishes its requests.
 
@@ -11,6 +13,7 @@ The bearer token lives in ``services/<name>/token`` and in the HAProxy config, b
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -20,12 +23,13 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from . import binaries, db, paths, procs, records, rollout_policy
+from . import binaries, cloud, db, ingress_hosts, paths, procs, records, rollout_policy, ssh, vip
 from . import haproxy_config as hc
 from .errors import Failed
 from .provider import free_ports, used_ports
 from .records import IngressRecord, NodeRecord, ServiceRecord
 from .spec import ServiceSpec
+from .ssh import SshCloud, SshError, SshHost
 
 START_TIMEOUT_S = 10.0
 #: How long a backend stays out of rotation before its host is removed: a host that
@@ -93,18 +97,22 @@ def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.In
         keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
         retry_5xx_idempotent=http.retry_5xx_idempotent,
         weighted=rec.rollout is not None,
+        freebind=ing.on_hosts,
     )
 
 
 def _write_config(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:
+    """Record what the config holds; here, write it (on hosts, ``_spawn_on`` writes each)."""
     conf = settings(rec, spec, ing)
     ing.settings_digest = _digest(conf)
-    paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
+    if not ing.on_hosts:
+        paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
 
 
 def _digest(conf: hc.IngressSettings) -> str:
-    """Identifies everything but the backends (the token included, never shown)."""
-    return hashlib.sha256(hc.render(conf, []).encode()).hexdigest()[:16]
+    """Identifies everything but the backends and the admin socket (the token included,
+    never shown): the same on every host."""
+    return hashlib.sha256(hc.render(dataclasses.replace(conf, stats_socket=""), []).encode()).hexdigest()[:16]
 
 
 def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
@@ -122,8 +130,30 @@ def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
 
 
 # -- process -------------------------------------------------------------------------------
+def _hosts_cloud() -> SshCloud | None:
+    """The cloud config when the endpoints run on its ingress hosts."""
+    crec = cloud.load()
+    return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
+
+
+def _cloud_of(ing: IngressRecord) -> SshCloud:
+    cfg = _hosts_cloud()
+    if cfg is None:
+        raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
+    ssh.configure_host_keys(cfg)
+    return cfg
+
+
 def alive(ing: IngressRecord | None) -> bool:
-    return bool(ing) and procs.same_process(ing.pid, ing.pid_started)
+    """Here: the process runs. On hosts: each host that answers runs its instance (one that
+    does not answer is not counted: nothing can be started there until it is back)."""
+    if not ing:
+        return False
+    if not ing.on_hosts:
+        return procs.same_process(ing.pid, ing.pid_started)
+    cfg = _cloud_of(ing)
+    return all(not ingress_hosts.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
+               for h in cfg.ingress_hosts())  # fmt: skip
 
 
 def marker(rec: ServiceRecord) -> str:
@@ -156,25 +186,55 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
     ing.pid_started = procs.start_time(child.pid)
 
 
+def _spawn_on(host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord, reload: bool) -> None:
+    """Start (or, with ``reload``, seamlessly replace) the instance on one ingress host."""
+    root = str(paths.node_temp_root())
+    f = ingress_hosts.files(ing.marker, host.address, root)
+    text = hc.render(dataclasses.replace(settings(rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights)
+    inst = ing.instances.get(host.address)
+    if reload and ingress_hosts.alive(host, inst):
+        assert inst is not None
+        ingress_hosts.spawn(_cloud_of(ing), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
+        return
+    ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
+    ingress_hosts.spawn(_cloud_of(ing), host, ing, text, root, [])
+
+
 def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
-    """Start the service's ingress (first deploy, or after it died): same port, same slots."""
+    """Start the service's ingress (first deploy, or after it died): same port, same slots.
+    On hosts: only the instances that do not run (a host back from a reboot)."""
     d = paths.service_dir(rec.name)
     ing = rec.ingress
     if ing is None:
         (port,) = free_ports(1, used_ports())
+        hosts_cfg = _hosts_cloud()
         ing = IngressRecord(
-            bind=bind_address(),
+            bind=hosts_cfg.ingress.address if hosts_cfg and hosts_cfg.ingress else bind_address(),
             port=port,
             config=str(d / "haproxy.cfg"),
             socket=str(d / "haproxy.sock"),
             log=str(d / "logs" / "haproxy.log"),
             slots=hc.empty_slots(),
             marker=f"{rec.cluster_id}/ingress",
+            on_hosts=hosts_cfg is not None,
         )
         rec.ingress = ing
     os.makedirs(os.path.dirname(ing.log), exist_ok=True)
     _plan(rec, ing)
     _write_config(rec, spec, ing)
+    if ing.on_hosts:
+        cfg = _cloud_of(ing)
+        crec = cloud.load()
+        assert crec is not None
+        vip.ensure(cfg, crec.id)
+
+        def start_missing(host: SshHost) -> None:
+            if not ingress_hosts.alive(host, ing.instances.get(host.address)):
+                _spawn_on(host, rec, spec, ing, reload=False)
+
+        if ingress_hosts.each_answering(cfg, start_missing) == 0:
+            raise IngressError(f"no ingress host answers SSH ({', '.join(h.address for h in cfg.ingress_hosts())})")
+        return ing
     # A fresh start must be the only listener (HAProxy binds with SO_REUSEPORT): any
     # process left of this service's ingress goes first, found by its marker.
     procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=1)
@@ -189,9 +249,12 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
     listener over from the old one, which finishes what it is serving and exits."""
     ing = rec.ingress
     assert ing is not None
-    old = ing.pid if alive(ing) else None
     _plan(rec, ing)
     _write_config(rec, spec, ing)
+    if ing.on_hosts:
+        ingress_hosts.each_answering(_cloud_of(ing), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
+        return
+    old = ing.pid if alive(ing) else None
     if old is None:
         start(rec, spec)
         return
@@ -213,8 +276,8 @@ def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
         return []
     commands = _plan(rec, ing)
     commands += hc.weight_commands(ing.slots, ing.weights)
-    for cmd in commands:
-        reply = command(ing, cmd).strip()
+    for cmd, reply in _send(ing, commands):
+        reply = reply.strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():
             raise IngressError(f"haproxy refused '{cmd}': {reply}")
     _write_config(rec, spec, ing)
@@ -226,15 +289,19 @@ def drain(rec: ServiceRecord, addresses: list[str]) -> None:
     ing = rec.ingress
     if ing is None or not alive(ing):
         return
-    for i, addr in enumerate(ing.slots):
-        if addr in addresses:
-            command(ing, f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint")
+    _send(ing, [f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
+                for i, addr in enumerate(ing.slots) if addr in addresses])  # fmt: skip
 
 
 def stop(rec: ServiceRecord) -> None:
     """Stop every process of the service's ingress (an old one finishing a reload too)."""
     ing = rec.ingress
     if ing is None:
+        return
+    if ing.on_hosts:
+        root = str(paths.node_temp_root())
+        ingress_hosts.each_answering(_cloud_of(ing), lambda h: ingress_hosts.stop_on(h, ing, root))
+        ing.instances.clear()
         return
     procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=2)
     for f in (ing.socket, ing.config):
@@ -244,6 +311,7 @@ def stop(rec: ServiceRecord) -> None:
 
 # -- runtime API ---------------------------------------------------------------------------
 def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
+    """One command to the local instance's admin socket."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout_s)
         s.connect(ing.socket)
@@ -257,6 +325,32 @@ def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
+    """Each running instance's replies to ``cmds`` (here: the one process; on hosts: every
+    instance whose host answers)."""
+    if not cmds:
+        return []
+    if not ing.on_hosts:
+        return [[command(ing, c) for c in cmds]]
+    cfg = _cloud_of(ing)
+    root = str(paths.node_temp_root())
+    out = []
+    for host in cfg.ingress_hosts():
+        if host.address not in ing.instances or not ingress_hosts.answers(host):
+            continue
+        try:
+            sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]
+            out.append(ingress_hosts.commands(cfg, host, sock, cmds))
+        except SshError:
+            continue
+    return out
+
+
+def _send(ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
+    """A runtime change to every instance: (command, reply) pairs of all of them."""
+    return [(c, r) for replies in _per_instance(ing, cmds) for c, r in zip(cmds, replies, strict=True)]
+
+
 def up_backends(ing: IngressRecord | None) -> set[str]:
     """The backends the ingress lets in now (UP after their health checks)."""
     st = stats(ing) or {"backends": []}
@@ -264,28 +358,30 @@ def up_backends(ing: IngressRecord | None) -> set[str]:
 
 
 def stats(ing: IngressRecord | None) -> dict | None:
-    """Backends (up/down, requests, errors) and the endpoint's counters, or None if down."""
-    if not alive(ing):
+    """Backends (up/down, requests, errors) and the endpoint's counters, or None if down.
+    On hosts: the counters of every instance added up (only the one holding the address
+    serves), a backend UP when an instance finds it so."""
+    if ing is None or not alive(ing):
         return None
     try:
-        text = command(ing, "show stat")  # type: ignore[arg-type]
+        texts = [replies[0] for replies in _per_instance(ing, ["show stat"])]
     except OSError:
         return None
-    servers = hc.parse_stats(text)
-    slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}  # type: ignore[union-attr]
-    return {
-        "frontend": hc.parse_frontend(text),
-        "backends": [
-            {
-                "address": slots.get(s.slot, s.address),
-                "status": s.status,
-                "requests": s.requests,
-                "errors": s.errors,
-                "retries": s.retries,
-                "redispatches": s.redispatches,
-                "hrsp_5xx": s.hrsp_5xx,
-            }
-            for s in servers
-            if s.slot in slots
-        ],
-    }
+    if not texts:
+        return None
+    slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}
+    counters = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
+    backends: dict[str, dict] = {}
+    frontend: dict[str, int] = {}
+    for text in texts:
+        for k, v in hc.parse_frontend(text).items():
+            frontend[k] = frontend.get(k, 0) + v
+        for s in hc.parse_stats(text):
+            if s.slot not in slots:
+                continue
+            b = backends.setdefault(s.slot, {"address": slots[s.slot], "status": s.status} | dict.fromkeys(counters, 0))
+            if s.status.startswith("UP"):
+                b["status"] = s.status
+            for k in counters:
+                b[k] += getattr(s, k)
+    return {"frontend": frontend, "backends": list(backends.values())}

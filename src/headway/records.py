@@ -47,8 +47,16 @@ class NodeRecord(BaseModel):
         return self.marker.split("/", 1)[0]
 
 
+class ProcId(BaseModel):
+    """A process on another host: its PID and start time (together, its identity)."""
+
+    pid: int
+    pid_started: int | None = None
+
+
 class IngressRecord(BaseModel):
-    """The service's HAProxy: where it listens, which process it is, its server slots."""
+    """The service's HAProxy: where it listens, which process it is, its server slots.
+    With ``on_hosts``, one HAProxy per ingress host (``instances``) behind a moving address."""
 
     bind: str
     port: int
@@ -61,6 +69,8 @@ class IngressRecord(BaseModel):
     settings_digest: str = ""  # of the config without its servers: tells when to reload
     marker: str = ""  # its processes' marker (set at its start: a rollout swaps the cluster under it)
     weights: dict[str, int] = Field(default_factory=dict)  # backend address -> weight, during a rollout
+    on_hosts: bool = False  # the endpoint runs on the cloud's ingress hosts, not here
+    instances: dict[str, ProcId] = Field(default_factory=dict)  # ingress host -> its HAProxy
 
 
 class RolloutRecord(BaseModel):

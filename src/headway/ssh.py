@@ -8,6 +8,7 @@ watchdog treats its nodes as dead (together with the GCS health check for a head
 
 from __future__ import annotations
 
+import ipaddress
 import platform
 import shlex
 import threading
@@ -16,7 +17,7 @@ from typing import Literal
 
 import paramiko
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from . import paths
 from .errors import Failed, InputError
@@ -69,6 +70,30 @@ class HeadAddress(BaseModel):
     move_hook: str | None = None
 
 
+class IngressHosts(BaseModel):
+    """Every service's endpoint on several hosts: HAProxy runs on each of ``hosts`` with the
+    same config, and keepalived (VRRP, Debian's package) keeps ``address`` on one live host
+    of them. Clients use ``address``; when its host dies, another host takes it over in
+    under a second and answers with the same endpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(description="the endpoints' moving IPv4 address (not a host's own)")
+    hosts: list[str] = Field(min_length=2, description="addresses of cloud hosts that run the endpoints")
+    interface: str = Field(default="eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$",
+                           description="the hosts' network interface that carries the address")  # fmt: skip
+    prefix_length: int = Field(default=24, ge=8, le=32, description="the address's netmask length")
+    router_id: int = Field(default=51, ge=1, le=255, description="VRRP virtual router id, unique on the network")
+
+    @field_validator("address")
+    @classmethod
+    def _ipv4(cls, v: str) -> str:
+        try:
+            return str(ipaddress.IPv4Address(v))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 address") from None
+
+
 class SshCloud(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -83,6 +108,7 @@ class SshCloud(BaseModel):
     )
     store_address: str = Field(description="where the hosts reach this machine: the managed store listens there")
     head_address: HeadAddress = Field(default_factory=HeadAddress)
+    ingress: IngressHosts | None = Field(default=None, description="endpoints on several hosts (else here)")
     hosts: list[SshHost]
 
     def heads(self) -> list[SshHost]:
@@ -90,6 +116,14 @@ class SshCloud(BaseModel):
 
     def workers(self) -> list[SshHost]:
         return [h for h in self.hosts if h.role == "worker"]
+
+    def ingress_hosts(self) -> list[SshHost]:
+        return [self.host(a) for a in self.ingress.hosts] if self.ingress else []
+
+    def trusted(self) -> list[str]:
+        """The addresses that may reach a node's unauthenticated ports (its Serve proxy):
+        the control host, and the ingress hosts when the endpoints run there."""
+        return [self.store_address, *(self.ingress.hosts if self.ingress else [])]
 
     def host(self, address: str) -> SshHost:
         found = next((h for h in self.hosts if h.address == address), None)
@@ -119,6 +153,16 @@ def load_cloud_config(path: str) -> SshCloud:
         raise SshError(f"{path}: ssh.head_address: floating mode needs address and move_hook")
     if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
         raise SshError(f"{path}: ssh.hosts: an address is listed twice")
+    if cfg.ingress is not None:
+        known = {h.address for h in cfg.hosts}
+        unknown = [a for a in cfg.ingress.hosts if a not in known]
+        if unknown:
+            raise SshError(f"{path}: ssh.ingress.hosts: {', '.join(unknown)} not in ssh.hosts; list them there")
+        if len(set(cfg.ingress.hosts)) != len(cfg.ingress.hosts):
+            raise SshError(f"{path}: ssh.ingress.hosts: an address is listed twice")
+        if cfg.ingress.address in known | {cfg.store_address}:
+            raise SshError(f"{path}: ssh.ingress.address: {cfg.ingress.address} is a host's own address; "
+                           "give a free address of the hosts' network (it moves between them)")  # fmt: skip
     return cfg
 
 

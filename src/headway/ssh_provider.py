@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import firewall, paths, ssh
+from . import firewall, host_procs, paths, ssh, vip
 from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
 from .records import NodeRecord, ServiceRecord, all_records
@@ -134,7 +134,7 @@ class SshProvider:
             if done.returncode != 0:
                 raise ProviderError(f"move_hook {hook} failed ({done.returncode}): {done.stderr.strip()[-300:]}")
         guarded = firewall.guarded_ports(node.role, node.ports)
-        rules = firewall.render(_rules_id(node), guarded, self.cfg.store_address)
+        rules = firewall.render(_rules_id(node), guarded, self.cfg.trusted())
         status, _, err = ssh.run(host, f"printf '%s' {shlex.quote(rules)} | nft -f -")
         if status != 0:
             raise ProviderError(f"host {host.address}: nft refused the node's packet filter: {err.strip()[-300:]}")
@@ -142,44 +142,27 @@ class SshProvider:
         for path, content in launch.secret_files.items():
             ssh.put_private(host, path, content)
         argv = launch.command(f"{self.cfg.venv}/bin/python")
-        status, out, err = ssh.run(host, start_command(argv, launch.env, node.temp_dir, node.log))
+        status, out, err = ssh.run(host, host_procs.start_command(argv, launch.env, node.temp_dir, node.log))
         if status != 0 or not out.strip().isdigit():
             raise ProviderError(f"host {host.address}: ray start did not launch: {err.strip()[-300:]}")
         node.pid = int(out.strip())
-        node.pid_started = self._start_time(host, node.pid)
+        node.pid_started = host_procs.start_time(host, node.pid)
         node.started_at = time.time()
         return node.pid
 
-    @staticmethod
-    def _start_time(host: SshHost, pid: int) -> int | None:
-        status, out, _ = ssh.run(host, f"awk '{{print $22}}' /proc/{pid}/stat", timeout_s=ssh.CONNECT_TIMEOUT_S)
-        return int(out) if status == 0 and out.strip().isdigit() else None
-
     def alive(self, node: NodeRecord) -> bool:
         """The host answers SSH and the node's supervisor still runs."""
-        if node.pid is None:
-            return False
-        try:
-            return self._start_time(self._host(node), node.pid) == node.pid_started
-        except SshError:
-            return False
+        return host_procs.same_process(self._host(node), node.pid, node.pid_started)
 
     def pids(self, node: NodeRecord) -> list[int]:
         """Every process on the host carrying the node's marker. Raises when the host does
         not answer: an unreachable node cannot be shown to be gone."""
         if self.floating and node.role == "head" and not ssh.reachable(self._host(node)):
             return []  # fenced by the move hook: the address will be taken from it
-        marker = shlex.quote(f"HEADWAY_NODE={node.marker}")
-        script = (
-            "for p in /proc/[0-9]*; do "
-            f"tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -qx {marker} && echo ${{p#/proc/}}; "
-            "done; true"
-        )
         try:
-            _, out, _ = ssh.run(self._host(node), script)
+            return host_procs.marked_pids(self._host(node), node.marker)
         except SshError as exc:
             raise ProviderError(f"cannot fence node {node.name}: {exc}; it is retried when the host answers") from None
-        return sorted(int(p) for p in out.split() if p.isdigit())
 
     def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:
         for _ in range(5):
@@ -187,7 +170,7 @@ class SshProvider:
             if not left:
                 return
             try:
-                ssh.run(self._host(node), "kill -9 " + " ".join(map(str, left)) + " 2>/dev/null; true")
+                host_procs.kill(self._host(node), left)
             except SshError:
                 if not (self.floating and node.role == "head"):
                     raise
@@ -240,27 +223,13 @@ class SshProvider:
                 p = ssh.version_problem(h, self.cfg.venv)
                 if p is None and ssh.run(h, "command -v nft >/dev/null")[0] != 0:
                     p = f"host {h.address}: nft is missing (the nodes' packet filter); apt-get install nftables"
+                if p is None and h in self.cfg.ingress_hosts():
+                    p = vip.missing_tools(h, self.cfg.venv)
             except SshError as exc:
                 p = str(exc)
             if p:
                 out.append(p)
         return out
-
-
-def start_command(argv: list[str], env: dict[str, str], temp_dir: str, log: str) -> str:
-    """The shell line that starts a node detached on its host. Every word a user could have
-    influenced (an env key or value, a path) is quoted as a whole: ``KEY=value`` is one
-    word, so neither part can end the assignment and start a command."""
-    assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-    temp = shlex.quote(temp_dir)
-    # Only the detached command goes to the background (with every fd redirected): the
-    # SSH channel closes once the shell has printed its PID. setsid execs in place (a
-    # background job of a non-interactive shell leads no process group), so $! is Ray's.
-    return (
-        f"cd {temp} || exit 1; "
-        f"env -u RAY_ADDRESS {assigns} setsid nohup {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
-        "echo $!"
-    )
 
 
 def local_path(uri: str | None) -> str | None:

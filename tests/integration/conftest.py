@@ -231,6 +231,7 @@ class Load:
         self.failed = 0
         self.max_latency = 0.0
         self.errors: list[str] = []
+        self.failed_at: list[float] = []  # when each failed request was sent (time.time())
         self.replies: list[dict] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
@@ -239,6 +240,7 @@ class Load:
         with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
             while not self._stop.is_set():
                 t = time.monotonic()
+                sent_at = time.time()
                 try:
                     r = client.get(url + "/")
                     good = r.status_code == 200
@@ -254,6 +256,7 @@ class Load:
                     self.ok += 1
                 else:
                     self.failed += 1
+                    self.failed_at.append(sent_at)
                 self._stop.wait(self.pace_s)
 
     def __enter__(self) -> Load:

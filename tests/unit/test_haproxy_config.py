@@ -33,6 +33,19 @@ def test_weighted_config_of_a_rollout_is_valid_haproxy(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_an_endpoint_on_several_hosts_binds_the_moving_address_it_may_not_hold(tmp_path):
+    """``transparent``: each ingress host binds the address keepalived moves, held or not;
+    haproxy -c accepts it and a real start binds an address this machine does not have."""
+    settings = conf(bind="10.213.250.100", stats_socket=str(tmp_path / "s"), freebind=True)
+    text = hc.render(settings, slots("10.0.0.3:8000"))
+    assert "    bind 10.213.250.100:18080 transparent" in text
+    assert " transparent" not in hc.render(conf(), slots())
+    f = tmp_path / "h.cfg"
+    f.write_text(text)
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_token_checked_only_when_enabled():
     assert 'deny_status 401 unless { req.hdr(authorization) -m str "Bearer t0k" }' in hc.render(
         conf(token="t0k"), slots()

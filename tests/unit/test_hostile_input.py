@@ -371,7 +371,7 @@ def test_default_temp_root_is_per_user(monkeypatch):
 def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
     import subprocess
 
-    from headway.ssh_provider import start_command
+    from headway.host_procs import start_command
 
     canary = tmp_path / "pwned"
     env = {"A": f"1 $(touch {canary}) ; touch {canary}", "B": "x'y\"z`id`", "C": "a\nb"}
@@ -392,7 +392,7 @@ def test_packet_filter_rules_admit_only_the_control_host():
     from headway import firewall
 
     rules = firewall.render("ab12cd34", [8000, 8265, 10001], "10.213.0.1")
-    assert "ip saddr 10.213.0.1 tcp dport { 8000, 8265, 10001 } accept" in rules
+    assert "ip saddr { 10.213.0.1 } tcp dport { 8000, 8265, 10001 } accept" in rules
     assert 'iifname "lo" tcp dport { 8000, 8265, 10001 } accept' in rules
     assert "tcp dport { 8000, 8265, 10001 } reject with tcp reset" in rules
     assert rules.index("accept") < rules.index("reject")
@@ -400,6 +400,12 @@ def test_packet_filter_rules_admit_only_the_control_host():
     assert firewall.guarded_ports("head", {}) == [8000, 8265, 10001]
     with pytest.raises(ValueError):
         firewall.render("ab12cd34", [8000], "10.0.0.1; flush ruleset")
+    with pytest.raises(ValueError):
+        firewall.render("ab12cd34", [8000], ["10.0.0.1", "10.0.0.2 } accept"])
+    # The endpoints on several hosts: each ingress host is admitted too, in one set per family.
+    several = firewall.render("ab12cd34", [8000], ["10.0.0.1", "10.0.0.2", "fd00::3"])
+    assert "ip saddr { 10.0.0.1, 10.0.0.2 } tcp dport { 8000 } accept" in several
+    assert "ip6 saddr { fd00::3 } tcp dport { 8000 } accept" in several
     with pytest.raises(ValueError):
         firewall.table_name("x;y")
 

@@ -1,6 +1,10 @@
 """The ssh cloud config and the bootstrap check's verdicts (the SSH itself is stubbed:
 the real thing runs in tests/integration/test_ssh.py)."""
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from headway import ssh
@@ -48,6 +52,59 @@ def test_good_config(tmp_path):
 def test_bad_config_says_which_field(tmp_path, text, message):
     with pytest.raises(ssh.SshError, match=message):
         ssh.load_cloud_config(_write(tmp_path, text))
+
+
+INGRESS = GOOD + """  ingress:
+    address: 10.0.0.100
+    hosts: [10.0.0.3, 10.0.0.2]
+"""
+
+
+def test_endpoints_on_ingress_hosts(tmp_path):
+    cfg = ssh.load_cloud_config(_write(tmp_path, INGRESS))
+    assert cfg.ingress is not None and [h.address for h in cfg.ingress_hosts()] == ["10.0.0.3", "10.0.0.2"]
+    assert cfg.ingress.interface == "eth0" and cfg.ingress.prefix_length == 24
+    # The nodes' packet filter admits the control host and every ingress host to a Serve proxy.
+    assert cfg.trusted() == ["10.0.0.1", "10.0.0.3", "10.0.0.2"]
+    assert ssh.load_cloud_config(_write(tmp_path, GOOD)).trusted() == ["10.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    "ingress,message",
+    [
+        ("{address: 10.0.0.100, hosts: [10.0.0.2]}", "ssh.ingress.hosts: List should have at least 2"),
+        ("{address: 10.0.0.100, hosts: [10.0.0.2, 10.0.0.9]}", "10.0.0.9 not in ssh.hosts"),
+        ("{address: 10.0.0.100, hosts: [10.0.0.2, 10.0.0.2]}", "listed twice"),
+        ("{address: 10.0.0.2, hosts: [10.0.0.2, 10.0.0.3]}", "is a host's own address"),
+        ("{address: vip.example, hosts: [10.0.0.2, 10.0.0.3]}", "not an IPv4 address"),
+        ("{address: 10.0.0.100, hosts: [10.0.0.2, 10.0.0.3], interface: 'eth0; x'}", "ssh.ingress.interface"),
+        ("{address: 10.0.0.100, hosts: [10.0.0.2, 10.0.0.3], router_id: 300}", "ssh.ingress.router_id"),
+    ],
+)
+def test_bad_ingress_block_says_what(tmp_path, ingress, message):
+    with pytest.raises(ssh.SshError, match=message):
+        ssh.load_cloud_config(_write(tmp_path, GOOD + f"  ingress: {ingress}\n"))
+
+
+def test_keepalived_config_of_each_ingress_host(tmp_path):
+    from headway import vip
+
+    cfg = ssh.load_cloud_config(_write(tmp_path, INGRESS))
+    assert cfg.ingress is not None
+    first = vip.render(cfg.ingress, "10.0.0.3", "headway_ab12")
+    second = vip.render(cfg.ingress, "10.0.0.2", "headway_ab12")
+    for text in (first, second):
+        assert "vrrp_version 3" in text and "state BACKUP" in text and "nopreempt" in text
+        assert "10.0.0.100/24 dev eth0" in text and "virtual_router_id 51" in text
+    # Each host talks to the others by unicast; the first listed has the highest priority.
+    assert "unicast_src_ip 10.0.0.3" in first and "        10.0.0.2\n" in first and "        10.0.0.3\n" not in first
+    assert "priority 200" in first and "priority 190" in second
+    keepalived = shutil.which("keepalived") or "/usr/sbin/keepalived"
+    if Path(keepalived).exists():  # the real parser agrees (make system-test installs it)
+        f = tmp_path / "keepalived.conf"
+        f.write_text(first)
+        done = subprocess.run([keepalived, "-t", "-f", str(f)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_missing_file(tmp_path):
