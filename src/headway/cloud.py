@@ -1,10 +1,11 @@
-"""The local cloud: networking mode, the bridge, and the managed GCS store.
+"""The cloud: networking mode, the bridge, and the managed GCS store.
 
 ``headway cloud setup`` (or the first deploy) decides once how nodes get their own
 addresses on this machine — network namespaces on a bridge as root, else loopback
-ports — and starts the automatic-setup store: a primary and a replica with a
-password, append-only persistence, ``noeviction``, bound only to loopback and (in
-namespace mode) the bridge address the nodes use.
+ports, or hosts over SSH — and starts the automatic-setup store: a primary and a
+replica with a password, append-only persistence, ``noeviction``, and Sentinel, bound
+only to loopback and the address the nodes use. In ssh mode with a ``store:`` block
+the three run on three store hosts instead (``store_procs``), a Sentinel on each.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import ipaddress
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import binaries, netns, paths, procs, storage, store_conf, store_tls, vip
+from . import netns, paths, ssh, storage, store_conf, store_procs, store_tls, vip
 from .errors import Failed
 from .ssh import SshCloud
 from .ssh_provider import SshProvider
@@ -54,6 +53,7 @@ class CloudRecord(BaseModel):
     store: list[StoreProcess]
     created_at: float
     sentinel: StoreProcess | None = None  # promotes the replica when the primary dies
+    sentinels: list[StoreProcess] = []  # ssh mode with store hosts: one on each (quorum 2)
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
     ssh: SshCloud | None = None  # mode ssh: the hosts, their venv, how the head address moves
@@ -69,6 +69,16 @@ class CloudRecord(BaseModel):
     @property
     def primary(self) -> StoreProcess:
         return next(p for p in self.store if p.role == "primary")
+
+    def all_sentinels(self) -> list[StoreProcess]:
+        return [self.sentinel] if self.sentinel is not None else list(self.sentinels)
+
+    def where(self, proc: StoreProcess) -> tuple[str, int]:
+        """A store process's address as the nodes reach it."""
+        return (proc.host or self.node_host, proc.port)
+
+    def bind_of(self, proc: StoreProcess) -> list[str]:
+        return ["127.0.0.1", proc.host] if proc.host else self.bind
 
 
 def _record_path() -> Path:
@@ -102,7 +112,10 @@ def load() -> CloudRecord | None:
     p = _record_path()
     if not p.exists():
         return None
-    return CloudRecord.model_validate_json(p.read_text())
+    rec = CloudRecord.model_validate_json(p.read_text())
+    if rec.ssh is not None:
+        ssh.configure_host_keys(rec.ssh)  # whoever reaches the hosts, with the operator's keys
+    return rec
 
 
 def _save(rec: CloudRecord) -> None:
@@ -119,7 +132,8 @@ def _tls_dir() -> Path:
 
 def tls_files(rec: CloudRecord) -> TlsFiles | None:
     """The store's CA and certificate (made at setup), when it speaks TLS."""
-    return store_tls.ensure(_tls_dir(), ["127.0.0.1", rec.node_host]) if rec.tls else None
+    hosts = ["127.0.0.1", rec.node_host, *(rec.ssh.store.hosts if rec.ssh and rec.ssh.store else [])]
+    return store_tls.ensure(_tls_dir(), hosts) if rec.tls else None
 
 
 def _address(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
@@ -133,57 +147,48 @@ def local_address(rec: CloudRecord, port: int) -> storage.StoreAddress:
     return _address(rec, "127.0.0.1", port)
 
 
+def admin_address(rec: CloudRecord, proc: StoreProcess) -> storage.StoreAddress:
+    """One store process as headway reaches it: over loopback here, at its host's address there."""
+    return _address(rec, proc.host, proc.port) if proc.host else local_address(rec, proc.port)
+
+
 def store_address(rec: CloudRecord) -> storage.StoreAddress:
     """The managed store's current primary (Sentinel says which), with the cloud password,
     as the nodes reach it."""
-    return _address(rec, rec.node_host, current_primary_port(rec))
+    return _address(rec, *current_primary(rec))
 
 
-def current_primary_port(rec: CloudRecord) -> int:
-    """The port of the store process that is primary now: after a failover, the promoted one."""
-    if rec.sentinel is not None and _running_pids(rec.sentinel):
+def current_primary(rec: CloudRecord) -> tuple[str, int]:
+    """The address of the store process that is primary now: after a failover, the promoted
+    one, as the first Sentinel that answers says; without an answer, the recorded primary."""
+    return sentinel_primary(rec) or rec.where(rec.primary)
+
+
+def sentinel_primary(rec: CloudRecord) -> tuple[str, int] | None:
+    """The primary's address as the first Sentinel that answers says, or None."""
+    for sentinel in rec.all_sentinels():
+        if not _running(rec, sentinel):
+            continue
         try:
-            client = storage.connect(local_address(rec, rec.sentinel.port), 2)
+            client = storage.connect(admin_address(rec, sentinel), 2)
             try:
                 addr = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_NAME)
             finally:
                 client.close()
             if addr:
-                return int(addr[1])
-        except Exception:  # noqa: BLE001 - without an answer, the recorded primary is the best guess
-            pass
-    return rec.primary.port
+                host = addr[0].decode() if isinstance(addr[0], bytes) else str(addr[0])
+                return host, int(addr[1])
+        except Exception:  # noqa: BLE001 - ask the next one
+            continue
+    return None
 
 
-def _free_port(host: str = "127.0.0.1", start: int = 16379) -> int:
-    for port in range(start, start + 2000):
-        with socket.socket() as s:
-            # Mirror the server's SO_REUSEADDR so a port in TIME_WAIT counts as free.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise CloudError("no free port for the store near 16379")
+def current_primary_port(rec: CloudRecord) -> int:
+    return current_primary(rec)[1]
 
 
-def _start(proc: StoreProcess, tls: bool, sentinel: bool = False) -> int:
-    env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
-    child = subprocess.Popen(
-        [binaries.store_server(tls), proc.conf, *(["--sentinel"] if sentinel else [])],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    procs.track(child)
-    return child.pid
-
-
-def _running_pids(proc: StoreProcess) -> list[int]:
-    return [proc.pid] if proc.pid and procs.same_process(proc.pid, proc.pid_started) else []
+def _running(rec: CloudRecord, proc: StoreProcess) -> bool:
+    return store_procs.running(rec.ssh, proc)
 
 
 def _wait_ping(addr: storage.StoreAddress, timeout_s: float) -> None:
@@ -234,35 +239,15 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
             subnet, bridge_ip = str(sn.network), sn.bridge_ip
             bind.append(bridge_ip)
         cid = secrets.token_hex(4)
-        store_root = paths.cloud_dir() / "store"
-        primary_port = _free_port()
-        replica_port = _free_port(start=primary_port + 1)
-        store = []
-        for role, port in (("primary", primary_port), ("replica", replica_port)):
-            d = store_root / role
-            d.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store.append(
-                StoreProcess(
-                    role=role,
-                    port=port,
-                    data_dir=str(d),
-                    conf=str(d / "store.conf"),
-                    log=str(d / "store.log"),
-                    marker=f"cloud-{cid}/store-{role}",
-                )
-            )
-        sd = store_root / "sentinel"
-        sd.mkdir(parents=True, exist_ok=True, mode=0o700)
-        sentinel = StoreProcess(
-            role="sentinel",
-            port=_free_port(start=replica_port + 1),
-            data_dir=str(sd),
-            conf=str(sd / "sentinel.conf"),
-            log=str(sd / "sentinel.log"),
-            marker=f"cloud-{cid}/sentinel",
-        )
+        if ssh_config is not None and ssh_config.store is not None:
+            store, sentinels = store_procs.on_hosts(ssh_config, cid)
+            sentinel = None
+        else:
+            store, sentinel = store_procs.here(paths.cloud_dir() / "store", cid)
+            sentinels = []
         rec = CloudRecord(
             sentinel=sentinel,
+            sentinels=sentinels,
             id=cid,
             mode=mode,
             subnet=subnet,
@@ -282,7 +267,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
     if rec.mode == "netns":
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
     restart_dead(rec)
-    _wait_replica(local_address(rec, current_primary_port(rec)), 15)
+    _wait_replica(_address(rec, *current_primary(rec)), 15)
     if rec.ssh is not None and rec.ssh.ingress is not None:
         vip.ensure(rec.ssh, rec.id)
     return rec
@@ -290,35 +275,50 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
 
 def restart_dead(rec: CloudRecord) -> list[int]:
     """Start every store process that is not running: the primary (as Sentinel knows it)
-    as primary, the others as its replicas; then the Sentinel. Returns the restarted ports."""
+    as primary, the others as its replicas; then the Sentinels. A store host that does not
+    answer is left for a later round. Returns the restarted ports."""
     pw = password()
     tls = tls_files(rec)
-    running = [p for p in rec.store if _running_pids(p)]
-    primary = current_primary_port(rec) if running else rec.primary.port
+    running = [p for p in rec.store if _running(rec, p)]
+    primary = current_primary(rec) if running else rec.where(rec.primary)
     restarted = []
     for proc in rec.store:
-        if _running_pids(proc):
+        if _running(rec, proc):
             continue
-        if running and proc.port == primary and rec.sentinel is not None:
+        if running and rec.where(proc) == primary and rec.all_sentinels():
             # Sentinel has not promoted the replica yet: a dead primary restarted now would
             # come back as primary with what its file holds. Wait for the failover.
             continue
-        replica_of = None if proc.port == primary else primary
-        conf = store_conf.store(proc, rec.bind, pw, rec.maxmemory, replica_of, rec.node_host, tls)
-        paths.write_private(Path(proc.conf), conf)
-        proc.pid = _start(proc, tls is not None)
-        proc.pid_started = procs.start_time(proc.pid)
-        _save(rec)
-        _wait_ping(local_address(rec, proc.port), 10)
-        restarted.append(proc.port)
-    if rec.sentinel is not None and not _running_pids(rec.sentinel):
-        conf = store_conf.sentinel(rec.sentinel, rec.bind, pw, rec.node_host, primary, tls)
-        paths.write_private(Path(rec.sentinel.conf), conf)
-        rec.sentinel.pid = _start(rec.sentinel, tls is not None, sentinel=True)
-        rec.sentinel.pid_started = procs.start_time(rec.sentinel.pid)
-        _save(rec)
-        _wait_ping(local_address(rec, rec.sentinel.port), 10)
+        replica_of = None if rec.where(proc) == primary else primary
+        conf = store_conf.store(proc, rec.bind_of(proc), pw, rec.maxmemory, replica_of, rec.where(proc)[0],
+                                _tls_of(rec, proc, tls))  # fmt: skip
+        if _start(rec, proc, conf, tls, sentinel=False):
+            restarted.append(proc.port)
+    quorum = 2 if rec.sentinels else 1
+    for sentinel in rec.all_sentinels():
+        if not _running(rec, sentinel):
+            conf = store_conf.sentinel(sentinel, rec.bind_of(sentinel), pw, primary, _tls_of(rec, sentinel, tls),
+                                       quorum, sentinel.host)  # fmt: skip
+            _start(rec, sentinel, conf, tls, sentinel=True)
     return restarted
+
+
+def _tls_of(rec: CloudRecord, proc: StoreProcess, tls: TlsFiles | None) -> TlsFiles | None:
+    """The certificate files as the process's config names them: here, or its host's copy."""
+    return None if tls is None else store_procs.host_tls(proc) if proc.host else tls
+
+
+def _start(rec: CloudRecord, proc: StoreProcess, conf: str, tls: TlsFiles | None, sentinel: bool) -> bool:
+    """Start one process and wait until it answers; False when its host does not answer."""
+    try:
+        store_procs.start(rec.ssh, proc, conf, tls, sentinel)
+    except store_procs.SshError:
+        if proc.host is None:
+            raise
+        return False
+    _save(rec)
+    _wait_ping(admin_address(rec, proc), 10)
+    return True
 
 
 def status(rec: CloudRecord) -> dict:
@@ -326,10 +326,10 @@ def status(rec: CloudRecord) -> dict:
     out: dict = {"id": rec.id, "mode": rec.mode, "subnet": rec.subnet, "store": []}
     pw = password()
     for proc in rec.store:
-        entry: dict = {"role": proc.role, "port": proc.port, "running": bool(_running_pids(proc))}
+        entry: dict = {"role": proc.role, "host": proc.host, "port": proc.port, "running": _running(rec, proc)}
         if entry["running"]:
             try:
-                client = storage.connect(local_address(rec, proc.port), 2)
+                client = storage.connect(admin_address(rec, proc), 2)
                 mem = client.info("memory")
                 repl = client.info("replication")
                 entry.update(
@@ -343,13 +343,13 @@ def status(rec: CloudRecord) -> dict:
                 entry["error"] = storage.scrub(str(exc), pw)
         out["store"].append(entry)
     out["address"] = store_address(rec).masked()
-    out["primary_port"] = current_primary_port(rec)
+    out["primary_port"] = current_primary(rec)[1]
     if rec.ssh is not None and rec.ssh.ingress is not None:
         out["endpoint_address"] = {"address": rec.ssh.ingress.address, "hosts": rec.ssh.ingress.hosts,
                                    "held_by": vip.holder(rec.ssh)}  # fmt: skip
-    out["sentinel"] = (
-        {"port": rec.sentinel.port, "running": bool(_running_pids(rec.sentinel))} if rec.sentinel else None
-    )
+    sentinels = [{"host": s.host, "port": s.port, "running": _running(rec, s)} for s in rec.all_sentinels()]
+    out["sentinel"] = sentinels[0] if rec.sentinel else None
+    out["sentinels"] = sentinels
     return out
 
 
@@ -357,8 +357,8 @@ def teardown() -> None:
     """Stop the store, remove its data and the bridge. Callers check no service is left."""
     rec = load()
     if rec is not None:
-        for proc in [*rec.store, *([rec.sentinel] if rec.sentinel else [])]:
-            procs.kill_pids(_running_pids(proc), grace_s=2)
+        for proc in [*rec.store, *rec.all_sentinels()]:
+            store_procs.stop(rec.ssh, proc, remove_data=True)
         if rec.ssh is not None and rec.ssh.ingress is not None:
             vip.stop(rec.ssh, rec.id)
         if rec.mode == "netns":
@@ -368,11 +368,7 @@ def teardown() -> None:
 
 def admin_clients(rec: CloudRecord) -> list:
     """A client for every running store process (ACL users are not replicated)."""
-    return [
-        storage.connect(local_address(rec, proc.port), 3)
-        for proc in rec.store
-        if _running_pids(proc)
-    ]
+    return [storage.connect(admin_address(rec, proc), 3) for proc in rec.store if _running(rec, proc)]
 
 
 def set_alerts(percent: float | None, webhook: str | None) -> CloudRecord:

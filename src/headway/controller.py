@@ -133,7 +133,8 @@ class Controller:
     ops: operations.Operations = field(default_factory=operations.Operations)
 
     # -- one round ----------------------------------------------------------------------
-    def observe(self, rec: ServiceRecord) -> watchdog.ServiceView:
+    def observe(self, rec: ServiceRecord, store_primary: str | None = None) -> watchdog.ServiceView:
+        """``store_primary``: the managed store's primary now (``host:port``), as Sentinel says."""
         prov = provider_for(cloud.load(), rec)
         head = rec.head
         w = self.watches.get(rec.name)
@@ -143,7 +144,8 @@ class Controller:
             self.watches[rec.name] = w
         alive = bool(head and prov.alive(head))
         healthy = alive and gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=self.probe_timeout_s)
-        verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy))
+        moved = bool(head and head.store and store_primary and head.store != store_primary)
+        verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy, moved))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
             log.info("%s: head %s (%s)", rec.name, verdict, why)
         # What the service needs is the reconcile plan's answer (the same function a deploy
@@ -169,6 +171,7 @@ class Controller:
         """Probe every service once and start the repairs it needs; return how many services."""
         procs.reap_children()
         recs = records.all_records()
+        store_primary = _store_primary() if any(r.head and r.head.store for r in recs) else None
         for name in [n for n, t in self.active.items() if not t.is_alive()]:
             del self.active[name]
         for rec in recs:
@@ -176,7 +179,7 @@ class Controller:
                 continue
             if records.terminate_requested(rec.name):
                 continue  # terminate preempts every repair: none is started
-            view = self.observe(rec)
+            view = self.observe(rec, store_primary)
             action, why = watchdog.decide(view)
             if action == watchdog.Action.NONE:
                 self._rollout_if_due(rec) or self._autoscale_if_due(rec)
@@ -336,6 +339,13 @@ def _recorded(rec: ServiceRecord, what: str, failed_kind: str, work: Callable[[C
         rec = records.load(rec.name) or rec
         record_event(rec, failed_kind, str(exc)[:500])
         records.save(rec)
+
+
+def _store_primary() -> str | None:
+    """The managed store's primary as Sentinel names it now, or None without an answer."""
+    crec = cloud.load()
+    found = cloud.sentinel_primary(crec) if crec is not None else None
+    return f"{found[0]}:{found[1]}" if found else None
 
 
 def _repair_store() -> None:

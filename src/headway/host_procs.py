@@ -8,11 +8,13 @@ its name: a host may run other programs of the same name that are not headway's.
 from __future__ import annotations
 
 import shlex
+import time
 
 from . import procs, ssh
 from .ssh import SshError, SshHost
 
-__all__ = ["SshError", "kill", "marked_pids", "same_process", "start_command", "start_detached", "start_time"]
+__all__ = ["SshError", "answers", "kill", "marked_pids", "same_process", "start_command", "start_detached",
+           "start_time"]  # fmt: skip
 
 
 def start_command(argv: list[str], env: dict[str, str], cwd: str, log: str) -> str:
@@ -74,3 +76,21 @@ def marked_pids(host: SshHost, marker: str) -> list[int]:
 def kill(host: SshHost, pids: list[int]) -> None:
     if pids:
         ssh.run(host, "kill -9 " + " ".join(str(int(p)) for p in pids) + " 2>/dev/null; true")
+
+
+#: Hosts that did not answer lately: not asked again for a few seconds, so that a dead
+#: host does not cost every controller round a connect timeout.
+_DOWN_FOR_S = 5.0
+_down_since: dict[str, float] = {}
+
+
+def answers(host: SshHost) -> bool:
+    """The host answers SSH (remembered for ``_DOWN_FOR_S`` when it does not)."""
+    since = _down_since.get(host.address)
+    if since is not None and time.monotonic() - since < _DOWN_FOR_S:
+        return False
+    if ssh.reachable(host):
+        _down_since.pop(host.address, None)
+        return True
+    _down_since[host.address] = time.monotonic()
+    return False

@@ -23,7 +23,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from . import binaries, cloud, db, ingress_hosts, paths, procs, records, rollout_policy, ssh, vip
+from . import binaries, cloud, db, host_procs, ingress_hosts, paths, procs, records, rollout_policy, ssh, vip
 from . import haproxy_config as hc
 from .errors import Failed
 from .provider import free_ports, used_ports
@@ -152,7 +152,7 @@ def alive(ing: IngressRecord | None) -> bool:
     if not ing.on_hosts:
         return procs.same_process(ing.pid, ing.pid_started)
     cfg = _cloud_of(ing)
-    return all(not ingress_hosts.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
+    return all(not host_procs.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
                for h in cfg.ingress_hosts())  # fmt: skip
 
 
@@ -336,7 +336,7 @@ def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
     root = str(paths.node_temp_root())
     out = []
     for host in cfg.ingress_hosts():
-        if host.address not in ing.instances or not ingress_hosts.answers(host):
+        if host.address not in ing.instances or not host_procs.answers(host):
             continue
         try:
             sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]

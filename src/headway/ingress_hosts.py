@@ -103,7 +103,7 @@ def each_answering(cloud: SshCloud, work: Callable[[SshHost], None]) -> int:
     """Run ``work`` for every ingress host that answers; how many did."""
     done = 0
     for host in cloud.ingress_hosts():
-        if not answers(host):
+        if not host_procs.answers(host):
             continue
         try:
             work(host)
@@ -123,21 +123,3 @@ def stop_on(host: SshHost, ing: IngressRecord, root: str) -> None:
     host_procs.kill(host, host_procs.marked_pids(host, marker(ing, host)))
     ssh.run(host, f"rm -rf {shlex.quote(host_dir(ing.marker, host.address, root))}")
     ing.instances.pop(host.address, None)
-
-
-#: Hosts that did not answer lately: not asked again for a few seconds, so that a dead
-#: ingress host does not cost every controller round a connect timeout.
-_DOWN_FOR_S = 5.0
-_down_since: dict[str, float] = {}
-
-
-def answers(host: SshHost) -> bool:
-    """The host answers SSH (remembered for ``_DOWN_FOR_S`` when it does not)."""
-    since = _down_since.get(host.address)
-    if since is not None and time.monotonic() - since < _DOWN_FOR_S:
-        return False
-    if ssh.reachable(host):
-        _down_since.pop(host.address, None)
-        return True
-    _down_since[host.address] = time.monotonic()
-    return False

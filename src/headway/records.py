@@ -40,6 +40,7 @@ class NodeRecord(BaseModel):
     node_id: str | None = None  # Ray's node id once joined; a re-adopted worker keeps it
     config: str | None = None  # digest of the settings it was started with (plan.node_config)
     fenced: bool = False  # every process of it killed: on a real host, the host may take a new node
+    store: str | None = None  # a head on the managed store: host:port of the primary it was started with
 
     @property
     def cluster_id(self) -> str:

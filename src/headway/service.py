@@ -144,10 +144,14 @@ def provider_for(crec: cloud.CloudRecord | None, rec: ServiceRecord | None = Non
     return LocalProvider(mode, crec.subnet if crec else None)
 
 
-def _gcs_storage(rec: ServiceRecord, spec: ServiceSpec) -> ray_node.GcsStorage | None:
+def _gcs_storage(rec: ServiceRecord, spec: ServiceSpec, node: NodeRecord | None = None) -> ray_node.GcsStorage | None:
+    """The head's GCS store; ``node`` (a head being started) records which store process
+    that is, when the store is the managed one (a failover moves its primary)."""
     if not rec.gcs_ft or rec.namespace is None:
         return None
     addr = store_address(rec, spec)
+    if node is not None and rec.storage_source == "cloud":
+        node.store = f"{addr.host}:{addr.port}"
     return ray_node.GcsStorage(
         ray_address=addr.ray_address(),
         namespace=rec.namespace,
@@ -249,7 +253,7 @@ def start_head(
     rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord, recovering: bool = False
 ) -> None:
     ship_package(rec, prov, [node])
-    gcs = _gcs_storage(rec, spec)
+    gcs = _gcs_storage(rec, spec, node)
     for tls_file in (gcs.ca_cert, gcs.client_cert, gcs.client_key) if gcs else ():
         if tls_file:
             prov.distribute(tls_file, node)  # the head reads them by path: another host needs a copy

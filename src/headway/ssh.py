@@ -94,6 +94,19 @@ class IngressHosts(BaseModel):
             raise ValueError(f"{v!r} is not an IPv4 address") from None
 
 
+class StoreHosts(BaseModel):
+    """The managed store on three hosts instead of this machine: the primary on the first,
+    its replica on the second, a Sentinel on each of the three (quorum 2), TLS throughout."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hosts: list[str] = Field(min_length=3, max_length=3, description="primary, replica, third Sentinel")
+    port: int = Field(default=16379, ge=1024, le=65535, description="the store's port on each host")
+    sentinel_port: int = Field(default=26379, ge=1024, le=65535, description="Sentinel's port on each host")
+    data_dir: str = Field(default="/var/lib/headway", pattern=r"^/[A-Za-z0-9_./-]*$",
+                          description="where the store keeps its files on each host")  # fmt: skip
+
+
 class SshCloud(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +122,7 @@ class SshCloud(BaseModel):
     store_address: str = Field(description="where the hosts reach this machine: the managed store listens there")
     head_address: HeadAddress = Field(default_factory=HeadAddress)
     ingress: IngressHosts | None = Field(default=None, description="endpoints on several hosts (else here)")
+    store: StoreHosts | None = Field(default=None, description="the managed store on three hosts (else here)")
     hosts: list[SshHost]
 
     def heads(self) -> list[SshHost]:
@@ -153,8 +167,16 @@ def load_cloud_config(path: str) -> SshCloud:
         raise SshError(f"{path}: ssh.head_address: floating mode needs address and move_hook")
     if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
         raise SshError(f"{path}: ssh.hosts: an address is listed twice")
+    known = {h.address for h in cfg.hosts}
+    if cfg.store is not None:
+        unknown = [a for a in cfg.store.hosts if a not in known]
+        if unknown:
+            raise SshError(f"{path}: ssh.store.hosts: {', '.join(unknown)} not in ssh.hosts; list them there")
+        if len(set(cfg.store.hosts)) != 3:
+            raise SshError(f"{path}: ssh.store.hosts: three different hosts (one machine's death must leave two)")
+        if cfg.store.port == cfg.store.sentinel_port:
+            raise SshError(f"{path}: ssh.store: port and sentinel_port must differ")
     if cfg.ingress is not None:
-        known = {h.address for h in cfg.hosts}
         unknown = [a for a in cfg.ingress.hosts if a not in known]
         if unknown:
             raise SshError(f"{path}: ssh.ingress.hosts: {', '.join(unknown)} not in ssh.hosts; list them there")

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import firewall, host_procs, paths, ssh, vip
+from . import firewall, host_procs, paths, ssh, store_procs, vip
 from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
 from .records import NodeRecord, ServiceRecord, all_records
@@ -225,6 +225,9 @@ class SshProvider:
                     p = f"host {h.address}: nft is missing (the nodes' packet filter); apt-get install nftables"
                 if p is None and h in self.cfg.ingress_hosts():
                     p = vip.missing_tools(h, self.cfg.venv)
+                store_host = self.cfg.store is not None and h.address in self.cfg.store.hosts
+                if p is None and store_host and store_procs.server_path(self.cfg, h.address) is None:
+                    p = f"host {h.address}: no redis-server (the store runs there); apt-get install redis-server"
             except SshError as exc:
                 p = str(exc)
             if p:

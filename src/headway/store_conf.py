@@ -19,8 +19,9 @@ class TlsFiles:
 
 
 class StoreProcess(BaseModel):
-    role: str  # primary | replica
+    role: str  # primary | replica | sentinel (as set up: a failover swaps primary and replica)
     port: int
+    host: str | None = None  # a store host of the cloud config; None: this machine
     pid: int | None = None
     pid_started: int | None = None
     data_dir: str
@@ -51,11 +52,12 @@ def store(
     bind: list[str],
     pw: str,
     maxmemory: str,
-    primary_port: int | None,
-    host: str,
+    primary: tuple[str, int] | None,
+    announce: str,
     tls: TlsFiles | None,
 ) -> str:
-    """A primary (``primary_port`` None) or a replica of the primary at ``host:primary_port``."""
+    """A primary (``primary`` None) or a replica of the primary at ``primary`` (host, port);
+    ``announce``: the process's own address as the nodes reach it."""
     lines = [
         *listen(proc, tls),
         f"bind {' '.join(bind)}",
@@ -71,16 +73,18 @@ def store(
         "daemonize no",
         f"logfile {proc.log}",
         # Sentinel hands out what replicas announce: the address the nodes can reach.
-        f"replica-announce-ip {host}",
+        f"replica-announce-ip {announce}",
     ]
-    if primary_port is not None:
-        lines.append(f"replicaof {host} {primary_port}")
+    if primary is not None:
+        lines.append(f"replicaof {primary[0]} {primary[1]}")
         lines.append("replica-read-only yes")
     return "\n".join(lines) + "\n"
 
 
-def sentinel(proc: StoreProcess, bind: list[str], pw: str, host: str, primary_port: int, tls: TlsFiles | None) -> str:
-    """Quorum 1 (one Sentinel on one machine): the primary is declared down after 1 s."""
+def sentinel(proc: StoreProcess, bind: list[str], pw: str, primary: tuple[str, int], tls: TlsFiles | None,
+             quorum: int = 1, announce: str | None = None) -> str:  # fmt: skip
+    """One Sentinel on this machine (quorum 1), or one of three on the store hosts (quorum
+    2, each announcing its host's address): the primary is declared down after 1 s."""
     lines = [
         *listen(proc, tls),
         f"bind {' '.join(bind)}",
@@ -88,7 +92,8 @@ def sentinel(proc: StoreProcess, bind: list[str], pw: str, host: str, primary_po
         "daemonize no",
         f"logfile {proc.log}",
         f"requirepass {pw}",
-        f"sentinel monitor {SENTINEL_NAME} {host} {primary_port} 1",
+        *([f"sentinel announce-ip {announce}"] if announce else []),
+        f"sentinel monitor {SENTINEL_NAME} {primary[0]} {primary[1]} {quorum}",
         f"sentinel auth-pass {SENTINEL_NAME} {pw}",
         f"sentinel down-after-milliseconds {SENTINEL_NAME} 1000",
         f"sentinel failover-timeout {SENTINEL_NAME} 5000",

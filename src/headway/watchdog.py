@@ -33,6 +33,10 @@ class HeadProbe:
     at: float
     process_alive: bool
     gcs_healthy: bool
+    # Sentinel names another primary than the one the head was started with: its GCS writes
+    # to a store that is gone or now a replica (a GCS whose primary's host vanished without
+    # a reset may hang instead of exiting, and still answer health checks).
+    store_moved: bool = False
 
 
 @dataclass
@@ -47,7 +51,7 @@ class HeadWatch:
 
 def judge_head(watch: HeadWatch, probe: HeadProbe) -> tuple[Verdict, str]:
     """Update ``watch`` with ``probe`` and say what the head is, with the reason."""
-    if probe.process_alive and probe.gcs_healthy:
+    if probe.process_alive and probe.gcs_healthy and not probe.store_moved:
         watch.failures = 0
         watch.first_failure_at = None
         return Verdict.OK, "GCS healthy"
@@ -56,6 +60,8 @@ def judge_head(watch: HeadWatch, probe: HeadProbe) -> tuple[Verdict, str]:
         watch.first_failure_at = probe.at
     if not probe.process_alive:
         return Verdict.DEAD, "head processes are gone"
+    if probe.store_moved:
+        return Verdict.DEAD, "the GCS store failed over to another primary"
     if watch.failures >= watch.failure_threshold:
         return Verdict.DEAD, f"GCS health check failed {watch.failures} times in a row"
     return Verdict.SUSPECT, f"GCS health check failed ({watch.failures}/{watch.failure_threshold})"

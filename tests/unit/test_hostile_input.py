@@ -431,7 +431,10 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     assert store_conf.listen(proc, None) == ["port 16379"]
     primary = store_conf.store(proc, ["127.0.0.1", "10.0.0.1"], "pw", "1gb", None, "10.0.0.1", files)
     assert "port 0\ntls-port 16379\n" in primary and "replicaof" not in primary
-    replica = store_conf.store(proc, ["127.0.0.1"], "pw", "1gb", 16380, "10.0.0.1", None)
+    replica = store_conf.store(proc, ["127.0.0.1"], "pw", "1gb", ("10.0.0.1", 16380), "10.0.0.1", None)
     assert "port 16379\n" in replica and "replicaof 10.0.0.1 16380\n" in replica
-    assert "sentinel monitor hwstore 10.0.0.1 16380 1" in store_conf.sentinel(proc, ["127.0.0.1"], "pw", "10.0.0.1",
-                                                                               16380, files)  # fmt: skip
+    assert "sentinel monitor hwstore 10.0.0.1 16380 1" in store_conf.sentinel(proc, ["127.0.0.1"], "pw",
+                                                                               ("10.0.0.1", 16380), files)  # fmt: skip
+    # One of three Sentinels on the store hosts: quorum 2, announcing its own host.
+    third = store_conf.sentinel(proc, ["127.0.0.1", "10.0.0.4"], "pw", ("10.0.0.2", 16379), files, 2, "10.0.0.4")
+    assert "sentinel monitor hwstore 10.0.0.2 16379 2" in third and "sentinel announce-ip 10.0.0.4" in third

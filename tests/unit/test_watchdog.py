@@ -105,3 +105,12 @@ def test_an_unfinished_change_is_finished_once_the_head_is_back():
     assert decide(recent)[0] == Action.NONE
     dead_worker = ServiceView(state="RUNNING", gcs_ft=True, head=Verdict.OK, unconverged=True, dead_workers=("w-1",))
     assert decide(dead_worker)[0] == Action.REPLACE_WORKERS  # repairs first
+
+
+def test_a_head_whose_store_failed_over_is_dead_at_once():
+    """Sentinel names another primary than the head's: its GCS cannot persist (and may hang
+    on a host that vanished without a reset, still answering health checks)."""
+    w = watchdog.HeadWatch(failure_threshold=3)
+    verdict, why = watchdog.judge_head(w, watchdog.HeadProbe(1.0, True, True, store_moved=True))
+    assert verdict == watchdog.Verdict.DEAD and "failed over" in why
+    assert watchdog.judge_head(watchdog.HeadWatch(), watchdog.HeadProbe(1.0, True, True))[0] == watchdog.Verdict.OK
