@@ -35,8 +35,10 @@ from . import (
     api_server,
     changes,
     cloud,
+    cloud_repair,
     gcs_client,
     ingress,
+    leader,
     operations,
     paths,
     plan,
@@ -47,15 +49,13 @@ from . import (
     scaling,
     states,
     steps,
-    storage,
     store_watch,
-    vip,
     watchdog,
 )
 from .daemon_info import _live_info, _lockfile, _pidfile, api_url, logfile, running_pid  # noqa: F401 - the CLI's
 from .errors import Cancelled
 from .records import ServiceRecord
-from .service import provider_for, record_event, set_state, store_user_password
+from .service import provider_for, record_event, set_state
 
 log = logging.getLogger("headway.controller")
 
@@ -131,6 +131,7 @@ class Controller:
     active: dict[str, threading.Thread] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     ops: operations.Operations = field(default_factory=operations.Operations)
+    lease: leader.Lease | None = None  # the store hosts' lease: act only while holding it
 
     # -- one round ----------------------------------------------------------------------
     def observe(self, rec: ServiceRecord, store_primary: str | None = None) -> watchdog.ServiceView:
@@ -171,7 +172,7 @@ class Controller:
         """Probe every service once and start the repairs it needs; return how many services."""
         procs.reap_children()
         recs = records.all_records()
-        store_primary = _store_primary() if any(r.head and r.head.store for r in recs) else None
+        store_primary = cloud_repair.store_primary() if any(r.head and r.head.store for r in recs) else None
         for name in [n for n, t in self.active.items() if not t.is_alive()]:
             del self.active[name]
         for rec in recs:
@@ -305,10 +306,18 @@ class Controller:
         last_store_check = 0.0
         while not self.stopping.is_set():
             started = time.monotonic()
+            held = self.lease.verdict if self.lease else "act"
+            if held == "stop":
+                log.error("the controller lease is another controller's now (fenced): stopping without acting")
+                return
+            if held == "pause":
+                log.warning("the store does not answer and the lease may have run out: not acting")
+                self.stopping.wait(1.0)
+                continue
             if started - last_store_check >= STORE_CHECK_PERIOD_S:
                 last_store_check = started
                 try:
-                    _repair_store()
+                    cloud_repair.repair()
                     store_watch.check_all()
                 except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
                     log.exception("store check failed")
@@ -317,6 +326,9 @@ class Controller:
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
                 log.exception("round failed")
                 count = 1
+            if self.lease is not None and self.lease.put_state() is False:
+                log.error("the state write was refused: the lease is another controller's (fenced); stopping")
+                return
             if count == 0 and not self.active and not self.ops.running():
                 idle_since = idle_since or time.monotonic()
                 idle_exit = float(os.environ.get("HEADWAY_IDLE_EXIT_S", IDLE_EXIT_S))
@@ -341,36 +353,6 @@ def _recorded(rec: ServiceRecord, what: str, failed_kind: str, work: Callable[[C
         records.save(rec)
 
 
-def _store_primary() -> str | None:
-    """The managed store's primary as Sentinel names it now, or None without an answer."""
-    crec = cloud.load()
-    found = cloud.sentinel_primary(crec) if crec is not None else None
-    return f"{found[0]}:{found[1]}" if found else None
-
-
-def _repair_store() -> None:
-    """Restart a dead process of the managed store (a dead primary comes back as a replica
-    of the promoted one) and give it every service's ACL user again (ACLs do not replicate)."""
-    crec = cloud.load()
-    if crec is None:
-        return
-    if crec.ssh is not None and crec.ssh.ingress is not None:
-        for host in vip.ensure(crec.ssh, crec.id):
-            log.warning("endpoint address: keepalived restarted on %s", host)
-    restarted = cloud.restart_dead(crec)
-    if not restarted:
-        return
-    log.warning("managed store: restarted the process(es) on port(s) %s", restarted)
-    for rec in records.all_records():
-        if not (rec.store_user and rec.storage_source == "cloud" and rec.namespace):
-            continue
-        for client in cloud.admin_clients(crec):
-            try:
-                storage.create_service_user(client, rec.namespace, store_user_password(rec))
-            finally:
-                client.close()
-
-
 def run_forever(failure_threshold: int, period_s: float) -> None:
     """The controller process: take the lock, serve the API, write the PID file, loop until stopped."""
     lock = open(_lockfile(), "w")  # noqa: SIM115 - held for the life of the process
@@ -380,9 +362,12 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
         raise RuntimeError("a controller already runs for this state dir") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
+    lease = leader.wait_for_lease()
     sock = api_server.bind()
     api.ensure_token()
-    ctl = Controller(period_s=period_s, failure_threshold=failure_threshold)
+    ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
+    if lease is not None:
+        lease.keep(ctl.stopping)
     api_server.serve(sock, ctl.ops)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if api.tls_files() else 'http'}://{host}:{port}"
@@ -399,5 +384,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     )
     try:
         ctl.run()
+        if lease is not None and ctl.stopping.is_set():
+            lease.release()  # a clean stop hands over at once
     finally:
         _pidfile().unlink(missing_ok=True)

@@ -8,7 +8,6 @@ its name: a host may run other programs of the same name that are not headway's.
 from __future__ import annotations
 
 import shlex
-import time
 
 from . import procs, ssh
 from .ssh import SshError, SshHost
@@ -78,19 +77,7 @@ def kill(host: SshHost, pids: list[int]) -> None:
         ssh.run(host, "kill -9 " + " ".join(str(int(p)) for p in pids) + " 2>/dev/null; true")
 
 
-#: Hosts that did not answer lately: not asked again for a few seconds, so that a dead
-#: host does not cost every controller round a connect timeout.
-_DOWN_FOR_S = 5.0
-_down_since: dict[str, float] = {}
-
-
 def answers(host: SshHost) -> bool:
-    """The host answers SSH (remembered for ``_DOWN_FOR_S`` when it does not)."""
-    since = _down_since.get(host.address)
-    if since is not None and time.monotonic() - since < _DOWN_FOR_S:
-        return False
-    if ssh.reachable(host):
-        _down_since.pop(host.address, None)
-        return True
-    _down_since[host.address] = time.monotonic()
-    return False
+    """The host answers SSH; one that failed lately is not asked again for a few seconds
+    (``ssh.answers``), so that a dead host does not cost every round a connect timeout."""
+    return ssh.answers(host)

@@ -12,6 +12,7 @@ import ipaddress
 import platform
 import shlex
 import threading
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -123,6 +124,8 @@ class SshCloud(BaseModel):
     head_address: HeadAddress = Field(default_factory=HeadAddress)
     ingress: IngressHosts | None = Field(default=None, description="endpoints on several hosts (else here)")
     store: StoreHosts | None = Field(default=None, description="the managed store on three hosts (else here)")
+    controllers: list[str] = Field(default_factory=list, description="hosts that run a controller (leader or "
+                                   "standby) besides this machine: the nodes' packet filters admit them")  # fmt: skip
     hosts: list[SshHost]
 
     def heads(self) -> list[SshHost]:
@@ -135,9 +138,11 @@ class SshCloud(BaseModel):
         return [self.host(a) for a in self.ingress.hosts] if self.ingress else []
 
     def trusted(self) -> list[str]:
-        """The addresses that may reach a node's unauthenticated ports (its Serve proxy):
-        the control host, and the ingress hosts when the endpoints run there."""
-        return [self.store_address, *(self.ingress.hosts if self.ingress else [])]
+        """The addresses that may reach a node's unauthenticated ports (its Serve proxy, the
+        head's dashboard): the control host, the ingress hosts when the endpoints run there,
+        and the hosts a controller may run on."""
+        out = [self.store_address, *(self.ingress.hosts if self.ingress else []), *self.controllers]
+        return list(dict.fromkeys(out))
 
     def host(self, address: str) -> SshHost:
         found = next((h for h in self.hosts if h.address == address), None)
@@ -168,6 +173,9 @@ def load_cloud_config(path: str) -> SshCloud:
     if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
         raise SshError(f"{path}: ssh.hosts: an address is listed twice")
     known = {h.address for h in cfg.hosts}
+    strangers = [a for a in cfg.controllers if a not in known]
+    if strangers:
+        raise SshError(f"{path}: ssh.controllers: {', '.join(strangers)} not in ssh.hosts; list them there")
     if cfg.store is not None:
         unknown = [a for a in cfg.store.hosts if a not in known]
         if unknown:
@@ -272,6 +280,7 @@ def _client(host: SshHost) -> paramiko.SSHClient:
         except SshError:
             raise
         except (OSError, paramiko.SSHException) as exc:
+            _down_since[host.address] = time.monotonic()
             raise SshError(f"host {host.address}: SSH unreachable ({type(exc).__name__}: {exc})") from None
         transport = c.get_transport()
         if transport is not None:
@@ -285,11 +294,19 @@ def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tu
     the host cannot be reached or does not answer in time."""
     try:
         _, out, err = _client(host).exec_command(command, timeout=timeout_s)
+        # Not recv_exit_status(): it waits without a limit, and a host that vanished without
+        # a reset (powered off, unplugged) keeps the connection open for many minutes.
+        if not out.channel.status_event.wait(timeout_s):
+            out.channel.close()
+            raise TimeoutError
         status = out.channel.recv_exit_status()
-        return status, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        result = status, out.read().decode(errors="replace"), err.read().decode(errors="replace")
     except (OSError, paramiko.SSHException, TimeoutError) as exc:
         forget(host)
+        _down_since[host.address] = time.monotonic()
         raise SshError(f"host {host.address}: SSH command failed ({type(exc).__name__})") from None
+    _down_since.pop(host.address, None)
+    return result
 
 
 def put_private(host: SshHost, remote: str, content: str) -> None:
@@ -305,6 +322,19 @@ def put_private(host: SshHost, remote: str, content: str) -> None:
             sftp.close()
     except (OSError, paramiko.SSHException) as exc:
         raise SshError(f"host {host.address}: writing a private file failed ({type(exc).__name__})") from None
+
+
+#: Hosts whose last SSH command failed, and when: ``answers`` does not ask them again for
+#: ``DOWN_FOR_S`` (any command that succeeds clears the mark).
+DOWN_FOR_S = 5.0
+_down_since: dict[str, float] = {}
+
+
+def answers(host: SshHost) -> bool:
+    since = _down_since.get(host.address)
+    if since is not None and time.monotonic() - since < DOWN_FOR_S:
+        return False
+    return reachable(host)
 
 
 def reachable(host: SshHost) -> bool:

@@ -4,9 +4,11 @@ whole — every process killed and its link down, as a dead machine's — and re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import Load
+from conftest import HEADWAY, Load
 from ssh_hosts import SSHD, Hosts
 
 from headway import netns
@@ -85,13 +87,49 @@ def _store_roles(cli) -> dict[str, str]:
     return {p["host"]: p.get("replication_role", "down") for p in _cloud_status(cli)["store"]}
 
 
+class Controller:
+    """``headway controller run`` inside a test host, with its own state folder (as on a
+    machine of its own), started by the test as a host's init would, stopped by PID."""
+
+    def __init__(self, cli, host_ns: str, home: Path):
+        self.home, self.host_ns = home, host_ns
+        self.env = cli.env | {"HEADWAY_HOME": str(home)}  # same HEADWAY_TMP: the hosts' paths
+        self.log = home / f"controller-run-{time.time_ns()}.log"  # one per start: leads() is this one's
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Controller:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(["ip", "netns", "exec", self.host_ns, HEADWAY, "controller", "run"],
+                                         env=self.env, stdout=log, stderr=log)  # fmt: skip
+        return self
+
+    def leads(self) -> bool:
+        """It took the lease, was not fenced since, and runs."""
+        text = self.log.read_text(errors="replace")
+        fenced = "is another controller's" in text
+        return "holds the lease" in text and not fenced and self.proc is not None and self.proc.poll() is None
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        """A CLI command on this controller's host (its API listens on that host's loopback)."""
+        return subprocess.run(["ip", "netns", "exec", self.host_ns, HEADWAY, *args], env=self.env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+
 def test_five_hosts_each_role_survives_its_host_death(cli):
     """Five hosts: h0 the head, h1/h2 the workers, h3/h4 the store's primary and replica and
-    the two ingress hosts, with the third Sentinel on h0. In turn, under steady load through
-    the moving endpoint address (clients do not retry): the store primary's host dies, a
-    worker host dies, the head host dies, the active ingress host dies (the store primary
-    by then too). Each host reboots and rejoins in its role."""
+    the two ingress hosts, with the third Sentinel on h0. The controller runs on h2 with a
+    standby on h3, each with its own state folder. In turn, under steady load through the
+    moving endpoint address (clients do not retry): the store primary's host dies, the
+    controller's host (a worker's too) dies, the head host dies, the active ingress host
+    dies (the store primary by then too). Each host reboots and rejoins in its role."""
     root = Path(tempfile.mkdtemp(prefix="hwssh-"))
+    controllers: list[Controller] = []
     try:
         with Hosts(root, 5) as hosts:
             ips, ns = hosts.ips, dict(zip(hosts.ips, hosts.names, strict=True))
@@ -99,6 +137,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             cfg = hosts.config(sys.prefix, ["head", "worker", "worker", "head", "head"],
                                ingress={"address": vip, "hosts": [ips[4], ips[3]]})  # fmt: skip
             cfg["ssh"]["store"] = {"hosts": [ips[3], ips[4], ips[0]], "data_dir": str(root / "store")}
+            cfg["ssh"]["controllers"] = [ips[2], ips[3]]  # the leader's host and the standby's
             (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
             cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
             assert _store_roles(cli) == {ips[3]: "master", ips[4]: "slave"}
@@ -117,9 +156,22 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
             assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
             assert httpx.get(endpoint + "/", timeout=10).status_code == 401  # the token, on every host
+
+            # The controller moves onto h2 (the deploy's, here, stops and hands the lease over);
+            # a standby on h3 gets a copy of the cloud folder only (to reach the store).
+            cli.run("controller", "stop", check=True)
+            leader_a = Controller(cli, ns[ips[2]], cli.home).start()
+            controllers.append(leader_a)
+            _wait_for("the controller on h2 to lead", leader_a.leads, timeout_s=30, every_s=0.2)
+            home_b = root / "standby-home"
+            home_b.mkdir(mode=0o700)
+            shutil.copytree(cli.home / "cloud", home_b / "cloud")
+            standby = Controller(cli, ns[ips[3]], home_b).start()
+            controllers.append(standby)
+            reader = cli  # whose state folder holds the current state
             figures: list[str] = []
 
-            def lose(host: str, role: str, wait_back) -> None:
+            def lose(host: str, role: str, wait_back, after_boot=lambda: None) -> None:
                 """Kill ``host`` under load, reboot it 8 s later and wait until it is back in
                 its role and the service RUNNING; 0 failed requests throughout."""
                 with Load([endpoint] * CLIENTS, headers=auth) as load:
@@ -128,9 +180,11 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                     hosts.crash(ns[host], unplug=True)
                     time.sleep(8)
                     hosts.boot(ns[host])
+                    after_boot()
                     back = _wait_for(f"{role} host back in its role", wait_back, timeout_s=180, every_s=0.3)
-                    _wait_for("RUNNING", lambda: cli.status(name)["state"] == "RUNNING", timeout_s=180, every_s=0.5)
-                    events = [e for e in cli.events(name) if e["at"] > died_at and e["kind"] == "state"]
+                    _wait_for("RUNNING", lambda: reader.status(name)["state"] == "RUNNING", timeout_s=180,
+                              every_s=0.5)  # fmt: skip
+                    events = [e for e in reader.events(name) if e["at"] > died_at and e["kind"] == "state"]
                     time.sleep(1)
                 # The service leaves RUNNING only when its head is replaced (store primary, head).
                 running = [e for e in events if e["state"] == "RUNNING" and len(events) > 1]
@@ -141,39 +195,78 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                 figures.append(line)
                 assert load.failed == 0, (role, load.errors[:5])
 
-            # 1. The store primary's host: the replica (h4) is promoted, the head restarts on it;
-            # rebooted, h3 comes back as a replica (and its Sentinel, keepalived, endpoint).
+            # 1. The store primary's host (the standby controller's too): the replica (h4) is
+            # promoted, the head restarts on it; rebooted, h3 comes back as a replica (and its
+            # Sentinel, keepalived, endpoint; its standby controller is started again by "init").
             lose(ips[3], "store primary", lambda: _store_roles(cli) == {ips[3]: "slave", ips[4]: "master"}
-                 and _marked(ns[ips[3]], marker) and _marked(ns[ips[3]], "cloud-"))  # fmt: skip
+                 and _marked(ns[ips[3]], marker) and _marked(ns[ips[3]], "cloud-"),
+                 after_boot=lambda: controllers.append(Controller(cli, ns[ips[3]], home_b).start()))  # fmt: skip
             head = next(n for n in cli.record(name)["nodes"] if n["role"] == "head")
             assert f"RAY_REDIS_ADDRESS=rediss://{ips[4]}:".encode() in Path(f"/proc/{head['pid']}/environ").read_bytes()
+            assert not controllers[-1].leads()
 
-            # 2. A worker host: its worker is replaced (on a live host with room).
-            workers_before = {n["name"]: n["node_id"] for n in cli.record(name)["nodes"] if n["role"] == "worker"}
-            lose(ips[1], "worker", lambda: len([e for e in cli.events(name) if e["kind"] == "worker_replaced"]) >= 1)
+            # 2. The controller's host, a worker's too: the standby takes the lease over after
+            # it runs out, restores the state, and replaces the worker. h2 reboots; its
+            # controller starts again, as the standby now.
+            standby = controllers[-1]
+            workers_before = {n["node_id"] for n in cli.record(name)["nodes"] if n["role"] == "worker"}
+            reader = cli_b = dataclasses.replace(cli, env=standby.env, home=home_b)
+            took_over: list[float] = []
+
+            def replaced_by_standby() -> bool:
+                if standby.leads() and not took_over:
+                    took_over.append(time.time())
+                return bool(took_over) and any(e["kind"] == "worker_replaced" for e in cli_b.events(name))
+
+            def restart_old_leader() -> None:
+                """h2's init starts its controller again once the standby leads (started at
+                once, either may win the lease: both would be right, but the test reads one)."""
+                _wait_for("the standby to take the lease over", standby.leads, timeout_s=60, every_s=0.2)
+                controllers.append(Controller(cli, ns[ips[2]], cli.home).start())
+
+            killed_at = time.time()
+            lose(ips[2], "controller (and worker)", replaced_by_standby, after_boot=restart_old_leader)
+            figures.append(f"the standby controller took over {took_over[0] - killed_at:.1f} s after the "
+                           f"controller's host died (lease {10.0:.0f} s)")  # fmt: skip
+            assert {n["node_id"] for n in cli_b.record(name)["nodes"] if n["role"] == "worker"} != workers_before
+            assert not controllers[-1].leads()  # the rebooted one waits as the standby
 
             # 3. The head host (the third Sentinel's too): the head comes back on it when it reboots.
-            lose(ips[0], "head", lambda: all(s["running"] for s in _cloud_status(cli)["sentinels"]))
-            assert {n["node_id"] for n in cli.record(name)["nodes"] if n["role"] == "worker"} - set(
-                workers_before.values()) != set()  # the replaced worker is a new node
+            lose(ips[0], "head", lambda: all(s["running"] for s in _cloud_status(cli_b)["sentinels"]))
 
             # 4. The active ingress host, the store primary's by now too: the address moves
             # (requests in flight on it may fail: under one second of traffic, none after).
-            moved = _kill_active_ingress(cli, hosts, name, endpoint, auth, ns[ips[4]], ns[ips[3]], vip)
-            recovering = cli.wait_event(name, "state", after=moved["died_at"], state="HEAD_RECOVERING", timeout=60)
-            cli.wait_event(name, "state", after=recovering["at"], state="RUNNING", timeout=180)
+            moved = _kill_active_ingress(cli_b, hosts, name, endpoint, auth, ns[ips[4]], ns[ips[3]], vip)
+            recovering = cli_b.wait_event(name, "state", after=moved["died_at"], state="HEAD_RECOVERING", timeout=60)
+            # One controller leads throughout (the failover may lose the lease's key; the leader
+            # reclaims it): the one on h3 still, whose state the test reads.
+            assert standby.leads(), [c.log.read_text()[-300:] for c in controllers]
+            back_running = cli_b.wait_event(name, "state", after=recovering["at"], state="RUNNING", timeout=180)
+            assert standby.leads() and sum(c.leads() for c in controllers) == 1
+            figures.append(f"active ingress host {ips[4]} (and store primary) killed: the address moved in "
+                           f"{moved['moved_s']:.2f} s, {moved['failed']} requests failed (in flight; "
+                           f"{moved['rate']:.0f} requests/s), {moved['late']} after the move; head replaced, "
+                           f"RUNNING {back_running['at'] - moved['died_at']:.1f} s after")  # fmt: skip
             hosts.boot(ns[ips[4]])
-            _wait_for("h4 back as a replica", lambda: _store_roles(cli) == {ips[3]: "master", ips[4]: "slave"},
+            _wait_for("h4 back as a replica", lambda: _store_roles(cli_b) == {ips[3]: "master", ips[4]: "slave"},
                       timeout_s=120, every_s=0.3)  # fmt: skip
             assert hosts.holds(ns[ips[3]], vip) and not hosts.holds(ns[ips[4]], vip)  # no preemption
-            assert _cloud_status(cli)["endpoint_address"]["held_by"] == ips[3]
+            assert _cloud_status(cli_b)["endpoint_address"]["held_by"] == ips[3]
             assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
             print("\n".join(["", "five hosts:", *figures]))
 
-            cli.run("terminate", name, check=True)
+            done = standby.run("terminate", name)  # on the leader's host: its API is there
+            assert done.returncode == 0, done.stdout + done.stderr
             for ip in (ips[3], ips[4]):
                 assert _marked(ns[ip], marker) == [], f"endpoint processes left on {ip}"
-            cli.run("cloud", "teardown", check=True)
+            for c in controllers:
+                c.stop()
+            cli_b.run("cloud", "teardown", check=True)
+            shutil.rmtree(cli.home / "cloud", ignore_errors=True)  # the old leader's copy: nothing left to stop
             assert not any(_marked(n, "cloud-") for n in hosts.names)  # keepalived gone everywhere
     finally:
+        for c in controllers:
+            c.stop()
+            if os.environ.get("HEADWAY_TEST_KEEP_LOG"):  # debugging: each controller's log outlives the test
+                shutil.copy(c.log, f"{os.environ['HEADWAY_TEST_KEEP_LOG']}.{c.log.name}")
         shutil.rmtree(root, ignore_errors=True)

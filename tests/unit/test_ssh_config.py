@@ -67,6 +67,11 @@ def test_endpoints_on_ingress_hosts(tmp_path):
     # The nodes' packet filter admits the control host and every ingress host to a Serve proxy.
     assert cfg.trusted() == ["10.0.0.1", "10.0.0.3", "10.0.0.2"]
     assert ssh.load_cloud_config(_write(tmp_path, GOOD)).trusted() == ["10.0.0.1"]
+    # Hosts that run a controller (leader or standby) are admitted too, each address once.
+    with_controllers = ssh.load_cloud_config(_write(tmp_path, INGRESS + "  controllers: [10.0.0.2, 10.0.0.3]\n"))
+    assert with_controllers.trusted() == ["10.0.0.1", "10.0.0.3", "10.0.0.2"]
+    with pytest.raises(ssh.SshError, match="ssh.controllers: 10.0.0.9 not in ssh.hosts"):
+        ssh.load_cloud_config(_write(tmp_path, GOOD + "  controllers: [10.0.0.9]\n"))
 
 
 @pytest.mark.parametrize(

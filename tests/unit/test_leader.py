@@ -1,0 +1,44 @@
+"""The controller lease's decision and the state snapshot a new leader restores (no store)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from headway import leader
+
+
+def test_a_leader_acts_only_while_its_lease_holds():
+    assert leader.decide(True, now=100.0, valid_until=110.0) == "act"
+    # The store did not answer: act on until the lease would have run out, then pause.
+    assert leader.decide(None, now=105.0, valid_until=110.0) == "act"
+    assert leader.decide(None, now=110.0, valid_until=110.0) == "pause"
+    # Another controller holds it (this one slept past its lease): stop, whatever the clock says.
+    assert leader.decide(False, now=100.0, valid_until=110.0) == "stop"
+
+
+def test_the_state_snapshot_carries_the_db_and_folders_but_no_logs(tmp_path):
+    home, other = tmp_path / "a", tmp_path / "b"
+    (home / "services" / "svc" / "logs").mkdir(parents=True)
+    (home / "cloud" / "tls").mkdir(parents=True)
+    (home / "services" / "svc" / "store-ab12.password").write_text("pw")
+    (home / "services" / "svc" / "logs" / "haproxy.log").write_text("x" * 1000)
+    (home / "services" / "svc" / "haproxy.sock").write_text("")
+    (home / "cloud" / "cloud.json").write_text("{}")
+    (home / "cloud" / "tls" / "ca.pem").write_text("ca")
+    (home / "controller.log").write_text("log")
+    conn = sqlite3.connect(home / "state.db")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.execute("INSERT INTO t VALUES ('kept')")
+    conn.commit()  # still open: the snapshot copies it consistently (SQLite's backup)
+    blob = leader.snapshot(home)
+    assert leader.snapshot(home) == blob  # the same state gives the same bytes: written once
+    conn.close()
+    other.mkdir()
+    (other / "state.db-wal").write_text("stale")
+    leader.restore(blob, other)
+    assert (other / "services" / "svc" / "store-ab12.password").read_text() == "pw"
+    assert (other / "cloud" / "tls" / "ca.pem").read_text() == "ca"
+    assert not (other / "services" / "svc" / "logs").exists() and not (other / "controller.log").exists()
+    assert not (other / "services" / "svc" / "haproxy.sock").exists() and not (other / "state.db-wal").exists()
+    assert sqlite3.connect(other / "state.db").execute("SELECT v FROM t").fetchall() == [("kept",)]
