@@ -83,18 +83,21 @@ def cloud_status(as_json: bool) -> None:
         ea = st["endpoint_address"]
         held = ea["held_by"] or "[red]none[/]"
         out.print(f"endpoints at {ea['address']} on {', '.join(ea['hosts'])}: held by {held}")
-    t = Table("role", "port", "running", "memory", "replicas")
+    t = Table("role", "address", "running", "memory", "replicas")
     for s in st["store"]:
         mem = f"{s.get('used_memory', 0) / 2**20:.1f} MiB / {s.get('maxmemory', 0) / 2**20:.0f} MiB"
         role = {"master": "primary", "slave": "replica"}.get(s.get("replication_role", ""), s["role"])
         t.add_row(
             role,
-            str(s["port"]),
+            f"{s['host']}:{s['port']}" if s.get("host") else str(s["port"]),
             "yes" if s["running"] else "[red]no[/]",
             mem,
             str(s.get("connected_replicas", "")),
         )
     out.print(t)
+    sentinels = [f"{x['host'] or 'here'}:{x['port']} {'up' if x['running'] else '[red]down[/]'}"
+                 for x in st["sentinels"]]  # fmt: skip
+    out.print(f"Sentinel: {', '.join(sentinels)}")
     if st.get("percent") is not None:
         out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {rec.alert_percent:.0f}%)")
     if st["alert"] and st["alert"]["active"]:

@@ -362,8 +362,8 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
         raise RuntimeError("a controller already runs for this state dir") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
-    lease = leader.wait_for_lease()
     sock = api_server.bind()
+    lease = leader.wait_for_lease(sock, api.tls_files())
     api.ensure_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
     if lease is not None:
@@ -371,6 +371,8 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     api_server.serve(sock, ctl.ops)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if api.tls_files() else 'http'}://{host}:{port}"
+    if lease is not None:
+        lease.publish_api(url)
     info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}
     paths.write_private(_pidfile(), json.dumps(info))
     signal.signal(signal.SIGTERM, lambda *_: ctl.stopping.set())

@@ -32,6 +32,7 @@ import io
 import logging
 import os
 import secrets
+import socket
 import sqlite3
 import tarfile
 import tempfile
@@ -39,7 +40,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import cloud, paths, storage
+from . import cloud, paths, standby_api, storage
 
 LEASE_S = 10.0
 #: How long a standby sees the lease free before it takes it (the leader's reclaim goes first).
@@ -71,6 +72,7 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+# Write a key only while the lease is the caller's (the state; the API's address).
 _PUT_STATE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
@@ -105,7 +107,8 @@ class Lease:
         self.fenced = False  # a renewal found the lease another controller's: never acts again
         self._last_digest = ""
         prefix = f"headway:{crec.id}"
-        self.keys = {"leader": f"{prefix}:leader", "epoch": f"{prefix}:epoch", "state": f"{prefix}:state"}
+        self.keys = {"leader": f"{prefix}:leader", "epoch": f"{prefix}:epoch", "state": f"{prefix}:state",
+                     "api": f"{prefix}:api"}  # fmt: skip
 
     def _ms(self) -> str:
         return str(int(self.lease_s * 1000))
@@ -176,6 +179,22 @@ class Lease:
         with contextlib.suppress(Exception):  # else it runs out by itself
             self._run(_RELEASE, [self.keys["leader"]], [self.value])
 
+    def publish_api(self, url: str) -> None:
+        """Where the leader's API answers: a standby sends its callers there."""
+        with contextlib.suppress(Exception):  # a standby then answers 503 instead of redirecting
+            self._run(_PUT_STATE, [self.keys["leader"], self.keys["api"]], [self.value, url])
+
+    def leader_api(self) -> str | None:
+        """The leader's API URL while a leader holds the lease, else None."""
+        client = storage.connect(cloud.store_address(cloud.load() or self.crec), 2)
+        try:
+            if not client.exists(self.keys["leader"]):
+                return None
+            url = client.get(self.keys["api"])
+        finally:
+            client.close()
+        return url.decode() if url else None
+
     # -- the state ----------------------------------------------------------------------
     def put_state(self, home: Path | None = None) -> bool | None:
         """Write the state folder if it changed; False when the lease is not ours (refused),
@@ -242,15 +261,18 @@ def restore(blob: bytes, home: Path) -> None:
         (home / f).unlink(missing_ok=True)
 
 
-def wait_for_lease() -> Lease | None:
+def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> Lease | None:
     """With the store on store hosts: wait until this controller holds the lease (a standby
-    waits here), then take the last leader's state. Else None: no lease is needed."""
+    waits here, its API port answering with the way to the leader's), then take the last
+    leader's state. Else None: no lease is needed."""
     crec = cloud.load()
     if not enabled(crec):
         return None
     assert crec is not None
     lease = Lease(crec)
     log.info("controller %d waiting for the controller lease (standby)", os.getpid())
+    stop = threading.Event()
+    stand_in = standby_api.serve(api_sock, lease.leader_api, stop, api_tls)
     free_since: float | None = None
     while True:
         # The lease must be seen free for a while first: a failover that outlasted it loses
@@ -260,6 +282,8 @@ def wait_for_lease() -> Lease | None:
         if free_since is not None and now - free_since >= FREE_FOR_S and lease.acquire():
             break
         time.sleep(0.5)
+    stop.set()
+    stand_in.join()
     restored = lease.restore_state()
     log.info("controller %d holds the lease (epoch %s); %s", os.getpid(), lease.epoch,
              "the last leader's state restored" if restored else "no earlier state in the store")  # fmt: skip

@@ -20,7 +20,7 @@ import yaml
 from conftest import HEADWAY, Load
 from ssh_hosts import SSHD, Hosts
 
-from headway import netns
+from headway import netns, store_tls
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -91,9 +91,13 @@ class Controller:
     """``headway controller run`` inside a test host, with its own state folder (as on a
     machine of its own), started by the test as a host's init would, stopped by PID."""
 
-    def __init__(self, cli, host_ns: str, home: Path):
+    def __init__(self, cli, host_ns: str, home: Path, ip: str, tls):
         self.home, self.host_ns = home, host_ns
-        self.env = cli.env | {"HEADWAY_HOME": str(home)}  # same HEADWAY_TMP: the hosts' paths
+        # Same HEADWAY_TMP: the hosts' paths. The API on the host's address, with TLS.
+        self.env = cli.env | {"HEADWAY_HOME": str(home), "HEADWAY_API_BIND": ip, "HEADWAY_API_TLS_CERT": tls.cert,
+                              "HEADWAY_API_TLS_KEY": tls.key, "HEADWAY_API_CA": tls.ca}  # fmt: skip
+        self.api = f"https://{ip}:{cli.env['HEADWAY_API_PORT']}"
+        self.ca = tls.ca
         self.log = home / f"controller-run-{time.time_ns()}.log"  # one per start: leads() is this one's
         self.proc: subprocess.Popen | None = None
 
@@ -114,11 +118,23 @@ class Controller:
         return subprocess.run(["ip", "netns", "exec", self.host_ns, HEADWAY, *args], env=self.env,
                               capture_output=True, text=True, timeout=300)  # fmt: skip
 
+    def health(self) -> httpx.Response:
+        """Its API's health, as a client elsewhere on the network asks (redirects not followed)."""
+        return httpx.get(self.api + "/api/health", verify=self.ca, timeout=10)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait(timeout=10)
+
+
+def _answers(c: Controller) -> bool:
+    try:
+        c.health()
+        return True
+    except httpx.HTTPError:
+        return False
 
 
 def test_five_hosts_each_role_survives_its_host_death(cli):
@@ -160,14 +176,23 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             # The controller moves onto h2 (the deploy's, here, stops and hands the lease over);
             # a standby on h3 gets a copy of the cloud folder only (to reach the store).
             cli.run("controller", "stop", check=True)
-            leader_a = Controller(cli, ns[ips[2]], cli.home).start()
+            api_tls = store_tls.ensure(root / "api-tls", [ips[2], ips[3]])
+            leader_a = Controller(cli, ns[ips[2]], cli.home, ips[2], api_tls).start()
             controllers.append(leader_a)
             _wait_for("the controller on h2 to lead", leader_a.leads, timeout_s=30, every_s=0.2)
             home_b = root / "standby-home"
             home_b.mkdir(mode=0o700)
             shutil.copytree(cli.home / "cloud", home_b / "cloud")
-            standby = Controller(cli, ns[ips[3]], home_b).start()
+            standby = Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start()
             controllers.append(standby)
+            def standby_on_h3() -> Controller:
+                return Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start()
+
+            # Both answer: the standby's API sends a caller to the leader's.
+            _wait_for("the standby's API", lambda: _answers(standby), timeout_s=30, every_s=0.3)
+            sent = standby.health()
+            assert sent.status_code == 307 and sent.headers["location"] == leader_a.api + "/api/health", sent.text
+            assert httpx.get(sent.headers["location"], verify=api_tls.ca, timeout=10).status_code == 200
             reader = cli  # whose state folder holds the current state
             figures: list[str] = []
 
@@ -200,7 +225,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             # Sentinel, keepalived, endpoint; its standby controller is started again by "init").
             lose(ips[3], "store primary", lambda: _store_roles(cli) == {ips[3]: "slave", ips[4]: "master"}
                  and _marked(ns[ips[3]], marker) and _marked(ns[ips[3]], "cloud-"),
-                 after_boot=lambda: controllers.append(Controller(cli, ns[ips[3]], home_b).start()))  # fmt: skip
+                 after_boot=lambda: controllers.append(standby_on_h3()))  # fmt: skip
             head = next(n for n in cli.record(name)["nodes"] if n["role"] == "head")
             assert f"RAY_REDIS_ADDRESS=rediss://{ips[4]}:".encode() in Path(f"/proc/{head['pid']}/environ").read_bytes()
             assert not controllers[-1].leads()
@@ -222,7 +247,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                 """h2's init starts its controller again once the standby leads (started at
                 once, either may win the lease: both would be right, but the test reads one)."""
                 _wait_for("the standby to take the lease over", standby.leads, timeout_s=60, every_s=0.2)
-                controllers.append(Controller(cli, ns[ips[2]], cli.home).start())
+                controllers.append(Controller(cli, ns[ips[2]], cli.home, ips[2], api_tls).start())
 
             killed_at = time.time()
             lose(ips[2], "controller (and worker)", replaced_by_standby, after_boot=restart_old_leader)
@@ -230,6 +255,9 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                            f"controller's host died (lease {10.0:.0f} s)")  # fmt: skip
             assert {n["node_id"] for n in cli_b.record(name)["nodes"] if n["role"] == "worker"} != workers_before
             assert not controllers[-1].leads()  # the rebooted one waits as the standby
+            assert standby.health().status_code == 200  # the API is the new leader's now ...
+            _wait_for("the rebooted standby's API", lambda: _answers(controllers[-1]), timeout_s=30, every_s=0.3)
+            assert controllers[-1].health().headers.get("location") == standby.api + "/api/health"  # both say so
 
             # 3. The head host (the third Sentinel's too): the head comes back on it when it reboots.
             lose(ips[0], "head", lambda: all(s["running"] for s in _cloud_status(cli_b)["sentinels"]))

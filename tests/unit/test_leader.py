@@ -42,3 +42,16 @@ def test_the_state_snapshot_carries_the_db_and_folders_but_no_logs(tmp_path):
     assert not (other / "services" / "svc" / "logs").exists() and not (other / "controller.log").exists()
     assert not (other / "services" / "svc" / "haproxy.sock").exists() and not (other / "state.db-wal").exists()
     assert sqlite3.connect(other / "state.db").execute("SELECT v FROM t").fetchall() == [("kept",)]
+
+
+def test_a_standby_api_sends_callers_to_the_leader_and_never_fails():
+    from headway import standby_api
+
+    moved = standby_api.reply("GET /api/services/x?y=1 HTTP/1.1", "https://10.0.0.3:8765").decode()
+    assert moved.startswith("HTTP/1.1 307 Temporary Redirect\r\n")
+    assert "\r\nLocation: https://10.0.0.3:8765/api/services/x?y=1\r\n" in moved
+    assert '"leader": "https://10.0.0.3:8765"' in moved
+    waiting = standby_api.reply("POST /api/deploy HTTP/1.1", None).decode()
+    assert waiting.startswith("HTTP/1.1 503 ") and "Retry-After: 2" in waiting and "no leader" in waiting
+    for junk in ("", "\x16\x03\x01", "GET", "GET http://evil/ HTTP/1.1", "GET / SMTP"):
+        assert standby_api.reply(junk, "https://10.0.0.3:8765").startswith(b"HTTP/1.1 400 ")
