@@ -183,10 +183,6 @@ def sentinel_primary(rec: CloudRecord) -> tuple[str, int] | None:
     return None
 
 
-def current_primary_port(rec: CloudRecord) -> int:
-    return current_primary(rec)[1]
-
-
 def _running(rec: CloudRecord, proc: StoreProcess) -> bool:
     return store_procs.running(rec.ssh, proc)
 

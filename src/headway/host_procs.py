@@ -12,8 +12,7 @@ import shlex
 from . import procs, ssh
 from .ssh import SshError, SshHost
 
-__all__ = ["SshError", "answers", "kill", "marked_pids", "same_process", "start_command", "start_detached",
-           "start_time"]  # fmt: skip
+__all__ = ["SshError", "kill", "marked_pids", "same_process", "start_command", "start_detached", "start_time"]
 
 
 def start_command(argv: list[str], env: dict[str, str], cwd: str, log: str) -> str:
@@ -32,12 +31,14 @@ def start_command(argv: list[str], env: dict[str, str], cwd: str, log: str) -> s
     )
 
 
-def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str, log: str, marker: str) -> int:
-    """Start ``argv`` on the host with ``marker``; its PID. Raises SshError when it did not launch."""
+def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str, log: str, marker: str,
+                   what: str | None = None) -> int:  # fmt: skip
+    """Start ``argv`` on the host with ``marker``; its PID. Raises SshError when it did not
+    launch (``what`` names it in the message; else the program)."""
     env = env | {procs.MARKER_VAR: marker}
     status, out, err = ssh.run(host, f"mkdir -p -m 700 {shlex.quote(cwd)}; " + start_command(argv, env, cwd, log))
     if status != 0 or not out.strip().isdigit():
-        raise SshError(f"host {host.address}: {argv[0]} did not launch: {err.strip()[-300:]}")
+        raise SshError(f"host {host.address}: {what or argv[0]} did not launch: {err.strip()[-300:]}")
     return int(out.strip())
 
 
@@ -75,9 +76,3 @@ def marked_pids(host: SshHost, marker: str) -> list[int]:
 def kill(host: SshHost, pids: list[int]) -> None:
     if pids:
         ssh.run(host, "kill -9 " + " ".join(str(int(p)) for p in pids) + " 2>/dev/null; true")
-
-
-def answers(host: SshHost) -> bool:
-    """The host answers SSH; one that failed lately is not asked again for a few seconds
-    (``ssh.answers``), so that a dead host does not cost every round a connect timeout."""
-    return ssh.answers(host)

@@ -3,8 +3,8 @@
 It runs detached (its own session), so it outlives the CLI, the controller and the
 head. In ssh mode with ``ingress:`` hosts in the cloud config it runs on each of those
 hosts instead, behind the address keepalived moves (``ingress_hosts``, ``vip``); every
-function here then acts on each instance. Backend changes go through HAProxy's runtime API on its admin socket; a change
-of the config itself (token, timeouts) is a seamless reload: the new process takes
+function here then acts on each instance. Backend changes go through HAProxy's runtime
+API on its admin socket; a change of the config itself (token, timeouts) is a seamless reload: the new process takes
 the listening socket over from the old one (``-x``), which finishes its requests.
 
 The bearer token lives in ``services/<name>/token`` and in the HAProxy config, both
@@ -23,7 +23,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
-from . import binaries, cloud, db, host_procs, ingress_hosts, paths, procs, records, rollout_policy, ssh, vip
+from . import binaries, cloud, db, ingress_hosts, paths, procs, records, rollout_policy, ssh, vip
 from . import haproxy_config as hc
 from .errors import Failed
 from .provider import free_ports, used_ports
@@ -136,11 +136,12 @@ def _hosts_cloud() -> SshCloud | None:
     return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
 
 
-def _cloud_of(ing: IngressRecord) -> SshCloud:
+def _cloud_of() -> SshCloud:
+    """The cloud config of an endpoint that runs on ingress hosts (``cloud.load`` also sets
+    the hosts' SSH keys up)."""
     cfg = _hosts_cloud()
     if cfg is None:
         raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
-    ssh.configure_host_keys(cfg)
     return cfg
 
 
@@ -151,8 +152,8 @@ def alive(ing: IngressRecord | None) -> bool:
         return False
     if not ing.on_hosts:
         return procs.same_process(ing.pid, ing.pid_started)
-    cfg = _cloud_of(ing)
-    return all(not host_procs.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
+    cfg = _cloud_of()
+    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
                for h in cfg.ingress_hosts())  # fmt: skip
 
 
@@ -192,12 +193,11 @@ def _spawn_on(host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: Ingress
     f = ingress_hosts.files(ing.marker, host.address, root)
     text = hc.render(dataclasses.replace(settings(rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights)
     inst = ing.instances.get(host.address)
-    if reload and ingress_hosts.alive(host, inst):
-        assert inst is not None
-        ingress_hosts.spawn(_cloud_of(ing), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
+    if reload and inst is not None and ingress_hosts.alive(host, inst):
+        ingress_hosts.spawn(_cloud_of(), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
         return
     ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
-    ingress_hosts.spawn(_cloud_of(ing), host, ing, text, root, [])
+    ingress_hosts.spawn(_cloud_of(), host, ing, text, root, [])
 
 
 def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
@@ -223,7 +223,7 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
     _plan(rec, ing)
     _write_config(rec, spec, ing)
     if ing.on_hosts:
-        cfg = _cloud_of(ing)
+        cfg = _cloud_of()
         crec = cloud.load()
         assert crec is not None
         vip.ensure(cfg, crec.id)
@@ -252,7 +252,7 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
     _plan(rec, ing)
     _write_config(rec, spec, ing)
     if ing.on_hosts:
-        ingress_hosts.each_answering(_cloud_of(ing), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
+        ingress_hosts.each_answering(_cloud_of(), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
         return
     old = ing.pid if alive(ing) else None
     if old is None:
@@ -300,7 +300,7 @@ def stop(rec: ServiceRecord) -> None:
         return
     if ing.on_hosts:
         root = str(paths.node_temp_root())
-        ingress_hosts.each_answering(_cloud_of(ing), lambda h: ingress_hosts.stop_on(h, ing, root))
+        ingress_hosts.each_answering(_cloud_of(), lambda h: ingress_hosts.stop_on(h, ing, root))
         ing.instances.clear()
         return
     procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=2)
@@ -332,11 +332,11 @@ def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
         return []
     if not ing.on_hosts:
         return [[command(ing, c) for c in cmds]]
-    cfg = _cloud_of(ing)
+    cfg = _cloud_of()
     root = str(paths.node_temp_root())
     out = []
     for host in cfg.ingress_hosts():
-        if host.address not in ing.instances or not host_procs.answers(host):
+        if host.address not in ing.instances or not ssh.answers(host):
             continue
         try:
             sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]

@@ -103,7 +103,7 @@ def each_answering(cloud: SshCloud, work: Callable[[SshHost], None]) -> int:
     """Run ``work`` for every ingress host that answers; how many did."""
     done = 0
     for host in cloud.ingress_hosts():
-        if not host_procs.answers(host):
+        if not ssh.answers(host):
             continue
         try:
             work(host)

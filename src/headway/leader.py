@@ -40,6 +40,8 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+
 from . import cloud, paths, standby_api, storage
 
 LEASE_S = 10.0
@@ -117,9 +119,13 @@ class Lease:
     def value(self) -> str:
         return f"{self.me} {self.epoch}"
 
+    def _client(self, timeout_s: float) -> redis.Redis:
+        """The store's primary now, as an admin; the cloud record as it is now (a restored or
+        repaired one names the live Sentinels)."""
+        return storage.connect(cloud.store_address(cloud.load() or self.crec), timeout_s)
+
     def _run(self, script: str, keys: list[str], args: list[str]) -> int:
-        # The cloud record as it is now (a restored or repaired one names the live Sentinels).
-        client = storage.connect(cloud.store_address(cloud.load() or self.crec), 2)
+        client = self._client(2)
         try:
             return int(client.eval(script, len(keys), *keys, *args))
         finally:
@@ -138,7 +144,7 @@ class Lease:
     def free(self) -> bool:
         """No controller holds the lease now, as the store answers (False when it does not)."""
         try:
-            client = storage.connect(cloud.store_address(cloud.load() or self.crec), 2)
+            client = self._client(2)
             try:
                 return not client.exists(self.keys["leader"])
             finally:
@@ -186,7 +192,7 @@ class Lease:
 
     def leader_api(self) -> str | None:
         """The leader's API URL while a leader holds the lease, else None."""
-        client = storage.connect(cloud.store_address(cloud.load() or self.crec), 2)
+        client = self._client(2)
         try:
             if not client.exists(self.keys["leader"]):
                 return None
@@ -214,7 +220,7 @@ class Lease:
 
     def restore_state(self, home: Path | None = None) -> bool:
         """Unpack the last leader's state into this controller's folder; False if there is none."""
-        client = storage.connect(cloud.store_address(cloud.load() or self.crec), 3)
+        client = self._client(3)
         try:
             raw = client.get(self.keys["state"])
         finally:

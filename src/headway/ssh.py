@@ -173,21 +173,18 @@ def load_cloud_config(path: str) -> SshCloud:
     if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
         raise SshError(f"{path}: ssh.hosts: an address is listed twice")
     known = {h.address for h in cfg.hosts}
-    strangers = [a for a in cfg.controllers if a not in known]
-    if strangers:
-        raise SshError(f"{path}: ssh.controllers: {', '.join(strangers)} not in ssh.hosts; list them there")
-    if cfg.store is not None:
-        unknown = [a for a in cfg.store.hosts if a not in known]
+    named = {"ssh.controllers": cfg.controllers, "ssh.store.hosts": cfg.store.hosts if cfg.store else [],
+             "ssh.ingress.hosts": cfg.ingress.hosts if cfg.ingress else []}  # fmt: skip
+    for field, addrs in named.items():
+        unknown = [a for a in addrs if a not in known]
         if unknown:
-            raise SshError(f"{path}: ssh.store.hosts: {', '.join(unknown)} not in ssh.hosts; list them there")
+            raise SshError(f"{path}: {field}: {', '.join(unknown)} not in ssh.hosts; list them there")
+    if cfg.store is not None:
         if len(set(cfg.store.hosts)) != 3:
             raise SshError(f"{path}: ssh.store.hosts: three different hosts (one machine's death must leave two)")
         if cfg.store.port == cfg.store.sentinel_port:
             raise SshError(f"{path}: ssh.store: port and sentinel_port must differ")
     if cfg.ingress is not None:
-        unknown = [a for a in cfg.ingress.hosts if a not in known]
-        if unknown:
-            raise SshError(f"{path}: ssh.ingress.hosts: {', '.join(unknown)} not in ssh.hosts; list them there")
         if len(set(cfg.ingress.hosts)) != len(cfg.ingress.hosts):
             raise SshError(f"{path}: ssh.ingress.hosts: an address is listed twice")
         if cfg.ingress.address in known | {cfg.store_address}:

@@ -142,10 +142,11 @@ class SshProvider:
         for path, content in launch.secret_files.items():
             ssh.put_private(host, path, content)
         argv = launch.command(f"{self.cfg.venv}/bin/python")
-        status, out, err = ssh.run(host, host_procs.start_command(argv, launch.env, node.temp_dir, node.log))
-        if status != 0 or not out.strip().isdigit():
-            raise ProviderError(f"host {host.address}: ray start did not launch: {err.strip()[-300:]}")
-        node.pid = int(out.strip())
+        try:
+            node.pid = host_procs.start_detached(host, argv, launch.env, node.temp_dir, node.log, node.marker,
+                                                 what="ray start")  # fmt: skip
+        except SshError as exc:
+            raise ProviderError(str(exc)) from None
         node.pid_started = host_procs.start_time(host, node.pid)
         node.started_at = time.time()
         return node.pid

@@ -79,7 +79,7 @@ def running(cfg: SshCloud | None, proc: StoreProcess) -> bool:
         return bool(proc.pid) and procs.same_process(proc.pid, proc.pid_started)
     assert cfg is not None
     host = cfg.host(proc.host)
-    return host_procs.answers(host) and host_procs.same_process(host, proc.pid, proc.pid_started)
+    return ssh.answers(host) and host_procs.same_process(host, proc.pid, proc.pid_started)
 
 
 def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | None, sentinel: bool) -> None:

@@ -90,7 +90,6 @@ def start(cloud: SshCloud, host: SshHost, cloud_id: str) -> int:
 
 def ensure(cloud: SshCloud, cloud_id: str) -> list[str]:
     """Start keepalived on every ingress host that answers and runs none; the hosts started on."""
-    ssh.configure_host_keys(cloud)
     started = []
     for host in cloud.ingress_hosts():
         try:
@@ -104,7 +103,6 @@ def ensure(cloud: SshCloud, cloud_id: str) -> list[str]:
 
 def stop(cloud: SshCloud, cloud_id: str) -> None:
     """Stop keepalived everywhere (it gives the address up as it exits)."""
-    ssh.configure_host_keys(cloud)
     for host in cloud.ingress_hosts():
         try:
             pids = host_procs.marked_pids(host, marker(cloud_id, host))
@@ -119,7 +117,6 @@ def stop(cloud: SshCloud, cloud_id: str) -> None:
 def holder(cloud: SshCloud) -> str | None:
     """The ingress host that holds the address now (None if none answers with it)."""
     assert cloud.ingress is not None
-    ssh.configure_host_keys(cloud)
     for host in cloud.ingress_hosts():
         try:
             _, out, _ = ssh.run(host, f"ip -o -4 addr show dev {shlex.quote(cloud.ingress.interface)}",
