@@ -200,8 +200,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     @app.get("/api/health", tags=["meta"])
     def health() -> dict[str, Any]:
-        """No token needed: is the control plane up?"""
-        return {"ok": True, "pid": os.getpid()}
+        """No token needed: is the control plane up? Nothing else (no PID, no version)."""
+        return {"ok": True}
 
     # -- services ---------------------------------------------------------------------
     @app.get("/api/services", dependencies=auth, tags=["services"])

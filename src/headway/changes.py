@@ -19,6 +19,7 @@ import time
 
 from . import (
     cloud,
+    node_user,
     placement,
     preflight,
     records,
@@ -164,6 +165,7 @@ def _create(
             dashboard_port=head_ports["dashboard"],
             serve_port=head_ports["proxy"],
             desired_version=version,
+            node_uid=node_user.allocate(parent or name, [(r.service, r.node_uid) for r in records.all_records()]),
         )
         record_event(rec, "state", f"service created (version {version})")
         head = prov.new_node(rec, "head", "head", head_ip, head_ports)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 SLOTS = 16
 BACKEND = "workers"
 IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
+NOBODY = 65534  # the unprivileged uid and gid HAProxy runs as once its listeners are bound
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_KEEP_ALIVE_S = 60.0
 
@@ -62,6 +63,9 @@ class IngressSettings:
     # host holds it (``transparent``: IP_TRANSPARENT), so it answers the moment the
     # address arrives.
     freebind: bool = False
+    # Started as root (to bind, and ``transparent``), it then runs as nobody: a flaw in the
+    # endpoint must not hand out root on the ingress host.
+    unprivileged: bool = False
 
 
 def slot_name(i: int) -> str:
@@ -86,6 +90,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    stats socket {s.stats_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
         f"    hard-stop-after {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s) + 15)}",
+        *([f"    uid {NOBODY}", f"    gid {NOBODY}"] if s.unprivileged else []),
         "",
         "defaults",
         "    mode http",
@@ -111,6 +116,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
     if s.token is not None:
         bearer = f'req.hdr(authorization) -m str "Bearer {s.token}"'
         lines.append(f"    http-request deny deny_status 401 unless {{ {bearer} }}")
+        lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [
         f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
         f"    default_backend {BACKEND}",

@@ -98,7 +98,16 @@ def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.In
         retry_5xx_idempotent=http.retry_5xx_idempotent,
         weighted=rec.rollout is not None,
         freebind=ing.on_hosts,
+        unprivileged=_as_root(ing),
     )
+
+
+def _as_root(ing: IngressRecord) -> bool:
+    """Whether the endpoint's HAProxy starts as root (here, or over SSH on every ingress
+    host), so that it can drop to nobody once bound."""
+    if ing.on_hosts:
+        return all(h.user == "root" for h in _cloud_of().ingress_hosts())
+    return os.geteuid() == 0
 
 
 def _write_config(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:

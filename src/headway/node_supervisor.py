@@ -23,11 +23,19 @@ that runs Ray:
 
 If ``ray start`` fails, its exit code is this script's and its own output is the last
 word in the log (the line headway shows as why a new head failed).
+
+With ``--sandbox JSON`` first (``node_user.Sandbox``), started as root as PID 1 of a new
+PID and mount namespace (``unshare``), it boxes the node in before anything of Ray runs:
+it covers the paths to hide and every directory the node user may not enter on the way
+to what it needs with an empty tmpfs, binds back only what it needs (the Python that
+runs it, found here on the node's own host, the node's temp dir, the service's
+packages), then drops to the service's uid and gid with ``no_new_privs``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -48,15 +56,80 @@ RAY_CLI = (
 )
 
 
-def command(python: str, ray_args: list[str]) -> list[str]:
+def command(python: str, ray_args: list[str], sandbox: dict | None = None) -> list[str]:
     """The command line that runs ``ray <ray_args>`` (a ``ray start`` without ``--block``)
-    under this supervisor, with ``python``: the one that has Ray."""
-    return supervised(python, [python, "-c", RAY_CLI, *ray_args])
+    under this supervisor, with ``python``: the one that has Ray; boxed in by ``sandbox``."""
+    return supervised(python, [python, "-c", RAY_CLI, *ray_args], sandbox)
 
 
-def supervised(python: str, argv: list[str]) -> list[str]:
+def supervised(python: str, argv: list[str], sandbox: dict | None = None) -> list[str]:
     """``argv`` (a command that starts a node's processes and returns) under this supervisor."""
-    return [python, "-S", "-c", SOURCE, *argv]
+    box = ["--sandbox", json.dumps(sandbox, sort_keys=True)] if sandbox is not None else []
+    return [python, "-S", "-c", SOURCE, *box, *argv]
+
+
+# -- the sandbox ---------------------------------------------------------------------------
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 2, 4, 4096, 16384
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _libc_call(name: str, *args: object) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if getattr(libc, name)(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}{args[:2]}: {os.strerror(err)}")
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = [None if a is None else a.encode() for a in (source, target, fstype, data)]
+    _libc_call("mount", enc[0], enc[1], enc[2], flags, enc[3])
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The outermost directory on the way to ``path`` that others may not enter (mode
+    without o+x), or None when every one of them lets anyone pass."""
+    parts = os.path.abspath(path).split("/")[1:-1]
+    for i in range(len(parts)):
+        d = "/" + "/".join(parts[: i + 1])
+        try:
+            if not os.stat(d).st_mode & 0o001:
+                return d
+        except OSError:
+            return None
+    return None
+
+
+def covers(hide: list[str], expose: list[str]) -> list[str]:
+    """The tmpfs mounts to make: the paths to hide and the closed directories on the way to
+    what is exposed, without one inside another (the outer one covers it)."""
+    roots = {os.path.abspath(p) for p in hide if os.path.isdir(p)}
+    roots |= {c for p in expose if (c := closed_ancestor(p)) is not None}
+    return sorted(r for r in roots if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in roots))
+
+
+def _sandbox(box: dict) -> None:
+    """Cover, bind back, and drop to the service's user (see the module's docstring)."""
+    runtime = [sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    expose = sorted({os.path.abspath(p) for p in [*runtime, *box["expose"]] if os.path.exists(p)})
+    roots = covers(box["hide"], expose)
+    kept = {p: os.open(p, os.O_PATH) for p in expose if any(p.startswith(r + "/") for r in roots)}
+    for root in roots:
+        _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0711,size=64k")
+    for path, fd in sorted(kept.items()):
+        parent = os.path.dirname(path)
+        os.makedirs(parent, mode=0o711, exist_ok=True)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.makedirs(path, mode=0o711, exist_ok=True)
+        elif not os.path.exists(path):
+            open(path, "w").close()
+        _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
+    os.setgroups([])
+    os.setresgid(box["gid"], box["gid"], box["gid"])
+    os.setresuid(box["uid"], box["uid"], box["uid"])
+    _libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
 def _children() -> dict[int, str]:
@@ -105,6 +178,13 @@ def _set_subreaper() -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--sandbox"]:
+        try:
+            _sandbox(json.loads(argv[1]))
+        except OSError as exc:
+            print(f"headway: the node's sandbox could not be made: {exc}", flush=True)
+            return 126
+        argv = argv[2:]
     _set_subreaper()
     starter = os.fork()
     if starter == 0:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import firewall, netns, paths, procs
+from . import firewall, netns, node_user, paths, procs
 from .errors import Failed
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
 from .ray_node_env import inherited
@@ -212,8 +212,14 @@ class LocalProvider:
         """This machine is the host: nothing to check beyond what setup did."""
 
     # -- side effects ----------------------------------------------------------------
-    def distribute(self, local_file: str, node: NodeRecord) -> None:
-        """Files the nodes read by ``file://`` are already here: one machine."""
+    def can_sandbox(self, node: NodeRecord) -> bool:
+        return node_user.can_sandbox()
+
+    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None) -> None:
+        """Files the nodes read by ``file://`` are already here (one machine): only let the
+        service's group read them, and their folder."""
+        if gid is not None and self.can_sandbox(node):
+            node_user.share(Path(local_file), gid)
 
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
         """Create the host (its packet filter first) and start the node detached in it
@@ -225,10 +231,12 @@ class LocalProvider:
             prefix = netns.exec_prefix(node.netns)
             guarded = firewall.guarded_ports(node.role, node.ports)
             firewall.apply_local(firewall.render(node.cluster_id, guarded, self.subnet.bridge_ip), prefix)
-        os.makedirs(node.temp_dir, mode=0o700, exist_ok=True)
+        box = launch.sandbox
+        owner = (box.uid, box.gid) if box else None
+        paths.node_dir(Path(node.temp_dir), box.gid if box else None, node_user.TEMP_DIR_MODE)
         os.makedirs(os.path.dirname(node.log), exist_ok=True)
         for path, content in launch.secret_files.items():
-            paths.write_private(Path(path), content)
+            paths.write_private(Path(path), content, owner)
         if launch.nice:
             prefix = [*prefix, "nice", "-n", str(launch.nice)]  # inherited by every process of the node
         # An allow-list: the controller's own environment (secrets, test settings) stays here.

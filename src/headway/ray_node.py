@@ -26,11 +26,13 @@ This is the one place for the facts about Ray that fault tolerance rests on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import binaries, node_supervisor
+from .node_user import Sandbox
 from .procs import MARKER_VAR
 from .ray_node_env import AUTH_MODE_VAR, AUTH_TOKEN_PATH_VAR, COMMON_ENV, HEAD_FT_ENV, WORKER_FT_ENV
 
@@ -87,14 +89,25 @@ class NodeLaunch:
     env: dict[str, str] = field(repr=False)
     secret_files: dict[str, str] = field(default_factory=dict, repr=False)
     nice: int = 0  # the CPU priority the node's processes start at (a provider sharing a machine applies it)
+    sandbox: Sandbox | None = None  # the service's user and what the node may see (node_user)
 
     def __repr__(self) -> str:  # a launch may end up in a log: never with the password
         return f"NodeLaunch(argv={redact(self.argv)!r})"
 
+    def boxed(self, sandbox: Sandbox, temp_dir: str, files: Mapping[str, str] = {}) -> NodeLaunch:
+        """This launch run as the service's user, with a home and temp dir of its own and
+        ``files`` (the head's copies of the store's TLS files) among its private files."""
+        return dataclasses.replace(
+            self, sandbox=sandbox, env=self.env | sandbox.env(temp_dir), secret_files=self.secret_files | dict(files)
+        )
+
     def command(self, python: str) -> list[str]:
         """What a provider runs: this ``ray start`` by the host's ``python`` (the one that
-        has Ray), under headway's node supervisor instead of ``--block``."""
-        return node_supervisor.command(python, self.argv[1:])
+        has Ray), under headway's node supervisor instead of ``--block`` — boxed in, as
+        PID 1 of new PID and mount namespaces, when the launch has a sandbox."""
+        box = self.sandbox.as_json() if self.sandbox else None
+        ns = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"] if self.sandbox else []
+        return ns + node_supervisor.command(python, self.argv[1:], box)
 
 
 def _port_flags(ports: NodePorts, loopback: bool) -> list[str]:

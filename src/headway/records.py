@@ -102,6 +102,7 @@ class ServiceRecord(BaseModel):
     storage_masked: str | None = None
     namespace: str | None = None
     store_user: str | None = None  # this service's own ACL user on the managed store
+    node_uid: int | None = None  # the uid and gid its Ray nodes run as (node_user); None: not boxed
     spec: ServiceSpec  # the desired version's spec (typed: validated once, when it was accepted)
     head_ip: str
     gcs_port: int

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from . import (
@@ -22,6 +23,7 @@ from . import (
     db,
     deps,
     gcs_client,
+    node_user,
     paths,
     plan,
     ray_node,
@@ -236,11 +238,36 @@ def delete_store_user(rec: ServiceRecord, crec: cloud.CloudRecord | None) -> Non
 
 def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
     """Put the packaged working_dir and the applications' packages where every node reads
-    them (another machine needs a copy)."""
+    them (another machine needs a copy), readable by the service's group only."""
     uris = [rec.working_dir_uri, *deps.uris(rec.service, rec.spec).values()]
     for pkg in filter(None, map(local_path, uris)):
         for node in nodes:
-            prov.distribute(pkg, node)
+            prov.distribute(pkg, node, rec.node_uid)
+
+
+def sandbox(rec: ServiceRecord, prov: Provider, node: NodeRecord) -> node_user.Sandbox | None:
+    """How the node is boxed in (``node_user``), or None where its host cannot (no root).
+    It sees its own temp dir and its service's packages; the state dir is covered."""
+    if not prov.can_sandbox(node):
+        return None
+    if rec.node_uid is None:  # a record from before nodes were boxed in: saved with the node
+        rec.node_uid = node_user.allocate(rec.service, [(r.service, r.node_uid) for r in records.all_records()])
+    pkg = paths.service_dir(rec.service) / "pkg"
+    return node_user.Sandbox(rec.node_uid, rec.node_uid, hide=(str(paths.home()),), expose=(node.temp_dir, str(pkg)))
+
+
+def _private_copies(gcs: ray_node.GcsStorage, temp_dir: str) -> tuple[ray_node.GcsStorage, dict[str, str]]:
+    """The store's TLS files as the head's own private copies in its temp dir (it cannot
+    read the control plane's): the storage settings pointing at them, and the files."""
+    files: dict[str, str] = {}
+    moved: dict[str, str] = {}
+    for attr in ("ca_cert", "client_cert", "client_key"):
+        path = getattr(gcs, attr)
+        if path:
+            copy = f"{temp_dir}/store-{attr.replace('_', '-')}.pem"
+            files[copy] = Path(path).read_text()
+            moved[attr] = copy
+    return dataclasses.replace(gcs, **moved), files
 
 
 def ray_token(rec: ServiceRecord) -> str:
@@ -252,11 +279,12 @@ def ray_token(rec: ServiceRecord) -> str:
 def start_head(
     rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord, recovering: bool = False
 ) -> None:
+    box = sandbox(rec, prov, node)
     ship_package(rec, prov, [node])
     gcs = _gcs_storage(rec, spec, node)
-    for tls_file in (gcs.ca_cert, gcs.client_cert, gcs.client_key) if gcs else ():
-        if tls_file:
-            prov.distribute(tls_file, node)  # the head reads them by path: another host needs a copy
+    tls: dict[str, str] = {}
+    if gcs is not None:  # the head reads them by path: its own copies, on its host
+        gcs, tls = _private_copies(gcs, node.temp_dir)
     launch = ray_node.head_launch(
         ip=node.ip,
         ports=prov.node_ports(node),
@@ -269,12 +297,16 @@ def start_head(
         auth_token=ray_token(rec),
         recovering=recovering,
     )
+    if box is not None:
+        launch = launch.boxed(box, node.temp_dir)
+    launch = dataclasses.replace(launch, secret_files=launch.secret_files | tls)
     node.config = plan.node_config(spec.compute_config.head_node.resources, spec.env_vars)
     records.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated
     prov.start(node, launch)
 
 
 def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
+    box = sandbox(rec, prov, node)
     ship_package(rec, prov, [node])
     group = next(g for g in spec.compute_config.worker_nodes if g.name == node.group)
     launch = ray_node.worker_launch(
@@ -289,6 +321,8 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: No
         user_env=spec.env_vars,
         auth_token=ray_token(rec),
     )
+    if box is not None:
+        launch = launch.boxed(box, node.temp_dir)
     node.config = plan.node_config(group.resources, spec.env_vars)
     records.check_cancelled(rec.name)
     prov.start(node, launch)

@@ -306,13 +306,16 @@ def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tu
     return result
 
 
-def put_private(host: SshHost, remote: str, content: str) -> None:
-    """Write a secret file on the host, readable by its owner only from the first byte."""
+def put_private(host: SshHost, remote: str, content: str, owner: tuple[int, int] | None = None) -> None:
+    """Write a secret file on the host, readable by its owner only (``owner``: uid, gid;
+    default the SSH user) from the first byte."""
     try:
         sftp = _client(host).open_sftp()
         try:
             with sftp.open(remote + ".part", "w") as fh:
                 fh.chmod(0o600)
+                if owner is not None:
+                    fh.chown(*owner)
                 fh.write(content)
             sftp.posix_rename(remote + ".part", remote)
         finally:

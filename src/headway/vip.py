@@ -50,6 +50,7 @@ def render(cfg: IngressHosts, me: str, instance: str) -> str:
             f"    priority {priority}",
             f"    advert_int {ADVERT_INTERVAL_S}",
             f"    unicast_src_ip {me}",
+            "    check_unicast_src",  # adverts from an address not listed as a peer are dropped
             "    unicast_peer {",
             *(f"        {p}" for p in peers),
             "    }",

@@ -57,7 +57,10 @@ class FakeProvider:
         return NodeRecord(name=name, role=role, group=group, ip=ip, ports=ports, temp_dir=f"/tmp/hwfake/{ip}",
                           log="/dev/null", marker=f"{rec.cluster_id}/{name}/{ip}")  # fmt: skip
 
-    def distribute(self, local_file, node) -> None:
+    def can_sandbox(self, node) -> bool:
+        return False
+
+    def distribute(self, local_file, node, gid=None) -> None:
         pass
 
     def start(self, node, launch) -> int:

@@ -337,13 +337,14 @@ def test_temp_and_state_dirs_are_private_and_owned(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HEADWAY_TMP", str(tmp_path / "t"))
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "h"))
-    for d in (paths.node_temp_root(), paths.home()):
-        assert st.S_IMODE(d.stat().st_mode) == 0o700 and d.stat().st_uid == os.geteuid()
+    # The nodes' users pass through the temp root to their own dirs, but cannot list it.
+    for d, mode in ((paths.node_temp_root(), 0o711), (paths.home(), 0o700)):
+        assert st.S_IMODE(d.stat().st_mode) == mode and d.stat().st_uid == os.geteuid()
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)
     os.chmod(loose, 0o777)
     monkeypatch.setenv("HEADWAY_TMP", str(loose))
-    assert st.S_IMODE(paths.node_temp_root().stat().st_mode) == 0o700  # tightened, ours
+    assert st.S_IMODE(paths.node_temp_root().stat().st_mode) == 0o711  # tightened, ours
     (tmp_path / "target").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "target")
     monkeypatch.setenv("HEADWAY_TMP", str(tmp_path / "link"))
