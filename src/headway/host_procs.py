@@ -7,26 +7,41 @@ its name: a host may run other programs of the same name that are not headway's.
 
 from __future__ import annotations
 
+import re
+import secrets
 import shlex
 
 from . import procs, ssh
 from .ssh import SshError, SshHost
 
-__all__ = ["SshError", "kill", "marked_pids", "same_process", "start_command", "start_detached", "start_time"]
+__all__ = ["SshError", "kill", "marked_pids", "same_process", "env_file", "start_command", "start_detached", "start_time"]
 
 
-def start_command(argv: list[str], env: dict[str, str], cwd: str, log: str) -> str:
-    """The shell line that starts a process detached on its host. Every word a user could
-    have influenced (an env key or value, a path) is quoted as a whole: ``KEY=value`` is one
-    word, so neither part can end the assignment and start a command."""
-    assigns = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_file(env: dict[str, str]) -> str:
+    """The environment as a file a POSIX shell reads (``. FILE``): one ``KEY=value`` a line,
+    every value one quoted word, so no value can end its assignment and start a command.
+    It travels to the host as a 0600 file, never on a command line another local user
+    could read in ``/proc`` (a service's ``env_vars`` may hold its secrets)."""
+    bad = [k for k in env if not _NAME.fullmatch(k)]
+    if bad:
+        raise ValueError(f"not an environment variable name: {bad[0]!r}")
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+def start_command(argv: list[str], env_path: str, cwd: str, log: str) -> str:
+    """The shell line that starts a process detached on its host with the environment in
+    ``env_path`` (``env_file``; read, then removed)."""
     # Only the detached command goes to the background (with every fd redirected): the
     # SSH channel closes once the shell has printed its PID. setsid execs in place (a
     # background job of a non-interactive shell leads no process group), so $! is the
     # program's own PID.
+    env = shlex.quote(env_path)
     return (
-        f"cd {shlex.quote(cwd)} || exit 1; "
-        f"env -u RAY_ADDRESS {assigns} setsid nohup {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
+        f"cd {shlex.quote(cwd)} || exit 1; set -a; . {env} || exit 1; set +a; rm -f {env}; "
+        f"env -u RAY_ADDRESS setsid nohup {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
         "echo $!"
     )
 
@@ -36,7 +51,10 @@ def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str
     """Start ``argv`` on the host with ``marker``; its PID. Raises SshError when it did not
     launch (``what`` names it in the message; else the program)."""
     env = env | {procs.MARKER_VAR: marker}
-    status, out, err = ssh.run(host, f"mkdir -p -m 700 {shlex.quote(cwd)}; " + start_command(argv, env, cwd, log))
+    env_path = f"{cwd}/.headway-env-{secrets.token_hex(4)}"
+    ssh.run(host, f"mkdir -p -m 700 {shlex.quote(cwd)}")
+    ssh.put_private(host, env_path, env_file(env))
+    status, out, err = ssh.run(host, start_command(argv, env_path, cwd, log))
     if status != 0 or not out.strip().isdigit():
         raise SshError(f"host {host.address}: {what or argv[0]} did not launch: {err.strip()[-300:]}")
     return int(out.strip())

@@ -278,7 +278,9 @@ def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> 
     lease = Lease(crec)
     log.info("controller %d waiting for the controller lease (standby)", os.getpid())
     stop = threading.Event()
-    stand_in = standby_api.serve(api_sock, lease.leader_api, stop, api_tls)
+    controllers = set(crec.ssh.controllers) if crec.ssh else set()
+    stand_in = standby_api.serve(api_sock, lambda: standby_api.leader_target(lease.leader_api(), controllers), stop,
+                                 api_tls)  # fmt: skip
     free_since: float | None = None
     while True:
         # The lease must be seen free for a while first: a failover that outlasted it loses

@@ -12,13 +12,51 @@ never answers 500 — a request it cannot parse gets a 400.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from urllib.parse import urlsplit
 
 _MAX_REQUEST = 8192
+
+
+def leader_target(url: str | None, controllers: Collection[str]) -> str | None:
+    """The leader's published URL if a standby may send callers there, else None. Whoever
+    can write the store can publish any text: only ``http(s)://HOST:PORT`` with no user,
+    path, query or control character passes, and HOST must be one of the cloud's
+    ``controllers`` (when it lists them) — never a stranger's server, never a header."""
+    if not url or any(ord(c) < 33 or ord(c) == 127 for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        return None
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if controllers and parts.hostname not in controllers and not _same_ip(parts.hostname, controllers):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _same_ip(host: str, controllers: Collection[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(_ip_or_none(c) == ip for c in controllers)
+
+
+def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def reply(request_line: str, leader_url: str | None) -> bytes:

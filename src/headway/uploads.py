@@ -23,6 +23,10 @@ from .spec import GCS_FILE_FIELDS, ServiceSpec
 MAX_PACKAGE_BYTES = 64 * 1024 * 1024
 MAX_UNPACKED_BYTES = 512 * 1024 * 1024
 MAX_FILE_BYTES = 1024 * 1024
+MAX_ENTRIES = 20_000  # files and folders of one package (Ray unpacks each on every node)
+#: Mode bits a package keeps: no setuid, setgid or sticky bit (a node must not be handed
+#: a binary that runs as someone else, whatever unpacks it).
+KEPT_MODE = 0o777
 
 
 class UploadError(ValueError):
@@ -40,9 +44,10 @@ def named_files(spec: ServiceSpec) -> dict[str, str]:
     return {f: getattr(gcs, f) for f in GCS_FILE_FIELDS if getattr(gcs, f)}
 
 
-def check_zip(data: bytes) -> None:
+def check_zip(data: bytes) -> bytes:
     """A working_dir package as ``package.package_working_dir`` makes it: one top folder
-    ``working_dir/``, relative names only, bounded when unpacked (Ray unpacks it)."""
+    ``working_dir/``, relative names only, bounded when unpacked (Ray unpacks it) and in
+    entries; returned with every setuid, setgid and sticky bit stripped."""
     if len(data) > MAX_PACKAGE_BYTES:
         raise UploadError(f"package: larger than {MAX_PACKAGE_BYTES // 2**20} MiB; use excludes to leave data out")
     try:
@@ -50,6 +55,8 @@ def check_zip(data: bytes) -> None:
             infos = zf.infolist()
     except zipfile.BadZipFile:
         raise UploadError("package: not a zip file; upload the working_dir as the CLI packages it") from None
+    if len(infos) > MAX_ENTRIES:
+        raise UploadError(f"package: {len(infos)} entries, more than {MAX_ENTRIES}; use excludes to leave files out")
     total = 0
     for info in infos:
         name = PurePosixPath(info.filename)
@@ -58,6 +65,21 @@ def check_zip(data: bytes) -> None:
         total += info.file_size
     if total > MAX_UNPACKED_BYTES:
         raise UploadError(f"package: unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB")
+    return _without_special_bits(data, infos)
+
+
+def _without_special_bits(data: bytes, infos: list[zipfile.ZipInfo]) -> bytes:
+    """The package again with each entry's Unix mode cut to ``KEPT_MODE`` (unchanged when
+    none had more)."""
+    if not any((info.external_attr >> 16) & ~KEPT_MODE & 0o7777 for info in infos):
+        return data
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in infos:
+            mode = (info.external_attr >> 16) & 0xFFFF
+            info.external_attr = ((mode & ~0o7000) << 16) | (info.external_attr & 0xFFFF)
+            dst.writestr(info, src.read(info), compress_type=info.compress_type)
+    return out.getvalue()
 
 
 def store_package(service: str, encoded: str) -> str:
@@ -67,7 +89,7 @@ def store_package(service: str, encoded: str) -> str:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise UploadError("package: not base64; upload the zip as the CLI does") from None
-    check_zip(data)
+    data = check_zip(data)
     dest = paths.service_dir(service) / "pkg"
     dest.mkdir(parents=True, exist_ok=True, mode=0o700)
     target = dest / f"working_dir-{hashlib.sha256(data).hexdigest()[:12]}.zip"

@@ -372,12 +372,15 @@ def test_default_temp_root_is_per_user(monkeypatch):
 def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
     import subprocess
 
-    from headway.host_procs import start_command
+    from headway.host_procs import env_file, start_command
 
     canary = tmp_path / "pwned"
     env = {"A": f"1 $(touch {canary}) ; touch {canary}", "B": "x'y\"z`id`", "C": "a\nb"}
     log = tmp_path / "log"
-    cmd = start_command(["/usr/bin/env"], env, str(tmp_path), str(log))
+    (tmp_path / ".env").write_text(env_file(env))
+    cmd = start_command(["/usr/bin/env"], str(tmp_path / ".env"), str(tmp_path), str(log))
+    for value in env.values():  # no value on the command line a host's users can read
+        assert value not in cmd
     subprocess.run(["sh", "-c", cmd], check=True, capture_output=True, timeout=10)
     for _ in range(50):
         if log.exists() and "C=a" in log.read_text():
@@ -387,6 +390,9 @@ def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
     assert f"A=1 $(touch {canary}) ; touch {canary}\n" in text
     assert "B=x'y\"z`id`\n" in text and "C=a\nb\n" in text
     assert not canary.exists()
+    assert not (tmp_path / ".env").exists(), "the environment file stayed on the host"
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        env_file({"A;id": "x"})
 
 
 def test_packet_filter_rules_admit_only_the_control_host():

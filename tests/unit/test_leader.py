@@ -55,3 +55,16 @@ def test_a_standby_api_sends_callers_to_the_leader_and_never_fails():
     assert waiting.startswith("HTTP/1.1 503 ") and "Retry-After: 2" in waiting and "no leader" in waiting
     for junk in ("", "\x16\x03\x01", "GET", "GET http://evil/ HTTP/1.1", "GET / SMTP"):
         assert standby_api.reply(junk, "https://10.0.0.3:8765").startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_standby_redirects_only_to_a_well_formed_controller_url():
+    from headway.standby_api import leader_target
+
+    ctl = {"10.1.0.3", "ctl.example"}
+    assert leader_target("https://10.1.0.3:8765", ctl) == "https://10.1.0.3:8765"
+    assert leader_target("http://ctl.example:8765/", ctl) == "http://ctl.example:8765"
+    for bad in ("https://evil.example:8765", "https://10.1.0.3:8765/x", "https://u:p@10.1.0.3:8765",
+                "https://10.1.0.3", "ftp://10.1.0.3:21", "https://10.1.0.3:8765\r\nSet-Cookie: a=b",
+                "https://10.1.0.3:8765?q=1", "javascript:alert(1)", "", None, "https://10.1.0.3:99999"):  # fmt: skip
+        assert leader_target(bad, ctl) is None, bad
+    assert leader_target("https://203.0.113.9:8765", set()) == "https://203.0.113.9:8765"  # no list: form only
