@@ -14,7 +14,8 @@ import shlex
 from . import procs, ssh
 from .ssh import SshError, SshHost
 
-__all__ = ["SshError", "kill", "marked_pids", "same_process", "env_file", "start_command", "start_detached", "start_time"]
+__all__ = ["SshError", "env_file", "kill", "marked_pids", "same_process", "start_command", "start_detached",
+           "start_time"]
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
