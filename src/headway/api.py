@@ -42,6 +42,7 @@ from . import (
     operations,
     records,
     service,
+    state_snapshot,
     store_usage,
     store_watch,
     uploads,
@@ -361,7 +362,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     @app.get("/metrics", dependencies=[Depends(may_read_metrics)], response_class=PlainTextResponse, tags=["meta"])
     def prometheus() -> PlainTextResponse:
         views = [_status(r) | {"events": [e.model_dump() for e in r.events]} for r in records.all_records()]
-        return PlainTextResponse(metrics.render(views), media_type="text/plain; version=0.0.4")
+        body = metrics.render(views, state_snapshot.size())
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
 
     @app.exception_handler(ValueError)
     def input_error(_: Request, exc: ValueError) -> JSONResponse:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from . import netns, paths, ssh, storage, store_conf, store_procs, store_tls, vip
+from . import netns, paths, ssh, state_snapshot, storage, store_conf, store_procs, store_tls, vip
 from .errors import Failed
 from .ssh import SshCloud
 from .ssh_provider import SshProvider
@@ -257,6 +257,7 @@ def setup(mode: str | None = None, maxmemory: str = "1gb", ssh_config: SshCloud 
         )
         if not _password_path().exists():
             paths.write_private(_password_path(), secrets.token_urlsafe(24))
+        state_snapshot.key(paths.home())  # the controllers' shared key: a standby gets it with this folder
         _save(rec)
     elif mode and mode != rec.mode:
         raise CloudError(f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it")
@@ -346,6 +347,8 @@ def status(rec: CloudRecord) -> dict:
     sentinels = [{"host": s.host, "port": s.port, "running": _running(rec, s)} for s in rec.all_sentinels()]
     out["sentinel"] = sentinels[0] if rec.sentinel else None
     out["sentinels"] = sentinels
+    if rec.ssh is not None and rec.ssh.store is not None:
+        out["state_snapshot"] = state_snapshot.size()  # the leader's state in the store, in bytes
     return out
 
 

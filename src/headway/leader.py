@@ -26,23 +26,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import gzip
-import hashlib
-import io
 import logging
 import os
 import secrets
 import socket
-import sqlite3
-import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import redis
 
-from . import cloud, paths, standby_api, storage
+from . import cloud, paths, standby_api, state_snapshot, storage
 
 LEASE_S = 10.0
 #: How long a standby sees the lease free before it takes it (the leader's reclaim goes first).
@@ -80,9 +74,17 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
-
-#: What the state folder holds that a new leader needs; never logs, sockets or PID files.
-_SKIP_SUFFIXES = (".log", ".sock", ".pid", ".lock", ".init-lock", "-wal", "-shm", ".part")
+# A package, once: written only while the lease is the caller's and the key is new.
+_PUT_NEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+return 1
+"""
+_DELETE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #KEYS do redis.call('DEL', KEYS[i]) end
+return 1
+"""
 
 
 def enabled(crec: cloud.CloudRecord | None) -> bool:
@@ -107,10 +109,11 @@ class Lease:
         self.epoch: int | None = None
         self.valid_until = 0.0
         self.fenced = False  # a renewal found the lease another controller's: never acts again
-        self._last_digest = ""
+        self._last_mark = ""  # the state folder's fingerprint when it was last written
+        self._pushed: set[str] = set()  # the packages the store holds, by name
         prefix = f"headway:{crec.id}"
         self.keys = {"leader": f"{prefix}:leader", "epoch": f"{prefix}:epoch", "state": f"{prefix}:state",
-                     "api": f"{prefix}:api"}  # fmt: skip
+                     "api": f"{prefix}:api", "pkg": f"{prefix}:pkg:"}  # fmt: skip
 
     def _ms(self) -> str:
         return str(int(self.lease_s * 1000))
@@ -203,68 +206,63 @@ class Lease:
 
     # -- the state ----------------------------------------------------------------------
     def put_state(self, home: Path | None = None) -> bool | None:
-        """Write the state folder if it changed; False when the lease is not ours (refused),
-        None when nothing changed or the store did not answer."""
-        blob = snapshot(home or paths.home())
-        digest = hashlib.sha256(blob).hexdigest()
-        if digest == self._last_digest:
+        """Write the state folder if it changed (``state_snapshot``), and each package it
+        gained; False when the lease is not ours (refused), None when nothing changed or
+        the store did not answer."""
+        home = home or paths.home()
+        mark = state_snapshot.fingerprint(home)
+        if mark == self._last_mark:
             return None
+        blob = state_snapshot.build(home)
         try:
+            if not self._put_packages(home):
+                return False
             ok = bool(self._run(_PUT_STATE, [self.keys["leader"], self.keys["state"]],
                                 [self.value, base64.b64encode(blob).decode()]))  # fmt: skip
         except Exception:  # noqa: BLE001 - written at a later round
             return None
         if ok:
-            self._last_digest = digest
+            self._last_mark = mark
+            sizes = [p.stat().st_size for p in state_snapshot.packages(home).values()]
+            state_snapshot.record_size(home, len(blob), sum(sizes))
         return ok
 
+    def _put_packages(self, home: Path) -> bool:
+        """Store the packages the store lacks, once each, and drop those no longer kept."""
+        local = state_snapshot.packages(home)
+        if set(local) == self._pushed:
+            return True
+        prefix = self.keys["pkg"]
+        for name, path in local.items():
+            if name not in self._pushed and not self._run(_PUT_NEW, [self.keys["leader"], prefix + name],
+                                                          [self.value, base64.b64encode(path.read_bytes()).decode()]):
+                return False  # fmt: skip
+        gone = [prefix + n for n in self._pushed - set(local)]
+        if gone and not self._run(_DELETE, [self.keys["leader"], *gone], [self.value]):
+            return False
+        self._pushed = set(local)
+        return True
+
     def restore_state(self, home: Path | None = None) -> bool:
-        """Unpack the last leader's state into this controller's folder; False if there is none."""
+        """Unpack the last leader's state into this controller's folder, with the packages
+        it lacks; False if there is none. SnapshotRefused when it is not signed with this
+        controller's key: nothing is unpacked then."""
+        home = home or paths.home()
         client = self._client(3)
         try:
             raw = client.get(self.keys["state"])
+            if not raw:
+                return False
+            state_snapshot.restore(base64.b64decode(raw), home)
+            have = state_snapshot.packages(home)
+            for key in client.scan_iter(match=self.keys["pkg"] + "*", count=100):
+                name = key.decode()[len(self.keys["pkg"]) :]
+                if name not in have and (data := client.get(key)):
+                    state_snapshot.save_package(home, name, base64.b64decode(data))
         finally:
             client.close()
-        if not raw:
-            return False
-        restore(base64.b64decode(raw), home or paths.home())
+        self._pushed = set(state_snapshot.packages(home))
         return True
-
-
-def snapshot(home: Path) -> bytes:
-    """The state folder as a tar.gz: ``state.db`` as one consistent copy (SQLite's backup),
-    the service and cloud folders without logs, sockets or PID files."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar, tempfile.TemporaryDirectory() as tmp:
-        db_file = home / "state.db"
-        if db_file.exists():
-            copy = Path(tmp) / "state.db"
-            src, dst = sqlite3.connect(db_file), sqlite3.connect(copy)
-            try:
-                src.backup(dst)
-            finally:
-                src.close()
-                dst.close()
-            tar.add(copy, "state.db", filter=_clean)
-        for folder in ("cloud", "services"):
-            if (home / folder).is_dir():
-                tar.add(home / folder, folder, filter=_clean)
-    return gzip.compress(buf.getvalue(), mtime=0)  # the same state, the same bytes: written once
-
-
-def _clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    name = info.name
-    if name.endswith(_SKIP_SUFFIXES) or "/logs" in f"/{name}" or not (info.isfile() or info.isdir()):
-        return None
-    info.mtime = 0
-    return info
-
-
-def restore(blob: bytes, home: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
-        tar.extractall(home, filter="data")
-    for f in ("state.db-wal", "state.db-shm"):
-        (home / f).unlink(missing_ok=True)
 
 
 def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> Lease | None:
@@ -292,7 +290,11 @@ def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> 
         time.sleep(0.5)
     stop.set()
     stand_in.join()
-    restored = lease.restore_state()
+    try:
+        restored = lease.restore_state()
+    except state_snapshot.SnapshotRefused as exc:
+        log.error("%s; acting on this controller's own state", exc)
+        restored = False
     log.info("controller %d holds the lease (epoch %s); %s", os.getpid(), lease.epoch,
              "the last leader's state restored" if restored else "no earlier state in the store")  # fmt: skip
     return lease

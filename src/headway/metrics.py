@@ -22,8 +22,15 @@ def _family(name: str, kind: str, help_: str, samples: Iterable[Sample]) -> list
     lines = [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+        lines.append(f"{name}{{{lab}}} {_number(value)}" if lab else f"{name} {_number(value)}")
     return lines
+
+
+def _number(value: float) -> str:
+    """Exact for whole numbers at any size (``:g`` printed 20,000,001 as ``2e+07``)."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return str(int(value))
+    return repr(float(value))
 
 
 def recoveries(events: list[dict[str, Any]]) -> tuple[int, float | None]:
@@ -36,8 +43,9 @@ def recoveries(events: list[dict[str, Any]]) -> tuple[int, float | None]:
     return len(done), (float(done[-1]["details"]["downtime_s"]) if done else None)
 
 
-def render(services: list[dict[str, Any]]) -> str:
-    """``services``: one dict per service: its ``observe`` status plus ``events``."""
+def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
+    """``services``: one dict per service: its ``observe`` status plus ``events``;
+    ``snapshot``: the size of the leader's state in the store (``state_snapshot.size``)."""
     fams: list[list[str]] = []
     state_samples: list[Sample] = []
     head_up: list[Sample] = []
@@ -120,4 +128,9 @@ def render(services: list[dict[str, Any]]) -> str:
     fams.append(_family("headway_replicas", "gauge", "Running replicas of each deployment (Serve).", replicas))
     fams.append(_family("headway_rollout_percent", "gauge", "Share of traffic (%) a rollout's new version takes.",
                         rollout))  # fmt: skip
+    if snapshot is not None:
+        fams.append(_family("headway_state_snapshot_bytes", "gauge",
+                            "The leader's state in the store: the snapshot, and the packages stored beside it.",
+                            [({"part": "snapshot"}, snapshot.get("bytes", 0)),
+                             ({"part": "packages"}, snapshot.get("package_bytes", 0))]))  # fmt: skip
     return "\n".join(line for fam in fams for line in fam) + "\n"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 
-from headway import leader
+import pytest
+
+from headway import leader, state_snapshot
 
 
 def test_a_leader_acts_only_while_its_lease_holds():
@@ -16,32 +19,71 @@ def test_a_leader_acts_only_while_its_lease_holds():
     assert leader.decide(False, now=100.0, valid_until=110.0) == "stop"
 
 
-def test_the_state_snapshot_carries_the_db_and_folders_but_no_logs(tmp_path):
-    home, other = tmp_path / "a", tmp_path / "b"
+def _state(home, key="k" * 64):
     (home / "services" / "svc" / "logs").mkdir(parents=True)
+    (home / "services" / "svc" / "pkg").mkdir(parents=True)
     (home / "cloud" / "tls").mkdir(parents=True)
+    (home / "cloud" / "snapshot.key").write_text(key)
     (home / "services" / "svc" / "store-ab12.password").write_text("pw")
     (home / "services" / "svc" / "logs" / "haproxy.log").write_text("x" * 1000)
     (home / "services" / "svc" / "haproxy.sock").write_text("")
+    (home / "services" / "svc" / "pkg" / "working_dir-abc.zip").write_bytes(b"z" * 50_000)
     (home / "cloud" / "cloud.json").write_text("{}")
     (home / "cloud" / "tls" / "ca.pem").write_text("ca")
     (home / "controller.log").write_text("log")
+
+
+def test_the_state_snapshot_carries_the_db_and_folders_but_no_logs_packages_or_key(tmp_path):
+    home, other = tmp_path / "a", tmp_path / "b"
+    _state(home)
     conn = sqlite3.connect(home / "state.db")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE t (v TEXT)")
     conn.execute("INSERT INTO t VALUES ('kept')")
     conn.commit()  # still open: the snapshot copies it consistently (SQLite's backup)
-    blob = leader.snapshot(home)
-    assert leader.snapshot(home) == blob  # the same state gives the same bytes: written once
+    blob = state_snapshot.build(home)
+    assert state_snapshot.build(home) == blob  # the same state gives the same bytes: written once
+    assert len(blob) < 10_000, "a package travelled in the snapshot"
     conn.close()
-    other.mkdir()
+    (other / "cloud").mkdir(parents=True)
+    (other / "cloud" / "snapshot.key").write_text("k" * 64)  # the shared key, copied with the cloud folder
     (other / "state.db-wal").write_text("stale")
-    leader.restore(blob, other)
+    state_snapshot.restore(blob, other)
     assert (other / "services" / "svc" / "store-ab12.password").read_text() == "pw"
     assert (other / "cloud" / "tls" / "ca.pem").read_text() == "ca"
     assert not (other / "services" / "svc" / "logs").exists() and not (other / "controller.log").exists()
     assert not (other / "services" / "svc" / "haproxy.sock").exists() and not (other / "state.db-wal").exists()
+    assert not (other / "services" / "svc" / "pkg").exists()
     assert sqlite3.connect(other / "state.db").execute("SELECT v FROM t").fetchall() == [("kept",)]
+    for f in (other / "services" / "svc" / "store-ab12.password", other / "cloud" / "cloud.json", other / "state.db"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((other / "services").stat().st_mode) == 0o700
+
+
+def test_a_snapshot_not_signed_with_the_shared_key_is_refused_and_nothing_unpacked(tmp_path):
+    home, other = tmp_path / "a", tmp_path / "b"
+    _state(home, key="a" * 64)
+    (other / "cloud").mkdir(parents=True)
+    (other / "cloud" / "snapshot.key").write_text("b" * 64)
+    blob = state_snapshot.build(home)
+    with pytest.raises(state_snapshot.SnapshotRefused, match="not signed with this controller's"):
+        state_snapshot.restore(blob, other)
+    (other / "cloud" / "snapshot.key").write_text("a" * 64)
+    forged = blob[:-1] + bytes([blob[-1] ^ 1])  # one bit of the body changed
+    with pytest.raises(state_snapshot.SnapshotRefused):
+        state_snapshot.restore(forged, other)
+    assert sorted(p.name for p in other.rglob("*")) == ["cloud", "snapshot.key"]
+
+
+def test_the_fingerprint_moves_with_the_state_and_only_then(tmp_path):
+    home = tmp_path / "a"
+    _state(home)
+    first = state_snapshot.fingerprint(home)
+    assert state_snapshot.fingerprint(home) == first
+    (home / "services" / "svc" / "logs" / "haproxy.log").write_text("more log")  # not in a snapshot
+    assert state_snapshot.fingerprint(home) == first
+    (home / "services" / "svc" / "store-ab12.password").write_text("pw2")
+    assert state_snapshot.fingerprint(home) != first
 
 
 def test_a_standby_api_sends_callers_to_the_leader_and_never_fails():

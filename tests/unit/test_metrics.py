@@ -98,3 +98,21 @@ def test_rollout_percent_only_while_one_runs():
     assert not any(k.startswith("headway_rollout_percent") for k in _values(metrics.render([st])))
     st["rollout"] = {"version": 4, "percent": 25}
     assert _values(metrics.render([st]))['headway_rollout_percent{service="svc",version="4"}'] == 25
+
+
+def test_counters_are_exact_integers_at_any_size():
+    from headway.metrics import _family
+
+    lines = _family("c", "counter", "h", [({"s": "a"}, 20_000_001), ({"s": "b"}, 2**31 + 7), ({"s": "c"}, 2.0**40),
+                                          ({"s": "d"}, 0.25)])  # fmt: skip
+    assert 'c{s="a"} 20000001' in lines and f'c{{s="b"}} {2**31 + 7}' in lines
+    assert f'c{{s="c"}} {2**40}' in lines and 'c{s="d"} 0.25' in lines
+
+
+def test_the_state_snapshot_size_is_a_metric():
+    from headway import metrics
+
+    text = metrics.render([], {"bytes": 12_345_678, "package_bytes": 50_000_000})
+    assert 'headway_state_snapshot_bytes{part="snapshot"} 12345678' in text
+    assert 'headway_state_snapshot_bytes{part="packages"} 50000000' in text
+    assert "headway_state_snapshot_bytes" not in metrics.render([])
