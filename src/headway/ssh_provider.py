@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import firewall, host_procs, node_user, paths, ssh, store_procs, vip
+from . import firewall, host_files, host_procs, node_user, paths, ssh, store_procs, vip
 from .provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from .ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
 from .records import NodeRecord, ServiceRecord, all_records
@@ -130,7 +130,7 @@ class SshProvider:
         """Put a file the nodes read by ``file://`` (the packaged working_dir) on the host,
         readable there by the service's group (``gid``) only."""
         host = self._host(node)
-        ssh.put_file(host, local_file, local_file)
+        host_files.put_file(host, local_file, local_file, str(paths.home()))
         if gid is not None and self.can_sandbox(node):
             f, d = shlex.quote(local_file), shlex.quote(str(Path(local_file).parent))
             ssh.run(host, f"chgrp {int(gid)} {f} {d} && chmod 640 {f} && chmod 750 {d}")
@@ -149,11 +149,12 @@ class SshProvider:
         if status != 0:
             raise ProviderError(f"host {host.address}: nft refused the node's packet filter: {err.strip()[-300:]}")
         box = launch.sandbox
-        root, mine = shlex.quote(str(Path(node.temp_dir).parent)), shlex.quote(node.temp_dir)
-        own = f" && chgrp {box.gid} {mine} && chmod {node_user.TEMP_DIR_MODE:o} {mine}" if box else ""
-        ssh.run(host, f"mkdir -p -m 711 {root} && chmod 711 {root} && mkdir -p -m 700 {mine}{own}")
+        host_files.ensure_dirs(host, node.temp_dir, str(Path(node.temp_dir).parent))
+        if box is not None:
+            mine = shlex.quote(node.temp_dir)
+            ssh.run(host, f"chgrp {box.gid} {mine} && chmod {node_user.TEMP_DIR_MODE:o} {mine}")
         for path, content in launch.secret_files.items():
-            ssh.put_private(host, path, content, (box.uid, box.gid) if box else None)
+            host_files.put_private(host, path, content, (box.uid, box.gid) if box else None)
         argv = launch.command(f"{self.cfg.venv}/bin/python")
         try:
             node.pid = host_procs.start_detached(host, argv, launch.env, node.temp_dir, node.log, node.marker,

@@ -17,7 +17,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from . import binaries, host_procs, paths, procs, ssh
+from . import binaries, host_files, host_procs, paths, procs, ssh
 from .ssh import SshCloud, SshError
 from .store_conf import StoreProcess, TlsFiles
 
@@ -99,11 +99,12 @@ def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | N
     assert cfg is not None
     host = cfg.host(proc.host)
     theirs = host_tls(proc)
-    ssh.run(host, f"mkdir -p -m 700 {shlex.quote(proc.data_dir)} {shlex.quote(str(Path(theirs.ca).parent))}")
+    root = cfg.store.data_dir if cfg.store is not None else str(Path(proc.data_dir).parent)
+    host_files.ensure_dirs(host, str(Path(theirs.ca).parent), root, root_mode=0o700)
     if tls is not None:
         for mine, there in ((tls.ca, theirs.ca), (tls.cert, theirs.cert), (tls.key, theirs.key)):
-            ssh.put_private(host, there, Path(mine).read_text())
-    ssh.put_private(host, proc.conf, conf)
+            host_files.put_private(host, there, Path(mine).read_text())
+    host_files.put_private(host, proc.conf, conf)
     binary = server_path(cfg, proc.host)
     if binary is None:
         raise SshError(f"host {proc.host}: no redis-server or valkey-server with TLS; apt-get install redis-server")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shlex
 
-from . import host_procs, paths, ssh
+from . import host_files, host_procs, paths, ssh
 from .ssh import IngressHosts, SshCloud, SshError, SshHost
 
 ADVERT_INTERVAL_S = 0.2
@@ -82,9 +82,9 @@ def running(host: SshHost, cloud_id: str) -> bool:
 def start(cloud: SshCloud, host: SshHost, cloud_id: str) -> int:
     assert cloud.ingress is not None
     d = _dir(host)
-    ssh.run(host, f"mkdir -p -m 700 {shlex.quote(d)}")
+    host_files.ensure_dirs(host, d, str(paths.node_temp_root()))
     conf = f"{d}/keepalived.conf"
-    ssh.put_private(host, conf, render(cloud.ingress, host.address, f"headway_{cloud_id}"))
+    host_files.put_private(host, conf, render(cloud.ingress, host.address, f"headway_{cloud_id}"))
     argv = [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", conf, "-p", f"{d}/keepalived.pid", "-r", f"{d}/vrrp.pid"]
     return host_procs.start_detached(host, argv, {}, d, f"{d}/keepalived.log", marker(cloud_id, host))
 
