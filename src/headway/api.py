@@ -146,7 +146,7 @@ def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
     """The service's timeline merged with its store's alert events, in time order."""
     evs = [e.model_dump() for e in rec.events]
     for a in store_watch.events_of(store_watch.store_key(rec)):
-        if a["at"] >= rec.created_at:
+        if a["at"] >= rec.created_at and a.get("service", rec.service) == rec.service:  # its own share alerts only
             evs.append({"at": a["at"], "kind": a["kind"], "state": "-", "message": a["message"],
                         "details": {"percent": a["percent"], "threshold": a["threshold"]}})  # fmt: skip
     return sorted(evs, key=lambda e: e["at"])

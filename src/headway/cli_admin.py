@@ -45,18 +45,25 @@ def cloud_group() -> None:
 )
 @click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
 @click.option("--alert-percent", type=click.FloatRange(1, 100), default=None, help="memory alert threshold (80)")
+@click.option("--service-alert-percent", type=click.FloatRange(0.001, 100), default=None,
+              help="one service's share of the managed store's maxmemory that raises an alert naming it (25)")
 @click.option("--alert-webhook", default=None, help="URL that store alerts are POSTed to ('' removes it)")
 @click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
               help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode")  # fmt: skip
 def cloud_setup(
-    mode: str | None, maxmemory: str, alert_percent: float | None, alert_webhook: str | None, config_path: str | None
+    mode: str | None,
+    maxmemory: str,
+    alert_percent: float | None,
+    service_alert_percent: float | None,
+    alert_webhook: str | None,
+    config_path: str | None,
 ) -> None:
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
     try:
         cfg = ssh.load_cloud_config(config_path) if config_path else None
         rec = cloud.setup(mode, maxmemory, ssh_config=cfg)
-        if alert_percent is not None or alert_webhook is not None:
-            rec = cloud.set_alerts(alert_percent, alert_webhook)
+        if alert_percent is not None or alert_webhook is not None or service_alert_percent is not None:
+            rec = cloud.set_alerts(alert_percent, alert_webhook, service_alert_percent)
     except ssh.SshError as exc:
         _fail(str(exc), 2)
     except RuntimeError as exc:

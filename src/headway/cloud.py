@@ -55,6 +55,7 @@ class CloudRecord(BaseModel):
     sentinel: StoreProcess | None = None  # promotes the replica when the primary dies
     sentinels: list[StoreProcess] = []  # ssh mode with store hosts: one on each (quorum 2)
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
+    service_alert_percent: float = 25.0  # one service's share of the managed store that raises an alert
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
     ssh: SshCloud | None = None  # mode ssh: the hosts, their venv, how the head address moves
     tls: bool = False  # the store speaks TLS only (ssh mode: it listens on the network)
@@ -370,12 +371,14 @@ def admin_clients(rec: CloudRecord) -> list:
     return [storage.connect(admin_address(rec, proc), 3) for proc in rec.store if _running(rec, proc)]
 
 
-def set_alerts(percent: float | None, webhook: str | None) -> CloudRecord:
+def set_alerts(percent: float | None, webhook: str | None, service_percent: float | None = None) -> CloudRecord:
     rec = load()
     if rec is None:
         raise CloudError("no cloud is set up; run 'headway cloud setup'")
     if percent is not None:
         rec.alert_percent = percent
+    if service_percent is not None:
+        rec.service_alert_percent = service_percent
     if webhook is not None:
         rec.alert_webhook = webhook or None
     _save(rec)

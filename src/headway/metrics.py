@@ -58,6 +58,7 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
     errs: list[Sample] = []
     retries: list[Sample] = []
     svc_bytes: list[Sample] = []
+    svc_share: list[Sample] = []
     store_pct: dict[str, float] = {}
     group_nodes: list[Sample] = []
     group_bounds: list[Sample] = []
@@ -98,6 +99,8 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
         usage = storage.get("usage") or {}
         if "bytes" in usage:
             svc_bytes.append((s, float(usage["bytes"])))
+        if usage.get("share_percent") is not None:
+            svc_share.append((s, float(usage["share_percent"])))
         if usage.get("store_percent") is not None:
             store_pct[storage.get("source") == "cloud" and "cloud" or str(storage.get("address"))] = float(
                 usage["store_percent"]
@@ -122,6 +125,9 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
                         [({"store": k}, v) for k, v in sorted(store_pct.items())]))  # fmt: skip
     fams.append(_family("headway_service_store_bytes", "gauge", "Bytes of the service's GCS data in its store.",
                         svc_bytes))  # fmt: skip
+    fams.append(_family("headway_service_store_share_percent", "gauge",
+                        "The service's GCS data as a % of its store's maxmemory (alert: cloud service_alert_percent).",
+                        svc_share))  # fmt: skip
     fams.append(_family("headway_group_nodes", "gauge", "Worker nodes of each group.", group_nodes))
     fams.append(_family("headway_group_nodes_bound", "gauge", "Each group's min_nodes and max_nodes (fixed: count).",
                         group_bounds))  # fmt: skip

@@ -148,6 +148,11 @@ def usage_percent(info: Mapping[str, str | int]) -> float | None:
     return 100.0 * used / limit
 
 
+def share_percent(used: int, maxmemory: int) -> float | None:
+    """A namespace's bytes as a % of its store's ``maxmemory`` (None without a maxmemory)."""
+    return 100.0 * used / maxmemory if maxmemory else None
+
+
 def alert_transition(active: bool, percent: float | None, threshold: float) -> Literal["raise", "clear"] | None:
     """Raise once when usage passes the threshold, clear once when it drops below."""
     if percent is None:

@@ -46,7 +46,11 @@ def service_usage(rec: ServiceRecord, addr: storage.StoreAddress) -> dict[str, A
             client.close()
     except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
         return {"error": type(exc).__name__}
-    return {"bytes": used, "store_percent": store_fitness.usage_percent(mem) if mem else None}
+    return {
+        "bytes": used,
+        "store_percent": store_fitness.usage_percent(mem) if mem else None,
+        "share_percent": store_fitness.share_percent(used, int(mem.get("maxmemory", 0))) if mem else None,
+    }
 
 
 class CleanupRefused(InputError):

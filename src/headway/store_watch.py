@@ -62,6 +62,54 @@ def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress 
     return None
 
 
+def _post(webhook: str | None, event: dict[str, Any]) -> None:
+    (log.warning if event["kind"].endswith("raised") else log.info)("%s", event["message"])
+    if webhook:
+        try:
+            httpx.post(webhook, json=event, timeout=3)
+        except httpx.HTTPError as exc:
+            log.warning("alert webhook failed: %s", type(exc).__name__)
+
+
+def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str | None) -> list[dict[str, Any]]:
+    """One service must not fill the shared managed store unnoticed: an alert, naming it,
+    when its namespace passes ``service_alert_percent`` of ``maxmemory`` (a quarter by
+    default), cleared when it drops below."""
+    crec = cloud.load()
+    mine = [r for r in recs if r.storage_source == "cloud" and r.namespace]
+    if crec is None or not mine:
+        return []
+    try:
+        client = storage.connect(cloud.store_address(crec), 2)
+        try:
+            maxmemory = storage.memory(client)["maxmemory"]
+            held = {r.name: storage.namespace_bytes(client, r.namespace or "") for r in mine}
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - an unreachable store is the watchdog's business
+        log.info("managed store: no share reading (%s)", type(exc).__name__)
+        return []
+    limit, new = crec.service_alert_percent, []
+    for name, used in sorted(held.items()):
+        percent = store_fitness.share_percent(used, maxmemory)
+        key = f"service:{name}"
+        change = store_fitness.alert_transition(state["alerts"].get(key, {}).get("active", False), percent, limit)
+        if change is None or percent is None:
+            continue
+        kind = "service_store_alert_raised" if change == "raise" else "service_store_alert_cleared"
+        event = {"at": time.time(), "store": "cloud", "service": name, "kind": kind, "percent": round(percent, 3),
+                 "threshold": limit, "bytes": used,
+                 "message": f"service {name} holds {percent:.2f}% of the managed store's maxmemory ({used} bytes; "
+                            f"limit {limit:g}%): " + ("look at what its application keeps in the GCS (Serve's "
+                            "checkpoints, actors, KV), or raise --service-alert-percent" if change == "raise"
+                            else "back below")}  # fmt: skip
+        state["alerts"][key] = {"active": change == "raise", "since": event["at"], "percent": event["percent"]}
+        state["events"].append(event)
+        new.append(event)
+        _post(webhook, event)
+    return new
+
+
 def settings() -> tuple[float, str | None]:
     crec = cloud.load()
     if crec is None:
@@ -115,15 +163,16 @@ def check_all() -> list[dict[str, Any]]:
         }
         state["events"].append(event)
         new.append(event)
-        (log.warning if change == "raise" else log.info)("%s", event["message"])
-        if webhook:
-            try:
-                httpx.post(webhook, json=event, timeout=3)
-            except httpx.HTTPError as exc:
-                log.warning("alert webhook failed: %s", type(exc).__name__)
+        _post(webhook, event)
+    new += share_alerts(recs, state, webhook)
     if new:
         _save_state(state)
     return new
+
+
+def share_alert_of(service: str) -> dict[str, Any] | None:
+    """The service's own share alert (``share_alerts``), if it was ever raised."""
+    return load_state()["alerts"].get(f"service:{service}")
 
 
 def alert_of(key: str | None) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
         "user": rec.store_user,
         "usage": _usage(rec),
         "alert": store_watch.alert_of(store_watch.store_key(rec)),
+        "share_alert": store_watch.share_alert_of(rec.service) if rec.storage_source == "cloud" else None,
     }
 
 

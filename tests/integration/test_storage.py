@@ -16,6 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from conftest import Load, _free_port, read_record
@@ -284,6 +285,20 @@ def _managed_store_scenario(cli, webhook: str) -> None:
     cli.run("storage", "cleanup", "hw-other-1234", check=True)
     assert not admin.exists("RAYhw-other-1234@NODE")
     assert sorted(admin.scan_iter(match=f"RAY{ns}@*")) == own_keys
+
+    # One service's share: past its limit an alert names it (the limit made tiny here: a
+    # service's GCS data is a few hundred KB of the store's 1 GB); back below, cleared.
+    share = cli.status(name)["storage"]["usage"]["share_percent"]
+    assert share is not None and 0 < share < 25
+    cli.run("cloud", "setup", "--service-alert-percent", "0.001", check=True)
+    raised = _wait_store_event(cli, name, "service_store_alert_raised")
+    assert f"service {name} holds" in raised["message"] and raised["details"]["threshold"] == 0.001
+    assert cli.status(name)["storage"]["share_alert"]["active"]
+    url, token = (cli.run("api", what, check=True).stdout.strip() for what in ("url", "token"))
+    metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert f'headway_service_store_share_percent{{service="{name}"}}' in metrics.text
+    cli.run("cloud", "setup", "--service-alert-percent", "25", check=True)
+    _wait_store_event(cli, name, "service_store_alert_cleared")
 
     # Alert: fill a store with a small maxmemory past 80%, then drain it.
     base = admin.info("memory")["used_memory"]
