@@ -8,6 +8,12 @@ keep the versions every node already has; a requirement that conflicts with them
 error before any node starts), installs only what is missing into a folder, and zips it.
 Serve gets the zip as ``py_modules`` — a ``file://`` package every node reads like the
 working_dir, unpacked by Ray on the node, nothing fetched from the network.
+
+Wheels only (``--only-binary=:all:``): building a source distribution runs its own code
+(``setup.py``) on the control host, which runs as root beside the store's admin password.
+A spec that needs one says ``allow_source_builds: true``; the resolution and the build
+then run as nobody, in a mount namespace where the state dir is covered (the node
+sandbox's machinery), in a folder of their own.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from . import paths
+from . import node_supervisor, node_user, paths
 from . import requirements as reqs
 from .errors import InputError
 from .spec import ServiceSpec
 
 PIP_TIMEOUT_S = 600
+NOBODY = 65534  # who builds a package from source
+WHEELS_ONLY = "--only-binary=:all:"
 
 
 class DependencyError(InputError):
@@ -78,40 +86,57 @@ def uris(service: str, spec: ServiceSpec) -> dict[str, str]:
     return out
 
 
-def _pip(args: list[str], what: str) -> subprocess.CompletedProcess[str]:
+def _pip(args: list[str], what: str, workdir: str, source: bool = False) -> subprocess.CompletedProcess[str]:
+    """pip with ``args``, in ``workdir``; wheels only unless ``source``, and then (as root)
+    as nobody with the state dir covered: a source build runs the package's own code."""
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+    cmd = [sys.executable, "-m", "pip", *args]
+    if not source:
+        cmd.append(WHEELS_ONLY)
+    elif os.geteuid() == 0:
+        os.chown(workdir, NOBODY, NOBODY)
+        box = node_user.Sandbox(NOBODY, NOBODY, hide=(str(paths.home()),), expose=(workdir,))
+        cmd = node_supervisor.boxed_exec(sys.executable, cmd, box.as_json())
+        env |= {"HOME": workdir, "TMPDIR": workdir, "PIP_NO_CACHE_DIR": "1"}
     try:
-        return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                              timeout=PIP_TIMEOUT_S, env=env)  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env, cwd=workdir)
     except subprocess.TimeoutExpired:
         raise DependencyError(f"{what}: pip did not finish in {PIP_TIMEOUT_S} s; check the control host's route "
                               "to the package index") from None  # fmt: skip
 
 
-def _pip_error(out: subprocess.CompletedProcess[str], requirements: list[str]) -> DependencyError:
+def _pip_error(out: subprocess.CompletedProcess[str], requirements: list[str], source: bool = False
+               ) -> DependencyError:  # fmt: skip
     lines = [ln.strip().replace("The user requested (constraint)", "Ray's environment has")
              for ln in (out.stderr + out.stdout).splitlines()]  # fmt: skip
     keep = [ln.removeprefix("ERROR: ") for ln in lines
             if (ln.startswith("ERROR:") and "ResolutionImpossible" not in ln) or "requested" in ln or "has " in ln]
     detail = " / ".join(keep[-6:]) or (lines[-1] if lines else f"pip exited {out.returncode}")
+    hint = "fix the requirement, or pick versions that agree with Ray's environment"
+    if not source and any("No matching distribution" in ln or "Could not find a version" in ln for ln in lines):
+        hint += (
+            "; headway installs wheels only: a requirement published only as source (an sdist) needs "
+            "allow_source_builds: true in the service YAML (it is then built as an unprivileged user)"
+        )
     return DependencyError(
         f"requirements {', '.join(requirements)}: cannot be resolved on the control host (nothing was started): "
-        f"{detail[:1500]}; fix the requirement, or pick versions that agree with Ray's environment"
+        f"{detail[:1500]}; {hint}"
     )
 
 
-def resolve(requirements: list[str]) -> list[str]:
+def resolve(requirements: list[str], source: bool = False) -> list[str]:
     """The exact packages to ship (``name==version``): the requirements' closure, with
     Ray's environment held at the versions the nodes have, minus that environment."""
     base = ray_environment()
     with tempfile.TemporaryDirectory(prefix="headway-deps-") as tmp:
         constraints = Path(tmp) / "ray-environment.txt"
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(base.items()) if n != "python"))
+        os.chmod(constraints, 0o644)
         report = Path(tmp) / "report.json"
         out = _pip(["install", "--dry-run", "--ignore-installed", "--report", str(report),
-                    "-c", str(constraints), *requirements], "resolving")  # fmt: skip
+                    "-c", str(constraints), *requirements], "resolving", tmp, source)  # fmt: skip
         if out.returncode != 0:
-            raise _pip_error(out, requirements)
+            raise _pip_error(out, requirements, source)
         installs = json.loads(report.read_text()).get("install", [])
     pins = []
     for item in installs:
@@ -121,23 +146,24 @@ def resolve(requirements: list[str]) -> list[str]:
     return sorted(pins)
 
 
-def build(service: str, requirements: list[str], progress=lambda _m: None) -> Path:
+def build(service: str, requirements: list[str], progress=lambda _m: None, source: bool = False) -> Path:
     """The package of ``requirements``, made once: a deploy, a replaced worker or a new
     head of the same list reuses it (nothing resolved or downloaded again)."""
     target = package_path(service, requirements)
     if target.exists():
         return target
     progress(f"resolving {', '.join(requirements)} on the control host")
-    pins = resolve(requirements)
+    pins = resolve(requirements, source)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with tempfile.TemporaryDirectory(prefix="headway-deps-", dir=target.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="headway-deps-") as tmp:
         site = Path(tmp) / "site"
         if pins:
-            out = _pip(["install", "--no-deps", "--quiet", "--no-compile", "--target", str(site), *pins], "installing")
+            out = _pip(["install", "--no-deps", "--quiet", "--no-compile", "--target", str(site), *pins], "installing",
+                       tmp, source)  # fmt: skip
             if out.returncode != 0:
-                raise _pip_error(out, requirements)
+                raise _pip_error(out, requirements, source)
         site.mkdir(exist_ok=True)
-        zipped = Path(tmp) / "deps.zip"
+        zipped = target.with_name(f".{target.name}.{os.getpid()}.part")  # beside it: one file system
         _zip(site, zipped)
         os.chmod(zipped, 0o600)
         os.replace(zipped, target)
@@ -160,7 +186,7 @@ def build_all(service: str, spec: ServiceSpec, progress=lambda _m: None) -> dict
     for app in spec.applications:
         needed = spec.app_requirements(app)
         if needed:
-            build(service, needed, progress)
+            build(service, needed, progress, spec.allow_source_builds)
     return uris(service, spec)
 
 
@@ -169,6 +195,6 @@ def check_all(spec: ServiceSpec, progress=lambda _m: None) -> None:
     for app in spec.applications:
         needed = spec.app_requirements(app)
         if needed:
-            pins = resolve(needed)
+            pins = resolve(needed, spec.allow_source_builds)
             shipped = ", ".join(pins) or "nothing beyond Ray's environment"
             progress(f"application {app.name}: {', '.join(needed)} resolve to {shipped}")

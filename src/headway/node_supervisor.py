@@ -68,6 +68,14 @@ def supervised(python: str, argv: list[str], sandbox: dict | None = None) -> lis
     return [python, "-S", "-c", SOURCE, *box, *argv]
 
 
+def boxed_exec(python: str, argv: list[str], sandbox: dict) -> list[str]:
+    """``argv`` run boxed in by ``sandbox`` and nothing more (no supervision): one command,
+    such as a build of a package from source, as an unprivileged user in a private mount
+    namespace (``unshare --mount``: covering paths needs one; the PID namespace does not)."""
+    return ["unshare", "--mount", "--propagation", "private", python, "-S", "-c", SOURCE, "--sandbox",
+            json.dumps(sandbox, sort_keys=True), "--exec", *argv]  # fmt: skip
+
+
 # -- the sandbox ---------------------------------------------------------------------------
 MS_NOSUID, MS_NODEV, MS_BIND, MS_REC = 2, 4, 4096, 16384
 PR_SET_NO_NEW_PRIVS = 38
@@ -185,6 +193,8 @@ def main(argv: list[str]) -> int:
             print(f"headway: the node's sandbox could not be made: {exc}", flush=True)
             return 126
         argv = argv[2:]
+        if argv[:1] == ["--exec"]:
+            os.execvp(argv[1], argv[1:])
     _set_subreaper()
     starter = os.fork()
     if starter == 0:

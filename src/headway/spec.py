@@ -209,6 +209,9 @@ class ServiceSpec(Strict):
     working_dir: str | None = None
     requirements: list[str] = Field(default_factory=list)  # every application's, beside its runtime_env pip
     excludes: list[str] = Field(default_factory=list)
+    # A requirement published only as source (an sdist) is built, as an unprivileged user;
+    # default: wheels only (a build runs the package's own code on the control host).
+    allow_source_builds: bool = False
     query_auth_token_enabled: bool = True
     http_options: HttpOptions = Field(default_factory=HttpOptions)
     version_name: str | None = None
