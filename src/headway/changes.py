@@ -33,6 +33,7 @@ from . import (
 )
 from . import versions as versions_mod
 from .errors import Cancelled, Failed, InputError
+from .node_start import start_head, wait_head
 from .records import ServiceRecord
 from .service import (
     DeployError,
@@ -46,8 +47,6 @@ from .service import (
     recovering_since,
     refuse_while_recovering,
     set_state,
-    start_head,
-    wait_head,
     working_dir_uri,
 )
 from .spec import ServiceSpec, SpecError

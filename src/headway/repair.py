@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from . import autoscale, cloud, gcs_client, ingress, records, serve, states
+from .node_start import start_head, start_worker, wait_head
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
@@ -28,9 +29,6 @@ from .service import (
     record_event,
     recovering_since,
     set_state,
-    start_head,
-    start_worker,
-    wait_head,
     wait_store_primary,
 )
 from .spec import ServiceSpec

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import cloud, deps, ingress, placement, plan, records, repair, serve
 from .errors import Cancelled
+from .node_start import ship_package, start_worker, wait_nodes
 from .records import NodeRecord, ServiceRecord
 from .service import (
     APPS_RUNNING_TIMEOUT_S,
@@ -27,9 +28,6 @@ from .service import (
     note_node_ids,
     provider_for,
     record_event,
-    ship_package,
-    start_worker,
-    wait_nodes,
     working_dir_uri,
 )
 from .spec import ServiceSpec

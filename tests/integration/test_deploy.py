@@ -156,6 +156,16 @@ def test_loopback_mode_with_and_without_ft(cli):
     client, _, _ = _cloud_client(cli)
     assert storage.namespaces_in_store(client) == {st["storage"]["namespace"]}
 
+    if os.geteuid() == 0:  # as root, loopback nodes are boxed in too: each service its own uid
+        uids = {}
+        for name in ("t-loop", "t-noft"):
+            rec = cli.record(name)
+            raylets = [p for n in rec["nodes"] for p in procs.pids_with_marker(n["marker"])
+                       if Path(f"/proc/{p}/comm").read_text().strip() == "raylet"]  # fmt: skip
+            uids[name] = {Path(f"/proc/{p}").stat().st_uid for p in raylets}
+            assert uids[name] == {rec["node_uid"]} and rec["node_uid"] != 0, (name, uids[name])
+        assert uids["t-loop"] != uids["t-noft"]
+
     # deploying an existing name is an update: same nodes, new answer
     pids_before = {w["name"]: _ask(urls[w["name"]])["pid"] for w in workers}
     updated = cli.write_spec(

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from headway import errors, gcs_client, ingress, plan, records, serve, service, steps
+from headway import errors, gcs_client, ingress, node_start, plan, records, serve, service, steps
 from headway.provider import LocalProvider
 from headway.records import NodeRecord, ServiceRecord
 from headway.spec import ServiceSpec
@@ -112,12 +112,12 @@ def cluster(tmp_path, monkeypatch):
                         dashboard_port=8265, serve_port=8000, state="RUNNING", desired_version=1, running_version=1)
     head = prov.new_node(rec, "head", "head", "10.9.0.2", {})
     rec.nodes.append(head)
-    service.start_head(rec, spec, prov, head)
+    node_start.start_head(rec, spec, prov, head)
     for name, group, _ in plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars):
         ip, ports = prov.plan_worker(set())
         node = prov.new_node(rec, name, "worker", ip, ports, group=group)
         rec.nodes.append(node)
-        service.start_worker(rec, spec, prov, node)
+        node_start.start_worker(rec, spec, prov, node)
     service.note_node_ids(rec, ray.alive_nodes(None))
     steps.apply_apps(rec, spec, lambda m: None, False)
     records.save(rec)
