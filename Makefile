@@ -30,6 +30,7 @@ demo: system $(STAMP)
 
 test: system-test $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/python -m pytest -v -rP --durations=15 tests
 
 unit: $(TSTAMP)
@@ -40,7 +41,7 @@ integration: system-test $(TSTAMP)
 
 lint: $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff format --check src tests examples bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -65,8 +65,9 @@ def _first(b: Bench, kind: str, after: float) -> float | None:
     return next((e["at"] for e in b.events_after(after) if e["kind"] == kind), None)
 
 
-def run_cycle(b: Bench, w: Watch, url: str, auth: dict[str, str], high: float, low: float, top: int,
-              ramp_s: float) -> dict:  # fmt: skip
+def run_cycle(
+    b: Bench, w: Watch, url: str, auth: dict[str, str], high: float, low: float, top: int, ramp_s: float
+) -> dict:
     load = LoadGen(url, auth, high, ramp_s=ramp_s)
     t0 = time.time()
     load.start()
@@ -104,17 +105,20 @@ def chart(rows: list[tuple[float, int, int]], width: int = 100) -> str:
     step = max(1, len(rows) // width)
     pick = rows[::step]
     span = pick[-1][0] - pick[0][0]
-    return "\n".join([
-        "```",
-        "workers  " + "".join(str(r[1]) for r in pick),
-        "replicas " + "".join(str(r[2]) for r in pick),
-        f"         one column every {span / max(1, len(pick) - 1):.0f} s, {span / 60:.0f} min in all",
-        "```",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "```",
+            "workers  " + "".join(str(r[1]) for r in pick),
+            "replicas " + "".join(str(r[2]) for r in pick),
+            f"         one column every {span / max(1, len(pick) - 1):.0f} s, {span / 60:.0f} min in all",
+            "```",
+        ]
+    )
 
 
-def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float, low: float, ramp_s: float,
-             base: int) -> str:  # fmt: skip
+def markdown(
+    cycles: list[dict], rows: list[tuple[float, int, int]], high: float, low: float, ramp_s: float, base: int
+) -> str:
     def med(key: str) -> str:
         vals = sorted(c[key] for c in cycles if c[key] is not None)
         return f"{vals[len(vals) // 2]}" if vals else "–"
@@ -124,8 +128,10 @@ def markdown(cycles: list[dict], rows: list[tuple[float, int, int]], high: float
     events = sum(c["scale_events"] for c in cycles)
     grew = cycles[-1]["store_bytes_after_down"] - base
     lines = [
-        report.header(f"examples/autoscale, {len(cycles)} cycles: the rate rising to {high:g} req/s over {ramp_s:g} s "
-                      f"and held until 3 nodes serve, then {low:g} req/s until 1 node is left"),  # fmt: skip
+        report.header(
+            f"examples/autoscale, {len(cycles)} cycles: the rate rising to {high:g} req/s over {ramp_s:g} s "
+            f"and held until 3 nodes serve, then {low:g} req/s until 1 node is left"
+        ),
         "",
         "| cycle | ramp → scale-up decided | → nodes joined | → replicas serving | drop → back to 1 node "
         "| requests (failed) | p50 / p99 ms at the top | store bytes after up / down |",
@@ -176,6 +182,7 @@ def main() -> None:
     tables_before: dict[str, tuple[int, int]] = {}
     tables_after: dict[str, tuple[int, int]] = {}
     try:
+
         def faster(data: dict) -> None:  # quicker cycles than the example's production-like delays
             data["compute_config"]["idle_timeout_s"] = args.idle_timeout
             data["applications"][0]["deployments"][0]["autoscaling_config"]["downscale_delay_s"] = 5

@@ -61,8 +61,14 @@ def main() -> None:
         b.deploy(requirements=[args.requirement])  # an update: resolved and packaged here, once
         print(f"update with {args.requirement}: {time.monotonic() - t:.1f} s (resolve, package, apply)")
         zip_mib, unpacked_mib = _package(b)
-        rows.append({"variant": f"with {args.requirement}", "times": _replace(b, args.kills),
-                     "zip_mib": zip_mib, "unpacked_mib": unpacked_mib})  # fmt: skip
+        rows.append(
+            {
+                "variant": f"with {args.requirement}",
+                "times": _replace(b, args.kills),
+                "zip_mib": zip_mib,
+                "unpacked_mib": unpacked_mib,
+            }
+        )
     finally:
         b.close()
     table = _table(rows)
@@ -70,20 +76,27 @@ def main() -> None:
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(rows, indent=2))
     if args.markdown:
-        what = (f"examples/hello (2 workers) without and with `{args.requirement}` in `requirements`, worker-1 "
-                f"SIGKILLed {args.kills} times each, seconds from the kill")  # fmt: skip
+        what = (
+            f"examples/hello (2 workers) without and with `{args.requirement}` in `requirements`, worker-1 "
+            f"SIGKILLed {args.kills} times each, seconds from the kill"
+        )
         report.write_section(args.markdown, "deps", report.header(what) + "\n" + table)
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| variant | package (zip / unpacked) | host joined (median) | replicas placed (median) | placed, "
-             "each kill |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| variant | package (zip / unpacked) | host joined (median) | replicas placed (median) | placed, each kill |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         joined = statistics.median(j for j, _ in r["times"])
         placed = [p for _, p in r["times"]]
         size = f"{r['zip_mib']:.1f} / {r['unpacked_mib']:.1f} MiB" if r["zip_mib"] else "–"
-        lines.append(f"| {r['variant']} | {size} | {joined:.1f} | {statistics.median(placed):.1f} | "
-                     + ", ".join(f"{p:.1f}" for p in placed) + " |")  # fmt: skip
+        lines.append(
+            f"| {r['variant']} | {size} | {joined:.1f} | {statistics.median(placed):.1f} | "
+            + ", ".join(f"{p:.1f}" for p in placed)
+            + " |"
+        )
     base, dep = (statistics.median(p for _, p in r["times"]) for r in rows)
     lines.append(f"\nReplicas placed again, with the dependency / without: **{dep / base:.2f}x**.")
     return "\n".join(lines)

@@ -100,8 +100,11 @@ class LoadGen:
         at = time.time()
         t = time.perf_counter()
         try:
-            call = s.post(self.url, headers=self.headers, json=self.json_body) if self.json_body else s.get(
-                self.url, headers=self.headers)  # fmt: skip
+            call = (
+                s.post(self.url, headers=self.headers, json=self.json_body)
+                if self.json_body
+                else s.get(self.url, headers=self.headers)
+            )
             async with call as r:
                 await r.read()
                 ok = r.status == 200
@@ -116,14 +119,20 @@ class Bench:
         self.name = name
         self.env = dict(os.environ)
         # A control plane of its own on a free port: the benchmark runs beside a live one.
-        self.env.update(HEADWAY_HOME=self.home, HEADWAY_TMP="/tmp/hwfo", HEADWAY_BRIDGE="hwfobr0",
-                        HEADWAY_SUBNET="10.213.251.0/24", HEADWAY_API_PORT=str(free_ports(1, set())[0]))  # fmt: skip
+        self.env.update(
+            HEADWAY_HOME=self.home,
+            HEADWAY_TMP="/tmp/hwfo",
+            HEADWAY_BRIDGE="hwfobr0",
+            HEADWAY_SUBNET="10.213.251.0/24",
+            HEADWAY_API_PORT=str(free_ports(1, set())[0]),
+        )
 
     def hw(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True)
         if check and done.returncode != 0:
-            raise RuntimeError(f"headway {' '.join(args)} exited {done.returncode}: "
-                               f"{(done.stderr or done.stdout).strip()[-1500:]}")  # fmt: skip
+            raise RuntimeError(
+                f"headway {' '.join(args)} exited {done.returncode}: {(done.stderr or done.stdout).strip()[-1500:]}"
+            )
         return done
 
     def deploy(self, example: str = "hello", edit: Callable[[dict], None] | None = None, **overrides) -> None:
@@ -455,9 +464,15 @@ def plot(path: str, title: str, samples: list[Sample], fault_at: float, marks: d
 
 
 def run_scenario(
-    b: Bench, scenario: str, rate: float, settle_s: float = 10, probe_update: bool = True, png: str | None = None,
-    path: str = "/", json_body: dict | None = None,
-) -> dict:  # fmt: skip
+    b: Bench,
+    scenario: str,
+    rate: float,
+    settle_s: float = 10,
+    probe_update: bool = True,
+    png: str | None = None,
+    path: str = "/",
+    json_body: dict | None = None,
+) -> dict:
     fault, kind = SCENARIOS[scenario]
     st = json.loads(b.hw("status", b.name, "--json").stdout)
     token = b.hw("token", b.name).stdout.strip()
@@ -516,8 +531,20 @@ def run_scenario(
     return row
 
 
-LEAK_KEYS = ("store_keys", "store_fields", "store_bytes", "ray_nodes_alive", "ray_heads_alive", "ray_nodes_dead",
-             "alive_not_in_record", "processes", "stray_processes", "zombies", "netns", "temp_dirs")  # fmt: skip
+LEAK_KEYS = (
+    "store_keys",
+    "store_fields",
+    "store_bytes",
+    "ray_nodes_alive",
+    "ray_heads_alive",
+    "ray_nodes_dead",
+    "alive_not_in_record",
+    "processes",
+    "stray_processes",
+    "zombies",
+    "netns",
+    "temp_dirs",
+)
 
 
 def run_kill_series(b: Bench, rate: float, kills: int) -> dict:
@@ -531,8 +558,11 @@ def run_kill_series(b: Bench, rate: float, kills: int) -> dict:
         snap = b.leak_snapshot()
         rows.append(row)
         snaps.append(snap)
-        print(f"{i:4d} | {row['sent']:5d} {row['failed']:4d} {row['running_s']} | "
-              + " ".join(str(snap[k]) for k in LEAK_KEYS), flush=True)  # fmt: skip
+        print(
+            f"{i:4d} | {row['sent']:5d} {row['failed']:4d} {row['running_s']} | "
+            + " ".join(str(snap[k]) for k in LEAK_KEYS),
+            flush=True,
+        )
     return summarize_series(rows, snaps)
 
 
@@ -582,8 +612,17 @@ BASELINES = {"baseline-ft-no-headway": True, "baseline-no-ft": False}
 
 
 def print_rows(rows: list[dict]) -> None:
-    cols = ("scenario", "sent", "failed", "success_pct", "detect_s", "new_head_s", "workers_back_s", "running_s",
-            "update_applied_s")  # fmt: skip
+    cols = (
+        "scenario",
+        "sent",
+        "failed",
+        "success_pct",
+        "detect_s",
+        "new_head_s",
+        "workers_back_s",
+        "running_s",
+        "update_applied_s",
+    )
     print("\n" + " | ".join(cols) + " | p50/p99/max ms before | during | after")
     for r in rows:
         lat = " | ".join(

@@ -48,30 +48,47 @@ class BareRay:
         self.children: list[subprocess.Popen] = []
         store_port, gcs, dash, *rest = free_ports(3 + 2 * 7, set())
         self.gcs, self.dash = gcs, dash
-        self.store = self._spawn([binaries.store_server(), "--port", str(store_port), "--bind", IP, "--save", "",
-                                  "--appendonly", "no"], "store")  # fmt: skip
+        self.store = self._spawn(
+            [binaries.store_server(), "--port", str(store_port), "--bind", IP, "--save", "", "--appendonly", "no"],
+            "store",
+        )
         self.storage = ray_node.GcsStorage(ray_address=f"{IP}:{store_port}", namespace="floor") if gcs_ft else None
         self.head_ports = ray_node.NodePorts(gcs=gcs, dashboard=dash)
         self.worker_ports = [
-            ray_node.NodePorts(node_manager=p[0], object_manager=p[1], dashboard_agent_listen=p[2],
-                               dashboard_agent_grpc=p[3], metrics_export=p[4], runtime_env_agent=p[5], proxy=p[6])
+            ray_node.NodePorts(
+                node_manager=p[0],
+                object_manager=p[1],
+                dashboard_agent_listen=p[2],
+                dashboard_agent_grpc=p[3],
+                metrics_export=p[4],
+                runtime_env_agent=p[5],
+                proxy=p[6],
+            )
             for p in (rest[0:7], rest[7:14])
-        ]  # fmt: skip
+        ]
         self.head: subprocess.Popen | None = None
         self.api = serve.HeadApi(f"http://{IP}:{dash}", self.token)
 
     def _spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        child = subprocess.Popen(argv, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.dir)  # fmt: skip
+        child = subprocess.Popen(
+            argv,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.dir,
+        )
         self.children.append(child)
         return child
 
     def _launch(self, launch: ray_node.NodeLaunch, name: str) -> subprocess.Popen:
         if self.ray_defaults:
             tuned = set(ray_node_env.WORKER_FT_ENV) | set(ray_node_env.HEAD_FT_ENV)
-            launch = ray_node.NodeLaunch(launch.argv, {k: v for k, v in launch.env.items() if k not in tuned},
-                                         launch.secret_files)  # fmt: skip
+            launch = ray_node.NodeLaunch(
+                launch.argv, {k: v for k, v in launch.env.items() if k not in tuned}, launch.secret_files
+            )
         for path, content in launch.secret_files.items():
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(content)
@@ -82,17 +99,31 @@ class BareRay:
         # its temp dir remembers while processes on this machine (the workers) name it.
         self.generation = getattr(self, "generation", 0) + 1
         temp_dir = str(self.dir / f"h{self.generation}")
-        launch = ray_node.head_launch(ip=IP, ports=self.head_ports, temp_dir=temp_dir, storage=self.storage,
-                                      resources={}, marker=f"{self.marker}/head", loopback=True,
-                                      auth_token=self.token)  # fmt: skip
+        launch = ray_node.head_launch(
+            ip=IP,
+            ports=self.head_ports,
+            temp_dir=temp_dir,
+            storage=self.storage,
+            resources={},
+            marker=f"{self.marker}/head",
+            loopback=True,
+            auth_token=self.token,
+        )
         self.head = self._launch(launch, "head")
 
     def start_workers(self) -> None:
         for i, ports in enumerate(self.worker_ports, 1):
-            launch = ray_node.worker_launch(ip=IP, head_address=f"{IP}:{self.gcs}", ports=ports,
-                                            temp_dir=str(self.dir / f"w{i}"), resources={"CPU": 1},
-                                            node_name=f"worker-{i}", marker=f"{self.marker}/worker-{i}",
-                                            loopback=True, auth_token=self.token)  # fmt: skip
+            launch = ray_node.worker_launch(
+                ip=IP,
+                head_address=f"{IP}:{self.gcs}",
+                ports=ports,
+                temp_dir=str(self.dir / f"w{i}"),
+                resources={"CPU": 1},
+                node_name=f"worker-{i}",
+                marker=f"{self.marker}/worker-{i}",
+                loopback=True,
+                auth_token=self.token,
+            )
             self._launch(launch, f"worker-{i}")
 
     def deploy_hello(self) -> None:
@@ -196,13 +227,18 @@ def baseline(rate: float, outage_s: float, gcs_ft: bool) -> dict:
     samples = load.samples
     failed = [s for s in samples if not s.ok and s.at >= fault_at]
     early = sum(1 for s in samples if not s.ok and s.at < fault_at)
-    return {"scenario": "baseline-ft-no-headway" if gcs_ft else "baseline-no-ft", "sent": len(samples),
-            "failed": len(failed), "success_pct": round(100 * (1 - len(failed) / max(1, len(samples))), 3),
-            "before": _window(samples, fault_at - 10, fault_at),
-            "during": _window(samples, fault_at, fault_at + outage_s),
-            "first_failure_s": round(min(s.at for s in failed) - fault_at, 1) if failed else None, "running_s": None,
-            "note": f"bare Ray with its own settings, head left dead for {outage_s:.0f} s"
-                    + (f"; {early} failed before the kill" if early else "")}  # fmt: skip
+    return {
+        "scenario": "baseline-ft-no-headway" if gcs_ft else "baseline-no-ft",
+        "sent": len(samples),
+        "failed": len(failed),
+        "success_pct": round(100 * (1 - len(failed) / max(1, len(samples))), 3),
+        "before": _window(samples, fault_at - 10, fault_at),
+        "during": _window(samples, fault_at, fault_at + outage_s),
+        "first_failure_s": round(min(s.at for s in failed) - fault_at, 1) if failed else None,
+        "running_s": None,
+        "note": f"bare Ray with its own settings, head left dead for {outage_s:.0f} s"
+        + (f"; {early} failed before the kill" if early else ""),
+    }
 
 
 def summary(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
@@ -244,15 +280,22 @@ def compare(kills: int, rate: float) -> dict:
     """The floor and headway's head kill, with and without load, in one run."""
     floor = summary(measure(kills))
     out: dict = {"floor": floor}
-    variants = (("no load", 0.0, False), (f"{rate:.0f} req/s", rate, False),
-                (f"examples/composed, {COMPOSED_RATE:.0f} req/s of POST /analyze", COMPOSED_RATE, True))  # fmt: skip
+    variants = (
+        ("no load", 0.0, False),
+        (f"{rate:.0f} req/s", rate, False),
+        (f"examples/composed, {COMPOSED_RATE:.0f} req/s of POST /analyze", COMPOSED_RATE, True),
+    )
     for label, r, composed in variants:
         rows = headway_kills(kills, r, composed)
         running = statistics.median(x["running_s"] for x in rows if x["running_s"] is not None)
         base = floor["serve_running"]
         ratio = round(running / base, 2) if base else None
-        out[label] = {"running_s": running, "failed": sum(x["failed"] for x in rows),
-                      "sent": sum(x["sent"] for x in rows), "ratio_to_floor": ratio}  # fmt: skip
+        out[label] = {
+            "running_s": running,
+            "failed": sum(x["failed"] for x in rows),
+            "sent": sum(x["sent"] for x in rows),
+            "ratio_to_floor": ratio,
+        }
     return out
 
 
@@ -260,15 +303,20 @@ def markdown(result: dict, kills: int) -> str:
     from bench import report
 
     f = result["floor"]
-    lines = [report.header(f"examples/hello, head SIGKILL, {kills} kills each, medians in seconds from the kill"), "",
-             "| | GCS port open | workers ALIVE | dashboard up | Serve RUNNING | requests failed | ratio to floor |",
-             "|---|---|---|---|---|---|---|",
-             f"| bare Ray, a perfect supervisor (the floor) | {f['gcs_port']} | {f['workers_alive']} | "
-             f"{f['dashboard']} | {f['serve_running']} | – | 1.00 |"]  # fmt: skip
+    lines = [
+        report.header(f"examples/hello, head SIGKILL, {kills} kills each, medians in seconds from the kill"),
+        "",
+        "| | GCS port open | workers ALIVE | dashboard up | Serve RUNNING | requests failed | ratio to floor |",
+        "|---|---|---|---|---|---|---|",
+        f"| bare Ray, a perfect supervisor (the floor) | {f['gcs_port']} | {f['workers_alive']} | "
+        f"{f['dashboard']} | {f['serve_running']} | – | 1.00 |",
+    ]
     for label, r in result.items():
         if label != "floor":
-            lines.append(f"| headway, {label} | – | – | – | {r['running_s']} (RUNNING) | {r['failed']} of "
-                         f"{r['sent']} | **{r['ratio_to_floor']}** |")  # fmt: skip
+            lines.append(
+                f"| headway, {label} | – | – | – | {r['running_s']} (RUNNING) | {r['failed']} of "
+                f"{r['sent']} | **{r['ratio_to_floor']}** |"
+            )
     return "\n".join(lines)
 
 
@@ -285,8 +333,14 @@ def main() -> None:
         return
     if args.composed_only:
         rows = headway_kills(args.kills, COMPOSED_RATE, composed=True)
-        print("composed, kill -> RUNNING:", [r["running_s"] for r in rows], "failed:", sum(r["failed"] for r in rows),
-              "of", sum(r["sent"] for r in rows))  # fmt: skip
+        print(
+            "composed, kill -> RUNNING:",
+            [r["running_s"] for r in rows],
+            "failed:",
+            sum(r["failed"] for r in rows),
+            "of",
+            sum(r["sent"] for r in rows),
+        )
         return
     result = compare(args.kills, args.rate)
     table = markdown(result, args.kills)

@@ -101,8 +101,12 @@ def main() -> None:
     try:
         if name is None:
             own_home = tempfile.mkdtemp(prefix="hwbench-")
-            env.update(HEADWAY_HOME=own_home, HEADWAY_TMP="/tmp/hwbench", HEADWAY_BRIDGE="hwbench0",
-                       HEADWAY_SUBNET="10.213.250.0/24")  # fmt: skip
+            env.update(
+                HEADWAY_HOME=own_home,
+                HEADWAY_TMP="/tmp/hwbench",
+                HEADWAY_BRIDGE="hwbench0",
+                HEADWAY_SUBNET="10.213.250.0/24",
+            )
             name = "hello"
             print("deploying examples/hello in a private state dir ...", flush=True)
             spec = str(ROOT / "examples/hello/service.yaml")
@@ -120,8 +124,11 @@ def main() -> None:
             # From this (the ingress) host only: every other host is refused by the nodes' packet filter.
             "direct (one worker proxy)": (rec.proxy_url(workers[0]) + "/", {}),
         }
-        print(f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
-              "alternating rounds", flush=True)  # fmt: skip
+        print(
+            f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
+            "alternating rounds",
+            flush=True,
+        )
         res = measure(targets, args.concurrency, args.seconds, args.rounds)
         lines = [f"{'target':<28}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
         for t, r in res.items():
@@ -136,10 +143,11 @@ def main() -> None:
         )
         print("\n" + "\n".join(lines))
         if args.markdown:
-            what = (f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
-                    "alternating rounds; client, HAProxy and Ray share the cores")  # fmt: skip
-            report.write_section(args.markdown, "ingress", report.header(what) + "\n```\n" + "\n".join(lines)
-                                 + "\n```")  # fmt: skip
+            what = (
+                f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
+                "alternating rounds; client, HAProxy and Ray share the cores"
+            )
+            report.write_section(args.markdown, "ingress", report.header(what) + "\n```\n" + "\n".join(lines) + "\n```")
     finally:
         if own_home:
             subprocess.run([HEADWAY, "cloud", "teardown", "--force"], env=env, stdout=subprocess.DEVNULL)

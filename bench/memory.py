@@ -42,12 +42,21 @@ def process_name(pid: int) -> str:
         return "dashboard " + text.split()[0].removeprefix("ray-dashboard-").rsplit("-", 1)[0]
     if "multiprocessing.forkserver" in text:
         return "dashboard forkserver"
-    for key, name in (("gcs_server", "gcs_server"), ("raylet", "raylet"), ("dashboard/agent.py", "dashboard agent"),
-                      ("runtime_env/agent/main.py", "runtime_env agent"), ("dashboard.py", "dashboard"),
-                      ("log_monitor.py", "log monitor"), ("monitor.py", "autoscaler monitor"),
-                      ("ray.util.client.server", "Ray Client server"), ("ray start", "ray start"),
-                      ("ServeController", "Serve controller"), ("ProxyActor", "Serve proxy"),
-                      ("ServeReplica", "Serve replica"), ("SubprocessModule", "dashboard module")):  # fmt: skip
+    for key, name in (
+        ("gcs_server", "gcs_server"),
+        ("raylet", "raylet"),
+        ("dashboard/agent.py", "dashboard agent"),
+        ("runtime_env/agent/main.py", "runtime_env agent"),
+        ("dashboard.py", "dashboard"),
+        ("log_monitor.py", "log monitor"),
+        ("monitor.py", "autoscaler monitor"),
+        ("ray.util.client.server", "Ray Client server"),
+        ("ray start", "ray start"),
+        ("ServeController", "Serve controller"),
+        ("ProxyActor", "Serve proxy"),
+        ("ServeReplica", "Serve replica"),
+        ("SubprocessModule", "dashboard module"),
+    ):
         if key in text:
             return name
     return Path(argv[0].decode(errors="replace")).name or "?"
@@ -61,15 +70,22 @@ def measure(b: Bench) -> dict[str, dict]:
         for pid in pids:
             by_name[process_name(pid)] += pss_kb(pid)
         replicas = by_name.get("Serve replica", 0)
-        out[node["name"]] = {"processes": len(pids), "pss_mb": round(sum(by_name.values()) / 1024),
-                             "before_replicas_mb": round((sum(by_name.values()) - replicas) / 1024),
-                             "by_process_mb": {k: round(v / 1024) for k, v in by_name.most_common()}}  # fmt: skip
+        out[node["name"]] = {
+            "processes": len(pids),
+            "pss_mb": round(sum(by_name.values()) / 1024),
+            "before_replicas_mb": round((sum(by_name.values()) - replicas) / 1024),
+            "by_process_mb": {k: round(v / 1024) for k, v in by_name.most_common()},
+        }
     return out
 
 
 def markdown(result: dict[str, dict]) -> str:
-    lines = [report.header("examples/hello RUNNING (1 head, 2 workers, one replica each), PSS from smaps_rollup"),
-             "", "| node | processes | PSS MB | without its replicas | largest |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        report.header("examples/hello RUNNING (1 head, 2 workers, one replica each), PSS from smaps_rollup"),
+        "",
+        "| node | processes | PSS MB | without its replicas | largest |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in result.items():
         top = ", ".join(f"{k} {v}" for k, v in list(r["by_process_mb"].items())[:6])
         lines.append(f"| {name} | {r['processes']} | **{r['pss_mb']}** | {r['before_replicas_mb']} | {top} |")

@@ -29,8 +29,10 @@ LABELS = {
 
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, Ray {ray.__version__}")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}, Ray {ray.__version__}"
+    )
 
 
 def header(what: str) -> str:
@@ -58,31 +60,41 @@ def _lat(row: dict, window: str) -> str:
 
 def failover_markdown(rows: list[dict], rate: float) -> str:
     """One table per scenario."""
-    out = [header(f"examples/hello with 2 workers, {rate:.0f} requests/s open-loop through the endpoint, "
-                  "times in seconds from the fault, latency p50 / p99 / max in ms")]  # fmt: skip
+    out = [
+        header(
+            f"examples/hello with 2 workers, {rate:.0f} requests/s open-loop through the endpoint, "
+            "times in seconds from the fault, latency p50 / p99 / max in ms"
+        )
+    ]
     for r in rows:
         out.append(f"\n### {LABELS.get(r['scenario'], r['scenario'])}\n\n| | |\n|---|---|")
         out.append(f"| requests sent / failed | {r['sent']:,} / **{r['failed']:,}** |")
         if r["scenario"].startswith("head-kill-x"):
-            out += [f"| recovered | {r['recovered']} of {r['scenario'].removeprefix('head-kill-x')} |",
-                    f"| kill → RUNNING | median {r['running_s']} s, max {r['running_s_max']} s |",
-                    f"| store bytes after the first / last kill | {r['store_bytes_first_last'][0]:,} / "
-                    f"{r['store_bytes_first_last'][1]:,} ({r['store_bytes_per_kill']:+,} per kill) |",
-                    f"| store keys after the first / last kill | {r['store_keys_first_last'][0]} / "
-                    f"{r['store_keys_first_last'][1]} |",
-                    f"| leaks (stray processes, zombies, duplicate nodes, namespaces, temp dirs) | "
-                    f"{'none' if r['leak_free'] else r['leaks']} |"]  # fmt: skip
+            out += [
+                f"| recovered | {r['recovered']} of {r['scenario'].removeprefix('head-kill-x')} |",
+                f"| kill → RUNNING | median {r['running_s']} s, max {r['running_s_max']} s |",
+                f"| store bytes after the first / last kill | {r['store_bytes_first_last'][0]:,} / "
+                f"{r['store_bytes_first_last'][1]:,} ({r['store_bytes_per_kill']:+,} per kill) |",
+                f"| store keys after the first / last kill | {r['store_keys_first_last'][0]} / "
+                f"{r['store_keys_first_last'][1]} |",
+                f"| leaks (stray processes, zombies, duplicate nodes, namespaces, temp dirs) | "
+                f"{'none' if r['leak_free'] else r['leaks']} |",
+            ]
             continue
         if "first_failure_s" in r:
             out.append(f"| first failure | {_s(r['first_failure_s'])} s after the kill ({r.get('note', '')}) |")
         else:
-            out += [f"| detected | {_s(r.get('detect_s'))} |", f"| new head started | {_s(r.get('new_head_s'))} |",
-                    f"| workers back (re-registered / new host) | {_s(r.get('workers_back_s'))} |",
-                    f"| RUNNING (head) / replicas placed (worker) | {_s(r.get('running_s'))} |"]  # fmt: skip
+            out += [
+                f"| detected | {_s(r.get('detect_s'))} |",
+                f"| new head started | {_s(r.get('new_head_s'))} |",
+                f"| workers back (re-registered / new host) | {_s(r.get('workers_back_s'))} |",
+                f"| RUNNING (head) / replicas placed (worker) | {_s(r.get('running_s'))} |",
+            ]
             if r.get("update_applied_s") is not None or r.get("update_error"):
                 applied = r.get("update_applied_s") or f"failed: {r.get('update_error')}"
                 refused = f" ({r['update_refusals']} refusals)" if r.get("update_refusals") is not None else ""
                 out.append(f"| an update retried every second: applied | {applied}{refused} |")
-        out.append(f"| latency before / during / after | {_lat(r, 'before')} · {_lat(r, 'during')} · "
-                   f"{_lat(r, 'after')} |")  # fmt: skip
+        out.append(
+            f"| latency before / during / after | {_lat(r, 'before')} · {_lat(r, 'during')} · {_lat(r, 'after')} |"
+        )
     return "\n".join(out)

@@ -68,25 +68,37 @@ def step_rows(load: VersionedLoad, steps: list[dict], end: float) -> list[dict]:
         sent = [s for s in load.samples if start <= s.at < stop]
         v1 = [lat for _, ver, lat in got if ver == "v1"]
         v2 = [lat for _, ver, lat in got if ver == "v2"]
-        rows.append({"percent": step["details"]["percent"], "held_s": round(stop - start, 1),
-                     "v2_share": round(len(v2) / len(got), 3) if got else None, "requests": len(sent),
-                     "failed": sum(1 for s in sent if not s.ok), "v1_ms": _ms(v1), "v2_ms": _ms(v2),
-                     "judged": step["details"].get("reason", "")})  # fmt: skip
+        rows.append(
+            {
+                "percent": step["details"]["percent"],
+                "held_s": round(stop - start, 1),
+                "v2_share": round(len(v2) / len(got), 3) if got else None,
+                "requests": len(sent),
+                "failed": sum(1 for s in sent if not s.ok),
+                "v1_ms": _ms(v1),
+                "v2_ms": _ms(v2),
+                "judged": step["details"].get("reason", ""),
+            }
+        )
     return rows
 
 
 def markdown(rows: list[dict], total: dict, rate: float, interval: float, surge: int) -> str:
     lines = [
-        report.header(f"examples/hello v1 → v2 as a rollout under {rate:g} requests/s (no client retries), "
-                      f"steps 10/25/50/100 % held {interval:g} s, max_surge_percent {surge}"),  # fmt: skip
+        report.header(
+            f"examples/hello v1 → v2 as a rollout under {rate:g} requests/s (no client retries), "
+            f"steps 10/25/50/100 % held {interval:g} s, max_surge_percent {surge}"
+        ),
         "",
         "| step (weight set) | held | v2's share of answers | requests | failed | p50 / p99 ms v1 | p50 / p99 ms v2 |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         share = "–" if r["v2_share"] is None else f"{r['v2_share']:.1%}"
-        lines.append(f"| {r['percent']} % | {r['held_s']} s | {share} | {r['requests']:,} | {r['failed']} "
-                     f"| {r['v1_ms']} | {r['v2_ms']} |")  # fmt: skip
+        lines.append(
+            f"| {r['percent']} % | {r['held_s']} s | {share} | {r['requests']:,} | {r['failed']} "
+            f"| {r['v1_ms']} | {r['v2_ms']} |"
+        )
     lines += [
         "",
         f"Deploy command to the new cluster at 0 %: {total['to_started_s']} s; to 100 %: {total['to_full_s']} s; "
@@ -110,6 +122,7 @@ def main() -> None:
         def edit(data: dict) -> None:
             data["applications"][0]["args"]["greeting"] = word
             data["rollout"] = rollout
+
         return edit
 
     try:
@@ -136,9 +149,14 @@ def main() -> None:
         keys.append(service_keys(b))
         rows = step_rows(load, steps, done["at"])
         sent = [s for s in load.samples if s.at >= t0]
-        total = {"to_started_s": round(started - t0, 1), "to_full_s": round(full - t0, 1),
-                 "to_done_s": round(done["at"] - t0, 1), "requests": len(sent),
-                 "failed": sum(1 for s in sent if not s.ok), "keys": " → ".join(map(str, keys))}  # fmt: skip
+        total = {
+            "to_started_s": round(started - t0, 1),
+            "to_full_s": round(full - t0, 1),
+            "to_done_s": round(done["at"] - t0, 1),
+            "requests": len(sent),
+            "failed": sum(1 for s in sent if not s.ok),
+            "keys": " → ".join(map(str, keys)),
+        }
         after = [v for v in load.versions if done["at"] + 1 <= v[0] < end]
         total["after"] = f"{sum(1 for v in after if v[1] == 'v2')} of {len(after)} answers v2 after the end"
         print(json.dumps({"steps": rows, "total": total}, indent=2))

@@ -72,8 +72,14 @@ def show_metrics() -> None:
     print(f"\n$ curl -H 'Authorization: Bearer …' {url}/metrics   (recoveries, head, backends)")
     text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {api_token}"}, timeout=30).text
     for line in text.splitlines():
-        if line.startswith(("headway_recoveries_total", "headway_last_recovery_seconds", "headway_head_up",
-                            "headway_ingress_backends_up")):  # fmt: skip
+        if line.startswith(
+            (
+                "headway_recoveries_total",
+                "headway_last_recovery_seconds",
+                "headway_head_up",
+                "headway_ingress_backends_up",
+            )
+        ):
             print("  " + line)
 
 

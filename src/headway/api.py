@@ -136,10 +136,21 @@ def _record(name: str) -> ServiceRecord:
 
 
 def service_list() -> list[dict[str, Any]]:
-    return [{"name": r.name, "state": r.state, "reason": r.reason, "nodes": len(r.nodes), "gcs_ft": r.gcs_ft,
-             "endpoint": r.endpoint, "desired_version": r.desired_version, "running_version": r.running_version,
-             "rollout": r.rollout.percent if r.rollout else None}
-            for r in records.all_records() if r.parent is None]  # fmt: skip
+    return [
+        {
+            "name": r.name,
+            "state": r.state,
+            "reason": r.reason,
+            "nodes": len(r.nodes),
+            "gcs_ft": r.gcs_ft,
+            "endpoint": r.endpoint,
+            "desired_version": r.desired_version,
+            "running_version": r.running_version,
+            "rollout": r.rollout.percent if r.rollout else None,
+        }
+        for r in records.all_records()
+        if r.parent is None
+    ]
 
 
 def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
@@ -147,8 +158,15 @@ def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
     evs = [e.model_dump() for e in rec.events]
     for a in store_watch.events_of(store_watch.store_key(rec)):
         if a["at"] >= rec.created_at and a.get("service", rec.service) == rec.service:  # its own share alerts only
-            evs.append({"at": a["at"], "kind": a["kind"], "state": "-", "message": a["message"],
-                        "details": {"percent": a["percent"], "threshold": a["threshold"]}})  # fmt: skip
+            evs.append(
+                {
+                    "at": a["at"],
+                    "kind": a["kind"],
+                    "state": "-",
+                    "message": a["message"],
+                    "details": {"percent": a["percent"], "threshold": a["threshold"]},
+                }
+            )
     return sorted(evs, key=lambda e: e["at"])
 
 
@@ -168,14 +186,20 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     def authorised(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         if cred is None or not token_matches(cred.credentials, db.get_token("api")):
-            raise HTTPException(401, "missing or wrong API token ('headway api token' prints it)",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                401,
+                "missing or wrong API token ('headway api token' prints it)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def may_read_metrics(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         given = cred.credentials if cred else ""
         if not (token_matches(given, db.get_token("api")) or token_matches(given, db.get_token("metrics"))):
-            raise HTTPException(401, "missing or wrong token ('headway api token --metrics' prints a read-only one)",
-                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise HTTPException(
+                401,
+                "missing or wrong token ('headway api token --metrics' prints a read-only one)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     auth = [Depends(authorised)]
 
@@ -191,9 +215,12 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     def docs() -> HTMLResponse:
         if assets is None:
             return HTMLResponse("<p>Swagger UI is not installed; the schema is at /openapi.json</p>")
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="headway API",
-                                   swagger_js_url=f"{assets}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{assets}/swagger-ui.css")  # fmt: skip
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="headway API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+        )
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> HTMLResponse:
@@ -234,13 +261,16 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         wanted = spec.ray_gcs_external_storage_config.redis_password_env
         stray = sorted(k for k in body.env if k != wanted)
         if stray:
-            raise HTTPException(422, f"env: {', '.join(stray)} is not the variable the spec's redis_password_env "
-                                     "names; send only that one")  # fmt: skip
+            raise HTTPException(
+                422,
+                f"env: {', '.join(stray)} is not the variable the spec's redis_password_env names; send only that one",
+            )
         try:
             if uploads.needs_package(spec) != (body.package is not None):
                 raise uploads.UploadError(
                     "working_dir names a local folder: upload it as 'package' (the CLI does)"
-                    if body.package is None else "package: uploaded, but the spec's working_dir is no local folder"
+                    if body.package is None
+                    else "package: uploaded, but the spec's working_dir is no local folder"
                 )
             spec = uploads.store_files(spec, body.files)
             package_uri = uploads.store_package(name, body.package) if body.package is not None else None
@@ -252,8 +282,9 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(existing)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri,
-                                 strategy=body.strategy)  # fmt: skip
+        work = operations.deploy(
+            spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri, strategy=body.strategy
+        )
         return ops.start("deploy", name, work, body.env).view()
 
     @app.post("/api/services/{name}/scale", dependencies=auth, tags=["services"], status_code=202)
@@ -268,8 +299,9 @@ def create_app(ops: Operations | None = None) -> FastAPI:
                 service.refuse_while_recovering(rec)
             except service.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
-        work = operations.deploy(spec, False, body.wait, body.wait_timeout, {}, None, f"scale {body.group} to "
-                                 f"{body.count}")  # stored secrets serve  # fmt: skip
+        work = operations.deploy(
+            spec, False, body.wait, body.wait_timeout, {}, None, f"scale {body.group} to {body.count}"
+        )  # stored secrets serve
         return ops.start("scale", name, work, {}).view()
 
     @app.get("/api/services/{name}/versions", dependencies=auth, tags=["services"])
@@ -313,8 +345,12 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     @app.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
     def service_logs(
-        name: str, node: str | None = None, app: str | None = None, controller: bool = False,
-        ingress: bool = False, lines: int = 100,
+        name: str,
+        node: str | None = None,
+        app: str | None = None,
+        controller: bool = False,
+        ingress: bool = False,
+        lines: int = 100,
     ) -> list[dict[str, str]]:
         """The last ``lines`` (at most 5,000) of one log: a node's own (default: the
         head's), an application's replicas (every node), the controller's lines about the

@@ -40,10 +40,17 @@ def serve(sock: socket.socket, ops: operations.Operations) -> None:
 
     tls = api.tls_files()
     app = api_gate.Gate(api.create_app(ops), lambda: (db.get_token("api"), db.get_token("metrics")))
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=IDLE_TIMEOUT_S,
-                            http=_silent_closed(IDLE_TIMEOUT_S),
-                            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None)  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_keep_alive=IDLE_TIMEOUT_S,
+        http=_silent_closed(IDLE_TIMEOUT_S),
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True).start()
 

@@ -113,8 +113,11 @@ def scale_up(
                 group = next(roomy, None)
                 if group is None:
                     fits_somewhere = any(_fits(g.shape, bundle) for g in groups)
-                    blocked[describe(bundle)] = "every group that holds it is at max_nodes" if fits_somewhere \
-                        else "no group's nodes are large enough"  # fmt: skip
+                    blocked[describe(bundle)] = (
+                        "every group that holds it is at max_nodes"
+                        if fits_somewhere
+                        else "no group's nodes are large enough"
+                    )
                     continue
                 added[group.name] += 1
                 spot = dict(group.shape)
@@ -135,13 +138,20 @@ def scale_down(groups: Sequence[GroupView], uses: Mapping[str, NodeUse], idle_ti
     decisions = []
     for g in groups:
         spare = len(g.nodes) - g.min_nodes
-        idle = [n for n in reversed(g.nodes) if (u := uses.get(n)) is not None and u.idle_s is not None
-                and u.idle_s >= idle_timeout_s and not u.holds_replica]  # fmt: skip
+        idle = [
+            n
+            for n in reversed(g.nodes)
+            if (u := uses.get(n)) is not None
+            and u.idle_s is not None
+            and u.idle_s >= idle_timeout_s
+            and not u.holds_replica
+        ]
         gone = idle[: max(0, spare)]
         if gone:
             why = f"idle for more than {idle_timeout_s:g} s and holding no replica"
-            decisions.append(Decision(g.name, tuple(n for n in g.nodes if n not in gone), removed=tuple(gone),
-                                      reason=why))  # fmt: skip
+            decisions.append(
+                Decision(g.name, tuple(n for n in g.nodes if n not in gone), removed=tuple(gone), reason=why)
+            )
     return decisions
 
 

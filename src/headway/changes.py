@@ -107,8 +107,16 @@ def deploy(
                 package = package_uri or existing.working_dir_uri
                 if how == "rollout":
                     progress(f"strategy: rollout ({why})")
-                    return _roll_out(existing, spec, crec, preflight.store_of(spec, resolved, crec, progress), progress,
-                                     strict, package, origin)  # fmt: skip
+                    return _roll_out(
+                        existing,
+                        spec,
+                        crec,
+                        preflight.store_of(spec, resolved, crec, progress),
+                        progress,
+                        strict,
+                        package,
+                        origin,
+                    )
                 return _update(existing, spec, crec, progress, strict, package, origin)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
             teardown.remove_everything(existing, crec, progress, delete_keys=True)
@@ -188,8 +196,9 @@ def _create(
         if parent is None:
             progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
         rec.running_version = version
-        set_state(rec, states.State.RUNNING, f"version {version} RUNNING",
-                  elapsed_s=round(time.time() - rec.created_at, 2))  # fmt: skip
+        set_state(
+            rec, states.State.RUNNING, f"version {version} RUNNING", elapsed_s=round(time.time() - rec.created_at, 2)
+        )
         return rec
     except BaseException as exc:
         progress(f"deploy failed ({type(exc).__name__}); removing what was started")
@@ -219,8 +228,10 @@ def _roll_out(
         rollout.abandon(rec.name, version.number, exc)
         if isinstance(exc, Cancelled | KeyboardInterrupt):
             raise
-        raise UpdateRolledBack(f"version {version.number} failed before it took any traffic: {exc}\n"
-                               f"version {rec.running_version} serves as before") from None  # fmt: skip
+        raise UpdateRolledBack(
+            f"version {version.number} failed before it took any traffic: {exc}\n"
+            f"version {rec.running_version} serves as before"
+        ) from None
     return rollout.begin_traffic(rec.name, progress)
 
 
@@ -309,8 +320,9 @@ def _roll_back(
         set_state(rec, states.State.UNHEALTHY, f"{reason}; no earlier version to roll back to")
         raise why
     progress(f"{reason}; rolling back to version {version}")
-    record_event(rec, "rollback_started", f"rolling back to version {version}", failed_version=failed,
-                 reason=str(why)[:300])  # fmt: skip
+    record_event(
+        rec, "rollback_started", f"rolling back to version {version}", failed_version=failed, reason=str(why)[:300]
+    )
     rec.desired_version = version
     records.save(rec)
     try:
@@ -318,8 +330,7 @@ def _roll_back(
     except Exception as exc:  # noqa: BLE001 - reported with the first failure
         set_state(rec, states.State.UNHEALTHY, f"{reason}; the rollback to version {version} failed too: {exc}"[:500])
         raise DeployError(f"{reason}\nthe rollback to version {version} failed too: {exc}") from None
-    set_state(rec, states.State.RUNNING, f"rolled back to version {version}: {reason}"[:500],
-              rolled_back_from=failed)  # fmt: skip
+    set_state(rec, states.State.RUNNING, f"rolled back to version {version}: {reason}"[:500], rolled_back_from=failed)
     raise UpdateRolledBack(f"{reason}\nrolled back to version {version}, which is RUNNING")
 
 

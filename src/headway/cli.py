@@ -43,18 +43,43 @@ from .spec_load import inline_requirement_files, load_spec_text, notes, safe_yam
 @click.option("--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head")
 @click.option("--dry-run", is_flag=True, help="check the YAML, its files and the store; start nothing")
 @click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
-@click.option("--working-dir", "working_dir", default=None, type=click.Path(file_okay=False, exists=True),
-              help="the folder with the app's code, for a file without working_dir")  # fmt: skip
-@click.option("--strategy", type=click.Choice(["in_place", "rollout"]), default=None,
-              help="how an update is applied (default: the YAML's rollout_strategy, else in place when it can be)")
-@click.option("--canary-percent", type=click.IntRange(1, 99), default=None,
-              help="a rollout stops at this share of traffic until 'headway rollout promote'")
-@click.option("--max-surge-percent", type=click.IntRange(1, 100), default=None,
-              help="extra workers a rollout may start, as a percentage of each group")  # fmt: skip
+@click.option(
+    "--working-dir",
+    "working_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="the folder with the app's code, for a file without working_dir",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["in_place", "rollout"]),
+    default=None,
+    help="how an update is applied (default: the YAML's rollout_strategy, else in place when it can be)",
+)
+@click.option(
+    "--canary-percent",
+    type=click.IntRange(1, 99),
+    default=None,
+    help="a rollout stops at this share of traffic until 'headway rollout promote'",
+)
+@click.option(
+    "--max-surge-percent",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="extra workers a rollout may start, as a percentage of each group",
+)
 def deploy(
-    path: str, wait: bool, wait_timeout: float, strict: bool, dry_run: bool, name: str | None, working_dir: str | None,
-    strategy: str | None, canary_percent: int | None, max_surge_percent: int | None,
-) -> None:  # fmt: skip
+    path: str,
+    wait: bool,
+    wait_timeout: float,
+    strict: bool,
+    dry_run: bool,
+    name: str | None,
+    working_dir: str | None,
+    strategy: str | None,
+    canary_percent: int | None,
+    max_surge_percent: int | None,
+) -> None:
     """Deploy a service, or update it if one of that name exists (in place, or as a rollout)."""
     try:
         text, spec, uploaded = _read(path, name, working_dir)
@@ -84,8 +109,13 @@ def deploy(
 @click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
 @click.option("--strict", is_flag=True, help="replicas that could not serve without the head are an error")
 @click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
-@click.option("--working-dir", "working_dir", default=None, type=click.Path(file_okay=False, exists=True),
-              help="the folder with the app's code, for a file without working_dir")  # fmt: skip
+@click.option(
+    "--working-dir",
+    "working_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="the folder with the app's code, for a file without working_dir",
+)
 def validate(path: str, strict: bool, name: str | None, working_dir: str | None) -> None:
     """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
     try:
@@ -153,8 +183,10 @@ def _dry_run(spec, strict: bool) -> None:
     groups = spec.compute_config.worker_nodes
     workers = sum(g.initial for g in groups)
     grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if spec.compute_config.autoscaled else ""
-    out.print(f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
-              f"{workers} worker(s){grows}; nothing was started")  # fmt: skip
+    out.print(
+        f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
+        f"{workers} worker(s){grows}; nothing was started"
+    )
 
 
 def _uploads(spec, base: Path) -> dict:
@@ -166,8 +198,13 @@ def _uploads(spec, base: Path) -> dict:
         try:
             out["files"][field] = f.read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(str(f), [f"ray_gcs_external_storage_config.{field}: cannot read {f} ({exc}); "
-                                     "check the path (relative to the YAML)"]) from None  # fmt: skip
+            raise SpecError(
+                str(f),
+                [
+                    f"ray_gcs_external_storage_config.{field}: cannot read {f} ({exc}); "
+                    "check the path (relative to the YAML)"
+                ],
+            ) from None
     if uploads.needs_package(spec):
         with tempfile.TemporaryDirectory(prefix="hwpkg-") as tmp:
             uri = package_working_dir(spec.working_dir, Path(tmp), spec.excludes)

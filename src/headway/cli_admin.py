@@ -45,11 +45,20 @@ def cloud_group() -> None:
 )
 @click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
 @click.option("--alert-percent", type=click.FloatRange(1, 100), default=None, help="memory alert threshold (80)")
-@click.option("--service-alert-percent", type=click.FloatRange(0.001, 100), default=None,
-              help="one service's share of the managed store's maxmemory that raises an alert naming it (25)")
+@click.option(
+    "--service-alert-percent",
+    type=click.FloatRange(0.001, 100),
+    default=None,
+    help="one service's share of the managed store's maxmemory that raises an alert naming it (25)",
+)
 @click.option("--alert-webhook", default=None, help="URL that store alerts are POSTed to ('' removes it)")
-@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False),
-              help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode")  # fmt: skip
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode",
+)
 def cloud_setup(
     mode: str | None,
     maxmemory: str,
@@ -102,8 +111,9 @@ def cloud_status(as_json: bool) -> None:
             str(s.get("connected_replicas", "")),
         )
     out.print(t)
-    sentinels = [f"{x['host'] or 'here'}:{x['port']} {'up' if x['running'] else '[red]down[/]'}"
-                 for x in st["sentinels"]]  # fmt: skip
+    sentinels = [
+        f"{x['host'] or 'here'}:{x['port']} {'up' if x['running'] else '[red]down[/]'}" for x in st["sentinels"]
+    ]
     out.print(f"Sentinel: {', '.join(sentinels)}")
     if st.get("percent") is not None:
         out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {rec.alert_percent:.0f}%)")
@@ -167,16 +177,18 @@ def storage_check(
         password = storage.resolve_password(password_env, password_file, environ=os.environ)
         addr = addr.with_credentials(username, password)
         if addr.tls:
-            addr = dataclasses.replace(addr, ca_cert=ca_cert or storage.DEFAULT_CA_BUNDLE,
-                                       client_cert=client_cert, client_key=client_key)  # fmt: skip
+            addr = dataclasses.replace(
+                addr, ca_cert=ca_cert or storage.DEFAULT_CA_BUNDLE, client_cert=client_cert, client_key=client_key
+            )
         findings = store_fitness.judge(storage.inspect(addr, namespace), require_replica)
     except storage.StoreError as exc:
         _fail(str(exc), 2)
     colors = {"error": "red", "warning": "yellow", "info": "green"}
     out.print(f"store {addr.masked()}")
     for f in findings:
-        out.print(f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False,
-                  soft_wrap=True)  # fmt: skip
+        out.print(
+            f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False, soft_wrap=True
+        )
     if store_fitness.errors(findings):
         _fail("the store is not fit for the GCS (see the errors above)", 2)
     out.print("[green]fit for the GCS[/]")

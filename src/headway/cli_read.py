@@ -24,9 +24,11 @@ def _status_table(st: dict) -> None:
         out.print(f"version: running {st.get('running_version')}, desired {st['desired_version']}")
     ro = st.get("rollout")
     if ro:
-        out.print(f"rollout: version {ro['version']} takes {ro['percent']} % of traffic "
-                  f"({ro['paused'] or ro['last'] or 'starting'}); 'headway rollout status {st['name']}'",
-                  highlight=False)  # fmt: skip
+        out.print(
+            f"rollout: version {ro['version']} takes {ro['percent']} % of traffic "
+            f"({ro['paused'] or ro['last'] or 'starting'}); 'headway rollout status {st['name']}'",
+            highlight=False,
+        )
     s = st["storage"]
     if s.get("enabled"):
         out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")
@@ -67,9 +69,14 @@ def _status_table(st: dict) -> None:
         for x in ing["backends"]:
             color = "green" if x["status"].startswith("UP") else "red"
             b.add_row(
-                x["address"], f"[{color}]{x['status']}[/]", str(x["requests"]), str(x["errors"]),
-                str(x["retries"]), str(x["redispatches"]), str(x["hrsp_5xx"]),
-            )  # fmt: skip
+                x["address"],
+                f"[{color}]{x['status']}[/]",
+                str(x["requests"]),
+                str(x["errors"]),
+                str(x["retries"]),
+                str(x["redispatches"]),
+                str(x["hrsp_5xx"]),
+            )
         out.print(b)
         fe = ing["frontend"]
         if fe:
@@ -78,8 +85,9 @@ def _status_table(st: dict) -> None:
                 f"{fe['hrsp_4xx']} 4xx, {fe['hrsp_5xx']} 5xx"
             )
     if not st["controller_pid"]:
-        out.print("[yellow]no controller runs: nothing replaces a dead node or scales a group "
-                  "('headway controller start')[/]")
+        out.print(
+            "[yellow]no controller runs: nothing replaces a dead node or scales a group ('headway controller start')[/]"
+        )
 
 
 @main.command()
@@ -140,17 +148,31 @@ def list_(as_json: bool) -> None:
 @click.option("--ingress", is_flag=True, help="the endpoint's HAProxy log (abnormal requests only)")
 @click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
 @click.option("--follow", "-f", is_flag=True, help="keep printing what is appended (Ctrl-C stops)")
-def logs(name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int,
-         follow: bool) -> None:  # fmt: skip
+def logs(
+    name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int, follow: bool
+) -> None:
     """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
     source = logs_mod.Source(node, app, controller, ingress)
     if follow:
         _follow_logs(name, source, lines)
         return
-    params = {k: v for k, v in {"node": node, "app": app, "controller": controller or None,
-                                "ingress": ingress or None, "lines": lines}.items() if v is not None}  # fmt: skip
-    got = _via_api("GET", f"/api/services/{name}/logs", lambda: _local(lambda: logs_mod.read(
-        _load_or_fail(name), source, lines)), params=params)  # fmt: skip
+    params = {
+        k: v
+        for k, v in {
+            "node": node,
+            "app": app,
+            "controller": controller or None,
+            "ingress": ingress or None,
+            "lines": lines,
+        }.items()
+        if v is not None
+    }
+    got = _via_api(
+        "GET",
+        f"/api/services/{name}/logs",
+        lambda: _local(lambda: logs_mod.read(_load_or_fail(name), source, lines)),
+        params=params,
+    )
     for entry in got:
         out.print(f"[dim]-- {escape(entry['title'])}[/]", highlight=False)
         click.echo(entry["text"], nl=False)
@@ -187,8 +209,15 @@ def versions_(name: str, as_json: bool) -> None:
     t = Table("version", "name", "origin", "created", "outcome", "package", "note")
     for v in got["versions"]:
         mark = " (running)" if v["number"] == got["running"] else " (desired)" if v["number"] == got["desired"] else ""
-        t.add_row(f"{v['number']}{mark}", v["name"] or "", v["origin"], time.strftime("%Y-%m-%d %H:%M:%S",
-                  time.localtime(v["created_at"])), v["outcome"], v["package"] or "", v["note"][:60])  # fmt: skip
+        t.add_row(
+            f"{v['number']}{mark}",
+            v["name"] or "",
+            v["origin"],
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"])),
+            v["outcome"],
+            v["package"] or "",
+            v["note"][:60],
+        )
     out.print(t)
 
 
@@ -199,8 +228,12 @@ def versions_(name: str, as_json: bool) -> None:
 def config(name: str, number: int | None, as_json: bool) -> None:
     """Print the deployed spec of a version as YAML (secrets masked): what runs, to read or deploy again."""
     params = {"version": number} if number else {}
-    got = _via_api("GET", f"/api/services/{name}/config", lambda: _local(lambda: views.config_view(
-        _load_or_fail(name), number)), params=params)  # fmt: skip
+    got = _via_api(
+        "GET",
+        f"/api/services/{name}/config",
+        lambda: _local(lambda: views.config_view(_load_or_fail(name), number)),
+        params=params,
+    )
     if as_json:
         click.echo(json.dumps(got, indent=2))
         return

@@ -36,16 +36,26 @@ def status(name: str, as_json: bool) -> None:
         said = f"; the last one: {last['message']}" if last else ""
         out.print(f"service {name} has no rollout in progress{said}", highlight=False)
         return
-    out.print(f"[bold]rollout of {name}[/]: version {ro['from_version']} → {ro['version']} "
-              f"(cluster {ro['cluster']}, {ro['cluster_state']})", highlight=False)  # fmt: skip
-    out.print(f"traffic: {ro['weights']['old']} % old, {ro['weights']['new']} % new; "
-              f"workers: {ro['workers']['old']} old, {ro['workers']['new']} new", highlight=False)  # fmt: skip
+    out.print(
+        f"[bold]rollout of {name}[/]: version {ro['from_version']} → {ro['version']} "
+        f"(cluster {ro['cluster']}, {ro['cluster_state']})",
+        highlight=False,
+    )
+    out.print(
+        f"traffic: {ro['weights']['old']} % old, {ro['weights']['new']} % new; "
+        f"workers: {ro['workers']['old']} old, {ro['workers']['new']} new",
+        highlight=False,
+    )
     out.print(f"now: {ro['paused'] or ro['last'] or 'starting'}", highlight=False)
     t = Table("step", "held", "old version", "new version")
     for h in ro["history"]:
         t.add_row(f"{h['percent']} %", f"{h['until'] - h['since']:.0f} s", _numbers(h["old"]), _numbers(h["new"]))
-    t.add_row(f"{ro['percent']} % (now)", f"{time.time() - ro['step_since']:.0f} s", _numbers(ro["current"]["old"]),
-              _numbers(ro["current"]["new"]))  # fmt: skip
+    t.add_row(
+        f"{ro['percent']} % (now)",
+        f"{time.time() - ro['step_since']:.0f} s",
+        _numbers(ro["current"]["old"]),
+        _numbers(ro["current"]["new"]),
+    )
     out.print(t)
 
 

@@ -42,15 +42,19 @@ def _detail(resp: httpx.Response) -> str:
 class Client:
     def __init__(self, base_url: str, token: str, timeout_s: float = 60.0):
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
-                                  verify=verify())  # fmt: skip
+        self._http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s, verify=verify()
+        )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiError(f"the control plane at {self.base_url} does not answer ({type(exc).__name__}); "
-                           f"see {controller.logfile()}", 1) from None  # fmt: skip
+            raise ApiError(
+                f"the control plane at {self.base_url} does not answer ({type(exc).__name__}); "
+                f"see {controller.logfile()}",
+                1,
+            ) from None
         if resp.status_code >= 400:
             raise ApiError(_detail(resp), EXIT_BY_STATUS.get(resp.status_code, 1))
         return resp.json()

@@ -139,8 +139,9 @@ def tls_files(rec: CloudRecord) -> TlsFiles | None:
 
 def _address(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
     tls = tls_files(rec)
-    return storage.StoreAddress(host=host, port=port, tls=tls is not None, password=password(),
-                                ca_cert=tls.ca if tls else None)  # fmt: skip
+    return storage.StoreAddress(
+        host=host, port=port, tls=tls is not None, password=password(), ca_cert=tls.ca if tls else None
+    )
 
 
 def local_address(rec: CloudRecord, port: int) -> storage.StoreAddress:
@@ -288,15 +289,17 @@ def restart_dead(rec: CloudRecord) -> list[int]:
             # come back as primary with what its file holds. Wait for the failover.
             continue
         replica_of = None if rec.where(proc) == primary else primary
-        conf = store_conf.store(proc, rec.bind_of(proc), pw, rec.maxmemory, replica_of, rec.where(proc)[0],
-                                _tls_of(rec, proc, tls))  # fmt: skip
+        conf = store_conf.store(
+            proc, rec.bind_of(proc), pw, rec.maxmemory, replica_of, rec.where(proc)[0], _tls_of(rec, proc, tls)
+        )
         if _start(rec, proc, conf, tls, sentinel=False):
             restarted.append(proc.port)
     quorum = 2 if rec.sentinels else 1
     for sentinel in rec.all_sentinels():
         if not _running(rec, sentinel):
-            conf = store_conf.sentinel(sentinel, rec.bind_of(sentinel), pw, primary, _tls_of(rec, sentinel, tls),
-                                       quorum, sentinel.host)  # fmt: skip
+            conf = store_conf.sentinel(
+                sentinel, rec.bind_of(sentinel), pw, primary, _tls_of(rec, sentinel, tls), quorum, sentinel.host
+            )
             _start(rec, sentinel, conf, tls, sentinel=True)
     return restarted
 
@@ -343,8 +346,11 @@ def status(rec: CloudRecord) -> dict:
     out["address"] = store_address(rec).masked()
     out["primary_port"] = current_primary(rec)[1]
     if rec.ssh is not None and rec.ssh.ingress is not None:
-        out["endpoint_address"] = {"address": rec.ssh.ingress.address, "hosts": rec.ssh.ingress.hosts,
-                                   "held_by": vip.holder(rec.ssh)}  # fmt: skip
+        out["endpoint_address"] = {
+            "address": rec.ssh.ingress.address,
+            "hosts": rec.ssh.ingress.hosts,
+            "held_by": vip.holder(rec.ssh),
+        }
     sentinels = [{"host": s.host, "port": s.port, "running": _running(rec, s)} for s in rec.all_sentinels()]
     out["sentinel"] = sentinels[0] if rec.sentinel else None
     out["sentinels"] = sentinels

@@ -33,8 +33,11 @@ def repair() -> None:
     restarted = cloud.restart_dead(crec)
     if restarted:
         log.warning("managed store: restarted the process(es) on port(s) %s", restarted)
-    users = [(r.namespace, store_user_password(r)) for r in records.all_records()
-             if r.store_user and r.storage_source == "cloud" and r.namespace]  # fmt: skip
+    users = [
+        (r.namespace, store_user_password(r))
+        for r in records.all_records()
+        if r.store_user and r.storage_source == "cloud" and r.namespace
+    ]
     if not users:
         return
     for client in cloud.admin_clients(crec):

@@ -267,8 +267,12 @@ class Controller:
         dead = [w.name for w in rec.workers if not prov.alive(w)]
         if not dead:
             return
-        _recorded(rec, "worker replacement", "worker_replacement_failed",
-                  lambda say: repair.replace_workers(rec, dead, progress=say))  # fmt: skip
+        _recorded(
+            rec,
+            "worker replacement",
+            "worker_replacement_failed",
+            lambda say: repair.replace_workers(rec, dead, progress=say),
+        )
 
     @staticmethod
     def _converge(rec: ServiceRecord) -> None:

@@ -124,8 +124,9 @@ def ensure_token(scope: str, make: str, home: Path | None = None) -> str:
 def copy_token(source: str, target: str, home: Path | None = None) -> None:
     """Give ``target`` the token of ``source`` (a rollout's new cluster becomes the service's)."""
     with connect(home, write=True) as conn:
-        conn.execute("INSERT OR REPLACE INTO tokens (scope, token) SELECT ?, token FROM tokens WHERE scope = ?",
-                     (target, source))  # fmt: skip
+        conn.execute(
+            "INSERT OR REPLACE INTO tokens (scope, token) SELECT ?, token FROM tokens WHERE scope = ?", (target, source)
+        )
 
 
 def set_secrets(service: str, values: dict[str, str], home: Path | None = None) -> None:

@@ -101,16 +101,21 @@ def _pip(args: list[str], what: str, workdir: str, source: bool = False) -> subp
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S, env=env, cwd=workdir)
     except subprocess.TimeoutExpired:
-        raise DependencyError(f"{what}: pip did not finish in {PIP_TIMEOUT_S} s; check the control host's route "
-                              "to the package index") from None  # fmt: skip
+        raise DependencyError(
+            f"{what}: pip did not finish in {PIP_TIMEOUT_S} s; check the control host's route to the package index"
+        ) from None
 
 
-def _pip_error(out: subprocess.CompletedProcess[str], requirements: list[str], source: bool = False
-               ) -> DependencyError:  # fmt: skip
-    lines = [ln.strip().replace("The user requested (constraint)", "Ray's environment has")
-             for ln in (out.stderr + out.stdout).splitlines()]  # fmt: skip
-    keep = [ln.removeprefix("ERROR: ") for ln in lines
-            if (ln.startswith("ERROR:") and "ResolutionImpossible" not in ln) or "requested" in ln or "has " in ln]
+def _pip_error(out: subprocess.CompletedProcess[str], requirements: list[str], source: bool = False) -> DependencyError:
+    lines = [
+        ln.strip().replace("The user requested (constraint)", "Ray's environment has")
+        for ln in (out.stderr + out.stdout).splitlines()
+    ]
+    keep = [
+        ln.removeprefix("ERROR: ")
+        for ln in lines
+        if (ln.startswith("ERROR:") and "ResolutionImpossible" not in ln) or "requested" in ln or "has " in ln
+    ]
     detail = " / ".join(keep[-6:]) or (lines[-1] if lines else f"pip exited {out.returncode}")
     hint = "fix the requirement, or pick versions that agree with Ray's environment"
     if not source and any("No matching distribution" in ln or "Could not find a version" in ln for ln in lines):
@@ -133,8 +138,21 @@ def resolve(requirements: list[str], source: bool = False) -> list[str]:
         constraints.write_text("".join(f"{n}=={v}\n" for n, v in sorted(base.items()) if n != "python"))
         os.chmod(constraints, 0o644)
         report = Path(tmp) / "report.json"
-        out = _pip(["install", "--dry-run", "--ignore-installed", "--report", str(report),
-                    "-c", str(constraints), *requirements], "resolving", tmp, source)  # fmt: skip
+        out = _pip(
+            [
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report),
+                "-c",
+                str(constraints),
+                *requirements,
+            ],
+            "resolving",
+            tmp,
+            source,
+        )
         if out.returncode != 0:
             raise _pip_error(out, requirements, source)
         installs = json.loads(report.read_text()).get("install", [])
@@ -158,8 +176,12 @@ def build(service: str, requirements: list[str], progress=lambda _m: None, sourc
     with tempfile.TemporaryDirectory(prefix="headway-deps-") as tmp:
         site = Path(tmp) / "site"
         if pins:
-            out = _pip(["install", "--no-deps", "--quiet", "--no-compile", "--target", str(site), *pins], "installing",
-                       tmp, source)  # fmt: skip
+            out = _pip(
+                ["install", "--no-deps", "--quiet", "--no-compile", "--target", str(site), *pins],
+                "installing",
+                tmp,
+                source,
+            )
             if out.returncode != 0:
                 raise _pip_error(out, requirements, source)
         site.mkdir(exist_ok=True)
@@ -168,8 +190,10 @@ def build(service: str, requirements: list[str], progress=lambda _m: None, sourc
         os.chmod(zipped, 0o600)
         os.replace(zipped, target)
     size = target.stat().st_size
-    progress(f"packages for the nodes: {', '.join(pins) or 'none beyond Ray'} ({size / 2**20:.1f} MiB, shipped "
-             "like the working_dir)")  # fmt: skip
+    progress(
+        f"packages for the nodes: {', '.join(pins) or 'none beyond Ray'} ({size / 2**20:.1f} MiB, shipped "
+        "like the working_dir)"
+    )
     return target
 
 

@@ -60,8 +60,9 @@ def render(cluster_id: str, ports: Iterable[int], allowed: str | Iterable[str]) 
     port_set = ", ".join(str(int(p)) for p in sorted(set(ports)))
     name = table_name(cluster_id)
     by_family = {fam: ", ".join(str(a) for a in addrs if a.version == v) for fam, v in (("ip", 4), ("ip6", 6))}
-    admits = [f"    {fam} saddr {{ {srcs} }} tcp dport {{ {port_set} }} accept"
-              for fam, srcs in by_family.items() if srcs]  # fmt: skip
+    admits = [
+        f"    {fam} saddr {{ {srcs} }} tcp dport {{ {port_set} }} accept" for fam, srcs in by_family.items() if srcs
+    ]
     return "\n".join(
         [
             f"table inet {name}",  # create it if missing, so the delete below never fails

@@ -46,13 +46,19 @@ def alive_nodes(address: str, token: str | None, timeout_s: float = 2) -> list[d
     not answer."""
     stub = rpc.NodeInfoGcsServiceStub(_channel(address))
     try:
-        reply = stub.GetAllNodeInfo(pb.GetAllNodeInfoRequest(state_filter=_ALIVE_NODE), timeout=timeout_s,
-                                    metadata=_metadata(token))  # fmt: skip
+        reply = stub.GetAllNodeInfo(
+            pb.GetAllNodeInfoRequest(state_filter=_ALIVE_NODE), timeout=timeout_s, metadata=_metadata(token)
+        )
     except grpc.RpcError:
         return None
     return [
-        {"node_id": n.node_id.hex(), "node_name": n.node_name, "node_ip": n.node_manager_address,
-         "is_head_node": n.is_head_node, "start_time_ms": n.start_time_ms}  # fmt: skip
+        {
+            "node_id": n.node_id.hex(),
+            "node_name": n.node_name,
+            "node_ip": n.node_manager_address,
+            "is_head_node": n.is_head_node,
+            "start_time_ms": n.start_time_ms,
+        }
         for n in reply.node_info_list
         if n.state == _ALIVE_NODE
     ]
@@ -68,8 +74,9 @@ def healthy(address: str, token: str | None, timeout_s: float = 1) -> bool:
     return True
 
 
-def actor_node(address: str, token: str | None, name_and_namespace: tuple[str, str] = SERVE_CONTROLLER,
-               timeout_s: float = 2) -> str | None:  # fmt: skip
+def actor_node(
+    address: str, token: str | None, name_and_namespace: tuple[str, str] = SERVE_CONTROLLER, timeout_s: float = 2
+) -> str | None:
     """The node (id in hex) a named actor (default: Serve's controller) is ALIVE on, per
     the GCS's actor table; None when it is not ALIVE or the GCS does not answer.
 
@@ -79,8 +86,11 @@ def actor_node(address: str, token: str | None, name_and_namespace: tuple[str, s
     name, namespace = name_and_namespace
     stub = rpc.ActorInfoGcsServiceStub(_channel(address))
     try:
-        reply = stub.GetNamedActorInfo(pb.GetNamedActorInfoRequest(name=name, ray_namespace=namespace),
-                                       timeout=timeout_s, metadata=_metadata(token))  # fmt: skip
+        reply = stub.GetNamedActorInfo(
+            pb.GetNamedActorInfoRequest(name=name, ray_namespace=namespace),
+            timeout=timeout_s,
+            metadata=_metadata(token),
+        )
     except grpc.RpcError:
         return None
     if reply.status.code != 0 or reply.actor_table_data.state != _ALIVE_ACTOR:
@@ -127,8 +137,9 @@ def resource_state(address: str, token: str | None, timeout_s: float = 3) -> dic
     ``{"nodes": {node_id: {"status", "idle_s"}}, "pending": [(bundle, count), ...]}``."""
     stub = autoscaler_rpc.AutoscalerStateServiceStub(_channel(address))
     try:
-        reply = stub.GetClusterResourceState(autoscaler_pb2.GetClusterResourceStateRequest(), timeout=timeout_s,
-                                             metadata=_metadata(token))  # fmt: skip
+        reply = stub.GetClusterResourceState(
+            autoscaler_pb2.GetClusterResourceStateRequest(), timeout=timeout_s, metadata=_metadata(token)
+        )
     except grpc.RpcError:
         return None
     state = reply.cluster_resource_state

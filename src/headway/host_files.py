@@ -65,8 +65,10 @@ def private_file_script(remote: str, owner: tuple[int, int] | None = None) -> st
     gid; default the SSH user) before it holds one, then moved into place. Pure."""
     part = shlex.quote(remote + ".part")
     chown = f"chown {int(owner[0])}:{int(owner[1])} {part} && " if owner else ""
-    return (f"umask 077; rm -f {part}; set -C; : > {part} && {chown}set +C && cat >> {part} && "
-            f"mv -f {part} {shlex.quote(remote)}")  # fmt: skip
+    return (
+        f"umask 077; rm -f {part}; set -C; : > {part} && {chown}set +C && cat >> {part} && "
+        f"mv -f {part} {shlex.quote(remote)}"
+    )
 
 
 def put_private(host: SshHost, remote: str, content: str | bytes, owner: tuple[int, int] | None = None) -> None:

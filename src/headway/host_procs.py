@@ -14,8 +14,16 @@ import shlex
 from . import host_files, procs, ssh
 from .ssh import SshError, SshHost
 
-__all__ = ["SshError", "env_file", "kill", "marked_pids", "same_process", "start_command", "start_detached",
-           "start_time"]
+__all__ = [
+    "SshError",
+    "env_file",
+    "kill",
+    "marked_pids",
+    "same_process",
+    "start_command",
+    "start_detached",
+    "start_time",
+]
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -47,8 +55,9 @@ def start_command(argv: list[str], env_path: str, cwd: str, log: str) -> str:
     )
 
 
-def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str, log: str, marker: str,
-                   what: str | None = None) -> int:  # fmt: skip
+def start_detached(
+    host: SshHost, argv: list[str], env: dict[str, str], cwd: str, log: str, marker: str, what: str | None = None
+) -> int:
     """Start ``argv`` on the host with ``marker``; its PID. Raises SshError when it did not
     launch (``what`` names it in the message; else the program)."""
     env = env | {procs.MARKER_VAR: marker}
@@ -62,8 +71,9 @@ def start_detached(host: SshHost, argv: list[str], env: dict[str, str], cwd: str
 
 def start_time(host: SshHost, pid: int) -> int | None:
     """The process's start time (clock ticks since the host's boot): with the PID, its identity."""
-    status, out, _ = ssh.run(host, f"awk '{{print $22}}' /proc/{int(pid)}/stat 2>/dev/null",
-                             timeout_s=ssh.CONNECT_TIMEOUT_S)  # fmt: skip
+    status, out, _ = ssh.run(
+        host, f"awk '{{print $22}}' /proc/{int(pid)}/stat 2>/dev/null", timeout_s=ssh.CONNECT_TIMEOUT_S
+    )
     return int(out) if status == 0 and out.strip().isdigit() else None
 
 

@@ -162,8 +162,7 @@ def alive(ing: IngressRecord | None) -> bool:
     if not ing.on_hosts:
         return procs.same_process(ing.pid, ing.pid_started)
     cfg = _cloud_of()
-    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address))
-               for h in cfg.ingress_hosts())  # fmt: skip
+    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address)) for h in cfg.ingress_hosts())
 
 
 def marker(rec: ServiceRecord) -> str:
@@ -298,8 +297,14 @@ def drain(rec: ServiceRecord, addresses: list[str]) -> None:
     ing = rec.ingress
     if ing is None or not alive(ing):
         return
-    _send(ing, [f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
-                for i, addr in enumerate(ing.slots) if addr in addresses])  # fmt: skip
+    _send(
+        ing,
+        [
+            f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
+            for i, addr in enumerate(ing.slots)
+            if addr in addresses
+        ],
+    )
 
 
 def stop(rec: ServiceRecord) -> None:

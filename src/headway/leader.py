@@ -112,8 +112,13 @@ class Lease:
         self._last_mark = ""  # the state folder's fingerprint when it was last written
         self._pushed: set[str] = set()  # the packages the store holds, by name
         prefix = f"headway:{crec.id}"
-        self.keys = {"leader": f"{prefix}:leader", "epoch": f"{prefix}:epoch", "state": f"{prefix}:state",
-                     "api": f"{prefix}:api", "pkg": f"{prefix}:pkg:"}  # fmt: skip
+        self.keys = {
+            "leader": f"{prefix}:leader",
+            "epoch": f"{prefix}:epoch",
+            "state": f"{prefix}:state",
+            "api": f"{prefix}:api",
+            "pkg": f"{prefix}:pkg:",
+        }
 
     def _ms(self) -> str:
         return str(int(self.lease_s * 1000))
@@ -159,8 +164,9 @@ class Lease:
         """Renew the lease; what to do now (``decide``)."""
         started = time.monotonic()
         try:
-            renewed: bool | None = bool(self._run(_RENEW, [self.keys["leader"], self.keys["epoch"]],
-                                                  [self.value, self._ms(), str(self.epoch)]))  # fmt: skip
+            renewed: bool | None = bool(
+                self._run(_RENEW, [self.keys["leader"], self.keys["epoch"]], [self.value, self._ms(), str(self.epoch)])
+            )
         except Exception:  # noqa: BLE001 - unknown: act on until the lease would have run out
             renewed = None
         if renewed:
@@ -217,8 +223,11 @@ class Lease:
         try:
             if not self._put_packages(home):
                 return False
-            ok = bool(self._run(_PUT_STATE, [self.keys["leader"], self.keys["state"]],
-                                [self.value, base64.b64encode(blob).decode()]))  # fmt: skip
+            ok = bool(
+                self._run(
+                    _PUT_STATE, [self.keys["leader"], self.keys["state"]], [self.value, base64.b64encode(blob).decode()]
+                )
+            )
         except Exception:  # noqa: BLE001 - written at a later round
             return None
         if ok:
@@ -234,9 +243,12 @@ class Lease:
             return True
         prefix = self.keys["pkg"]
         for name, path in local.items():
-            if name not in self._pushed and not self._run(_PUT_NEW, [self.keys["leader"], prefix + name],
-                                                          [self.value, base64.b64encode(path.read_bytes()).decode()]):
-                return False  # fmt: skip
+            if name not in self._pushed and not self._run(
+                _PUT_NEW,
+                [self.keys["leader"], prefix + name],
+                [self.value, base64.b64encode(path.read_bytes()).decode()],
+            ):
+                return False
         gone = [prefix + n for n in self._pushed - set(local)]
         if gone and not self._run(_DELETE, [self.keys["leader"], *gone], [self.value]):
             return False
@@ -277,8 +289,9 @@ def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> 
     log.info("controller %d waiting for the controller lease (standby)", os.getpid())
     stop = threading.Event()
     controllers = set(crec.ssh.controllers) if crec.ssh else set()
-    stand_in = standby_api.serve(api_sock, lambda: standby_api.leader_target(lease.leader_api(), controllers), stop,
-                                 api_tls)  # fmt: skip
+    stand_in = standby_api.serve(
+        api_sock, lambda: standby_api.leader_target(lease.leader_api(), controllers), stop, api_tls
+    )
     free_since: float | None = None
     while True:
         # The lease must be seen free for a while first: a failover that outlasted it loses
@@ -295,6 +308,10 @@ def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> 
     except state_snapshot.SnapshotRefused as exc:
         log.error("%s; acting on this controller's own state", exc)
         restored = False
-    log.info("controller %d holds the lease (epoch %s); %s", os.getpid(), lease.epoch,
-             "the last leader's state restored" if restored else "no earlier state in the store")  # fmt: skip
+    log.info(
+        "controller %d holds the lease (epoch %s); %s",
+        os.getpid(),
+        lease.epoch,
+        "the last leader's state restored" if restored else "no earlier state in the store",
+    )
     return lease

@@ -86,8 +86,12 @@ def _replica_files(rec: ServiceRecord, app: str) -> list[tuple[NodeRecord, str]]
     pattern = f"serve/replica_{_escape_glob(app)}_*"
     for node in (n for n in rec.nodes if n.node_id):
         try:
-            resp = httpx.get(api.url + "/api/v0/logs", headers=api.headers(), timeout=10,
-                             params={"node_id": node.node_id, "glob": pattern})  # fmt: skip
+            resp = httpx.get(
+                api.url + "/api/v0/logs",
+                headers=api.headers(),
+                timeout=10,
+                params={"node_id": node.node_id, "glob": pattern},
+            )
             listed = resp.json().get("data", {}).get("result") or {} if resp.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
             continue
@@ -98,9 +102,12 @@ def _replica_files(rec: ServiceRecord, app: str) -> list[tuple[NodeRecord, str]]
 def _replica_tail(rec: ServiceRecord, node: NodeRecord, filename: str, lines: int) -> str:
     api = rec.head_api
     try:
-        resp = httpx.get(api.url + "/api/v0/logs/file", headers=api.headers(), timeout=15,
-                         params={"node_id": node.node_id, "filename": filename, "lines": lines,
-                                 "filter_ansi_code": "true"})  # fmt: skip
+        resp = httpx.get(
+            api.url + "/api/v0/logs/file",
+            headers=api.headers(),
+            timeout=15,
+            params={"node_id": node.node_id, "filename": filename, "lines": lines, "filter_ansi_code": "true"},
+        )
     except httpx.HTTPError as exc:
         return f"(cannot read it: {exc})\n"
     return resp.text if resp.status_code == 200 else f"(cannot read it: HTTP {resp.status_code})\n"
@@ -111,22 +118,30 @@ def read(rec: ServiceRecord, source: Source, lines: int = 100) -> list[dict[str,
     source, lines = source.check(), max(1, min(lines, MAX_LINES))
     if source.app:
         if not serve.get_applications(rec.head_api):
-            raise InputError(f"service {rec.name}: the head's dashboard does not answer (state {rec.state}); "
-                             "replica logs are read through it — try again once the head is up")  # fmt: skip
+            raise InputError(
+                f"service {rec.name}: the head's dashboard does not answer (state {rec.state}); "
+                "replica logs are read through it — try again once the head is up"
+            )
         files = _replica_files(rec, source.app)
         if not files:
             return [{"title": f"application {source.app}", "text": "(no replica log yet)\n"}]
-        return [{"title": f"{node.name}: {name}", "text": _replica_tail(rec, node, name, lines)}
-                for node, name in files]  # fmt: skip
+        return [
+            {"title": f"{node.name}: {name}", "text": _replica_tail(rec, node, name, lines)} for node, name in files
+        ]
     if source.controller:
         path = paths.home() / "controller.log"
-        return [{"title": f"controller ({path}), lines about {rec.name}",
-                 "text": tail_file(path, lines, _mentions(rec.name))}]  # fmt: skip
+        return [
+            {
+                "title": f"controller ({path}), lines about {rec.name}",
+                "text": tail_file(path, lines, _mentions(rec.name)),
+            }
+        ]
     if source.ingress:
         if rec.ingress is None:
             raise InputError(f"service {rec.name} has no endpoint yet")
-        return [{"title": f"ingress ({rec.ingress.log}): abnormal requests only",
-                 "text": tail_file(rec.ingress.log, lines)}]  # fmt: skip
+        return [
+            {"title": f"ingress ({rec.ingress.log}): abnormal requests only", "text": tail_file(rec.ingress.log, lines)}
+        ]
     node = _node(rec, source.node or "head")
     text = provider_for(cloud.load(), rec).log_tail(node, lines)
     return [{"title": f"{node.name} at {node.host or node.ip}", "text": text}]
@@ -163,11 +178,15 @@ def _follow_replicas(rec: ServiceRecord, files: list[tuple[NodeRecord, str]], st
 
     def stream(node: NodeRecord, name: str) -> None:
         api = rec.head_api
-        params = {"node_id": node.node_id, "filename": name, "lines": 0, "interval": POLL_S,
-                  "filter_ansi_code": "true"}  # fmt: skip
+        params = {"node_id": node.node_id, "filename": name, "lines": 0, "interval": POLL_S, "filter_ansi_code": "true"}
         try:
-            with httpx.stream("GET", api.url + "/api/v0/logs/stream", params=params, headers=api.headers(),
-                              timeout=httpx.Timeout(10, read=None)) as resp:  # fmt: skip
+            with httpx.stream(
+                "GET",
+                api.url + "/api/v0/logs/stream",
+                params=params,
+                headers=api.headers(),
+                timeout=httpx.Timeout(10, read=None),
+            ) as resp:
                 for line in resp.iter_lines():
                     if stop.is_set():
                         return

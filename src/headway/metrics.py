@@ -37,9 +37,10 @@ def recoveries(events: list[dict[str, Any]]) -> tuple[int, float | None]:
     """Head recoveries completed (HEAD_RECOVERING → RUNNING) and the last one's duration,
     from the head's loss to RUNNING, in seconds."""
     done = [
-        e for e in events
+        e
+        for e in events
         if e.get("kind") == "state" and e.get("state") == State.RUNNING and "downtime_s" in (e.get("details") or {})
-    ]  # fmt: skip
+    ]
     return len(done), (float(done[-1]["details"]["downtime_s"]) if done else None)
 
 
@@ -106,37 +107,79 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
                 usage["store_percent"]
             )
     fams.append(_family("headway_service_state", "gauge", "1 for the state the service is in, else 0.", state_samples))
-    fams.append(_family("headway_head_up", "gauge", "1 while the service's head node is up and not being replaced.",
-                        head_up))  # fmt: skip
-    fams.append(_family("headway_recoveries_total", "counter", "Head recoveries completed (head lost to RUNNING).",
-                        rec_total))  # fmt: skip
-    fams.append(_family("headway_last_recovery_seconds", "gauge",
-                        "Seconds from the head's loss to RUNNING, last recovery.", rec_last))  # fmt: skip
+    fams.append(
+        _family("headway_head_up", "gauge", "1 while the service's head node is up and not being replaced.", head_up)
+    )
+    fams.append(
+        _family("headway_recoveries_total", "counter", "Head recoveries completed (head lost to RUNNING).", rec_total)
+    )
+    fams.append(
+        _family(
+            "headway_last_recovery_seconds",
+            "gauge",
+            "Seconds from the head's loss to RUNNING, last recovery.",
+            rec_last,
+        )
+    )
     fams.append(_family("headway_ingress_backends_up", "gauge", "Ingress backends (worker proxies) UP.", be_up))
     fams.append(_family("headway_ingress_backends", "gauge", "Ingress backends configured.", be_all))
     fams.append(_family("headway_requests_total", "counter", "Requests the endpoint received (HAProxy).", req))
-    fams.append(_family("headway_responses_total", "counter", "Responses the endpoint sent, by class (HAProxy).",
-                        resp))  # fmt: skip
-    fams.append(_family("headway_request_errors_total", "counter",
-                        "5xx sent to clients plus backend connection/response errors (HAProxy).", errs))  # fmt: skip
-    fams.append(_family("headway_backend_retries_total", "counter",
-                        "Requests HAProxy retried or redispatched to another backend.", retries))  # fmt: skip
-    fams.append(_family("headway_store_memory_percent", "gauge", "GCS store memory use, % of maxmemory.",
-                        [({"store": k}, v) for k, v in sorted(store_pct.items())]))  # fmt: skip
-    fams.append(_family("headway_service_store_bytes", "gauge", "Bytes of the service's GCS data in its store.",
-                        svc_bytes))  # fmt: skip
-    fams.append(_family("headway_service_store_share_percent", "gauge",
-                        "The service's GCS data as a % of its store's maxmemory (alert: cloud service_alert_percent).",
-                        svc_share))  # fmt: skip
+    fams.append(_family("headway_responses_total", "counter", "Responses the endpoint sent, by class (HAProxy).", resp))
+    fams.append(
+        _family(
+            "headway_request_errors_total",
+            "counter",
+            "5xx sent to clients plus backend connection/response errors (HAProxy).",
+            errs,
+        )
+    )
+    fams.append(
+        _family(
+            "headway_backend_retries_total",
+            "counter",
+            "Requests HAProxy retried or redispatched to another backend.",
+            retries,
+        )
+    )
+    fams.append(
+        _family(
+            "headway_store_memory_percent",
+            "gauge",
+            "GCS store memory use, % of maxmemory.",
+            [({"store": k}, v) for k, v in sorted(store_pct.items())],
+        )
+    )
+    fams.append(
+        _family("headway_service_store_bytes", "gauge", "Bytes of the service's GCS data in its store.", svc_bytes)
+    )
+    fams.append(
+        _family(
+            "headway_service_store_share_percent",
+            "gauge",
+            "The service's GCS data as a % of its store's maxmemory (alert: cloud service_alert_percent).",
+            svc_share,
+        )
+    )
     fams.append(_family("headway_group_nodes", "gauge", "Worker nodes of each group.", group_nodes))
-    fams.append(_family("headway_group_nodes_bound", "gauge", "Each group's min_nodes and max_nodes (fixed: count).",
-                        group_bounds))  # fmt: skip
+    fams.append(
+        _family(
+            "headway_group_nodes_bound", "gauge", "Each group's min_nodes and max_nodes (fixed: count).", group_bounds
+        )
+    )
     fams.append(_family("headway_replicas", "gauge", "Running replicas of each deployment (Serve).", replicas))
-    fams.append(_family("headway_rollout_percent", "gauge", "Share of traffic (%) a rollout's new version takes.",
-                        rollout))  # fmt: skip
+    fams.append(
+        _family("headway_rollout_percent", "gauge", "Share of traffic (%) a rollout's new version takes.", rollout)
+    )
     if snapshot is not None:
-        fams.append(_family("headway_state_snapshot_bytes", "gauge",
-                            "The leader's state in the store: the snapshot, and the packages stored beside it.",
-                            [({"part": "snapshot"}, snapshot.get("bytes", 0)),
-                             ({"part": "packages"}, snapshot.get("package_bytes", 0))]))  # fmt: skip
+        fams.append(
+            _family(
+                "headway_state_snapshot_bytes",
+                "gauge",
+                "The leader's state in the store: the snapshot, and the packages stored beside it.",
+                [
+                    ({"part": "snapshot"}, snapshot.get("bytes", 0)),
+                    ({"part": "packages"}, snapshot.get("package_bytes", 0)),
+                ],
+            )
+        )
     return "\n".join(line for fam in fams for line in fam) + "\n"

@@ -72,8 +72,20 @@ def boxed_exec(python: str, argv: list[str], sandbox: dict) -> list[str]:
     """``argv`` run boxed in by ``sandbox`` and nothing more (no supervision): one command,
     such as a build of a package from source, as an unprivileged user in a private mount
     namespace (``unshare --mount``: covering paths needs one; the PID namespace does not)."""
-    return ["unshare", "--mount", "--propagation", "private", python, "-S", "-c", SOURCE, "--sandbox",
-            json.dumps(sandbox, sort_keys=True), "--exec", *argv]  # fmt: skip
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        python,
+        "-S",
+        "-c",
+        SOURCE,
+        "--sandbox",
+        json.dumps(sandbox, sort_keys=True),
+        "--exec",
+        *argv,
+    ]
 
 
 # -- the sandbox ---------------------------------------------------------------------------

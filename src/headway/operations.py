@@ -121,8 +121,9 @@ def deploy(
         deadline = time.monotonic() + wait_timeout
         while True:
             try:
-                rec = changes.deploy(spec, op.progress, strict=strict, package_uri=package_uri, origin=origin,
-                                     strategy=strategy)  # fmt: skip
+                rec = changes.deploy(
+                    spec, op.progress, strict=strict, package_uri=package_uri, origin=origin, strategy=strategy
+                )
                 break
             except errors.RetryLater as exc:
                 if not wait:
@@ -134,9 +135,14 @@ def deploy(
                 time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
         if env:
             db.set_secrets(spec.name, env)  # repairs after this CLI is gone need them too
-        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
-                "token_required": bool(spec.query_auth_token_enabled),
-                "rollout": rec.rollout.version if rec.rollout else None}  # fmt: skip
+        return {
+            "name": rec.name,
+            "endpoint": rec.endpoint,
+            "gcs_ft": rec.gcs_ft,
+            "version": rec.running_version,
+            "token_required": bool(spec.query_auth_token_enabled),
+            "rollout": rec.rollout.version if rec.rollout else None,
+        }
 
     return work
 
@@ -144,8 +150,13 @@ def deploy(
 def rollback(name: str, to: int | None):
     def work(op: Operation) -> dict[str, Any]:
         rec = changes.rollback(name, to, op.progress)
-        return {"name": rec.name, "endpoint": rec.endpoint, "gcs_ft": rec.gcs_ft, "version": rec.running_version,
-                "token_required": rec.spec.query_auth_token_enabled}  # fmt: skip
+        return {
+            "name": rec.name,
+            "endpoint": rec.endpoint,
+            "gcs_ft": rec.gcs_ft,
+            "version": rec.running_version,
+            "token_required": rec.spec.query_auth_token_enabled,
+        }
 
     return work
 

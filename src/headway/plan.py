@@ -87,8 +87,16 @@ class Observed:
 #: changes wait while the head is down); terminate is allowed everywhere it can run.
 _REPAIRS = {StepKind.RESTART_INGRESS, StepKind.RECOVER_HEAD, StepKind.REPLACE_DEAD_WORKER, StepKind.TERMINATE}
 #: Steps that change a service toward its desired version (rather than repair it).
-CHANGES = frozenset({StepKind.REPLACE_HEAD, StepKind.ADD_WORKER, StepKind.ROLL_WORKER, StepKind.REMOVE_WORKER,
-                     StepKind.APPLY_APPS, StepKind.MARK_RUNNING})  # fmt: skip
+CHANGES = frozenset(
+    {
+        StepKind.REPLACE_HEAD,
+        StepKind.ADD_WORKER,
+        StepKind.ROLL_WORKER,
+        StepKind.REMOVE_WORKER,
+        StepKind.APPLY_APPS,
+        StepKind.MARK_RUNNING,
+    }
+)
 ALLOWED: dict[State, frozenset[StepKind]] = {
     State.STARTING: frozenset(CHANGES | {StepKind.TERMINATE}),
     State.RUNNING: frozenset(_REPAIRS | CHANGES),
@@ -137,8 +145,9 @@ def plan(desired: Desired, observed: Observed) -> list[Step]:
                 steps.append(Step(StepKind.ROLL_WORKER, w.name, group, f"moves from group {w.group} to {group}"))
             elif w.config is not None and w.config != config:
                 steps.append(Step(StepKind.ROLL_WORKER, w.name, group, "its group's resources or env_vars changed"))
-    steps += [Step(StepKind.REMOVE_WORKER, w.name, w.group, "no group asks for it") for w in workers
-              if w.name not in wanted]  # fmt: skip
+    steps += [
+        Step(StepKind.REMOVE_WORKER, w.name, w.group, "no group asks for it") for w in workers if w.name not in wanted
+    ]
     if observed.apps != desired.apps:
         steps.append(Step(StepKind.APPLY_APPS, reason="the applications differ from the desired version"))
     if not steps and state != State.RUNNING:

@@ -55,5 +55,3 @@ def store_of(
         check_store_fitness(addr, require_replica=True, progress=progress)
         resolved = ResolvedStorage(addr, "cloud")
     return resolved
-
-

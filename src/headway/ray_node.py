@@ -48,6 +48,8 @@ LEAN_HEAD_FLAGS = ["--no-monitor"]
 #: once recovered: its boot (a dozen Python processes) competes with the replicas for the
 #: CPU, and a raylet that misses Ray's 30 s registration window costs a whole new attempt.
 RECOVERY_NICE = -10
+
+
 @dataclass(frozen=True)
 class NodePorts:
     """Ports one node binds. ``None`` leaves Ray's default (fine when each node has its own IP)."""

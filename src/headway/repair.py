@@ -49,18 +49,26 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     (the caller marks the service UNHEALTHY and retries later)."""
     if rec.state == states.State.HEAD_RECOVERING:
         lost_at = recovering_since(rec) or lost_at  # the loss it started from, not this controller's view
-        set_state(rec, states.State.HEAD_RECOVERING, "a restarted controller resumes the head replacement",
-                  lost_at=lost_at)  # fmt: skip
+        set_state(
+            rec, states.State.HEAD_RECOVERING, "a restarted controller resumes the head replacement", lost_at=lost_at
+        )
     else:
         set_state(rec, states.State.HEAD_RECOVERING, f"head lost: {reason}", lost_at=lost_at)
         if rec.spec.compute_config.autoscaled:
-            record_event(rec, autoscale.SUSPENDED, "autoscaling suspended: the head is down; no node is added "
-                         "or removed for the load until it is back (a dead worker is still replaced)")  # fmt: skip
+            record_event(
+                rec,
+                autoscale.SUSPENDED,
+                "autoscaling suspended: the head is down; no node is added "
+                "or removed for the load until it is back (a dead worker is still replaced)",
+            )
             records.save(rec)
         if rec.rollout is not None and rec.rollout.paused is None:  # the rollout's next tick resumes it
             rec.rollout.paused = "the old cluster's head is being replaced"
-            record_event(rec, "rollout_paused", f"paused at {rec.rollout.percent} %: {rec.rollout.paused}; the "
-                         "rollout resumes once it is back")  # fmt: skip
+            record_event(
+                rec,
+                "rollout_paused",
+                f"paused at {rec.rollout.percent} %: {rec.rollout.paused}; the rollout resumes once it is back",
+            )
             records.save(rec)
     t0 = time.time()
     for attempt in range(1, HEAD_ATTEMPTS + 1):
@@ -71,8 +79,13 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
             if attempt == HEAD_ATTEMPTS:
                 raise
             # Nothing to wait for: the next attempt fences this head and starts another now.
-            record_event(rec, "head_attempt_failed", f"attempt {attempt} failed: {exc}",
-                         ray_says=exc.ray_says, since_lost_s=round(time.time() - lost_at, 2))  # fmt: skip
+            record_event(
+                rec,
+                "head_attempt_failed",
+                f"attempt {attempt} failed: {exc}",
+                ray_says=exc.ray_says,
+                since_lost_s=round(time.time() - lost_at, 2),
+            )
             records.save(rec)
             progress(f"head attempt {attempt} failed ({exc.ray_says}); starting attempt {attempt + 1}")
     set_state(
@@ -189,8 +202,9 @@ def wait_serving(
         if serving(replicas, gcs_client.actor_node(addr, token), nodes, dead_head_id, apps):
             return replicas or {}
         time.sleep(0.3)
-    raise DeployError(f"Serve's controller or the replicas of {', '.join(apps)} not back within "
-                      f"{APPS_RUNNING_TIMEOUT_S} s")  # fmt: skip
+    raise DeployError(
+        f"Serve's controller or the replicas of {', '.join(apps)} not back within {APPS_RUNNING_TIMEOUT_S} s"
+    )
 
 
 def readoption_complete(

@@ -25,8 +25,7 @@ PIP_KEYS = ("pip", "uv")
 REFUSED_RUNTIME_ENV = {
     "conda": "headway does not run conda on the nodes; list the packages under pip (they are resolved on the "
     "control host and shipped)",
-    "container": "headway runs Ray from each host's Python environment, not a container; list the packages "
-    "under pip",
+    "container": "headway runs Ray from each host's Python environment, not a container; list the packages under pip",
     "image_uri": "headway runs Ray from each host's Python environment, not a container image; list the "
     "packages under pip",
 }
@@ -39,15 +38,19 @@ def check(line: str) -> str:
     if not text or len(text) > MAX_REQUIREMENT_LEN or not text.isprintable():
         raise ValueError(f"{line[:60]!r} is not a package requirement; write e.g. 'scikit-learn>=1.5'")
     if text.startswith("-"):
-        raise ValueError(f"{text!r}: pip options are not taken from a service YAML; list packages only (the control "
-                         "host's pip configuration, e.g. PIP_INDEX_URL, says where they come from)")  # fmt: skip
+        raise ValueError(
+            f"{text!r}: pip options are not taken from a service YAML; list packages only (the control "
+            "host's pip configuration, e.g. PIP_INDEX_URL, says where they come from)"
+        )
     try:
         req = Requirement(text)
     except InvalidRequirement:
         raise ValueError(f"{text!r} is not a package requirement; write e.g. 'scikit-learn>=1.5'") from None
     if req.url:
-        raise ValueError(f"{text!r}: a URL or path is not installed by headway; publish the package to an index "
-                         "the control host reaches, or put the code in working_dir")  # fmt: skip
+        raise ValueError(
+            f"{text!r}: a URL or path is not installed by headway; publish the package to an index "
+            "the control host reaches, or put the code in working_dir"
+        )
     return text
 
 
@@ -92,8 +95,10 @@ def check_runtime_env(runtime_env: dict[str, Any]) -> dict[str, Any]:
     for key in PIP_KEYS:
         value = runtime_env.get(key)
         if isinstance(value, str):
-            raise ValueError(f"runtime_env.{key}: {value!r} is a file on your machine; deploy with the CLI (it "
-                             "reads the file) or give the list of packages")  # fmt: skip
+            raise ValueError(
+                f"runtime_env.{key}: {value!r} is a file on your machine; deploy with the CLI (it "
+                "reads the file) or give the list of packages"
+            )
         if isinstance(value, dict):
             extra = sorted(set(value) - {"packages", "pip_check", "pip_version", "uv_version", "uv_check"})
             if extra:

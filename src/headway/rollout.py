@@ -41,9 +41,11 @@ def cluster_name(service: str, version: int) -> str:
 def refuse_during_rollout(rec: ServiceRecord) -> None:
     if rec.rollout is not None:
         ro = rec.rollout
-        raise Busy(f"service {rec.name} is rolling out version {ro.version} ({ro.percent} % of traffic); "
-                   f"finish it first: 'headway rollout promote {rec.name}' or 'headway rollout rollback "
-                   f"{rec.name}'")  # fmt: skip
+        raise Busy(
+            f"service {rec.name} is rolling out version {ro.version} ({ro.percent} % of traffic); "
+            f"finish it first: 'headway rollout promote {rec.name}' or 'headway rollout rollback "
+            f"{rec.name}'"
+        )
 
 
 def with_counts(spec: ServiceSpec, counts: dict[str, int]) -> ServiceSpec:
@@ -80,13 +82,20 @@ def prepare(rec: ServiceRecord, spec: ServiceSpec, version: int) -> tuple[str, S
     _, first = surge_plan(rec.spec, spec, 0)
     first_spec = with_counts(spec, first)
     if len(rec.workers) + first_spec.worker_count > SLOTS:
-        raise InputError(f"a rollout of {rec.name} would put {len(rec.workers)} + {first_spec.worker_count} workers "
-                         f"behind the endpoint, which has {SLOTS} slots; lower max_surge_percent or deploy with "
-                         "--strategy in_place")  # fmt: skip
+        raise InputError(
+            f"a rollout of {rec.name} would put {len(rec.workers)} + {first_spec.worker_count} workers "
+            f"behind the endpoint, which has {SLOTS} slots; lower max_surge_percent or deploy with "
+            "--strategy in_place"
+        )
     name = cluster_name(rec.name, version)
     rec.rollout = RolloutRecord(cluster=name, version=version, from_version=rec.running_version)
-    record_event(rec, "rollout_started", f"rolling out version {version} as a new cluster ({name}) beside "
-                 f"version {rec.running_version}", version=version, surge=spec.max_surge_percent)  # fmt: skip
+    record_event(
+        rec,
+        "rollout_started",
+        f"rolling out version {version} as a new cluster ({name}) beside version {rec.running_version}",
+        version=version,
+        surge=spec.max_surge_percent,
+    )
     records.save(rec)
     return name, first_spec
 
@@ -97,8 +106,7 @@ def abandon(name: str, version: int, why: BaseException) -> None:
     if rec is None:
         return
     rec.rollout = None
-    record_event(rec, "rollout_rolled_back", f"version {version}'s cluster did not start: {why}"[:500],
-                 version=version)  # fmt: skip
+    record_event(rec, "rollout_rolled_back", f"version {version}'s cluster did not start: {why}"[:500], version=version)
     records.save(rec)
 
 
@@ -111,8 +119,10 @@ def begin_traffic(name: str, progress: Progress) -> ServiceRecord:
     rec.rollout.window = rollout_window.snapshot(rec)
     rec.rollout.step_since = time.time()
     records.save(rec)
-    progress(f"version {rec.rollout.version} runs beside version {rec.running_version}; the controller moves "
-             f"the traffic in steps: 'headway rollout status {name}' follows it")  # fmt: skip
+    progress(
+        f"version {rec.rollout.version} runs beside version {rec.running_version}; the controller moves "
+        f"the traffic in steps: 'headway rollout status {name}' follows it"
+    )
     return rec
 
 
@@ -195,8 +205,15 @@ def _new_window(rec: ServiceRecord) -> None:
     rec.rollout.step_since = time.time()
 
 
-def _advance(rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, percent: int, why: str, numbers: dict,
-             progress: Progress) -> None:  # fmt: skip
+def _advance(
+    rec: ServiceRecord,
+    nxt: ServiceRecord,
+    target: ServiceSpec,
+    percent: int,
+    why: str,
+    numbers: dict,
+    progress: Progress,
+) -> None:
     """Resize both clusters for the next step within the surge cap (the old one gives back
     first), then move the weights."""
     ro = rec.rollout
@@ -205,22 +222,42 @@ def _advance(rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, percen
     old_counts, new_counts = surge_plan(_old_spec(rec), target, percent)
     if any(old_counts[g] < (rec.spec.compute_config.group(g) or _Zero).initial for g in old_counts):
         progress(f"the old cluster gives back workers for {percent} %: {old_counts}")
-        steps.converge(rec, with_counts(rec.spec, old_counts), rec.running_version or 0, crec, progress, False,  # type: ignore[arg-type]
-                       rec.working_dir_uri)  # fmt: skip
+        steps.converge(
+            rec,
+            with_counts(rec.spec, old_counts),
+            rec.running_version or 0,
+            crec,
+            progress,
+            False,  # type: ignore[arg-type]
+            rec.working_dir_uri,
+        )
     if any(new_counts[g] > (nxt.spec.compute_config.group(g) or _Zero).initial for g in new_counts):
         progress(f"the new cluster grows for {percent} %: {new_counts}")
         with records.locked(nxt.name, "a rollout step"):
             nxt = records.load(nxt.name) or nxt
-            steps.converge(nxt, with_counts(target, new_counts), ro.version, crec, progress, False,  # type: ignore[arg-type]
-                           nxt.working_dir_uri)  # fmt: skip
+            steps.converge(
+                nxt,
+                with_counts(target, new_counts),
+                ro.version,
+                crec,
+                progress,
+                False,  # type: ignore[arg-type]
+                nxt.working_dir_uri,
+            )
     ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
     before = ro.percent
     ro.percent = percent
     ingress.sync_backends(rec, rec.spec)
     _new_window(rec)
     ro.last = why
-    record_event(rec, "rollout_step", f"{before} % → {percent} % of traffic to version {ro.version}", percent=percent,
-                 reason=why, **numbers)  # fmt: skip
+    record_event(
+        rec,
+        "rollout_step",
+        f"{before} % → {percent} % of traffic to version {ro.version}",
+        percent=percent,
+        reason=why,
+        **numbers,
+    )
     records.save(rec)
 
 
@@ -233,8 +270,9 @@ def _old_spec(rec: ServiceRecord) -> ServiceSpec:
     return versions_mod.get(rec.name, rec.running_version).spec if rec.running_version else rec.spec
 
 
-def _complete(rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, why: str, numbers: dict,
-              progress: Progress) -> None:  # fmt: skip
+def _complete(
+    rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, why: str, numbers: dict, progress: Progress
+) -> None:
     """The service's record takes over the new cluster; the old cluster is removed."""
     ro = rec.rollout
     assert ro is not None
@@ -244,27 +282,43 @@ def _complete(rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, why: 
         ingress.drain(rec, ingress.backends_of(rec, rec.workers))
         time.sleep(ingress.DRAIN_S)
         ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
-        merged = nxt.model_copy(update={
-            "name": rec.name, "parent": None, "ingress": rec.ingress, "rollout": None, "events": rec.events,
-            "created_at": rec.created_at, "desired_version": ro.version, "running_version": ro.version,
-            "spec": target, "state": State.RUNNING})  # fmt: skip
+        merged = nxt.model_copy(
+            update={
+                "name": rec.name,
+                "parent": None,
+                "ingress": rec.ingress,
+                "rollout": None,
+                "events": rec.events,
+                "created_at": rec.created_at,
+                "desired_version": ro.version,
+                "running_version": ro.version,
+                "spec": target,
+                "state": State.RUNNING,
+            }
+        )
         copy_token(records.ray_token_scope(nxt.name), records.ray_token_scope(rec.name))
-        record_event(merged, "rollout_traffic_moved", f"version {ro.version} takes all traffic: {why}"[:500],
-                     history=ro.history)  # fmt: skip
+        record_event(
+            merged, "rollout_traffic_moved", f"version {ro.version} takes all traffic: {why}"[:500], history=ro.history
+        )
         records.remove(nxt.name)
         ingress.apply_update(merged, merged.spec)  # back to leastconn, normal logging
         records.save(merged)
     progress(f"removing the old cluster (version {old.running_version})")
     removed = teardown.remove_cluster(old, cloud.load(), progress, delete_keys=True)
     versions_mod.set_outcome(rec.name, ro.version, "ran")
-    record_event(merged, "rollout_completed", f"version {ro.version} serves all traffic; the old cluster and "
-                 f"{removed} store key(s) removed", version=ro.version)  # fmt: skip
+    record_event(
+        merged,
+        "rollout_completed",
+        f"version {ro.version} serves all traffic; the old cluster and {removed} store key(s) removed",
+        version=ro.version,
+    )
     records.save(merged)
     uploads.prune_packages(rec.name, versions_mod.packages_in_use(rec.name) | {merged.working_dir_uri or ""})
 
 
-def _abort(rec: ServiceRecord, nxt: ServiceRecord | None, why: str, progress: Progress,
-           numbers: dict | None = None) -> None:  # fmt: skip
+def _abort(
+    rec: ServiceRecord, nxt: ServiceRecord | None, why: str, progress: Progress, numbers: dict | None = None
+) -> None:
     """Traffic back to the old cluster at once, its workers back, the new cluster removed."""
     ro = rec.rollout
     assert ro is not None
@@ -291,8 +345,12 @@ def _abort(rec: ServiceRecord, nxt: ServiceRecord | None, why: str, progress: Pr
     ingress.apply_update(rec, rec.spec)
     versions_mod.set_outcome(rec.name, ro.version, "failed", why)
     rec.desired_version = rec.running_version
-    record_event(rec, "rollout_rolled_back", f"version {ro.version} rolled back ({removed} store key(s) of its "
-                 f"cluster removed): {why}"[:500], version=ro.version)  # fmt: skip
+    record_event(
+        rec,
+        "rollout_rolled_back",
+        f"version {ro.version} rolled back ({removed} store key(s) of its cluster removed): {why}"[:500],
+        version=ro.version,
+    )
     records.save(rec)
 
 

@@ -107,8 +107,12 @@ class Numbers:
         return self.errors / self.requests if self.requests else 0.0
 
     def view(self) -> dict:
-        return {"requests": self.requests, "errors": self.errors, "error_rate": round(self.error_rate, 4),
-                "p99_ms": None if self.p99_ms is None else round(self.p99_ms, 1)}  # fmt: skip
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 4),
+            "p99_ms": None if self.p99_ms is None else round(self.p99_ms, 1),
+        }
 
 
 @dataclass(frozen=True)
@@ -123,16 +127,20 @@ def judge(old: Numbers, new: Numbers, th: Thresholds) -> tuple[bool | None, str]
     """True: the new version passes; False: it fails (the reason names the number); None:
     too few requests to say."""
     if new.errors >= 2 and new.error_rate > old.error_rate + th.max_error_rate:
-        return False, (f"5xx rate {new.error_rate:.1%} ({new.errors} of {new.requests}) against "
-                       f"{old.error_rate:.1%} for the old version (allowed: +{th.max_error_rate:.1%})")  # fmt: skip
+        return False, (
+            f"5xx rate {new.error_rate:.1%} ({new.errors} of {new.requests}) against "
+            f"{old.error_rate:.1%} for the old version (allowed: +{th.max_error_rate:.1%})"
+        )
     if new.requests < th.min_requests:
         return None, f"{new.requests} request(s) to the new version (fewer than {th.min_requests}: not judged)"
     # Below 100 samples a "p99" is the slowest request (one cold start), not a percentile.
     if new.p99_ms is not None and old.p99_ms is not None and min(new.requests, old.requests) >= P99_MIN_SAMPLES:
         limit = max(old.p99_ms * th.max_p99_ratio, old.p99_ms + th.p99_slack_ms)
         if new.p99_ms > limit:
-            return False, (f"p99 latency {new.p99_ms:.0f} ms against {old.p99_ms:.0f} ms for the old version "
-                           f"(allowed: {limit:.0f} ms)")  # fmt: skip
+            return False, (
+                f"p99 latency {new.p99_ms:.0f} ms against {old.p99_ms:.0f} ms for the old version "
+                f"(allowed: {limit:.0f} ms)"
+            )
     return True, f"5xx {new.error_rate:.1%} vs {old.error_rate:.1%}, p99 {_ms(new.p99_ms)} vs {_ms(old.p99_ms)}"
 
 

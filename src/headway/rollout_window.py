@@ -69,9 +69,10 @@ def numbers(rec: ServiceRecord, window: dict, new: Collection[str]) -> tuple[Num
     lat = _latencies(rec, int(window.get("log", 0)))
     old_ms = [v for a, vs in lat.items() if a not in new for v in vs]
     new_ms = [v for a, vs in lat.items() if a in new for v in vs]
-    return (Numbers(totals[False][0], totals[False][1], p99(old_ms)),
-            Numbers(totals[True][0], totals[True][1], p99(new_ms)))  # fmt: skip
-
+    return (
+        Numbers(totals[False][0], totals[False][1], p99(old_ms)),
+        Numbers(totals[True][0], totals[True][1], p99(new_ms)),
+    )
 
 
 def view(rec: ServiceRecord) -> dict | None:

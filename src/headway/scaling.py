@@ -29,8 +29,13 @@ def group_views(rec: ServiceRecord) -> list[autoscale.GroupView]:
     spec = rec.spec
     desired = plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars, rec.autoscaled)
     return [
-        autoscale.GroupView(g.name, g.min_nodes or 0, g.max_nodes or 0, dict(g.resources),
-                            tuple(n for n, grp, _ in desired if grp == g.name))  # fmt: skip
+        autoscale.GroupView(
+            g.name,
+            g.min_nodes or 0,
+            g.max_nodes or 0,
+            dict(g.resources),
+            tuple(n for n, grp, _ in desired if grp == g.name),
+        )
         for g in spec.compute_config.worker_nodes
         if g.autoscaled
     ]
@@ -71,8 +76,9 @@ def run_round(rec: ServiceRecord, progress: Progress) -> None:
         return  # the GCS did not answer: the watchdog judges the head, the next round decides
     groups = group_views(rec)
     taken = {n.name for n in [*rec.nodes, *rec.retired]}
-    decisions, blocked = autoscale.decide(groups, node_uses(rec, state["nodes"], holding), state["pending"],
-                                          rec.spec.compute_config.idle_timeout_s, taken)  # fmt: skip
+    decisions, blocked = autoscale.decide(
+        groups, node_uses(rec, state["nodes"], holding), state["pending"], rec.spec.compute_config.idle_timeout_s, taken
+    )
     waiting = sorted(f"{autoscale.describe(b)} x{c}" for b, c in state["pending"]) + blocked
     if waiting != rec.waiting:
         if set(blocked) - set(rec.waiting):  # said once, not every round it stays so
@@ -99,15 +105,27 @@ def _carry_out(rec: ServiceRecord, d: autoscale.Decision, progress: Progress) ->
         records.save(rec)
         return
     changed = list(d.added) or removable
-    record_event(rec, kind, f"group {d.group}: {'+' if d.added else '-'}{len(changed)} ({', '.join(changed)}): "
-                            f"{d.reason}", group=d.group, nodes=changed, size=len(kept))  # fmt: skip
+    record_event(
+        rec,
+        kind,
+        f"group {d.group}: {'+' if d.added else '-'}{len(changed)} ({', '.join(changed)}): {d.reason}",
+        group=d.group,
+        nodes=changed,
+        size=len(kept),
+    )
     rec.autoscaled[d.group] = list(kept)
     records.save(rec)  # the choice first: a controller that dies now converges to it
     if d.added:
-        add_workers(rec, spec, prov, [plan.Step(plan.StepKind.ADD_WORKER, n, d.group, d.reason) for n in d.added],
-                    progress)  # fmt: skip
+        add_workers(
+            rec, spec, prov, [plan.Step(plan.StepKind.ADD_WORKER, n, d.group, d.reason) for n in d.added], progress
+        )
     for name in removable:
         remove_worker(rec, spec, prov, plan.Step(plan.StepKind.REMOVE_WORKER, name, d.group, d.reason), progress)
-    record_event(rec, f"{kind}_done", f"group {d.group} has {len(kept)} node(s)", group=d.group,
-                 elapsed_s=round(time.time() - t0, 2))  # fmt: skip
+    record_event(
+        rec,
+        f"{kind}_done",
+        f"group {d.group} has {len(kept)} node(s)",
+        group=d.group,
+        elapsed_s=round(time.time() - t0, 2),
+    )
     records.save(rec)

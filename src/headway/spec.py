@@ -174,8 +174,9 @@ class GcsStorageConfig(Strict):
             raise ValueError("a username is 1-128 printable characters without spaces")
         return v
 
-    @field_validator("redis_certificate_path", "redis_password_file", "redis_client_certificate_path",
-                     "redis_client_key_path")  # fmt: skip
+    @field_validator(
+        "redis_certificate_path", "redis_password_file", "redis_client_certificate_path", "redis_client_key_path"
+    )
     @classmethod
     def _path(cls, v: str | None) -> str | None:
         if v is not None and (not v or len(v) > 4096 or not v.isprintable()):

@@ -86,9 +86,7 @@ class WorkerGroup(Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.fullmatch(v) or len(v) > 20:
-            raise ValueError(
-                f"{v!r} is not a valid group name; use 1-20 lowercase letters, digits and dashes"
-            )
+            raise ValueError(f"{v!r} is not a valid group name; use 1-20 lowercase letters, digits and dashes")
         return v
 
     @field_validator("resources")

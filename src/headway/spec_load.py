@@ -57,8 +57,15 @@ FOREIGN: dict[str, str] = {
 
 def _known_fields() -> set[str]:
     names: set[str] = set()
-    for m in (models.ServiceSpec, models.Application, models.ComputeConfig, models.HeadNode, models.WorkerGroup,
-              models.GcsStorageConfig, models.HttpOptions):  # fmt: skip
+    for m in (
+        models.ServiceSpec,
+        models.Application,
+        models.ComputeConfig,
+        models.HeadNode,
+        models.WorkerGroup,
+        models.GcsStorageConfig,
+        models.HttpOptions,
+    ):
         names |= set(m.model_fields)
     return names
 
@@ -97,8 +104,13 @@ def parse_spec(
         raise SpecError(source, ["(top level): expected a YAML mapping with at least name and applications"])
     if name is not None:
         if data.get("name") not in (None, name):
-            raise SpecError(source, [f"name: the file names service {data['name']!r}, but {name!r} was asked "
-                                     "for; make them agree or drop one"])  # fmt: skip
+            raise SpecError(
+                source,
+                [
+                    f"name: the file names service {data['name']!r}, but {name!r} was asked "
+                    "for; make them agree or drop one"
+                ],
+            )
         data = {**data, "name": name}
     try:
         spec = ServiceSpec.model_validate(data)
@@ -122,12 +134,16 @@ def notes(spec: ServiceSpec) -> list[str]:
     `serve build` config deploys unchanged; these say where headway decides)."""
     out = []
     if spec.proxy_location not in (None, "EveryNode"):
-        out.append(f"proxy_location {spec.proxy_location}: headway runs a Serve proxy on every node (the endpoint "
-                   "sends to the workers' proxies); EveryNode is used")  # fmt: skip
+        out.append(
+            f"proxy_location {spec.proxy_location}: headway runs a Serve proxy on every node (the endpoint "
+            "sends to the workers' proxies); EveryNode is used"
+        )
     http = spec.http_options
     if http.host is not None or http.port is not None:
-        out.append(f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
-                   "proxies listen; clients use the service's endpoint")  # fmt: skip
+        out.append(
+            f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
+            "proxies listen; clients use the service's endpoint"
+        )
     if spec.grpc_options.get("grpc_servicer_functions"):
         out.append("grpc_options: gRPC is not served through the endpoint; the gRPC proxy is not enabled")
     return out
@@ -162,13 +178,20 @@ def _expanded_nodes(node: yaml.Node, budget: int) -> int:
 def safe_yaml(text: str, source: str) -> Any:
     """Parse a service YAML within size limits, before anything is built from it."""
     if len(text.encode()) > MAX_YAML_BYTES:
-        raise SpecError(source, [f"(top level): the YAML is larger than {MAX_YAML_BYTES // 1024} KiB; "
-                                 "keep data out of the service spec"])  # fmt: skip
+        raise SpecError(
+            source,
+            [f"(top level): the YAML is larger than {MAX_YAML_BYTES // 1024} KiB; keep data out of the service spec"],
+        )
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is not None and _expanded_nodes(root, MAX_YAML_NODES) > MAX_YAML_NODES:
-            raise SpecError(source, [f"(top level): the YAML expands to more than {MAX_YAML_NODES} values "
-                                     "(anchors and aliases); write the values out"])  # fmt: skip
+            raise SpecError(
+                source,
+                [
+                    f"(top level): the YAML expands to more than {MAX_YAML_NODES} values "
+                    "(anchors and aliases); write the values out"
+                ],
+            )
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -202,8 +225,9 @@ def _read_requirements(path_text: str, base_dir: Path, source: str, field: str) 
         return reqs.parse_file(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not a text file"
-        raise SpecError(source, [f"{field}: cannot read {path} ({why}); give a requirements file relative to "
-                                 "the YAML, or a list"]) from None  # fmt: skip
+        raise SpecError(
+            source, [f"{field}: cannot read {path} ({why}); give a requirements file relative to the YAML, or a list"]
+        ) from None
 
 
 def inline_requirement_files(data: Any, base_dir: Path, source: str) -> Any:

@@ -81,8 +81,11 @@ class IngressHosts(BaseModel):
 
     address: str = Field(description="the endpoints' moving IPv4 address (not a host's own)")
     hosts: list[str] = Field(min_length=2, description="addresses of cloud hosts that run the endpoints")
-    interface: str = Field(default="eth0", pattern=r"^[A-Za-z0-9_.-]{1,15}$",
-                           description="the hosts' network interface that carries the address")  # fmt: skip
+    interface: str = Field(
+        default="eth0",
+        pattern=r"^[A-Za-z0-9_.-]{1,15}$",
+        description="the hosts' network interface that carries the address",
+    )
     prefix_length: int = Field(default=24, ge=8, le=32, description="the address's netmask length")
     router_id: int = Field(default=51, ge=1, le=255, description="VRRP virtual router id, unique on the network")
 
@@ -104,8 +107,11 @@ class StoreHosts(BaseModel):
     hosts: list[str] = Field(min_length=3, max_length=3, description="primary, replica, third Sentinel")
     port: int = Field(default=16379, ge=1024, le=65535, description="the store's port on each host")
     sentinel_port: int = Field(default=26379, ge=1024, le=65535, description="Sentinel's port on each host")
-    data_dir: str = Field(default="/var/lib/headway", pattern=r"^/[A-Za-z0-9_./-]*$",
-                          description="where the store keeps its files on each host")  # fmt: skip
+    data_dir: str = Field(
+        default="/var/lib/headway",
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="where the store keeps its files on each host",
+    )
 
 
 class SshCloud(BaseModel):
@@ -124,8 +130,11 @@ class SshCloud(BaseModel):
     head_address: HeadAddress = Field(default_factory=HeadAddress)
     ingress: IngressHosts | None = Field(default=None, description="endpoints on several hosts (else here)")
     store: StoreHosts | None = Field(default=None, description="the managed store on three hosts (else here)")
-    controllers: list[str] = Field(default_factory=list, description="hosts that run a controller (leader or "
-                                   "standby) besides this machine: the nodes' packet filters admit them")  # fmt: skip
+    controllers: list[str] = Field(
+        default_factory=list,
+        description="hosts that run a controller (leader or "
+        "standby) besides this machine: the nodes' packet filters admit them",
+    )
     hosts: list[SshHost]
 
     def heads(self) -> list[SshHost]:
@@ -173,8 +182,11 @@ def load_cloud_config(path: str) -> SshCloud:
     if len({h.address for h in cfg.hosts}) != len(cfg.hosts):
         raise SshError(f"{path}: ssh.hosts: an address is listed twice")
     known = {h.address for h in cfg.hosts}
-    named = {"ssh.controllers": cfg.controllers, "ssh.store.hosts": cfg.store.hosts if cfg.store else [],
-             "ssh.ingress.hosts": cfg.ingress.hosts if cfg.ingress else []}  # fmt: skip
+    named = {
+        "ssh.controllers": cfg.controllers,
+        "ssh.store.hosts": cfg.store.hosts if cfg.store else [],
+        "ssh.ingress.hosts": cfg.ingress.hosts if cfg.ingress else [],
+    }
     for field, addrs in named.items():
         unknown = [a for a in addrs if a not in known]
         if unknown:
@@ -188,8 +200,10 @@ def load_cloud_config(path: str) -> SshCloud:
         if len(set(cfg.ingress.hosts)) != len(cfg.ingress.hosts):
             raise SshError(f"{path}: ssh.ingress.hosts: an address is listed twice")
         if cfg.ingress.address in known | {cfg.store_address}:
-            raise SshError(f"{path}: ssh.ingress.address: {cfg.ingress.address} is a host's own address; "
-                           "give a free address of the hosts' network (it moves between them)")  # fmt: skip
+            raise SshError(
+                f"{path}: ssh.ingress.address: {cfg.ingress.address} is a host's own address; "
+                "give a free address of the hosts' network (it moves between them)"
+            )
     return cfg
 
 
@@ -265,9 +279,17 @@ def _client(host: SshHost) -> paramiko.SSHClient:
         # key must be known (or pinned on first contact when the operator said so).
         _host_key_setup(c, _key_settings["known_hosts"], _key_settings["policy"])
         try:
-            c.connect(host.address, port=host.port, username=host.user, key_filename=host.key,
-                      timeout=CONNECT_TIMEOUT_S, banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S,
-                      allow_agent=False, look_for_keys=False)  # fmt: skip
+            c.connect(
+                host.address,
+                port=host.port,
+                username=host.user,
+                key_filename=host.key,
+                timeout=CONNECT_TIMEOUT_S,
+                banner_timeout=CONNECT_TIMEOUT_S,
+                auth_timeout=CONNECT_TIMEOUT_S,
+                allow_agent=False,
+                look_for_keys=False,
+            )
         except paramiko.BadHostKeyException as exc:
             raise HostKeyError(
                 f"host {host.address}: its SSH host key CHANGED (now {exc.key.get_name()} "
@@ -286,8 +308,9 @@ def _client(host: SshHost) -> paramiko.SSHClient:
         return c
 
 
-def run(host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S, stdin: bytes | None = None
-        ) -> tuple[int, str, str]:  # fmt: skip
+def run(
+    host: SshHost, command: str, timeout_s: float = COMMAND_TIMEOUT_S, stdin: bytes | None = None
+) -> tuple[int, str, str]:
     """Run a shell command on the host: (exit status, stdout, stderr); ``stdin``: what it
     reads (a secret travels there, never on the command line). Raises SshError when the
     host cannot be reached or does not answer in time."""
@@ -358,8 +381,10 @@ def version_problem(host: SshHost, venv: str) -> str | None:
     probe += "print(platform.python_version(), v)"
     python = f"{venv}/bin/python"
     status, out, err = run(host, f"{shlex.quote(python)} -c {shlex.quote(probe)}")
-    fix = (f"bootstrap it: python{'.'.join(py.split('.')[:2])} -m venv {venv} && "
-           f"{venv}/bin/pip install 'ray[serve]=={ray_version}'")  # fmt: skip
+    fix = (
+        f"bootstrap it: python{'.'.join(py.split('.')[:2])} -m venv {venv} && "
+        f"{venv}/bin/pip install 'ray[serve]=={ray_version}'"
+    )
     if status != 0:
         return f"host {host.address}: no Python at {python} ({(err or out).strip()[-200:]}); {fix}"
     their_py, their_ray = out.split()

@@ -47,8 +47,12 @@ class SshProvider:
 
     # -- planning ------------------------------------------------------------------------
     def plan_head(self) -> tuple[str, dict[str, int]]:
-        default = {"gcs": GCS_PORT, "dashboard": DASHBOARD_PORT, "client_server": firewall.CLIENT_SERVER_PORT,
-                   "proxy": SERVE_PORT} | NETNS_NODE_PORTS  # fmt: skip
+        default = {
+            "gcs": GCS_PORT,
+            "dashboard": DASHBOARD_PORT,
+            "client_server": firewall.CLIENT_SERVER_PORT,
+            "proxy": SERVE_PORT,
+        } | NETNS_NODE_PORTS
         if self.floating:
             assert self.cfg.head_address.address is not None
             return self.cfg.head_address.address, default
@@ -61,8 +65,9 @@ class SshProvider:
         host counts it until the node is fenced."""
         return self._plan(self.cfg.workers(), taken_ips, NETNS_NODE_PORTS | {"proxy": SERVE_PORT}, "worker")
 
-    def _plan(self, hosts: list[SshHost], mine: set[str], default: dict[str, int], what: str
-              ) -> tuple[str, dict[str, int]]:  # fmt: skip
+    def _plan(
+        self, hosts: list[SshHost], mine: set[str], default: dict[str, int], what: str
+    ) -> tuple[str, dict[str, int]]:
         load = placement_load(all_records(), self._planned)
         room = [h for h in hosts if len(load.get(h.address, [])) < self._capacity(h)]
         for h in sorted(room, key=lambda h: (h.address in mine, len(load.get(h.address, [])))):
@@ -72,8 +77,9 @@ class SshProvider:
                 self._planned.append((h.address, ports))
                 return h.address, ports
         why = f"{', '.join(h.address for h in room)} unreachable" if room else "every one is full (max_nodes)"
-        raise ProviderError(f"no {what} host has room ({len(hosts)} in the cloud config, {why}); add a host "
-                            "or raise its max_nodes")  # fmt: skip
+        raise ProviderError(
+            f"no {what} host has room ({len(hosts)} in the cloud config, {why}); add a host or raise its max_nodes"
+        )
 
     def _capacity(self, h: SshHost) -> int:
         """The Ray nodes a host may carry: its ``max_nodes``, else its CPUs (asked once)."""
@@ -157,8 +163,9 @@ class SshProvider:
             host_files.put_private(host, path, content, (box.uid, box.gid) if box else None)
         argv = launch.command(f"{self.cfg.venv}/bin/python")
         try:
-            node.pid = host_procs.start_detached(host, argv, launch.env, node.temp_dir, node.log, node.marker,
-                                                 what="ray start")  # fmt: skip
+            node.pid = host_procs.start_detached(
+                host, argv, launch.env, node.temp_dir, node.log, node.marker, what="ray start"
+            )
         except SshError as exc:
             raise ProviderError(str(exc)) from None
         node.pid_started = host_procs.start_time(host, node.pid)

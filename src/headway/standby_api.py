@@ -68,20 +68,29 @@ def reply(request_line: str, leader_url: str | None) -> bytes:
     if leader_url:
         body = {"error": f"this controller is a standby; the leader's API is at {leader_url}", "leader": leader_url}
         return _response(307, body, {"Location": leader_url.rstrip("/") + path})
-    return _response(503, {"error": "this controller is a standby and no leader holds the lease now; retry shortly"},
-                     {"Retry-After": "2"})  # fmt: skip
+    return _response(
+        503,
+        {"error": "this controller is a standby and no leader holds the lease now; retry shortly"},
+        {"Retry-After": "2"},
+    )
 
 
 def _response(status: int, body: dict, headers: dict[str, str] | None = None) -> bytes:
     reason = {307: "Temporary Redirect", 400: "Bad Request", 503: "Service Unavailable"}[status]
     data = json.dumps(body).encode()
-    lines = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(data)}",
-             "Connection: close", *(f"{k}: {v}" for k, v in (headers or {}).items())]  # fmt: skip
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(data)}",
+        "Connection: close",
+        *(f"{k}: {v}" for k, v in (headers or {}).items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
-def serve(sock: socket.socket, leader_url: Callable[[], str | None], stop: threading.Event,
-          tls: tuple[str, str] | None) -> threading.Thread:  # fmt: skip
+def serve(
+    sock: socket.socket, leader_url: Callable[[], str | None], stop: threading.Event, tls: tuple[str, str] | None
+) -> threading.Thread:
     """Answer on ``sock`` until ``stop`` is set; the socket stays open for the real API."""
     context = None
     if tls is not None:

@@ -132,8 +132,13 @@ def roll_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: pla
     rec.retired = [n for n in rec.retired if n is not old]
     records.save(rec)
     repair.wait_replicas(rec, dead_ids)
-    record_event(rec, "worker_rolled", f"worker {old.name} replaced by {new.ip} with its new settings",
-                 node=old.name, elapsed_s=round(time.time() - t0, 2))  # fmt: skip
+    record_event(
+        rec,
+        "worker_rolled",
+        f"worker {old.name} replaced by {new.ip} with its new settings",
+        node=old.name,
+        elapsed_s=round(time.time() - t0, 2),
+    )
     records.save(rec)
 
 
@@ -157,8 +162,9 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
         progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()))
         records.check_cancelled(rec.name)
 
-    serve.wait_running(rec.head_api, names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress,
-                       partial_ok=rec.parent is not None)  # fmt: skip
+    serve.wait_running(
+        rec.head_api, names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress, partial_ok=rec.parent is not None
+    )
     placed = serve.replicas(serve.get_applications(rec.head_api))
     hosting = workers_with_replicas(rec, placed)
     for w in rec.workers:
@@ -210,8 +216,10 @@ def converge(
         if not observed.head_alive:
             if rec.state == "STARTING":
                 raise DeployError(f"the head of service {rec.name} exited during the first deploy")
-            raise HeadRecovering(f"the head of service {rec.name} died during the change; the controller replaces "
-                                 "it — deploy again once it is back, or pass --wait")  # fmt: skip
+            raise HeadRecovering(
+                f"the head of service {rec.name} died during the change; the controller replaces "
+                "it — deploy again once it is back, or pass --wait"
+            )
         todo = [s for s in plan.plan(desired, observed) if s.kind != plan.StepKind.MARK_RUNNING]
         if not todo:
             break

@@ -89,8 +89,7 @@ def parse_address(text: str) -> StoreAddress:
         raise StoreError(f"the store address has a '?' (a URL query); {encode}")
     if parts.path not in ("", "/"):
         raise StoreError(
-            f"the store address has a path ({parts.path!r}); Ray uses database 0 only: write host:port, "
-            f"or {encode}"
+            f"the store address has a path ({parts.path!r}); Ray uses database 0 only: write host:port, or {encode}"
         )
     if parts.netloc.count("@") > 1:
         raise StoreError(f"the store address has more than one '@'; {encode}")

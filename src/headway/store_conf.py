@@ -81,8 +81,15 @@ def store(
     return "\n".join(lines) + "\n"
 
 
-def sentinel(proc: StoreProcess, bind: list[str], pw: str, primary: tuple[str, int], tls: TlsFiles | None,
-             quorum: int = 1, announce: str | None = None) -> str:  # fmt: skip
+def sentinel(
+    proc: StoreProcess,
+    bind: list[str],
+    pw: str,
+    primary: tuple[str, int],
+    tls: TlsFiles | None,
+    quorum: int = 1,
+    announce: str | None = None,
+) -> str:
     """One Sentinel on this machine (quorum 1), or one of three on the store hosts (quorum
     2, each announcing its host's address): the primary is declared down after 1 s."""
     lines = [

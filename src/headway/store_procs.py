@@ -28,13 +28,24 @@ def here(store_root: Path, cid: str) -> tuple[list[StoreProcess], StoreProcess]:
     """Primary, replica and Sentinel on this machine, on the first free ports from 16379."""
     out = []
     port = 16378
-    for role, name, marker in (("primary", "store", "store-primary"), ("replica", "store", "store-replica"),
-                               ("sentinel", "sentinel", "sentinel")):  # fmt: skip
+    for role, name, marker in (
+        ("primary", "store", "store-primary"),
+        ("replica", "store", "store-replica"),
+        ("sentinel", "sentinel", "sentinel"),
+    ):
         port = _free_port(start=port + 1)
         d = store_root / role
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        out.append(StoreProcess(role=role, port=port, data_dir=str(d), conf=str(d / f"{name}.conf"),
-                                log=str(d / f"{name}.log"), marker=f"cloud-{cid}/{marker}"))  # fmt: skip
+        out.append(
+            StoreProcess(
+                role=role,
+                port=port,
+                data_dir=str(d),
+                conf=str(d / f"{name}.conf"),
+                log=str(d / f"{name}.log"),
+                marker=f"cloud-{cid}/{marker}",
+            )
+        )
     return out[:2], out[2]
 
 
@@ -48,9 +59,15 @@ def on_hosts(cfg: SshCloud, cid: str) -> tuple[list[StoreProcess], list[StorePro
     def proc(role: str, host: str) -> StoreProcess:
         name = "sentinel" if role == "sentinel" else "store"
         d = f"{sc.data_dir}/{cid}-{name}-{host}"
-        return StoreProcess(role=role, host=host, port=sc.sentinel_port if role == "sentinel" else sc.port,
-                            data_dir=d, conf=f"{d}/{name}.conf", log=f"{d}/{name}.log",
-                            marker=f"cloud-{cid}/{name}@{host}")  # fmt: skip
+        return StoreProcess(
+            role=role,
+            host=host,
+            port=sc.sentinel_port if role == "sentinel" else sc.port,
+            data_dir=d,
+            conf=f"{d}/{name}.conf",
+            log=f"{d}/{name}.log",
+            marker=f"cloud-{cid}/{name}@{host}",
+        )
 
     return [proc("primary", sc.hosts[0]), proc("replica", sc.hosts[1])], [proc("sentinel", h) for h in sc.hosts]
 
@@ -90,9 +107,12 @@ def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | N
         env = dict(os.environ, **{procs.MARKER_VAR: proc.marker})
         child = subprocess.Popen(
             [binaries.store_server(tls is not None), proc.conf, *(["--sentinel"] if sentinel else [])],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,
-        )  # fmt: skip
+        )
         procs.track(child)
         proc.pid, proc.pid_started = child.pid, procs.start_time(child.pid)
         return
@@ -115,8 +135,9 @@ def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | N
 
 def server_path(cfg: SshCloud, address: str) -> str | None:
     """The host's Redis-compatible server (a system one: it has TLS)."""
-    status, out, _ = ssh.run(cfg.host(address), "command -v valkey-server || command -v redis-server || "
-                                                "ls /usr/bin/redis-server 2>/dev/null")  # fmt: skip
+    status, out, _ = ssh.run(
+        cfg.host(address), "command -v valkey-server || command -v redis-server || ls /usr/bin/redis-server 2>/dev/null"
+    )
     return out.strip().splitlines()[0] if status == 0 and out.strip() else None
 
 

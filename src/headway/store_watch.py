@@ -97,12 +97,23 @@ def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str 
         if change is None or percent is None:
             continue
         kind = "service_store_alert_raised" if change == "raise" else "service_store_alert_cleared"
-        event = {"at": time.time(), "store": "cloud", "service": name, "kind": kind, "percent": round(percent, 3),
-                 "threshold": limit, "bytes": used,
-                 "message": f"service {name} holds {percent:.2f}% of the managed store's maxmemory ({used} bytes; "
-                            f"limit {limit:g}%): " + ("look at what its application keeps in the GCS (Serve's "
-                            "checkpoints, actors, KV), or raise --service-alert-percent" if change == "raise"
-                            else "back below")}  # fmt: skip
+        event = {
+            "at": time.time(),
+            "store": "cloud",
+            "service": name,
+            "kind": kind,
+            "percent": round(percent, 3),
+            "threshold": limit,
+            "bytes": used,
+            "message": f"service {name} holds {percent:.2f}% of the managed store's maxmemory ({used} bytes; "
+            f"limit {limit:g}%): "
+            + (
+                "look at what its application keeps in the GCS (Serve's "
+                "checkpoints, actors, KV), or raise --service-alert-percent"
+                if change == "raise"
+                else "back below"
+            ),
+        }
         state["alerts"][key] = {"active": change == "raise", "since": event["at"], "percent": event["percent"]}
         state["events"].append(event)
         new.append(event)

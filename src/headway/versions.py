@@ -31,15 +31,23 @@ class Version:
     note: str = ""
 
     def view(self) -> dict:
-        return {"number": self.number, "name": self.name, "digest": self.digest, "origin": self.origin,
-                "created_at": self.created_at, "outcome": self.outcome, "note": self.note,
-                "package": (self.package_uri or "").rsplit("/", 1)[-1] or None}  # fmt: skip
+        return {
+            "number": self.number,
+            "name": self.name,
+            "digest": self.digest,
+            "origin": self.origin,
+            "created_at": self.created_at,
+            "outcome": self.outcome,
+            "note": self.note,
+            "package": (self.package_uri or "").rsplit("/", 1)[-1] or None,
+        }
 
 
 def _row(service: str, r: tuple) -> Version:
     number, name, spec, pkg, digest, origin, created, outcome, note = r
-    return Version(service, number, name, ServiceSpec.model_validate(json.loads(spec)), pkg, digest, origin, created,
-                   outcome, note)  # fmt: skip
+    return Version(
+        service, number, name, ServiceSpec.model_validate(json.loads(spec)), pkg, digest, origin, created, outcome, note
+    )
 
 
 _COLS = "number, name, spec, package_uri, digest, origin, created_at, outcome, note"
@@ -52,9 +60,19 @@ def create(service: str, spec: ServiceSpec, package_uri: str | None, origin: str
         last = conn.execute("SELECT MAX(number) FROM versions WHERE service = ?", (service,)).fetchone()[0] or 0
         conn.execute(
             f"INSERT INTO versions (service, {_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (service, last + 1, spec.version_name, json.dumps(body), package_uri, digest, origin, time.time(),
-             "pending", ""),
-        )  # fmt: skip
+            (
+                service,
+                last + 1,
+                spec.version_name,
+                json.dumps(body),
+                package_uri,
+                digest,
+                origin,
+                time.time(),
+                "pending",
+                "",
+            ),
+        )
         conn.execute("DELETE FROM versions WHERE service = ? AND number <= ?", (service, last + 1 - KEEP))
     return get(service, last + 1)
 
@@ -83,8 +101,10 @@ def all_of(service: str) -> list[Version]:
 
 def set_outcome(service: str, number: int, outcome: str, note: str = "") -> None:
     with db.connect(write=True) as conn:
-        conn.execute("UPDATE versions SET outcome = ?, note = ? WHERE service = ? AND number = ?",
-                     (outcome, clip(note), service, number))  # fmt: skip
+        conn.execute(
+            "UPDATE versions SET outcome = ?, note = ? WHERE service = ? AND number = ?",
+            (outcome, clip(note), service, number),
+        )
 
 
 def rollback_target(service: str, running: int | None, to: int | None) -> Version:

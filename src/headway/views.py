@@ -113,8 +113,11 @@ def groups_view(rec: ServiceRecord) -> list[dict[str, Any]]:
 
 def versions_view(rec: ServiceRecord) -> dict[str, Any]:
     """Every version on record (newest last), and which one is desired and which runs."""
-    return {"desired": rec.desired_version, "running": rec.running_version,
-            "versions": [v.view() for v in versions.all_of(rec.name)]}  # fmt: skip
+    return {
+        "desired": rec.desired_version,
+        "running": rec.running_version,
+        "versions": [v.view() for v in versions.all_of(rec.name)],
+    }
 
 
 def config_view(rec: ServiceRecord, number: int | None = None) -> dict[str, Any]:
@@ -125,5 +128,9 @@ def config_view(rec: ServiceRecord, number: int | None = None) -> dict[str, Any]
         raise InputError(f"service {rec.name} has no version yet")
     version = versions.get(rec.name, chosen)
     packages = {app: uri.rsplit("/", 1)[-1] for app, uri in deps.uris(rec.name, version.spec).items()}
-    return {"version": version.number, "running": version.number == rec.running_version,
-            "spec": spec_show.shown(version.spec), "packages": packages}  # fmt: skip
+    return {
+        "version": version.number,
+        "running": version.number == rec.running_version,
+        "spec": spec_show.shown(version.spec),
+        "packages": packages,
+    }

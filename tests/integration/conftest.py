@@ -89,8 +89,11 @@ class Cli:
         """Each worker's Serve proxy, read from the record (status no longer advertises
         them: only the ingress host may reach them)."""
         rec = self.record(name)
-        return {n["name"]: f"http://{n['ip']}:{n['ports'].get('proxy') or rec['serve_port']}"
-                for n in rec["nodes"] if n["role"] == "worker"}  # fmt: skip
+        return {
+            n["name"]: f"http://{n['ip']}:{n['ports'].get('proxy') or rec['serve_port']}"
+            for n in rec["nodes"]
+            if n["role"] == "worker"
+        }
 
     def ray_token(self, name: str) -> str:
         """The cluster's Ray token, from the state database by plain SQL."""
@@ -208,8 +211,9 @@ def read_record(home: Path, name: str) -> dict | None:
         if row is None:
             return None
         rec = json.loads(row[0])
-        rec["events"] = [json.loads(b) for (b,) in conn.execute(
-            "SELECT body FROM events WHERE service = ? ORDER BY id", (name,))]  # fmt: skip
+        rec["events"] = [
+            json.loads(b) for (b,) in conn.execute("SELECT body FROM events WHERE service = ? ORDER BY id", (name,))
+        ]
         return rec
     finally:
         conn.close()

@@ -55,8 +55,9 @@ class Hosts:
         ip = self.ips[self.names.index(name)]
         if name in self.sshd:
             subprocess.run(["ip", "-n", name, "addr", "flush", "dev", "eth0"], check=True)
-            subprocess.run(["ip", "-n", name, "addr", "add", f"{ip}/{self.subnet.prefixlen}", "dev", "eth0"],
-                           check=True)  # fmt: skip
+            subprocess.run(
+                ["ip", "-n", name, "addr", "add", f"{ip}/{self.subnet.prefixlen}", "dev", "eth0"], check=True
+            )
             netns.set_link(name, True)
         conf = self.root / f"sshd-{name}.conf"
         # The hosts share this machine's files: a HOME of their own keeps the machine's shell
@@ -97,8 +98,9 @@ class Hosts:
         return len(pids)
 
     def holds(self, name: str, address: str) -> bool:
-        out = subprocess.run(["ip", "-n", name, "-o", "-4", "addr", "show", "dev", "eth0"],
-                             capture_output=True, text=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["ip", "-n", name, "-o", "-4", "addr", "show", "dev", "eth0"], capture_output=True, text=True
+        ).stdout
         return f" {address}/" in out
 
     def __exit__(self, *exc: object) -> None:
@@ -131,8 +133,9 @@ class Hosts:
         hook.chmod(0o755)
         return hook
 
-    def config(self, venv: str, roles: list[str], head_address: dict | None = None,
-               ingress: dict | None = None) -> dict:  # fmt: skip
+    def config(
+        self, venv: str, roles: list[str], head_address: dict | None = None, ingress: dict | None = None
+    ) -> dict:
         return {
             "ssh": {
                 "venv": venv,

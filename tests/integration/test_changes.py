@@ -27,11 +27,18 @@ def _worker_cpus(cli, name: str) -> dict[str, float]:
     """Ray's own view: the CPUs of every ALIVE worker node, by node name."""
     rec = cli.record(name)
     head = next(n for n in rec["nodes"] if n["role"] == "head")
-    r = httpx.get(f"http://{head['ip']}:{head['ports']['dashboard']}/api/v0/nodes", params={"limit": 1000},
-                  headers={"Authorization": f"Bearer {cli.ray_token(name)}"}, timeout=10)  # fmt: skip
+    r = httpx.get(
+        f"http://{head['ip']}:{head['ports']['dashboard']}/api/v0/nodes",
+        params={"limit": 1000},
+        headers={"Authorization": f"Bearer {cli.ray_token(name)}"},
+        timeout=10,
+    )
     nodes = r.json()["data"]["result"]["result"]
-    return {n["node_name"]: n["resources_total"].get("CPU") for n in nodes
-            if n["state"] == "ALIVE" and not n["is_head_node"]}  # fmt: skip
+    return {
+        n["node_name"]: n["resources_total"].get("CPU")
+        for n in nodes
+        if n["state"] == "ALIVE" and not n["is_head_node"]
+    }
 
 
 def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cli):
@@ -51,9 +58,13 @@ def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cl
     with Load([st["endpoint"]] * 4, headers=auth) as load:
         time.sleep(2)
         t0 = time.time()
-        upd = subprocess.Popen([HEADWAY, "deploy", "-f", str(cli.write_spec(name, applications=[APP],
-                                compute_config=_groups(2)))], env=cli.env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        upd = subprocess.Popen(
+            [HEADWAY, "deploy", "-f", str(cli.write_spec(name, applications=[APP], compute_config=_groups(2)))],
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         time.sleep(3)
         busy = cli.run("scale", name, "--group", "worker", "--count", "3")
         out, _ = upd.communicate(timeout=400)

@@ -31,9 +31,19 @@ def _browser(profile: str):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1200,1600"):  # fmt: skip
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1200,1600",
+    ):
         opts.add_argument(arg)
     return webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
 
@@ -106,8 +116,10 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(), "base_dir": str(HELLO)})
     assert r.status_code == 422 and "base_dir" in r.text
     pkg = package_working_dir(str(HELLO / "app"), cli.home / "upload", [])
-    r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(),
-                                               "package": encode_package(Path(pkg.removeprefix("file://")))})
+    r = api.put(
+        f"/api/services/{name}",
+        json={"yaml": spec.read_text(), "package": encode_package(Path(pkg.removeprefix("file://")))},
+    )
     assert r.status_code == 202, r.text
     op = _poll(api, r.json())
     assert op["exit_code"] == 0, (op["error"], op["lines"])
@@ -123,8 +135,10 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
         _wait_text(driver, f"state-{name}", "RUNNING", 30)
         cells = driver.find_elements("css selector", "[data-node]")
         assert {c.get_attribute("data-node"): c.text for c in cells} == {
-            "head": "up", "worker-1": "up", "worker-2": "up"
-        }  # fmt: skip
+            "head": "up",
+            "worker-1": "up",
+            "worker-2": "up",
+        }
         backends = [c.text for c in driver.find_elements("css selector", "[data-backend]")]
         assert len(backends) == 2 and all(b.startswith("UP") for b in backends), backends
         groups = {c.get_attribute("data-group"): c.text for c in driver.find_elements("css selector", "[data-group]")}

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from test_control_plane import CHROMEDRIVER, CHROMIUM, _browser
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists(),
-                                reason="Debian's chromium is not installed (make system-test)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or not Path(CHROMEDRIVER).exists(),
+    reason="Debian's chromium is not installed (make system-test)",
+)
 
 #: Markup that, if it became HTML, would add an element with class "pwn" and set a flag.
 M = '<b class="pwn">x</b><img class="pwn" src="/nope" onerror="window.__pwned=1">\'"'
@@ -26,21 +28,27 @@ M = '<b class="pwn">x</b><img class="pwn" src="/nope" onerror="window.__pwned=1"
 
 def _status() -> dict:
     return {
-        "name": "hostile", "state": M, "reason": M, "endpoint": M,
+        "name": "hostile",
+        "state": M,
+        "reason": M,
+        "endpoint": M,
         "nodes": [{"name": M, "role": M, "ip": M, "alive": True}],
-        "ingress": {"backends": [{"address": M, "status": M, "requests": M, "errors": M, "retries": M,
-                                  "redispatches": M}]},
+        "ingress": {
+            "backends": [{"address": M, "status": M, "requests": M, "errors": M, "retries": M, "redispatches": M}]
+        },
         "applications": [{"name": M, "status": M, "replicas": {M: {"running": M, "target": M}}}],
         "groups": [{"name": M, "nodes": M, "min": M, "max": M, "autoscaled": False}],
         "waiting": [M],
         "storage": {"usage": {"bytes": 1024}},
         "last_rollout": {"message": M},
-    }  # fmt: skip
+    }
 
 
 def _events() -> list:
-    return [{"kind": "state", "state": "HEAD_RECOVERING", "at": 1.0, "details": {}, "message": M},
-            {"kind": "state", "state": "RUNNING", "at": 9.0, "details": {}, "message": M}]  # fmt: skip
+    return [
+        {"kind": "state", "state": "HEAD_RECOVERING", "at": 1.0, "details": {}, "message": M},
+        {"kind": "state", "state": "RUNNING", "at": 9.0, "details": {}, "message": M},
+    ]
 
 
 class _Api(BaseHTTPRequestHandler):
@@ -49,9 +57,12 @@ class _Api(BaseHTTPRequestHandler):
         if path == "/":
             body, kind = resources.files("headway").joinpath("web/index.html").read_bytes(), "text/html"
         else:
-            data = {"/api/services": [{"name": "hostile"}], "/api/storage": {
-                "cloud": {"address": M, "percent": 12.5, "alert_percent": M}, "alerts": {}},
-                "/api/services/hostile": _status(), "/api/services/hostile/events": _events()}.get(path)  # fmt: skip
+            data = {
+                "/api/services": [{"name": "hostile"}],
+                "/api/storage": {"cloud": {"address": M, "percent": 12.5, "alert_percent": M}, "alerts": {}},
+                "/api/services/hostile": _status(),
+                "/api/services/hostile/events": _events(),
+            }.get(path)
             if data is None:
                 self.send_error(404)
                 return

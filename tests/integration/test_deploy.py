@@ -160,8 +160,12 @@ def test_loopback_mode_with_and_without_ft(cli):
         uids = {}
         for name in ("t-loop", "t-noft"):
             rec = cli.record(name)
-            raylets = [p for n in rec["nodes"] for p in procs.pids_with_marker(n["marker"])
-                       if Path(f"/proc/{p}/comm").read_text().strip() == "raylet"]  # fmt: skip
+            raylets = [
+                p
+                for n in rec["nodes"]
+                for p in procs.pids_with_marker(n["marker"])
+                if Path(f"/proc/{p}/comm").read_text().strip() == "raylet"
+            ]
             uids[name] = {Path(f"/proc/{p}").stat().st_uid for p in raylets}
             assert uids[name] == {rec["node_uid"]} and rec["node_uid"] != 0, (name, uids[name])
         assert uids["t-loop"] != uids["t-noft"]

@@ -31,8 +31,9 @@ def _sdist(folder: Path) -> None:
     src = folder / "hwsdistonly-0.1"
     src.mkdir(parents=True)
     (src / "setup.py").write_text(SETUP)
-    (src / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
-                                        'build-backend = "setuptools.build_meta"\n')  # fmt: skip
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
     (src / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: hwsdistonly\nVersion: 0.1\n")
     with tarfile.open(folder / "hwsdistonly-0.1.tar.gz", "w:gz") as tar:
         tar.add(src, "hwsdistonly-0.1")

@@ -45,8 +45,11 @@ def test_a_dependency_ray_does_not_ship_is_resolved_once_and_survives_a_worker_r
     cli.services += [name, "t-baddep"]
     # A requirement that resolves to nothing fails before anything starts, naming it.
     bad = yaml.safe_load((EXAMPLES / name / "service.yaml").read_text())
-    bad |= {"name": "t-baddep", "working_dir": str(EXAMPLES / name / "app"),
-            "requirements": ["vaderSentiment==3.3.2", "no-such-package-hw-4711"]}  # fmt: skip
+    bad |= {
+        "name": "t-baddep",
+        "working_dir": str(EXAMPLES / name / "app"),
+        "requirements": ["vaderSentiment==3.3.2", "no-such-package-hw-4711"],
+    }
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text(yaml.safe_dump(bad))
     out = cli.run("deploy", "-f", str(bad_yaml))
@@ -112,8 +115,13 @@ def _logs_of_every_kind(cli, name: str, url: str, auth: dict[str, str]) -> None:
     assert wrong.returncode == 2 and "has no application nope; its applications: sentiment" in wrong.stderr
     both = cli.run("logs", name, "--app", name, "--ingress")
     assert both.returncode == 2 and "choose one log" in both.stderr
-    follower = subprocess.Popen([HEADWAY, "logs", name, "--app", name, "-n", "1", "--follow"], env=cli.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    follower = subprocess.Popen(
+        [HEADWAY, "logs", name, "--app", name, "-n", "1", "--follow"],
+        env=cli.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(4)
         for _ in range(8):
@@ -132,8 +140,12 @@ def test_composed_and_streaming_examples_answer_through_the_endpoint(cli):
 
     url, auth = _endpoint(cli, "composed")
     assert httpx.get(url + "/", headers=auth, timeout=10).json()["routes"] == ["POST /analyze"]
-    r = httpx.post(url + "/analyze", json={"text": "To be, or not to be: that is the question.", "top": 2},
-                   headers=auth, timeout=15)  # fmt: skip
+    r = httpx.post(
+        url + "/analyze",
+        json={"text": "To be, or not to be: that is the question.", "top": 2},
+        headers=auth,
+        timeout=15,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["words"] == 10 and body["distinct"] == 8 and body["top"] == [["be", 2], ["to", 2]]
@@ -146,8 +158,9 @@ def test_composed_and_streaming_examples_answer_through_the_endpoint(cli):
     url, auth = _endpoint(cli, "streaming")
     arrivals, events = [], []
     t0 = time.monotonic()
-    with httpx.stream("GET", url + "/generate", params={"prompt": "hi", "tokens": 6, "delay": 0.4},
-                      headers=auth, timeout=30) as resp:  # fmt: skip
+    with httpx.stream(
+        "GET", url + "/generate", params={"prompt": "hi", "tokens": 6, "delay": 0.4}, headers=auth, timeout=30
+    ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         for line in resp.iter_lines():

@@ -42,9 +42,12 @@ def _nodes_table(gcs_address: str, ray_token: str) -> list[dict]:
 
     with grpc.insecure_channel(gcs_address) as ch:
         reply = rpc.NodeInfoGcsServiceStub(ch).GetAllNodeInfo(
-            pb.GetAllNodeInfoRequest(), timeout=10, metadata=[("authorization", f"Bearer {ray_token}")])  # fmt: skip
-    return [{"node_id": n.node_id.hex(), "is_head_node": n.is_head_node, "state": "ALIVE" if n.state == 0 else "DEAD"}
-            for n in reply.node_info_list]  # fmt: skip
+            pb.GetAllNodeInfoRequest(), timeout=10, metadata=[("authorization", f"Bearer {ray_token}")]
+        )
+    return [
+        {"node_id": n.node_id.hex(), "is_head_node": n.is_head_node, "state": "ALIVE" if n.state == 0 else "DEAD"}
+        for n in reply.node_info_list
+    ]
 
 
 def _answers(urls: list[str]) -> set[str]:
@@ -72,8 +75,13 @@ def test_head_kill_under_load_then_updates_and_worker_replacement(cli):
         # Both at once, right away: a head is back in ~5 s now, about what a CLI takes to
         # start on a loaded 2-core machine twice over.
         time.sleep(0.3)
-        plain = subprocess.Popen([HEADWAY, "deploy", "-f", str(update)], env=cli.env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
+        plain = subprocess.Popen(
+            [HEADWAY, "deploy", "-f", str(update)],
+            env=cli.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         waiter = subprocess.Popen(
             [HEADWAY, "deploy", "-f", str(update), "--wait"],
             env=cli.env,

@@ -47,8 +47,12 @@ class Answers(Load):
 
 
 def _spec(cli, name: str, answer: str, fail_ratio: float = 0.0, **extra) -> str:
-    app = {"name": "app", "import_path": "versioned:build", "route_prefix": "/",
-           "args": {"answer": answer, "fail_ratio": fail_ratio}}  # fmt: skip
+    app = {
+        "name": "app",
+        "import_path": "versioned:build",
+        "route_prefix": "/",
+        "args": {"answer": answer, "fail_ratio": fail_ratio},
+    }
     rollout = {"steps_percent": [10, 25, 50, 100], "step_interval_s": 6}
     path = cli.write_spec(name, applications=[app], working_dir=str(APP_DIR), rollout=rollout, **extra)
     return str(path)
@@ -113,8 +117,10 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         time.sleep(3)
         done = time.time()
     steps = _events(cli, name, t0, "rollout_step")
-    print(f"\nrollout v1 -> v2: {done - t0:.1f} s, {len(answers.seen)} requests, "
-          f"{len(answers.failures())} failed, at most {most_workers} workers ({samples} samples)")  # fmt: skip
+    print(
+        f"\nrollout v1 -> v2: {done - t0:.1f} s, {len(answers.seen)} requests, "
+        f"{len(answers.failures())} failed, at most {most_workers} workers ({samples} samples)"
+    )
     assert _events(cli, name, t0, "rollout_completed"), cli.events(name)[-8:]
     assert [e["details"]["percent"] for e in steps] == [10, 25, 50, 100]
     assert set(faults) == {"worker", "controller"}, faults
@@ -147,11 +153,15 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         back = cli.wait_event(name, "rollout_rolled_back", after=t1, timeout=120)
         time.sleep(2)
     visible = answers.failures(t1)
-    print(f"broken v3: rolled back in {back['at'] - t1:.1f} s; {len(answers.seen)} requests, "
-          f"{len(visible)} answered 500 to clients: {back['message'][:160]}")  # fmt: skip
+    print(
+        f"broken v3: rolled back in {back['at'] - t1:.1f} s; {len(answers.seen)} requests, "
+        f"{len(visible)} answered 500 to clients: {back['message'][:160]}"
+    )
     assert "5xx rate" in back["message"], back["message"]
-    assert not _events(cli, name, t1, "rollout_step") or _events(cli, name, t1, "rollout_step")[0]["details"][
-        "percent"] == 10  # fmt: skip
+    assert (
+        not _events(cli, name, t1, "rollout_step")
+        or _events(cli, name, t1, "rollout_step")[0]["details"]["percent"] == 10
+    )
     assert len(visible) <= 0.1 * len([s for s in answers.seen if s[0] >= t1]), len(visible)
     assert answers.share("v2", back["at"] + 1, back["at"] + 2.5)[0] == 1.0
     st = cli.status(name)
@@ -186,8 +196,10 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         cli.run("rollout", "promote", name, check=True)
         cli.wait_event(name, "rollout_completed", after=killed, timeout=200)
         time.sleep(2)
-    print(f"new head killed at 25 %: {len(answers.seen)} requests, {len(answers.failures())} failed; "
-          f"done {time.time() - t2:.1f} s after the deploy")  # fmt: skip
+    print(
+        f"new head killed at 25 %: {len(answers.seen)} requests, {len(answers.failures())} failed; "
+        f"done {time.time() - t2:.1f} s after the deploy"
+    )
     assert answers.failures() == [], answers.failures()[:10]
     assert cli.status(name)["running_version"] == 4
 

@@ -48,8 +48,7 @@ except Exception as exc:
 
 
 def _in(ns: str, *argv: str, timeout: float = 90, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout,
-                          env=env)  # fmt: skip
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout, env=env)
 
 
 class Stranger:
@@ -64,12 +63,15 @@ class Stranger:
         self.veth = f"hwvs{os.getpid() % 100000}"
 
     def __enter__(self) -> Stranger:
-        for argv in (["netns", "add", self.ns],
-                     ["link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.ns],
-                     ["link", "set", self.veth, "master", self.bridge], ["link", "set", self.veth, "up"],
-                     ["-n", self.ns, "link", "set", "lo", "up"],
-                     ["-n", self.ns, "addr", "add", f"{self.ip}/{self.prefix}", "dev", "eth0"],
-                     ["-n", self.ns, "link", "set", "eth0", "up"]):  # fmt: skip
+        for argv in (
+            ["netns", "add", self.ns],
+            ["link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.ns],
+            ["link", "set", self.veth, "master", self.bridge],
+            ["link", "set", self.veth, "up"],
+            ["-n", self.ns, "link", "set", "lo", "up"],
+            ["-n", self.ns, "addr", "add", f"{self.ip}/{self.prefix}", "dev", "eth0"],
+            ["-n", self.ns, "link", "set", "eth0", "up"],
+        ):
             subprocess.run(["ip", *argv], check=True, capture_output=True)
         return self
 
@@ -109,8 +111,9 @@ def test_only_the_endpoint_with_its_token_answers_strangers_and_failover_loses_n
             return {
                 **{f"proxy {w}": probe_from(stranger.ns, "http", url + "/") for w, url in proxies.items()},
                 "head proxy": probe_from(stranger.ns, "tcp", f"{head['ip']}:8000"),
-                "dashboard jobs API": probe_from(stranger.ns, "http", dashboard + "/api/jobs/",
-                                                 '{"entrypoint": "touch /tmp/hw-pwned"}'),  # fmt: skip
+                "dashboard jobs API": probe_from(
+                    stranger.ns, "http", dashboard + "/api/jobs/", '{"entrypoint": "touch /tmp/hw-pwned"}'
+                ),
                 "ray client": probe_from(stranger.ns, "tcp", f"{head['ip']}:10001"),
                 "worker metrics": probe_from(stranger.ns, "tcp", f"{workers[0]['ip']}:52367"),
             }
@@ -130,8 +133,18 @@ def test_only_the_endpoint_with_its_token_answers_strangers_and_failover_loses_n
         init = _in(stranger.ns, py, "-c", RAY_INIT, gcs, env=clean).stdout.strip().splitlines()
         print(f"ray.init from another host: {init[-1:]}")
         assert init and init[-1].startswith("refused"), init
-        job = _in(stranger.ns, str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", dashboard,
-                  "--", "touch", "/tmp/hw-pwned", env=clean)  # fmt: skip
+        job = _in(
+            stranger.ns,
+            str(Path(sys.executable).parent / "ray"),
+            "job",
+            "submit",
+            "--address",
+            dashboard,
+            "--",
+            "touch",
+            "/tmp/hw-pwned",
+            env=clean,
+        )
         assert job.returncode != 0 and not Path("/tmp/hw-pwned").exists()
 
         # From the control host (the ingress host): the dashboard wants Ray's token too.

@@ -163,8 +163,10 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
                     os.kill(pid, signal.SIGKILL)
                 replaced = cli.wait_event(name, "worker_replaced", after=killed_at, timeout=120)
                 time.sleep(1)
-            print(f"ssh: worker-1's processes killed, replaced on its own host after "
-                  f"{replaced['at'] - killed_at:.1f} s; {load.report()}")  # fmt: skip
+            print(
+                f"ssh: worker-1's processes killed, replaced on its own host after "
+                f"{replaced['at'] - killed_at:.1f} s; {load.report()}"
+            )
             assert load.failed == 0, load.errors[:5]
             again = {n["name"]: n for n in read_record(cli.home, name)["nodes"]}
             assert again["worker-1"]["ip"] == w1["ip"] and again["worker-1"]["node_id"] != w1["node_id"]
@@ -202,8 +204,9 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
             ca = cli.home / "cloud" / "tls" / "ca.pem"
             with pytest.raises(redis.exceptions.ConnectionError):
                 redis.Redis(host=hosts.subnet.bridge_ip, port=port, password=pw, socket_timeout=3).ping()
-            tls_client = redis.Redis(host=hosts.subnet.bridge_ip, port=port, password=pw, ssl=True,
-                                     ssl_ca_certs=str(ca), socket_timeout=3)  # fmt: skip
+            tls_client = redis.Redis(
+                host=hosts.subnet.bridge_ip, port=port, password=pw, ssl=True, ssl_ca_certs=str(ca), socket_timeout=3
+            )
             assert tls_client.ping() and tls_client.info("replication")["connected_slaves"] == 1
             head_env = _environ(head["pid"])
             assert f"RAY_REDIS_ADDRESS=rediss://{hosts.subnet.bridge_ip}:".encode() in head_env
@@ -222,8 +225,10 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
                 running = cli.wait_event(name, "state", after=died_at, state="RUNNING", timeout=180)
                 time.sleep(1)
             nodes = {n["name"]: n for n in cli.record(name)["nodes"]}
-            print(f"\nssh floating: head host gone; head on the standby, RUNNING {running['at'] - died_at:.1f} s "
-                  f"after the death; {load.report()}")  # fmt: skip
+            print(
+                f"\nssh floating: head host gone; head on the standby, RUNNING {running['at'] - died_at:.1f} s "
+                f"after the death; {load.report()}"
+            )
             assert load.failed == 0, load.errors[:5]
             assert nodes["head"]["ip"] == vip and nodes["head"]["host"] == hosts.ips[1]
             assert {n: nodes[n]["node_id"] for n in workers} == workers
@@ -261,8 +266,9 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             on_b = [n for r in recs.values() for n in r["nodes"] if n["ip"] == hosts.ips[1]]
             assert len(on_b) == 2 and len({n["ports"]["proxy"] for n in on_b}) == 2  # shared, own ports
             endpoints = {name: cli.status(name)["endpoint"] for name in names}
-            auths = {name: {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
-                     for name in names}  # fmt: skip
+            auths = {
+                name: {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()} for name in names
+            }
             for name in names:
                 assert httpx.get(endpoints[name] + "/", headers=auths[name], timeout=10).status_code == 200
 
@@ -281,8 +287,10 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             finally:
                 for load in loads:
                     load.__exit__(None, None, None)
-            print(f"\nssh fleet: a worker host shared by two services died and rebooted 10 s later; "
-                  f"{[load.report() for load in loads]}")  # fmt: skip
+            print(
+                f"\nssh fleet: a worker host shared by two services died and rebooted 10 s later; "
+                f"{[load.report() for load in loads]}"
+            )
             for load in loads:
                 assert load.failed == 0, load.errors[:5]
             for name in names:

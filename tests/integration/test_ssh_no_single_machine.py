@@ -25,8 +25,10 @@ from headway import netns, store_tls
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
     pytest.mark.skipif(not Path(SSHD).exists(), reason="Debian's openssh-server is not installed (make system)"),
-    pytest.mark.skipif(not shutil.which("keepalived") and not Path("/usr/sbin/keepalived").exists(),
-                       reason="Debian's keepalived is not installed (make system-test)"),  # fmt: skip
+    pytest.mark.skipif(
+        not shutil.which("keepalived") and not Path("/usr/sbin/keepalived").exists(),
+        reason="Debian's keepalived is not installed (make system-test)",
+    ),
 ]
 
 #: Clients through the endpoint, none retrying; each sends a request every 20 ms.
@@ -55,8 +57,9 @@ def _marked(host_ns: str, marker_prefix: str) -> list[int]:
     return out
 
 
-def _kill_active_ingress(cli, hosts: Hosts, name: str, endpoint: str, auth: dict, active: str, standby: str,
-                         vip: str) -> dict:  # fmt: skip
+def _kill_active_ingress(
+    cli, hosts: Hosts, name: str, endpoint: str, auth: dict, active: str, standby: str, vip: str
+) -> dict:
     """Kill the host holding the address under load; the address moves; return the figures."""
     with Load([endpoint] * CLIENTS, headers=auth) as load:
         time.sleep(3)
@@ -67,11 +70,20 @@ def _kill_active_ingress(cli, hosts: Hosts, name: str, endpoint: str, auth: dict
         time.sleep(8)  # steady traffic through the new holder
         rate = before / 3
     late = [t for t in load.failed_at if t > moved_at]
-    figures = {"died_at": died_at, "moved_s": moved_at - died_at, "failed": load.failed, "late": len(late),
-               "rate": rate, "report": load.report(), "errors": load.errors[:5]}  # fmt: skip
-    print(f"\nendpoint host {active} killed: the address moved in {figures['moved_s']:.2f} s; "
-          f"{load.failed} requests failed (in flight or sent while it moved; {rate:.0f} requests/s), "
-          f"{len(late)} after it moved; {load.report()}")  # fmt: skip
+    figures = {
+        "died_at": died_at,
+        "moved_s": moved_at - died_at,
+        "failed": load.failed,
+        "late": len(late),
+        "rate": rate,
+        "report": load.report(),
+        "errors": load.errors[:5],
+    }
+    print(
+        f"\nendpoint host {active} killed: the address moved in {figures['moved_s']:.2f} s; "
+        f"{load.failed} requests failed (in flight or sent while it moved; {rate:.0f} requests/s), "
+        f"{len(late)} after it moved; {load.report()}"
+    )
     assert load.failed <= rate, figures  # less than one second of traffic
     assert late == [], figures
     assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
@@ -94,8 +106,13 @@ class Controller:
     def __init__(self, cli, host_ns: str, home: Path, ip: str, tls):
         self.home, self.host_ns = home, host_ns
         # Same HEADWAY_TMP: the hosts' paths. The API on the host's address, with TLS.
-        self.env = cli.env | {"HEADWAY_HOME": str(home), "HEADWAY_API_BIND": ip, "HEADWAY_API_TLS_CERT": tls.cert,
-                              "HEADWAY_API_TLS_KEY": tls.key, "HEADWAY_API_CA": tls.ca}  # fmt: skip
+        self.env = cli.env | {
+            "HEADWAY_HOME": str(home),
+            "HEADWAY_API_BIND": ip,
+            "HEADWAY_API_TLS_CERT": tls.cert,
+            "HEADWAY_API_TLS_KEY": tls.key,
+            "HEADWAY_API_CA": tls.ca,
+        }
         self.api = f"https://{ip}:{cli.env['HEADWAY_API_PORT']}"
         self.ca = tls.ca
         self.log = home / f"controller-run-{time.time_ns()}.log"  # one per start: leads() is this one's
@@ -103,8 +120,12 @@ class Controller:
 
     def start(self) -> Controller:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(["ip", "netns", "exec", self.host_ns, HEADWAY, "controller", "run"],
-                                         env=self.env, stdout=log, stderr=log)  # fmt: skip
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.host_ns, HEADWAY, "controller", "run"],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
         return self
 
     def leads(self) -> bool:
@@ -115,8 +136,13 @@ class Controller:
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         """A CLI command on this controller's host (its API listens on that host's loopback)."""
-        return subprocess.run(["ip", "netns", "exec", self.host_ns, HEADWAY, *args], env=self.env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        return subprocess.run(
+            ["ip", "netns", "exec", self.host_ns, HEADWAY, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def health(self) -> httpx.Response:
         """Its API's health, as a client elsewhere on the network asks (redirects not followed)."""
@@ -150,8 +176,11 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
         with Hosts(root, 5) as hosts:
             ips, ns = hosts.ips, dict(zip(hosts.ips, hosts.names, strict=True))
             vip = str(hosts.subnet.network.network_address + 100)
-            cfg = hosts.config(sys.prefix, ["head", "worker", "worker", "head", "head"],
-                               ingress={"address": vip, "hosts": [ips[4], ips[3]]})  # fmt: skip
+            cfg = hosts.config(
+                sys.prefix,
+                ["head", "worker", "worker", "head", "head"],
+                ingress={"address": vip, "hosts": [ips[4], ips[3]]},
+            )
             cfg["ssh"]["store"] = {"hosts": [ips[3], ips[4], ips[0]], "data_dir": str(root / "store")}
             cfg["ssh"]["controllers"] = [ips[2], ips[3]]  # the leader's host and the standby's
             (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
@@ -185,6 +214,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             shutil.copytree(cli.home / "cloud", home_b / "cloud")
             standby = Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start()
             controllers.append(standby)
+
             def standby_on_h3() -> Controller:
                 return Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start()
 
@@ -207,15 +237,16 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                     hosts.boot(ns[host])
                     after_boot()
                     back = _wait_for(f"{role} host back in its role", wait_back, timeout_s=180, every_s=0.3)
-                    _wait_for("RUNNING", lambda: reader.status(name)["state"] == "RUNNING", timeout_s=180,
-                              every_s=0.5)  # fmt: skip
+                    _wait_for("RUNNING", lambda: reader.status(name)["state"] == "RUNNING", timeout_s=180, every_s=0.5)
                     events = [e for e in reader.events(name) if e["at"] > died_at and e["kind"] == "state"]
                     time.sleep(1)
                 # The service leaves RUNNING only when its head is replaced (store primary, head).
                 running = [e for e in events if e["state"] == "RUNNING" and len(events) > 1]
                 recovered = f"head replaced, RUNNING {running[0]['at'] - died_at:.1f} s after, " if running else ""
-                line = (f"{role} host {host} killed, rebooted 8 s later: {recovered}back in its role "
-                        f"{back - died_at:.1f} s after the death; {load.report()}")  # fmt: skip
+                line = (
+                    f"{role} host {host} killed, rebooted 8 s later: {recovered}back in its role "
+                    f"{back - died_at:.1f} s after the death; {load.report()}"
+                )
                 print(line)
                 figures.append(line)
                 assert load.failed == 0, (role, load.errors[:5])
@@ -223,9 +254,16 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             # 1. The store primary's host (the standby controller's too): the replica (h4) is
             # promoted, the head restarts on it; rebooted, h3 comes back as a replica (and its
             # Sentinel, keepalived, endpoint; its standby controller is started again by "init").
-            lose(ips[3], "store primary", lambda: _store_roles(cli) == {ips[3]: "slave", ips[4]: "master"}
-                 and _marked(ns[ips[3]], marker) and _marked(ns[ips[3]], "cloud-"),
-                 after_boot=lambda: controllers.append(standby_on_h3()))  # fmt: skip
+            lose(
+                ips[3],
+                "store primary",
+                lambda: (
+                    _store_roles(cli) == {ips[3]: "slave", ips[4]: "master"}
+                    and _marked(ns[ips[3]], marker)
+                    and _marked(ns[ips[3]], "cloud-")
+                ),
+                after_boot=lambda: controllers.append(standby_on_h3()),
+            )
             head = next(n for n in cli.record(name)["nodes"] if n["role"] == "head")
             assert f"RAY_REDIS_ADDRESS=rediss://{ips[4]}:".encode() in Path(f"/proc/{head['pid']}/environ").read_bytes()
             assert not controllers[-1].leads()
@@ -251,8 +289,10 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
 
             killed_at = time.time()
             lose(ips[2], "controller (and worker)", replaced_by_standby, after_boot=restart_old_leader)
-            figures.append(f"the standby controller took over {took_over[0] - killed_at:.1f} s after the "
-                           f"controller's host died (lease {10.0:.0f} s)")  # fmt: skip
+            figures.append(
+                f"the standby controller took over {took_over[0] - killed_at:.1f} s after the "
+                f"controller's host died (lease {10.0:.0f} s)"
+            )
             assert {n["node_id"] for n in cli_b.record(name)["nodes"] if n["role"] == "worker"} != workers_before
             assert not controllers[-1].leads()  # the rebooted one waits as the standby
             assert standby.health().status_code == 200  # the API is the new leader's now ...
@@ -271,13 +311,19 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             assert standby.leads(), [c.log.read_text()[-300:] for c in controllers]
             back_running = cli_b.wait_event(name, "state", after=recovering["at"], state="RUNNING", timeout=180)
             assert standby.leads() and sum(c.leads() for c in controllers) == 1
-            figures.append(f"active ingress host {ips[4]} (and store primary) killed: the address moved in "
-                           f"{moved['moved_s']:.2f} s, {moved['failed']} requests failed (in flight; "
-                           f"{moved['rate']:.0f} requests/s), {moved['late']} after the move; head replaced, "
-                           f"RUNNING {back_running['at'] - moved['died_at']:.1f} s after")  # fmt: skip
+            figures.append(
+                f"active ingress host {ips[4]} (and store primary) killed: the address moved in "
+                f"{moved['moved_s']:.2f} s, {moved['failed']} requests failed (in flight; "
+                f"{moved['rate']:.0f} requests/s), {moved['late']} after the move; head replaced, "
+                f"RUNNING {back_running['at'] - moved['died_at']:.1f} s after"
+            )
             hosts.boot(ns[ips[4]])
-            _wait_for("h4 back as a replica", lambda: _store_roles(cli_b) == {ips[3]: "master", ips[4]: "slave"},
-                      timeout_s=120, every_s=0.3)  # fmt: skip
+            _wait_for(
+                "h4 back as a replica",
+                lambda: _store_roles(cli_b) == {ips[3]: "master", ips[4]: "slave"},
+                timeout_s=120,
+                every_s=0.3,
+            )
             assert hosts.holds(ns[ips[3]], vip) and not hosts.holds(ns[ips[4]], vip)  # no preemption
             assert _cloud_status(cli_b)["endpoint_address"]["held_by"] == ips[3]
             assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200

@@ -177,8 +177,23 @@ def _make_tls(d: Path) -> dict[str, Path]:
     )
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem",
-        "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return {"ca": d / "ca.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
 
 
@@ -327,8 +342,10 @@ def _managed_store_scenario(cli, webhook: str) -> None:
         os.kill(next(p for p in cloud["store"] if p["role"] == "primary")["pid"], signal.SIGKILL)
         running = cli.wait_event(name, "state", after=killed_at, state="RUNNING", timeout=150)
     ready = cli.wait_event(name, "store_ready", after=killed_at)
-    print(f"\nstore primary SIGKILL: {load.report()}; head replaced against the promoted replica, "
-          f"RUNNING {running['at'] - killed_at:.1f} s after the kill")  # fmt: skip
+    print(
+        f"\nstore primary SIGKILL: {load.report()}; head replaced against the promoted replica, "
+        f"RUNNING {running['at'] - killed_at:.1f} s after the kill"
+    )
     assert load.failed == 0, load.errors[:10]
     replica_port = next(p for p in cloud["store"] if p["role"] == "replica")["port"]
     assert f":{replica_port}" in ready["message"]

@@ -96,10 +96,19 @@ def test_deploy_needs_a_body(client):
 
 def test_scale_validates_its_input(client, tmp_path):
     rec = ServiceRecord(
-        name="s", cluster_id="c", mode="netns", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2, serve_port=3,
-        spec={"name": "s", "applications": [{"import_path": "m:a"}],
-              "compute_config": {"worker_nodes": [{"name": "w", "count": 1}]}},
-    )  # fmt: skip
+        name="s",
+        cluster_id="c",
+        mode="netns",
+        head_ip="10.0.0.2",
+        gcs_port=1,
+        dashboard_port=2,
+        serve_port=3,
+        spec={
+            "name": "s",
+            "applications": [{"import_path": "m:a"}],
+            "compute_config": {"worker_nodes": [{"name": "w", "count": 1}]},
+        },
+    )
     records.save(rec)
     r = client.post("/api/services/s/scale", json={"group": "x", "count": 2})
     assert r.status_code == 422 and "no worker group 'x'" in r.json()["detail"]
@@ -109,8 +118,19 @@ def test_scale_validates_its_input(client, tmp_path):
     rec.nodes.append(NodeRecord(name="w-1", role="worker", ip="10.0.0.3", temp_dir="/t", log="/l", marker="m"))
     records.save(rec)
     listed = client.get("/api/services").json()
-    assert listed == [{"name": "s", "state": "STARTING", "reason": "", "nodes": 1, "gcs_ft": True, "endpoint": None,
-                       "desired_version": None, "running_version": None, "rollout": None}]  # fmt: skip
+    assert listed == [
+        {
+            "name": "s",
+            "state": "STARTING",
+            "reason": "",
+            "nodes": 1,
+            "gcs_ft": True,
+            "endpoint": None,
+            "desired_version": None,
+            "running_version": None,
+            "rollout": None,
+        }
+    ]
 
 
 def test_health_docs_and_dashboard_need_no_token(client):
@@ -130,9 +150,15 @@ def test_storage_without_a_cloud(client):
 
 def test_rollout_routes_without_a_rollout_and_deploy_overrides(client):
     rec = ServiceRecord(
-        name="s", cluster_id="c", mode="netns", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2, serve_port=3,
+        name="s",
+        cluster_id="c",
+        mode="netns",
+        head_ip="10.0.0.2",
+        gcs_port=1,
+        dashboard_port=2,
+        serve_port=3,
         spec={"name": "s", "applications": [{"import_path": "m:a"}]},
-    )  # fmt: skip
+    )
     records.save(rec)
     assert client.get("/api/services/s/rollout").json() == {"name": "s", "rollout": None, "last": None}
     for path in ("/api/services/s/rollout/promote", "/api/services/s/rollout/rollback"):

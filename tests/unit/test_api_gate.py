@@ -53,8 +53,7 @@ def test_a_huge_body_without_a_token_is_refused_before_it_is_read(server):
     _url, port, _ = server
     me = psutil.Process()
     before = me.memory_info().rss
-    head = (f"PUT /api/services/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {200 * 2**20}")  # fmt: skip
+    head = f"PUT /api/services/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: {200 * 2**20}"
     reply, took = _raw(port, head, b'{"yaml": "' + b"a" * 65536)
     assert reply.startswith(b"HTTP/1.1 401"), reply[:200]
     assert took < 1.0
@@ -63,12 +62,16 @@ def test_a_huge_body_without_a_token_is_refused_before_it_is_read(server):
 
 def test_a_body_above_the_route_limit_is_413_even_with_the_token(server):
     _url, port, token = server
-    head = (f"POST /api/services/x/scale HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {api_gate.JSON_BODY_LIMIT + 1}")  # fmt: skip
+    head = (
+        f"POST /api/services/x/scale HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {api_gate.JSON_BODY_LIMIT + 1}"
+    )
     reply, _ = _raw(port, head, b"{")
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
-    head = (f"PUT /api/services/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {api_gate.DEPLOY_BODY_LIMIT + 1}")  # fmt: skip
+    head = (
+        f"PUT /api/services/x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {api_gate.DEPLOY_BODY_LIMIT + 1}"
+    )
     reply, _ = _raw(port, head, b"{")
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
 
@@ -80,8 +83,12 @@ def test_a_chunked_body_past_the_limit_is_413(server):
         for _ in range(api_gate.JSON_BODY_LIMIT // 65536 + 2):
             yield b" " * 65536
 
-    r = httpx.post(url + "/api/services/x/scale", content=chunks(), timeout=10,
-                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})  # fmt: skip
+    r = httpx.post(
+        url + "/api/services/x/scale",
+        content=chunks(),
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
 
 
@@ -113,9 +120,17 @@ def test_health_says_only_that_it_is_up(server):
 
 @pytest.mark.parametrize(
     ("path", "wants"),
-    [("/api/health", None), ("/", None), ("/docs", None), ("/static/swagger/x.js", None), ("/metrics", "metrics"),
-     ("/api/services", "api"), ("/api/services/x/token", "api"), ("/api", "api")],
-)  # fmt: skip
+    [
+        ("/api/health", None),
+        ("/", None),
+        ("/docs", None),
+        ("/static/swagger/x.js", None),
+        ("/metrics", "metrics"),
+        ("/api/services", "api"),
+        ("/api/services/x/token", "api"),
+        ("/api", "api"),
+    ],
+)
 def test_which_paths_want_which_token(path, wants):
     assert api_gate.needs(path) == wants
 

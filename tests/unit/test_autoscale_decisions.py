@@ -28,8 +28,9 @@ def test_waiting_replicas_add_nodes_of_the_group_that_holds_them_up_to_max():
 
 def test_small_requests_are_packed_onto_one_new_node():
     g = _group(shape={"CPU": 2.0})
-    decisions, _ = autoscale.decide([g], _uses({"w-1": 0.0}), [({"CPU": 0.5}, 3), ({"CPU": 1.0, "memory": 1e9}, 1)], 60,
-                                    {"w-1"})  # fmt: skip
+    decisions, _ = autoscale.decide(
+        [g], _uses({"w-1": 0.0}), [({"CPU": 0.5}, 3), ({"CPU": 1.0, "memory": 1e9}, 1)], 60, {"w-1"}
+    )
     assert decisions[0].added == ("w-2", "w-3")  # 0.5*3 + 1 = 2.5 CPUs: two 2-CPU nodes
 
 

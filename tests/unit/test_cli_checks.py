@@ -45,8 +45,13 @@ def test_dry_run_checks_and_starts_nothing(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    bad = _run(home, "deploy", "-f", str(_spec(tmp_path, ray_gcs_external_storage_config={
-        "address": f"127.0.0.1:{port}"})), "--dry-run")  # fmt: skip
+    bad = _run(
+        home,
+        "deploy",
+        "-f",
+        str(_spec(tmp_path, ray_gcs_external_storage_config={"address": f"127.0.0.1:{port}"})),
+        "--dry-run",
+    )
     assert bad.returncode == 2
     assert f"cannot reach the GCS store at redis://127.0.0.1:{port}" in bad.stderr
     assert "nothing was started" in bad.stderr

@@ -20,9 +20,9 @@ LONG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 def _reference() -> dict[str, set[str]]:
     """Command path → long options, from the code block under '## The CLI'."""
     text = README.read_text()
-    section = text[text.index("## The CLI"):]
-    block = section[section.index("```") + 3:]
-    block = block[block.index("\n") + 1:block.index("```")]
+    section = text[text.index("## The CLI") :]
+    block = section[section.index("```") + 3 :]
+    block = block[block.index("\n") + 1 : block.index("```")]
     documented: dict[str, set[str]] = {}
     current: list[str] = []
     for raw in block.splitlines():

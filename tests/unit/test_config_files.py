@@ -39,10 +39,12 @@ def test_a_name_that_disagrees_is_said():
     "overrides,note",
     [
         ({"proxy_location": "HeadOnly"}, "proxy_location HeadOnly: headway runs a Serve proxy on every node"),
-        ({"grpc_options": {"port": 9000, "grpc_servicer_functions": ["m:add"]}},
-         "grpc_options: gRPC is not served through the endpoint"),
+        (
+            {"grpc_options": {"port": 9000, "grpc_servicer_functions": ["m:add"]}},
+            "grpc_options: gRPC is not served through the endpoint",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_headway_decides_is_noted_not_refused(overrides, note):
     spec = parse_spec(yaml.safe_load(BUILT) | overrides, "x", name="hello")
     assert any(n.startswith(note) for n in notes(spec))
@@ -54,35 +56,67 @@ BASE = {"name": "s", "applications": [{"import_path": "m:a"}]}
 @pytest.mark.parametrize(
     "data,message",
     [
-        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 1}]}},
-         "compute_config.worker_nodes[0]: group 'w' has min_nodes but no max_nodes; say how far it may grow"),
-        (BASE | {"applications": [{"import_path": "m:a", "deployments": [
-            {"name": "A", "num_replicas": 2, "autoscaling_config": {"max_replicas": 3}}]}]},
-         "applications[0].deployments: deployment A: num_replicas and autoscaling_config together"),
-        (BASE | {"applications": [{"import_path": "m:a", "deployments": [
-            {"name": "A", "autoscaling_config": {"min_replicas": 5, "max_replicas": 2}}]}]},
-         "max_replicas 2 must be at least 1 and at least min_replicas 5"),
-        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 0, "max_nodes": 2}]}},
-         "no worker node to start with, and the head holds no replicas"),
-        (BASE | {"compute_config": {"head_node": {"max_nodes": 2}}},
-         "compute_config.head_node.max_nodes: the head is one node and never scaled; give max_nodes to a group"),
-        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 3, "max_nodes": 2}]}},
-         "min_nodes 3 is above max_nodes 2"),
-        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "count": 2, "max_nodes": 4}]}},
-         "group 'w' has count and min_nodes/max_nodes"),
-        (BASE | {"compute_config": {"worker_nodes": [{"name": "w", "max_nodes": 12}, {"name": "v", "count": 5}]}},
-         "17 workers in all (counting each group's max_nodes)"),
+        (
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 1}]}},
+            "compute_config.worker_nodes[0]: group 'w' has min_nodes but no max_nodes; say how far it may grow",
+        ),
+        (
+            BASE
+            | {
+                "applications": [
+                    {
+                        "import_path": "m:a",
+                        "deployments": [{"name": "A", "num_replicas": 2, "autoscaling_config": {"max_replicas": 3}}],
+                    }
+                ]
+            },
+            "applications[0].deployments: deployment A: num_replicas and autoscaling_config together",
+        ),
+        (
+            BASE
+            | {
+                "applications": [
+                    {
+                        "import_path": "m:a",
+                        "deployments": [{"name": "A", "autoscaling_config": {"min_replicas": 5, "max_replicas": 2}}],
+                    }
+                ]
+            },
+            "max_replicas 2 must be at least 1 and at least min_replicas 5",
+        ),
+        (
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 0, "max_nodes": 2}]}},
+            "no worker node to start with, and the head holds no replicas",
+        ),
+        (
+            BASE | {"compute_config": {"head_node": {"max_nodes": 2}}},
+            "compute_config.head_node.max_nodes: the head is one node and never scaled; give max_nodes to a group",
+        ),
+        (
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "min_nodes": 3, "max_nodes": 2}]}},
+            "min_nodes 3 is above max_nodes 2",
+        ),
+        (
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "count": 2, "max_nodes": 4}]}},
+            "group 'w' has count and min_nodes/max_nodes",
+        ),
+        (
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "max_nodes": 12}, {"name": "v", "count": 5}]}},
+            "17 workers in all (counting each group's max_nodes)",
+        ),
         (BASE | {"image_uri": "docker.io/me/app:1"}, "image_uri: headway runs Ray from each host's Python environment"),
         (BASE | {"requirements": ["torch @ https://x/t.whl"]}, "a URL or path is not installed by headway"),
         (BASE | {"requirements": ["--index-url=http://evil/"]}, "pip options are not taken from a service YAML"),
         (BASE | {"requirements": "reqs.txt"}, "'reqs.txt' is a file on your machine"),
-        (BASE | {"applications": [{"import_path": "m:a", "runtime_env": {"conda": ["x"]}}]},
-         "runtime_env.conda: headway does not run conda"),
+        (
+            BASE | {"applications": [{"import_path": "m:a", "runtime_env": {"conda": ["x"]}}]},
+            "runtime_env.conda: headway does not run conda",
+        ),
         (BASE | {"env_var": {"A": "1"}}, "env_var: unknown field; did you mean env_vars?"),
         (BASE | {"working_directory": "app"}, "working_directory: unknown field; did you mean working_dir?"),
         (BASE | {"colour": "red"}, "colour: unknown field; remove it or check its spelling"),
     ],
-)  # fmt: skip
+)
 def test_managed_platform_fields_and_typos_say_what_to_do(data, message):
     with pytest.raises(SpecError) as ei:
         parse_spec(data, "t.yaml")

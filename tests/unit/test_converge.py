@@ -29,14 +29,22 @@ class FakeRay:
         return hashlib.sha1(n.marker.encode()).hexdigest()[:12]
 
     def alive_nodes(self, address, token=None, timeout_s: float = 5):
-        return [{"node_name": n.name, "node_id": self.node_id(n), "is_head_node": n.role == "head"}
-                for n in self.alive.values()]  # fmt: skip
+        return [
+            {"node_name": n.name, "node_id": self.node_id(n), "is_head_node": n.role == "head"}
+            for n in self.alive.values()
+        ]
 
     def get_applications(self, head, timeout_s: float = 5):
         workers = [self.node_id(n) for n in self.alive.values() if n.role == "worker"][:2]
         replicas = [{"state": "RUNNING", "node_id": i, "pid": 1} for i in workers]
-        return {"applications": {"hello": {"status": "RUNNING", "deployments": {
-            "Hello": {"target_num_replicas": 2, "replicas": replicas}}}}}  # fmt: skip
+        return {
+            "applications": {
+                "hello": {
+                    "status": "RUNNING",
+                    "deployments": {"Hello": {"target_num_replicas": 2, "replicas": replicas}},
+                }
+            }
+        }
 
 
 class FakeProvider:
@@ -54,8 +62,16 @@ class FakeProvider:
         return f"10.9.0.{100 + self.n}", {}
 
     def new_node(self, rec, name, role, ip, ports, group=None) -> NodeRecord:
-        return NodeRecord(name=name, role=role, group=group, ip=ip, ports=ports, temp_dir=f"/tmp/hwfake/{ip}",
-                          log="/dev/null", marker=f"{rec.cluster_id}/{name}/{ip}")  # fmt: skip
+        return NodeRecord(
+            name=name,
+            role=role,
+            group=group,
+            ip=ip,
+            ports=ports,
+            temp_dir=f"/tmp/hwfake/{ip}",
+            log="/dev/null",
+            marker=f"{rec.cluster_id}/{name}/{ip}",
+        )
 
     def can_sandbox(self, node) -> bool:
         return False
@@ -85,11 +101,14 @@ class FakeProvider:
 
 
 def _spec(cpu: float = 1, count: int = 2, greeting: str = "hi") -> ServiceSpec:
-    return ServiceSpec.model_validate({
-        "name": "s", "ray_gcs_external_storage_config": {"enable": False},
-        "applications": [{"name": "hello", "import_path": "hello:build", "args": {"greeting": greeting}}],
-        "compute_config": {"worker_nodes": [{"name": "w", "resources": {"CPU": cpu}, "count": count}]},
-    })  # fmt: skip
+    return ServiceSpec.model_validate(
+        {
+            "name": "s",
+            "ray_gcs_external_storage_config": {"enable": False},
+            "applications": [{"name": "hello", "import_path": "hello:build", "args": {"greeting": greeting}}],
+            "compute_config": {"worker_nodes": [{"name": "w", "resources": {"CPU": cpu}, "count": count}]},
+        }
+    )
 
 
 @pytest.fixture
@@ -108,8 +127,19 @@ def cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "wait_proxies", lambda urls, timeout_s, grace_s=15: [])
     monkeypatch.setattr(steps, "provider_for", lambda crec, rec=None: prov)
     spec = _spec()
-    rec = ServiceRecord(name="s", cluster_id="c0ffee00", mode="netns", spec=spec, head_ip="10.9.0.2", gcs_port=6379,
-                        dashboard_port=8265, serve_port=8000, state="RUNNING", desired_version=1, running_version=1)
+    rec = ServiceRecord(
+        name="s",
+        cluster_id="c0ffee00",
+        mode="netns",
+        spec=spec,
+        head_ip="10.9.0.2",
+        gcs_port=6379,
+        dashboard_port=8265,
+        serve_port=8000,
+        state="RUNNING",
+        desired_version=1,
+        running_version=1,
+    )
     head = prov.new_node(rec, "head", "head", "10.9.0.2", {})
     rec.nodes.append(head)
     node_start.start_head(rec, spec, prov, head)

@@ -11,8 +11,16 @@ SPEC = {"name": "s", "applications": [{"import_path": "m:a"}]}
 
 
 def _rec(name: str = "s") -> ServiceRecord:
-    return ServiceRecord(name=name, cluster_id="c1", mode="netns", spec=SPEC, head_ip="10.0.0.2",
-                         gcs_port=6379, dashboard_port=8265, serve_port=8000)  # fmt: skip
+    return ServiceRecord(
+        name=name,
+        cluster_id="c1",
+        mode="netns",
+        spec=SPEC,
+        head_ip="10.0.0.2",
+        gcs_port=6379,
+        dashboard_port=8265,
+        serve_port=8000,
+    )
 
 
 def test_record_round_trip_with_nodes_and_events(tmp_path, monkeypatch):

@@ -55,42 +55,65 @@ CASES = [
     ("app name slash", _with("applications.0.name", "a/b"), "applications[0].name: 'a/b' is not a valid application"),
     ("app name control", _with("applications.0.name", "a\x1b[31m"), "is not a valid application name"),
     # env_vars: keys reach a shell over SSH and the environment of every node
-    ("env key injection", _with("env_vars", {"X=1 $(touch /tmp/p) Y": "v"}),
-     "env_vars: 'X=1 $(touch /tmp/p) Y' is not an environment variable name"),
+    (
+        "env key injection",
+        _with("env_vars", {"X=1 $(touch /tmp/p) Y": "v"}),
+        "env_vars: 'X=1 $(touch /tmp/p) Y' is not an environment variable name",
+    ),
     ("env key digit", _with("env_vars", {"1A": "v"}), "'1A' is not an environment variable name"),
     ("env key empty", _with("env_vars", {"": "v"}), "'' is not an environment variable name"),
     ("env key space", _with("env_vars", {"A B": "v"}), "'A B' is not an environment variable name"),
     ("env marker", _with("env_vars", {"HEADWAY_NODE": "x"}), "env_vars: HEADWAY_NODE is set by headway"),
     ("env store", _with("env_vars", {"RAY_REDIS_ADDRESS": "evil:6379"}), "RAY_REDIS_ADDRESS is set by headway"),
-    ("env namespace", _with("env_vars", {"RAY_external_storage_namespace": "other"}),
-     "RAY_external_storage_namespace is set by headway"),
+    (
+        "env namespace",
+        _with("env_vars", {"RAY_external_storage_namespace": "other"}),
+        "RAY_external_storage_namespace is set by headway",
+    ),
     ("env auth off", _with("env_vars", {"RAY_AUTH_MODE": "disabled"}), "RAY_AUTH_MODE is set by headway"),
     ("env auth path", _with("env_vars", {"RAY_AUTH_TOKEN_PATH": "/x"}), "RAY_AUTH_TOKEN_PATH is set by headway"),
-    ("env ft timeout", _with("env_vars", {"RAY_gcs_rpc_server_reconnect_timeout_s": "1"}),
-     "RAY_gcs_rpc_server_reconnect_timeout_s is set by headway (a GCS fault-tolerance setting)"),
+    (
+        "env ft timeout",
+        _with("env_vars", {"RAY_gcs_rpc_server_reconnect_timeout_s": "1"}),
+        "RAY_gcs_rpc_server_reconnect_timeout_s is set by headway (a GCS fault-tolerance setting)",
+    ),
     ("env NUL", _with("env_vars", {"A": "x\x00y"}), "the value of A must be text without NUL"),
     ("env huge", _with("env_vars", {"A": "x" * 40000}), "the value of A must be text without NUL, at most"),
     # counts and numbers: bounded and finite, checked before any node starts
     ("count 17", _group(count=17), "compute_config.worker_nodes[0].count: Input should be less than or equal to 16"),
     ("count negative", _group(count=-1), "count: Input should be greater than or equal to 0"),
-    ("total workers", _with("compute_config", {"worker_nodes": [{"name": "a", "count": 9}, {"name": "b", "count": 9}]}),
-     "18 workers in all; one service has at most 16"),
+    (
+        "total workers",
+        _with("compute_config", {"worker_nodes": [{"name": "a", "count": 9}, {"name": "b", "count": 9}]}),
+        "18 workers in all; one service has at most 16",
+    ),
     ("cpu nan", _group(resources={"CPU": float("nan")}), "resources.CPU: Input should be a finite number"),
     ("cpu inf", _group(resources={"CPU": float("inf")}), "resources.CPU: Input should be a finite number"),
     ("cpu negative", _group(resources={"CPU": -1}), "resource CPU is -1.0; amounts must be between 0 and"),
     ("cpu huge", _group(resources={"CPU": 1e12}), "amounts must be between 0 and 1000000"),
     ("resource name", _group(resources={"GPU;rm": 1}), "resource name 'GPU;rm' is not valid"),
-    ("head cpu", _with("compute_config", {"head_node": {"resources": {"CPU": 1}}}),
-     "the head node always has CPU: 0"),
-    ("timeout inf", _with("http_options", {"request_timeout_s": float("inf")}),
-     "http_options.request_timeout_s: Input should be a finite number"),
-    ("timeout huge", _with("http_options", {"request_timeout_s": 1e9}),
-     "http_options.request_timeout_s: Input should be less than or equal to 86400"),
-    ("keepalive nan", _with("http_options", {"keep_alive_timeout_s": float("nan")}),
-     "keep_alive_timeout_s: Input should be a finite number"),
+    ("head cpu", _with("compute_config", {"head_node": {"resources": {"CPU": 1}}}), "the head node always has CPU: 0"),
+    (
+        "timeout inf",
+        _with("http_options", {"request_timeout_s": float("inf")}),
+        "http_options.request_timeout_s: Input should be a finite number",
+    ),
+    (
+        "timeout huge",
+        _with("http_options", {"request_timeout_s": 1e9}),
+        "http_options.request_timeout_s: Input should be less than or equal to 86400",
+    ),
+    (
+        "keepalive nan",
+        _with("http_options", {"keep_alive_timeout_s": float("nan")}),
+        "keep_alive_timeout_s: Input should be a finite number",
+    ),
     # store addresses: parsed strictly at validation, with the field path
-    ("addr fragment", _store("redis://u:p@ss#w/rd@h"),
-     "ray_gcs_external_storage_config.address: the store address has a '#' (a URL fragment); percent-encode"),
+    (
+        "addr fragment",
+        _store("redis://u:p@ss#w/rd@h"),
+        "ray_gcs_external_storage_config.address: the store address has a '#' (a URL fragment); percent-encode",
+    ),
     ("addr port 0", _store("redis://h:0"), "the store address has an invalid port"),
     ("addr port big", _store("redis://h:70000"), "the store address has an invalid port"),
     ("addr path", _store("redis://h:1/0"), "the store address has a path ('/0')"),
@@ -100,11 +123,17 @@ CASES = [
     ("addr scheme", _store("http://h:1"), "unsupported scheme 'http' in the store address"),
     ("addr host", _store("redis://bad_host!:1"), "is not a DNS name or an IP address"),
     ("addr two ats", _store("redis://u:p@q@h:1"), "the store address has more than one '@'"),
-    ("password env name", _with("ray_gcs_external_storage_config", {"address": "h:1", "redis_password_env": "A B"}),
-     "redis_password_env: 'A B' is not an environment variable name"),
+    (
+        "password env name",
+        _with("ray_gcs_external_storage_config", {"address": "h:1", "redis_password_env": "A B"}),
+        "redis_password_env: 'A B' is not an environment variable name",
+    ),
     # everything else that ends up in a config, a URL or a log line
-    ("import path newline", _with("applications.0.import_path", "os:system\n"),
-     "applications[0].import_path: 'os:system\\n' is not of the form 'module:attribute'"),
+    (
+        "import path newline",
+        _with("applications.0.import_path", "os:system\n"),
+        "applications[0].import_path: 'os:system\\n' is not of the form 'module:attribute'",
+    ),
     ("import path shell", _with("applications.0.import_path", "a:b; c"), "is not of the form 'module:attribute'"),
     ("route newline", _with("applications.0.route_prefix", "/a\nb"), "route_prefix: '/a\\nb' is not a valid URL path"),
     ("route space", _with("applications.0.route_prefix", "/a b"), "'/a b' is not a valid URL path"),
@@ -214,12 +243,28 @@ def _scalable(tmp_path) -> None:
     from headway import records
     from headway.records import ServiceRecord
 
-    records.save(ServiceRecord(
-        name="s", cluster_id="c", mode="netns", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2, serve_port=3,
-        spec={"name": "s", "applications": [{"import_path": "m:a"}],
-              "compute_config": {"worker_nodes": [{"name": "w", "count": 1}, {"name": "v", "count": 10},
-                                                  {"name": "a", "min_nodes": 1, "max_nodes": 2}]}},
-    ))  # fmt: skip
+    records.save(
+        ServiceRecord(
+            name="s",
+            cluster_id="c",
+            mode="netns",
+            head_ip="10.0.0.2",
+            gcs_port=1,
+            dashboard_port=2,
+            serve_port=3,
+            spec={
+                "name": "s",
+                "applications": [{"import_path": "m:a"}],
+                "compute_config": {
+                    "worker_nodes": [
+                        {"name": "w", "count": 1},
+                        {"name": "v", "count": 10},
+                        {"name": "a", "min_nodes": 1, "max_nodes": 2},
+                    ]
+                },
+            },
+        )
+    )
 
 
 @pytest.mark.parametrize("token", ["tökén", "Bearer", "\u202e", "x" * 5000, "' OR 1=1 --"])
@@ -261,10 +306,14 @@ YAML = "name: s\napplications: [{import_path: 'm:a'}]\nray_gcs_external_storage_
         ({"yaml": YAML + "working_dir: /etc\n"}, "working_dir names a local folder"),
         ({"yaml": YAML, "package": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}, "package: uploaded, but the spec"),
         ({"yaml": YAML, "base_dir": "/etc"}, "base_dir"),
-        ({"yaml": YAML.replace("{enable: false}", "{address: 'h:1', redis_password_file: /root/.ssh/id_rsa}")},
-         "redis_password_file: /root/.ssh/id_rsa is a path on your machine; upload its content"),
-        ({"yaml": YAML.replace("{enable: false}", "{address: 'h:1', redis_certificate_path: /etc/shadow}")},
-         "redis_certificate_path: /etc/shadow is a path on your machine"),
+        (
+            {"yaml": YAML.replace("{enable: false}", "{address: 'h:1', redis_password_file: /root/.ssh/id_rsa}")},
+            "redis_password_file: /root/.ssh/id_rsa is a path on your machine; upload its content",
+        ),
+        (
+            {"yaml": YAML.replace("{enable: false}", "{address: 'h:1', redis_certificate_path: /etc/shadow}")},
+            "redis_certificate_path: /etc/shadow is a path on your machine",
+        ),
         ({"yaml": YAML, "files": {"redis_password_file": "x"}}, "files: redis_password_file uploaded but the spec"),
         ({"yaml": YAML, "env": {"HOME": "/"}}, "env: HOME is not the variable the spec's redis_password_env names"),
         ({"yaml": YAML, "wait_timeout": 1e300}, "wait_timeout"),
@@ -317,9 +366,15 @@ def test_metrics_token_opens_metrics_only(api_client):
 
 @pytest.mark.parametrize(
     "host,tls,refused",
-    [("127.0.0.1", False, False), ("::1", False, False), ("localhost", False, False),
-     ("0.0.0.0", False, True), ("10.0.0.5", False, True), ("0.0.0.0", True, False)],
-)  # fmt: skip
+    [
+        ("127.0.0.1", False, False),
+        ("::1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", False, True),
+        ("10.0.0.5", False, True),
+        ("0.0.0.0", True, False),
+    ],
+)
 def test_api_beyond_loopback_needs_tls(host, tls, refused):
     from headway import api
 
@@ -426,8 +481,12 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     files = store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"])
     ca = x509.load_pem_x509_certificate(Path(files.ca).read_bytes())
     cert = x509.load_pem_x509_certificate(Path(files.cert).read_bytes())
-    ips = {str(i) for i in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-           .get_values_for_type(x509.IPAddress)}  # fmt: skip
+    ips = {
+        str(i)
+        for i in cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.IPAddress
+        )
+    }
     assert ips == {"127.0.0.1", "10.0.0.1"}
     ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
     assert oct(os.stat(files.key).st_mode & 0o777) == "0o600"
@@ -440,8 +499,9 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     assert "port 0\ntls-port 16379\n" in primary and "replicaof" not in primary
     replica = store_conf.store(proc, ["127.0.0.1"], "pw", "1gb", ("10.0.0.1", 16380), "10.0.0.1", None)
     assert "port 16379\n" in replica and "replicaof 10.0.0.1 16380\n" in replica
-    assert "sentinel monitor hwstore 10.0.0.1 16380 1" in store_conf.sentinel(proc, ["127.0.0.1"], "pw",
-                                                                               ("10.0.0.1", 16380), files)  # fmt: skip
+    assert "sentinel monitor hwstore 10.0.0.1 16380 1" in store_conf.sentinel(
+        proc, ["127.0.0.1"], "pw", ("10.0.0.1", 16380), files
+    )
     # One of three Sentinels on the store hosts: quorum 2, announcing its own host.
     third = store_conf.sentinel(proc, ["127.0.0.1", "10.0.0.4"], "pw", ("10.0.0.2", 16379), files, 2, "10.0.0.4")
     assert "sentinel monitor hwstore 10.0.0.2 16379 2" in third and "sentinel announce-ip 10.0.0.4" in third

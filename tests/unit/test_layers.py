@@ -11,9 +11,27 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "headway"
 MODULES = {p.stem for p in SRC.glob("*.py")}
 
 #: Decisions and types: pure functions of their input (unit-tested without Ray).
-PURE = {"errors", "plan", "states", "spec", "store_address", "ray_node_env", "watchdog", "haproxy_config",
-        "placement", "store_fitness", "metrics", "store_conf", "requirements", "spec_show", "autoscale",
-        "spec_base", "spec_compute", "spec_rollout", "rollout_policy"}  # fmt: skip
+PURE = {
+    "errors",
+    "plan",
+    "states",
+    "spec",
+    "store_address",
+    "ray_node_env",
+    "watchdog",
+    "haproxy_config",
+    "placement",
+    "store_fitness",
+    "metrics",
+    "store_conf",
+    "requirements",
+    "spec_show",
+    "autoscale",
+    "spec_base",
+    "spec_compute",
+    "spec_rollout",
+    "rollout_policy",
+}
 IO_LIBS = {"httpx", "redis", "paramiko", "subprocess", "socket", "sqlite3", "requests", "aiohttp", "ray"}
 
 
@@ -41,7 +59,7 @@ def _cycles(everywhere: bool) -> list[list[str]]:
         stack.append(n)
         for d in sorted(graph[n]):
             if color.get(d) == 1:
-                found.append(stack[stack.index(d):] + [d])
+                found.append(stack[stack.index(d) :] + [d])
             elif not color.get(d):
                 visit(d, stack)
         stack.pop()

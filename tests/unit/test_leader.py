@@ -105,8 +105,18 @@ def test_a_standby_redirects_only_to_a_well_formed_controller_url():
     ctl = {"10.1.0.3", "ctl.example"}
     assert leader_target("https://10.1.0.3:8765", ctl) == "https://10.1.0.3:8765"
     assert leader_target("http://ctl.example:8765/", ctl) == "http://ctl.example:8765"
-    for bad in ("https://evil.example:8765", "https://10.1.0.3:8765/x", "https://u:p@10.1.0.3:8765",
-                "https://10.1.0.3", "ftp://10.1.0.3:21", "https://10.1.0.3:8765\r\nSet-Cookie: a=b",
-                "https://10.1.0.3:8765?q=1", "javascript:alert(1)", "", None, "https://10.1.0.3:99999"):  # fmt: skip
+    for bad in (
+        "https://evil.example:8765",
+        "https://10.1.0.3:8765/x",
+        "https://u:p@10.1.0.3:8765",
+        "https://10.1.0.3",
+        "ftp://10.1.0.3:21",
+        "https://10.1.0.3:8765\r\nSet-Cookie: a=b",
+        "https://10.1.0.3:8765?q=1",
+        "javascript:alert(1)",
+        "",
+        None,
+        "https://10.1.0.3:99999",
+    ):
         assert leader_target(bad, ctl) is None, bad
     assert leader_target("https://203.0.113.9:8765", set()) == "https://203.0.113.9:8765"  # no list: form only

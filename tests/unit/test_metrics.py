@@ -103,8 +103,12 @@ def test_rollout_percent_only_while_one_runs():
 def test_counters_are_exact_integers_at_any_size():
     from headway.metrics import _family
 
-    lines = _family("c", "counter", "h", [({"s": "a"}, 20_000_001), ({"s": "b"}, 2**31 + 7), ({"s": "c"}, 2.0**40),
-                                          ({"s": "d"}, 0.25)])  # fmt: skip
+    lines = _family(
+        "c",
+        "counter",
+        "h",
+        [({"s": "a"}, 20_000_001), ({"s": "b"}, 2**31 + 7), ({"s": "c"}, 2.0**40), ({"s": "d"}, 0.25)],
+    )
     assert 'c{s="a"} 20000001' in lines and f'c{{s="b"}} {2**31 + 7}' in lines
     assert f'c{{s="c"}} {2**40}' in lines and 'c{s="d"} 0.25' in lines
 

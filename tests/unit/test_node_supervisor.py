@@ -100,8 +100,9 @@ def test_a_stopped_process_is_not_a_crash(tmp_path, cleanup):
 
 def test_the_ray_client_server_is_stopped_once_the_node_is_up(tmp_path, cleanup):
     up = tmp_path / "client_server.up"
-    client_server = (f"{PY} -c \"import pathlib, time; pathlib.Path('{up}').touch(); time.sleep(120)\" "
-                     "-m ray.util.client.server &")  # fmt: skip
+    client_server = (
+        f"{PY} -c \"import pathlib, time; pathlib.Path('{up}').touch(); time.sleep(120)\" -m ray.util.client.server &"
+    )
     running = f"while [ ! -e {up} ]; do sleep 0.02; done"
     sup = _start(tmp_path, f"{PY} {tmp_path}/node/raylet_standin.py &\n{client_server}\n{running}\nexit 0")
     cleanup.append(sup)

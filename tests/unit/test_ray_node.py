@@ -154,8 +154,18 @@ def test_only_a_recovering_head_starts_ahead_of_the_replicas():
 
 
 def test_what_a_service_does_not_use_is_not_started():
-    head, worker = _head().argv, ray_node.worker_launch(
-        ip="10.0.0.3", head_address="10.0.0.2:6379", ports=ray_node.NodePorts(), temp_dir="/t", resources={"CPU": 1},
-        node_name="worker-1", marker="m", loopback=False).argv  # fmt: skip
+    head, worker = (
+        _head().argv,
+        ray_node.worker_launch(
+            ip="10.0.0.3",
+            head_address="10.0.0.2:6379",
+            ports=ray_node.NodePorts(),
+            temp_dir="/t",
+            resources={"CPU": 1},
+            node_name="worker-1",
+            marker="m",
+            loopback=False,
+        ).argv,
+    )
     assert "--no-monitor" in head and "--no-monitor" not in worker  # the autoscaler monitor runs on a head only
     assert "--include-log-monitor=false" in head and "--include-log-monitor=false" in worker

@@ -10,8 +10,10 @@ from headway.spec import SpecError
 from headway.spec_load import load_spec_text, parse_spec
 
 
-@pytest.mark.parametrize("good", ["scikit-learn>=1.5", "pandas[parquet]==2.2.3", "numpy; python_version>'3.8'",
-                                  "vaderSentiment", "  requests  "])  # fmt: skip
+@pytest.mark.parametrize(
+    "good",
+    ["scikit-learn>=1.5", "pandas[parquet]==2.2.3", "numpy; python_version>'3.8'", "vaderSentiment", "  requests  "],
+)
 def test_index_requirements_are_taken(good):
     assert requirements.check(good) == good.strip()
 
@@ -54,9 +56,17 @@ def test_runtime_env_pip_in_every_form_ray_takes():
 
 
 def test_service_and_application_requirements_are_merged_once():
-    spec = parse_spec({"name": "s", "requirements": ["a", "b"], "applications": [
-        {"name": "one", "import_path": "m:a", "runtime_env": {"pip": ["b", "c"]}},
-        {"name": "two", "import_path": "m:b", "route_prefix": "/two"}]}, "t")  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "s",
+            "requirements": ["a", "b"],
+            "applications": [
+                {"name": "one", "import_path": "m:a", "runtime_env": {"pip": ["b", "c"]}},
+                {"name": "two", "import_path": "m:b", "route_prefix": "/two"},
+            ],
+        },
+        "t",
+    )
     one, two = spec.applications
     assert spec.app_requirements(one) == ["a", "b", "c"]
     assert spec.app_requirements(two) == ["a", "b"]
@@ -93,10 +103,20 @@ def test_the_api_never_opens_a_requirements_file_a_yaml_names(tmp_path):
 
 
 def test_serve_gets_the_shipped_package_not_a_pip_install():
-    spec = parse_spec({"name": "s", "applications": [
-        {"name": "one", "import_path": "m:a", "runtime_env": {"pip": ["vaderSentiment"], "py_modules": ["x.zip"]}},
-        {"name": "two", "import_path": "m:b", "route_prefix": "/two", "runtime_env": {"env_vars": {"A": "1"}}}]},
-        "t")  # fmt: skip
+    spec = parse_spec(
+        {
+            "name": "s",
+            "applications": [
+                {
+                    "name": "one",
+                    "import_path": "m:a",
+                    "runtime_env": {"pip": ["vaderSentiment"], "py_modules": ["x.zip"]},
+                },
+                {"name": "two", "import_path": "m:b", "route_prefix": "/two", "runtime_env": {"env_vars": {"A": "1"}}},
+            ],
+        },
+        "t",
+    )
     cfg = serve.serve_config(spec, None, 8000, {"one": "file:///pkg/deps-1.zip"})
     one, two = cfg["applications"]
     assert "pip" not in one["runtime_env"]

@@ -11,8 +11,11 @@ from headway.spec_load import parse_spec
 
 
 def _spec(**extra):
-    base = {"name": "s", "applications": [{"import_path": "m:app"}],
-            "compute_config": {"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 2}]}}  # fmt: skip
+    base = {
+        "name": "s",
+        "applications": [{"import_path": "m:app"}],
+        "compute_config": {"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 2}]},
+    }
     return parse_spec(base | extra, "test")
 
 
@@ -99,8 +102,19 @@ def test_p99():
 
 
 def _view(**kw):
-    base = dict(percent=10, next_percent=25, canary_percent=None, promoted=False, held_s=10, interval_s=5,
-                heads_down=None, new_backends=2, new_backends_up=2, verdict=True, verdict_reason="fine")  # fmt: skip
+    base = dict(
+        percent=10,
+        next_percent=25,
+        canary_percent=None,
+        promoted=False,
+        held_s=10,
+        interval_s=5,
+        heads_down=None,
+        new_backends=2,
+        new_backends_up=2,
+        verdict=True,
+        verdict_reason="fine",
+    )
     return rp.View(**(base | kw))
 
 
@@ -143,9 +157,9 @@ def test_weighted_config_and_runtime_weights_pass_haproxy():
 
 def test_parse_log_reads_server_time_and_status():
     lines = [
-        '127.0.0.1:5000 [26/Nov/2026:15:00:00.001] endpoint workers/s2 0/0/1/12/13 200 120 - - ---- 3/3/0/0/0 0/0 '
+        "127.0.0.1:5000 [26/Nov/2026:15:00:00.001] endpoint workers/s2 0/0/1/12/13 200 120 - - ---- 3/3/0/0/0 0/0 "
         '"GET / HTTP/1.1"',
-        '127.0.0.1:5001 [26/Nov/2026:15:00:00.002] endpoint workers/s10 0/0/0/250/251 500 90 - - ---- 3/3/0/0/1 0/0 '
+        "127.0.0.1:5001 [26/Nov/2026:15:00:00.002] endpoint workers/s10 0/0/0/250/251 500 90 - - ---- 3/3/0/0/1 0/0 "
         '"GET / HTTP/1.1"',
         "a line about something else",
     ]

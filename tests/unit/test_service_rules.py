@@ -17,9 +17,17 @@ SPEC = {
 
 def record(state: str, gcs_ft: bool = True) -> ServiceRecord:
     rec = ServiceRecord(
-        name="s", cluster_id="c", mode="netns", state=state, gcs_ft=gcs_ft, spec=SPEC,
-        head_ip="10.0.0.2", gcs_port=6379, dashboard_port=8265, serve_port=8000,
-    )  # fmt: skip
+        name="s",
+        cluster_id="c",
+        mode="netns",
+        state=state,
+        gcs_ft=gcs_ft,
+        spec=SPEC,
+        head_ip="10.0.0.2",
+        gcs_port=6379,
+        dashboard_port=8265,
+        serve_port=8000,
+    )
     return rec
 
 
@@ -69,9 +77,14 @@ def test_scaled_spec_unknown_group_names_the_known_ones():
 
 def test_head_gets_tuned_node_death_detection():
     launch = ray_node.head_launch(
-        ip="10.0.0.2", ports=ray_node.NodePorts(), temp_dir="/t", storage=None, resources={},
-        marker="m", loopback=False,
-    )  # fmt: skip
+        ip="10.0.0.2",
+        ports=ray_node.NodePorts(),
+        temp_dir="/t",
+        storage=None,
+        resources={},
+        marker="m",
+        loopback=False,
+    )
     for var in (
         "RAY_health_check_period_ms",
         "RAY_health_check_failure_threshold",
@@ -85,8 +98,9 @@ def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
     """Serve runs a proxy only on nodes with a replica: a worker without one is not waited for."""
     rec = record("RUNNING")
     for name, nid in (("w-1", "a"), ("w-2", "b"), ("w-3", "c"), ("w-4", None)):
-        rec.nodes.append(NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m",
-                                    node_id=nid))  # fmt: skip
+        rec.nodes.append(
+            NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m", node_id=nid)
+        )
     placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
     assert [w.name for w in steps.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
 
@@ -96,8 +110,9 @@ def test_a_spec_store_password_from_env_survives_the_deploying_shell(tmp_path, m
     variable: the value handed over at deploy is stored with the service and used."""
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.delenv("T_PW", raising=False)
-    spec = service.ServiceSpec.model_validate(SPEC | {"ray_gcs_external_storage_config": {
-        "address": "redis://h:1", "redis_password_env": "T_PW"}})  # fmt: skip
+    spec = service.ServiceSpec.model_validate(
+        SPEC | {"ray_gcs_external_storage_config": {"address": "redis://h:1", "redis_password_env": "T_PW"}}
+    )
     with pytest.raises(service.storage.StoreError, match="T_PW"):
         service.resolve_spec_storage(spec)
     db.set_secrets("s", {"T_PW": "stored"})

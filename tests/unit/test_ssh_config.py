@@ -42,22 +42,31 @@ def test_good_config(tmp_path):
         ("ssh: {venv: /v, store_address: a, hosts: [{address: h, key: k, role: worker}]}", "no host has role: head"),
         ("ssh: {venv: /v, hosts: [{address: h, key: k, role: head}]}", "ssh.store_address: Field required"),
         ("ssh: {venv: /v, store_address: a, hosts: [{address: h, key: k, role: head, colour: 1}]}", "colour"),
-        ("ssh: {venv: /v, store_address: a, head_address: {mode: floating}, hosts: [{address: h, key: k, role: head}]}",
-         "floating mode needs address and move_hook"),
-        ("ssh: {venv: /v, store_address: a, hosts: [{address: h, key: k, role: head}, "
-         "{address: h, key: k, role: worker}]}", "listed twice"),
+        (
+            "ssh: {venv: /v, store_address: a, head_address: {mode: floating}, "
+            "hosts: [{address: h, key: k, role: head}]}",
+            "floating mode needs address and move_hook",
+        ),
+        (
+            "ssh: {venv: /v, store_address: a, hosts: [{address: h, key: k, role: head}, "
+            "{address: h, key: k, role: worker}]}",
+            "listed twice",
+        ),
         ("ssh: [", "not valid YAML"),
     ],
-)  # fmt: skip
+)
 def test_bad_config_says_which_field(tmp_path, text, message):
     with pytest.raises(ssh.SshError, match=message):
         ssh.load_cloud_config(_write(tmp_path, text))
 
 
-INGRESS = GOOD + """  ingress:
+INGRESS = (
+    GOOD
+    + """  ingress:
     address: 10.0.0.100
     hosts: [10.0.0.3, 10.0.0.2]
 """
+)
 
 
 def test_endpoints_on_ingress_hosts(tmp_path):
@@ -160,8 +169,9 @@ ssh:
 def _node(name: str, ip: str, ports: dict, fenced: bool = False):
     from headway.records import NodeRecord
 
-    return NodeRecord(name=name, role="worker", ip=ip, ports=ports, temp_dir="/t", log="/l", marker=f"c/{name}/1",
-                      fenced=fenced)  # fmt: skip
+    return NodeRecord(
+        name=name, role="worker", ip=ip, ports=ports, temp_dir="/t", log="/l", marker=f"c/{name}/1", fenced=fenced
+    )
 
 
 def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, monkeypatch):
@@ -174,8 +184,16 @@ def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, 
     monkeypatch.setattr(ssh, "configure_host_keys", lambda cfg: None)
     monkeypatch.setattr(ssh, "reachable", lambda h: True)
     cfg = ssh.load_cloud_config(_write(tmp_path, FLEET))
-    other = ServiceRecord(name="other", cluster_id="c", mode="ssh", head_ip="10.0.0.2", gcs_port=1, dashboard_port=2,
-                          serve_port=3, spec={"name": "other", "applications": [{"import_path": "m:a"}]})  # fmt: skip
+    other = ServiceRecord(
+        name="other",
+        cluster_id="c",
+        mode="ssh",
+        head_ip="10.0.0.2",
+        gcs_port=1,
+        dashboard_port=2,
+        serve_port=3,
+        spec={"name": "other", "applications": [{"import_path": "m:a"}]},
+    )
     other.nodes = [_node("worker-1", "10.0.0.3", ssh_provider.NETNS_NODE_PORTS | {"proxy": 8000})]
     recs = [other]
     monkeypatch.setattr(ssh_provider, "all_records", lambda: recs)

@@ -27,11 +27,21 @@ def _modes(data: bytes) -> dict[str, int]:
 
 
 def test_setuid_setgid_and_sticky_bits_are_stripped_and_the_rest_kept():
-    data = _zip({"working_dir/suid": 0o4755, "working_dir/sgid": 0o2750, "working_dir/sticky": 0o1644,
-                 "working_dir/plain.py": 0o644})  # fmt: skip
+    data = _zip(
+        {
+            "working_dir/suid": 0o4755,
+            "working_dir/sgid": 0o2750,
+            "working_dir/sticky": 0o1644,
+            "working_dir/plain.py": 0o644,
+        }
+    )
     cleaned = uploads.check_zip(data)
-    assert _modes(cleaned) == {"working_dir/suid": 0o755, "working_dir/sgid": 0o750, "working_dir/sticky": 0o644,
-                               "working_dir/plain.py": 0o644}  # fmt: skip
+    assert _modes(cleaned) == {
+        "working_dir/suid": 0o755,
+        "working_dir/sgid": 0o750,
+        "working_dir/sticky": 0o644,
+        "working_dir/plain.py": 0o644,
+    }
     with zipfile.ZipFile(io.BytesIO(cleaned)) as zf:
         assert zf.read("working_dir/suid") == b"#!/bin/sh\nid\n"
 

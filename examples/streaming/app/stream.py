@@ -14,8 +14,22 @@ from fastapi.responses import StreamingResponse
 from ray import serve
 
 api = FastAPI(title="streaming")
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "service", "keeps",
-         "serving"]
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "the",
+    "lazy",
+    "dog",
+    "while",
+    "the",
+    "service",
+    "keeps",
+    "serving",
+]
 
 
 @serve.deployment(num_replicas=2, max_replicas_per_node=1, ray_actor_options={"num_cpus": 0.25})
