@@ -17,7 +17,8 @@ from . import (
     chaos,
     client,
     cloud,
-    controller,
+    daemon,
+    daemon_info,
     records,
     service,
     ssh,
@@ -138,7 +139,7 @@ def cloud_teardown(force: bool) -> None:
         teardown.terminate(r.name, _progress())
     for r in records.all_records():  # a rollout cluster its service no longer names (a crash mid-rollout)
         teardown.terminate(r.name, _progress())
-    pid = controller.stop()
+    pid = daemon.stop()
     if pid:
         out.print(f"controller {pid} stopped")
     cloud.teardown()
@@ -228,7 +229,7 @@ def controller_group() -> None:
 def controller_run(failure_threshold: int, period: float) -> None:
     """Run the controller in the foreground (deploy starts one in the background)."""
     try:
-        controller.run_forever(failure_threshold, period)
+        daemon.run_forever(failure_threshold, period)
     except RuntimeError as exc:
         _fail(str(exc))
 
@@ -237,23 +238,23 @@ def controller_run(failure_threshold: int, period: float) -> None:
 def controller_start() -> None:
     """Start the controller in the background unless one runs."""
     try:
-        pid = controller.start_daemon()
+        pid = daemon.start_daemon()
     except RuntimeError as exc:
         _fail(str(exc))
-    out.print(f"controller {pid} runs; log: {controller.logfile()}")
+    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
 
 
 @controller_group.command("stop")
 def controller_stop() -> None:
     """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
-    pid = controller.stop()
+    pid = daemon.stop()
     out.print(f"controller {pid} stopped" if pid else "no controller runs")
 
 
 @controller_group.command("status")
 def controller_status() -> None:
-    pid = controller.running_pid()
-    out.print(f"controller {pid} runs; log: {controller.logfile()}" if pid else "no controller runs")
+    pid = daemon_info.running_pid()
+    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
     if not pid:
         sys.exit(1)
 

@@ -13,7 +13,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from . import client, controller, records, service
+from . import client, daemon_info, records, service
 from .records import ServiceRecord
 
 out = Console(width=None if sys.stdout.isatty() else 150)
@@ -77,7 +77,7 @@ def _show_line(line: str) -> None:
 def _deployed(result: dict) -> None:
     name, endpoint = result["name"], result["endpoint"]
     version = f" version {result['version']}" if result.get("version") else ""
-    out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {controller.running_pid()} watches it)")
+    out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {daemon_info.running_pid()} watches it)")
     if result.get("rollout"):
         out.print(f"version {result['rollout']} is rolling out beside it: 'headway rollout status {name}'")
     out.print(f"endpoint: {endpoint}")

@@ -5,6 +5,9 @@ dir (``_via_api``); a follow (``logs -f``) runs here, on the control host."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 import threading
 import time
 
@@ -13,7 +16,7 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from . import api, controller, service, views
+from . import api, daemon_info, service, views
 from . import logs as logs_mod
 from .cli_common import _fail, _load_or_fail, _via_api, main, out
 
@@ -98,7 +101,7 @@ def status(name: str, as_json: bool) -> None:
     st = _via_api(
         "GET",
         f"/api/services/{name}",
-        lambda: views.observe(_load_or_fail(name)) | {"controller_pid": controller.running_pid()},
+        lambda: views.observe(_load_or_fail(name)) | {"controller_pid": daemon_info.running_pid()},
     )
     if as_json:
         click.echo(json.dumps(st, indent=2))
@@ -179,8 +182,19 @@ def logs(
 
 
 def _follow_logs(name: str, source, lines: int) -> None:
-    """Followed here, on the control host (the state dir and the nodes are reachable)."""
+    """Followed here, on the control host (the state dir and the nodes are reachable).
+    Ctrl-C stops it at once: the follow is told to stop, and should a read stay stuck
+    (a node's log stream, an SSH host that vanished) the process ends 2 s later anyway."""
     stop = threading.Event()
+
+    def interrupted(_sig: int, _frame: object) -> None:
+        stop.set()
+        deadline = threading.Timer(2.0, lambda: (sys.stdout.flush(), os._exit(130)))
+        deadline.daemon = True
+        deadline.start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
     try:
         for text in logs_mod.follow(_load_or_fail(name), source, lines, stop):
             click.echo(text, nl=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from . import controller, db
+from . import daemon, daemon_info, db
 
 #: HTTP status → the CLI's exit code (documented in ``cli``).
 EXIT_BY_STATUS = {400: 2, 404: 2, 409: 3, 422: 2}
@@ -52,7 +52,7 @@ class Client:
         except httpx.HTTPError as exc:
             raise ApiError(
                 f"the control plane at {self.base_url} does not answer ({type(exc).__name__}); "
-                f"see {controller.logfile()}",
+                f"see {daemon_info.logfile()}",
                 1,
             ) from None
         if resp.status_code >= 400:
@@ -74,14 +74,14 @@ class Client:
 
 def running() -> Client | None:
     """A client of the control plane if one runs now (reads may fall back without it)."""
-    url = controller.api_url()
+    url = daemon_info.api_url()
     token = db.get_token("api")
     return Client(url, token) if url and token else None
 
 
 def ensure(timeout_s: float = 20.0) -> Client:
     """A client of the control plane, started first if none runs."""
-    controller.start_daemon()
+    daemon.start_daemon()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         c = running()
@@ -92,4 +92,4 @@ def ensure(timeout_s: float = 20.0) -> Client:
             except httpx.HTTPError:
                 pass
         time.sleep(0.1)
-    raise ApiError(f"the control plane does not answer; see {controller.logfile()}", 1)
+    raise ApiError(f"the control plane does not answer; see {daemon_info.logfile()}", 1)
