@@ -2,7 +2,9 @@
 
 A folder headway writes into (``/tmp/hw<uid>`` and every one under it, a store's data
 folder, the packages' folder) is refused unless it is a real folder (not a link) owned by
-the SSH user and writable by no one else; a missing one is made at its mode. Without
+the SSH user and writable by no one else; a missing one is made at its mode (the root's
+mode is set each time; a folder below keeps its own, such as a package folder's 0750 for
+its service's group). Without
 this an unprivileged user of an ingress host could create ``/tmp/hw0/vip-…`` first and
 edit the configuration root's keepalived runs.
 
@@ -29,10 +31,10 @@ _CHECK = r"""me=$(id -u)
 chk() {
   if [ -L "$1" ] || { [ -e "$1" ] && [ ! -d "$1" ]; }; then echo "$1 is not a directory (a link?)" >&2; exit 3; fi
   if [ ! -e "$1" ]; then mkdir -m "$2" "$1" || exit 3; return 0; fi
-  set -- "$1" "$2" $(stat -c '%u %a' "$1")
-  if [ "$3" != "$me" ]; then echo "$1 belongs to uid $3, not to uid $me" >&2; exit 3; fi
-  case "$4" in *[2367]?|*[2367]) echo "$1 may be written by other users (mode $4)" >&2; exit 3;; esac
-  chmod "$2" "$1"
+  set -- "$1" "$2" "${3:-}" $(stat -c '%u %a' "$1")
+  if [ "$4" != "$me" ]; then echo "$1 belongs to uid $4, not to uid $me" >&2; exit 3; fi
+  case "$5" in *[2367]?|*[2367]) echo "$1 may be written by other users (mode $5)" >&2; exit 3;; esac
+  if [ -n "$3" ]; then chmod "$2" "$1"; fi
 }
 """
 
@@ -43,7 +45,7 @@ def dirs_script(path: str, root: str, mode: int = 0o700, root_mode: int = 0o711)
     top, target = PurePosixPath(root), PurePosixPath(path)
     if target != top and top not in target.parents:
         raise ValueError(f"{path} is not under {root}")
-    lines = [_CHECK, f"chk {shlex.quote(str(top))} {root_mode:o}"]
+    lines = [_CHECK, f"chk {shlex.quote(str(top))} {root_mode:o} root"]  # the root's mode is set; others kept
     for part in target.relative_to(top).parts:
         top = top / part
         lines.append(f"chk {shlex.quote(str(top))} {mode:o}")

@@ -83,3 +83,18 @@ def share(package: Path, gid: int) -> None:
     for path, mode in ((package.parent, PACKAGE_DIR_MODE), (package, PACKAGE_FILE_MODE)):
         os.chown(path, -1, gid, follow_symlinks=False)
         os.chmod(path, mode)
+
+
+#: What the node's host must be able to do for the sandbox (``ray_node.NodeLaunch.command``).
+PROBE = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "true"]
+
+
+def probe_problem(status: int, err: str, where: str) -> str | None:
+    """Why ``where`` cannot box nodes in (``PROBE``'s result), or None."""
+    if status == 0:
+        return None
+    why = err.strip().splitlines()[-1] if err.strip() else f"exit {status}"
+    return (
+        f"{where}: cannot give a node its own PID and mount namespaces for its sandbox ({why}); "
+        "run headway as root on a host that allows namespaces (util-linux's unshare)"
+    )

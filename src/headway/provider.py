@@ -209,7 +209,12 @@ class LocalProvider:
         )
 
     def check_ready(self, progress: Callable[[str], None] = lambda _: None) -> None:
-        """This machine is the host: nothing to check beyond what setup did."""
+        """This machine is the host: as root, it must be able to box nodes in."""
+        if node_user.can_sandbox():
+            done = subprocess.run(node_user.PROBE, capture_output=True, text=True)
+            problem = node_user.probe_problem(done.returncode, done.stderr, "this machine")
+            if problem:
+                raise ProviderError(problem)
 
     # -- side effects ----------------------------------------------------------------
     def can_sandbox(self, node: NodeRecord) -> bool:

@@ -245,6 +245,9 @@ class SshProvider:
                 p = ssh.version_problem(h, self.cfg.venv)
                 if p is None and ssh.run(h, "command -v nft >/dev/null")[0] != 0:
                     p = f"host {h.address}: nft is missing (the nodes' packet filter); apt-get install nftables"
+                if p is None and h.user == "root":
+                    status, _, err = ssh.run(h, shlex.join(node_user.PROBE))
+                    p = node_user.probe_problem(status, err, f"host {h.address}")
                 if p is None and h in self.cfg.ingress_hosts():
                     p = vip.missing_tools(h, self.cfg.venv)
                 store_host = self.cfg.store is not None and h.address in self.cfg.store.hosts

@@ -55,8 +55,8 @@ def key(home: Path) -> bytes:
 
 
 def fingerprint(home: Path) -> str:
-    """Names, sizes and modification times of what a snapshot would hold: changes whenever
-    the state does, costs a few stat calls."""
+    """Names, sizes and modification times of what a snapshot would hold, and of the
+    packages (they travel beside it): changes whenever either does, for a few stat calls."""
     h = hashlib.sha256()
     for f in ("state.db", "state.db-wal"):
         with contextlib.suppress(FileNotFoundError):
@@ -66,7 +66,7 @@ def fingerprint(home: Path) -> str:
         for root, dirs, files in os.walk(home / folder):
             dirs.sort()
             for name in sorted(files):
-                if _kept(name, f"{root}/"):
+                if _kept(name, f"{root}/") or name.endswith(".zip"):
                     with contextlib.suppress(FileNotFoundError):
                         st = os.stat(os.path.join(root, name))
                         h.update(f"{root}/{name} {st.st_size} {st.st_mtime_ns}\n".encode())

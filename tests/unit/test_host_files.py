@@ -21,13 +21,14 @@ def _mode(path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-def test_missing_folders_are_made_at_their_modes_and_loose_ones_of_ours_tightened(tmp_path):
+def test_missing_folders_are_made_at_their_modes_and_the_root_kept_at_its_own(tmp_path):
     root, leaf = tmp_path / "hw0", tmp_path / "hw0" / "vip-10.0.0.4"
     assert _sh(host_files.dirs_script(str(leaf), str(root))).returncode == 0
     assert (_mode(root), _mode(leaf)) == (0o711, 0o700)
-    os.chmod(leaf, 0o755)
+    os.chmod(root, 0o755)
+    os.chmod(leaf, 0o750)  # a package folder, readable by its service's group: kept
     assert _sh(host_files.dirs_script(str(leaf), str(root))).returncode == 0
-    assert _mode(leaf) == 0o700
+    assert (_mode(root), _mode(leaf)) == (0o711, 0o750)
 
 
 @pytest.mark.parametrize("kind", ["link", "file", "writable", "theirs"])
