@@ -131,7 +131,10 @@ def covers(hide: list[str], expose: list[str]) -> list[str]:
 
 def _sandbox(box: dict) -> None:
     """Cover, bind back, and drop to the service's user (see the module's docstring)."""
-    runtime = [sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))]
+    # The venv too: under ``-S`` (as this runs) ``sys.prefix`` is the base Python's, and the
+    # venv is known only as the folder above the ``bin`` of the interpreter's own path.
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    runtime = [sys.base_prefix, sys.prefix, venv, os.path.dirname(os.path.realpath(sys.executable))]
     expose = sorted({os.path.abspath(p) for p in [*runtime, *box["expose"]] if os.path.exists(p)})
     roots = covers(box["hide"], expose)
     kept = {p: os.open(p, os.O_PATH) for p in expose if any(p.startswith(r + "/") for r in roots)}
@@ -212,6 +215,8 @@ def main(argv: list[str]) -> int:
     if starter == 0:
         try:
             os.execv(argv[0], argv)
+        except OSError as exc:  # the node's log says why, not just that it exited
+            print(f"headway: cannot run {argv[0]}: {exc.strerror}", flush=True)
         finally:
             os._exit(127)
     code = os.waitstatus_to_exitcode(os.waitpid(starter, 0)[1])

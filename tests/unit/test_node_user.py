@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,3 +63,23 @@ def test_the_probe_failure_says_what_the_host_lacks():
 @pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root")
 def test_this_machine_can_box_nodes_in():
     assert subprocess.run(node_user.PROBE, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to another user needs root")
+def test_a_node_runs_a_python_whose_venv_lies_under_a_closed_folder_and_sees_nothing_else_there(open_tmp):
+    """As when headway is installed in a folder only root may enter (a clone under a 0700
+    temp dir, pyenv under /root): the sandbox binds the venv back, and hides the rest."""
+    closed = open_tmp / "closed"
+    closed.mkdir(mode=0o700)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(closed / "venv")], check=True)
+    (closed / "secret").write_text("not for nodes")
+    python = str(closed / "venv" / "bin" / "python")
+    box = {"uid": 2_000_099, "gid": 2_000_099, "hide": [], "expose": []}
+    probe = f"import os, sys; print(os.getuid(), sys.prefix); print(os.path.exists({str(closed / 'secret')!r}))"
+    cmd = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    cmd += node_supervisor.supervised(python, [python, "-c", probe], box)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd="/")
+    assert done.returncode == 0, done
+    uid, prefix = done.stdout.splitlines()[0].split()
+    assert (int(uid), prefix) == (2_000_099, str(closed / "venv"))
+    assert done.stdout.splitlines()[1] == "False", "the closed folder's other files were visible"
