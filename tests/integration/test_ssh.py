@@ -210,7 +210,10 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
             assert tls_client.ping() and tls_client.info("replication")["connected_slaves"] == 1
             head_env = _environ(head["pid"])
             assert f"RAY_REDIS_ADDRESS=rediss://{hosts.subnet.bridge_ip}:".encode() in head_env
-            assert f"RAY_REDIS_CA_CERT={ca}".encode() in head_env
+            # The head's own copy of the CA, in its temp dir (it cannot read the control plane's).
+            copy = f"{head['temp_dir']}/store-ca-cert.pem"
+            assert f"RAY_REDIS_CA_CERT={copy}".encode() in head_env
+            assert Path(copy).read_text() == ca.read_text()
             # Another host (a worker host, not the ingress host) cannot reach a worker's Serve proxy.
             worker_ips = [n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker"]
             worker_ns = hosts.names[hosts.ips.index(worker_ips[0])]
