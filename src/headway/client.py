@@ -48,7 +48,7 @@ class Client:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            resp = self._http.request(method, path, **kwargs)
+            resp = self._send(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise ApiError(
                 f"the control plane at {self.base_url} does not answer ({type(exc).__name__}); "
@@ -58,6 +58,17 @@ class Client:
         if resp.status_code >= 400:
             raise ApiError(_detail(resp), EXIT_BY_STATUS.get(resp.status_code, 1))
         return resp.json()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; a read (GET) is sent once more on a fresh connection when the one it
+        went out on was closed under it: the server ends a keep-alive connection idle for 5 s,
+        and a client stalled that long (a loaded machine) may reuse it at that very moment."""
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+            if method != "GET":
+                raise
+            return self._http.request(method, path, **kwargs)
 
     def follow(self, op: dict[str, Any], show: Callable[[str], None], poll_s: float = 0.3) -> dict[str, Any]:
         """Print an operation's progress lines as they come; return it once done."""
