@@ -14,7 +14,6 @@ head recovers) or busy, 422 invalid YAML or spec.
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import os
 import secrets
@@ -29,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import (
+    api_gate,
     api_rollout,
     changes,
     chaos,
@@ -91,11 +91,6 @@ def ensure_metrics_token() -> str:
     """A read-only token for ``/metrics`` only: Prometheus must not hold the key that can
     terminate services."""
     return db.ensure_token("metrics", secrets.token_urlsafe(32))
-
-
-def token_matches(given: str, expected: str | None) -> bool:
-    """Constant-time, and any text (a non-ASCII header is a wrong token, not a crash)."""
-    return expected is not None and hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
 
 
 class _Request(BaseModel):
@@ -185,7 +180,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
-        if cred is None or not token_matches(cred.credentials, db.get_token("api")):
+        if cred is None or not api_gate.matches(cred.credentials, db.get_token("api")):
             raise HTTPException(
                 401,
                 "missing or wrong API token ('headway api token' prints it)",
@@ -194,7 +189,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     def may_read_metrics(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         given = cred.credentials if cred else ""
-        if not (token_matches(given, db.get_token("api")) or token_matches(given, db.get_token("metrics"))):
+        if not (api_gate.matches(given, db.get_token("api")) or api_gate.matches(given, db.get_token("metrics"))):
             raise HTTPException(
                 401,
                 "missing or wrong token ('headway api token --metrics' prints a read-only one)",

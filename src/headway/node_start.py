@@ -84,10 +84,10 @@ def start_head(
         user_env=spec.env_vars,
         auth_token=ray_token(rec),
         recovering=recovering,
+        storage_files=tls,
     )
     if box is not None:
         launch = launch.boxed(box, node.temp_dir)
-    launch = dataclasses.replace(launch, secret_files=launch.secret_files | tls)
     node.config = plan.node_config(spec.compute_config.head_node.resources, spec.env_vars)
     records.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated
     prov.start(node, launch)

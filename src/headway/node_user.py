@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Node uids start here: above the ranges distributions give people (1000+), systemd's
@@ -48,7 +48,7 @@ class Sandbox:
     uid: int
     gid: int
     hide: tuple[str, ...] = ()
-    expose: tuple[str, ...] = field(default=())
+    expose: tuple[str, ...] = ()
 
     def as_json(self) -> dict:
         return {"uid": self.uid, "gid": self.gid, "hide": list(self.hide), "expose": list(self.expose)}

@@ -60,13 +60,14 @@ def node_temp_root() -> Path:
 
     Ray puts unix sockets under its temp dir and sockets have a ~107 byte path limit,
     so this stays short (``/tmp/hw<uid>``, this user's own) unless ``HEADWAY_TMP`` says
-    otherwise. Mode 0711: the nodes' users pass through to their own temp dirs (0700
-    each) but cannot list it; everything else in it is 0700 and this user's.
+    otherwise. Mode 0711: the nodes' users pass through to their own temp dirs (each
+    0770 for its service's group, ``node_dir``) but cannot list it; everything else in it
+    is 0700 and this user's.
     """
     return private_dir(Path(os.environ.get("HEADWAY_TMP", f"/tmp/hw{os.geteuid()}")), 0o711)
 
 
-def node_dir(d: Path, gid: int | None = None, mode: int = 0o770) -> Path:
+def node_dir(d: Path, gid: int | None, mode: int) -> Path:
     """A node's temp dir, 0700; when the node is boxed in, ``mode`` for its service's group
     ``gid`` (``node_user.TEMP_DIR_MODE``). Made new, or refused when something else
     stands at its path."""

@@ -96,12 +96,9 @@ class NodeLaunch:
     def __repr__(self) -> str:  # a launch may end up in a log: never with the password
         return f"NodeLaunch(argv={redact(self.argv)!r})"
 
-    def boxed(self, sandbox: Sandbox, temp_dir: str, files: Mapping[str, str] = {}) -> NodeLaunch:
-        """This launch run as the service's user, with a home and temp dir of its own and
-        ``files`` (the head's copies of the store's TLS files) among its private files."""
-        return dataclasses.replace(
-            self, sandbox=sandbox, env=self.env | sandbox.env(temp_dir), secret_files=self.secret_files | dict(files)
-        )
+    def boxed(self, sandbox: Sandbox, temp_dir: str) -> NodeLaunch:
+        """This launch run as the service's user, with a home and temp dir of its own."""
+        return dataclasses.replace(self, sandbox=sandbox, env=self.env | sandbox.env(temp_dir))
 
     def command(self, python: str) -> list[str]:
         """What a provider runs: this ``ray start`` by the host's ``python`` (the one that
@@ -175,11 +172,13 @@ def head_launch(
     auth_token: str | None = None,
     object_store_bytes: int = OBJECT_STORE_BYTES,
     recovering: bool = False,
+    storage_files: Mapping[str, str] = {},
 ) -> NodeLaunch:
     """The head: GCS (in the external store when ``storage`` is given), dashboard, 0 CPUs.
 
     The dashboard (and with it Ray's job API) listens on the node's own address only;
-    with ``auth_token`` it also wants that token from every caller."""
+    with ``auth_token`` it also wants that token from every caller. ``storage_files``: the
+    head's own copies of the store's TLS files (path → content), written with its token."""
     argv = [
         binaries.ray(),
         "start",
@@ -216,6 +215,7 @@ def head_launch(
         ):
             if value:
                 env[var] = value
+    files = files | dict(storage_files)
     return NodeLaunch(argv=argv, env=env, secret_files=files, nice=RECOVERY_NICE if recovering else 0)
 
 

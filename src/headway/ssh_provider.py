@@ -139,7 +139,8 @@ class SshProvider:
         host_files.put_file(host, local_file, local_file, str(paths.home()))
         if gid is not None and self.can_sandbox(node):
             f, d = shlex.quote(local_file), shlex.quote(str(Path(local_file).parent))
-            ssh.run(host, f"chgrp {int(gid)} {f} {d} && chmod 640 {f} && chmod 750 {d}")
+            mode_f, mode_d = f"{node_user.PACKAGE_FILE_MODE:o}", f"{node_user.PACKAGE_DIR_MODE:o}"
+            ssh.run(host, f"chgrp {int(gid)} {f} {d} && chmod {mode_f} {f} && chmod {mode_d} {d}")
 
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
         host = self._host(node)

@@ -62,13 +62,21 @@ def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress 
     return None
 
 
-def _post(webhook: str | None, event: dict[str, Any]) -> None:
+def _record(state: dict[str, Any], key: str, event: dict[str, Any], webhook: str | None) -> dict[str, Any]:
+    """Keep an alert's new state and its event, say it in the log, POST it; the event."""
+    state["alerts"][key] = {
+        "active": event["kind"].endswith("raised"),
+        "since": event["at"],
+        "percent": event["percent"],
+    }
+    state["events"].append(event)
     (log.warning if event["kind"].endswith("raised") else log.info)("%s", event["message"])
     if webhook:
         try:
             httpx.post(webhook, json=event, timeout=3)
         except httpx.HTTPError as exc:
             log.warning("alert webhook failed: %s", type(exc).__name__)
+    return event
 
 
 def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str | None) -> list[dict[str, Any]]:
@@ -114,10 +122,7 @@ def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str 
                 else "back below"
             ),
         }
-        state["alerts"][key] = {"active": change == "raise", "since": event["at"], "percent": event["percent"]}
-        state["events"].append(event)
-        new.append(event)
-        _post(webhook, event)
+        new.append(_record(state, key, event, webhook))
     return new
 
 
@@ -167,14 +172,7 @@ def check_all() -> list[dict[str, Any]]:
                 + ("add memory, or remove leftover namespaces" if change == "raise" else "back below")
             ),
         }
-        state["alerts"][key] = {
-            "active": change == "raise",
-            "since": event["at"],
-            "percent": event["percent"],
-        }
-        state["events"].append(event)
-        new.append(event)
-        _post(webhook, event)
+        new.append(_record(state, key, event, webhook))
     new += share_alerts(recs, state, webhook)
     if new:
         _save_state(state)
