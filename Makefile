@@ -31,6 +31,7 @@ demo: system $(STAMP)
 test: system-test $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -v -rP --durations=15 tests
 
 unit: $(TSTAMP)
@@ -42,6 +43,7 @@ integration: system-test $(TSTAMP)
 lint: $(TSTAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/lint-imports --no-logo
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -36,8 +36,10 @@ import aiohttp
 import httpx
 
 from bench import report
-from headway import cloud, db, procs, records, storage
-from headway.provider import free_ports
+from headway.cluster.local_provider import free_ports
+from headway.state import db, records
+from headway.store import cloud, storage
+from headway.system import procs
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")

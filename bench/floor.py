@@ -27,9 +27,11 @@ from pathlib import Path
 
 import httpx
 
-from headway import binaries, gcs_client, procs, ray_node, ray_node_env, serve
-from headway.provider import free_ports
-from headway.spec_load import load_spec
+from headway.cluster import gcs_client, ray_node, serve
+from headway.cluster.local_provider import free_ports
+from headway.model import ray_node_env
+from headway.model.spec_load import load_spec
+from headway.system import binaries, procs
 
 ROOT = Path(__file__).resolve().parents[1]
 IP = "127.0.0.1"

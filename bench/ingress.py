@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import report
-from headway import records
+from headway.state import records
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")

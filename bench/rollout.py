@@ -20,7 +20,7 @@ import aiohttp
 
 from bench import report
 from bench.failover import Bench, LoadGen, Sample, _pct
-from headway import cloud, storage
+from headway.store import cloud, storage
 
 
 @dataclass

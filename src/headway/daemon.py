@@ -17,9 +17,12 @@ import subprocess
 import sys
 import time
 
-from . import api, api_server, leader, paths, procs
-from .controller import Controller
-from .daemon_info import _lockfile, _pidfile, logfile, running_pid
+from headway.api import api_server
+from headway.api import app as api
+from headway.control import leader
+from headway.control.controller import Controller
+from headway.state.daemon_info import _lockfile, _pidfile, logfile, running_pid
+from headway.system import paths, procs
 
 log = logging.getLogger("headway.controller")
 
@@ -31,7 +34,7 @@ def start_daemon(timeout_s: float = 10.0) -> int:
         return pid
     with open(logfile(), "ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "headway.cli", "controller", "run"],
+            [sys.executable, "-m", "headway.cli.main", "controller", "run"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -27,8 +27,8 @@ import pytest
 import redis
 import yaml
 
-from headway import binaries, netns, procs
-from headway.provider import free_ports
+from headway.cluster.local_provider import free_ports
+from headway.system import binaries, netns, procs
 
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = ROOT / "examples" / "hello"

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from headway import netns, procs
+from headway.system import netns, procs
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SUBNET = "10.213.246.0/24"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import HEADWAY, Load, read_record
 
-from headway import netns, procs
+from headway.system import netns, procs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 

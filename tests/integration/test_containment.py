@@ -21,7 +21,7 @@ import pytest
 import yaml
 from ssh_hosts import SSHD, Hosts
 
-from headway import procs
+from headway.system import procs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="boxing nodes in needs root")
 

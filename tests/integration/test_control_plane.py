@@ -17,9 +17,9 @@ import httpx
 import pytest
 from conftest import HELLO, Load
 
-from headway import procs
-from headway.package import package_working_dir
-from headway.uploads import encode_package
+from headway.cluster.package import package_working_dir
+from headway.state.uploads import encode_package
+from headway.system import procs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from headway import cloud, leader, state_snapshot, storage
+from headway.control import leader
+from headway.state import state_snapshot
+from headway.store import cloud, storage
 
 
 def test_the_lease_fences_an_old_leader_that_wakes_up(store_server, monkeypatch, tmp_path):

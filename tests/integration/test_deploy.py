@@ -14,7 +14,8 @@ import httpx
 import pytest
 from conftest import HELLO, read_record
 
-from headway import netns, procs, storage
+from headway.store import storage
+from headway.system import netns, procs
 
 pytestmark = pytest.mark.integration
 

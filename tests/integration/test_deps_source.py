@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from headway import deps
+from headway.cluster import deps
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="building as another user needs root")
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import HEADWAY, probe_from
 
-from headway import netns
+from headway.system import netns
 
 pytestmark = [
     pytest.mark.integration,

@@ -16,7 +16,7 @@ import httpx
 import redis
 from conftest import Load, read_record
 
-from headway import procs
+from headway.system import procs
 
 APP_DIR = Path(__file__).resolve().parent / "apps" / "versioned"
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from conftest import Load, probe_from
 
-from headway import netns, procs
+from headway.system import netns, procs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 

@@ -23,8 +23,8 @@ import yaml
 from conftest import Load, probe_from, read_record
 from ssh_hosts import SSHD, Hosts
 
-from headway import netns, procs
-from headway.ssh import local_versions
+from headway.hosts.ssh import local_versions
+from headway.system import netns, procs
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),

@@ -20,7 +20,8 @@ import yaml
 from conftest import HEADWAY, Load
 from ssh_hosts import SSHD, Hosts
 
-from headway import netns, store_tls
+from headway.store import store_tls
+from headway.system import netns
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),

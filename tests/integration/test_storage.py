@@ -21,8 +21,8 @@ import pytest
 import redis
 from conftest import Load, _free_port, read_record
 
-from headway import binaries
-from headway.provider import free_ports
+from headway.cluster.local_provider import free_ports
+from headway.system import binaries
 
 pytestmark = pytest.mark.integration
 

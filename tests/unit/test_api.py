@@ -5,8 +5,9 @@ API is exercised in tests/integration/test_control_plane.py.)"""
 import pytest
 from fastapi.testclient import TestClient
 
-from headway import api, records
-from headway.records import NodeRecord, ServiceRecord
+from headway.api import app as api
+from headway.state import records
+from headway.state.records import NodeRecord, ServiceRecord
 
 ROUTES = [
     ("GET", "/api/services"),

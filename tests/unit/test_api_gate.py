@@ -12,7 +12,9 @@ import httpx
 import psutil
 import pytest
 
-from headway import api, api_gate, api_server, operations
+from headway.api import api_gate, api_server
+from headway.api import app as api
+from headway.control import operations
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from headway import autoscale, plan
-from headway.autoscale import GroupView, NodeUse
-from headway.spec import WorkerGroup
-from headway.states import State
+from headway.model.spec import WorkerGroup
+from headway.model.states import State
+from headway.plan import autoscale
+from headway.plan import reconcile as plan
+from headway.plan.autoscale import GroupView, NodeUse
 
 CPU1 = {"CPU": 1.0}
 

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from headway.cli import main
+from headway.cli.main import main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 WORD = re.compile(r"^[a-z][a-z-]*$")

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from headway.client import ApiError, Client
+from headway.cli.client import ApiError, Client
 
 
 def _server(replies: list[bytes | None]) -> tuple[int, list[bytes]]:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from headway import serve
-from headway.spec import SpecError
-from headway.spec_load import load_spec_text, notes, parse_spec
+from headway.cluster import serve
+from headway.model.spec import SpecError
+from headway.model.spec_load import load_spec_text, notes, parse_spec
 
 BUILT = (Path(__file__).parent / "data" / "serve_build.yaml").read_text()  # `serve build hello:app`, Ray 2.60
 

@@ -10,11 +10,16 @@ import time
 
 import pytest
 
-from headway import errors, gcs_client, ingress, node_start, plan, records, serve, service, steps
-from headway.provider import LocalProvider
-from headway.records import NodeRecord, ServiceRecord
-from headway.spec import ServiceSpec
-from headway.states import State
+from headway.cluster import gcs_client, serve
+from headway.cluster.local_provider import LocalProvider
+from headway.control import node_start, service, steps
+from headway.ingress import endpoint as ingress
+from headway.model import errors
+from headway.model.spec import ServiceSpec
+from headway.model.states import State
+from headway.plan import reconcile as plan
+from headway.state import records
+from headway.state.records import NodeRecord, ServiceRecord
 
 
 class FakeRay:

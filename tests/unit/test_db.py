@@ -4,8 +4,10 @@ import os
 import stat
 import threading
 
-from headway import db, ingress, records, states
-from headway.records import NodeRecord, ServiceRecord
+from headway.ingress import endpoint as ingress
+from headway.model import states
+from headway.state import db, records
+from headway.state.records import NodeRecord, ServiceRecord
 
 SPEC = {"name": "s", "applications": [{"import_path": "m:a"}]}
 

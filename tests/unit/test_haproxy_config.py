@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from headway import binaries
-from headway import haproxy_config as hc
+from headway.plan import haproxy_config as hc
+from headway.system import binaries
 
 
 def conf(**kw) -> hc.IngressSettings:

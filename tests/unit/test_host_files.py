@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from headway import host_files
+from headway.hosts import host_files
 
 
 def _sh(script: str, stdin: bytes = b"") -> subprocess.CompletedProcess:

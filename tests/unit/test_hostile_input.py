@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from headway import spec as spec_mod
-from headway import store_usage
-from headway.spec import SpecError
-from headway.spec_load import load_spec_text, parse_spec
-from headway.storage import glob_escape, key_pattern
+from headway.control import store_usage
+from headway.model import spec as spec_mod
+from headway.model.spec import SpecError
+from headway.model.spec_load import load_spec_text, parse_spec
+from headway.store.storage import glob_escape, key_pattern
 
 BASE = {"name": "svc", "applications": [{"name": "app", "import_path": "m:app"}]}
 
@@ -160,7 +160,7 @@ def test_nice_values_still_pass():
         "t.yaml",
     )
     assert ok.env_vars == {"APP_MODE": "prod", "_X1": "1"}
-    from headway.storage import parse_address
+    from headway.store.storage import parse_address
 
     addr = parse_address(ok.ray_gcs_external_storage_config.address)
     assert (addr.host, addr.port, addr.password) == ("store.example", 6380, "p#w@rd")
@@ -230,7 +230,7 @@ def test_cleanup_accepts_an_exact_leftover():
 def api_client(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
-    from headway import api
+    from headway.api import app as api
 
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.setenv("HEADWAY_AUTO_CLOUD", "0")
@@ -240,8 +240,8 @@ def api_client(tmp_path, monkeypatch):
 
 
 def _scalable(tmp_path) -> None:
-    from headway import records
-    from headway.records import ServiceRecord
+    from headway.state import records
+    from headway.state.records import ServiceRecord
 
     records.save(
         ServiceRecord(
@@ -353,7 +353,7 @@ def test_uploaded_package_cannot_escape_its_folder(api_client, entries, message)
 
 
 def test_metrics_token_opens_metrics_only(api_client):
-    from headway import api
+    from headway.api import app as api
 
     metrics = api.ensure_metrics_token()
     ro = {"Authorization": f"Bearer {metrics}"}
@@ -376,7 +376,7 @@ def test_metrics_token_opens_metrics_only(api_client):
     ],
 )
 def test_api_beyond_loopback_needs_tls(host, tls, refused):
-    from headway import api
+    from headway.api import app as api
 
     why = api.bind_refusal(host, tls)
     assert (why is not None) == refused
@@ -388,7 +388,7 @@ def test_temp_and_state_dirs_are_private_and_owned(tmp_path, monkeypatch):
     import os
     import stat as st
 
-    from headway import paths
+    from headway.system import paths
 
     monkeypatch.setenv("HEADWAY_TMP", str(tmp_path / "t"))
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "h"))
@@ -417,7 +417,7 @@ def test_temp_and_state_dirs_are_private_and_owned(tmp_path, monkeypatch):
 def test_default_temp_root_is_per_user(monkeypatch):
     import os
 
-    from headway import paths
+    from headway.system import paths
 
     monkeypatch.delenv("HEADWAY_TMP", raising=False)
     assert str(paths.node_temp_root()) == f"/tmp/hw{os.geteuid()}"
@@ -427,7 +427,7 @@ def test_default_temp_root_is_per_user(monkeypatch):
 def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
     import subprocess
 
-    from headway.host_procs import env_file, start_command
+    from headway.hosts.host_procs import env_file, start_command
 
     canary = tmp_path / "pwned"
     env = {"A": f"1 $(touch {canary}) ; touch {canary}", "B": "x'y\"z`id`", "C": "a\nb"}
@@ -451,7 +451,7 @@ def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
 
 
 def test_packet_filter_rules_admit_only_the_control_host():
-    from headway import firewall
+    from headway.cluster import firewall
 
     rules = firewall.render("ab12cd34", [8000, 8265, 10001], "10.213.0.1")
     assert "ip saddr { 10.213.0.1 } tcp dport { 8000, 8265, 10001 } accept" in rules
@@ -476,7 +476,7 @@ def test_managed_store_tls_certificate_names_every_address(tmp_path):
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from headway import store_conf, store_tls
+    from headway.store import store_conf, store_tls
 
     files = store_tls.ensure(tmp_path / "tls", ["127.0.0.1", "10.0.0.1"])
     ca = x509.load_pem_x509_certificate(Path(files.ca).read_bytes())

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from headway import leader, state_snapshot
+from headway.control import leader
+from headway.state import state_snapshot
 
 
 def test_a_leader_acts_only_while_its_lease_holds():
@@ -87,7 +88,7 @@ def test_the_fingerprint_moves_with_the_state_and_only_then(tmp_path):
 
 
 def test_a_standby_api_sends_callers_to_the_leader_and_never_fails():
-    from headway import standby_api
+    from headway.control import standby_api
 
     moved = standby_api.reply("GET /api/services/x?y=1 HTTP/1.1", "https://10.0.0.3:8765").decode()
     assert moved.startswith("HTTP/1.1 307 Temporary Redirect\r\n")
@@ -100,7 +101,7 @@ def test_a_standby_api_sends_callers_to_the_leader_and_never_fails():
 
 
 def test_a_standby_redirects_only_to_a_well_formed_controller_url():
-    from headway.standby_api import leader_target
+    from headway.control.standby_api import leader_target
 
     ctl = {"10.1.0.3", "ctl.example"}
     assert leader_target("https://10.1.0.3:8765", ctl) == "https://10.1.0.3:8765"

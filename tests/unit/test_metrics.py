@@ -1,6 +1,7 @@
 """Prometheus exposition rendered from observed status: names, labels, values."""
 
-from headway import metrics, states
+from headway.model import states
+from headway.plan import metrics
 
 
 def _status(state="RUNNING", head_alive=True, with_ingress=True):
@@ -101,7 +102,7 @@ def test_rollout_percent_only_while_one_runs():
 
 
 def test_counters_are_exact_integers_at_any_size():
-    from headway.metrics import _family
+    from headway.plan.metrics import _family
 
     lines = _family(
         "c",
@@ -114,7 +115,7 @@ def test_counters_are_exact_integers_at_any_size():
 
 
 def test_the_state_snapshot_size_is_a_metric():
-    from headway import metrics
+    from headway.plan import metrics
 
     text = metrics.render([], {"bytes": 12_345_678, "package_bytes": 50_000_000})
     assert 'headway_state_snapshot_bytes{part="snapshot"} 12345678' in text

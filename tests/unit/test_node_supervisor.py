@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from headway import node_supervisor, procs
-from headway.service import ray_failure_line
+from headway.control.service import ray_failure_line
+from headway.system import node_supervisor, procs
 
 #: A stand-in node process: says it runs (a file beside it), then sleeps.
 STANDIN = "import pathlib, sys, time; pathlib.Path(sys.argv[0] + '.up').touch(); time.sleep(120)"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from headway import node_supervisor, node_user
+from headway.system import node_supervisor, node_user
 
 
 def test_a_service_keeps_its_uid_and_a_new_one_takes_the_lowest_free():

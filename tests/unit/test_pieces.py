@@ -9,9 +9,10 @@ import zipfile
 
 import pytest
 
-from headway import netns, procs, serve
-from headway.package import package_working_dir
-from headway.spec_load import parse_spec
+from headway.cluster import serve
+from headway.cluster.package import package_working_dir
+from headway.model.spec_load import parse_spec
+from headway.system import netns, procs
 
 ROUTES = """default via 192.0.2.1 dev eth0
 192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2
@@ -106,7 +107,7 @@ def test_marker_finds_exactly_our_processes():
 def test_wait_running_partial_needs_a_replica_of_every_deployment(monkeypatch):
     """A rollout's new cluster may start smaller than its version: DEPLOYING is enough once
     every deployment runs a replica — not while Serve has listed none yet."""
-    from headway import serve
+    from headway.cluster import serve
 
     def app(status: str, running: int, listed: bool = True) -> dict:
         deps = {"D": {"replicas": [{"state": "RUNNING", "node_id": "n1"}] * running, "target_num_replicas": 2}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from headway.plan import ALLOWED, Desired, NodeView, Observed, Step, StepKind, allowed, plan
-from headway.states import State
+from headway.model.states import State
+from headway.plan.reconcile import ALLOWED, Desired, NodeView, Observed, Step, StepKind, allowed, plan
 
 K = StepKind
 A, B = "cfgA", "cfgB"  # two worker settings digests

@@ -1,7 +1,7 @@
 """The ray start command lines carry the facts GCS FT depends on."""
 
-from headway import ray_node
-from headway.ray_node import GcsStorage, NodePorts
+from headway.cluster import ray_node
+from headway.cluster.ray_node import GcsStorage, NodePorts
 
 STORE = GcsStorage(ray_address="10.1.0.1:6379", namespace="hw-x-1", password="pw", username="u")
 

@@ -1,8 +1,9 @@
 """Pure rules of the repairs and checks: re-adoption, replica restoration, placement."""
 
-from headway import placement, repair
-from headway.records import NodeRecord
-from headway.spec_load import parse_spec
+from headway.control import repair
+from headway.model.spec_load import parse_spec
+from headway.plan import placement
+from headway.state.records import NodeRecord
 
 
 def worker(name: str, node_id: str | None) -> NodeRecord:

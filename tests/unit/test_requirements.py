@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from headway import deps, requirements, serve
-from headway.spec import SpecError
-from headway.spec_load import load_spec_text, parse_spec
+from headway.cluster import deps, serve
+from headway.model import requirements
+from headway.model.spec import SpecError
+from headway.model.spec_load import load_spec_text, parse_spec
 
 
 @pytest.mark.parametrize(

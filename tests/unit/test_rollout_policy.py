@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from headway import haproxy_config as hc
-from headway import rollout_policy as rp
-from headway.spec import SpecError
-from headway.spec_load import parse_spec
+from headway.model.spec import SpecError
+from headway.model.spec_load import parse_spec
+from headway.plan import haproxy_config as hc
+from headway.plan import rollout_policy as rp
 
 
 def _spec(**extra):

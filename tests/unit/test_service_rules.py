@@ -4,8 +4,11 @@ import time
 
 import pytest
 
-from headway import changes, db, ray_node, service, states, steps
-from headway.records import NodeRecord, ServiceRecord
+from headway.cluster import ray_node
+from headway.control import changes, service, steps
+from headway.model import states
+from headway.state import db
+from headway.state.records import NodeRecord, ServiceRecord
 
 SPEC = {
     "name": "s",

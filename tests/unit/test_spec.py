@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from headway.spec import SpecError
-from headway.spec_load import load_spec, parse_spec
+from headway.model.spec import SpecError
+from headway.model.spec_load import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import json
 
 import yaml
 
-from headway.spec_load import parse_spec
-from headway.spec_show import shown
+from headway.model.spec_load import parse_spec
+from headway.model.spec_show import shown
 
 
 def test_secrets_are_masked_and_the_rest_is_what_the_user_wrote():

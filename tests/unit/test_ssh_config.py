@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from headway import ssh
+from headway.hosts import ssh
 
 
 def _write(tmp_path, text: str) -> str:
@@ -101,7 +101,7 @@ def test_bad_ingress_block_says_what(tmp_path, ingress, message):
 
 
 def test_keepalived_config_of_each_ingress_host(tmp_path):
-    from headway import vip
+    from headway.hosts import vip
 
     cfg = ssh.load_cloud_config(_write(tmp_path, INGRESS))
     assert cfg.ingress is not None
@@ -167,7 +167,7 @@ ssh:
 
 
 def _node(name: str, ip: str, ports: dict, fenced: bool = False):
-    from headway.records import NodeRecord
+    from headway.state.records import NodeRecord
 
     return NodeRecord(
         name=name, role="worker", ip=ip, ports=ports, temp_dir="/t", log="/l", marker=f"c/{name}/1", fenced=fenced
@@ -178,8 +178,8 @@ def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, 
     """Placement over SSH hosts without SSH: a service's workers go to hosts it is not on
     first, the least loaded first; a second node on a host gets ports no node there holds;
     a full host (max_nodes) takes none; a dead node counts until it is fenced."""
-    from headway import ssh_provider
-    from headway.records import ServiceRecord
+    from headway.cluster import ssh_provider
+    from headway.state.records import ServiceRecord
 
     monkeypatch.setattr(ssh, "configure_host_keys", lambda cfg: None)
     monkeypatch.setattr(ssh, "reachable", lambda h: True)

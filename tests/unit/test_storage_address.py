@@ -2,7 +2,7 @@
 
 import pytest
 
-from headway import storage
+from headway.store import storage
 
 
 @pytest.mark.parametrize(

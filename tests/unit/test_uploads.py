@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from headway import uploads
+from headway.state import uploads
 
 
 def _zip(entries: dict[str, int]) -> bytes:

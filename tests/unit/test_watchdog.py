@@ -2,8 +2,8 @@
 
 import pytest
 
-from headway import watchdog
-from headway.watchdog import Action, HeadProbe, HeadWatch, ServiceView, Verdict, decide, judge_head
+from headway.plan import watchdog
+from headway.plan.watchdog import Action, HeadProbe, HeadWatch, ServiceView, Verdict, decide, judge_head
 
 
 def probe(alive: bool = True, healthy: bool = True, at: float = 0.0) -> HeadProbe:

@@ -1,0 +1,316 @@
+"""The ``headway`` commands that look after the platform rather than one service: the
+cloud and its store, the control plane, its API and dashboard, and chaos for demos."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from headway import daemon
+from headway.api import app as api
+from headway.cli import client
+from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
+from headway.cluster.ssh_provider import SshProvider
+from headway.control import chaos, service, store_usage, store_watch, teardown
+from headway.hosts import ssh
+from headway.plan import store_fitness, watchdog
+from headway.state import daemon_info, records
+from headway.store import cloud, storage
+
+
+@main.group("cloud")
+def cloud_group() -> None:
+    """The local cloud: networking mode and the managed GCS store."""
+
+
+@cloud_group.command("setup")
+@click.option(
+    "--mode",
+    type=click.Choice(cloud.MODES),
+    default=None,
+    help="netns (root; a namespace per node), loopback, or ssh (with --config); default: netns as root",
+)
+@click.option("--maxmemory", default="1gb", show_default=True, help="the store's maxmemory")
+@click.option("--alert-percent", type=click.FloatRange(1, 100), default=None, help="memory alert threshold (80)")
+@click.option(
+    "--service-alert-percent",
+    type=click.FloatRange(0.001, 100),
+    default=None,
+    help="one service's share of the managed store's maxmemory that raises an alert naming it (25)",
+)
+@click.option("--alert-webhook", default=None, help="URL that store alerts are POSTed to ('' removes it)")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode",
+)
+def cloud_setup(
+    mode: str | None,
+    maxmemory: str,
+    alert_percent: float | None,
+    service_alert_percent: float | None,
+    alert_webhook: str | None,
+    config_path: str | None,
+) -> None:
+    """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
+    try:
+        cfg = ssh.load_cloud_config(config_path) if config_path else None
+        rec = cloud.setup(mode, maxmemory, ssh_config=cfg, check_hosts=lambda c: SshProvider(c).check_ready())
+        if alert_percent is not None or alert_webhook is not None or service_alert_percent is not None:
+            rec = cloud.set_alerts(alert_percent, alert_webhook, service_alert_percent)
+    except ssh.SshError as exc:
+        _fail(str(exc), 2)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    hosts = f", {len(rec.ssh.hosts)} hosts over SSH" if rec.ssh else ""
+    out.print(f"cloud {rec.id} ready ({rec.mode} mode{hosts}); GCS store {cloud.store_address(rec).masked()}")
+
+
+@cloud_group.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def cloud_status(as_json: bool) -> None:
+    """Show the managed store."""
+    rec = cloud.load()
+    if rec is None:
+        _fail("no cloud is set up; run 'headway cloud setup'", 2)
+    st = cloud.status(rec) | store_usage.cloud_usage(rec)
+    st["alert"] = store_watch.alert_of("cloud")
+    st["alert_percent"] = rec.alert_percent
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    out.print(f"cloud {st['id']} ({st['mode']} mode)  store {st['address']}")
+    if st.get("endpoint_address"):
+        ea = st["endpoint_address"]
+        held = ea["held_by"] or "[red]none[/]"
+        out.print(f"endpoints at {ea['address']} on {', '.join(ea['hosts'])}: held by {held}")
+    t = Table("role", "address", "running", "memory", "replicas")
+    for s in st["store"]:
+        mem = f"{s.get('used_memory', 0) / 2**20:.1f} MiB / {s.get('maxmemory', 0) / 2**20:.0f} MiB"
+        role = {"master": "primary", "slave": "replica"}.get(s.get("replication_role", ""), s["role"])
+        t.add_row(
+            role,
+            f"{s['host']}:{s['port']}" if s.get("host") else str(s["port"]),
+            "yes" if s["running"] else "[red]no[/]",
+            mem,
+            str(s.get("connected_replicas", "")),
+        )
+    out.print(t)
+    sentinels = [
+        f"{x['host'] or 'here'}:{x['port']} {'up' if x['running'] else '[red]down[/]'}" for x in st["sentinels"]
+    ]
+    out.print(f"Sentinel: {', '.join(sentinels)}")
+    if st.get("percent") is not None:
+        out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {rec.alert_percent:.0f}%)")
+    if st["alert"] and st["alert"]["active"]:
+        out.print(f"[bold red]ALERT[/]: store at {st['alert']['percent']}% of maxmemory")
+    n = Table("namespace", "service", "bytes")
+    for ns, info in st["namespaces"].items():
+        n.add_row(ns, info["service"] or "[yellow]none (leftover)[/]", str(info["bytes"]))
+    out.print(n)
+    if st["leftovers"]:
+        out.print(f"leftover namespaces: {', '.join(st['leftovers'])} — remove with 'headway storage cleanup NS'")
+
+
+@cloud_group.command("teardown")
+@click.option("--force", is_flag=True, help="terminate every service first")
+def cloud_teardown(force: bool) -> None:
+    """Stop the managed store and remove the cloud (its data too)."""
+    left = [r for r in records.all_records() if r.parent is None]  # a rollout's cluster goes with its service
+    if left and not force:
+        _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
+    for r in left:
+        teardown.terminate(r.name, _progress())
+    for r in records.all_records():  # a rollout cluster its service no longer names (a crash mid-rollout)
+        teardown.terminate(r.name, _progress())
+    pid = daemon.stop()
+    if pid:
+        out.print(f"controller {pid} stopped")
+    cloud.teardown()
+    out.print("cloud removed")
+
+
+@main.group("storage")
+def storage_group() -> None:
+    """Check a GCS store, clean up leftover namespaces."""
+
+
+@storage_group.command("check")
+@click.argument("address")
+@click.option("--username", default=None)
+@click.option("--password-env", default=None, help="environment variable holding the password")
+@click.option("--password-file", default=None, help="file holding the password")
+@click.option("--ca-cert", default=None, help="CA bundle for rediss:// (default: the system bundle)")
+@click.option("--client-cert", default=None)
+@click.option("--client-key", default=None)
+@click.option("--require-replica", is_flag=True, help="a missing replica is an error, not a warning")
+@click.option("--namespace", default=storage.PROBE_NAMESPACE, show_default=True, help="where to probe permissions")
+def storage_check(
+    address: str,
+    username: str | None,
+    password_env: str | None,
+    password_file: str | None,
+    ca_cert: str | None,
+    client_cert: str | None,
+    client_key: str | None,
+    require_replica: bool,
+    namespace: str,
+) -> None:
+    """Is a store fit for the GCS? The same checks every deploy runs. Exit 2 when not."""
+    try:
+        addr = storage.parse_address(address)
+        password = storage.resolve_password(password_env, password_file, environ=os.environ)
+        addr = addr.with_credentials(username, password)
+        if addr.tls:
+            addr = dataclasses.replace(
+                addr, ca_cert=ca_cert or storage.DEFAULT_CA_BUNDLE, client_cert=client_cert, client_key=client_key
+            )
+        findings = store_fitness.judge(storage.inspect(addr, namespace), require_replica)
+    except storage.StoreError as exc:
+        _fail(str(exc), 2)
+    colors = {"error": "red", "warning": "yellow", "info": "green"}
+    out.print(f"store {addr.masked()}")
+    for f in findings:
+        out.print(
+            f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False, soft_wrap=True
+        )
+    if store_fitness.errors(findings):
+        _fail("the store is not fit for the GCS (see the errors above)", 2)
+    out.print("[green]fit for the GCS[/]")
+
+
+@storage_group.command("cleanup")
+@click.argument("namespace")
+def storage_cleanup(namespace: str) -> None:
+    """Delete a leftover namespace (no live service uses it) from the managed store."""
+    try:
+        removed = store_usage.cleanup_leftover(namespace)
+    except RuntimeError as exc:
+        _fail(str(exc), 2)
+    out.print(f"deleted {removed} key(s) of namespace {namespace}")
+
+
+@main.group("controller")
+def controller_group() -> None:
+    """The control plane that watches every service and replaces dead heads and workers."""
+
+
+@controller_group.command("run")
+@click.option(
+    "--failure-threshold",
+    type=click.IntRange(1, 100),
+    default=lambda: int(os.environ.get("HEADWAY_HEAD_FAILURE_THRESHOLD", watchdog.FAILURE_THRESHOLD)),
+    show_default=f"{watchdog.FAILURE_THRESHOLD} or $HEADWAY_HEAD_FAILURE_THRESHOLD",
+    help="failed GCS health checks in a row before a live head is declared dead",
+)
+@click.option(
+    "--period",
+    type=click.FloatRange(0.1, 10),
+    default=lambda: float(os.environ.get("HEADWAY_PROBE_PERIOD_S", watchdog.PROBE_PERIOD_S)),
+    show_default=f"{watchdog.PROBE_PERIOD_S} or $HEADWAY_PROBE_PERIOD_S",
+    help="seconds between two probes of a head",
+)
+def controller_run(failure_threshold: int, period: float) -> None:
+    """Run the controller in the foreground (deploy starts one in the background)."""
+    try:
+        daemon.run_forever(failure_threshold, period)
+    except RuntimeError as exc:
+        _fail(str(exc))
+
+
+@controller_group.command("start")
+def controller_start() -> None:
+    """Start the controller in the background unless one runs."""
+    try:
+        pid = daemon.start_daemon()
+    except RuntimeError as exc:
+        _fail(str(exc))
+    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
+
+
+@controller_group.command("stop")
+def controller_stop() -> None:
+    """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
+    pid = daemon.stop()
+    out.print(f"controller {pid} stopped" if pid else "no controller runs")
+
+
+@controller_group.command("status")
+def controller_status() -> None:
+    pid = daemon_info.running_pid()
+    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
+    if not pid:
+        sys.exit(1)
+
+
+@main.group("chaos")
+def chaos_group() -> None:
+    """Break things on purpose, for demos: SIGKILL every process of a node's host."""
+
+
+@chaos_group.command("kill-head")
+@click.argument("name")
+def chaos_kill_head(name: str) -> None:
+    """SIGKILL every process of the head host (a head crash)."""
+    r = _chaos(name, "kill-head", None)
+    out.print(f"killed {r['killed']} process(es) of the head of {name} at {r['ip']}")
+
+
+@chaos_group.command("kill-worker")
+@click.argument("name")
+@click.option("--node", default=None, help="the worker to kill (default: the first)")
+def chaos_kill_worker(name: str, node: str | None) -> None:
+    """SIGKILL every process of a worker host (a worker crash)."""
+    r = _chaos(name, "kill-worker", node)
+    out.print(f"killed {r['killed']} process(es) of worker {r['node']} of {name} at {r['ip']}")
+
+
+def _chaos(name: str, action: str, node: str | None) -> dict:
+    """Through the control plane when it runs (it records who did it), else directly."""
+
+    def local() -> dict:
+        try:
+            return chaos.crash(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
+        except service.DeployError as exc:
+            _fail(str(exc), 2)
+
+    return _via_api("POST", f"/api/services/{name}/chaos/{action}", local, params={"node": node} if node else {})
+
+
+@main.group("api")
+def api_group() -> None:
+    """The control plane's REST API (docs at /docs, metrics at /metrics)."""
+
+
+@api_group.command("token")
+@click.option("--metrics", is_flag=True, help="the read-only token that opens /metrics only (for Prometheus)")
+def api_token(metrics: bool) -> None:
+    """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
+    click.echo(api.ensure_metrics_token() if metrics else api.ensure_token())
+
+
+@api_group.command("url")
+def api_url() -> None:
+    """Print where the API listens (starting the control plane if needed)."""
+    try:
+        click.echo(client.ensure().base_url)
+    except (client.ApiError, RuntimeError) as exc:
+        _fail(str(exc))
+
+
+@main.command()
+def dashboard() -> None:
+    """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
+    try:
+        base = client.ensure().base_url
+    except (client.ApiError, RuntimeError) as exc:
+        _fail(str(exc))
+    click.echo(f"{base}/#token={api.ensure_token()}")

@@ -1,0 +1,260 @@
+"""The commands that read a service and change nothing: status, events, list, logs,
+versions, config. Each goes through the control plane when it runs, else reads the state
+dir (``_via_api``); a follow (``logs -f``) runs here, on the control host."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import click
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from headway.api import app as api
+from headway.cli.cli_common import _fail, _load_or_fail, _via_api, main, out
+from headway.control import logs as logs_mod
+from headway.control import service, views
+from headway.state import daemon_info
+
+
+def _status_table(st: dict) -> None:
+    out.print(f"[bold]{st['name']}[/]  state: [bold]{st['state']}[/]" + (f" ({st['reason']})" if st["reason"] else ""))
+    if st.get("desired_version") is not None:
+        out.print(f"version: running {st.get('running_version')}, desired {st['desired_version']}")
+    ro = st.get("rollout")
+    if ro:
+        out.print(
+            f"rollout: version {ro['version']} takes {ro['percent']} % of traffic "
+            f"({ro['paused'] or ro['last'] or 'starting'}); 'headway rollout status {st['name']}'",
+            highlight=False,
+        )
+    s = st["storage"]
+    if s.get("enabled"):
+        out.print(f"GCS store: {s['address']} ({s['source']})  namespace: {s['namespace']}")
+        u = s.get("usage") or {}
+        if "bytes" in u:
+            pct = f", store at {u['store_percent']:.1f}% of maxmemory" if u.get("store_percent") else ""
+            out.print(f"  this service's GCS data: {u['bytes'] / 1024:.0f} KiB{pct}")
+        if s.get("alert") and s["alert"].get("active"):
+            out.print(f"  [bold red]ALERT[/]: the store is at {s['alert']['percent']}% of maxmemory")
+    else:
+        out.print(f"[yellow]{s['note']}[/]")
+    t = Table("node", "role", "ip", "alive")
+    for n in st["nodes"]:
+        t.add_row(n["name"], n["role"], n["ip"], "yes" if n["alive"] else "[red]no[/]")
+    out.print(t)
+    for g in st.get("groups", []):
+        if g["autoscaled"]:
+            out.print(f"group {g['name']}: {g['nodes']} node(s), follows the load between {g['min']} and {g['max']}")
+    if st.get("waiting"):
+        out.print("waiting for room: " + "; ".join(st["waiting"]))
+    a = Table("application", "status", "route", "replicas (running/target on nodes)")
+    for app in st["applications"]:
+        reps = "; ".join(
+            f"{dep} {d['running']}/{d['target']} on {', '.join(d['nodes']) or '-'}"
+            for dep, d in app["replicas"].items()
+        )
+        a.add_row(app["name"], app["status"], str(app["route_prefix"]), reps)
+    out.print(a)
+    for app in st["applications"]:
+        if app.get("message") and app["status"] != "RUNNING":
+            out.print(f"[red]{app['name']}[/] ({app['status']}): {escape(app['message'][-2000:])}", highlight=False)
+    ing = st.get("ingress")
+    if st.get("endpoint"):
+        auth = "bearer token required" if st["token_required"] else "open"
+        out.print(f"endpoint: {st['endpoint']} ({auth})" + ("" if ing else "  [red]ingress is down[/]"))
+    if ing:
+        b = Table("backend", "status", "requests", "errors", "retries", "redispatches", "5xx")
+        for x in ing["backends"]:
+            color = "green" if x["status"].startswith("UP") else "red"
+            b.add_row(
+                x["address"],
+                f"[{color}]{x['status']}[/]",
+                str(x["requests"]),
+                str(x["errors"]),
+                str(x["retries"]),
+                str(x["redispatches"]),
+                str(x["hrsp_5xx"]),
+            )
+        out.print(b)
+        fe = ing["frontend"]
+        if fe:
+            out.print(
+                f"endpoint totals: {fe['requests']} requests, {fe['hrsp_2xx']} 2xx, "
+                f"{fe['hrsp_4xx']} 4xx, {fe['hrsp_5xx']} 5xx"
+            )
+    if not st["controller_pid"]:
+        out.print(
+            "[yellow]no controller runs: nothing replaces a dead node or scales a group ('headway controller start')[/]"
+        )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(name: str, as_json: bool) -> None:
+    """Show a service's state, nodes, applications and storage."""
+    st = _via_api(
+        "GET",
+        f"/api/services/{name}",
+        lambda: views.observe(_load_or_fail(name)) | {"controller_pid": daemon_info.running_pid()},
+    )
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+    else:
+        _status_table(st)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def events(name: str, as_json: bool) -> None:
+    """Show a service's timeline: state changes and recovery steps, with durations."""
+    evs = _via_api("GET", f"/api/services/{name}/events", lambda: api.timeline(_load_or_fail(name)))
+    if as_json:
+        click.echo(json.dumps(evs, indent=2))
+        return
+    prev = evs[0]["at"] if evs else 0.0
+    for e in evs:
+        stamp = time.strftime("%H:%M:%S", time.localtime(e["at"])) + f".{int(e['at'] * 1000) % 1000:03d}"
+        durations = " ".join(f"{k}={v}" for k, v in e["details"].items() if k.endswith("_s"))
+        line = f"{stamp} {e['at'] - prev:+7.2f}s  {e['state']:<15} {e['kind']:<22} {e['message']}"
+        out.print(line + (f"  [dim]({durations})[/]" if durations else ""), highlight=False, soft_wrap=True)
+        prev = e["at"]
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """List the services."""
+    rows = _via_api("GET", "/api/services", api.service_list)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    t = Table("service", "state", "version (running/desired)", "nodes", "GCS FT", "endpoint")
+    for r in rows:
+        versions_ = f"{r['running_version'] or '-'}/{r['desired_version'] or '-'}"
+        ft = "on" if r["gcs_ft"] else "off"
+        t.add_row(r["name"], r["state"], versions_, str(r["nodes"]), ft, r["endpoint"] or "")
+    out.print(t)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--node", default=None, help="a node's own log (its Ray output): head (the default), worker-1, …")
+@click.option("--app", default=None, help="an application's replica logs, from every node (Ray's log API)")
+@click.option("--controller", is_flag=True, help="the controller's lines about this service")
+@click.option("--ingress", is_flag=True, help="the endpoint's HAProxy log (abnormal requests only)")
+@click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
+@click.option("--follow", "-f", is_flag=True, help="keep printing what is appended (Ctrl-C stops)")
+def logs(
+    name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int, follow: bool
+) -> None:
+    """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
+    source = logs_mod.Source(node, app, controller, ingress)
+    if follow:
+        _follow_logs(name, source, lines)
+        return
+    params = {
+        k: v
+        for k, v in {
+            "node": node,
+            "app": app,
+            "controller": controller or None,
+            "ingress": ingress or None,
+            "lines": lines,
+        }.items()
+        if v is not None
+    }
+    got = _via_api(
+        "GET",
+        f"/api/services/{name}/logs",
+        lambda: _local(lambda: logs_mod.read(_load_or_fail(name), source, lines)),
+        params=params,
+    )
+    for entry in got:
+        out.print(f"[dim]-- {escape(entry['title'])}[/]", highlight=False)
+        click.echo(entry["text"], nl=False)
+
+
+def _follow_logs(name: str, source, lines: int) -> None:
+    """Followed here, on the control host (the state dir and the nodes are reachable).
+    Ctrl-C stops it at once: the follow is told to stop, and should a read stay stuck
+    (a node's log stream, an SSH host that vanished) the process ends 2 s later anyway."""
+    stop = threading.Event()
+
+    def interrupted(_sig: int, _frame: object) -> None:
+        stop.set()
+        deadline = threading.Timer(2.0, lambda: (sys.stdout.flush(), os._exit(130)))
+        deadline.daemon = True
+        deadline.start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        for text in logs_mod.follow(_load_or_fail(name), source, lines, stop):
+            click.echo(text, nl=False)
+    except logs_mod.InputError as exc:
+        _fail(str(exc), 2)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+def _local(read):
+    try:
+        return read()
+    except service.InputError as exc:
+        _fail(str(exc), 2)
+
+
+@main.command("versions")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def versions_(name: str, as_json: bool) -> None:
+    """List a service's versions: every deploy, scale and rollback, and how each ended."""
+    got = _via_api("GET", f"/api/services/{name}/versions", lambda: views.versions_view(_load_or_fail(name)))
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    t = Table("version", "name", "origin", "created", "outcome", "package", "note")
+    for v in got["versions"]:
+        mark = " (running)" if v["number"] == got["running"] else " (desired)" if v["number"] == got["desired"] else ""
+        t.add_row(
+            f"{v['number']}{mark}",
+            v["name"] or "",
+            v["origin"],
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v["created_at"])),
+            v["outcome"],
+            v["package"] or "",
+            v["note"][:60],
+        )
+    out.print(t)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--version", "number", type=click.IntRange(1), default=None, help="a version (default: the running one)")
+@click.option("--json", "as_json", is_flag=True)
+def config(name: str, number: int | None, as_json: bool) -> None:
+    """Print the deployed spec of a version as YAML (secrets masked): what runs, to read or deploy again."""
+    params = {"version": number} if number else {}
+    got = _via_api(
+        "GET",
+        f"/api/services/{name}/config",
+        lambda: _local(lambda: views.config_view(_load_or_fail(name), number)),
+        params=params,
+    )
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    state = "running" if got["running"] else "not running"
+    out.print(f"[dim]# service {name}, version {got['version']} ({state})[/]", highlight=False)
+    for app, package in got["packages"].items():
+        out.print(f"[dim]# application {app}: packages shipped as {package}[/]", highlight=False)
+    click.echo(yaml.safe_dump(got["spec"], sort_keys=False), nl=False)

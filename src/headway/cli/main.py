@@ -1,0 +1,254 @@
+"""The ``headway`` command line.
+
+Exit codes (``errors``): 0 done, 1 the operation failed, 2 the input (YAML, address, name,
+version) is wrong, 3 refused for now (the head is recovering, or another change holds the
+service): retry later or pass ``--wait``. The service commands are here; the platform's
+(cloud, storage, controller, API, chaos) are in ``cli_admin``.
+Errors are one readable paragraph, never a traceback, and never hold a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import yaml
+
+from headway.cli import cli_admin, cli_read, cli_rollout  # noqa: F401 - each registers its commands on ``main``
+from headway.cli.cli_common import _change, _deployed, _fail, _progress, main, out
+from headway.cluster import deps
+from headway.cluster.package import package_working_dir
+from headway.control import operations, preflight
+from headway.ingress import endpoint as ingress
+from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
+from headway.model.spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
+from headway.plan import placement
+from headway.state import records, uploads
+from headway.store import cloud, storage
+
+
+@main.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
+@click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
+@click.option("--wait-timeout", default=600.0, show_default=True, help="seconds --wait waits at most")
+@click.option("--strict", is_flag=True, help="refuse a service whose replicas could not serve without the head")
+@click.option("--dry-run", is_flag=True, help="check the YAML, its files and the store; start nothing")
+@click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
+@click.option(
+    "--working-dir",
+    "working_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="the folder with the app's code, for a file without working_dir",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["in_place", "rollout"]),
+    default=None,
+    help="how an update is applied (default: the YAML's rollout_strategy, else in place when it can be)",
+)
+@click.option(
+    "--canary-percent",
+    type=click.IntRange(1, 99),
+    default=None,
+    help="a rollout stops at this share of traffic until 'headway rollout promote'",
+)
+@click.option(
+    "--max-surge-percent",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="extra workers a rollout may start, as a percentage of each group",
+)
+def deploy(
+    path: str,
+    wait: bool,
+    wait_timeout: float,
+    strict: bool,
+    dry_run: bool,
+    name: str | None,
+    working_dir: str | None,
+    strategy: str | None,
+    canary_percent: int | None,
+    max_surge_percent: int | None,
+) -> None:
+    """Deploy a service, or update it if one of that name exists (in place, or as a rollout)."""
+    try:
+        text, spec, uploaded = _read(path, name, working_dir)
+    except SpecError as exc:
+        _fail(str(exc), 2)
+    if dry_run:
+        for note in notes(spec):
+            out.print(f"note: {note}", highlight=False)
+        _dry_run(spec, strict)
+        return
+    body = {
+        "yaml": text,
+        "source": path,
+        "env": operations.needed_env(spec, dict(os.environ)),
+        "strict": strict,
+        "wait": wait,
+        "wait_timeout": wait_timeout,
+        "strategy": strategy,
+        "canary_percent": canary_percent,
+        "max_surge_percent": max_surge_percent,
+    } | uploaded
+    result = _change("PUT", f"/api/services/{spec.name}", json=body)
+    _deployed(result)
+
+
+@main.command()
+@click.option("-f", "--file", "path", required=True, type=click.Path(dir_okay=False), help="the service YAML")
+@click.option("--strict", is_flag=True, help="replicas that could not serve without the head are an error")
+@click.option("--name", default=None, help="the service's name, for a file without one (a `serve build` config)")
+@click.option(
+    "--working-dir",
+    "working_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="the folder with the app's code, for a file without working_dir",
+)
+def validate(path: str, strict: bool, name: str | None, working_dir: str | None) -> None:
+    """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
+    try:
+        _, spec, _ = _read(path, name, working_dir)
+    except SpecError as exc:
+        _fail(str(exc), 2)
+    for note in notes(spec):
+        out.print(f"note: {note}", highlight=False)
+    _dry_run(spec, strict)
+
+
+def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, ServiceSpec, dict]:
+    """The YAML as sent (with ``--name``/``--working-dir`` filled in), the spec it validates
+    to (``parse_spec`` says when a ``--name`` disagrees with the file), and the uploads."""
+    text = _with_overrides(path, name, working_dir)
+    spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available(), name=name)
+    return text, spec, _uploads(spec, Path(path).parent)
+
+
+def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str:
+    """The file's text, with ``--name``/``--working-dir`` filled in where it has none and
+    the requirements files it names read in (the control plane opens no path)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpecError(path, [f"cannot read the file ({exc.strerror}); check the path"]) from None
+    data = safe_yaml(text, path)
+    if not isinstance(data, dict):
+        return text  # the validation says what is wrong
+    inlined = inline_requirement_files(data, Path(path).parent, path)
+    if name is None and working_dir is None and inlined == data:
+        return text
+    data = inlined
+    if name is not None and data.get("name") is None:
+        data["name"] = name
+    if working_dir is not None:
+        if data.get("working_dir"):
+            raise SpecError(path, ["working_dir: the file has one already; drop --working-dir or the field"])
+        data["working_dir"] = str(Path(working_dir).resolve())
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _dry_run(spec, strict: bool) -> None:
+    """Every check a deploy runs before it starts anything, here, without the control plane."""
+    say = _progress()
+    problems = placement.spec_problems(spec)
+    for p in problems:
+        say(f"{'error' if strict else 'warning'}: {p}")
+    if problems and strict:
+        _fail("refused (--strict)", 2)
+    storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
+    try:
+        own = preflight.preflight(spec, say, dry_run=True)
+        crec = cloud.load()
+        if own is None and spec.gcs_ft and crec is not None:
+            addr = cloud.store_address(crec)
+            say(f"checking GCS store {addr.masked()} (managed)")
+            preflight.check_store_fitness(addr, require_replica=True, progress=say)
+        elif own is None and spec.gcs_ft:
+            say("no cloud yet: a deploy would set up the managed store first")
+    except (storage.StoreError, deps.DependencyError) as exc:
+        _fail(f"{exc}\nnothing was started.", 2)
+    rec = records.load(spec.name)
+    what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"
+    groups = spec.compute_config.worker_nodes
+    workers = sum(g.initial for g in groups)
+    grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if spec.compute_config.autoscaled else ""
+    out.print(
+        f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
+        f"{workers} worker(s){grows}; nothing was started"
+    )
+
+
+def _uploads(spec, base: Path) -> dict:
+    """What the control plane gets instead of paths on this machine: the packaged
+    working_dir and the contents of the files the spec names (it opens no path itself)."""
+    out: dict = {"files": {}}
+    for field, name in uploads.named_files(spec).items():
+        f = base / name
+        try:
+            out["files"][field] = f.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(
+                str(f),
+                [
+                    f"ray_gcs_external_storage_config.{field}: cannot read {f} ({exc}); "
+                    "check the path (relative to the YAML)"
+                ],
+            ) from None
+    if uploads.needs_package(spec):
+        with tempfile.TemporaryDirectory(prefix="hwpkg-") as tmp:
+            uri = package_working_dir(spec.working_dir, Path(tmp), spec.excludes)
+            out["package"] = uploads.encode_package(Path(uri.removeprefix("file://")))
+    return out
+
+
+@main.command()
+@click.argument("name")
+@click.option("--group", required=True, help="the worker group to resize")
+@click.option("--count", required=True, type=click.IntRange(0, MAX_WORKERS), help="its new number of workers")
+@click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
+@click.option("--wait-timeout", default=600.0, show_default=True)
+def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
+    """Change the number of workers of one fixed group (an update of the service); a group
+    with min_nodes/max_nodes follows the load: change its bounds in the YAML instead."""
+    body = {"group": group, "count": count, "wait": wait, "wait_timeout": wait_timeout}
+    _deployed(_change("POST", f"/api/services/{name}/scale", json=body))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--to", "to", type=click.IntRange(1), default=None, help="the version (default: the one before)")
+def rollback(name: str, to: int | None) -> None:
+    """Deploy an earlier version of a service again (a new version with its spec and package)."""
+    body = {"to": to} if to else {}
+    _deployed(_change("POST", f"/api/services/{name}/rollback", json=body))
+
+
+@main.command()
+@click.argument("name")
+def terminate(name: str) -> None:
+    """Stop every node of a service and delete its keys from the store."""
+    _change("DELETE", f"/api/services/{name}")
+    out.print(f"service {name} terminated")
+
+
+@main.command()
+@click.argument("name")
+def token(name: str) -> None:
+    """Print the bearer token of a service's endpoint (the only place it is shown)."""
+    rec = records.load(name)
+    if rec is None:
+        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    if not rec.spec.query_auth_token_enabled:
+        _fail(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token", 2)
+    value = ingress.token(name)
+    if value is None:
+        _fail(f"service {name} has no token yet; deploy it first")
+    click.echo(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""The control plane: one long-lived process per state dir that watches every
+service and repairs it (the head first, then workers).
+
+It also serves the REST API, the web dashboard and the metrics (``api``), and carries
+out the changes asked through it (``operations``). It is never on the data path:
+killing it stops no request. Everything it knows is
+in the state dir, so a restarted controller carries on where the last one stopped
+(including a head replacement it was in the middle of). One controller per state
+dir is guaranteed by an exclusive lock held for its whole life.
+
+Observe, decide, act: probes gather a ``ServiceView``; ``watchdog.decide`` (pure)
+picks the action; repairs run in a thread per service under the service's lock,
+so probing of the other services goes on meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from headway.cluster import gcs_client
+from headway.control import changes, cloud_repair, leader, operations, repair, rollout, scaling, steps, store_watch
+from headway.control.service import provider_for, record_event, set_state
+from headway.ingress import endpoint as ingress
+from headway.model import states
+from headway.model.errors import Cancelled
+from headway.plan import reconcile as plan
+from headway.plan import watchdog
+from headway.state import records
+from headway.state.records import ServiceRecord
+from headway.store import cloud
+from headway.system import procs
+
+log = logging.getLogger("headway.controller")
+
+#: The controller exits when no service has existed for this long (nothing to watch);
+#: ``HEADWAY_IDLE_EXIT_S`` changes it (0: never).
+IDLE_EXIT_S = 15.0
+#: How often the stores' memory use is read for the 80% alert.
+STORE_CHECK_PERIOD_S = 5.0
+
+
+#: What a repair is, as a refused command is told.
+_DOING = {
+    watchdog.Action.RECOVER_HEAD: "a head replacement",
+    watchdog.Action.RESTART_INGRESS: "an ingress restart",
+    watchdog.Action.REPLACE_WORKERS: "a worker replacement",
+    watchdog.Action.CONVERGE: "a resumed update",
+}
+
+
+@dataclass
+class _ServiceWatch:
+    head_marker: str
+    head: watchdog.HeadWatch
+    last_attempt: float | None = None
+    last_autoscale: float = 0.0
+    last_rollout: float = 0.0
+
+
+@dataclass
+class Controller:
+    period_s: float = watchdog.PROBE_PERIOD_S
+    probe_timeout_s: float = watchdog.PROBE_TIMEOUT_S
+    failure_threshold: int = watchdog.FAILURE_THRESHOLD
+    watches: dict[str, _ServiceWatch] = field(default_factory=dict)
+    active: dict[str, threading.Thread] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    ops: operations.Operations = field(default_factory=operations.Operations)
+    lease: leader.Lease | None = None  # the store hosts' lease: act only while holding it
+
+    # -- one round ----------------------------------------------------------------------
+    def observe(self, rec: ServiceRecord, store_primary: str | None = None) -> watchdog.ServiceView:
+        """``store_primary``: the managed store's primary now (``host:port``), as Sentinel says."""
+        prov = provider_for(cloud.load(), rec)
+        head = rec.head
+        w = self.watches.get(rec.name)
+        if w is None or head is None or w.head_marker != head.marker:
+            last = w.last_attempt if w else None
+            w = _ServiceWatch(head.marker if head else "", watchdog.HeadWatch(self.failure_threshold), last)
+            self.watches[rec.name] = w
+        alive = bool(head and prov.alive(head))
+        healthy = alive and gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=self.probe_timeout_s)
+        moved = bool(head and head.store and store_primary and head.store != store_primary)
+        verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy, moved))
+        if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
+            log.info("%s: head %s (%s)", rec.name, verdict, why)
+        # What the service needs is the reconcile plan's answer (the same function a deploy
+        # follows); ``watchdog.decide`` adds the controller's policy (busy, backoff, no FT).
+        needed: list[plan.Step] = []
+        if verdict == watchdog.Verdict.OK:
+            observed = dataclasses.replace(steps.observed_of(rec, prov), head_alive=True)
+            needed = plan.plan(steps.desired_of(rec.desired_version or 0, rec.spec, rec), observed)
+        return watchdog.ServiceView(
+            state=rec.state,
+            gcs_ft=rec.gcs_ft,
+            head=verdict,
+            dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
+            busy=records.is_locked(rec.name),
+            since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
+            ingress_down=rec.ingress is not None and not ingress.alive(rec.ingress),
+            unconverged=rec.state == states.State.UPDATING
+            or (rec.desired_version is not None and rec.desired_version != rec.running_version)
+            or any(s.kind in plan.CHANGES for s in needed),
+        )
+
+    def round(self) -> int:
+        """Probe every service once and start the repairs it needs; return how many services."""
+        procs.reap_children()
+        recs = records.all_records()
+        store_primary = cloud_repair.store_primary() if any(r.head and r.head.store for r in recs) else None
+        for name in [n for n, t in self.active.items() if not t.is_alive()]:
+            del self.active[name]
+        for rec in recs:
+            if rec.name in self.active or rec.state not in watchdog.WATCHED_STATES:
+                continue
+            if records.terminate_requested(rec.name):
+                continue  # terminate preempts every repair: none is started
+            view = self.observe(rec, store_primary)
+            action, why = watchdog.decide(view)
+            if action == watchdog.Action.NONE:
+                self._rollout_if_due(rec) or self._autoscale_if_due(rec)
+                continue
+            log.info("%s: %s (%s)", rec.name, action, why)
+            self._act(rec.name, action, why)
+        return len(recs)
+
+    def _act(self, name: str, action: watchdog.Action, why: str) -> None:
+        w = self.watches[name]
+        lost_at = w.head.first_failure_at or time.time()
+        repairs: dict[watchdog.Action, Callable[[ServiceRecord], None]] = {
+            watchdog.Action.RECOVER_HEAD: lambda rec: self._recover(rec, why, lost_at),
+            watchdog.Action.RESTART_INGRESS: self._restart_ingress,
+            watchdog.Action.REPLACE_WORKERS: self._replace_workers,
+            watchdog.Action.MARK_UNHEALTHY: lambda rec: self._mark_unhealthy(rec, why),
+            watchdog.Action.CONVERGE: self._converge,
+        }
+        if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE):
+            w.last_attempt = time.time()
+        self._start(name, _DOING.get(action, str(action)), repairs[action])
+
+    def _autoscale_if_due(self, rec: ServiceRecord) -> None:
+        """A round of the service's autoscaling every ``scaling.PERIOD_S`` while it is RUNNING."""
+        w = self.watches[rec.name]
+        if rec.state != states.State.RUNNING or not rec.spec.compute_config.autoscaled:
+            return
+        if time.monotonic() - w.last_autoscale < scaling.PERIOD_S:
+            return
+        w.last_autoscale = time.monotonic()
+        self._start(rec.name, "autoscaling", self._autoscale)
+
+    def _rollout_if_due(self, rec: ServiceRecord) -> bool:
+        """A rollout's next decision every ``rollout.PERIOD_S`` (it pauses itself while a head is down)."""
+        w = self.watches[rec.name]
+        if rec.rollout is None or time.monotonic() - w.last_rollout < rollout.PERIOD_S or records.is_locked(rec.name):
+            return rec.rollout is not None  # (held by the deploy that starts it, or a command)
+        w.last_rollout = time.monotonic()
+        self._start(
+            rec.name,
+            "a rollout step",
+            lambda r: _recorded(r, "rollout step", "rollout_step_failed", lambda say: rollout.tick(r, say)),
+        )
+        return True
+
+    def _start(self, name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+        t = threading.Thread(target=self._holding, args=(name, what, repair_fn), name=f"{what}:{name}", daemon=True)
+        self.active[name] = t
+        t.start()
+
+    @staticmethod
+    def _holding(name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+        """Run one repair holding the service's lock, on a fresh read of its record; a
+        service another command holds is left for a later round."""
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(records.locked(name, what))
+            except RuntimeError as exc:
+                log.info("%s: %s", name, exc)
+                return
+            rec = records.load(name)
+            if rec is not None:
+                repair_fn(rec)
+
+    # -- repairs (threads, the service's lock held) -------------------------------------------
+    @staticmethod
+    def _recover(rec: ServiceRecord, why: str, lost_at: float) -> None:
+        name = rec.name
+        try:
+            repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
+            log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
+        except Cancelled as exc:
+            log.info("%s: head replacement stopped: %s", name, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
+            log.warning("%s: head replacement failed: %s", name, exc)
+            rec = records.load(name) or rec
+            set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
+
+    @staticmethod
+    def _replace_workers(rec: ServiceRecord) -> None:
+        if rec.state != states.State.RUNNING:
+            return
+        prov = provider_for(cloud.load(), rec)
+        dead = [w.name for w in rec.workers if not prov.alive(w)]
+        if not dead:
+            return
+        _recorded(
+            rec,
+            "worker replacement",
+            "worker_replacement_failed",
+            lambda say: repair.replace_workers(rec, dead, progress=say),
+        )
+
+    @staticmethod
+    def _converge(rec: ServiceRecord) -> None:
+        try:
+            changes.resume(rec, progress=lambda m: log.info("%s: %s", rec.name, m))
+            log.info("%s: the unfinished change is done", rec.name)
+        except Exception as exc:  # noqa: BLE001 - recorded on the timeline; retried after a backoff
+            log.warning("%s: finishing the change failed: %s", rec.name, exc)
+
+    @staticmethod
+    def _autoscale(rec: ServiceRecord) -> None:
+        _recorded(rec, "autoscaling", "autoscale_failed", lambda say: scaling.run_round(rec, progress=say))
+
+    @staticmethod
+    def _restart_ingress(rec: ServiceRecord) -> None:
+        if rec.ingress is None or ingress.alive(rec.ingress):
+            return
+        try:
+            ingress.start(rec, rec.spec)
+            record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
+            log.info("%s: ingress restarted", rec.name)
+        except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+            log.warning("%s: ingress restart failed: %s", rec.name, exc)
+            record_event(rec, "ingress_restart_failed", str(exc)[:500])
+        records.save(rec)
+
+    @staticmethod
+    def _mark_unhealthy(rec: ServiceRecord, why: str) -> None:
+        if rec.state != states.State.UNHEALTHY:
+            set_state(rec, states.State.UNHEALTHY, why)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        idle_since: float | None = None
+        last_store_check = 0.0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            held = self.lease.verdict if self.lease else "act"
+            if held == "stop":
+                log.error("the controller lease is another controller's now (fenced): stopping without acting")
+                return
+            if held == "pause":
+                log.warning("the store does not answer and the lease may have run out: not acting")
+                self.stopping.wait(1.0)
+                continue
+            if started - last_store_check >= STORE_CHECK_PERIOD_S:
+                last_store_check = started
+                try:
+                    cloud_repair.repair()
+                    store_watch.check_all()
+                except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
+                    log.exception("store check failed")
+            try:
+                count = self.round()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
+                log.exception("round failed")
+                count = 1
+            if self.lease is not None and self.lease.put_state() is False:
+                log.error("the state write was refused: the lease is another controller's (fenced); stopping")
+                return
+            if count == 0 and not self.active and not self.ops.running():
+                idle_since = idle_since or time.monotonic()
+                idle_exit = float(os.environ.get("HEADWAY_IDLE_EXIT_S", IDLE_EXIT_S))
+                if idle_exit > 0 and time.monotonic() - idle_since > idle_exit:
+                    log.info("no service left to watch; exiting")
+                    return
+            else:
+                idle_since = None
+            self.stopping.wait(max(0.05, self.period_s - (time.monotonic() - started)))
+
+
+def _recorded(rec: ServiceRecord, what: str, failed_kind: str, work: Callable[[Callable[[str], None]], Any]) -> None:
+    """Run a repair that the next round simply tries again: its failure goes on the timeline."""
+    try:
+        work(lambda m: log.info("%s: %s", rec.name, m))
+    except Cancelled:
+        log.info("%s: %s stopped for terminate", rec.name, what)
+    except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
+        log.warning("%s: %s failed: %s", rec.name, what, exc)
+        rec = records.load(rec.name) or rec
+        record_event(rec, failed_kind, str(exc)[:500])
+        records.save(rec)

@@ -1,0 +1,166 @@
+"""Starting a head or a worker: the node's package and private files on its host, its
+sandbox (``node_user``: the service's uid, what it may see), Ray's token of its cluster,
+its settings digest, and a safe point before anything starts.
+
+What uses it: ``changes`` (a new service's head), ``steps`` (workers added or rolled),
+``repair`` (a head or worker replacement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from headway.cluster import deps, gcs_client, ray_node
+from headway.cluster.ssh_provider import local_path
+from headway.control.service import DeployError, Provider, gcs_storage, head_exited, record_event
+from headway.model.spec import ServiceSpec
+from headway.plan import reconcile as plan
+from headway.state import db, records
+from headway.state.records import NodeRecord, ServiceRecord
+from headway.system import node_user, paths
+
+HEAD_START_TIMEOUT_S = 90
+WORKERS_JOIN_TIMEOUT_S = 90
+
+
+def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
+    """Put the packaged working_dir and the applications' packages where every node reads
+    them (another machine needs a copy), readable by the service's group only."""
+    uris = [rec.working_dir_uri, *deps.uris(rec.service, rec.spec).values()]
+    for pkg in filter(None, map(local_path, uris)):
+        for node in nodes:
+            prov.distribute(pkg, node, rec.node_uid)
+
+
+def sandbox(rec: ServiceRecord, prov: Provider, node: NodeRecord) -> node_user.Sandbox | None:
+    """How the node is boxed in (``node_user``), or None where its host cannot (no root).
+    It sees its own temp dir and its service's packages; the state dir is covered."""
+    if not prov.can_sandbox(node):
+        return None
+    if rec.node_uid is None:  # a record from before nodes were boxed in: saved with the node
+        rec.node_uid = node_user.allocate(rec.service, [(r.service, r.node_uid) for r in records.all_records()])
+    pkg = paths.service_dir(rec.service) / "pkg"
+    return node_user.Sandbox(rec.node_uid, rec.node_uid, hide=(str(paths.home()),), expose=(node.temp_dir, str(pkg)))
+
+
+def _private_copies(gcs: ray_node.GcsStorage, temp_dir: str) -> tuple[ray_node.GcsStorage, dict[str, str]]:
+    """The store's TLS files as the head's own private copies in its temp dir (it cannot
+    read the control plane's): the storage settings pointing at them, and the files."""
+    files: dict[str, str] = {}
+    moved: dict[str, str] = {}
+    for attr in ("ca_cert", "client_cert", "client_key"):
+        path = getattr(gcs, attr)
+        if path:
+            copy = f"{temp_dir}/store-{attr.replace('_', '-')}.pem"
+            files[copy] = Path(path).read_text()
+            moved[attr] = copy
+    return dataclasses.replace(gcs, **moved), files
+
+
+def ray_token(rec: ServiceRecord) -> str:
+    """The cluster's Ray token: made at its first node start, the same for every node and
+    every head that replaces one (workers must be re-adopted with it)."""
+    return db.ensure_token(records.ray_token_scope(rec.name), secrets.token_hex(32))
+
+
+def start_head(
+    rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord, recovering: bool = False
+) -> None:
+    box = sandbox(rec, prov, node)
+    ship_package(rec, prov, [node])
+    gcs = gcs_storage(rec, spec, node)
+    tls: dict[str, str] = {}
+    if gcs is not None:  # the head reads them by path: its own copies, on its host
+        gcs, tls = _private_copies(gcs, node.temp_dir)
+    launch = ray_node.head_launch(
+        ip=node.ip,
+        ports=prov.node_ports(node),
+        temp_dir=node.temp_dir,
+        storage=gcs,
+        resources=spec.compute_config.head_node.resources,
+        marker=node.marker,
+        loopback=prov.loopback,
+        user_env=spec.env_vars,
+        auth_token=ray_token(rec),
+        recovering=recovering,
+        storage_files=tls,
+    )
+    if box is not None:
+        launch = launch.boxed(box, node.temp_dir)
+    node.config = plan.node_config(spec.compute_config.head_node.resources, spec.env_vars)
+    records.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated
+    prov.start(node, launch)
+
+
+def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord) -> None:
+    box = sandbox(rec, prov, node)
+    ship_package(rec, prov, [node])
+    group = next(g for g in spec.compute_config.worker_nodes if g.name == node.group)
+    launch = ray_node.worker_launch(
+        ip=node.ip,
+        head_address=rec.gcs_address,
+        ports=prov.node_ports(node),
+        temp_dir=node.temp_dir,
+        resources=group.resources,
+        node_name=node.name,
+        marker=node.marker,
+        loopback=prov.loopback,
+        user_env=spec.env_vars,
+        auth_token=ray_token(rec),
+    )
+    if box is not None:
+        launch = launch.boxed(box, node.temp_dir)
+    node.config = plan.node_config(group.resources, spec.env_vars)
+    records.check_cancelled(rec.name)
+    prov.start(node, launch)
+
+
+def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
+    deadline = time.monotonic() + HEAD_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
+        if gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=1):
+            return
+        if not prov.alive(head) and time.time() - head.started_at > 3:
+            raise head_exited(prov, head, "during start")
+        time.sleep(0.3)
+    raise DeployError(f"the head node did not come up in {HEAD_START_TIMEOUT_S} s; log: {head.log}")
+
+
+#: A worker whose ``ray start`` gives up (Ray waits 30 s for its raylet to register) is
+#: started once more on a fresh host: on a loaded 2-core machine a raylet sometimes
+#: misses that window while two other nodes boot beside it.
+WORKER_START_ATTEMPTS = 2
+
+
+def wait_nodes(
+    rec: ServiceRecord, prov: Provider, expected: int, spec: ServiceSpec | None = None
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + WORKERS_JOIN_TIMEOUT_S
+    nodes: list[dict[str, Any]] | None = None
+    attempts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        records.check_cancelled(rec.name)
+        nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
+        if nodes is not None and len(nodes) >= expected:
+            return nodes
+        for w in list(rec.workers):
+            if prov.alive(w) or time.time() - w.started_at <= 5:
+                continue
+            attempts[w.name] = attempts.get(w.name, 1) + 1
+            if spec is None or attempts[w.name] > WORKER_START_ATTEMPTS:
+                raise DeployError(f"worker {w.name} exited during start; log:\n{prov.log_tail(w, 15)}")
+            record_event(rec, "worker_start_retried", f"worker {w.name} exited during start; starting it again")
+            prov.remove(w)
+            again = prov.new_node(rec, w.name, "worker", w.ip, dict(w.ports), group=w.group)
+            rec.nodes = [again if n is w else n for n in rec.nodes]
+            records.save(rec)
+            start_worker(rec, spec, prov, again)
+            records.save(rec)
+            deadline = max(deadline, time.monotonic() + 45)
+        time.sleep(0.5)
+    raise DeployError(f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s")

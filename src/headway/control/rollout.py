@@ -1,0 +1,391 @@
+"""Rollouts: the new version runs as its own Ray cluster (own head, workers, GCS namespace
+and store user, head fault tolerance from its start) behind the service's endpoint and
+token, and takes the traffic in steps, each judged on its own numbers.
+
+The new cluster is a service record of its own, ``<service>_r<version>`` (``parent`` names
+the service; ``_`` never occurs in a service name), so the controller watches and repairs
+it like any service: a head dying mid-rollout is replaced as usual while the rollout
+pauses. The rollout itself lives in the service's record (``RolloutRecord``) and moves
+one decision at a time from the controller (``tick``, under the service's lock), so a
+restarted controller picks it up where it was. Decisions are ``rollout_policy``'s.
+
+At the end the service's record takes over the new cluster (same name, endpoint, token,
+timeline, versions) and the old cluster is removed — nodes first, then its store
+namespace and ACL user; a rollback removes the new cluster the same way.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from headway.control import rollout_window, steps, teardown
+from headway.control import versions as versions_mod
+from headway.control.service import Progress, record_event
+from headway.ingress import endpoint as ingress
+from headway.model.errors import Busy, InputError
+from headway.model.spec import ServiceSpec
+from headway.model.states import State
+from headway.plan import rollout_policy as policy
+from headway.plan.haproxy_config import SLOTS
+from headway.state import records, uploads
+from headway.state.db import copy_token
+from headway.state.records import RolloutRecord, ServiceRecord
+from headway.store import cloud
+from headway.system import paths
+
+#: How often the controller moves a rollout (reads the ingress, decides).
+PERIOD_S = 1.0
+
+
+def cluster_name(service: str, version: int) -> str:
+    return f"{service}_r{version}"
+
+
+def refuse_during_rollout(rec: ServiceRecord) -> None:
+    if rec.rollout is not None:
+        ro = rec.rollout
+        raise Busy(
+            f"service {rec.name} is rolling out version {ro.version} ({ro.percent} % of traffic); "
+            f"finish it first: 'headway rollout promote {rec.name}' or 'headway rollout rollback "
+            f"{rec.name}'"
+        )
+
+
+def with_counts(spec: ServiceSpec, counts: dict[str, int]) -> ServiceSpec:
+    """``spec`` with some fixed-size worker groups resized (a rollout's surge)."""
+    cc = spec.compute_config
+    groups = [g.model_copy(update={"count": counts[g.name]}) if g.name in counts else g for g in cc.worker_nodes]
+    return spec.model_copy(update={"compute_config": cc.model_copy(update={"worker_nodes": groups})})
+
+
+def surge_plan(old: ServiceSpec, new: ServiceSpec, percent: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Fixed-size groups' counts (old cluster, new cluster) at ``percent`` under the new
+    spec's ``max_surge_percent``; a group that follows the load, or exists in one version
+    only, is not capped."""
+    old_counts, new_counts = {}, {}
+    for g in new.compute_config.worker_nodes:
+        before = old.compute_config.group(g.name)
+        if g.autoscaled or before is None or before.autoscaled:
+            continue
+        old_counts[g.name], new_counts[g.name] = policy.surge_counts(
+            before.initial, g.initial, percent, new.max_surge_percent
+        )
+    return old_counts, new_counts
+
+
+def thresholds(spec: ServiceSpec) -> policy.Thresholds:
+    r = spec.rollout
+    return policy.Thresholds(r.max_error_rate, r.max_p99_ratio, r.p99_slack_ms, r.min_requests)
+
+
+# -- start ---------------------------------------------------------------------------------
+def prepare(rec: ServiceRecord, spec: ServiceSpec, version: int) -> tuple[str, ServiceSpec]:
+    """Check the rollout can run, write it to the record before anything starts; return the
+    new cluster's name and the spec it starts with (its surge-capped worker counts)."""
+    _, first = surge_plan(rec.spec, spec, 0)
+    first_spec = with_counts(spec, first)
+    if len(rec.workers) + first_spec.worker_count > SLOTS:
+        raise InputError(
+            f"a rollout of {rec.name} would put {len(rec.workers)} + {first_spec.worker_count} workers "
+            f"behind the endpoint, which has {SLOTS} slots; lower max_surge_percent or deploy with "
+            "--strategy in_place"
+        )
+    name = cluster_name(rec.name, version)
+    rec.rollout = RolloutRecord(cluster=name, version=version, from_version=rec.running_version)
+    record_event(
+        rec,
+        "rollout_started",
+        f"rolling out version {version} as a new cluster ({name}) beside version {rec.running_version}",
+        version=version,
+        surge=spec.max_surge_percent,
+    )
+    records.save(rec)
+    return name, first_spec
+
+
+def abandon(name: str, version: int, why: BaseException) -> None:
+    """The new cluster could not start (it removed itself): the rollout is over, nothing moved."""
+    rec = records.load(name)
+    if rec is None:
+        return
+    rec.rollout = None
+    record_event(rec, "rollout_rolled_back", f"version {version}'s cluster did not start: {why}"[:500], version=version)
+    records.save(rec)
+
+
+def begin_traffic(name: str, progress: Progress) -> ServiceRecord:
+    """The new cluster is RUNNING: its workers join the ingress at weight 0 (a seamless
+    reload into weighted balancing, every request logged), and the first step is timed."""
+    rec = records.load(name)
+    assert rec is not None and rec.rollout is not None
+    ingress.apply_update(rec, rec.spec)
+    rec.rollout.window = rollout_window.snapshot(rec)
+    rec.rollout.step_since = time.time()
+    records.save(rec)
+    progress(
+        f"version {rec.rollout.version} runs beside version {rec.running_version}; the controller moves "
+        f"the traffic in steps: 'headway rollout status {name}' follows it"
+    )
+    return rec
+
+
+# -- the controller's tick -----------------------------------------------------------------
+def tick(rec: ServiceRecord, progress: Progress) -> None:
+    """One decision (the caller holds the service's lock and read ``rec`` afresh)."""
+    ro = rec.rollout
+    if ro is None:
+        return
+    nxt = records.load(ro.cluster)
+    if nxt is None or nxt.state == State.STARTING:
+        # The deploy that starts the new cluster holds the service's lock until it runs: a tick
+        # that finds it still STARTING outlived that deploy (a crash), so it never will run.
+        _abort(rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
+        return
+    target = versions_mod.get(rec.name, ro.version).spec
+    up = ingress.up_backends(rec.ingress)
+    wanted, weights = ingress.targets(rec, up)
+    if rec.ingress and (set(wanted) != {a for a in rec.ingress.slots if a} or weights != rec.ingress.weights):
+        # A new cluster's worker its own repair replaced, or a server gone up or down: the
+        # split is over the servers that take traffic now.
+        ingress.sync_backends(rec, rec.spec)
+        records.save(rec)
+    new_addrs = set(ingress.backends_of(nxt, nxt.workers))
+    old_n, new_n = rollout_window.numbers(rec, ro.window, new_addrs)
+    th = thresholds(target)
+    verdict, verdict_why = (None, "no traffic yet") if ro.percent == 0 else policy.judge(old_n, new_n, th)
+    view = policy.View(
+        percent=ro.percent,
+        next_percent=policy.next_step(target.rollout.steps_percent, ro.percent, target.canary_percent, ro.promoted),
+        canary_percent=target.canary_percent,
+        promoted=ro.promoted,
+        held_s=time.time() - ro.step_since,
+        interval_s=target.rollout.step_interval_s,
+        heads_down=_heads_down(rec, nxt),
+        new_backends=len(new_addrs),
+        new_backends_up=len(up & new_addrs),
+        verdict=verdict,
+        verdict_reason=verdict_why,
+    )
+    move, why = policy.decide(view)
+    numbers = {"old": old_n.view(), "new": new_n.view()}
+    recorded = len(rec.events)
+    if move == policy.Move.PAUSE:
+        if ro.paused is None:
+            record_event(rec, "rollout_paused", why, percent=ro.percent)
+        ro.paused = why
+    elif ro.paused is not None:  # both heads back: the step is held and judged again from now
+        record_event(rec, "rollout_resumed", f"both heads are up; {ro.percent} % is held again from now")
+        ro.paused = None
+        _new_window(rec)
+    elif move == policy.Move.ROLL_BACK:
+        _abort(rec, nxt, why, progress, numbers)
+        return
+    elif move == policy.Move.ADVANCE:
+        assert view.next_percent is not None
+        _advance(rec, nxt, target, view.next_percent, why, numbers, progress)
+        return
+    elif move == policy.Move.COMPLETE:
+        _complete(rec, nxt, target, why, numbers, progress)
+        return
+    elif move == policy.Move.HOLD_CANARY and not ro.last.startswith("canary"):
+        record_event(rec, "rollout_canary_held", why, percent=ro.percent, **numbers)
+    if why != ro.last or len(rec.events) != recorded:  # saved when something changed, not every second
+        ro.last = why
+        records.save(rec)
+
+
+def _heads_down(rec: ServiceRecord, nxt: ServiceRecord) -> str | None:
+    if rec.state != State.RUNNING:
+        return f"the old cluster is {rec.state}"
+    if nxt.state != State.RUNNING:
+        return f"the new cluster is {nxt.state}"
+    return None
+
+
+def _new_window(rec: ServiceRecord) -> None:
+    assert rec.rollout is not None
+    rec.rollout.window = rollout_window.snapshot(rec)
+    rec.rollout.step_since = time.time()
+
+
+def _advance(
+    rec: ServiceRecord,
+    nxt: ServiceRecord,
+    target: ServiceSpec,
+    percent: int,
+    why: str,
+    numbers: dict,
+    progress: Progress,
+) -> None:
+    """Resize both clusters for the next step within the surge cap (the old one gives back
+    first), then move the weights."""
+    ro = rec.rollout
+    assert ro is not None
+    crec = cloud.load()
+    old_counts, new_counts = surge_plan(_old_spec(rec), target, percent)
+    if any(old_counts[g] < (rec.spec.compute_config.group(g) or _Zero).initial for g in old_counts):
+        progress(f"the old cluster gives back workers for {percent} %: {old_counts}")
+        steps.converge(
+            rec,
+            with_counts(rec.spec, old_counts),
+            rec.running_version or 0,
+            crec,
+            progress,
+            False,  # type: ignore[arg-type]
+            rec.working_dir_uri,
+        )
+    if any(new_counts[g] > (nxt.spec.compute_config.group(g) or _Zero).initial for g in new_counts):
+        progress(f"the new cluster grows for {percent} %: {new_counts}")
+        with records.locked(nxt.name, "a rollout step"):
+            nxt = records.load(nxt.name) or nxt
+            steps.converge(
+                nxt,
+                with_counts(target, new_counts),
+                ro.version,
+                crec,
+                progress,
+                False,  # type: ignore[arg-type]
+                nxt.working_dir_uri,
+            )
+    ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
+    before = ro.percent
+    ro.percent = percent
+    ingress.sync_backends(rec, rec.spec)
+    _new_window(rec)
+    ro.last = why
+    record_event(
+        rec,
+        "rollout_step",
+        f"{before} % → {percent} % of traffic to version {ro.version}",
+        percent=percent,
+        reason=why,
+        **numbers,
+    )
+    records.save(rec)
+
+
+class _Zero:
+    initial = 0
+
+
+def _old_spec(rec: ServiceRecord) -> ServiceSpec:
+    """The old version's full spec (the record's may have given workers back)."""
+    return versions_mod.get(rec.name, rec.running_version).spec if rec.running_version else rec.spec
+
+
+def _complete(
+    rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, why: str, numbers: dict, progress: Progress
+) -> None:
+    """The service's record takes over the new cluster; the old cluster is removed."""
+    ro = rec.rollout
+    assert ro is not None
+    with records.locked(nxt.name, "the end of a rollout"):
+        nxt = records.load(nxt.name) or nxt
+        old = rec.model_copy(deep=True)
+        ingress.drain(rec, ingress.backends_of(rec, rec.workers))
+        time.sleep(ingress.DRAIN_S)
+        ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
+        merged = nxt.model_copy(
+            update={
+                "name": rec.name,
+                "parent": None,
+                "ingress": rec.ingress,
+                "rollout": None,
+                "events": rec.events,
+                "created_at": rec.created_at,
+                "desired_version": ro.version,
+                "running_version": ro.version,
+                "spec": target,
+                "state": State.RUNNING,
+            }
+        )
+        copy_token(records.ray_token_scope(nxt.name), records.ray_token_scope(rec.name))
+        record_event(
+            merged, "rollout_traffic_moved", f"version {ro.version} takes all traffic: {why}"[:500], history=ro.history
+        )
+        records.remove(nxt.name)
+        ingress.apply_update(merged, merged.spec)  # back to leastconn, normal logging
+        records.save(merged)
+    progress(f"removing the old cluster (version {old.running_version})")
+    removed = teardown.remove_cluster(old, cloud.load(), progress, delete_keys=True)
+    versions_mod.set_outcome(rec.name, ro.version, "ran")
+    record_event(
+        merged,
+        "rollout_completed",
+        f"version {ro.version} serves all traffic; the old cluster and {removed} store key(s) removed",
+        version=ro.version,
+    )
+    records.save(merged)
+    uploads.prune_packages(rec.name, versions_mod.packages_in_use(rec.name) | {merged.working_dir_uri or ""})
+
+
+def _abort(
+    rec: ServiceRecord, nxt: ServiceRecord | None, why: str, progress: Progress, numbers: dict | None = None
+) -> None:
+    """Traffic back to the old cluster at once, its workers back, the new cluster removed."""
+    ro = rec.rollout
+    assert ro is not None
+    ro.percent = 0
+    ingress.sync_backends(rec, rec.spec)  # weight 0 for the new cluster: at once
+    if nxt is not None:
+        ingress.drain(rec, ingress.backends_of(nxt, nxt.workers))
+    record_event(rec, "rollout_rolling_back", why, version=ro.version, **(numbers or {}))
+    records.save(rec)
+    crec = cloud.load()
+    full = _old_spec(rec)
+    if full.compute_config != rec.spec.compute_config:
+        progress("the old cluster takes back the workers it gave")
+        steps.converge(rec, full, rec.running_version or 0, crec, progress, False, rec.working_dir_uri)  # type: ignore[arg-type]
+    removed = 0
+    if nxt is not None:
+        records.request_terminate(nxt.name)
+        with records.locked_waiting(nxt.name, "a rollout's rollback", teardown.TERMINATE_WAIT_S):
+            nxt = records.load(nxt.name) or nxt
+            removed = teardown.remove_cluster(nxt, crec, progress, delete_keys=True)
+            records.remove(nxt.name)
+        shutil.rmtree(paths.service_dir(nxt.name), ignore_errors=True)
+    rec.rollout = None
+    ingress.apply_update(rec, rec.spec)
+    versions_mod.set_outcome(rec.name, ro.version, "failed", why)
+    rec.desired_version = rec.running_version
+    record_event(
+        rec,
+        "rollout_rolled_back",
+        f"version {ro.version} rolled back ({removed} store key(s) of its cluster removed): {why}"[:500],
+        version=ro.version,
+    )
+    records.save(rec)
+
+
+# -- asked through the API -----------------------------------------------------------------
+def promote(name: str) -> ServiceRecord:
+    """A rollout held at its canary continues with its remaining steps."""
+    with records.locked_waiting(name, "rollout promote", 30) as had:
+        if not had:
+            raise Busy(f"service {name} is busy ({records.holder(name)}); retry")
+        rec = _rolling(name)
+        assert rec.rollout is not None
+        rec.rollout.promoted = True
+        record_event(rec, "rollout_promoted", f"promoted at {rec.rollout.percent} %: the remaining steps follow")
+        records.save(rec)
+        return rec
+
+
+def roll_back(name: str, progress: Progress) -> ServiceRecord:
+    with records.locked_waiting(name, "rollout rollback", 120) as had:
+        if not had:
+            raise Busy(f"service {name} is busy ({records.holder(name)}); retry")
+        rec = _rolling(name)
+        assert rec.rollout is not None
+        _abort(rec, records.load(rec.rollout.cluster), "rolled back by the operator", progress)
+        return records.load(name) or rec
+
+
+def _rolling(name: str) -> ServiceRecord:
+    rec = records.load(name)
+    if rec is None:
+        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    if rec.rollout is None:
+        raise InputError(f"service {name} has no rollout in progress")
+    return rec

@@ -1,0 +1,197 @@
+"""How full the GCS stores are, and the alert when one passes its threshold.
+
+A full store refuses writes and the GCS fails exactly when a head must be replaced,
+so the controller watches every store in use (the managed one and each service's
+own) and raises an alert once when ``used_memory`` passes the threshold (80% of
+``maxmemory`` by default), and clears it once when usage drops below. An alert is
+logged, kept in ``alerts.json`` (shown by ``status`` and ``cloud status``), written
+to the store's timeline (shown by ``events`` of every service on it) and POSTed to
+the webhook when one is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from headway.control.service import resolve_spec_storage
+from headway.plan import store_fitness
+from headway.state import records
+from headway.state.records import ServiceRecord
+from headway.store import cloud, storage
+from headway.system import paths
+
+log = logging.getLogger("headway.store_watch")
+
+DEFAULT_ALERT_PERCENT = 80.0
+MAX_EVENTS = 500
+
+
+def _state_file():
+    return paths.home() / "alerts.json"
+
+
+def load_state() -> dict[str, Any]:
+    try:
+        return json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return {"alerts": {}, "events": []}
+
+
+def _save_state(state: dict[str, Any]) -> None:
+    state["events"] = state["events"][-MAX_EVENTS:]
+    paths.write_private(_state_file(), json.dumps(state, indent=2))
+
+
+def store_key(rec: ServiceRecord) -> str | None:
+    """Which store a service uses: 'cloud', or its own store's masked address."""
+    if not rec.gcs_ft:
+        return None
+    return "cloud" if rec.storage_source == "cloud" else rec.storage_masked
+
+
+def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress | None:
+    if key == "cloud":
+        crec = cloud.load()
+        return cloud.store_address(crec) if crec else None
+
+    for rec in recs:
+        if store_key(rec) == key:
+            return resolve_spec_storage(rec.spec)
+    return None
+
+
+def _record(state: dict[str, Any], key: str, event: dict[str, Any], webhook: str | None) -> dict[str, Any]:
+    """Keep an alert's new state and its event, say it in the log, POST it; the event."""
+    state["alerts"][key] = {
+        "active": event["kind"].endswith("raised"),
+        "since": event["at"],
+        "percent": event["percent"],
+    }
+    state["events"].append(event)
+    (log.warning if event["kind"].endswith("raised") else log.info)("%s", event["message"])
+    if webhook:
+        try:
+            httpx.post(webhook, json=event, timeout=3)
+        except httpx.HTTPError as exc:
+            log.warning("alert webhook failed: %s", type(exc).__name__)
+    return event
+
+
+def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str | None) -> list[dict[str, Any]]:
+    """One service must not fill the shared managed store unnoticed: an alert, naming it,
+    when its namespace passes ``service_alert_percent`` of ``maxmemory`` (a quarter by
+    default), cleared when it drops below."""
+    crec = cloud.load()
+    mine = [r for r in recs if r.storage_source == "cloud" and r.namespace]
+    if crec is None or not mine:
+        return []
+    try:
+        client = storage.connect(cloud.store_address(crec), 2)
+        try:
+            maxmemory = storage.memory(client)["maxmemory"]
+            held = {r.name: storage.namespace_bytes(client, r.namespace or "") for r in mine}
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - an unreachable store is the watchdog's business
+        log.info("managed store: no share reading (%s)", type(exc).__name__)
+        return []
+    limit, new = crec.service_alert_percent, []
+    for name, used in sorted(held.items()):
+        percent = store_fitness.share_percent(used, maxmemory)
+        key = f"service:{name}"
+        change = store_fitness.alert_transition(state["alerts"].get(key, {}).get("active", False), percent, limit)
+        if change is None or percent is None:
+            continue
+        kind = "service_store_alert_raised" if change == "raise" else "service_store_alert_cleared"
+        event = {
+            "at": time.time(),
+            "store": "cloud",
+            "service": name,
+            "kind": kind,
+            "percent": round(percent, 3),
+            "threshold": limit,
+            "bytes": used,
+            "message": f"service {name} holds {percent:.2f}% of the managed store's maxmemory ({used} bytes; "
+            f"limit {limit:g}%): "
+            + (
+                "look at what its application keeps in the GCS (Serve's "
+                "checkpoints, actors, KV), or raise --service-alert-percent"
+                if change == "raise"
+                else "back below"
+            ),
+        }
+        new.append(_record(state, key, event, webhook))
+    return new
+
+
+def settings() -> tuple[float, str | None]:
+    crec = cloud.load()
+    if crec is None:
+        return DEFAULT_ALERT_PERCENT, None
+    return crec.alert_percent, crec.alert_webhook
+
+
+def check_all() -> list[dict[str, Any]]:
+    """One round: read every store's memory, raise or clear alerts; return new events."""
+    recs = records.all_records()
+    keys = {k for k in (store_key(r) for r in recs) if k}
+    if cloud.load() is not None:
+        keys.add("cloud")
+    threshold, webhook = settings()
+    state = load_state()
+    new: list[dict[str, Any]] = []
+    for key in sorted(keys):
+        addr = _admin_address(key, recs)
+        if addr is None:
+            continue
+        try:
+            client = storage.connect(addr, 2)
+            try:
+                mem = storage.memory(client)
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - an unreachable store is the watchdog's business
+            log.info("store %s: no usage reading (%s)", key, type(exc).__name__)
+            continue
+        percent = store_fitness.usage_percent(mem)
+        alert = state["alerts"].get(key, {"active": False})
+        change = store_fitness.alert_transition(alert["active"], percent, threshold)
+        if change is None:
+            continue
+        assert percent is not None
+        event = {
+            "at": time.time(),
+            "store": key,
+            "kind": "store_alert_raised" if change == "raise" else "store_alert_cleared",
+            "percent": round(percent, 1),
+            "threshold": threshold,
+            "message": (
+                f"store {key} at {percent:.1f}% of maxmemory (threshold {threshold:.0f}%): "
+                + ("add memory, or remove leftover namespaces" if change == "raise" else "back below")
+            ),
+        }
+        new.append(_record(state, key, event, webhook))
+    new += share_alerts(recs, state, webhook)
+    if new:
+        _save_state(state)
+    return new
+
+
+def share_alert_of(service: str) -> dict[str, Any] | None:
+    """The service's own share alert (``share_alerts``), if it was ever raised."""
+    return load_state()["alerts"].get(f"service:{service}")
+
+
+def alert_of(key: str | None) -> dict[str, Any] | None:
+    if key is None:
+        return None
+    return load_state()["alerts"].get(key)
+
+
+def events_of(key: str | None) -> list[dict[str, Any]]:
+    return [e for e in load_state()["events"] if key and e["store"] == key]

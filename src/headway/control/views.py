@@ -1,0 +1,140 @@
+"""A service's status as seen now, for the CLI, the API and the metrics: pure reads, no
+secrets, never failing on one probe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headway.cluster import deps, serve
+from headway.control import rollout_window, store_usage, store_watch, versions
+from headway.control.service import provider_for, store_address
+from headway.ingress import endpoint as ingress
+from headway.model import spec_show
+from headway.model.errors import InputError
+from headway.state.records import ServiceRecord
+from headway.store import cloud
+
+
+def _usage(rec: ServiceRecord) -> dict[str, Any]:
+    try:
+        addr = store_address(rec, rec.spec)
+    except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+        return {"error": type(exc).__name__}
+    return store_usage.service_usage(rec, addr)
+
+
+def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
+    names = {n.node_id: n.name for n in rec.nodes if n.node_id}
+    return sorted(names.get(i, i[:8]) for i in node_ids)
+
+
+def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
+    """Where the service's GCS lives, what it takes there, and its store's alert."""
+    if not rec.gcs_ft:
+        return {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"}
+    return {
+        "enabled": True,
+        "source": rec.storage_source,
+        "address": rec.storage_masked,
+        "namespace": rec.namespace,
+        "user": rec.store_user,
+        "usage": _usage(rec),
+        "alert": store_watch.alert_of(store_watch.store_key(rec)),
+        "share_alert": store_watch.share_alert_of(rec.service) if rec.storage_source == "cloud" else None,
+    }
+
+
+def observe(rec: ServiceRecord) -> dict[str, Any]:
+    """Status as seen now (no secrets): nodes, applications, storage."""
+    prov = provider_for(cloud.load(), rec)
+    nodes = []
+    for n in rec.nodes:
+        nodes.append(
+            {
+                "name": n.name,
+                "role": n.role,
+                "group": n.group,
+                "ip": n.ip,
+                "netns": n.netns,
+                "alive": prov.alive(n),
+            }
+        )
+    head_alive = bool(rec.head and prov.alive(rec.head))
+    details = serve.get_applications(serve.head_api(rec)) if head_alive else None
+    placed = serve.replicas(details)
+    apps = [
+        {
+            "name": a["name"],
+            "status": serve.app_statuses(details).get(a["name"], "UNKNOWN"),
+            "message": serve.app_messages(details).get(a["name"], ""),  # Serve's own, e.g. why it failed
+            "route_prefix": a.get("route_prefix"),
+            "replicas": {
+                dep: {**d, "nodes": _node_names(rec, d["node_ids"])} for dep, d in placed.get(a["name"], {}).items()
+            },
+        }
+        for a in rec.spec.model_dump(mode="json")["applications"]
+    ]
+    state, reason = rec.state, rec.reason
+    if state == "RUNNING" and not head_alive:
+        state, reason = "UNHEALTHY", "head node is down"
+    elif state == "RUNNING" and not all(n["alive"] for n in nodes):
+        reason = "a worker node is down"
+    return {
+        "name": rec.name,
+        "state": state,
+        "reason": reason,
+        "mode": rec.mode,
+        "gcs_fault_tolerance": rec.gcs_ft,
+        "nodes": nodes,
+        "applications": apps,
+        "storage": observe_storage(rec),
+        "dashboard_url": rec.dashboard_url,
+        "endpoint": rec.endpoint,
+        "token_required": rec.spec.query_auth_token_enabled,
+        "desired_version": rec.desired_version,
+        "running_version": rec.running_version,
+        "ingress": ingress.stats(rec.ingress),
+        "groups": groups_view(rec),
+        "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
+        "rollout": rollout_window.view(rec),
+        "last_rollout": rollout_window.last_outcome(rec),
+    }
+
+
+def groups_view(rec: ServiceRecord) -> list[dict[str, Any]]:
+    """Each worker group: its nodes now and its bounds (fixed groups: min = max = count)."""
+    return [
+        {
+            "name": g.name,
+            "nodes": sum(1 for w in rec.workers if w.group == g.name),
+            "min": g.initial,
+            "max": g.most,
+            "autoscaled": g.autoscaled,
+        }
+        for g in rec.spec.compute_config.worker_nodes
+    ]
+
+
+def versions_view(rec: ServiceRecord) -> dict[str, Any]:
+    """Every version on record (newest last), and which one is desired and which runs."""
+    return {
+        "desired": rec.desired_version,
+        "running": rec.running_version,
+        "versions": [v.view() for v in versions.all_of(rec.name)],
+    }
+
+
+def config_view(rec: ServiceRecord, number: int | None = None) -> dict[str, Any]:
+    """The spec of a version (default: the running one, else the desired one), secrets
+    masked, with the packages its applications were given."""
+    chosen = number or rec.running_version or rec.desired_version
+    if chosen is None:
+        raise InputError(f"service {rec.name} has no version yet")
+    version = versions.get(rec.name, chosen)
+    packages = {app: uri.rsplit("/", 1)[-1] for app, uri in deps.uris(rec.name, version.spec).items()}
+    return {
+        "version": version.number,
+        "running": version.number == rec.running_version,
+        "spec": spec_show.shown(version.spec),
+        "packages": packages,
+    }

@@ -1,0 +1,406 @@
+"""A service's ingress process: one HAProxy per service, the stable endpoint.
+
+It runs detached (its own session), so it outlives the CLI, the controller and the
+head. In ssh mode with ``ingress:`` hosts in the cloud config it runs on each of those
+hosts instead, behind the address keepalived moves (``ingress_hosts``, ``vip``); every
+function here then acts on each instance. Backend changes go through HAProxy's runtime
+API on its admin socket; a change of the config itself (token, timeouts) is a seamless reload: the new process takes
+the listening socket over from the old one (``-x``), which finishes its requests.
+
+The bearer token lives in ``services/<name>/token`` and in the HAProxy config, both
+0600; it is printed only by ``headway token``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Collection
+from pathlib import Path
+
+from headway.cluster.local_provider import free_ports, used_ports
+from headway.hosts import ssh, vip
+from headway.hosts.ssh import SshCloud, SshError, SshHost
+from headway.ingress import ingress_hosts
+from headway.model.errors import Failed
+from headway.model.spec import ServiceSpec
+from headway.plan import haproxy_config as hc
+from headway.plan import rollout_policy
+from headway.state import db, records
+from headway.state.records import IngressRecord, NodeRecord, ServiceRecord
+from headway.store import cloud
+from headway.system import binaries, paths, procs
+
+START_TIMEOUT_S = 10.0
+#: How long a backend stays out of rotation before its host is removed: a host that
+#: still exists answers stray packets with a reset, which HAProxy retries elsewhere; a
+#: host that vanished answers nothing and a request sent to it waits for its timeout.
+DRAIN_S = 1.0
+
+
+class IngressError(Failed):
+    pass
+
+
+def bind_address() -> str:
+    """Where endpoints listen: ``HEADWAY_INGRESS_BIND`` (default 127.0.0.1, this machine only)."""
+    return os.environ.get("HEADWAY_INGRESS_BIND", "127.0.0.1")
+
+
+# -- token ---------------------------------------------------------------------------------
+def token(name: str) -> str | None:
+    return db.get_token(f"service:{name}")
+
+
+def ensure_token(name: str) -> str:
+    """The service's bearer token, generated at its first deploy and kept across updates."""
+    return db.ensure_token(f"service:{name}", secrets.token_urlsafe(32))
+
+
+# -- config --------------------------------------------------------------------------------
+def backends_of(rec: ServiceRecord, nodes: list[NodeRecord]) -> list[str]:
+    return [f"{n.ip}:{n.ports.get('proxy') or rec.serve_port}" for n in nodes]
+
+
+def backends(rec: ServiceRecord) -> list[str]:
+    """``ip:port`` of every worker's Serve proxy (never the head's), a rollout's new cluster's too."""
+    return targets(rec)[0]
+
+
+def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list[str], dict[str, int]]:
+    """The backends and, during a rollout, each one's weight: the old cluster's workers and
+    the new cluster's share the traffic as the rollout's step says (``rollout_policy``).
+    ``up``: the backends passing their health checks — a down server takes no traffic, so
+    the split is computed over those that do (else a dead worker's share moves to the other
+    version until it is replaced)."""
+    old = backends_of(rec, rec.workers)
+    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
+    if rec.rollout is None or new_cluster is None:
+        return old, {}
+    new = backends_of(new_cluster, new_cluster.workers)
+
+    def count(addrs: list[str]) -> int:
+        return len(addrs) if up is None else sum(1 for a in addrs if a in up)
+
+    w_old, w_new = rollout_policy.split_weights(count(old), count(new), rec.rollout.percent)
+    return old + new, {a: w_old for a in old} | {a: w_new for a in new}
+
+
+def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
+    http = spec.http_options
+    return hc.IngressSettings(
+        bind=ing.bind,
+        port=ing.port,
+        stats_socket=ing.socket,
+        token=ensure_token(rec.name) if spec.query_auth_token_enabled else None,
+        request_timeout_s=http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S,
+        keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
+        retry_5xx_idempotent=http.retry_5xx_idempotent,
+        weighted=rec.rollout is not None,
+        freebind=ing.on_hosts,
+        unprivileged=_as_root(ing),
+    )
+
+
+def _as_root(ing: IngressRecord) -> bool:
+    """Whether the endpoint's HAProxy starts as root (here, or over SSH on every ingress
+    host), so that it can drop to nobody once bound."""
+    if ing.on_hosts:
+        return all(h.user == "root" for h in _cloud_of().ingress_hosts())
+    return os.geteuid() == 0
+
+
+def _write_config(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:
+    """Record what the config holds; here, write it (on hosts, ``_spawn_on`` writes each)."""
+    conf = settings(rec, spec, ing)
+    ing.settings_digest = _digest(conf)
+    if not ing.on_hosts:
+        paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
+
+
+def _digest(conf: hc.IngressSettings) -> str:
+    """Identifies everything but the backends and the admin socket (the token included,
+    never shown): the same on every host."""
+    return hashlib.sha256(hc.render(dataclasses.replace(conf, stats_socket=""), []).encode()).hexdigest()[:16]
+
+
+def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
+    """After an update: backends through the runtime API when only they changed, else a
+    seamless reload. Returns which of the two it did."""
+    ing = rec.ingress
+    if ing is None or not alive(ing):
+        start(rec, spec)
+        return "started"
+    if _digest(settings(rec, spec, ing)) == ing.settings_digest:
+        sync_backends(rec, spec)
+        return "backends"
+    reload(rec, spec)
+    return "reloaded"
+
+
+# -- process -------------------------------------------------------------------------------
+def _hosts_cloud() -> SshCloud | None:
+    """The cloud config when the endpoints run on its ingress hosts."""
+    crec = cloud.load()
+    return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
+
+
+def _cloud_of() -> SshCloud:
+    """The cloud config of an endpoint that runs on ingress hosts (``cloud.load`` also sets
+    the hosts' SSH keys up)."""
+    cfg = _hosts_cloud()
+    if cfg is None:
+        raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
+    return cfg
+
+
+def alive(ing: IngressRecord | None) -> bool:
+    """Here: the process runs. On hosts: each host that answers runs its instance (one that
+    does not answer is not counted: nothing can be started there until it is back)."""
+    if not ing:
+        return False
+    if not ing.on_hosts:
+        return procs.same_process(ing.pid, ing.pid_started)
+    cfg = _cloud_of()
+    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address)) for h in cfg.ingress_hosts())
+
+
+def marker(rec: ServiceRecord) -> str:
+    return (rec.ingress.marker if rec.ingress else "") or f"{rec.cluster_id}/ingress"
+
+
+def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
+    with open(ing.log, "ab") as log:
+        child = subprocess.Popen(
+            [binaries.haproxy(), "-f", ing.config, *extra],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ) | {procs.MARKER_VAR: marker(rec)},
+        )
+    procs.track(child)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise IngressError(f"haproxy exited at start (code {child.returncode}); see {ing.log}")
+        try:
+            command(ing, "show info")
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        raise IngressError(f"haproxy did not answer on its admin socket; see {ing.log}")
+    ing.pid = child.pid
+    ing.pid_started = procs.start_time(child.pid)
+
+
+def _spawn_on(host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord, reload: bool) -> None:
+    """Start (or, with ``reload``, seamlessly replace) the instance on one ingress host."""
+    root = str(paths.node_temp_root())
+    f = ingress_hosts.files(ing.marker, host.address, root)
+    text = hc.render(dataclasses.replace(settings(rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights)
+    inst = ing.instances.get(host.address)
+    if reload and inst is not None and ingress_hosts.alive(host, inst):
+        ingress_hosts.spawn(_cloud_of(), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
+        return
+    ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
+    ingress_hosts.spawn(_cloud_of(), host, ing, text, root, [])
+
+
+def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
+    """Start the service's ingress (first deploy, or after it died): same port, same slots.
+    On hosts: only the instances that do not run (a host back from a reboot)."""
+    d = paths.service_dir(rec.name)
+    ing = rec.ingress
+    if ing is None:
+        (port,) = free_ports(1, used_ports())
+        hosts_cfg = _hosts_cloud()
+        ing = IngressRecord(
+            bind=hosts_cfg.ingress.address if hosts_cfg and hosts_cfg.ingress else bind_address(),
+            port=port,
+            config=str(d / "haproxy.cfg"),
+            socket=str(d / "haproxy.sock"),
+            log=str(d / "logs" / "haproxy.log"),
+            slots=hc.empty_slots(),
+            marker=f"{rec.cluster_id}/ingress",
+            on_hosts=hosts_cfg is not None,
+        )
+        rec.ingress = ing
+    os.makedirs(os.path.dirname(ing.log), exist_ok=True)
+    _plan(rec, ing)
+    _write_config(rec, spec, ing)
+    if ing.on_hosts:
+        cfg = _cloud_of()
+        crec = cloud.load()
+        assert crec is not None
+        vip.ensure(cfg, crec.id)
+
+        def start_missing(host: SshHost) -> None:
+            if not ingress_hosts.alive(host, ing.instances.get(host.address)):
+                _spawn_on(host, rec, spec, ing, reload=False)
+
+        if ingress_hosts.each_answering(cfg, start_missing) == 0:
+            raise IngressError(f"no ingress host answers SSH ({', '.join(h.address for h in cfg.ingress_hosts())})")
+        return ing
+    # A fresh start must be the only listener (HAProxy binds with SO_REUSEPORT): any
+    # process left of this service's ingress goes first, found by its marker.
+    procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=1)
+    if os.path.exists(ing.socket):
+        os.unlink(ing.socket)
+    _spawn(rec, ing, [])
+    return ing
+
+
+def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
+    """Apply a new config without dropping a connection: the new process takes the
+    listener over from the old one, which finishes what it is serving and exits."""
+    ing = rec.ingress
+    assert ing is not None
+    _plan(rec, ing)
+    _write_config(rec, spec, ing)
+    if ing.on_hosts:
+        ingress_hosts.each_answering(_cloud_of(), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
+        return
+    old = ing.pid if alive(ing) else None
+    if old is None:
+        start(rec, spec)
+        return
+    _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
+
+
+def _plan(rec: ServiceRecord, ing: IngressRecord) -> list[str]:
+    """Slots and weights for the current backends; the runtime commands that apply the slots."""
+    addrs, ing.weights = targets(rec, up_backends(ing) if rec.rollout and alive(ing) else None)
+    ing.slots, commands = hc.plan_slots(ing.slots, addrs)
+    return commands
+
+
+def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
+    """Point the server slots at the current workers through the runtime API; return the
+    commands sent. The config file is rewritten too, so a restart starts the same way."""
+    ing = rec.ingress
+    if ing is None:
+        return []
+    commands = _plan(rec, ing)
+    commands += hc.weight_commands(ing.slots, ing.weights)
+    for cmd, reply in _send(ing, commands):
+        reply = reply.strip()
+        if reply and "change" not in reply.lower() and "no need" not in reply.lower():
+            raise IngressError(f"haproxy refused '{cmd}': {reply}")
+    _write_config(rec, spec, ing)
+    return commands
+
+
+def drain(rec: ServiceRecord, addresses: list[str]) -> None:
+    """Take backends out of rotation now (before their hosts are removed)."""
+    ing = rec.ingress
+    if ing is None or not alive(ing):
+        return
+    _send(
+        ing,
+        [
+            f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
+            for i, addr in enumerate(ing.slots)
+            if addr in addresses
+        ],
+    )
+
+
+def stop(rec: ServiceRecord) -> None:
+    """Stop every process of the service's ingress (an old one finishing a reload too)."""
+    ing = rec.ingress
+    if ing is None:
+        return
+    if ing.on_hosts:
+        root = str(paths.node_temp_root())
+        ingress_hosts.each_answering(_cloud_of(), lambda h: ingress_hosts.stop_on(h, ing, root))
+        ing.instances.clear()
+        return
+    procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=2)
+    for f in (ing.socket, ing.config):
+        if os.path.exists(f):
+            os.unlink(f)
+
+
+# -- runtime API ---------------------------------------------------------------------------
+def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
+    """One command to the local instance's admin socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        s.connect(ing.socket)
+        s.sendall(cmd.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
+    """Each running instance's replies to ``cmds`` (here: the one process; on hosts: every
+    instance whose host answers)."""
+    if not cmds:
+        return []
+    if not ing.on_hosts:
+        return [[command(ing, c) for c in cmds]]
+    cfg = _cloud_of()
+    root = str(paths.node_temp_root())
+    out = []
+    for host in cfg.ingress_hosts():
+        if host.address not in ing.instances or not ssh.answers(host):
+            continue
+        try:
+            sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]
+            out.append(ingress_hosts.commands(cfg, host, sock, cmds))
+        except SshError:
+            continue
+    return out
+
+
+def _send(ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
+    """A runtime change to every instance: (command, reply) pairs of all of them."""
+    return [(c, r) for replies in _per_instance(ing, cmds) for c, r in zip(cmds, replies, strict=True)]
+
+
+def up_backends(ing: IngressRecord | None) -> set[str]:
+    """The backends the ingress lets in now (UP after their health checks)."""
+    st = stats(ing) or {"backends": []}
+    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
+
+
+def stats(ing: IngressRecord | None) -> dict | None:
+    """Backends (up/down, requests, errors) and the endpoint's counters, or None if down.
+    On hosts: the counters of every instance added up (only the one holding the address
+    serves), a backend UP when an instance finds it so."""
+    if ing is None or not alive(ing):
+        return None
+    try:
+        texts = [replies[0] for replies in _per_instance(ing, ["show stat"])]
+    except OSError:
+        return None
+    if not texts:
+        return None
+    slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}
+    counters = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
+    backends: dict[str, dict] = {}
+    frontend: dict[str, int] = {}
+    for text in texts:
+        for k, v in hc.parse_frontend(text).items():
+            frontend[k] = frontend.get(k, 0) + v
+        for s in hc.parse_stats(text):
+            if s.slot not in slots:
+                continue
+            b = backends.setdefault(s.slot, {"address": slots[s.slot], "status": s.status} | dict.fromkeys(counters, 0))
+            if s.status.startswith("UP"):
+                b["status"] = s.status
+            for k in counters:
+                b[k] += getattr(s, k)
+    return {"frontend": frontend, "backends": list(backends.values())}

@@ -1,0 +1,142 @@
+"""The control plane's state: one SQLite file in the state dir (``state.db``, mode 0600).
+
+Several processes write it (the CLI, the controller and its API): each write is one
+transaction (``BEGIN IMMEDIATE``), the journal is WAL so readers never wait for a
+writer, and a busy database is waited for rather than failed. A connection is opened
+per operation — cheap, and safe across threads and forks.
+
+Tables: ``services`` (the service record: desired spec, nodes, ingress, state),
+``events`` (the timeline, append-only, one row per event), ``tokens`` (the API token
+and each service's endpoint token), ``secrets`` (environment values a deploy was given).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from headway.system import paths
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL,          -- ServiceRecord as JSON, without its events
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    at REAL NOT NULL,
+    body TEXT NOT NULL             -- states.Event as JSON
+);
+CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
+CREATE TABLE IF NOT EXISTS tokens (
+    scope TEXT PRIMARY KEY,        -- 'api', 'metrics', 'service:<name>' (endpoint), 'ray:<name>' (Ray's)
+    token TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    service TEXT NOT NULL,
+    number INTEGER NOT NULL,       -- 1, 2, ... per service
+    name TEXT,                     -- the spec's version_name, if any
+    spec TEXT NOT NULL,            -- the validated spec (JSON)
+    package_uri TEXT,              -- the working_dir package it runs (kept for rollback)
+    digest TEXT NOT NULL,          -- of spec and package: tells two deploys apart
+    origin TEXT NOT NULL,          -- deploy | scale | rollback to N
+    created_at REAL NOT NULL,
+    outcome TEXT NOT NULL,         -- pending | ran (reached RUNNING) | failed | interrupted
+    note TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (service, number)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    service TEXT NOT NULL,         -- environment values a deploy handed over (store passwords):
+    name TEXT NOT NULL,            -- repairs need them after the CLI that had them is gone
+    value TEXT NOT NULL,
+    PRIMARY KEY (service, name)
+);
+"""
+
+
+_ready: set[Path] = set()
+_init_lock = threading.Lock()
+
+
+def _init(conn: sqlite3.Connection, f: Path) -> None:
+    """WAL and the tables, once per process, one process at a time: SQLite answers "database
+    is locked" at once (no busy wait) to a journal-mode change racing another connection."""
+    with _init_lock, open(f.with_name(f.name + ".init-lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if f in _ready:
+            return
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+        _ready.add(f)
+
+
+def path(home: Path | None = None) -> Path:
+    return (home or paths.home()) / "state.db"
+
+
+@contextlib.contextmanager
+def connect(home: Path | None = None, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection; with ``write`` the block is one immediate transaction (committed on
+    success, rolled back on an exception)."""
+    f = path(home)
+    if not f.exists():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(f, os.O_WRONLY | os.O_CREAT, 0o600))  # secrets inside: owner only
+    conn = sqlite3.connect(f, timeout=30, isolation_level=None)
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if f not in _ready:
+            _init(conn, f)
+        if not write:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def get_token(scope: str, home: Path | None = None) -> str | None:
+    with connect(home) as conn:
+        row = conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()
+    return row[0] if row else None
+
+
+def ensure_token(scope: str, make: str, home: Path | None = None) -> str:
+    """The token of ``scope``; ``make`` is stored if there is none yet (first writer wins)."""
+    with connect(home, write=True) as conn:
+        conn.execute("INSERT OR IGNORE INTO tokens (scope, token) VALUES (?, ?)", (scope, make))
+        return conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()[0]
+
+
+def copy_token(source: str, target: str, home: Path | None = None) -> None:
+    """Give ``target`` the token of ``source`` (a rollout's new cluster becomes the service's)."""
+    with connect(home, write=True) as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO tokens (scope, token) SELECT ?, token FROM tokens WHERE scope = ?", (target, source)
+        )
+
+
+def set_secrets(service: str, values: dict[str, str], home: Path | None = None) -> None:
+    with connect(home, write=True) as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO secrets (service, name, value) VALUES (?, ?, ?)",
+            [(service, k, v) for k, v in values.items()],
+        )
+
+
+def secrets_of(service: str, home: Path | None = None) -> dict[str, str]:
+    with connect(home) as conn:
+        return dict(conn.execute("SELECT name, value FROM secrets WHERE service = ?", (service,)).fetchall())
