@@ -1,4 +1,4 @@
-"""The control plane as a process: started detached by the CLI (``start_daemon``) or in
+"""The control plane as a process: started detached by the CLI (``daemon_info.start``) or in
 the foreground (``headway controller run``), it takes this state dir's lock, its API
 port, the controllers' lease (a standby waits here), serves the API in a thread and runs
 the ``controller`` loop until stopped. Where it runs is ``daemon_info``'s to say.
@@ -13,56 +13,17 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
-import time
 
 from headway.api import api_server
 from headway.api import app as api
 from headway.control import leader
 from headway.control.controller import Controller
-from headway.state.daemon_info import _lockfile, _pidfile, logfile, running_pid
+from headway.state import db
+from headway.state.daemon_info import _lockfile, _pidfile
 from headway.system import paths, procs
 
 log = logging.getLogger("headway.controller")
-
-
-def start_daemon(timeout_s: float = 10.0) -> int:
-    """Start a detached controller unless one runs; return its PID."""
-    pid = running_pid()
-    if pid:
-        return pid
-    with open(logfile(), "ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "headway.cli.main", "controller", "run"],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ),
-        )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        pid = running_pid()
-        if pid:
-            return pid
-        if child.poll() is not None:
-            break
-        time.sleep(0.1)
-    try:
-        last = [line for line in logfile().read_text(errors="replace").splitlines() if line.strip()][-1]
-    except (OSError, IndexError):
-        last = ""
-    why = f": {last.removeprefix('error: ')}" if last.startswith("error:") else ""
-    raise RuntimeError(f"the controller did not start{why}; see {logfile()}")
-
-
-def stop(grace_s: float = 10.0) -> int | None:
-    """Stop this state dir's controller (by its recorded PID); return that PID."""
-    pid = running_pid()
-    if pid:
-        procs.kill_pids([pid], grace_s=grace_s)
-    return pid
 
 
 def run_forever(failure_threshold: int, period_s: float) -> None:
@@ -76,7 +37,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
     sock = api_server.bind()
     lease = leader.wait_for_lease(sock, api.tls_files())
-    api.ensure_token()
+    db.api_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
     if lease is not None:
         lease.keep(ctl.stopping)
@@ -102,3 +63,29 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
             lease.release()  # a clean stop hands over at once
     finally:
         _pidfile().unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m headway.daemon``: what ``headway controller run`` execs into, and what
+    ``daemon_info.start`` runs detached. Defaults come from the environment, as the CLI's do."""
+    import argparse
+
+    from headway.plan import watchdog
+
+    parser = argparse.ArgumentParser(prog="headway controller run")
+    env = os.environ.get
+    parser.add_argument(
+        "--failure-threshold", type=int, default=int(env("HEADWAY_HEAD_FAILURE_THRESHOLD", watchdog.FAILURE_THRESHOLD))
+    )
+    parser.add_argument("--period", type=float, default=float(env("HEADWAY_PROBE_PERIOD_S", watchdog.PROBE_PERIOD_S)))
+    args = parser.parse_args(argv)
+    try:
+        run_forever(args.failure_threshold, args.period)
+    except RuntimeError as exc:  # the last line of the log says why (``daemon_info.start`` reads it)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from headway.api import app as api
-from headway.state import records
+from headway.state import db, records
 from headway.state.records import NodeRecord, ServiceRecord
 
 ROUTES = [
@@ -36,7 +36,7 @@ ROUTES = [
 def client(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.setenv("HEADWAY_AUTO_CLOUD", "0")
-    token = api.ensure_token()
+    token = db.api_token()
     c = TestClient(api.create_app())
     c.headers["Authorization"] = f"Bearer {token}"
     return c

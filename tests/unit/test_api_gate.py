@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 from headway.api import api_gate, api_server
-from headway.api import app as api
 from headway.control import operations
+from headway.state import db
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def server(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.setenv("HEADWAY_AUTO_CLOUD", "0")
     monkeypatch.setenv("HEADWAY_API_PORT", "0")
-    token = api.ensure_token()
-    api.ensure_metrics_token()
+    token = db.api_token()
+    db.metrics_token()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)

@@ -53,8 +53,8 @@ def test_remove_forgets_record_events_and_token(tmp_path, monkeypatch):
     rec.events.append(states.Event(at=1.0, kind="note", state="RUNNING"))
     records.save(rec)
     records.save(_rec("other"))
-    tok = ingress.ensure_token("s")
-    assert ingress.ensure_token("s") == tok  # kept across updates
+    tok = ingress.endpoint_token("s")
+    assert ingress.endpoint_token("s") == tok  # kept across updates
     records.remove("s")
     assert records.load("s") is None and ingress.token("s") is None
     assert records.names() == ["other"]

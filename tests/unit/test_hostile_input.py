@@ -14,6 +14,7 @@ from headway.control import store_usage
 from headway.model import spec as spec_mod
 from headway.model.spec import SpecError
 from headway.model.spec_load import load_spec_text, parse_spec
+from headway.state import db
 from headway.store.storage import glob_escape, key_pattern
 
 BASE = {"name": "svc", "applications": [{"name": "app", "import_path": "m:app"}]}
@@ -235,7 +236,7 @@ def api_client(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.setenv("HEADWAY_AUTO_CLOUD", "0")
     c = TestClient(api.create_app(), raise_server_exceptions=False)
-    c.headers["Authorization"] = f"Bearer {api.ensure_token()}"
+    c.headers["Authorization"] = f"Bearer {db.api_token()}"
     return c
 
 
@@ -353,9 +354,8 @@ def test_uploaded_package_cannot_escape_its_folder(api_client, entries, message)
 
 
 def test_metrics_token_opens_metrics_only(api_client):
-    from headway.api import app as api
 
-    metrics = api.ensure_metrics_token()
+    metrics = db.metrics_token()
     ro = {"Authorization": f"Bearer {metrics}"}
     assert api_client.get("/metrics", headers=ro).status_code == 200
     for method, path in [("GET", "/api/services"), ("DELETE", "/api/services/x"), ("GET", "/api/storage")]:

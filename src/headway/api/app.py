@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import secrets
 from importlib import resources
 from typing import Any, Literal
 
@@ -67,17 +66,6 @@ def bind_refusal(host: str, tls: bool) -> str | None:
     )
 
 
-def ensure_token() -> str:
-    """The API token: made at the control plane's first start, kept in the state database."""
-    return db.ensure_token("api", secrets.token_urlsafe(32))
-
-
-def ensure_metrics_token() -> str:
-    """A read-only token for ``/metrics`` only: Prometheus must not hold the key that can
-    terminate services."""
-    return db.ensure_token("metrics", secrets.token_urlsafe(32))
-
-
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -113,41 +101,6 @@ def _record(name: str) -> ServiceRecord:
     if rec is None:
         raise HTTPException(404, f"no service named {name}; GET /api/services lists them")
     return rec
-
-
-def service_list() -> list[dict[str, Any]]:
-    return [
-        {
-            "name": r.name,
-            "state": r.state,
-            "reason": r.reason,
-            "nodes": len(r.nodes),
-            "gcs_ft": r.gcs_ft,
-            "endpoint": r.endpoint,
-            "desired_version": r.desired_version,
-            "running_version": r.running_version,
-            "rollout": r.rollout.percent if r.rollout else None,
-        }
-        for r in records.all_records()
-        if r.parent is None
-    ]
-
-
-def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
-    """The service's timeline merged with its store's alert events, in time order."""
-    evs = [e.model_dump() for e in rec.events]
-    for a in store_watch.events_of(store_watch.store_key(rec)):
-        if a["at"] >= rec.created_at and a.get("service", rec.service) == rec.service:  # its own share alerts only
-            evs.append(
-                {
-                    "at": a["at"],
-                    "kind": a["kind"],
-                    "state": "-",
-                    "message": a["message"],
-                    "details": {"percent": a["percent"], "threshold": a["threshold"]},
-                }
-            )
-    return sorted(evs, key=lambda e: e["at"])
 
 
 def _status(rec: ServiceRecord) -> dict[str, Any]:
@@ -214,7 +167,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     # -- services ---------------------------------------------------------------------
     @app.get("/api/services", dependencies=auth, tags=["services"])
     def list_services() -> list[dict[str, Any]]:
-        return service_list()
+        return views.service_list()
 
     @app.get("/api/services/{name}", dependencies=auth, tags=["services"])
     def get_service(name: str) -> dict[str, Any]:
@@ -317,7 +270,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
 
     @app.get("/api/services/{name}/events", dependencies=auth, tags=["timeline"])
     def events(name: str) -> list[dict[str, Any]]:
-        return timeline(_record(name))
+        return views.timeline(_record(name))
 
     @app.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
     def nodes(name: str) -> list[dict[str, Any]]:

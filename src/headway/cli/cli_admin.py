@@ -12,15 +12,13 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from headway import daemon
-from headway.api import app as api
 from headway.cli import client
 from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
 from headway.cluster.ssh_provider import SshProvider
 from headway.control import chaos, service, store_usage, store_watch, teardown
 from headway.hosts import ssh
 from headway.plan import store_fitness, watchdog
-from headway.state import daemon_info, records
+from headway.state import daemon_info, db, records
 from headway.store import cloud, storage
 
 
@@ -131,7 +129,7 @@ def cloud_teardown(force: bool) -> None:
         teardown.terminate(r.name, _progress())
     for r in records.all_records():  # a rollout cluster its service no longer names (a crash mid-rollout)
         teardown.terminate(r.name, _progress())
-    pid = daemon.stop()
+    pid = daemon_info.stop()
     if pid:
         out.print(f"controller {pid} stopped")
     cloud.teardown()
@@ -220,17 +218,17 @@ def controller_group() -> None:
 )
 def controller_run(failure_threshold: int, period: float) -> None:
     """Run the controller in the foreground (deploy starts one in the background)."""
-    try:
-        daemon.run_forever(failure_threshold, period)
-    except RuntimeError as exc:
-        _fail(str(exc))
+    args = ["--failure-threshold", str(failure_threshold), "--period", str(period)]
+    os.execv(
+        sys.executable, [sys.executable, "-m", "headway.daemon", *args]
+    )  # the same PID, as a service manager wants
 
 
 @controller_group.command("start")
 def controller_start() -> None:
     """Start the controller in the background unless one runs."""
     try:
-        pid = daemon.start_daemon()
+        pid = daemon_info.start()
     except RuntimeError as exc:
         _fail(str(exc))
     out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
@@ -239,7 +237,7 @@ def controller_start() -> None:
 @controller_group.command("stop")
 def controller_stop() -> None:
     """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
-    pid = daemon.stop()
+    pid = daemon_info.stop()
     out.print(f"controller {pid} stopped" if pid else "no controller runs")
 
 
@@ -294,7 +292,7 @@ def api_group() -> None:
 @click.option("--metrics", is_flag=True, help="the read-only token that opens /metrics only (for Prometheus)")
 def api_token(metrics: bool) -> None:
     """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
-    click.echo(api.ensure_metrics_token() if metrics else api.ensure_token())
+    click.echo(db.metrics_token() if metrics else db.api_token())
 
 
 @api_group.command("url")
@@ -313,4 +311,4 @@ def dashboard() -> None:
         base = client.ensure().base_url
     except (client.ApiError, RuntimeError) as exc:
         _fail(str(exc))
-    click.echo(f"{base}/#token={api.ensure_token()}")
+    click.echo(f"{base}/#token={db.api_token()}")

@@ -16,7 +16,6 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from headway.api import app as api
 from headway.cli.cli_common import _fail, _load_or_fail, _via_api, main, out
 from headway.control import logs as logs_mod
 from headway.control import service, views
@@ -116,7 +115,7 @@ def status(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
-    evs = _via_api("GET", f"/api/services/{name}/events", lambda: api.timeline(_load_or_fail(name)))
+    evs = _via_api("GET", f"/api/services/{name}/events", lambda: views.timeline(_load_or_fail(name)))
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
@@ -133,7 +132,7 @@ def events(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
     """List the services."""
-    rows = _via_api("GET", "/api/services", api.service_list)
+    rows = _via_api("GET", "/api/services", views.service_list)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 
-from headway import daemon
 from headway.state import daemon_info, db
 
 #: HTTP status → the CLI's exit code (documented in ``cli``).
@@ -93,7 +92,7 @@ def running() -> Client | None:
 
 def ensure(timeout_s: float = 20.0) -> Client:
     """A client of the control plane, started first if none runs."""
-    daemon.start_daemon()
+    daemon_info.start()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         c = running()

@@ -11,6 +11,7 @@ from headway.control.service import provider_for, store_address
 from headway.ingress import endpoint as ingress
 from headway.model import spec_show
 from headway.model.errors import InputError
+from headway.state import records
 from headway.state.records import ServiceRecord
 from headway.store import cloud
 
@@ -138,3 +139,38 @@ def config_view(rec: ServiceRecord, number: int | None = None) -> dict[str, Any]
         "spec": spec_show.shown(version.spec),
         "packages": packages,
     }
+
+
+def service_list() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": r.name,
+            "state": r.state,
+            "reason": r.reason,
+            "nodes": len(r.nodes),
+            "gcs_ft": r.gcs_ft,
+            "endpoint": r.endpoint,
+            "desired_version": r.desired_version,
+            "running_version": r.running_version,
+            "rollout": r.rollout.percent if r.rollout else None,
+        }
+        for r in records.all_records()
+        if r.parent is None
+    ]
+
+
+def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
+    """The service's timeline merged with its store's alert events, in time order."""
+    evs = [e.model_dump() for e in rec.events]
+    for a in store_watch.events_of(store_watch.store_key(rec)):
+        if a["at"] >= rec.created_at and a.get("service", rec.service) == rec.service:  # its own share alerts only
+            evs.append(
+                {
+                    "at": a["at"],
+                    "kind": a["kind"],
+                    "state": "-",
+                    "message": a["message"],
+                    "details": {"percent": a["percent"], "threshold": a["threshold"]},
+                }
+            )
+    return sorted(evs, key=lambda e: e["at"])

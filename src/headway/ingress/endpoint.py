@@ -57,7 +57,7 @@ def token(name: str) -> str | None:
     return db.get_token(f"service:{name}")
 
 
-def ensure_token(name: str) -> str:
+def endpoint_token(name: str) -> str:
     """The service's bearer token, generated at its first deploy and kept across updates."""
     return db.ensure_token(f"service:{name}", secrets.token_urlsafe(32))
 
@@ -97,7 +97,7 @@ def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.In
         bind=ing.bind,
         port=ing.port,
         stats_socket=ing.socket,
-        token=ensure_token(rec.name) if spec.query_auth_token_enabled else None,
+        token=endpoint_token(rec.name) if spec.query_auth_token_enabled else None,
         request_timeout_s=http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S,
         keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
         retry_5xx_idempotent=http.retry_5xx_idempotent,

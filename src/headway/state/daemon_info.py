@@ -1,12 +1,17 @@
-"""Where this state dir's control plane is: its PID file, lock, log and API address.
+"""Where this state dir's control plane is (its PID file, lock, log and API address), and
+starting it detached.
 
-A module of its own so that the API (served by the controller) can say whether a
-controller runs without importing the controller.
+A module of its own, low in the layers, so that the API can say whether a controller runs
+and the CLI can start one without importing either: the process itself is ``daemon``.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from headway.system import paths, procs
@@ -43,3 +48,41 @@ def api_url() -> str | None:
     """Where this state dir's control plane serves its API, if one runs."""
     info = _live_info()
     return info.get("api") if info else None
+
+
+def start(timeout_s: float = 10.0) -> int:
+    """Start a detached controller (``python -m headway.daemon``) unless one runs; return its PID."""
+    pid = running_pid()
+    if pid:
+        return pid
+    with open(logfile(), "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "headway.daemon"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pid = running_pid()
+        if pid:
+            return pid
+        if child.poll() is not None:
+            break
+        time.sleep(0.1)
+    try:
+        last = [line for line in logfile().read_text(errors="replace").splitlines() if line.strip()][-1]
+    except (OSError, IndexError):
+        last = ""
+    why = f": {last.removeprefix('error: ')}" if last.startswith("error:") else ""
+    raise RuntimeError(f"the controller did not start{why}; see {logfile()}")
+
+
+def stop(grace_s: float = 10.0) -> int | None:
+    """Stop this state dir's controller (by its recorded PID); return that PID."""
+    pid = running_pid()
+    if pid:
+        procs.kill_pids([pid], grace_s=grace_s)
+    return pid

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -119,6 +120,17 @@ def ensure_token(scope: str, make: str, home: Path | None = None) -> str:
     with connect(home, write=True) as conn:
         conn.execute("INSERT OR IGNORE INTO tokens (scope, token) VALUES (?, ?)", (scope, make))
         return conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()[0]
+
+
+def api_token() -> str:
+    """The API token: made at the control plane's first start, kept here."""
+    return ensure_token("api", secrets.token_urlsafe(32))
+
+
+def metrics_token() -> str:
+    """A read-only token for ``/metrics`` only: Prometheus must not hold the key that can
+    terminate services."""
+    return ensure_token("metrics", secrets.token_urlsafe(32))
 
 
 def copy_token(source: str, target: str, home: Path | None = None) -> None:
