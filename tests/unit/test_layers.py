@@ -86,3 +86,19 @@ def test_exit_codes_and_http_statuses_come_from_the_error_type():
     ]
     for exc, code, status in cases:
         assert (errors.exit_code_of(exc), errors.http_status_of(exc)) == (code, status), type(exc).__name__
+
+
+def test_the_map_in_the_docs_is_the_codes():
+    """docs/internals.md draws the layers from the imports; a change that moves an arrow
+    regenerates it (``python scripts/layer_map.py``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("layer_map", ROOT / "scripts" / "layer_map.py")
+    layer_map = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layer_map)
+    doc = (ROOT / "docs" / "internals.md").read_text()
+    drawn = doc.split("<!-- layer map -->\n", 1)[1].split("\n<!-- /layer map -->", 1)[0]
+    assert drawn == layer_map.mermaid(layer_map.graph()), "run: python scripts/layer_map.py"
+    assert set(layer_map.LAYERS) == {
+        p.name for p in (ROOT / "src" / "headway").iterdir() if p.is_dir() and (p / "__init__.py").exists()
+    } | {"daemon"}

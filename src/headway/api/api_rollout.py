@@ -16,7 +16,7 @@ def status(name: str) -> dict[str, Any]:
     rec = records.load(name)
     if rec is None or rec.parent is not None:
         raise HTTPException(404, f"no service named {name}; GET /api/services lists them")
-    return {"name": name, "rollout": rollout_window.view(rec), "last": rollout_window.last_outcome(rec)}
+    return rollout_window.status(rec)
 
 
 def add_routes(app: FastAPI, ops: Operations, auth: list) -> None:

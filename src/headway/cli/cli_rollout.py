@@ -8,9 +8,9 @@ import time
 import click
 from rich.table import Table
 
-from headway.api import api_rollout
 from headway.cli import client
-from headway.cli.cli_common import _change, _fail, _via_api, main, out
+from headway.cli.cli_common import _change, _fail, _load_or_fail, _via_api, main, out
+from headway.control import rollout_window
 
 
 @main.group("rollout")
@@ -28,7 +28,7 @@ def _numbers(n: dict) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(name: str, as_json: bool) -> None:
     """The step, the traffic split and both versions' numbers."""
-    st = _via_api("GET", f"/api/services/{name}/rollout", lambda: api_rollout.status(name))
+    st = _via_api("GET", f"/api/services/{name}/rollout", lambda: rollout_window.status(_load_or_fail(name)))
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return

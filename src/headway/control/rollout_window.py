@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from typing import Any
 
 from headway.ingress import endpoint as ingress
 from headway.plan import haproxy_config as hc
@@ -108,3 +109,8 @@ def last_outcome(rec: ServiceRecord) -> dict | None:
     ends = ("rollout_completed", "rollout_rolled_back")
     e = next((e for e in reversed(rec.events) if e.kind in ends), None)
     return None if e is None else {"kind": e.kind, "at": e.at, "message": e.message}
+
+
+def status(rec: ServiceRecord) -> dict[str, Any]:
+    """The rollout in progress (None when there is none) and how the last one ended."""
+    return {"name": rec.name, "rollout": view(rec), "last": last_outcome(rec)}
