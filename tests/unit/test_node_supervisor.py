@@ -78,6 +78,7 @@ def test_a_crashed_node_process_ends_the_node_and_is_named(tmp_path, cleanup):
     kids = _wait_children(sup.pid, 2)
     victim = next(p for p, c in kids.items() if "gcs_standin" in c)
     survivor = next(p for p in kids if p != victim)
+    assert "node up" in sup.stdout.readline()  # it watches them now (killed before, it names a zombie)
     os.kill(victim, signal.SIGKILL)
     assert sup.wait(timeout=10) == 1
     out = sup.stdout.read()
@@ -91,6 +92,7 @@ def test_a_stopped_process_is_not_a_crash(tmp_path, cleanup):
     cleanup.append(sup)
     kids = _wait_children(sup.pid, 2)
     first, second = sorted(kids)
+    assert "node up" in sup.stdout.readline()
     os.kill(first, signal.SIGTERM)  # how Ray stops its own processes
     time.sleep(0.5)
     assert sup.poll() is None and procs.alive(second)

@@ -39,7 +39,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -165,21 +164,12 @@ def _children() -> dict[int, str]:
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
             if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                found[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                # one that died already (a zombie) has no command line left: its short name then
+                found[int(entry)] = cmdline or stat[stat.index("(") + 1 : stat.rindex(")")]
         except (OSError, ValueError, IndexError):
             continue
     return found
-
-
-def _named_children(timeout_s: float = 2.0) -> dict[int, str]:
-    """The children, each with its command line: one caught in the middle of ``execve`` has
-    none for an instant, and would be watched under no name (seen on a loaded machine)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        kids = _children()
-        if all(kids.values()) or time.monotonic() > deadline:
-            return kids
-        time.sleep(0.02)
 
 
 def _name(cmdline: str) -> str:
@@ -236,7 +226,7 @@ def main(argv: list[str]) -> int:
         _kill_all()  # what it had launched before failing; Ray's own output says why
         return code
     watched = {}
-    for pid, cmdline in _named_children().items():
+    for pid, cmdline in _children().items():
         if any(part in cmdline for part in LEFT_OUT):
             os.kill(pid, signal.SIGKILL)
         else:
