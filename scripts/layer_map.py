@@ -1,5 +1,6 @@
 """Print the layer map of ``src/headway`` as a Mermaid flowchart (GitHub draws it), and the
-height of its import graph: ``python scripts/layer_map.py [--levels]``.
+height of its import graph: ``python scripts/layer_map.py [--levels | --write]``
+(``--write`` puts the map into ``docs/internals.md``).
 
 ``docs/internals.md`` holds its output between ``<!-- layer map -->`` markers, and a unit
 test checks the two agree, so the picture is the code's, not a drawing that drifts. The
@@ -79,9 +80,21 @@ def mermaid(g: dict[str, set[str]]) -> str:
     return "\n".join(out)
 
 
+DOC = SRC.parents[1] / "docs" / "internals.md"
+BEGIN, END = "<!-- layer map -->\n", "\n<!-- /layer map -->"
+
+
+def drawn() -> str:
+    """The map as docs/internals.md holds it now."""
+    return DOC.read_text().split(BEGIN, 1)[1].split(END, 1)[0]
+
+
 def main(argv: list[str]) -> int:
     g = graph()
-    if "--levels" in argv:
+    if "--write" in argv:
+        text = DOC.read_text()
+        DOC.write_text(text.replace(BEGIN + drawn() + END, BEGIN + mermaid(g) + END))
+    elif "--levels" in argv:
         chain = longest_chain(g)
         print(f"{len(chain)} levels: {' -> '.join(chain)}")
     else:

@@ -427,7 +427,7 @@ def test_default_temp_root_is_per_user(monkeypatch):
 def test_hostile_env_reaches_a_real_shell_as_data(tmp_path):
     import subprocess
 
-    from headway.hosts.host_procs import env_file, start_command
+    from headway.hosts.remote import env_file, start_command
 
     canary = tmp_path / "pwned"
     env = {"A": f"1 $(touch {canary}) ; touch {canary}", "B": "x'y\"z`id`", "C": "a\nb"}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from headway.hosts import ssh
+from headway.model import cloud_config
 
 
 def _write(tmp_path, text: str) -> str:
@@ -27,10 +28,10 @@ ssh:
 
 
 def test_good_config(tmp_path):
-    cfg = ssh.load_cloud_config(_write(tmp_path, GOOD))
+    cfg = cloud_config.load_cloud_config(_write(tmp_path, GOOD))
     assert [h.address for h in cfg.heads()] == ["10.0.0.2"] and cfg.head_address.mode == "same_host"
     assert cfg.host("10.0.0.3").user == "root"
-    with pytest.raises(ssh.SshError, match="no host 10.9.9.9"):
+    with pytest.raises(cloud_config.SshError, match="no host 10.9.9.9"):
         cfg.host("10.9.9.9")
 
 
@@ -56,8 +57,8 @@ def test_good_config(tmp_path):
     ],
 )
 def test_bad_config_says_which_field(tmp_path, text, message):
-    with pytest.raises(ssh.SshError, match=message):
-        ssh.load_cloud_config(_write(tmp_path, text))
+    with pytest.raises(cloud_config.SshError, match=message):
+        cloud_config.load_cloud_config(_write(tmp_path, text))
 
 
 INGRESS = (
@@ -70,17 +71,19 @@ INGRESS = (
 
 
 def test_endpoints_on_ingress_hosts(tmp_path):
-    cfg = ssh.load_cloud_config(_write(tmp_path, INGRESS))
+    cfg = cloud_config.load_cloud_config(_write(tmp_path, INGRESS))
     assert cfg.ingress is not None and [h.address for h in cfg.ingress_hosts()] == ["10.0.0.3", "10.0.0.2"]
     assert cfg.ingress.interface == "eth0" and cfg.ingress.prefix_length == 24
     # The nodes' packet filter admits the control host and every ingress host to a Serve proxy.
     assert cfg.trusted() == ["10.0.0.1", "10.0.0.3", "10.0.0.2"]
-    assert ssh.load_cloud_config(_write(tmp_path, GOOD)).trusted() == ["10.0.0.1"]
+    assert cloud_config.load_cloud_config(_write(tmp_path, GOOD)).trusted() == ["10.0.0.1"]
     # Hosts that run a controller (leader or standby) are admitted too, each address once.
-    with_controllers = ssh.load_cloud_config(_write(tmp_path, INGRESS + "  controllers: [10.0.0.2, 10.0.0.3]\n"))
+    with_controllers = cloud_config.load_cloud_config(
+        _write(tmp_path, INGRESS + "  controllers: [10.0.0.2, 10.0.0.3]\n")
+    )
     assert with_controllers.trusted() == ["10.0.0.1", "10.0.0.3", "10.0.0.2"]
-    with pytest.raises(ssh.SshError, match="ssh.controllers: 10.0.0.9 not in ssh.hosts"):
-        ssh.load_cloud_config(_write(tmp_path, GOOD + "  controllers: [10.0.0.9]\n"))
+    with pytest.raises(cloud_config.SshError, match="ssh.controllers: 10.0.0.9 not in ssh.hosts"):
+        cloud_config.load_cloud_config(_write(tmp_path, GOOD + "  controllers: [10.0.0.9]\n"))
 
 
 @pytest.mark.parametrize(
@@ -96,14 +99,14 @@ def test_endpoints_on_ingress_hosts(tmp_path):
     ],
 )
 def test_bad_ingress_block_says_what(tmp_path, ingress, message):
-    with pytest.raises(ssh.SshError, match=message):
-        ssh.load_cloud_config(_write(tmp_path, GOOD + f"  ingress: {ingress}\n"))
+    with pytest.raises(cloud_config.SshError, match=message):
+        cloud_config.load_cloud_config(_write(tmp_path, GOOD + f"  ingress: {ingress}\n"))
 
 
 def test_keepalived_config_of_each_ingress_host(tmp_path):
     from headway.hosts import vip
 
-    cfg = ssh.load_cloud_config(_write(tmp_path, INGRESS))
+    cfg = cloud_config.load_cloud_config(_write(tmp_path, INGRESS))
     assert cfg.ingress is not None
     first = vip.render(cfg.ingress, "10.0.0.3", "headway_ab12")
     second = vip.render(cfg.ingress, "10.0.0.2", "headway_ab12")
@@ -122,8 +125,8 @@ def test_keepalived_config_of_each_ingress_host(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ssh.SshError, match="cannot read the file"):
-        ssh.load_cloud_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(cloud_config.SshError, match="cannot read the file"):
+        cloud_config.load_cloud_config(str(tmp_path / "nope.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -139,7 +142,7 @@ def test_missing_file(tmp_path):
 def test_version_verdicts(monkeypatch, remote, verdict):
     monkeypatch.setattr(ssh, "local_versions", lambda: ("3.11.7", "2.60.0"))
     monkeypatch.setattr(ssh, "run", lambda host, cmd, timeout_s=0: remote)
-    host = ssh.SshHost(address="10.0.0.2", key="/k", role="worker")
+    host = cloud_config.SshHost(address="10.0.0.2", key="/k", role="worker")
     got = ssh.version_problem(host, "/opt/ray")
     if verdict is None:
         assert got is None
@@ -149,9 +152,9 @@ def test_version_verdicts(monkeypatch, remote, verdict):
 
 
 def test_check_hosts_lists_every_problem():
-    ssh.check_hosts([])
-    with pytest.raises(ssh.HostsNotReady, match="nothing was started") as exc:
-        ssh.check_hosts(["host a: x", "host b: y"])
+    cloud_config.check_hosts([])
+    with pytest.raises(cloud_config.HostsNotReady, match="nothing was started") as exc:
+        cloud_config.check_hosts(["host a: x", "host b: y"])
     assert "host a: x" in str(exc.value) and "host b: y" in str(exc.value)
 
 
@@ -183,7 +186,7 @@ def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, 
 
     monkeypatch.setattr(ssh, "configure_host_keys", lambda cfg: None)
     monkeypatch.setattr(ssh, "reachable", lambda h: True)
-    cfg = ssh.load_cloud_config(_write(tmp_path, FLEET))
+    cfg = cloud_config.load_cloud_config(_write(tmp_path, FLEET))
     other = ServiceRecord(
         name="other",
         cluster_id="c",

@@ -36,7 +36,7 @@ from headway.model.spec_load import load_spec_text, parse_spec
 from headway.plan import metrics
 from headway.state import daemon_info, db, records, state_snapshot, uploads
 from headway.state.records import ServiceRecord
-from headway.store import cloud
+from headway.store import cloud, cloud_setup
 
 DEFAULT_PORT = 8765
 
@@ -306,7 +306,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         crec = cloud.load()
         out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
         if crec is not None:
-            out["cloud"] = cloud.status(crec) | store_usage.cloud_usage(crec) | {"alert_percent": crec.alert_percent}
+            usage = store_usage.cloud_usage(crec)
+            out["cloud"] = cloud_setup.status(crec) | usage | {"alert_percent": crec.alert_percent}
         for rec in records.all_records():
             if rec.gcs_ft:
                 out["services"][rec.name] = views.observe_storage(rec)

@@ -16,10 +16,10 @@ from headway.cli import client
 from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
 from headway.cluster.ssh_provider import SshProvider
 from headway.control import chaos, service, store_usage, store_watch, teardown
-from headway.hosts import ssh
+from headway.model import cloud_config
 from headway.plan import store_fitness, watchdog
 from headway.state import daemon_info, db, records
-from headway.store import cloud, storage
+from headway.store import cloud, cloud_setup, storage
 
 
 @main.group("cloud")
@@ -50,7 +50,7 @@ def cloud_group() -> None:
     type=click.Path(dir_okay=False),
     help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode",
 )
-def cloud_setup(
+def cloud_setup_command(
     mode: str | None,
     maxmemory: str,
     alert_percent: float | None,
@@ -60,11 +60,11 @@ def cloud_setup(
 ) -> None:
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
     try:
-        cfg = ssh.load_cloud_config(config_path) if config_path else None
-        rec = cloud.setup(mode, maxmemory, ssh_config=cfg, check_hosts=lambda c: SshProvider(c).check_ready())
+        cfg = cloud_config.load_cloud_config(config_path) if config_path else None
+        rec = cloud_setup.setup(mode, maxmemory, ssh_config=cfg, check_hosts=lambda c: SshProvider(c).check_ready())
         if alert_percent is not None or alert_webhook is not None or service_alert_percent is not None:
             rec = cloud.set_alerts(alert_percent, alert_webhook, service_alert_percent)
-    except ssh.SshError as exc:
+    except cloud_config.SshError as exc:
         _fail(str(exc), 2)
     except RuntimeError as exc:
         _fail(str(exc))
@@ -79,7 +79,7 @@ def cloud_status(as_json: bool) -> None:
     rec = cloud.load()
     if rec is None:
         _fail("no cloud is set up; run 'headway cloud setup'", 2)
-    st = cloud.status(rec) | store_usage.cloud_usage(rec)
+    st = cloud_setup.status(rec) | store_usage.cloud_usage(rec)
     st["alert"] = store_watch.alert_of("cloud")
     st["alert_percent"] = rec.alert_percent
     if as_json:
@@ -132,7 +132,7 @@ def cloud_teardown(force: bool) -> None:
     pid = daemon_info.stop()
     if pid:
         out.print(f"controller {pid} stopped")
-    cloud.teardown()
+    cloud_setup.teardown()
     out.print("cloud removed")
 
 

@@ -25,8 +25,9 @@ from pathlib import Path
 from headway.cluster import firewall
 from headway.cluster.local_provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
-from headway.hosts import host_files, host_procs, ssh, vip
-from headway.hosts.ssh import SshCloud, SshError, SshHost
+from headway.hosts import remote, ssh, vip
+from headway.model import cloud_config
+from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.state.records import NodeRecord, ServiceRecord, all_records
 from headway.store import store_procs
 from headway.system import node_user, paths
@@ -139,7 +140,7 @@ class SshProvider:
         """Put a file the nodes read by ``file://`` (the packaged working_dir) on the host,
         readable there by the service's group (``gid``) only."""
         host = self._host(node)
-        host_files.put_file(host, local_file, local_file, str(paths.home()))
+        remote.put_file(host, local_file, local_file, str(paths.home()))
         if gid is not None and self.can_sandbox(node):
             f, d = shlex.quote(local_file), shlex.quote(str(Path(local_file).parent))
             mode_f, mode_d = f"{node_user.PACKAGE_FILE_MODE:o}", f"{node_user.PACKAGE_DIR_MODE:o}"
@@ -159,26 +160,26 @@ class SshProvider:
         if status != 0:
             raise ProviderError(f"host {host.address}: nft refused the node's packet filter: {err.strip()[-300:]}")
         box = launch.sandbox
-        host_files.ensure_dirs(host, node.temp_dir, str(Path(node.temp_dir).parent))
+        remote.ensure_dirs(host, node.temp_dir, str(Path(node.temp_dir).parent))
         if box is not None:
             mine = shlex.quote(node.temp_dir)
             ssh.run(host, f"chgrp {box.gid} {mine} && chmod {node_user.TEMP_DIR_MODE:o} {mine}")
         for path, content in launch.secret_files.items():
-            host_files.put_private(host, path, content, (box.uid, box.gid) if box else None)
+            remote.put_private(host, path, content, (box.uid, box.gid) if box else None)
         argv = launch.command(f"{self.cfg.venv}/bin/python")
         try:
-            node.pid = host_procs.start_detached(
+            node.pid = remote.start_detached(
                 host, argv, launch.env, node.temp_dir, node.log, node.marker, what="ray start"
             )
         except SshError as exc:
             raise ProviderError(str(exc)) from None
-        node.pid_started = host_procs.start_time(host, node.pid)
+        node.pid_started = remote.start_time(host, node.pid)
         node.started_at = time.time()
         return node.pid
 
     def alive(self, node: NodeRecord) -> bool:
         """The host answers SSH and the node's supervisor still runs."""
-        return host_procs.same_process(self._host(node), node.pid, node.pid_started)
+        return remote.same_process(self._host(node), node.pid, node.pid_started)
 
     def pids(self, node: NodeRecord) -> list[int]:
         """Every process on the host carrying the node's marker. Raises when the host does
@@ -186,7 +187,7 @@ class SshProvider:
         if self.floating and node.role == "head" and not ssh.reachable(self._host(node)):
             return []  # fenced by the move hook: the address will be taken from it
         try:
-            return host_procs.marked_pids(self._host(node), node.marker)
+            return remote.marked_pids(self._host(node), node.marker)
         except SshError as exc:
             raise ProviderError(f"cannot fence node {node.name}: {exc}; it is retried when the host answers") from None
 
@@ -196,7 +197,7 @@ class SshProvider:
             if not left:
                 return
             try:
-                host_procs.kill(self._host(node), left)
+                remote.kill(self._host(node), left)
             except SshError:
                 if not (self.floating and node.role == "head"):
                     raise
@@ -238,7 +239,7 @@ class SshProvider:
     def check_ready(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Every host answers SSH and runs headway's Python and Ray, or HostsNotReady."""
         progress(f"checking {len(self.cfg.hosts)} host(s): SSH, Python and Ray versions")
-        ssh.check_hosts(self.version_problems())
+        cloud_config.check_hosts(self.version_problems())
 
     def version_problems(self) -> list[str]:
         """Every host whose bootstrap venv differs from headway's Python/Ray, that lacks the

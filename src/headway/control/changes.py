@@ -41,7 +41,7 @@ from headway.model.spec_load import notes, parse_spec
 from headway.plan import placement, rollout_policy
 from headway.state import records, uploads
 from headway.state.records import ServiceRecord
-from headway.store import cloud, storage
+from headway.store import cloud, cloud_setup, storage
 from headway.system import node_user
 
 
@@ -59,7 +59,7 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
         if not cloud.auto_setup_enabled():
             raise InputError("no cloud is set up (HEADWAY_AUTO_CLOUD=0); run 'headway cloud setup'")
         progress("no cloud yet: setting up the managed GCS store (primary + replica)")
-    return cloud.setup()
+    return cloud_setup.setup()
 
 
 def deploy(

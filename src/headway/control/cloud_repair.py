@@ -9,7 +9,7 @@ import logging
 from headway.control.service import store_user_password
 from headway.hosts import vip
 from headway.state import records
-from headway.store import cloud, storage
+from headway.store import cloud, cloud_setup, storage
 
 log = logging.getLogger("headway.controller")
 
@@ -32,7 +32,7 @@ def repair() -> None:
     if crec.ssh is not None and crec.ssh.ingress is not None:
         for host in vip.ensure(crec.ssh, crec.id):
             log.warning("endpoint address: keepalived restarted on %s", host)
-    restarted = cloud.restart_dead(crec)
+    restarted = cloud_setup.restart_dead(crec)
     if restarted:
         log.warning("managed store: restarted the process(es) on port(s) %s", restarted)
     users = [

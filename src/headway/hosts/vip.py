@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import shlex
 
-from headway.hosts import host_files, host_procs, ssh
-from headway.hosts.ssh import IngressHosts, SshCloud, SshError, SshHost
+from headway.hosts import remote, ssh
+from headway.model.cloud_config import IngressHosts, SshCloud, SshError, SshHost
 from headway.system import paths
 
 ADVERT_INTERVAL_S = 0.2
@@ -77,17 +77,17 @@ def _dir(host: SshHost) -> str:
 
 def running(host: SshHost, cloud_id: str) -> bool:
     """keepalived of this cloud runs on the host (raises SshError when it does not answer)."""
-    return bool(host_procs.marked_pids(host, marker(cloud_id, host)))
+    return bool(remote.marked_pids(host, marker(cloud_id, host)))
 
 
 def start(cloud: SshCloud, host: SshHost, cloud_id: str) -> int:
     assert cloud.ingress is not None
     d = _dir(host)
-    host_files.ensure_dirs(host, d, str(paths.node_temp_root()))
+    remote.ensure_dirs(host, d, str(paths.node_temp_root()))
     conf = f"{d}/keepalived.conf"
-    host_files.put_private(host, conf, render(cloud.ingress, host.address, f"headway_{cloud_id}"))
+    remote.put_private(host, conf, render(cloud.ingress, host.address, f"headway_{cloud_id}"))
     argv = [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", conf, "-p", f"{d}/keepalived.pid", "-r", f"{d}/vrrp.pid"]
-    return host_procs.start_detached(host, argv, {}, d, f"{d}/keepalived.log", marker(cloud_id, host))
+    return remote.start_detached(host, argv, {}, d, f"{d}/keepalived.log", marker(cloud_id, host))
 
 
 def ensure(cloud: SshCloud, cloud_id: str) -> list[str]:
@@ -107,10 +107,10 @@ def stop(cloud: SshCloud, cloud_id: str) -> None:
     """Stop keepalived everywhere (it gives the address up as it exits)."""
     for host in cloud.ingress_hosts():
         try:
-            pids = host_procs.marked_pids(host, marker(cloud_id, host))
+            pids = remote.marked_pids(host, marker(cloud_id, host))
             if pids:
                 ssh.run(host, "kill " + " ".join(map(str, pids)) + "; sleep 0.3; true")
-                host_procs.kill(host, host_procs.marked_pids(host, marker(cloud_id, host)))
+                remote.kill(host, remote.marked_pids(host, marker(cloud_id, host)))
             ssh.run(host, f"rm -rf {shlex.quote(_dir(host))}")
         except SshError:
             continue

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from headway.cluster.local_provider import free_ports, used_ports
 from headway.hosts import ssh, vip
-from headway.hosts.ssh import SshCloud, SshError, SshHost
 from headway.ingress import ingress_hosts
+from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.model.errors import Failed
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc

