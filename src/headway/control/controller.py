@@ -29,6 +29,7 @@ from headway.cluster import gcs_client
 from headway.control import changes, cloud_repair, leader, operations, repair, rollout, scaling, steps, store_watch
 from headway.control.service import provider_for, record_event, set_state
 from headway.ingress import endpoint as ingress
+from headway.ingress import instances
 from headway.model import states
 from headway.model.errors import Cancelled
 from headway.plan import reconcile as plan
@@ -105,7 +106,7 @@ class Controller:
             dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
             busy=records.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
-            ingress_down=rec.ingress is not None and not ingress.alive(rec.ingress),
+            ingress_down=rec.ingress is not None and not instances.alive(rec.ingress),
             unconverged=rec.state == states.State.UPDATING
             or (rec.desired_version is not None and rec.desired_version != rec.running_version)
             or any(s.kind in plan.CHANGES for s in needed),
@@ -231,7 +232,7 @@ class Controller:
 
     @staticmethod
     def _restart_ingress(rec: ServiceRecord) -> None:
-        if rec.ingress is None or ingress.alive(rec.ingress):
+        if rec.ingress is None or instances.alive(rec.ingress):
             return
         try:
             ingress.start(rec, rec.spec)

@@ -23,6 +23,7 @@ from headway.control import rollout_window, steps, teardown
 from headway.control import versions as versions_mod
 from headway.control.service import Progress, record_event
 from headway.ingress import endpoint as ingress
+from headway.ingress import instances
 from headway.model.errors import Busy, InputError
 from headway.model.spec import ServiceSpec
 from headway.model.states import State
@@ -143,7 +144,7 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
         _abort(rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
         return
     target = versions_mod.get(rec.name, ro.version).spec
-    up = ingress.up_backends(rec.ingress)
+    up = instances.up_backends(rec.ingress)
     wanted, weights = ingress.targets(rec, up)
     if rec.ingress and (set(wanted) != {a for a in rec.ingress.slots if a} or weights != rec.ingress.weights):
         # A new cluster's worker its own repair replaced, or a server gone up or down: the

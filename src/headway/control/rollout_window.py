@@ -14,6 +14,7 @@ from collections.abc import Collection
 from typing import Any
 
 from headway.ingress import endpoint as ingress
+from headway.ingress import instances
 from headway.plan import haproxy_config as hc
 from headway.plan.rollout_policy import Numbers, p99
 from headway.state import records
@@ -26,7 +27,7 @@ MAX_LOG_BYTES = 8 * 1024 * 1024
 def snapshot(rec: ServiceRecord) -> dict:
     """The ingress's counters per backend address and its log's length, now."""
     ing = rec.ingress
-    st = ingress.stats(ing) or {"backends": []}
+    st = instances.stats(ing) or {"backends": []}
     servers = {b["address"]: [b["requests"], b["hrsp_5xx"], b["retries"], b["errors"]] for b in st["backends"]}
     try:
         size = os.path.getsize(ing.log) if ing else 0

@@ -30,6 +30,7 @@ from headway.control.service import (
     working_dir_uri,
 )
 from headway.ingress import endpoint as ingress
+from headway.ingress import instances
 from headway.model.errors import Cancelled
 from headway.model.spec import ServiceSpec
 from headway.plan import placement
@@ -66,7 +67,7 @@ def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
         state=rec.state,  # type: ignore[arg-type]
         nodes=nodes,
         head_alive=bool(head and prov.alive(head)),
-        ingress_up=rec.ingress is None or ingress.alive(rec.ingress),
+        ingress_up=rec.ingress is None or instances.alive(rec.ingress),
         apps=rec.apps_digest,
         terminate_requested=records.terminate_requested(rec.name),
     )

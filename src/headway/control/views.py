@@ -8,7 +8,7 @@ from typing import Any
 from headway.cluster import deps, serve
 from headway.control import rollout_window, store_usage, store_watch, versions
 from headway.control.service import provider_for, store_address
-from headway.ingress import endpoint as ingress
+from headway.ingress import instances
 from headway.model import spec_show
 from headway.model.errors import InputError
 from headway.state import records
@@ -94,7 +94,7 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "token_required": rec.spec.query_auth_token_enabled,
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
-        "ingress": ingress.stats(rec.ingress),
+        "ingress": instances.stats(rec.ingress),
         "groups": groups_view(rec),
         "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
         "rollout": rollout_window.view(rec),

@@ -17,17 +17,16 @@ import dataclasses
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 import time
 from collections.abc import Collection
 from pathlib import Path
 
 from headway.cluster.local_provider import free_ports, used_ports
-from headway.hosts import ssh, vip
-from headway.ingress import ingress_hosts
-from headway.model.cloud_config import SshCloud, SshError, SshHost
-from headway.model.errors import Failed
+from headway.hosts import vip
+from headway.ingress import ingress_hosts, instances
+from headway.ingress.instances import IngressError
+from headway.model.cloud_config import SshHost
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc
 from headway.plan import rollout_policy
@@ -41,10 +40,6 @@ START_TIMEOUT_S = 10.0
 #: still exists answers stray packets with a reset, which HAProxy retries elsewhere; a
 #: host that vanished answers nothing and a request sent to it waits for its timeout.
 DRAIN_S = 1.0
-
-
-class IngressError(Failed):
-    pass
 
 
 def bind_address() -> str:
@@ -111,7 +106,7 @@ def _as_root(ing: IngressRecord) -> bool:
     """Whether the endpoint's HAProxy starts as root (here, or over SSH on every ingress
     host), so that it can drop to nobody once bound."""
     if ing.on_hosts:
-        return all(h.user == "root" for h in _cloud_of().ingress_hosts())
+        return all(h.user == "root" for h in instances.hosts_config().ingress_hosts())
     return os.geteuid() == 0
 
 
@@ -133,7 +128,7 @@ def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
     """After an update: backends through the runtime API when only they changed, else a
     seamless reload. Returns which of the two it did."""
     ing = rec.ingress
-    if ing is None or not alive(ing):
+    if ing is None or not instances.alive(ing):
         start(rec, spec)
         return "started"
     if _digest(settings(rec, spec, ing)) == ing.settings_digest:
@@ -144,34 +139,6 @@ def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
 
 
 # -- process -------------------------------------------------------------------------------
-def _hosts_cloud() -> SshCloud | None:
-    """The cloud config when the endpoints run on its ingress hosts."""
-    crec = cloud.load()
-    return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
-
-
-def _cloud_of() -> SshCloud:
-    """The cloud config of an endpoint that runs on ingress hosts (``cloud.load`` also sets
-    the hosts' SSH keys up)."""
-    cfg = _hosts_cloud()
-    if cfg is None:
-        raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
-    return cfg
-
-
-def alive(ing: IngressRecord | None) -> bool:
-    """Here: the process runs. On hosts: each host that answers runs its instance (one that
-    does not answer is not counted: nothing can be started there until it is back)."""
-    if not ing:
-        return False
-    if not ing.on_hosts:
-        return procs.same_process(ing.pid, ing.pid_started)
-    cfg = _cloud_of()
-    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address)) for h in cfg.ingress_hosts())
-
-
-def marker(rec: ServiceRecord) -> str:
-    return (rec.ingress.marker if rec.ingress else "") or f"{rec.cluster_id}/ingress"
 
 
 def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
@@ -182,7 +149,7 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(os.environ) | {procs.MARKER_VAR: marker(rec)},
+            env=dict(os.environ) | {procs.MARKER_VAR: instances.marker(rec)},
         )
     procs.track(child)
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -190,7 +157,7 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
         if child.poll() is not None:
             raise IngressError(f"haproxy exited at start (code {child.returncode}); see {ing.log}")
         try:
-            command(ing, "show info")
+            instances.command(ing, "show info")
             break
         except OSError:
             time.sleep(0.05)
@@ -207,10 +174,10 @@ def _spawn_on(host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: Ingress
     text = hc.render(dataclasses.replace(settings(rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights)
     inst = ing.instances.get(host.address)
     if reload and inst is not None and ingress_hosts.alive(host, inst):
-        ingress_hosts.spawn(_cloud_of(), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
+        ingress_hosts.spawn(instances.hosts_config(), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
         return
     ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
-    ingress_hosts.spawn(_cloud_of(), host, ing, text, root, [])
+    ingress_hosts.spawn(instances.hosts_config(), host, ing, text, root, [])
 
 
 def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
@@ -220,7 +187,7 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
     ing = rec.ingress
     if ing is None:
         (port,) = free_ports(1, used_ports())
-        hosts_cfg = _hosts_cloud()
+        hosts_cfg = instances.hosts_config_or_none()
         ing = IngressRecord(
             bind=hosts_cfg.ingress.address if hosts_cfg and hosts_cfg.ingress else bind_address(),
             port=port,
@@ -236,7 +203,7 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
     _plan(rec, ing)
     _write_config(rec, spec, ing)
     if ing.on_hosts:
-        cfg = _cloud_of()
+        cfg = instances.hosts_config()
         crec = cloud.load()
         assert crec is not None
         vip.ensure(cfg, crec.id)
@@ -250,7 +217,7 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
         return ing
     # A fresh start must be the only listener (HAProxy binds with SO_REUSEPORT): any
     # process left of this service's ingress goes first, found by its marker.
-    procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=1)
+    procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=1)
     if os.path.exists(ing.socket):
         os.unlink(ing.socket)
     _spawn(rec, ing, [])
@@ -265,9 +232,9 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
     _plan(rec, ing)
     _write_config(rec, spec, ing)
     if ing.on_hosts:
-        ingress_hosts.each_answering(_cloud_of(), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
+        ingress_hosts.each_answering(instances.hosts_config(), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
         return
-    old = ing.pid if alive(ing) else None
+    old = ing.pid if instances.alive(ing) else None
     if old is None:
         start(rec, spec)
         return
@@ -276,7 +243,7 @@ def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
 
 def _plan(rec: ServiceRecord, ing: IngressRecord) -> list[str]:
     """Slots and weights for the current backends; the runtime commands that apply the slots."""
-    addrs, ing.weights = targets(rec, up_backends(ing) if rec.rollout and alive(ing) else None)
+    addrs, ing.weights = targets(rec, instances.up_backends(ing) if rec.rollout and instances.alive(ing) else None)
     ing.slots, commands = hc.plan_slots(ing.slots, addrs)
     return commands
 
@@ -289,7 +256,7 @@ def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
         return []
     commands = _plan(rec, ing)
     commands += hc.weight_commands(ing.slots, ing.weights)
-    for cmd, reply in _send(ing, commands):
+    for cmd, reply in instances.send_all(ing, commands):
         reply = reply.strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():
             raise IngressError(f"haproxy refused '{cmd}': {reply}")
@@ -300,9 +267,9 @@ def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
 def drain(rec: ServiceRecord, addresses: list[str]) -> None:
     """Take backends out of rotation now (before their hosts are removed)."""
     ing = rec.ingress
-    if ing is None or not alive(ing):
+    if ing is None or not instances.alive(ing):
         return
-    _send(
+    instances.send_all(
         ing,
         [
             f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
@@ -319,88 +286,10 @@ def stop(rec: ServiceRecord) -> None:
         return
     if ing.on_hosts:
         root = str(paths.node_temp_root())
-        ingress_hosts.each_answering(_cloud_of(), lambda h: ingress_hosts.stop_on(h, ing, root))
+        ingress_hosts.each_answering(instances.hosts_config(), lambda h: ingress_hosts.stop_on(h, ing, root))
         ing.instances.clear()
         return
-    procs.kill_pids(procs.pids_with_marker(marker(rec)), grace_s=2)
+    procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=2)
     for f in (ing.socket, ing.config):
         if os.path.exists(f):
             os.unlink(f)
-
-
-# -- runtime API ---------------------------------------------------------------------------
-def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
-    """One command to the local instance's admin socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(ing.socket)
-        s.sendall(cmd.encode() + b"\n")
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
-
-
-def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
-    """Each running instance's replies to ``cmds`` (here: the one process; on hosts: every
-    instance whose host answers)."""
-    if not cmds:
-        return []
-    if not ing.on_hosts:
-        return [[command(ing, c) for c in cmds]]
-    cfg = _cloud_of()
-    root = str(paths.node_temp_root())
-    out = []
-    for host in cfg.ingress_hosts():
-        if host.address not in ing.instances or not ssh.answers(host):
-            continue
-        try:
-            sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]
-            out.append(ingress_hosts.commands(cfg, host, sock, cmds))
-        except SshError:
-            continue
-    return out
-
-
-def _send(ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
-    """A runtime change to every instance: (command, reply) pairs of all of them."""
-    return [(c, r) for replies in _per_instance(ing, cmds) for c, r in zip(cmds, replies, strict=True)]
-
-
-def up_backends(ing: IngressRecord | None) -> set[str]:
-    """The backends the ingress lets in now (UP after their health checks)."""
-    st = stats(ing) or {"backends": []}
-    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
-
-
-def stats(ing: IngressRecord | None) -> dict | None:
-    """Backends (up/down, requests, errors) and the endpoint's counters, or None if down.
-    On hosts: the counters of every instance added up (only the one holding the address
-    serves), a backend UP when an instance finds it so."""
-    if ing is None or not alive(ing):
-        return None
-    try:
-        texts = [replies[0] for replies in _per_instance(ing, ["show stat"])]
-    except OSError:
-        return None
-    if not texts:
-        return None
-    slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}
-    counters = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
-    backends: dict[str, dict] = {}
-    frontend: dict[str, int] = {}
-    for text in texts:
-        for k, v in hc.parse_frontend(text).items():
-            frontend[k] = frontend.get(k, 0) + v
-        for s in hc.parse_stats(text):
-            if s.slot not in slots:
-                continue
-            b = backends.setdefault(s.slot, {"address": slots[s.slot], "status": s.status} | dict.fromkeys(counters, 0))
-            if s.status.startswith("UP"):
-                b["status"] = s.status
-            for k in counters:
-                b[k] += getattr(s, k)
-    return {"frontend": frontend, "backends": list(backends.values())}

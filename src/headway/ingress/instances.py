@@ -1,0 +1,127 @@
+"""Where an endpoint's HAProxy instances run and how to talk to them: the process here or
+one on each ingress host, alive or not, and HAProxy's runtime API on each admin socket
+(a command, the backends that are UP, the counters added up over the instances)."""
+
+from __future__ import annotations
+
+import socket
+
+from headway.hosts import ssh
+from headway.ingress import ingress_hosts
+from headway.model.cloud_config import SshCloud, SshError
+from headway.model.errors import Failed
+from headway.plan import haproxy_config as hc
+from headway.state.records import IngressRecord, ServiceRecord
+from headway.store import cloud
+from headway.system import paths, procs
+
+
+class IngressError(Failed):
+    pass
+
+
+def hosts_config_or_none() -> SshCloud | None:
+    """The cloud config when the endpoints run on its ingress hosts."""
+    crec = cloud.load()
+    return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
+
+
+def hosts_config() -> SshCloud:
+    """The cloud config of an endpoint that runs on ingress hosts (``cloud.load`` also sets
+    the hosts' SSH keys up)."""
+    cfg = hosts_config_or_none()
+    if cfg is None:
+        raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
+    return cfg
+
+
+def alive(ing: IngressRecord | None) -> bool:
+    """Here: the process runs. On hosts: each host that answers runs its instance (one that
+    does not answer is not counted: nothing can be started there until it is back)."""
+    if not ing:
+        return False
+    if not ing.on_hosts:
+        return procs.same_process(ing.pid, ing.pid_started)
+    cfg = hosts_config()
+    return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address)) for h in cfg.ingress_hosts())
+
+
+def marker(rec: ServiceRecord) -> str:
+    return (rec.ingress.marker if rec.ingress else "") or f"{rec.cluster_id}/ingress"
+
+
+def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
+    """One command to the local instance's admin socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout_s)
+        s.connect(ing.socket)
+        s.sendall(cmd.encode() + b"\n")
+        chunks = []
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
+    """Each running instance's replies to ``cmds`` (here: the one process; on hosts: every
+    instance whose host answers)."""
+    if not cmds:
+        return []
+    if not ing.on_hosts:
+        return [[command(ing, c) for c in cmds]]
+    cfg = hosts_config()
+    root = str(paths.node_temp_root())
+    out = []
+    for host in cfg.ingress_hosts():
+        if host.address not in ing.instances or not ssh.answers(host):
+            continue
+        try:
+            sock = ingress_hosts.files(ing.marker, host.address, root)["socket"]
+            out.append(ingress_hosts.commands(cfg, host, sock, cmds))
+        except SshError:
+            continue
+    return out
+
+
+def send_all(ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
+    """A runtime change to every instance: (command, reply) pairs of all of them."""
+    return [(c, r) for replies in _per_instance(ing, cmds) for c, r in zip(cmds, replies, strict=True)]
+
+
+def up_backends(ing: IngressRecord | None) -> set[str]:
+    """The backends the ingress lets in now (UP after their health checks)."""
+    st = stats(ing) or {"backends": []}
+    return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
+
+
+def stats(ing: IngressRecord | None) -> dict | None:
+    """Backends (up/down, requests, errors) and the endpoint's counters, or None if down.
+    On hosts: the counters of every instance added up (only the one holding the address
+    serves), a backend UP when an instance finds it so."""
+    if ing is None or not alive(ing):
+        return None
+    try:
+        texts = [replies[0] for replies in _per_instance(ing, ["show stat"])]
+    except OSError:
+        return None
+    if not texts:
+        return None
+    slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}
+    counters = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
+    backends: dict[str, dict] = {}
+    frontend: dict[str, int] = {}
+    for text in texts:
+        for k, v in hc.parse_frontend(text).items():
+            frontend[k] = frontend.get(k, 0) + v
+        for s in hc.parse_stats(text):
+            if s.slot not in slots:
+                continue
+            b = backends.setdefault(s.slot, {"address": slots[s.slot], "status": s.status} | dict.fromkeys(counters, 0))
+            if s.status.startswith("UP"):
+                b["status"] = s.status
+            for k in counters:
+                b[k] += getattr(s, k)
+    return {"frontend": frontend, "backends": list(backends.values())}
