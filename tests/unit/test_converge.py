@@ -12,7 +12,7 @@ import pytest
 
 from headway.cluster import gcs_client, serve
 from headway.cluster.local_provider import LocalProvider
-from headway.control import node_start, service, steps
+from headway.control import node_start, steps
 from headway.ingress import endpoint as ingress
 from headway.model import errors
 from headway.model.spec import ServiceSpec
@@ -153,7 +153,7 @@ def cluster(tmp_path, monkeypatch):
         node = prov.new_node(rec, name, "worker", ip, ports, group=group)
         rec.nodes.append(node)
         node_start.start_worker(rec, spec, prov, node)
-    service.note_node_ids(rec, ray.alive_nodes(None))
+    node_start.note_node_ids(rec, ray.alive_nodes(None))
     steps.apply_apps(rec, spec, lambda m: None, False)
     records.save(rec)
     prov.log.clear()
@@ -224,7 +224,7 @@ def test_terminate_stops_the_change_before_anything_starts(cluster):
 def test_a_dead_head_stops_the_change_for_the_controller(cluster):
     rec, prov, ray = cluster
     prov.kill(rec.head)
-    with pytest.raises(service.HeadRecovering, match="died during the change"):
+    with pytest.raises(errors.HeadRecovering, match="died during the change"):
         _converge(rec, _spec(cpu=2))
     assert prov.log == []
 

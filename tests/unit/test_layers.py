@@ -36,7 +36,7 @@ def test_the_contracts_catch_a_wrong_way_import_an_io_import_and_a_circle(tmp_pa
     shutil.copytree(ROOT / "src" / "headway", src / "headway", ignore=shutil.ignore_patterns("__pycache__"))
     (src / "headway" / "plan" / "watchdog.py").open("a").write("\nfrom headway.state import db  # noqa\n")
     (src / "headway" / "model" / "states.py").open("a").write("\nimport socket  # noqa\n")
-    (src / "headway" / "control" / "service.py").open("a").write("\nfrom headway.control import views  # noqa\n")
+    (src / "headway" / "control" / "context.py").open("a").write("\nfrom headway.control import views  # noqa\n")
     out = _lint(src).stdout
     assert "headway.plan is not allowed to import headway.state" in out
     assert "headway.plan.watchdog -> headway.state.db" in out
@@ -63,17 +63,16 @@ def test_both_providers_implement_the_node_provider_contract():
 
 
 def test_exit_codes_and_http_statuses_come_from_the_error_type():
-    from headway.control import service
     from headway.model import cloud_config, errors
     from headway.model.spec import SpecError
     from headway.state import records, uploads
     from headway.store import storage
 
     cases = [
-        (service.PlacementError("x"), 2, 422),
-        (service.HeadRecovering("x"), 3, 409),
+        (errors.PlacementError("x"), 2, 422),
+        (errors.HeadRecovering("x"), 3, 409),
         (records.Busy("x"), 3, 409),
-        (service.DeployError("x"), 1, 503),
+        (errors.DeployError("x"), 1, 503),
         (storage.StoreError("x"), 2, 422),
         (cloud_config.HostKeyError("x"), 2, 422),
         (cloud_config.HostsNotReady("x"), 2, 422),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from headway.control.service import ray_failure_line
+from headway.control.node_start import ray_failure_line
 from headway.system import node_supervisor, procs
 
 #: A stand-in node process: says it runs (a file beside it), then sleeps.

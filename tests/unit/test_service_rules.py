@@ -5,10 +5,12 @@ import time
 import pytest
 
 from headway.cluster import ray_node
-from headway.control import changes, service, steps
-from headway.model import states
+from headway.control import changes, head_guard, steps, store_access
+from headway.model import errors, states
+from headway.model.spec import ServiceSpec
 from headway.state import db
 from headway.state.records import NodeRecord, ServiceRecord
+from headway.store import storage
 
 SPEC = {
     "name": "s",
@@ -40,8 +42,8 @@ def test_update_refused_while_the_head_recovers(tmp_path, monkeypatch):
     lost_at = time.time() - 12
     rec.events.append(states.transition_event("RUNNING", "HEAD_RECOVERING", "head lost", lost_at=lost_at))
     rec.state = "HEAD_RECOVERING"
-    with pytest.raises(service.HeadRecovering) as exc:
-        service.refuse_while_recovering(rec)
+    with pytest.raises(errors.HeadRecovering) as exc:
+        head_guard.refuse_while_recovering(rec)
     msg = str(exc.value)
     assert "head node of service s is recovering (12 s)" in msg
     assert "retry, or pass --wait" in msg
@@ -49,8 +51,8 @@ def test_update_refused_while_the_head_recovers(tmp_path, monkeypatch):
 
 def test_no_refusal_without_gcs_ft_or_when_running_without_nodes(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
-    service.refuse_while_recovering(record("HEAD_RECOVERING", gcs_ft=False))
-    service.refuse_while_recovering(record("RUNNING"))  # no head recorded: nothing to wait for
+    head_guard.refuse_while_recovering(record("HEAD_RECOVERING", gcs_ft=False))
+    head_guard.refuse_while_recovering(record("RUNNING"))  # no head recorded: nothing to wait for
 
 
 def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
@@ -58,14 +60,14 @@ def test_update_refused_when_a_live_head_does_not_answer(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     rec = record("RUNNING")
     rec.nodes.append(NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="m"))
-    monkeypatch.setattr(service, "recovering_since", lambda r: None)
+    monkeypatch.setattr(head_guard, "recovering_since", lambda r: None)
     asked = []
-    monkeypatch.setattr(service.gcs_client, "healthy", lambda addr, token, t: asked.append(addr) or False)
-    with pytest.raises(service.HeadRecovering, match="does not answer its health check"):
-        service.refuse_while_recovering(rec)
+    monkeypatch.setattr(head_guard.gcs_client, "healthy", lambda addr, token, t: asked.append(addr) or False)
+    with pytest.raises(errors.HeadRecovering, match="does not answer its health check"):
+        head_guard.refuse_while_recovering(rec)
     assert asked == [f"10.0.0.2:{rec.gcs_port}"] * 2  # its GCS asked twice before refusing
-    monkeypatch.setattr(service.gcs_client, "healthy", lambda addr, token, t: True)
-    service.refuse_while_recovering(rec)
+    monkeypatch.setattr(head_guard.gcs_client, "healthy", lambda addr, token, t: True)
+    head_guard.refuse_while_recovering(rec)
 
 
 def test_scaled_spec_changes_one_group():
@@ -113,19 +115,19 @@ def test_a_spec_store_password_from_env_survives_the_deploying_shell(tmp_path, m
     variable: the value handed over at deploy is stored with the service and used."""
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.delenv("T_PW", raising=False)
-    spec = service.ServiceSpec.model_validate(
+    spec = ServiceSpec.model_validate(
         SPEC | {"ray_gcs_external_storage_config": {"address": "redis://h:1", "redis_password_env": "T_PW"}}
     )
-    with pytest.raises(service.storage.StoreError, match="T_PW"):
-        service.resolve_spec_storage(spec)
+    with pytest.raises(storage.StoreError, match="T_PW"):
+        store_access.resolve_spec_storage(spec)
     db.set_secrets("s", {"T_PW": "stored"})
-    assert service.resolve_spec_storage(spec).password == "stored"
-    token = service.storage.given_env.set({"T_PW": "handed"})  # a deploy in flight wins
+    assert store_access.resolve_spec_storage(spec).password == "stored"
+    token = storage.given_env.set({"T_PW": "handed"})  # a deploy in flight wins
     try:
-        assert service.resolve_spec_storage(spec).password == "handed"
+        assert store_access.resolve_spec_storage(spec).password == "handed"
     finally:
-        service.storage.given_env.reset(token)
+        storage.given_env.reset(token)
     monkeypatch.setenv("T_PW", "controller-env")  # the daemon's own env is never read for a caller
-    assert service.resolve_spec_storage(spec).password == "stored"
-    with pytest.raises(service.storage.StoreError, match="T_PW"):  # a service with nothing stored
-        service.resolve_spec_storage(spec.model_copy(update={"name": "s2"}))
+    assert store_access.resolve_spec_storage(spec).password == "stored"
+    with pytest.raises(storage.StoreError, match="T_PW"):  # a service with nothing stored
+        store_access.resolve_spec_storage(spec.model_copy(update={"name": "s2"}))

@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from headway.api import api_gate, api_rollout
-from headway.control import changes, chaos, logs, operations, service, store_usage, store_watch, versions, views
+from headway.control import changes, chaos, head_guard, logs, operations, store_usage, store_watch, versions, views
 from headway.control.operations import Operations
 from headway.ingress import endpoint as ingress
 from headway.model import errors
@@ -212,8 +212,8 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         existing = records.load(name)
         if existing is not None and not body.wait:
             try:
-                service.refuse_while_recovering(existing)
-            except service.HeadRecovering as exc:
+                head_guard.refuse_while_recovering(existing)
+            except errors.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
         work = operations.deploy(
             spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri, strategy=body.strategy
@@ -225,12 +225,12 @@ def create_app(ops: Operations | None = None) -> FastAPI:
         rec = _record(name)
         try:
             spec = changes.scaled_spec(rec, body.group, body.count)
-        except service.DeployError as exc:
+        except errors.DeployError as exc:
             raise HTTPException(422, str(exc)) from None
         if not body.wait:
             try:
-                service.refuse_while_recovering(rec)
-            except service.HeadRecovering as exc:
+                head_guard.refuse_while_recovering(rec)
+            except errors.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
         work = operations.deploy(
             spec, False, body.wait, body.wait_timeout, {}, None, f"scale {body.group} to {body.count}"
@@ -317,7 +317,7 @@ def create_app(ops: Operations | None = None) -> FastAPI:
     def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:
         try:
             return chaos.crash(_record(name), role, node)
-        except service.DeployError as exc:
+        except errors.DeployError as exc:
             raise HTTPException(404, str(exc)) from None
 
     @app.post("/api/services/{name}/chaos/kill-head", dependencies=auth, tags=["chaos"])

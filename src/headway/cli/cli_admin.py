@@ -15,8 +15,8 @@ from rich.table import Table
 from headway.cli import client
 from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
 from headway.cluster.ssh_provider import SshProvider
-from headway.control import chaos, service, store_usage, store_watch, teardown
-from headway.model import cloud_config
+from headway.control import chaos, store_usage, store_watch, teardown
+from headway.model import cloud_config, errors
 from headway.plan import store_fitness, watchdog
 from headway.state import daemon_info, db, records
 from headway.store import cloud, cloud_setup, storage
@@ -277,7 +277,7 @@ def _chaos(name: str, action: str, node: str | None) -> dict:
     def local() -> dict:
         try:
             return chaos.crash(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
-        except service.DeployError as exc:
+        except errors.DeployError as exc:
             _fail(str(exc), 2)
 
     return _via_api("POST", f"/api/services/{name}/chaos/{action}", local, params={"node": node} if node else {})

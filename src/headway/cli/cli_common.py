@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from headway.cli import client
-from headway.control import service
+from headway.control import context
 from headway.state import daemon_info, records
 from headway.state.records import ServiceRecord
 
@@ -30,7 +30,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _progress() -> service.Progress:
+def _progress() -> context.Progress:
     start = time.monotonic()
 
     def show(msg: str) -> None:

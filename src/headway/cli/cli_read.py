@@ -18,7 +18,8 @@ from rich.table import Table
 
 from headway.cli.cli_common import _fail, _load_or_fail, _via_api, main, out
 from headway.control import logs as logs_mod
-from headway.control import service, views
+from headway.control import views
+from headway.model.errors import InputError
 from headway.state import daemon_info
 
 
@@ -208,7 +209,7 @@ def _follow_logs(name: str, source, lines: int) -> None:
 def _local(read):
     try:
         return read()
-    except service.InputError as exc:
+    except InputError as exc:
         _fail(str(exc), 2)
 
 

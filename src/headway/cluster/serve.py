@@ -20,6 +20,9 @@ from headway.state.records import ServiceRecord
 
 APPS_PATH = "/api/serve/applications/"
 
+APPS_RUNNING_TIMEOUT_S = 180
+PROXIES_HEALTHY_TIMEOUT_S = 60
+
 
 class ServeError(Failed):
     pass

@@ -19,28 +19,18 @@ import time
 
 from headway.control import preflight, rollout, steps, teardown
 from headway.control import versions as versions_mod
-from headway.control.node_start import start_head, wait_head
-from headway.control.service import (
-    DeployError,
-    HeadRecovering,
-    PlacementError,
-    Progress,
-    ResolvedStorage,
-    create_store_user,
-    provider_for,
-    record_event,
-    recovering_since,
-    refuse_while_recovering,
-    set_state,
-    working_dir_uri,
-)
+from headway.control.context import Progress, provider_for
+from headway.control.head_guard import recovering_since, refuse_while_recovering
+from headway.control.node_start import start_head, wait_head, working_dir_uri
+from headway.control.store_access import ResolvedStorage, create_store_user
 from headway.model import states
-from headway.model.errors import Cancelled, Failed, InputError
+from headway.model.errors import Cancelled, DeployError, Failed, HeadRecovering, InputError, PlacementError
 from headway.model.spec import ServiceSpec, SpecError
 from headway.model.spec_load import notes, parse_spec
 from headway.plan import placement, rollout_policy
 from headway.state import records, uploads
 from headway.state.records import ServiceRecord
+from headway.state.transitions import record_event, set_state
 from headway.store import cloud, cloud_setup, storage
 from headway.system import node_user
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from headway.control.service import DeployError, provider_for
+from headway.control.context import provider_for
+from headway.model.errors import DeployError
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.store import cloud
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from headway.control.service import store_user_password
+from headway.control.store_access import store_user_password
 from headway.hosts import vip
 from headway.state import records
 from headway.store import cloud, cloud_setup, storage

@@ -27,7 +27,7 @@ from typing import Any
 
 from headway.cluster import gcs_client
 from headway.control import changes, cloud_repair, leader, operations, repair, rollout, scaling, steps, store_watch
-from headway.control.service import provider_for, record_event, set_state
+from headway.control.context import provider_for
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
 from headway.model import states
@@ -36,6 +36,7 @@ from headway.plan import reconcile as plan
 from headway.plan import watchdog
 from headway.state import records
 from headway.state.records import ServiceRecord
+from headway.state.transitions import record_event, set_state
 from headway.store import cloud
 from headway.system import procs
 

@@ -21,7 +21,7 @@ import httpx
 
 from headway.cluster import serve
 from headway.cluster.local_provider import read_since, tail_file
-from headway.control.service import provider_for
+from headway.control.context import provider_for
 from headway.model.errors import InputError
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.store import cloud

@@ -1,6 +1,7 @@
 """Starting a head or a worker: the node's package and private files on its host, its
 sandbox (``node_user``: the service's uid, what it may see), Ray's token of its cluster,
-its settings digest, and a safe point before anything starts.
+its settings digest, and a safe point before anything starts; then what a started node
+tells: Ray's node ids, and the line of a failed head's output that says why.
 
 What uses it: ``changes`` (a new service's head), ``steps`` (workers added or rolled),
 ``repair`` (a head or worker replacement).
@@ -16,11 +17,14 @@ from typing import Any
 
 from headway.cluster import deps, gcs_client, ray_node
 from headway.cluster.ssh_provider import local_path
-from headway.control.service import DeployError, Provider, gcs_storage, head_exited, record_event
+from headway.control.context import Provider
+from headway.control.store_access import gcs_storage
+from headway.model.errors import DeployError, HeadExited, InputError
 from headway.model.spec import ServiceSpec
 from headway.plan import reconcile as plan
 from headway.state import db, records
 from headway.state.records import NodeRecord, ServiceRecord
+from headway.state.transitions import record_event
 from headway.system import node_user, paths
 
 HEAD_START_TIMEOUT_S = 90
@@ -164,3 +168,47 @@ def wait_nodes(
             deadline = max(deadline, time.monotonic() + 45)
         time.sleep(0.5)
     raise DeployError(f"only {len(nodes or [])} of {expected} nodes joined within {WORKERS_JOIN_TIMEOUT_S} s")
+
+
+def head_exited(prov: Provider, head: NodeRecord, when: str) -> HeadExited:
+    """The error for a new head that exited ``when``, with Ray's own line about why."""
+    why = ray_failure_line(prov.log_tail(head, 40))
+    return HeadExited(f"the new head exited {when}: {why} (its log: {head.log})", why)
+
+
+_FAILURE_WORDS = ("error", "exited", "failed", "timed out", "timeout", "killed")
+
+
+def ray_failure_line(log_text: str) -> str:
+    """The line of a node's ``ray start`` output that says why it stopped: the last one
+    with an error word, else the last line."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if any(w in line.lower() for w in _FAILURE_WORDS):
+            return line[:300]
+    return lines[-1][:300] if lines else "(no output)"
+
+
+def note_node_ids(rec: ServiceRecord, alive: list[dict[str, Any]]) -> None:
+    """Remember Ray's node id of every node (matched by node name): a re-adopted worker
+    must come back under the same id, and the head's id tells a stale entry apart."""
+    by_name = {n.get("node_name"): n.get("node_id") for n in alive}
+    heads = [n.get("node_id") for n in alive if n.get("is_head_node")]
+    for node in rec.nodes:
+        if node.role == "head" and len(heads) == 1:
+            node.node_id = heads[0]
+        elif node.name in by_name:
+            node.node_id = by_name[node.name]
+
+
+def working_dir_uri(rec: ServiceRecord, spec: ServiceSpec, package_uri: str | None) -> str | None:
+    """The working_dir URI the nodes read: a remote URI as given, else the package the
+    caller uploaded (``uploads``), else (a scale) the one running now."""
+    if not spec.working_dir:
+        return None
+    if "://" in spec.working_dir:
+        return spec.working_dir
+    uri = package_uri or rec.working_dir_uri
+    if uri is None:
+        raise InputError(f"working_dir {spec.working_dir} was not uploaded; deploy with the CLI, which packages it")
+    return uri

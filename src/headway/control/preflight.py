@@ -5,7 +5,8 @@ packages (resolved and packaged here, once). A failed check starts nothing."""
 from __future__ import annotations
 
 from headway.cluster import deps
-from headway.control.service import Progress, ResolvedStorage, resolve_spec_storage
+from headway.control.context import Progress
+from headway.control.store_access import ResolvedStorage, resolve_spec_storage
 from headway.model.spec import ServiceSpec
 from headway.plan import store_fitness
 from headway.store import cloud, storage

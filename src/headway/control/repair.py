@@ -15,27 +15,19 @@ import time
 from typing import Any
 
 from headway.cluster import gcs_client, serve
-from headway.control.node_start import start_head, start_worker, wait_head
-from headway.control.service import (
-    APPS_RUNNING_TIMEOUT_S,
-    DeployError,
-    HeadExited,
-    Progress,
-    Provider,
-    head_exited,
-    note_node_ids,
-    provider_for,
-    record_event,
-    recovering_since,
-    set_state,
-    wait_store_primary,
-)
+from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S
+from headway.control.context import Progress, Provider, provider_for
+from headway.control.head_guard import recovering_since
+from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
+from headway.control.store_access import wait_store_primary
 from headway.ingress import endpoint as ingress
 from headway.model import states
+from headway.model.errors import DeployError, HeadExited
 from headway.model.spec import ServiceSpec
 from headway.plan import autoscale
 from headway.state import records
 from headway.state.records import NodeRecord, ServiceRecord
+from headway.state.transitions import record_event, set_state
 from headway.store import cloud
 
 READOPT_TIMEOUT_S = 60

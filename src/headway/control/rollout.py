@@ -21,7 +21,7 @@ import time
 
 from headway.control import rollout_window, steps, teardown
 from headway.control import versions as versions_mod
-from headway.control.service import Progress, record_event
+from headway.control.context import Progress
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
 from headway.model.errors import Busy, InputError
@@ -32,6 +32,7 @@ from headway.plan.haproxy_config import SLOTS
 from headway.state import records, uploads
 from headway.state.db import copy_token
 from headway.state.records import RolloutRecord, ServiceRecord
+from headway.state.transitions import record_event
 from headway.store import cloud
 from headway.system import paths
 

@@ -15,13 +15,14 @@ import time
 from typing import Any
 
 from headway.cluster import gcs_client
-from headway.control.service import Progress, provider_for, record_event
+from headway.control.context import Progress, provider_for
 from headway.control.steps import add_workers, remove_worker
 from headway.model.states import State
 from headway.plan import autoscale
 from headway.plan import reconcile as plan
 from headway.state import records
 from headway.state.records import ServiceRecord
+from headway.state.transitions import record_event
 from headway.store import cloud
 
 #: Two gRPC reads of the GCS per round: cheap enough to follow Serve closely.

@@ -14,29 +14,19 @@ from collections.abc import Callable
 from typing import Any
 
 from headway.cluster import deps, serve
+from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
 from headway.control import repair
-from headway.control.node_start import ship_package, start_worker, wait_nodes
-from headway.control.service import (
-    APPS_RUNNING_TIMEOUT_S,
-    PROXIES_HEALTHY_TIMEOUT_S,
-    DeployError,
-    HeadRecovering,
-    PlacementError,
-    Progress,
-    Provider,
-    note_node_ids,
-    provider_for,
-    record_event,
-    working_dir_uri,
-)
+from headway.control.context import Progress, Provider, provider_for
+from headway.control.node_start import note_node_ids, ship_package, start_worker, wait_nodes, working_dir_uri
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
-from headway.model.errors import Cancelled
+from headway.model.errors import Cancelled, DeployError, HeadRecovering, PlacementError
 from headway.model.spec import ServiceSpec
 from headway.plan import placement
 from headway.plan import reconcile as plan
 from headway.state import records
 from headway.state.records import NodeRecord, ServiceRecord
+from headway.state.transitions import record_event
 from headway.store import cloud
 
 #: How long an update waits for a head's dashboard (a new head's comes 10-20 s after its GCS).

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from headway.control.service import resolve_spec_storage
+from headway.control.store_access import resolve_spec_storage
 from headway.plan import store_fitness
 from headway.state import records
 from headway.state.records import ServiceRecord

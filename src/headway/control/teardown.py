@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import shutil
 
-from headway.control.service import (
-    Progress,
-    delete_store_user,
-    forget_store_password,
-    provider_for,
-    set_state,
-    store_address,
-)
+from headway.control.context import Progress, provider_for
+from headway.control.store_access import delete_store_user, forget_store_password, store_address
 from headway.ingress import endpoint as ingress
 from headway.model import states
 from headway.model.errors import InputError
 from headway.state import records
 from headway.state.records import ServiceRecord
+from headway.state.transitions import set_state
 from headway.store import cloud, storage
 from headway.system import netns, paths, procs
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from headway.cluster import deps, serve
 from headway.control import rollout_window, store_usage, store_watch, versions
-from headway.control.service import provider_for, store_address
+from headway.control.context import provider_for
+from headway.control.store_access import store_address
 from headway.ingress import instances
 from headway.model import spec_show
 from headway.model.errors import InputError

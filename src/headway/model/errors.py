@@ -60,3 +60,25 @@ def http_status_of(exc: BaseException) -> int:
     if isinstance(exc, ValueError):
         return 422
     return 500
+
+
+class DeployError(Failed):
+    """A deploy or update that could not be done; the message says what to do."""
+
+
+class PlacementError(InputError, DeployError):
+    """--strict: the replicas could not serve without the head (see ``placement``)."""
+
+
+class HeadRecovering(RetryLater, DeployError):
+    """The service's head is down or being replaced: changes wait until it is back."""
+
+
+class HeadExited(DeployError):
+    """A new head's ``ray start`` gave up during its boot (on a loaded machine its raylet
+    can miss Ray's 30 s registration window): a new attempt can start at once.
+    ``ray_says``: the line of its output that says why."""
+
+    def __init__(self, message: str, ray_says: str) -> None:
+        super().__init__(message)
+        self.ray_says = ray_says
