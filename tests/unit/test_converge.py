@@ -18,7 +18,7 @@ from headway.model import errors
 from headway.model.spec import ServiceSpec
 from headway.model.states import State
 from headway.plan import reconcile as plan
-from headway.state import records
+from headway.state import locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 
 
@@ -215,7 +215,7 @@ def test_env_change_replaces_the_head_through_the_fenced_path_first(cluster, mon
 
 def test_terminate_stops_the_change_before_anything_starts(cluster):
     rec, prov, ray = cluster
-    records.request_terminate("s")
+    locks.request_terminate("s")
     with pytest.raises(errors.Cancelled, match="terminate of service s preempted this change"):
         _converge(rec, _spec(cpu=2))
     assert prov.log == []

@@ -65,13 +65,13 @@ def test_both_providers_implement_the_node_provider_contract():
 def test_exit_codes_and_http_statuses_come_from_the_error_type():
     from headway.model import cloud_config, errors
     from headway.model.spec import SpecError
-    from headway.state import records, uploads
+    from headway.state import uploads
     from headway.store import storage
 
     cases = [
         (errors.PlacementError("x"), 2, 422),
         (errors.HeadRecovering("x"), 3, 409),
-        (records.Busy("x"), 3, 409),
+        (errors.Busy("x"), 3, 409),
         (errors.DeployError("x"), 1, 503),
         (storage.StoreError("x"), 2, 422),
         (cloud_config.HostKeyError("x"), 2, 422),

@@ -24,11 +24,11 @@ from headway.control.head_guard import recovering_since, refuse_while_recovering
 from headway.control.node_start import start_head, wait_head, working_dir_uri
 from headway.control.store_access import ResolvedStorage, create_store_user
 from headway.model import states
-from headway.model.errors import Cancelled, DeployError, Failed, HeadRecovering, InputError, PlacementError
+from headway.model.errors import Busy, Cancelled, DeployError, Failed, HeadRecovering, InputError, PlacementError
 from headway.model.spec import ServiceSpec, SpecError
 from headway.model.spec_load import notes, parse_spec
 from headway.plan import placement, rollout_policy
-from headway.state import records, uploads
+from headway.state import locks, records, uploads
 from headway.state.records import ServiceRecord
 from headway.state.transitions import record_event, set_state
 from headway.store import cloud, cloud_setup, storage
@@ -75,9 +75,9 @@ def deploy(
     existing = records.load(spec.name)
     if existing is not None:
         refuse_while_recovering(existing)
-    with records.locked(spec.name, "a deploy"):
-        if records.terminate_requested(spec.name):
-            raise records.Busy(f"service {spec.name} is being terminated; deploy it again once it is gone")
+    with locks.locked(spec.name, "a deploy"):
+        if locks.terminate_requested(spec.name):
+            raise Busy(f"service {spec.name} is being terminated; deploy it again once it is gone")
         existing = records.load(spec.name)
         if existing is not None:
             refuse_while_recovering(existing)
@@ -137,7 +137,7 @@ def _create(
                 raise DeployError(f"store namespace {namespace} is already in use; deploy again")
         finally:
             client.close()
-    with records.allocation_lock():
+    with locks.allocation_lock():
         head_ip, head_ports = prov.plan_head()
         rec = ServiceRecord(
             name=name,
@@ -268,7 +268,7 @@ def resume(rec: ServiceRecord, progress: Progress = _quiet) -> ServiceRecord | N
     """Finish a change the controller found unfinished — the head died during it, or the
     process carrying it out did: converge to the desired version, the same steps a deploy
     takes, rolling back to the running version if it fails."""
-    with records.locked(rec.name, "a resumed update"):
+    with locks.locked(rec.name, "a resumed update"):
         rec = records.load(rec.name)
         crec = cloud.load()
         if rec is None or rec.desired_version is None or crec is None:
@@ -330,7 +330,7 @@ def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
     """Block until the service's head is back and nothing holds it (or ``deadline``)."""
     while time.monotonic() < deadline:
         rec = records.load(name)
-        if rec is None or (recovering_since(rec) is None and not records.is_locked(name)):
+        if rec is None or (recovering_since(rec) is None and not locks.is_locked(name)):
             return
         time.sleep(poll_s)
 

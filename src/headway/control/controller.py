@@ -34,7 +34,7 @@ from headway.model import states
 from headway.model.errors import Cancelled
 from headway.plan import reconcile as plan
 from headway.plan import watchdog
-from headway.state import records
+from headway.state import locks, records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import record_event, set_state
 from headway.store import cloud
@@ -105,7 +105,7 @@ class Controller:
             gcs_ft=rec.gcs_ft,
             head=verdict,
             dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
-            busy=records.is_locked(rec.name),
+            busy=locks.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
             ingress_down=rec.ingress is not None and not instances.alive(rec.ingress),
             unconverged=rec.state == states.State.UPDATING
@@ -123,7 +123,7 @@ class Controller:
         for rec in recs:
             if rec.name in self.active or rec.state not in watchdog.WATCHED_STATES:
                 continue
-            if records.terminate_requested(rec.name):
+            if locks.terminate_requested(rec.name):
                 continue  # terminate preempts every repair: none is started
             view = self.observe(rec, store_primary)
             action, why = watchdog.decide(view)
@@ -161,7 +161,7 @@ class Controller:
     def _rollout_if_due(self, rec: ServiceRecord) -> bool:
         """A rollout's next decision every ``rollout.PERIOD_S`` (it pauses itself while a head is down)."""
         w = self.watches[rec.name]
-        if rec.rollout is None or time.monotonic() - w.last_rollout < rollout.PERIOD_S or records.is_locked(rec.name):
+        if rec.rollout is None or time.monotonic() - w.last_rollout < rollout.PERIOD_S or locks.is_locked(rec.name):
             return rec.rollout is not None  # (held by the deploy that starts it, or a command)
         w.last_rollout = time.monotonic()
         self._start(
@@ -182,7 +182,7 @@ class Controller:
         service another command holds is left for a later round."""
         with contextlib.ExitStack() as stack:
             try:
-                stack.enter_context(records.locked(name, what))
+                stack.enter_context(locks.locked(name, what))
             except RuntimeError as exc:
                 log.info("%s: %s", name, exc)
                 return

@@ -22,7 +22,7 @@ from headway.control.store_access import gcs_storage
 from headway.model.errors import DeployError, HeadExited, InputError
 from headway.model.spec import ServiceSpec
 from headway.plan import reconcile as plan
-from headway.state import db, records
+from headway.state import db, locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.state.transitions import record_event
 from headway.system import node_user, paths
@@ -96,7 +96,7 @@ def start_head(
     if box is not None:
         launch = launch.boxed(box, node.temp_dir)
     node.config = plan.node_config(spec.compute_config.head_node.resources, spec.env_vars)
-    records.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated
+    locks.check_cancelled(rec.name)  # a safe point: nothing is started for a service being terminated
     prov.start(node, launch)
 
 
@@ -119,14 +119,14 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: No
     if box is not None:
         launch = launch.boxed(box, node.temp_dir)
     node.config = plan.node_config(group.resources, spec.env_vars)
-    records.check_cancelled(rec.name)
+    locks.check_cancelled(rec.name)
     prov.start(node, launch)
 
 
 def wait_head(rec: ServiceRecord, prov: Provider, head: NodeRecord) -> None:
     deadline = time.monotonic() + HEAD_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         if gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=1):
             return
         if not prov.alive(head) and time.time() - head.started_at > 3:
@@ -148,7 +148,7 @@ def wait_nodes(
     nodes: list[dict[str, Any]] | None = None
     attempts: dict[str, int] = {}
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
         if nodes is not None and len(nodes) >= expected:
             return nodes

@@ -25,7 +25,7 @@ from headway.model import states
 from headway.model.errors import DeployError, HeadExited
 from headway.model.spec import ServiceSpec
 from headway.plan import autoscale
-from headway.state import records
+from headway.state import locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.state.transitions import record_event, set_state
 from headway.store import cloud
@@ -121,9 +121,9 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
         )
         records.save(rec)
         progress(f"{now - lost_at:5.1f}s {message}")
-        records.check_cancelled(rec.name)  # a safe point: terminate preempts the replacement here
+        locks.check_cancelled(rec.name)  # a safe point: terminate preempts the replacement here
 
-    records.check_cancelled(rec.name)
+    locks.check_cancelled(rec.name)
     prov.remove(old)
     left = prov.pids(old)
     if left:
@@ -190,7 +190,7 @@ def wait_serving(
 ) -> dict[str, dict[str, list[int]]]:
     deadline = time.monotonic() + APPS_RUNNING_TIMEOUT_S
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         if not prov.alive(head):
             raise head_exited(prov, head, "before Serve's controller came back")
         addr, token = rec.gcs_address, rec.ray_token
@@ -244,7 +244,7 @@ def wait_readopted(
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     why = "no answer from the GCS"
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         if not prov.alive(head):
             raise head_exited(prov, head, f"before the workers were re-adopted ({why})")
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token)
@@ -264,7 +264,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
     started: list[NodeRecord] = []
     dead_ids: set[str] = set()
     for name in names:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         old = next(n for n in rec.workers if n.name == name)
         record_event(rec, "worker_lost", f"worker {name} at {old.ip} is down", node=name, ip=old.ip)
         records.save(rec)
@@ -277,7 +277,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         prov.kill(old)
         old.fenced = True
         records.save(rec)
-        with records.allocation_lock():
+        with locks.allocation_lock():
             taken = {n.ip for n in rec.nodes if n is not old}  # the provider says if its host is free
             ip, ports = prov.plan_worker(taken)
             new = prov.new_node(rec, name, "worker", ip, ports, group=old.group)
@@ -332,7 +332,7 @@ def wait_replicas(rec: ServiceRecord, dead_ids: set[str]) -> dict[str, Any] | No
     """Wait until every deployment is back to its replica count, none on a dead node."""
     deadline = time.monotonic() + REPLICAS_TIMEOUT_S
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         details = serve.get_applications(serve.head_api(rec))
         if replicas_restored(serve.replicas(details), dead_ids):
             return details
@@ -353,7 +353,7 @@ def wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], d
     """Wait until every new host is ALIVE under a node id of its own; remember the ids."""
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token) or []
         ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
         if all(w.name in ids for w in started):

@@ -29,7 +29,7 @@ from headway.model.spec import ServiceSpec
 from headway.model.states import State
 from headway.plan import rollout_policy as policy
 from headway.plan.haproxy_config import SLOTS
-from headway.state import records, uploads
+from headway.state import locks, records, uploads
 from headway.state.db import copy_token
 from headway.state.records import RolloutRecord, ServiceRecord
 from headway.state.transitions import record_event
@@ -239,7 +239,7 @@ def _advance(
         )
     if any(new_counts[g] > (nxt.spec.compute_config.group(g) or _Zero).initial for g in new_counts):
         progress(f"the new cluster grows for {percent} %: {new_counts}")
-        with records.locked(nxt.name, "a rollout step"):
+        with locks.locked(nxt.name, "a rollout step"):
             nxt = records.load(nxt.name) or nxt
             steps.converge(
                 nxt,
@@ -282,7 +282,7 @@ def _complete(
     """The service's record takes over the new cluster; the old cluster is removed."""
     ro = rec.rollout
     assert ro is not None
-    with records.locked(nxt.name, "the end of a rollout"):
+    with locks.locked(nxt.name, "the end of a rollout"):
         nxt = records.load(nxt.name) or nxt
         old = rec.model_copy(deep=True)
         ingress.drain(rec, ingress.backends_of(rec, rec.workers))
@@ -341,8 +341,8 @@ def _abort(
         steps.converge(rec, full, rec.running_version or 0, crec, progress, False, rec.working_dir_uri)  # type: ignore[arg-type]
     removed = 0
     if nxt is not None:
-        records.request_terminate(nxt.name)
-        with records.locked_waiting(nxt.name, "a rollout's rollback", teardown.TERMINATE_WAIT_S):
+        locks.request_terminate(nxt.name)
+        with locks.locked_waiting(nxt.name, "a rollout's rollback", teardown.TERMINATE_WAIT_S):
             nxt = records.load(nxt.name) or nxt
             removed = teardown.remove_cluster(nxt, crec, progress, delete_keys=True)
             records.remove(nxt.name)
@@ -363,9 +363,9 @@ def _abort(
 # -- asked through the API -----------------------------------------------------------------
 def promote(name: str) -> ServiceRecord:
     """A rollout held at its canary continues with its remaining steps."""
-    with records.locked_waiting(name, "rollout promote", 30) as had:
+    with locks.locked_waiting(name, "rollout promote", 30) as had:
         if not had:
-            raise Busy(f"service {name} is busy ({records.holder(name)}); retry")
+            raise Busy(f"service {name} is busy ({locks.holder(name)}); retry")
         rec = _rolling(name)
         assert rec.rollout is not None
         rec.rollout.promoted = True
@@ -375,9 +375,9 @@ def promote(name: str) -> ServiceRecord:
 
 
 def roll_back(name: str, progress: Progress) -> ServiceRecord:
-    with records.locked_waiting(name, "rollout rollback", 120) as had:
+    with locks.locked_waiting(name, "rollout rollback", 120) as had:
         if not had:
-            raise Busy(f"service {name} is busy ({records.holder(name)}); retry")
+            raise Busy(f"service {name} is busy ({locks.holder(name)}); retry")
         rec = _rolling(name)
         assert rec.rollout is not None
         _abort(rec, records.load(rec.rollout.cluster), "rolled back by the operator", progress)

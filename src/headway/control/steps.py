@@ -24,7 +24,7 @@ from headway.model.errors import Cancelled, DeployError, HeadRecovering, Placeme
 from headway.model.spec import ServiceSpec
 from headway.plan import placement
 from headway.plan import reconcile as plan
-from headway.state import records
+from headway.state import locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.state.transitions import record_event
 from headway.store import cloud
@@ -59,12 +59,12 @@ def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
         head_alive=bool(head and prov.alive(head)),
         ingress_up=rec.ingress is None or instances.alive(rec.ingress),
         apps=rec.apps_digest,
-        terminate_requested=records.terminate_requested(rec.name),
+        terminate_requested=locks.terminate_requested(rec.name),
     )
 
 
 def _plan_node(rec: ServiceRecord, prov: Provider, name: str, group: str) -> NodeRecord:
-    with records.allocation_lock():
+    with locks.allocation_lock():
         ip, ports = prov.plan_worker({n.ip for n in [*rec.nodes, *rec.retired]})
         return prov.new_node(rec, name, "worker", ip, ports, group=group)
 
@@ -74,7 +74,7 @@ def add_workers(
 ) -> None:
     """Start new workers and wait until they joined. Several at once only for a first
     deploy (nothing serves yet, so nothing is gained by waiting for each)."""
-    with records.allocation_lock():
+    with locks.allocation_lock():
         taken = {n.ip for n in [*rec.nodes, *rec.retired]}
         for step in todo:
             assert step.node and step.group
@@ -148,7 +148,7 @@ def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[s
 def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     """Serve's own rolling update of the applications; then every proxy that should serve."""
     config = serve_config_of(rec, spec)
-    serve.wait_dashboard(serve.head_api(rec), DASHBOARD_TIMEOUT_S, lambda: records.check_cancelled(rec.name))
+    serve.wait_dashboard(serve.head_api(rec), DASHBOARD_TIMEOUT_S, lambda: locks.check_cancelled(rec.name))
     progress(f"deploying {len(spec.applications)} application(s)")
     rec.apps_digest = None  # unknown until Serve runs it: a failed config is applied again on rollback
     records.save(rec)
@@ -157,7 +157,7 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
 
     def on_progress(statuses: dict[str, str]) -> None:
         progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()))
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
 
     serve.wait_running(
         serve.head_api(rec), names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress, partial_ok=rec.parent is not None
@@ -208,7 +208,7 @@ def converge(
         plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(rec, spec),
     }
     for _ in range(MAX_STEPS):
-        records.check_cancelled(rec.name)
+        locks.check_cancelled(rec.name)
         observed = observed_of(rec, prov)
         if not observed.head_alive:
             if rec.state == "STARTING":

@@ -12,7 +12,7 @@ from headway.control.store_access import delete_store_user, forget_store_passwor
 from headway.ingress import endpoint as ingress
 from headway.model import states
 from headway.model.errors import InputError
-from headway.state import records
+from headway.state import locks, records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import set_state
 from headway.store import cloud, storage
@@ -31,7 +31,7 @@ def remove_everything(rec: ServiceRecord, crec: cloud.CloudRecord | None, progre
     ingress.stop(rec)  # stop taking requests first
     nxt = records.load(rec.rollout.cluster) if rec.rollout else None
     if nxt:
-        records.request_terminate(nxt.name)  # a repair of the new cluster stops too
+        locks.request_terminate(nxt.name)  # a repair of the new cluster stops too
     removed = remove_cluster(nxt, crec, progress, delete_keys) if nxt else 0
     removed += remove_cluster(rec, crec, progress, delete_keys)
     shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
@@ -77,12 +77,12 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
     started is fenced with everything else); returns once nothing of the service is left."""
     if records.load(name) is None:
         raise InputError(f"no service named {name}; 'headway list' shows the services")
-    records.request_terminate(name)
-    if records.is_locked(name):
-        progress(f"preempting {records.holder(name)} of {name}")
-    with records.locked_waiting(name, "terminate", TERMINATE_WAIT_S) as had_lock:
+    locks.request_terminate(name)
+    if locks.is_locked(name):
+        progress(f"preempting {locks.holder(name)} of {name}")
+    with locks.locked_waiting(name, "terminate", TERMINATE_WAIT_S) as had_lock:
         if not had_lock:
-            progress(f"{records.holder(name)} did not stop within {TERMINATE_WAIT_S:.0f} s; terminating anyway")
+            progress(f"{locks.holder(name)} did not stop within {TERMINATE_WAIT_S:.0f} s; terminating anyway")
         rec = records.load(name)
         if rec is not None:
             set_state(rec, states.State.TERMINATING, "terminate requested")
