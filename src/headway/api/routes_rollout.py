@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, HTTPException
 
 from headway.control import rollout, rollout_window
 from headway.control.operations import Operation, Operations
@@ -19,20 +19,23 @@ def status(name: str) -> dict[str, Any]:
     return rollout_window.status(rec)
 
 
-def add_routes(app: FastAPI, ops: Operations, auth: list) -> None:
-    @app.get("/api/services/{name}/rollout", dependencies=auth, tags=["rollouts"])
+def router(ops: Operations, auth: list) -> APIRouter:
+    """The routes, each behind ``auth``; a rollback runs as an operation of ``ops``."""
+    router = APIRouter()
+
+    @router.get("/api/services/{name}/rollout", dependencies=auth, tags=["rollouts"])
     def rollout_status(name: str) -> dict[str, Any]:
         """The step, the traffic split, both versions' numbers in this step and the steps before."""
         return status(name)
 
-    @app.post("/api/services/{name}/rollout/promote", dependencies=auth, tags=["rollouts"])
+    @router.post("/api/services/{name}/rollout/promote", dependencies=auth, tags=["rollouts"])
     def promote(name: str) -> dict[str, Any]:
         """A rollout held at its canary goes on with its remaining steps."""
         status(name)
         rollout.promote(name)
         return status(name)
 
-    @app.post("/api/services/{name}/rollout/rollback", dependencies=auth, tags=["rollouts"], status_code=202)
+    @router.post("/api/services/{name}/rollout/rollback", dependencies=auth, tags=["rollouts"], status_code=202)
     def roll_back(name: str) -> dict[str, Any]:
         """Traffic back to the running version at once; the new cluster is removed. An operation to poll."""
         if status(name)["rollout"] is None:
@@ -43,3 +46,5 @@ def add_routes(app: FastAPI, ops: Operations, auth: list) -> None:
             return {"name": name, "version": rec.running_version}
 
         return ops.start("rollout-rollback", name, work, {}).view()
+
+    return router

@@ -1,0 +1,60 @@
+"""The REST routes of the platform around the services: the store's state and alerts,
+chaos (kill a head or a worker, for demos), and the Prometheus metrics (readable with
+the read-only metrics token too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import PlainTextResponse
+
+from headway.api.routes_services import record_or_404, status_of
+from headway.control import chaos, store_usage, store_watch, views
+from headway.model import errors
+from headway.plan import metrics
+from headway.state import records, state_snapshot
+from headway.store import cloud, cloud_setup
+
+
+def router(auth: list, metrics_auth: list) -> APIRouter:
+    """The routes behind ``auth``; ``/metrics`` behind ``metrics_auth``."""
+    router = APIRouter()
+
+    # -- storage ----------------------------------------------------------------------
+    @router.get("/api/storage", dependencies=auth, tags=["storage"])
+    def storage_view() -> dict[str, Any]:
+        """The managed store (memory, namespaces, leftovers), every service's usage, alerts."""
+        crec = cloud.load()
+        out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
+        if crec is not None:
+            usage = store_usage.cloud_usage(crec)
+            out["cloud"] = cloud_setup.status(crec) | usage | {"alert_percent": crec.alert_percent}
+        for rec in records.all_records():
+            if rec.gcs_ft:
+                out["services"][rec.name] = views.observe_storage(rec)
+        return out
+
+    # -- chaos ------------------------------------------------------------------------
+    def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:
+        try:
+            return chaos.crash(record_or_404(name), role, node)
+        except errors.DeployError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @router.post("/api/services/{name}/chaos/kill-head", dependencies=auth, tags=["chaos"])
+    def kill_head(name: str) -> dict[str, Any]:
+        return _chaos(name, "head", None)
+
+    @router.post("/api/services/{name}/chaos/kill-worker", dependencies=auth, tags=["chaos"])
+    def kill_worker(name: str, node: str | None = None) -> dict[str, Any]:
+        return _chaos(name, "worker", node)
+
+    # -- metrics ----------------------------------------------------------------------
+    @router.get("/metrics", dependencies=metrics_auth, response_class=PlainTextResponse, tags=["meta"])
+    def prometheus() -> PlainTextResponse:
+        views = [status_of(r) | {"events": [e.model_dump() for e in r.events]} for r in records.all_records()]
+        body = metrics.render(views, state_snapshot.size())
+        return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+
+    return router
