@@ -18,6 +18,7 @@ import sys
 from headway.api import api_server
 from headway.api import app as api
 from headway.control import leader
+from headway.control.context import Context
 from headway.control.controller import Controller
 from headway.state import db
 from headway.state.daemon_info import _lockfile, _pidfile
@@ -36,7 +37,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
     sock = api_server.bind()
-    lease = leader.wait_for_lease(sock, api.tls_files())
+    lease = leader.wait_for_lease(Context.load(), sock, api.tls_files())
     db.api_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
     if lease is not None:

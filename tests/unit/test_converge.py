@@ -13,6 +13,7 @@ import pytest
 from headway.cluster import gcs_client, serve
 from headway.cluster.local_provider import LocalProvider
 from headway.control import node_start, steps
+from headway.control.context import Context
 from headway.ingress import endpoint as ingress
 from headway.model import errors
 from headway.model.spec import ServiceSpec
@@ -121,7 +122,7 @@ def cluster(tmp_path, monkeypatch):
     """A RUNNING service of 1 head + 2 workers, started through the real start functions."""
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     monkeypatch.setattr(ingress, "DRAIN_S", 0)
-    monkeypatch.setattr(ingress, "apply_update", lambda rec, spec: "backends")
+    monkeypatch.setattr(ingress, "apply_update", lambda crec, rec, spec: "backends")
     ray = FakeRay()
     prov = FakeProvider(ray)
     monkeypatch.setattr(gcs_client, "alive_nodes", ray.alive_nodes)
@@ -130,7 +131,7 @@ def cluster(tmp_path, monkeypatch):
     monkeypatch.setattr(serve, "put_applications", lambda head, config, timeout_s=60: ray.configs.append(config))
     monkeypatch.setattr(serve, "wait_running", lambda head, names, timeout_s, on_progress=None, partial_ok=False: {})
     monkeypatch.setattr(serve, "wait_proxies", lambda urls, timeout_s, grace_s=15: [])
-    monkeypatch.setattr(steps, "provider_for", lambda crec, rec=None: prov)
+    ctx = Context(None, providers=lambda crec, rec=None: prov)  # the fake provider, handed down
     spec = _spec()
     rec = ServiceRecord(
         name="s",
@@ -147,7 +148,7 @@ def cluster(tmp_path, monkeypatch):
     )
     head = prov.new_node(rec, "head", "head", "10.9.0.2", {})
     rec.nodes.append(head)
-    node_start.start_head(rec, spec, prov, head)
+    node_start.start_head(ctx, rec, spec, head)
     for name, group, _ in plan.desired_workers(spec.compute_config.worker_nodes, spec.env_vars):
         ip, ports = prov.plan_worker(set())
         node = prov.new_node(rec, name, "worker", ip, ports, group=group)
@@ -158,25 +159,25 @@ def cluster(tmp_path, monkeypatch):
     records.save(rec)
     prov.log.clear()
     ray.configs.clear()
-    return rec, prov, ray
+    return ctx, rec, prov, ray
 
 
-def _converge(rec, spec, version=2):
+def _converge(ctx, rec, spec, version=2):
     lines: list[str] = []
-    steps.converge(rec, spec, version, crec=None, progress=lines.append, strict=False, package_uri=None)
+    steps.converge(rec, spec, version, ctx=ctx, progress=lines.append, strict=False, package_uri=None)
     return lines
 
 
 def test_nothing_to_do_when_converged(cluster):
-    rec, prov, ray = cluster
-    _converge(rec, _spec())
+    ctx, rec, prov, ray = cluster
+    _converge(ctx, rec, _spec())
     assert prov.log == [] and ray.configs == []
 
 
 def test_resources_change_rolls_one_worker_at_a_time_successor_first(cluster):
-    rec, prov, ray = cluster
+    ctx, rec, prov, ray = cluster
     old = {w.name: w.ip for w in rec.workers}
-    _converge(rec, _spec(cpu=2))
+    _converge(ctx, rec, _spec(cpu=2))
     order = [(a, n) for a, n, _ in prov.log]
     assert order == [("start", "w-1"), ("remove", "w-1"), ("start", "w-2"), ("remove", "w-2")]
     assert [ip for a, n, ip in prov.log if a == "remove"] == [old["w-1"], old["w-2"]]
@@ -188,56 +189,56 @@ def test_resources_change_rolls_one_worker_at_a_time_successor_first(cluster):
 
 
 def test_args_change_is_one_serve_update_and_no_node(cluster):
-    rec, prov, ray = cluster
-    _converge(rec, _spec(greeting="bonjour"))
+    ctx, rec, prov, ray = cluster
+    _converge(ctx, rec, _spec(greeting="bonjour"))
     assert prov.log == [] and len(ray.configs) == 1
     assert ray.configs[0]["applications"][0]["args"] == {"greeting": "bonjour"}
 
 
 def test_scale_up_then_down(cluster):
-    rec, prov, ray = cluster
-    _converge(rec, _spec(count=3))
+    ctx, rec, prov, ray = cluster
+    _converge(ctx, rec, _spec(count=3))
     assert prov.log == [("start", "w-3", "10.9.0.103")]
     prov.log.clear()
-    _converge(rec, _spec(count=1), version=3)
+    _converge(ctx, rec, _spec(count=1), version=3)
     assert [(a, n) for a, n, _ in prov.log] == [("remove", "w-2"), ("remove", "w-3")]
     assert [w.name for w in rec.workers] == ["w-1"]
 
 
 def test_env_change_replaces_the_head_through_the_fenced_path_first(cluster, monkeypatch):
-    rec, prov, ray = cluster
+    ctx, rec, prov, ray = cluster
     done = []
-    monkeypatch.setattr(steps.repair, "replace_head", lambda rec, spec, reason, progress: done.append(reason))
+    monkeypatch.setattr(steps.repair, "replace_head", lambda ctx, rec, spec, reason, progress: done.append(reason))
     with pytest.raises(errors.HeadwayError):  # the fake head keeps its old config: the loop does not converge
-        _converge(rec, _spec().model_copy(update={"env_vars": {"APP_MODE": "prod"}}))
+        _converge(ctx, rec, _spec().model_copy(update={"env_vars": {"APP_MODE": "prod"}}))
     assert done and done[0] == "the head's settings changed (fenced restart)"
 
 
 def test_terminate_stops_the_change_before_anything_starts(cluster):
-    rec, prov, ray = cluster
+    ctx, rec, prov, ray = cluster
     locks.request_terminate("s")
     with pytest.raises(errors.Cancelled, match="terminate of service s preempted this change"):
-        _converge(rec, _spec(cpu=2))
+        _converge(ctx, rec, _spec(cpu=2))
     assert prov.log == []
 
 
 def test_a_dead_head_stops_the_change_for_the_controller(cluster):
-    rec, prov, ray = cluster
+    ctx, rec, prov, ray = cluster
     prov.kill(rec.head)
     with pytest.raises(errors.HeadRecovering, match="died during the change"):
-        _converge(rec, _spec(cpu=2))
+        _converge(ctx, rec, _spec(cpu=2))
     assert prov.log == []
 
 
 def test_a_first_deploy_is_the_same_loop_with_its_workers_started_at_once(cluster):
-    rec, prov, ray = cluster
+    ctx, rec, prov, ray = cluster
     for w in rec.workers:
         prov.remove(w)
     rec.nodes = [rec.head]
     rec.state = State.STARTING
     rec.apps_digest = None
     prov.log.clear()
-    _converge(rec, _spec(count=3), version=1)
+    _converge(ctx, rec, _spec(count=3), version=1)
     assert [(a, n) for a, n, _ in prov.log] == [("start", "w-1"), ("start", "w-2"), ("start", "w-3")]
     assert len(ray.configs) == 1 and sorted(w.name for w in rec.workers) == ["w-1", "w-2", "w-3"]
     kinds = [e.kind for e in rec.events]

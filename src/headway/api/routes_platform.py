@@ -11,10 +11,11 @@ from fastapi.responses import PlainTextResponse
 
 from headway.api.routes_services import record_or_404, status_of
 from headway.control import chaos, store_usage, store_watch, views
+from headway.control.context import Context
 from headway.model import errors
 from headway.plan import metrics
 from headway.state import records, state_snapshot
-from headway.store import cloud, cloud_setup
+from headway.store import cloud_setup
 
 
 def router(auth: list, metrics_auth: list) -> APIRouter:
@@ -25,20 +26,21 @@ def router(auth: list, metrics_auth: list) -> APIRouter:
     @router.get("/api/storage", dependencies=auth, tags=["storage"])
     def storage_view() -> dict[str, Any]:
         """The managed store (memory, namespaces, leftovers), every service's usage, alerts."""
-        crec = cloud.load()
+        ctx = Context.load()
+        crec = ctx.cloud
         out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
         if crec is not None:
             usage = store_usage.cloud_usage(crec)
             out["cloud"] = cloud_setup.status(crec) | usage | {"alert_percent": crec.alert_percent}
         for rec in records.all_records():
             if rec.gcs_ft:
-                out["services"][rec.name] = views.observe_storage(rec)
+                out["services"][rec.name] = views.observe_storage(ctx, rec)
         return out
 
     # -- chaos ------------------------------------------------------------------------
     def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:
         try:
-            return chaos.crash(record_or_404(name), role, node)
+            return chaos.crash(Context.load(), record_or_404(name), role, node)
         except errors.DeployError as exc:
             raise HTTPException(404, str(exc)) from None
 

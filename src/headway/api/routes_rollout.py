@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from headway.control import rollout, rollout_window
+from headway.control.context import Context
 from headway.control.operations import Operation, Operations
 from headway.state import records
 
@@ -16,7 +17,7 @@ def status(name: str) -> dict[str, Any]:
     rec = records.load(name)
     if rec is None or rec.parent is not None:
         raise HTTPException(404, f"no service named {name}; GET /api/services lists them")
-    return rollout_window.status(rec)
+    return rollout_window.status(Context.load().cloud, rec)
 
 
 def router(ops: Operations, auth: list) -> APIRouter:
@@ -42,7 +43,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
             raise HTTPException(422, f"service {name} has no rollout in progress")
 
         def work(op: Operation) -> dict[str, Any]:
-            rec = rollout.roll_back(name, op.progress)
+            rec = rollout.roll_back(Context.load(), name, op.progress)
             return {"name": name, "version": rec.running_version}
 
         return ops.start("rollout-rollback", name, work, {}).view()

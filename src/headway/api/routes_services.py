@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from headway.control import changes, head_guard, logs, operations, versions, views
+from headway.control.context import Context
 from headway.control.operations import Operations
 from headway.ingress import endpoint as ingress
 from headway.model import errors
@@ -58,7 +59,7 @@ def record_or_404(name: str) -> ServiceRecord:
 
 
 def status_of(rec: ServiceRecord) -> dict[str, Any]:
-    return views.observe(rec) | {"controller_pid": daemon_info.running_pid()}
+    return views.observe(Context.load(), rec) | {"controller_pid": daemon_info.running_pid()}
 
 
 def router(ops: Operations, auth: list) -> APIRouter:
@@ -112,7 +113,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
         existing = records.load(name)
         if existing is not None and not body.wait:
             try:
-                head_guard.refuse_while_recovering(existing)
+                head_guard.refuse_while_recovering(Context.load(), existing)
             except errors.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
         work = operations.deploy(
@@ -129,7 +130,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
             raise HTTPException(422, str(exc)) from None
         if not body.wait:
             try:
-                head_guard.refuse_while_recovering(rec)
+                head_guard.refuse_while_recovering(Context.load(), rec)
             except errors.HeadRecovering as exc:
                 raise HTTPException(409, str(exc)) from None
         work = operations.deploy(
@@ -174,7 +175,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
 
     @router.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
     def nodes(name: str) -> list[dict[str, Any]]:
-        return views.observe(record_or_404(name))["nodes"]
+        return views.observe(Context.load(), record_or_404(name))["nodes"]
 
     @router.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
     def service_logs(
@@ -188,7 +189,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
         """The last ``lines`` (at most 5,000) of one log: a node's own (default: the
         head's), an application's replicas (every node), the controller's lines about the
         service, or the endpoint's HAProxy log."""
-        return logs.read(record_or_404(name), logs.Source(node, app, controller, ingress), lines)
+        return logs.read(Context.load(), record_or_404(name), logs.Source(node, app, controller, ingress), lines)
 
     @router.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:

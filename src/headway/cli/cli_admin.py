@@ -16,6 +16,7 @@ from headway.cli import client
 from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
 from headway.cluster.ssh_provider import SshProvider
 from headway.control import chaos, store_usage, store_watch, teardown
+from headway.control.context import Context
 from headway.model import cloud_config, errors
 from headway.plan import store_fitness, watchdog
 from headway.state import daemon_info, db, records
@@ -76,7 +77,7 @@ def cloud_setup_command(
 @click.option("--json", "as_json", is_flag=True)
 def cloud_status(as_json: bool) -> None:
     """Show the managed store."""
-    rec = cloud.load()
+    rec = Context.load().cloud
     if rec is None:
         _fail("no cloud is set up; run 'headway cloud setup'", 2)
     st = cloud_setup.status(rec) | store_usage.cloud_usage(rec)
@@ -125,10 +126,11 @@ def cloud_teardown(force: bool) -> None:
     left = [r for r in records.all_records() if r.parent is None]  # a rollout's cluster goes with its service
     if left and not force:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
+    ctx = Context.load()
     for r in left:
-        teardown.terminate(r.name, _progress())
+        teardown.terminate(ctx, r.name, _progress())
     for r in records.all_records():  # a rollout cluster its service no longer names (a crash mid-rollout)
-        teardown.terminate(r.name, _progress())
+        teardown.terminate(ctx, r.name, _progress())
     pid = daemon_info.stop()
     if pid:
         out.print(f"controller {pid} stopped")
@@ -190,7 +192,7 @@ def storage_check(
 def storage_cleanup(namespace: str) -> None:
     """Delete a leftover namespace (no live service uses it) from the managed store."""
     try:
-        removed = store_usage.cleanup_leftover(namespace)
+        removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
     except RuntimeError as exc:
         _fail(str(exc), 2)
     out.print(f"deleted {removed} key(s) of namespace {namespace}")
@@ -276,7 +278,7 @@ def _chaos(name: str, action: str, node: str | None) -> dict:
 
     def local() -> dict:
         try:
-            return chaos.crash(_load_or_fail(name), "head" if action == "kill-head" else "worker", node)
+            return chaos.crash(Context.load(), _load_or_fail(name), "head" if action == "kill-head" else "worker", node)
         except errors.DeployError as exc:
             _fail(str(exc), 2)
 

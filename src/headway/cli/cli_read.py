@@ -19,6 +19,7 @@ from rich.table import Table
 from headway.cli.cli_common import _fail, _load_or_fail, _via_api, main, out
 from headway.control import logs as logs_mod
 from headway.control import views
+from headway.control.context import Context
 from headway.model.errors import InputError
 from headway.state import daemon_info
 
@@ -103,7 +104,7 @@ def status(name: str, as_json: bool) -> None:
     st = _via_api(
         "GET",
         f"/api/services/{name}",
-        lambda: views.observe(_load_or_fail(name)) | {"controller_pid": daemon_info.running_pid()},
+        lambda: views.observe(Context.load(), _load_or_fail(name)) | {"controller_pid": daemon_info.running_pid()},
     )
     if as_json:
         click.echo(json.dumps(st, indent=2))
@@ -175,7 +176,7 @@ def logs(
     got = _via_api(
         "GET",
         f"/api/services/{name}/logs",
-        lambda: _local(lambda: logs_mod.read(_load_or_fail(name), source, lines)),
+        lambda: _local(lambda: logs_mod.read(Context.load(), _load_or_fail(name), source, lines)),
         params=params,
     )
     for entry in got:
@@ -198,7 +199,7 @@ def _follow_logs(name: str, source, lines: int) -> None:
 
     signal.signal(signal.SIGINT, interrupted)
     try:
-        for text in logs_mod.follow(_load_or_fail(name), source, lines, stop):
+        for text in logs_mod.follow(Context.load(), _load_or_fail(name), source, lines, stop):
             click.echo(text, nl=False)
     except logs_mod.InputError as exc:
         _fail(str(exc), 2)

@@ -11,6 +11,7 @@ from rich.table import Table
 from headway.cli import client
 from headway.cli.cli_common import _change, _fail, _load_or_fail, _via_api, main, out
 from headway.control import rollout_window
+from headway.control.context import Context
 
 
 @main.group("rollout")
@@ -28,7 +29,9 @@ def _numbers(n: dict) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def status(name: str, as_json: bool) -> None:
     """The step, the traffic split and both versions' numbers."""
-    st = _via_api("GET", f"/api/services/{name}/rollout", lambda: rollout_window.status(_load_or_fail(name)))
+    st = _via_api(
+        "GET", f"/api/services/{name}/rollout", lambda: rollout_window.status(Context.load().cloud, _load_or_fail(name))
+    )
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return

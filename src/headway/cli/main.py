@@ -21,6 +21,7 @@ from headway.cli.cli_common import _change, _deployed, _fail, _progress, main, o
 from headway.cluster import deps
 from headway.cluster.package import package_working_dir
 from headway.control import operations, preflight
+from headway.control.context import Context
 from headway.ingress import endpoint as ingress
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
@@ -162,7 +163,7 @@ def _dry_run(spec, strict: bool) -> None:
     storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
     try:
         own = preflight.preflight(spec, say, dry_run=True)
-        crec = cloud.load()
+        crec = Context.load().cloud
         if own is None and spec.gcs_ft and crec is not None:
             addr = cloud.store_address(crec)
             say(f"checking GCS store {addr.masked()} (managed)")

@@ -19,7 +19,7 @@ import time
 
 from headway.control import preflight, rollout, steps, teardown
 from headway.control import versions as versions_mod
-from headway.control.context import Progress, provider_for
+from headway.control.context import Context, Progress
 from headway.control.head_guard import recovering_since, refuse_while_recovering
 from headway.control.node_start import start_head, wait_head, working_dir_uri
 from headway.control.store_access import ResolvedStorage, create_store_user
@@ -43,9 +43,9 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _cloud(progress: Progress) -> cloud.CloudRecord:
-    crec = cloud.load()
-    if crec is None:
+def _cloud(ctx: Context, progress: Progress) -> cloud.CloudRecord:
+    """The cloud, set up by this deploy when there is none yet; its store processes running."""
+    if ctx.cloud is None:
         if not cloud.auto_setup_enabled():
             raise InputError("no cloud is set up (HEADWAY_AUTO_CLOUD=0); run 'headway cloud setup'")
         progress("no cloud yet: setting up the managed GCS store (primary + replica)")
@@ -53,6 +53,7 @@ def _cloud(progress: Progress) -> cloud.CloudRecord:
 
 
 def deploy(
+    ctx: Context,
     spec: ServiceSpec,
     progress: Progress = _quiet,
     strict: bool = False,
@@ -74,46 +75,47 @@ def deploy(
     resolved = preflight.preflight(spec, progress)
     existing = records.load(spec.name)
     if existing is not None:
-        refuse_while_recovering(existing)
+        refuse_while_recovering(ctx, existing)
     with locks.locked(spec.name, "a deploy"):
         if locks.terminate_requested(spec.name):
             raise Busy(f"service {spec.name} is being terminated; deploy it again once it is gone")
         existing = records.load(spec.name)
         if existing is not None:
-            refuse_while_recovering(existing)
+            refuse_while_recovering(ctx, existing)
             rollout.refuse_during_rollout(existing)
-            crec = cloud.load()
+            crec = ctx.cloud
             updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
-            if updatable and crec is not None and existing.head and provider_for(crec).alive(existing.head):
+            if updatable and crec is not None and existing.head and ctx.provider(existing).alive(existing.head):
                 how, why = rollout_policy.strategy_for(existing.spec, spec, strategy)
                 package = package_uri or existing.working_dir_uri
                 if how == "rollout":
                     progress(f"strategy: rollout ({why})")
                     return _roll_out(
+                        ctx,
                         existing,
                         spec,
-                        crec,
                         preflight.store_of(spec, resolved, crec, progress),
                         progress,
                         strict,
                         package,
                         origin,
                     )
-                return _update(existing, spec, crec, progress, strict, package, origin)
+                return _update(ctx, existing, spec, progress, strict, package, origin)
             progress(f"found leftovers of an earlier run of {spec.name}: removing them")
-            teardown.remove_everything(existing, crec, progress, delete_keys=True)
-        crec = _cloud(progress)
-        provider_for(crec).check_ready(progress)
+            teardown.remove_everything(ctx, existing, progress, delete_keys=True)
+        crec = _cloud(ctx, progress)
+        ctx = ctx.with_cloud(crec)
+        ctx.provider().check_ready(progress)
         resolved = preflight.store_of(spec, resolved, crec, progress)
         version = versions_mod.create(spec.name, spec, package_uri, origin)
-        rec = _create(spec, crec, resolved, progress, strict, package_uri, version.number)
+        rec = _create(ctx, spec, resolved, progress, strict, package_uri, version.number)
         versions_mod.set_outcome(spec.name, version.number, "ran")
         return rec
 
 
 def _create(
+    ctx: Context,
     spec: ServiceSpec,
-    crec: cloud.CloudRecord,
     resolved: ResolvedStorage | None,
     progress: Progress,
     strict: bool,
@@ -125,7 +127,9 @@ def _create(
     """A new cluster running ``spec``: the service's (``name`` None), or a rollout's new
     cluster ``name`` behind the endpoint of service ``parent``."""
     name = name or spec.name
-    prov = provider_for(crec)
+    prov = ctx.provider()
+    crec = ctx.cloud
+    assert crec is not None  # made by the deploy's cloud setup
     for ns in prov.leftover_namespaces(name, keep=set()) if not prov.loopback else []:
         progress(f"removing leftover namespace {ns}")
         prov.remove_namespace(ns)
@@ -167,14 +171,14 @@ def _create(
             progress(f"store user {rec.store_user}: keys of namespace {rec.namespace} only")
         rec.working_dir_uri = working_dir_uri(rec, spec, package_uri)
         progress(f"starting head node at {head.ip}" + (f" (netns {head.netns})" if head.netns else ""))
-        start_head(rec, spec, prov, head)
+        start_head(ctx, rec, spec, head)
         records.save(rec)
         wait_head(rec, prov, head)
         record_event(rec, "head_started", f"head up at {head.ip}", elapsed_s=round(time.time() - rec.created_at, 2))
         progress("head is up; GCS " + (f"in store namespace {namespace}" if namespace else "in memory (FT disabled)"))
         # The rest is the same loop an update follows (workers, applications, the ingress);
         # in STARTING its workers start at once: nothing serves yet that they could disturb.
-        steps.converge(rec, spec, version, crec, progress, strict, package_uri)
+        steps.converge(rec, spec, version, ctx, progress, strict, package_uri)
         if parent is None:
             progress(f"ingress listening at {rec.endpoint} in front of {len(rec.workers)} worker(s)")
         rec.running_version = version
@@ -185,14 +189,14 @@ def _create(
     except BaseException as exc:
         progress(f"deploy failed ({type(exc).__name__}); removing what was started")
         versions_mod.set_outcome(spec.name, version, "failed", str(exc))
-        teardown.remove_everything(rec, crec, progress, delete_keys=True)
+        teardown.remove_everything(ctx, rec, progress, delete_keys=True)
         raise
 
 
 def _roll_out(
+    ctx: Context,
     rec: ServiceRecord,
     spec: ServiceSpec,
-    crec: cloud.CloudRecord,
     resolved: ResolvedStorage | None,
     progress: Progress,
     strict: bool,
@@ -205,7 +209,7 @@ def _roll_out(
     name, first = rollout.prepare(rec, spec, version.number)
     progress(f"starting version {version.number} as cluster {name}")
     try:
-        _create(first, crec, resolved, progress, strict, package_uri, version.number, name=name, parent=rec.name)
+        _create(ctx, first, resolved, progress, strict, package_uri, version.number, name=name, parent=rec.name)
     except BaseException as exc:
         rollout.abandon(rec.name, version.number, exc)
         if isinstance(exc, Cancelled | KeyboardInterrupt):
@@ -214,13 +218,13 @@ def _roll_out(
             f"version {version.number} failed before it took any traffic: {exc}\n"
             f"version {rec.running_version} serves as before"
         ) from None
-    return rollout.begin_traffic(rec.name, progress)
+    return rollout.begin_traffic(ctx, rec.name, progress)
 
 
 def _update(
+    ctx: Context,
     rec: ServiceRecord,
     spec: ServiceSpec,
-    crec: cloud.CloudRecord,
     progress: Progress,
     strict: bool,
     package_uri: str | None,
@@ -236,27 +240,27 @@ def _update(
     progress(f"updating service {rec.name} to version {version.number}")
     rec.desired_version = version.number
     set_state(rec, states.State.UPDATING, f"version {version.number}: {origin}")
-    return _to_version(rec, version, old, crec, progress, strict)
+    return _to_version(ctx, rec, version, old, progress, strict)
 
 
 def _to_version(
+    ctx: Context,
     rec: ServiceRecord,
     version: versions_mod.Version,
     old: ServiceSpec,
-    crec: cloud.CloudRecord,
     progress: Progress,
     strict: bool,
 ) -> ServiceRecord:
     """Converge to ``version``; on failure back to the version that ran before (``old``)."""
     old_version, old_package = rec.running_version, rec.working_dir_uri
     try:
-        steps.converge(rec, version.spec, version.number, crec, progress, strict, version.package_uri)
+        steps.converge(rec, version.spec, version.number, ctx, progress, strict, version.package_uri)
     except (Cancelled, HeadRecovering) as exc:
         versions_mod.set_outcome(rec.name, version.number, "interrupted", str(exc))
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of the new version: roll back
         versions_mod.set_outcome(rec.name, version.number, "failed", str(exc))
-        return _roll_back(rec.name, version.number, exc, old, old_version, old_package, crec, progress)
+        return _roll_back(ctx, rec.name, version.number, exc, old, old_version, old_package, progress)
     versions_mod.set_outcome(rec.name, version.number, "ran")
     rec.running_version = version.number
     set_state(rec, states.State.RUNNING, f"version {version.number} applied")
@@ -264,34 +268,33 @@ def _to_version(
     return rec
 
 
-def resume(rec: ServiceRecord, progress: Progress = _quiet) -> ServiceRecord | None:
+def resume(ctx: Context, rec: ServiceRecord, progress: Progress = _quiet) -> ServiceRecord | None:
     """Finish a change the controller found unfinished — the head died during it, or the
     process carrying it out did: converge to the desired version, the same steps a deploy
     takes, rolling back to the running version if it fails."""
     with locks.locked(rec.name, "a resumed update"):
         rec = records.load(rec.name)
-        crec = cloud.load()
-        if rec is None or rec.desired_version is None or crec is None:
+        if rec is None or rec.desired_version is None or ctx.cloud is None:
             return None
         version = versions_mod.get(rec.name, rec.desired_version)
         running = rec.running_version
         old = versions_mod.get(rec.name, running).spec if running and running != version.number else version.spec
         set_state(rec, states.State.UPDATING, f"version {version.number}: resumed (it was left unfinished)")
         try:
-            return _to_version(rec, version, old, crec, progress, strict=False)
+            return _to_version(ctx, rec, version, old, progress, strict=False)
         except UpdateRolledBack as exc:
             progress(str(exc))
             return records.load(rec.name)
 
 
 def _roll_back(
+    ctx: Context,
     name: str,
     failed: int,
     why: BaseException,
     spec: ServiceSpec,
     version: int | None,
     package_uri: str | None,
-    crec: cloud.CloudRecord,
     progress: Progress,
 ) -> ServiceRecord:
     """Converge back to the last version that ran; raise what the deploy reports."""
@@ -308,7 +311,7 @@ def _roll_back(
     rec.desired_version = version
     records.save(rec)
     try:
-        steps.converge(rec, spec, version, crec, progress, False, package_uri)
+        steps.converge(rec, spec, version, ctx, progress, False, package_uri)
     except Exception as exc:  # noqa: BLE001 - reported with the first failure
         set_state(rec, states.State.UNHEALTHY, f"{reason}; the rollback to version {version} failed too: {exc}"[:500])
         raise DeployError(f"{reason}\nthe rollback to version {version} failed too: {exc}") from None
@@ -316,21 +319,21 @@ def _roll_back(
     raise UpdateRolledBack(f"{reason}\nrolled back to version {version}, which is RUNNING")
 
 
-def rollback(name: str, to: int | None, progress: Progress = _quiet) -> ServiceRecord:
+def rollback(ctx: Context, name: str, to: int | None, progress: Progress = _quiet) -> ServiceRecord:
     """Deploy an earlier version again (default: the last one that ran before the running one)."""
     rec = records.load(name)
     if rec is None:
         raise InputError(f"no service named {name}; 'headway list' shows the services")
     target = versions_mod.rollback_target(name, rec.running_version, to)
     progress(f"rolling back {name} to version {target.number} ({target.origin})")
-    return deploy(target.spec, progress, package_uri=target.package_uri, origin=f"rollback to {target.number}")
+    return deploy(ctx, target.spec, progress, package_uri=target.package_uri, origin=f"rollback to {target.number}")
 
 
-def wait_recovered(name: str, deadline: float, poll_s: float = 0.5) -> None:
+def wait_recovered(ctx: Context, name: str, deadline: float, poll_s: float = 0.5) -> None:
     """Block until the service's head is back and nothing holds it (or ``deadline``)."""
     while time.monotonic() < deadline:
         rec = records.load(name)
-        if rec is None or (recovering_since(rec) is None and not locks.is_locked(name)):
+        if rec is None or (recovering_since(ctx, rec) is None and not locks.is_locked(name)):
             return
         time.sleep(poll_s)
 

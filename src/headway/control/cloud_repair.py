@@ -14,19 +14,17 @@ from headway.store import cloud, cloud_setup, storage
 log = logging.getLogger("headway.controller")
 
 
-def store_primary() -> str | None:
+def store_primary(crec: cloud.CloudRecord | None) -> str | None:
     """The managed store's primary as Sentinel names it now, or None without an answer."""
-    crec = cloud.load()
     found = cloud.sentinel_primary(crec) if crec is not None else None
     return f"{found[0]}:{found[1]}" if found else None
 
 
-def repair() -> None:
+def repair(crec: cloud.CloudRecord | None) -> None:
     """Restart a dead process of the managed store (a dead primary comes back as a replica
     of the promoted one) and keepalived where it is missing; then make sure every running
     store process has every service's ACL user (ACLs do not replicate, and a process
     restarted while its host was still marked down would otherwise miss them)."""
-    crec = cloud.load()
     if crec is None:
         return
     if crec.ssh is not None and crec.ssh.ingress is not None:

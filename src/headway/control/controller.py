@@ -27,7 +27,7 @@ from typing import Any
 
 from headway.cluster import gcs_client
 from headway.control import changes, cloud_repair, leader, operations, repair, rollout, scaling, steps, store_watch
-from headway.control.context import provider_for
+from headway.control.context import Context
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
 from headway.model import states
@@ -37,10 +37,12 @@ from headway.plan import watchdog
 from headway.state import locks, records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import record_event, set_state
-from headway.store import cloud
 from headway.system import procs
 
 log = logging.getLogger("headway.controller")
+
+#: A repair the loop starts in a thread: its own context, a fresh read of the record.
+Repair = Callable[[Context, ServiceRecord], None]
 
 #: The controller exits when no service has existed for this long (nothing to watch);
 #: ``HEADWAY_IDLE_EXIT_S`` changes it (0: never).
@@ -79,9 +81,9 @@ class Controller:
     lease: leader.Lease | None = None  # the store hosts' lease: act only while holding it
 
     # -- one round ----------------------------------------------------------------------
-    def observe(self, rec: ServiceRecord, store_primary: str | None = None) -> watchdog.ServiceView:
+    def observe(self, ctx: Context, rec: ServiceRecord, store_primary: str | None = None) -> watchdog.ServiceView:
         """``store_primary``: the managed store's primary now (``host:port``), as Sentinel says."""
-        prov = provider_for(cloud.load(), rec)
+        prov = ctx.provider(rec)
         head = rec.head
         w = self.watches.get(rec.name)
         if w is None or head is None or w.head_marker != head.marker:
@@ -98,7 +100,7 @@ class Controller:
         # follows); ``watchdog.decide`` adds the controller's policy (busy, backoff, no FT).
         needed: list[plan.Step] = []
         if verdict == watchdog.Verdict.OK:
-            observed = dataclasses.replace(steps.observed_of(rec, prov), head_alive=True)
+            observed = dataclasses.replace(steps.observed_of(ctx, rec), head_alive=True)
             needed = plan.plan(steps.desired_of(rec.desired_version or 0, rec.spec, rec), observed)
         return watchdog.ServiceView(
             state=rec.state,
@@ -107,7 +109,7 @@ class Controller:
             dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
             busy=locks.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
-            ingress_down=rec.ingress is not None and not instances.alive(rec.ingress),
+            ingress_down=rec.ingress is not None and not instances.alive(ctx.cloud, rec.ingress),
             unconverged=rec.state == states.State.UPDATING
             or (rec.desired_version is not None and rec.desired_version != rec.running_version)
             or any(s.kind in plan.CHANGES for s in needed),
@@ -117,7 +119,8 @@ class Controller:
         """Probe every service once and start the repairs it needs; return how many services."""
         procs.reap_children()
         recs = records.all_records()
-        store_primary = cloud_repair.store_primary() if any(r.head and r.head.store for r in recs) else None
+        ctx = Context.load()  # the round's one read of the cloud
+        store_primary = cloud_repair.store_primary(ctx.cloud) if any(r.head and r.head.store for r in recs) else None
         for name in [n for n, t in self.active.items() if not t.is_alive()]:
             del self.active[name]
         for rec in recs:
@@ -125,7 +128,7 @@ class Controller:
                 continue
             if locks.terminate_requested(rec.name):
                 continue  # terminate preempts every repair: none is started
-            view = self.observe(rec, store_primary)
+            view = self.observe(ctx, rec, store_primary)
             action, why = watchdog.decide(view)
             if action == watchdog.Action.NONE:
                 self._rollout_if_due(rec) or self._autoscale_if_due(rec)
@@ -137,11 +140,11 @@ class Controller:
     def _act(self, name: str, action: watchdog.Action, why: str) -> None:
         w = self.watches[name]
         lost_at = w.head.first_failure_at or time.time()
-        repairs: dict[watchdog.Action, Callable[[ServiceRecord], None]] = {
-            watchdog.Action.RECOVER_HEAD: lambda rec: self._recover(rec, why, lost_at),
+        repairs: dict[watchdog.Action, Repair] = {
+            watchdog.Action.RECOVER_HEAD: lambda ctx, rec: self._recover(ctx, rec, why, lost_at),
             watchdog.Action.RESTART_INGRESS: self._restart_ingress,
             watchdog.Action.REPLACE_WORKERS: self._replace_workers,
-            watchdog.Action.MARK_UNHEALTHY: lambda rec: self._mark_unhealthy(rec, why),
+            watchdog.Action.MARK_UNHEALTHY: lambda ctx, rec: self._mark_unhealthy(rec, why),
             watchdog.Action.CONVERGE: self._converge,
         }
         if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE):
@@ -167,19 +170,19 @@ class Controller:
         self._start(
             rec.name,
             "a rollout step",
-            lambda r: _recorded(r, "rollout step", "rollout_step_failed", lambda say: rollout.tick(r, say)),
+            lambda ctx, r: _recorded(r, "rollout step", "rollout_step_failed", lambda say: rollout.tick(ctx, r, say)),
         )
         return True
 
-    def _start(self, name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
+    def _start(self, name: str, what: str, repair_fn: Repair) -> None:
         t = threading.Thread(target=self._holding, args=(name, what, repair_fn), name=f"{what}:{name}", daemon=True)
         self.active[name] = t
         t.start()
 
     @staticmethod
-    def _holding(name: str, what: str, repair_fn: Callable[[ServiceRecord], None]) -> None:
-        """Run one repair holding the service's lock, on a fresh read of its record; a
-        service another command holds is left for a later round."""
+    def _holding(name: str, what: str, repair_fn: Repair) -> None:
+        """Run one repair holding the service's lock, on a fresh read of its record and of
+        the cloud (its own context); a service another command holds is left for a later round."""
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(locks.locked(name, what))
@@ -188,14 +191,14 @@ class Controller:
                 return
             rec = records.load(name)
             if rec is not None:
-                repair_fn(rec)
+                repair_fn(Context.load(), rec)
 
     # -- repairs (threads, the service's lock held) -------------------------------------------
     @staticmethod
-    def _recover(rec: ServiceRecord, why: str, lost_at: float) -> None:
+    def _recover(ctx: Context, rec: ServiceRecord, why: str, lost_at: float) -> None:
         name = rec.name
         try:
-            repair.recover_head(rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
+            repair.recover_head(ctx, rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
             log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
         except Cancelled as exc:
             log.info("%s: head replacement stopped: %s", name, exc)
@@ -205,10 +208,10 @@ class Controller:
             set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
 
     @staticmethod
-    def _replace_workers(rec: ServiceRecord) -> None:
+    def _replace_workers(ctx: Context, rec: ServiceRecord) -> None:
         if rec.state != states.State.RUNNING:
             return
-        prov = provider_for(cloud.load(), rec)
+        prov = ctx.provider(rec)
         dead = [w.name for w in rec.workers if not prov.alive(w)]
         if not dead:
             return
@@ -216,27 +219,27 @@ class Controller:
             rec,
             "worker replacement",
             "worker_replacement_failed",
-            lambda say: repair.replace_workers(rec, dead, progress=say),
+            lambda say: repair.replace_workers(ctx, rec, dead, progress=say),
         )
 
     @staticmethod
-    def _converge(rec: ServiceRecord) -> None:
+    def _converge(ctx: Context, rec: ServiceRecord) -> None:
         try:
-            changes.resume(rec, progress=lambda m: log.info("%s: %s", rec.name, m))
+            changes.resume(ctx, rec, progress=lambda m: log.info("%s: %s", rec.name, m))
             log.info("%s: the unfinished change is done", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded on the timeline; retried after a backoff
             log.warning("%s: finishing the change failed: %s", rec.name, exc)
 
     @staticmethod
-    def _autoscale(rec: ServiceRecord) -> None:
-        _recorded(rec, "autoscaling", "autoscale_failed", lambda say: scaling.run_round(rec, progress=say))
+    def _autoscale(ctx: Context, rec: ServiceRecord) -> None:
+        _recorded(rec, "autoscaling", "autoscale_failed", lambda say: scaling.run_round(ctx, rec, progress=say))
 
     @staticmethod
-    def _restart_ingress(rec: ServiceRecord) -> None:
-        if rec.ingress is None or instances.alive(rec.ingress):
+    def _restart_ingress(ctx: Context, rec: ServiceRecord) -> None:
+        if rec.ingress is None or instances.alive(ctx.cloud, rec.ingress):
             return
         try:
-            ingress.start(rec, rec.spec)
+            ingress.start(ctx.cloud, rec, rec.spec)
             record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
             log.info("%s: ingress restarted", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again
@@ -266,8 +269,9 @@ class Controller:
             if started - last_store_check >= STORE_CHECK_PERIOD_S:
                 last_store_check = started
                 try:
-                    cloud_repair.repair()
-                    store_watch.check_all()
+                    crec = Context.load().cloud
+                    cloud_repair.repair(crec)
+                    store_watch.check_all(crec)
                 except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
                     log.exception("store check failed")
             try:

@@ -6,28 +6,27 @@ from __future__ import annotations
 import time
 
 from headway.cluster import gcs_client
-from headway.control.context import provider_for
+from headway.control.context import Context
 from headway.model import states
 from headway.model.errors import HeadRecovering
 from headway.state.records import ServiceRecord
-from headway.store import cloud
 
 
-def recovering_since(rec: ServiceRecord) -> float | None:
+def recovering_since(ctx: Context, rec: ServiceRecord) -> float | None:
     """When the head of a GCS-FT service was lost, if it is down or being replaced now."""
     if not rec.gcs_ft:
         return None
     if rec.state == states.State.HEAD_RECOVERING:
         lost = [e for e in rec.events if e.kind == "state" and e.state == states.State.HEAD_RECOVERING]
         return lost[-1].details.get("lost_at", lost[-1].at) if lost else rec.updated_at
-    if rec.state in UPDATABLE and rec.head is not None and not provider_for(cloud.load(), rec).alive(rec.head):
+    if rec.state in UPDATABLE and rec.head is not None and not ctx.provider(rec).alive(rec.head):
         return time.time()
     return None
 
 
-def refuse_while_recovering(rec: ServiceRecord) -> None:
+def refuse_while_recovering(ctx: Context, rec: ServiceRecord) -> None:
     """Updates and scaling need the head: refuse them, clearly, while it is down."""
-    since = recovering_since(rec)
+    since = recovering_since(ctx, rec)
     if since is None:
         if rec.gcs_ft and rec.state in UPDATABLE and rec.head is not None and not _head_answers(rec):
             raise HeadRecovering(

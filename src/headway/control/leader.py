@@ -37,6 +37,7 @@ from pathlib import Path
 import redis
 
 from headway.control import standby_api
+from headway.control.context import Context
 from headway.state import state_snapshot
 from headway.store import cloud, storage
 from headway.system import paths
@@ -133,7 +134,7 @@ class Lease:
     def _client(self, timeout_s: float) -> redis.Redis:
         """The store's primary now, as an admin; the cloud record as it is now (a restored or
         repaired one names the live Sentinels)."""
-        return storage.connect(cloud.store_address(cloud.load() or self.crec), timeout_s)
+        return storage.connect(cloud.store_address(Context.load().cloud or self.crec), timeout_s)
 
     def _run(self, script: str, keys: list[str], args: list[str]) -> int:
         client = self._client(2)
@@ -280,11 +281,11 @@ class Lease:
         return True
 
 
-def wait_for_lease(api_sock: socket.socket, api_tls: tuple[str, str] | None) -> Lease | None:
+def wait_for_lease(ctx: Context, api_sock: socket.socket, api_tls: tuple[str, str] | None) -> Lease | None:
     """With the store on store hosts: wait until this controller holds the lease (a standby
     waits here, its API port answering with the way to the leader's), then take the last
     leader's state. Else None: no lease is needed."""
-    crec = cloud.load()
+    crec = ctx.cloud
     if not enabled(crec):
         return None
     assert crec is not None

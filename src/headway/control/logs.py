@@ -21,10 +21,9 @@ import httpx
 
 from headway.cluster import serve
 from headway.cluster.local_provider import read_since, tail_file
-from headway.control.context import provider_for
+from headway.control.context import Context
 from headway.model.errors import InputError
 from headway.state.records import NodeRecord, ServiceRecord
-from headway.store import cloud
 from headway.system import paths
 
 POLL_S = 0.5
@@ -115,7 +114,7 @@ def _replica_tail(rec: ServiceRecord, node: NodeRecord, filename: str, lines: in
     return resp.text if resp.status_code == 200 else f"(cannot read it: HTTP {resp.status_code})\n"
 
 
-def read(rec: ServiceRecord, source: Source, lines: int = 100) -> list[dict[str, str]]:
+def read(ctx: Context, rec: ServiceRecord, source: Source, lines: int = 100) -> list[dict[str, str]]:
     """The last ``lines`` of the chosen log: one entry (title, text) per file."""
     source, lines = source.check(), max(1, min(lines, MAX_LINES))
     if source.app:
@@ -145,15 +144,15 @@ def read(rec: ServiceRecord, source: Source, lines: int = 100) -> list[dict[str,
             {"title": f"ingress ({rec.ingress.log}): abnormal requests only", "text": tail_file(rec.ingress.log, lines)}
         ]
     node = _node(rec, source.node or "head")
-    text = provider_for(cloud.load(), rec).log_tail(node, lines)
+    text = ctx.provider(rec).log_tail(node, lines)
     return [{"title": f"{node.name} at {node.host or node.ip}", "text": text}]
 
 
-def follow(rec: ServiceRecord, source: Source, lines: int, stop: threading.Event) -> Iterator[str]:
+def follow(ctx: Context, rec: ServiceRecord, source: Source, lines: int, stop: threading.Event) -> Iterator[str]:
     """The last ``lines``, then every line appended, until ``stop`` is set. Replica logs
     follow the replicas found at the start (Ray's log stream per file)."""
     source = source.check()
-    for entry in read(rec, source, lines):
+    for entry in read(ctx, rec, source, lines):
         yield f"-- {entry['title']}\n{entry['text']}"
     if source.app:
         yield from _follow_replicas(rec, _replica_files(rec, source.app), stop)
@@ -162,11 +161,11 @@ def follow(rec: ServiceRecord, source: Source, lines: int, stop: threading.Event
     elif source.ingress and rec.ingress is not None:
         yield from _follow_file(Path(rec.ingress.log), stop)
     else:
-        yield from _follow_node(rec, _node(rec, source.node or "head"), stop)
+        yield from _follow_node(ctx, rec, _node(rec, source.node or "head"), stop)
 
 
-def _follow_node(rec: ServiceRecord, node: NodeRecord, stop: threading.Event) -> Iterator[str]:
-    prov = provider_for(cloud.load(), rec)
+def _follow_node(ctx: Context, rec: ServiceRecord, node: NodeRecord, stop: threading.Event) -> Iterator[str]:
+    prov = ctx.provider(rec)
     _, offset = prov.log_since(node, None)
     while not stop.is_set():
         text, offset = prov.log_since(node, offset)

@@ -17,7 +17,7 @@ from typing import Any
 
 from headway.cluster import deps, gcs_client, ray_node
 from headway.cluster.ssh_provider import local_path
-from headway.control.context import Provider
+from headway.control.context import Context, Provider
 from headway.control.store_access import gcs_storage
 from headway.model.errors import DeployError, HeadExited, InputError
 from headway.model.spec import ServiceSpec
@@ -71,12 +71,11 @@ def ray_token(rec: ServiceRecord) -> str:
     return db.ensure_token(records.ray_token_scope(rec.name), secrets.token_hex(32))
 
 
-def start_head(
-    rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: NodeRecord, recovering: bool = False
-) -> None:
+def start_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, node: NodeRecord, recovering: bool = False) -> None:
+    prov = ctx.provider(rec)
     box = sandbox(rec, prov, node)
     ship_package(rec, prov, [node])
-    gcs = gcs_storage(rec, spec, node)
+    gcs = gcs_storage(ctx.cloud, rec, spec, node)
     tls: dict[str, str] = {}
     if gcs is not None:  # the head reads them by path: its own copies, on its host
         gcs, tls = _private_copies(gcs, node.temp_dir)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from headway.control import changes, teardown
+from headway.control.context import Context
 from headway.model import errors
 from headway.model.spec import ServiceSpec
 from headway.state import db
@@ -124,8 +125,9 @@ def deploy(
         deadline = time.monotonic() + wait_timeout
         while True:
             try:
+                ctx = Context.load()  # afresh for each attempt: a wait can see the cloud change
                 rec = changes.deploy(
-                    spec, op.progress, strict=strict, package_uri=package_uri, origin=origin, strategy=strategy
+                    ctx, spec, op.progress, strict=strict, package_uri=package_uri, origin=origin, strategy=strategy
                 )
                 break
             except errors.RetryLater as exc:
@@ -134,7 +136,7 @@ def deploy(
                 if time.monotonic() > deadline:
                     raise type(exc)(f"{exc} (gave up after --wait-timeout {wait_timeout:.0f} s)") from None
                 op.progress(f"waiting: {exc}")
-                changes.wait_recovered(spec.name, deadline)
+                changes.wait_recovered(ctx, spec.name, deadline)
                 time.sleep(1)  # a head that does not answer is not "recovering" yet: don't spin
         if env:
             db.set_secrets(spec.name, env)  # repairs after this CLI is gone need them too
@@ -152,7 +154,7 @@ def deploy(
 
 def rollback(name: str, to: int | None):
     def work(op: Operation) -> dict[str, Any]:
-        rec = changes.rollback(name, to, op.progress)
+        rec = changes.rollback(Context.load(), name, to, op.progress)
         return {
             "name": rec.name,
             "endpoint": rec.endpoint,
@@ -166,7 +168,7 @@ def rollback(name: str, to: int | None):
 
 def terminate(name: str):
     def work(op: Operation) -> dict[str, Any]:
-        teardown.terminate(name, op.progress)
+        teardown.terminate(Context.load(), name, op.progress)
         return {"name": name}
 
     return work

@@ -16,7 +16,7 @@ from typing import Any
 
 from headway.cluster import gcs_client, serve
 from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S
-from headway.control.context import Progress, Provider, provider_for
+from headway.control.context import Context, Progress, Provider
 from headway.control.head_guard import recovering_since
 from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
 from headway.control.store_access import wait_store_primary
@@ -28,7 +28,6 @@ from headway.plan import autoscale
 from headway.state import locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.state.transitions import record_event, set_state
-from headway.store import cloud
 
 READOPT_TIMEOUT_S = 60
 #: New heads one recovery starts before it gives up (then the controller retries later).
@@ -40,12 +39,14 @@ def _quiet(_: str) -> None:
     pass
 
 
-def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Progress = _quiet) -> ServiceRecord:
+def recover_head(
+    ctx: Context, rec: ServiceRecord, reason: str, lost_at: float, progress: Progress = _quiet
+) -> ServiceRecord:
     """Fence the dead head, start a new one at its address, wait until it re-adopted
     every live worker and every application is RUNNING. Raises DeployError on failure
     (the caller marks the service UNHEALTHY and retries later)."""
     if rec.state == states.State.HEAD_RECOVERING:
-        lost_at = recovering_since(rec) or lost_at  # the loss it started from, not this controller's view
+        lost_at = recovering_since(ctx, rec) or lost_at  # the loss it started from, not this controller's view
         set_state(
             rec, states.State.HEAD_RECOVERING, "a restarted controller resumes the head replacement", lost_at=lost_at
         )
@@ -70,7 +71,7 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     t0 = time.time()
     for attempt in range(1, HEAD_ATTEMPTS + 1):
         try:
-            _new_head(rec, rec.spec, lost_at, progress)
+            _new_head(ctx, rec, rec.spec, lost_at, progress)
             break
         except HeadExited as exc:
             if attempt == HEAD_ATTEMPTS:
@@ -95,15 +96,15 @@ def recover_head(rec: ServiceRecord, reason: str, lost_at: float, progress: Prog
     return rec
 
 
-def replace_head(rec: ServiceRecord, spec: ServiceSpec, reason: str, progress: Progress = _quiet) -> None:
+def replace_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, reason: str, progress: Progress = _quiet) -> None:
     """A head whose settings changed: the same fenced path as a failure (the workers keep
     serving, and are re-adopted by the new head), within an update (no state change)."""
     record_event(rec, "head_replacement_planned", f"head replaced: {reason}")
-    _new_head(rec, spec, time.time(), progress)
+    _new_head(ctx, rec, spec, time.time(), progress)
 
 
-def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: Progress) -> None:
-    prov = provider_for(cloud.load(), rec)
+def _new_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: Progress) -> None:
+    prov = ctx.provider(rec)
     old = rec.head
     if old is None:
         raise DeployError(f"service {rec.name} has no head in its record")
@@ -131,13 +132,13 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     step("old_head_fenced", f"old head at {old.ip} fenced: no process of it is left")
 
     if rec.gcs_ft:
-        addr = wait_store_primary(rec, spec)
+        addr = wait_store_primary(ctx.cloud, rec, spec)
         step("store_ready", f"GCS store primary at {addr.masked()} answers")
 
     new = prov.new_node(rec, "head", "head", old.ip, dict(old.ports))
     rec.nodes = [new if n is old else n for n in rec.nodes]
     records.save(rec)  # write-ahead: the new marker is known before the process exists
-    start_head(rec, spec, prov, new, recovering=True)
+    start_head(ctx, rec, spec, new, recovering=True)
     records.save(rec)
     step("new_head_started", f"new head started at {new.ip}" + (f" (netns {new.netns})" if new.netns else ""))
 
@@ -158,7 +159,7 @@ def _new_head(rec: ServiceRecord, spec: ServiceSpec, lost_at: float, progress: P
     dead = [w.name for w in rec.workers if w not in live]
     if dead:
         # Lost while the head was down: nothing could re-place their replicas until now.
-        replace_workers(rec, dead, progress)
+        replace_workers(ctx, rec, dead, progress)
 
     names = [a.name for a in rec.spec.applications]
     serving = wait_serving(rec, names, prov, new, old.node_id)
@@ -256,10 +257,10 @@ def wait_readopted(
     raise DeployError(f"workers were not re-adopted within {READOPT_TIMEOUT_S} s: {why}")
 
 
-def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _quiet) -> ServiceRecord:
+def replace_workers(ctx: Context, rec: ServiceRecord, names: list[str], progress: Progress = _quiet) -> ServiceRecord:
     """Replace dead workers with new hosts of the same group; wait for full replica counts."""
     spec = rec.spec
-    prov = provider_for(cloud.load(), rec)
+    prov = ctx.provider(rec)
     t0 = time.time()
     started: list[NodeRecord] = []
     dead_ids: set[str] = set()
@@ -270,7 +271,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         records.save(rec)
         if old.node_id:
             dead_ids.add(old.node_id)
-        ingress.drain(rec, ingress.backends_of(rec, [old]))
+        ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, [old]))
         # Fenced, but the host stays until its replacement serves: a host that still
         # exists resets the connections callers hold to it, and they retry at once; a
         # vanished one answers nothing and callers wait out their timeouts (~20 s).
@@ -289,7 +290,7 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
         started.append(new)
         progress(f"worker {name} replaced by a new host at {ip}")
     try:
-        _await_replacements(rec, prov, started, dead_ids, t0)
+        _await_replacements(ctx, rec, prov, started, dead_ids, t0)
     finally:
         for old in rec.retired:
             prov.remove(old)
@@ -299,11 +300,11 @@ def replace_workers(rec: ServiceRecord, names: list[str], progress: Progress = _
 
 
 def _await_replacements(
-    rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str], t0: float
+    ctx: Context, rec: ServiceRecord, prov: Provider, started: list[NodeRecord], dead_ids: set[str], t0: float
 ) -> None:
     spec = rec.spec
     wait_joined(rec, prov, started, dead_ids)
-    ingress.sync_backends(rec, spec)  # the new host's proxy is let in by its health checks
+    ingress.sync_backends(ctx.cloud, rec, spec)  # the new host's proxy is let in by its health checks
     records.save(rec)
     record_event(
         rec,

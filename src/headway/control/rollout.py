@@ -21,7 +21,7 @@ import time
 
 from headway.control import rollout_window, steps, teardown
 from headway.control import versions as versions_mod
-from headway.control.context import Progress
+from headway.control.context import Context, Progress
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
 from headway.model.errors import Busy, InputError
@@ -33,7 +33,6 @@ from headway.state import locks, records, uploads
 from headway.state.db import copy_token
 from headway.state.records import RolloutRecord, ServiceRecord
 from headway.state.transitions import record_event
-from headway.store import cloud
 from headway.system import paths
 
 #: How often the controller moves a rollout (reads the ingress, decides).
@@ -116,13 +115,13 @@ def abandon(name: str, version: int, why: BaseException) -> None:
     records.save(rec)
 
 
-def begin_traffic(name: str, progress: Progress) -> ServiceRecord:
+def begin_traffic(ctx: Context, name: str, progress: Progress) -> ServiceRecord:
     """The new cluster is RUNNING: its workers join the ingress at weight 0 (a seamless
     reload into weighted balancing, every request logged), and the first step is timed."""
     rec = records.load(name)
     assert rec is not None and rec.rollout is not None
-    ingress.apply_update(rec, rec.spec)
-    rec.rollout.window = rollout_window.snapshot(rec)
+    ingress.apply_update(ctx.cloud, rec, rec.spec)
+    rec.rollout.window = rollout_window.snapshot(ctx.cloud, rec)
     rec.rollout.step_since = time.time()
     records.save(rec)
     progress(
@@ -133,7 +132,7 @@ def begin_traffic(name: str, progress: Progress) -> ServiceRecord:
 
 
 # -- the controller's tick -----------------------------------------------------------------
-def tick(rec: ServiceRecord, progress: Progress) -> None:
+def tick(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
     """One decision (the caller holds the service's lock and read ``rec`` afresh)."""
     ro = rec.rollout
     if ro is None:
@@ -142,18 +141,18 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
     if nxt is None or nxt.state == State.STARTING:
         # The deploy that starts the new cluster holds the service's lock until it runs: a tick
         # that finds it still STARTING outlived that deploy (a crash), so it never will run.
-        _abort(rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
+        _abort(ctx, rec, nxt, "the new cluster never came up (the deploy starting it stopped)", progress)
         return
     target = versions_mod.get(rec.name, ro.version).spec
-    up = instances.up_backends(rec.ingress)
+    up = instances.up_backends(ctx.cloud, rec.ingress)
     wanted, weights = ingress.targets(rec, up)
     if rec.ingress and (set(wanted) != {a for a in rec.ingress.slots if a} or weights != rec.ingress.weights):
         # A new cluster's worker its own repair replaced, or a server gone up or down: the
         # split is over the servers that take traffic now.
-        ingress.sync_backends(rec, rec.spec)
+        ingress.sync_backends(ctx.cloud, rec, rec.spec)
         records.save(rec)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers))
-    old_n, new_n = rollout_window.numbers(rec, ro.window, new_addrs)
+    old_n, new_n = rollout_window.numbers(ctx.cloud, rec, ro.window, new_addrs)
     th = thresholds(target)
     verdict, verdict_why = (None, "no traffic yet") if ro.percent == 0 else policy.judge(old_n, new_n, th)
     view = policy.View(
@@ -179,16 +178,16 @@ def tick(rec: ServiceRecord, progress: Progress) -> None:
     elif ro.paused is not None:  # both heads back: the step is held and judged again from now
         record_event(rec, "rollout_resumed", f"both heads are up; {ro.percent} % is held again from now")
         ro.paused = None
-        _new_window(rec)
+        _new_window(ctx, rec)
     elif move == policy.Move.ROLL_BACK:
-        _abort(rec, nxt, why, progress, numbers)
+        _abort(ctx, rec, nxt, why, progress, numbers)
         return
     elif move == policy.Move.ADVANCE:
         assert view.next_percent is not None
-        _advance(rec, nxt, target, view.next_percent, why, numbers, progress)
+        _advance(ctx, rec, nxt, target, view.next_percent, why, numbers, progress)
         return
     elif move == policy.Move.COMPLETE:
-        _complete(rec, nxt, target, why, numbers, progress)
+        _complete(ctx, rec, nxt, target, why, numbers, progress)
         return
     elif move == policy.Move.HOLD_CANARY and not ro.last.startswith("canary"):
         record_event(rec, "rollout_canary_held", why, percent=ro.percent, **numbers)
@@ -205,13 +204,14 @@ def _heads_down(rec: ServiceRecord, nxt: ServiceRecord) -> str | None:
     return None
 
 
-def _new_window(rec: ServiceRecord) -> None:
+def _new_window(ctx: Context, rec: ServiceRecord) -> None:
     assert rec.rollout is not None
-    rec.rollout.window = rollout_window.snapshot(rec)
+    rec.rollout.window = rollout_window.snapshot(ctx.cloud, rec)
     rec.rollout.step_since = time.time()
 
 
 def _advance(
+    ctx: Context,
     rec: ServiceRecord,
     nxt: ServiceRecord,
     target: ServiceSpec,
@@ -224,7 +224,6 @@ def _advance(
     first), then move the weights."""
     ro = rec.rollout
     assert ro is not None
-    crec = cloud.load()
     old_counts, new_counts = surge_plan(_old_spec(rec), target, percent)
     if any(old_counts[g] < (rec.spec.compute_config.group(g) or _Zero).initial for g in old_counts):
         progress(f"the old cluster gives back workers for {percent} %: {old_counts}")
@@ -232,9 +231,9 @@ def _advance(
             rec,
             with_counts(rec.spec, old_counts),
             rec.running_version or 0,
-            crec,
+            ctx,
             progress,
-            False,  # type: ignore[arg-type]
+            False,
             rec.working_dir_uri,
         )
     if any(new_counts[g] > (nxt.spec.compute_config.group(g) or _Zero).initial for g in new_counts):
@@ -245,16 +244,16 @@ def _advance(
                 nxt,
                 with_counts(target, new_counts),
                 ro.version,
-                crec,
+                ctx,
                 progress,
-                False,  # type: ignore[arg-type]
+                False,
                 nxt.working_dir_uri,
             )
     ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
     before = ro.percent
     ro.percent = percent
-    ingress.sync_backends(rec, rec.spec)
-    _new_window(rec)
+    ingress.sync_backends(ctx.cloud, rec, rec.spec)
+    _new_window(ctx, rec)
     ro.last = why
     record_event(
         rec,
@@ -277,7 +276,13 @@ def _old_spec(rec: ServiceRecord) -> ServiceSpec:
 
 
 def _complete(
-    rec: ServiceRecord, nxt: ServiceRecord, target: ServiceSpec, why: str, numbers: dict, progress: Progress
+    ctx: Context,
+    rec: ServiceRecord,
+    nxt: ServiceRecord,
+    target: ServiceSpec,
+    why: str,
+    numbers: dict,
+    progress: Progress,
 ) -> None:
     """The service's record takes over the new cluster; the old cluster is removed."""
     ro = rec.rollout
@@ -285,7 +290,7 @@ def _complete(
     with locks.locked(nxt.name, "the end of a rollout"):
         nxt = records.load(nxt.name) or nxt
         old = rec.model_copy(deep=True)
-        ingress.drain(rec, ingress.backends_of(rec, rec.workers))
+        ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, rec.workers))
         time.sleep(ingress.DRAIN_S)
         ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
         merged = nxt.model_copy(
@@ -307,10 +312,10 @@ def _complete(
             merged, "rollout_traffic_moved", f"version {ro.version} takes all traffic: {why}"[:500], history=ro.history
         )
         records.remove(nxt.name)
-        ingress.apply_update(merged, merged.spec)  # back to leastconn, normal logging
+        ingress.apply_update(ctx.cloud, merged, merged.spec)  # back to leastconn, normal logging
         records.save(merged)
     progress(f"removing the old cluster (version {old.running_version})")
-    removed = teardown.remove_cluster(old, cloud.load(), progress, delete_keys=True)
+    removed = teardown.remove_cluster(ctx, old, progress, delete_keys=True)
     versions_mod.set_outcome(rec.name, ro.version, "ran")
     record_event(
         merged,
@@ -323,32 +328,36 @@ def _complete(
 
 
 def _abort(
-    rec: ServiceRecord, nxt: ServiceRecord | None, why: str, progress: Progress, numbers: dict | None = None
+    ctx: Context,
+    rec: ServiceRecord,
+    nxt: ServiceRecord | None,
+    why: str,
+    progress: Progress,
+    numbers: dict | None = None,
 ) -> None:
     """Traffic back to the old cluster at once, its workers back, the new cluster removed."""
     ro = rec.rollout
     assert ro is not None
     ro.percent = 0
-    ingress.sync_backends(rec, rec.spec)  # weight 0 for the new cluster: at once
+    ingress.sync_backends(ctx.cloud, rec, rec.spec)  # weight 0 for the new cluster: at once
     if nxt is not None:
-        ingress.drain(rec, ingress.backends_of(nxt, nxt.workers))
+        ingress.drain(ctx.cloud, rec, ingress.backends_of(nxt, nxt.workers))
     record_event(rec, "rollout_rolling_back", why, version=ro.version, **(numbers or {}))
     records.save(rec)
-    crec = cloud.load()
     full = _old_spec(rec)
     if full.compute_config != rec.spec.compute_config:
         progress("the old cluster takes back the workers it gave")
-        steps.converge(rec, full, rec.running_version or 0, crec, progress, False, rec.working_dir_uri)  # type: ignore[arg-type]
+        steps.converge(rec, full, rec.running_version or 0, ctx, progress, False, rec.working_dir_uri)
     removed = 0
     if nxt is not None:
         locks.request_terminate(nxt.name)
         with locks.locked_waiting(nxt.name, "a rollout's rollback", teardown.TERMINATE_WAIT_S):
             nxt = records.load(nxt.name) or nxt
-            removed = teardown.remove_cluster(nxt, crec, progress, delete_keys=True)
+            removed = teardown.remove_cluster(ctx, nxt, progress, delete_keys=True)
             records.remove(nxt.name)
         shutil.rmtree(paths.service_dir(nxt.name), ignore_errors=True)
     rec.rollout = None
-    ingress.apply_update(rec, rec.spec)
+    ingress.apply_update(ctx.cloud, rec, rec.spec)
     versions_mod.set_outcome(rec.name, ro.version, "failed", why)
     rec.desired_version = rec.running_version
     record_event(
@@ -374,13 +383,13 @@ def promote(name: str) -> ServiceRecord:
         return rec
 
 
-def roll_back(name: str, progress: Progress) -> ServiceRecord:
+def roll_back(ctx: Context, name: str, progress: Progress) -> ServiceRecord:
     with locks.locked_waiting(name, "rollout rollback", 120) as had:
         if not had:
             raise Busy(f"service {name} is busy ({locks.holder(name)}); retry")
         rec = _rolling(name)
         assert rec.rollout is not None
-        _abort(rec, records.load(rec.rollout.cluster), "rolled back by the operator", progress)
+        _abort(ctx, rec, records.load(rec.rollout.cluster), "rolled back by the operator", progress)
         return records.load(name) or rec
 
 

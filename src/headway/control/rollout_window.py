@@ -19,15 +19,16 @@ from headway.plan import haproxy_config as hc
 from headway.plan.rollout_policy import Numbers, p99
 from headway.state import records
 from headway.state.records import ServiceRecord
+from headway.store.cloud import CloudRecord
 
 #: The most log read per step: at 100 requests/s a 30 s step writes ~0.7 MB.
 MAX_LOG_BYTES = 8 * 1024 * 1024
 
 
-def snapshot(rec: ServiceRecord) -> dict:
+def snapshot(crec: CloudRecord | None, rec: ServiceRecord) -> dict:
     """The ingress's counters per backend address and its log's length, now."""
     ing = rec.ingress
-    st = instances.stats(ing) or {"backends": []}
+    st = instances.stats(crec, ing) or {"backends": []}
     servers = {b["address"]: [b["requests"], b["hrsp_5xx"], b["retries"], b["errors"]] for b in st["backends"]}
     try:
         size = os.path.getsize(ing.log) if ing else 0
@@ -55,10 +56,12 @@ def _latencies(rec: ServiceRecord, since: int) -> dict[str, list[float]]:
     return out
 
 
-def numbers(rec: ServiceRecord, window: dict, new: Collection[str]) -> tuple[Numbers, Numbers]:
+def numbers(
+    crec: CloudRecord | None, rec: ServiceRecord, window: dict, new: Collection[str]
+) -> tuple[Numbers, Numbers]:
     """(old version, new version) since ``window`` (a ``snapshot``); ``new``: the new
     cluster's backend addresses. A restarted ingress counts from zero."""
-    now = snapshot(rec)
+    now = snapshot(crec, rec)
     base = window.get("servers", {}) if window.get("pid") == now["pid"] else {}
     totals = {False: [0, 0], True: [0, 0]}  # is-new -> [requests, errors]
     for addr, (req, r5xx, retries, errs) in now["servers"].items():
@@ -78,7 +81,7 @@ def numbers(rec: ServiceRecord, window: dict, new: Collection[str]) -> tuple[Num
     )
 
 
-def view(rec: ServiceRecord) -> dict | None:
+def view(crec: CloudRecord | None, rec: ServiceRecord) -> dict | None:
     """A rollout as status shows it: the step, the split, both versions' numbers so far in
     this step and in the steps before; None when none is in progress."""
     ro = rec.rollout
@@ -86,7 +89,7 @@ def view(rec: ServiceRecord) -> dict | None:
         return None
     nxt = records.load(ro.cluster)
     new_addrs = set(ingress.backends_of(nxt, nxt.workers)) if nxt else set()
-    old_n, new_n = numbers(rec, ro.window, new_addrs)
+    old_n, new_n = numbers(crec, rec, ro.window, new_addrs)
     return {
         "version": ro.version,
         "from_version": ro.from_version,
@@ -112,6 +115,6 @@ def last_outcome(rec: ServiceRecord) -> dict | None:
     return None if e is None else {"kind": e.kind, "at": e.at, "message": e.message}
 
 
-def status(rec: ServiceRecord) -> dict[str, Any]:
+def status(crec: CloudRecord | None, rec: ServiceRecord) -> dict[str, Any]:
     """The rollout in progress (None when there is none) and how the last one ended."""
-    return {"name": rec.name, "rollout": view(rec), "last": last_outcome(rec)}
+    return {"name": rec.name, "rollout": view(crec, rec), "last": last_outcome(rec)}

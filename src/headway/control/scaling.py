@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from headway.cluster import gcs_client
-from headway.control.context import Progress, provider_for
+from headway.control.context import Context, Progress
 from headway.control.steps import add_workers, remove_worker
 from headway.model.states import State
 from headway.plan import autoscale
@@ -23,7 +23,6 @@ from headway.plan import reconcile as plan
 from headway.state import records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import record_event
-from headway.store import cloud
 
 #: Two gRPC reads of the GCS per round: cheap enough to follow Serve closely.
 PERIOD_S = 2.0
@@ -67,7 +66,7 @@ def _last_suspension_event(rec: ServiceRecord) -> str | None:
     return next((e.kind for e in reversed(rec.events) if e.kind in (SUSPENDED, RESUMED)), None)
 
 
-def run_round(rec: ServiceRecord, progress: Progress) -> None:
+def run_round(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
     """One round (the caller holds the service's lock and read ``rec`` afresh)."""
     if not rec.spec.compute_config.autoscaled or autoscale.suspended(rec.state, _running_since(rec), time.time()):
         return
@@ -91,11 +90,11 @@ def run_round(rec: ServiceRecord, progress: Progress) -> None:
         rec.waiting = waiting
         records.save(rec)
     for d in decisions:
-        _carry_out(rec, d, progress)
+        _carry_out(ctx, rec, d, progress)
 
 
-def _carry_out(rec: ServiceRecord, d: autoscale.Decision, progress: Progress) -> None:
-    spec, prov, t0 = rec.spec, provider_for(cloud.load(), rec), time.time()
+def _carry_out(ctx: Context, rec: ServiceRecord, d: autoscale.Decision, progress: Progress) -> None:
+    spec, t0 = rec.spec, time.time()
     removable = []
     for name in d.removed:
         node = next(w for w in rec.workers if w.name == name)
@@ -122,10 +121,10 @@ def _carry_out(rec: ServiceRecord, d: autoscale.Decision, progress: Progress) ->
     records.save(rec)  # the choice first: a controller that dies now converges to it
     if d.added:
         add_workers(
-            rec, spec, prov, [plan.Step(plan.StepKind.ADD_WORKER, n, d.group, d.reason) for n in d.added], progress
+            ctx, rec, spec, [plan.Step(plan.StepKind.ADD_WORKER, n, d.group, d.reason) for n in d.added], progress
         )
     for name in removable:
-        remove_worker(rec, spec, prov, plan.Step(plan.StepKind.REMOVE_WORKER, name, d.group, d.reason), progress)
+        remove_worker(ctx, rec, spec, plan.Step(plan.StepKind.REMOVE_WORKER, name, d.group, d.reason), progress)
     record_event(
         rec,
         f"{kind}_done",

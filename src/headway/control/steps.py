@@ -16,7 +16,7 @@ from typing import Any
 from headway.cluster import deps, serve
 from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
 from headway.control import repair
-from headway.control.context import Progress, Provider, provider_for
+from headway.control.context import Context, Progress, Provider
 from headway.control.node_start import note_node_ids, ship_package, start_worker, wait_nodes, working_dir_uri
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
@@ -27,7 +27,6 @@ from headway.plan import reconcile as plan
 from headway.state import locks, records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.state.transitions import record_event
-from headway.store import cloud
 
 #: How long an update waits for a head's dashboard (a new head's comes 10-20 s after its GCS).
 DASHBOARD_TIMEOUT_S = 120
@@ -50,14 +49,15 @@ def serve_config_of(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, Any]:
     return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.service, spec))
 
 
-def observed_of(rec: ServiceRecord, prov: Provider) -> plan.Observed:
+def observed_of(ctx: Context, rec: ServiceRecord) -> plan.Observed:
+    prov = ctx.provider(rec)
     nodes = tuple(plan.NodeView(n.name, n.role, n.group, prov.alive(n), n.config) for n in rec.nodes)
     head = rec.head
     return plan.Observed(
         state=rec.state,  # type: ignore[arg-type]
         nodes=nodes,
         head_alive=bool(head and prov.alive(head)),
-        ingress_up=rec.ingress is None or instances.alive(rec.ingress),
+        ingress_up=rec.ingress is None or instances.alive(ctx.cloud, rec.ingress),
         apps=rec.apps_digest,
         terminate_requested=locks.terminate_requested(rec.name),
     )
@@ -69,11 +69,10 @@ def _plan_node(rec: ServiceRecord, prov: Provider, name: str, group: str) -> Nod
         return prov.new_node(rec, name, "worker", ip, ports, group=group)
 
 
-def add_workers(
-    rec: ServiceRecord, spec: ServiceSpec, prov: Provider, todo: list[plan.Step], progress: Progress
-) -> None:
+def add_workers(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, todo: list[plan.Step], progress: Progress) -> None:
     """Start new workers and wait until they joined. Several at once only for a first
     deploy (nothing serves yet, so nothing is gained by waiting for each)."""
+    prov = ctx.provider(rec)
     with locks.allocation_lock():
         taken = {n.ip for n in [*rec.nodes, *rec.retired]}
         for step in todo:
@@ -88,28 +87,30 @@ def add_workers(
         start_worker(rec, spec, prov, node)
     records.save(rec)
     note_node_ids(rec, wait_nodes(rec, prov, len(rec.nodes), spec))
-    ingress.sync_backends(rec, spec)
+    ingress.sync_backends(ctx.cloud, rec, spec)
     records.save(rec)
     if rec.state == "STARTING":
         record_event(rec, "workers_joined", f"{len(new)} worker(s) joined")
         progress(f"{len(new)} worker(s) joined")
 
 
-def remove_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
+def remove_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
+    prov = ctx.provider(rec)
     old = next(w for w in rec.workers if w.name == step.node)
-    ingress.drain(rec, ingress.backends_of(rec, [old]))
+    ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, [old]))
     time.sleep(ingress.DRAIN_S)
     progress(f"removing worker {old.name}")
     prov.remove(old)
     rec.nodes.remove(old)
-    ingress.sync_backends(rec, spec)
+    ingress.sync_backends(ctx.cloud, rec, spec)
     records.save(rec)
 
 
-def roll_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: plan.Step, progress: Progress) -> None:
+def roll_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
     """Replace a live worker by one with the new settings, losing no request: the successor
     (same name, new host) joins first; then the ingress stops sending to the old one, it
     is removed, and Serve places its replicas on the successor."""
+    prov = ctx.provider(rec)
     assert step.node and step.group
     t0 = time.time()
     old = next(w for w in rec.workers if w.name == step.node)
@@ -122,7 +123,7 @@ def roll_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, step: pla
     records.save(rec)
     dead_ids = {old.node_id} if old.node_id else set()
     repair.wait_joined(rec, prov, [new], dead_ids)
-    ingress.sync_backends(rec, spec)  # the successor in (once healthy), the old one to maintenance
+    ingress.sync_backends(ctx.cloud, rec, spec)  # the successor in (once healthy), the old one to maintenance
     records.save(rec)
     time.sleep(ingress.DRAIN_S)
     prov.remove(old)
@@ -186,30 +187,30 @@ def converge(
     rec: ServiceRecord,
     spec: ServiceSpec,
     version: int,
-    crec: cloud.CloudRecord,
+    ctx: Context,
     progress: Progress,
     strict: bool,
     package_uri: str | None,
 ) -> None:
     """Observe, plan, do the first step; again until the plan is empty."""
-    prov = provider_for(crec)
+    prov = ctx.provider(rec)
     rec.spec = spec
     rec.working_dir_uri = working_dir_uri(rec, spec, package_uri)
     records.save(rec)
     ship_package(rec, prov, rec.nodes)
     desired = desired_of(version, spec, rec)
     act: dict[plan.StepKind, Callable[[plan.Step], None]] = {
-        plan.StepKind.ADD_WORKER: lambda s: add_workers(rec, spec, prov, [s], progress),
-        plan.StepKind.REMOVE_WORKER: lambda s: remove_worker(rec, spec, prov, s, progress),
-        plan.StepKind.ROLL_WORKER: lambda s: roll_worker(rec, spec, prov, s, progress),
-        plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(rec, s, progress),
-        plan.StepKind.REPLACE_HEAD: lambda s: _replace_head(rec, spec, s, progress),
+        plan.StepKind.ADD_WORKER: lambda s: add_workers(ctx, rec, spec, [s], progress),
+        plan.StepKind.REMOVE_WORKER: lambda s: remove_worker(ctx, rec, spec, s, progress),
+        plan.StepKind.ROLL_WORKER: lambda s: roll_worker(ctx, rec, spec, s, progress),
+        plan.StepKind.REPLACE_DEAD_WORKER: lambda s: _replace_dead(ctx, rec, s, progress),
+        plan.StepKind.REPLACE_HEAD: lambda s: _replace_head(ctx, rec, spec, s, progress),
         plan.StepKind.APPLY_APPS: lambda s: apply_apps(rec, spec, progress, strict),
-        plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(rec, spec),
+        plan.StepKind.RESTART_INGRESS: lambda s: ingress.start(ctx.cloud, rec, spec),
     }
     for _ in range(MAX_STEPS):
         locks.check_cancelled(rec.name)
-        observed = observed_of(rec, prov)
+        observed = observed_of(ctx, rec)
         if not observed.head_alive:
             if rec.state == "STARTING":
                 raise DeployError(f"the head of service {rec.name} exited during the first deploy")
@@ -228,7 +229,7 @@ def converge(
         batch = [s for s in todo if s.kind == plan.StepKind.ADD_WORKER] if first_deploy else [step]
         progress(f"step: {step}" + (f" (and {len(batch) - 1} more, at once)" if len(batch) > 1 else ""))
         if len(batch) > 1:
-            add_workers(rec, spec, prov, batch, progress)
+            add_workers(ctx, rec, spec, batch, progress)
         else:
             act[step.kind](step)
         for done in batch:
@@ -238,15 +239,15 @@ def converge(
         raise DeployError(f"version {version} did not converge in {MAX_STEPS} steps")
     if rec.parent:
         return  # a rollout's new cluster: its parent's ingress fronts it, weighted by the rollout
-    how = ingress.apply_update(rec, spec)  # the ingress's own settings (token, timeouts)
+    how = ingress.apply_update(ctx.cloud, rec, spec)  # the ingress's own settings (token, timeouts)
     records.save(rec)
     said = {"backends": "backends updated", "reloaded": "reloaded seamlessly", "started": "started"}[how]
     progress(f"ingress at {rec.endpoint}: {said}")
 
 
-def _replace_dead(rec: ServiceRecord, step: plan.Step, progress: Progress) -> None:
-    repair.replace_workers(rec, [step.node or ""], progress)
+def _replace_dead(ctx: Context, rec: ServiceRecord, step: plan.Step, progress: Progress) -> None:
+    repair.replace_workers(ctx, rec, [step.node or ""], progress)
 
 
-def _replace_head(rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
-    repair.replace_head(rec, spec, step.reason, progress)
+def _replace_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
+    repair.replace_head(ctx, rec, spec, step.reason, progress)

@@ -48,12 +48,14 @@ def resolve_spec_storage(spec: ServiceSpec) -> storage.StoreAddress | None:
     return addr
 
 
-def gcs_storage(rec: ServiceRecord, spec: ServiceSpec, node: NodeRecord | None = None) -> ray_node.GcsStorage | None:
+def gcs_storage(
+    crec: cloud.CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, node: NodeRecord | None = None
+) -> ray_node.GcsStorage | None:
     """The head's GCS store; ``node`` (a head being started) records which store process
     that is, when the store is the managed one (a failover moves its primary)."""
     if not rec.gcs_ft or rec.namespace is None:
         return None
-    addr = store_address(rec, spec)
+    addr = store_address(crec, rec, spec)
     if node is not None and rec.storage_source == "cloud":
         node.store = f"{addr.host}:{addr.port}"
     return ray_node.GcsStorage(
@@ -67,12 +69,12 @@ def gcs_storage(rec: ServiceRecord, spec: ServiceSpec, node: NodeRecord | None =
     )
 
 
-def store_address(rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddress:
+def store_address(crec: cloud.CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> storage.StoreAddress:
+    """Where the service's GCS store is, with its credentials (``crec``: the cloud, for the managed store)."""
     if rec.storage_source == "spec":
         addr = resolve_spec_storage(spec)
         assert addr is not None
         return addr
-    crec = cloud.load()
     if crec is None:
         raise DeployError("the cloud store is gone; run 'headway cloud setup'")
     addr = cloud.store_address(crec)
@@ -90,14 +92,16 @@ def store_user_password(rec: ServiceRecord) -> str:
     return _user_password_file(rec).read_text().strip()
 
 
-def wait_store_primary(rec: ServiceRecord, spec: ServiceSpec, timeout_s: float = 45) -> storage.StoreAddress:
+def wait_store_primary(
+    crec: cloud.CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, timeout_s: float = 45
+) -> storage.StoreAddress:
     """The store as a new head will use it, once it answers as a primary: after a store
     failover Sentinel needs a few seconds to promote the replica, and a head started
     against the dead primary would only exit again."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
-        addr = store_address(rec, spec)
+        addr = store_address(crec, rec, spec)
         try:
             client = storage.connect(addr, 2)
             try:

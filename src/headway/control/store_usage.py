@@ -72,9 +72,8 @@ def cleanup_refusal(namespace: str, owners: dict[str, str], leftovers: list[str]
     return None
 
 
-def cleanup_leftover(namespace: str) -> int:
+def cleanup_leftover(crec: cloud.CloudRecord | None, namespace: str) -> int:
     """UNLINK a leftover namespace's keys from the managed store (and its ACL user)."""
-    crec = cloud.load()
     if crec is None:
         raise CleanupRefused("no cloud is set up; leftovers are looked for in the managed store")
     owners = {r.namespace: r.name for r in records.all_records() if r.namespace}

@@ -54,9 +54,8 @@ def store_key(rec: ServiceRecord) -> str | None:
     return "cloud" if rec.storage_source == "cloud" else rec.storage_masked
 
 
-def _admin_address(key: str, recs: list[ServiceRecord]) -> storage.StoreAddress | None:
+def _admin_address(crec: cloud.CloudRecord | None, key: str, recs: list[ServiceRecord]) -> storage.StoreAddress | None:
     if key == "cloud":
-        crec = cloud.load()
         return cloud.store_address(crec) if crec else None
 
     for rec in recs:
@@ -82,11 +81,12 @@ def _record(state: dict[str, Any], key: str, event: dict[str, Any], webhook: str
     return event
 
 
-def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str | None) -> list[dict[str, Any]]:
+def share_alerts(
+    crec: cloud.CloudRecord | None, recs: list[ServiceRecord], state: dict[str, Any], webhook: str | None
+) -> list[dict[str, Any]]:
     """One service must not fill the shared managed store unnoticed: an alert, naming it,
     when its namespace passes ``service_alert_percent`` of ``maxmemory`` (a quarter by
     default), cleared when it drops below."""
-    crec = cloud.load()
     mine = [r for r in recs if r.storage_source == "cloud" and r.namespace]
     if crec is None or not mine:
         return []
@@ -129,24 +129,24 @@ def share_alerts(recs: list[ServiceRecord], state: dict[str, Any], webhook: str 
     return new
 
 
-def settings() -> tuple[float, str | None]:
-    crec = cloud.load()
+def settings(crec: cloud.CloudRecord | None) -> tuple[float, str | None]:
     if crec is None:
         return DEFAULT_ALERT_PERCENT, None
     return crec.alert_percent, crec.alert_webhook
 
 
-def check_all() -> list[dict[str, Any]]:
-    """One round: read every store's memory, raise or clear alerts; return new events."""
+def check_all(crec: cloud.CloudRecord | None) -> list[dict[str, Any]]:
+    """One round: read every store's memory, raise or clear alerts; return new events
+    (``crec``: the cloud as the caller read it)."""
     recs = records.all_records()
     keys = {k for k in (store_key(r) for r in recs) if k}
-    if cloud.load() is not None:
+    if crec is not None:
         keys.add("cloud")
-    threshold, webhook = settings()
+    threshold, webhook = settings(crec)
     state = load_state()
     new: list[dict[str, Any]] = []
     for key in sorted(keys):
-        addr = _admin_address(key, recs)
+        addr = _admin_address(crec, key, recs)
         if addr is None:
             continue
         try:
@@ -176,7 +176,7 @@ def check_all() -> list[dict[str, Any]]:
             ),
         }
         new.append(_record(state, key, event, webhook))
-    new += share_alerts(recs, state, webhook)
+    new += share_alerts(crec, recs, state, webhook)
     if new:
         _save_state(state)
     return new

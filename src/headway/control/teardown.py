@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 
-from headway.control.context import Progress, provider_for
+from headway.control.context import Context, Progress
 from headway.control.store_access import delete_store_user, forget_store_password, store_address
 from headway.ingress import endpoint as ingress
 from headway.model import states
@@ -26,14 +26,14 @@ def _quiet(_: str) -> None:
     pass
 
 
-def remove_everything(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool) -> int:
+def remove_everything(ctx: Context, rec: ServiceRecord, progress: Progress, delete_keys: bool) -> int:
     """Nodes first (no GCS may be alive), then the store namespace, then the records."""
-    ingress.stop(rec)  # stop taking requests first
+    ingress.stop(ctx.cloud, rec)  # stop taking requests first
     nxt = records.load(rec.rollout.cluster) if rec.rollout else None
     if nxt:
         locks.request_terminate(nxt.name)  # a repair of the new cluster stops too
-    removed = remove_cluster(nxt, crec, progress, delete_keys) if nxt else 0
-    removed += remove_cluster(rec, crec, progress, delete_keys)
+    removed = remove_cluster(ctx, nxt, progress, delete_keys) if nxt else 0
+    removed += remove_cluster(ctx, rec, progress, delete_keys)
     shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
     if rec.state == states.State.TERMINATING:
         set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
@@ -44,10 +44,10 @@ def remove_everything(rec: ServiceRecord, crec: cloud.CloudRecord | None, progre
     return removed
 
 
-def remove_cluster(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress: Progress, delete_keys: bool) -> int:
+def remove_cluster(ctx: Context, rec: ServiceRecord, progress: Progress, delete_keys: bool) -> int:
     """One Ray cluster of a service: its nodes, then its store namespace and ACL user (a
     rollout removes the old or the new cluster this way, and keeps the service)."""
-    prov = provider_for(crec, rec)
+    prov, crec = ctx.provider(rec), ctx.cloud
     for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
         prov.remove(node)
     if prov.mode == "netns" and netns.available():
@@ -58,7 +58,7 @@ def remove_cluster(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress:
         try:
             spec = rec.spec
             admin = cloud.store_address(crec) if rec.storage_source == "cloud" and crec else None
-            client = storage.connect(admin or store_address(rec, spec))
+            client = storage.connect(admin or store_address(crec, rec, spec))
             removed = storage.delete_namespace(client, rec.namespace)
             client.close()
             progress(f"deleted {removed} key(s) of store namespace {rec.namespace}")
@@ -72,7 +72,7 @@ def remove_cluster(rec: ServiceRecord, crec: cloud.CloudRecord | None, progress:
     return removed
 
 
-def terminate(name: str, progress: Progress = _quiet) -> None:
+def terminate(ctx: Context, name: str, progress: Progress = _quiet) -> None:
     """Always wins: whatever holds the service stops at its next safe point (a head being
     started is fenced with everything else); returns once nothing of the service is left."""
     if records.load(name) is None:
@@ -87,7 +87,7 @@ def terminate(name: str, progress: Progress = _quiet) -> None:
         if rec is not None:
             set_state(rec, states.State.TERMINATING, "terminate requested")
             progress(f"stopping {len(rec.nodes)} node(s) of {name}")
-            remove_everything(rec, cloud.load(), progress, delete_keys=True)
+            remove_everything(ctx, rec, progress, delete_keys=True)
             _sweep(rec, progress)
     shutil.rmtree(paths.service_dir(name), ignore_errors=True)
 

@@ -7,19 +7,18 @@ from typing import Any
 
 from headway.cluster import deps, serve
 from headway.control import rollout_window, store_usage, store_watch, versions
-from headway.control.context import provider_for
+from headway.control.context import Context
 from headway.control.store_access import store_address
 from headway.ingress import instances
 from headway.model import spec_show
 from headway.model.errors import InputError
 from headway.state import records
 from headway.state.records import ServiceRecord
-from headway.store import cloud
 
 
-def _usage(rec: ServiceRecord) -> dict[str, Any]:
+def _usage(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
     try:
-        addr = store_address(rec, rec.spec)
+        addr = store_address(ctx.cloud, rec, rec.spec)
     except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
         return {"error": type(exc).__name__}
     return store_usage.service_usage(rec, addr)
@@ -30,7 +29,7 @@ def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
     return sorted(names.get(i, i[:8]) for i in node_ids)
 
 
-def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
+def observe_storage(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
     """Where the service's GCS lives, what it takes there, and its store's alert."""
     if not rec.gcs_ft:
         return {"enabled": False, "note": "GCS fault tolerance is disabled: the head's death ends the service"}
@@ -40,15 +39,15 @@ def observe_storage(rec: ServiceRecord) -> dict[str, Any]:
         "address": rec.storage_masked,
         "namespace": rec.namespace,
         "user": rec.store_user,
-        "usage": _usage(rec),
+        "usage": _usage(ctx, rec),
         "alert": store_watch.alert_of(store_watch.store_key(rec)),
         "share_alert": store_watch.share_alert_of(rec.service) if rec.storage_source == "cloud" else None,
     }
 
 
-def observe(rec: ServiceRecord) -> dict[str, Any]:
+def observe(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
     """Status as seen now (no secrets): nodes, applications, storage."""
-    prov = provider_for(cloud.load(), rec)
+    prov = ctx.provider(rec)
     nodes = []
     for n in rec.nodes:
         nodes.append(
@@ -89,16 +88,16 @@ def observe(rec: ServiceRecord) -> dict[str, Any]:
         "gcs_fault_tolerance": rec.gcs_ft,
         "nodes": nodes,
         "applications": apps,
-        "storage": observe_storage(rec),
+        "storage": observe_storage(ctx, rec),
         "dashboard_url": rec.dashboard_url,
         "endpoint": rec.endpoint,
         "token_required": rec.spec.query_auth_token_enabled,
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
-        "ingress": instances.stats(rec.ingress),
+        "ingress": instances.stats(ctx.cloud, rec.ingress),
         "groups": groups_view(rec),
         "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
-        "rollout": rollout_window.view(rec),
+        "rollout": rollout_window.view(ctx.cloud, rec),
         "last_rollout": rollout_window.last_outcome(rec),
     }
 

@@ -32,7 +32,7 @@ from headway.plan import haproxy_config as hc
 from headway.plan import rollout_policy
 from headway.state import db, records
 from headway.state.records import IngressRecord, NodeRecord, ServiceRecord
-from headway.store import cloud
+from headway.store.cloud import CloudRecord
 from headway.system import binaries, paths, procs
 
 START_TIMEOUT_S = 10.0
@@ -86,7 +86,7 @@ def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list
     return old + new, {a: w_old for a in old} | {a: w_new for a in new}
 
 
-def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
+def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
     http = spec.http_options
     return hc.IngressSettings(
         bind=ing.bind,
@@ -98,21 +98,21 @@ def settings(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.In
         retry_5xx_idempotent=http.retry_5xx_idempotent,
         weighted=rec.rollout is not None,
         freebind=ing.on_hosts,
-        unprivileged=_as_root(ing),
+        unprivileged=_as_root(crec, ing),
     )
 
 
-def _as_root(ing: IngressRecord) -> bool:
+def _as_root(crec: CloudRecord | None, ing: IngressRecord) -> bool:
     """Whether the endpoint's HAProxy starts as root (here, or over SSH on every ingress
     host), so that it can drop to nobody once bound."""
     if ing.on_hosts:
-        return all(h.user == "root" for h in instances.hosts_config().ingress_hosts())
+        return all(h.user == "root" for h in instances.hosts_config(crec).ingress_hosts())
     return os.geteuid() == 0
 
 
-def _write_config(rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:
+def _write_config(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> None:
     """Record what the config holds; here, write it (on hosts, ``_spawn_on`` writes each)."""
-    conf = settings(rec, spec, ing)
+    conf = settings(crec, rec, spec, ing)
     ing.settings_digest = _digest(conf)
     if not ing.on_hosts:
         paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
@@ -124,17 +124,17 @@ def _digest(conf: hc.IngressSettings) -> str:
     return hashlib.sha256(hc.render(dataclasses.replace(conf, stats_socket=""), []).encode()).hexdigest()[:16]
 
 
-def apply_update(rec: ServiceRecord, spec: ServiceSpec) -> str:
+def apply_update(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> str:
     """After an update: backends through the runtime API when only they changed, else a
     seamless reload. Returns which of the two it did."""
     ing = rec.ingress
-    if ing is None or not instances.alive(ing):
-        start(rec, spec)
+    if ing is None or not instances.alive(crec, ing):
+        start(crec, rec, spec)
         return "started"
-    if _digest(settings(rec, spec, ing)) == ing.settings_digest:
-        sync_backends(rec, spec)
+    if _digest(settings(crec, rec, spec, ing)) == ing.settings_digest:
+        sync_backends(crec, rec, spec)
         return "backends"
-    reload(rec, spec)
+    reload(crec, rec, spec)
     return "reloaded"
 
 
@@ -167,27 +167,33 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
     ing.pid_started = procs.start_time(child.pid)
 
 
-def _spawn_on(host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord, reload: bool) -> None:
+def _spawn_on(
+    crec: CloudRecord | None, host: SshHost, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord, reload: bool
+) -> None:
     """Start (or, with ``reload``, seamlessly replace) the instance on one ingress host."""
     root = str(paths.node_temp_root())
     f = ingress_hosts.files(ing.marker, host.address, root)
-    text = hc.render(dataclasses.replace(settings(rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights)
+    text = hc.render(
+        dataclasses.replace(settings(crec, rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights
+    )
     inst = ing.instances.get(host.address)
     if reload and inst is not None and ingress_hosts.alive(host, inst):
-        ingress_hosts.spawn(instances.hosts_config(), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)])
+        ingress_hosts.spawn(
+            instances.hosts_config(crec), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)]
+        )
         return
     ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
-    ingress_hosts.spawn(instances.hosts_config(), host, ing, text, root, [])
+    ingress_hosts.spawn(instances.hosts_config(crec), host, ing, text, root, [])
 
 
-def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
+def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
     """Start the service's ingress (first deploy, or after it died): same port, same slots.
     On hosts: only the instances that do not run (a host back from a reboot)."""
     d = paths.service_dir(rec.name)
     ing = rec.ingress
     if ing is None:
         (port,) = free_ports(1, used_ports())
-        hosts_cfg = instances.hosts_config_or_none()
+        hosts_cfg = instances.hosts_or_none(crec)
         ing = IngressRecord(
             bind=hosts_cfg.ingress.address if hosts_cfg and hosts_cfg.ingress else bind_address(),
             port=port,
@@ -200,17 +206,16 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
         )
         rec.ingress = ing
     os.makedirs(os.path.dirname(ing.log), exist_ok=True)
-    _plan(rec, ing)
-    _write_config(rec, spec, ing)
+    _plan(crec, rec, ing)
+    _write_config(crec, rec, spec, ing)
     if ing.on_hosts:
-        cfg = instances.hosts_config()
-        crec = cloud.load()
+        cfg = instances.hosts_config(crec)
         assert crec is not None
         vip.ensure(cfg, crec.id)
 
         def start_missing(host: SshHost) -> None:
             if not ingress_hosts.alive(host, ing.instances.get(host.address)):
-                _spawn_on(host, rec, spec, ing, reload=False)
+                _spawn_on(crec, host, rec, spec, ing, reload=False)
 
         if ingress_hosts.each_answering(cfg, start_missing) == 0:
             raise IngressError(f"no ingress host answers SSH ({', '.join(h.address for h in cfg.ingress_hosts())})")
@@ -224,52 +229,57 @@ def start(rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:
     return ing
 
 
-def reload(rec: ServiceRecord, spec: ServiceSpec) -> None:
+def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> None:
     """Apply a new config without dropping a connection: the new process takes the
     listener over from the old one, which finishes what it is serving and exits."""
     ing = rec.ingress
     assert ing is not None
-    _plan(rec, ing)
-    _write_config(rec, spec, ing)
+    _plan(crec, rec, ing)
+    _write_config(crec, rec, spec, ing)
     if ing.on_hosts:
-        ingress_hosts.each_answering(instances.hosts_config(), lambda h: _spawn_on(h, rec, spec, ing, reload=True))
+        ingress_hosts.each_answering(
+            instances.hosts_config(crec), lambda h: _spawn_on(crec, h, rec, spec, ing, reload=True)
+        )
         return
-    old = ing.pid if instances.alive(ing) else None
+    old = ing.pid if instances.alive(crec, ing) else None
     if old is None:
-        start(rec, spec)
+        start(crec, rec, spec)
         return
     _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
 
 
-def _plan(rec: ServiceRecord, ing: IngressRecord) -> list[str]:
+def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord) -> list[str]:
     """Slots and weights for the current backends; the runtime commands that apply the slots."""
-    addrs, ing.weights = targets(rec, instances.up_backends(ing) if rec.rollout and instances.alive(ing) else None)
+    addrs, ing.weights = targets(
+        rec, instances.up_backends(crec, ing) if rec.rollout and instances.alive(crec, ing) else None
+    )
     ing.slots, commands = hc.plan_slots(ing.slots, addrs)
     return commands
 
 
-def sync_backends(rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
+def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
     """Point the server slots at the current workers through the runtime API; return the
     commands sent. The config file is rewritten too, so a restart starts the same way."""
     ing = rec.ingress
     if ing is None:
         return []
-    commands = _plan(rec, ing)
+    commands = _plan(crec, rec, ing)
     commands += hc.weight_commands(ing.slots, ing.weights)
-    for cmd, reply in instances.send_all(ing, commands):
+    for cmd, reply in instances.send_all(crec, ing, commands):
         reply = reply.strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():
             raise IngressError(f"haproxy refused '{cmd}': {reply}")
-    _write_config(rec, spec, ing)
+    _write_config(crec, rec, spec, ing)
     return commands
 
 
-def drain(rec: ServiceRecord, addresses: list[str]) -> None:
+def drain(crec: CloudRecord | None, rec: ServiceRecord, addresses: list[str]) -> None:
     """Take backends out of rotation now (before their hosts are removed)."""
     ing = rec.ingress
-    if ing is None or not instances.alive(ing):
+    if ing is None or not instances.alive(crec, ing):
         return
     instances.send_all(
+        crec,
         ing,
         [
             f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
@@ -279,14 +289,14 @@ def drain(rec: ServiceRecord, addresses: list[str]) -> None:
     )
 
 
-def stop(rec: ServiceRecord) -> None:
+def stop(crec: CloudRecord | None, rec: ServiceRecord) -> None:
     """Stop every process of the service's ingress (an old one finishing a reload too)."""
     ing = rec.ingress
     if ing is None:
         return
     if ing.on_hosts:
         root = str(paths.node_temp_root())
-        ingress_hosts.each_answering(instances.hosts_config(), lambda h: ingress_hosts.stop_on(h, ing, root))
+        ingress_hosts.each_answering(instances.hosts_config(crec), lambda h: ingress_hosts.stop_on(h, ing, root))
         ing.instances.clear()
         return
     procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=2)

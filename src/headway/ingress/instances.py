@@ -12,7 +12,7 @@ from headway.model.cloud_config import SshCloud, SshError
 from headway.model.errors import Failed
 from headway.plan import haproxy_config as hc
 from headway.state.records import IngressRecord, ServiceRecord
-from headway.store import cloud
+from headway.store.cloud import CloudRecord
 from headway.system import paths, procs
 
 
@@ -20,29 +20,28 @@ class IngressError(Failed):
     pass
 
 
-def hosts_config_or_none() -> SshCloud | None:
+def hosts_or_none(crec: CloudRecord | None) -> SshCloud | None:
     """The cloud config when the endpoints run on its ingress hosts."""
-    crec = cloud.load()
     return crec.ssh if crec is not None and crec.ssh is not None and crec.ssh.ingress is not None else None
 
 
-def hosts_config() -> SshCloud:
-    """The cloud config of an endpoint that runs on ingress hosts (``cloud.load`` also sets
-    the hosts' SSH keys up)."""
-    cfg = hosts_config_or_none()
+def hosts_config(crec: CloudRecord | None) -> SshCloud:
+    """The cloud config of an endpoint that runs on ingress hosts, unless the cloud (the
+    caller's record of it, read once per unit of work) names none any more."""
+    cfg = hosts_or_none(crec)
     if cfg is None:
         raise IngressError("the endpoint runs on ingress hosts, but the cloud config names none any more")
     return cfg
 
 
-def alive(ing: IngressRecord | None) -> bool:
+def alive(crec: CloudRecord | None, ing: IngressRecord | None) -> bool:
     """Here: the process runs. On hosts: each host that answers runs its instance (one that
     does not answer is not counted: nothing can be started there until it is back)."""
     if not ing:
         return False
     if not ing.on_hosts:
         return procs.same_process(ing.pid, ing.pid_started)
-    cfg = hosts_config()
+    cfg = hosts_config(crec)
     return all(not ssh.answers(h) or ingress_hosts.alive(h, ing.instances.get(h.address)) for h in cfg.ingress_hosts())
 
 
@@ -65,14 +64,14 @@ def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
+def _per_instance(crec: CloudRecord | None, ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
     """Each running instance's replies to ``cmds`` (here: the one process; on hosts: every
     instance whose host answers)."""
     if not cmds:
         return []
     if not ing.on_hosts:
         return [[command(ing, c) for c in cmds]]
-    cfg = hosts_config()
+    cfg = hosts_config(crec)
     root = str(paths.node_temp_root())
     out = []
     for host in cfg.ingress_hosts():
@@ -86,25 +85,25 @@ def _per_instance(ing: IngressRecord, cmds: list[str]) -> list[list[str]]:
     return out
 
 
-def send_all(ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
+def send_all(crec: CloudRecord | None, ing: IngressRecord, cmds: list[str]) -> list[tuple[str, str]]:
     """A runtime change to every instance: (command, reply) pairs of all of them."""
-    return [(c, r) for replies in _per_instance(ing, cmds) for c, r in zip(cmds, replies, strict=True)]
+    return [(c, r) for replies in _per_instance(crec, ing, cmds) for c, r in zip(cmds, replies, strict=True)]
 
 
-def up_backends(ing: IngressRecord | None) -> set[str]:
+def up_backends(crec: CloudRecord | None, ing: IngressRecord | None) -> set[str]:
     """The backends the ingress lets in now (UP after their health checks)."""
-    st = stats(ing) or {"backends": []}
+    st = stats(crec, ing) or {"backends": []}
     return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
 
 
-def stats(ing: IngressRecord | None) -> dict | None:
+def stats(crec: CloudRecord | None, ing: IngressRecord | None) -> dict | None:
     """Backends (up/down, requests, errors) and the endpoint's counters, or None if down.
     On hosts: the counters of every instance added up (only the one holding the address
     serves), a backend UP when an instance finds it so."""
-    if ing is None or not alive(ing):
+    if ing is None or not alive(crec, ing):
         return None
     try:
-        texts = [replies[0] for replies in _per_instance(ing, ["show stat"])]
+        texts = [replies[0] for replies in _per_instance(crec, ing, ["show stat"])]
     except OSError:
         return None
     if not texts:
