@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from headway.cli.main import main
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 WORD = re.compile(r"^[a-z][a-z-]*$")
 LONG = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 

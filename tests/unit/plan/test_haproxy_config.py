@@ -106,7 +106,7 @@ def test_plan_refuses_more_than_the_slots():
         hc.plan_slots(slots(), [f"10.0.0.{i}:1" for i in range(hc.SLOTS + 1)])
 
 
-STAT = (Path(__file__).parent / "data" / "haproxy_stat.csv").read_text()
+STAT = (Path(__file__).parents[1] / "data" / "haproxy_stat.csv").read_text()
 
 
 def test_stats_per_backend():

@@ -8,7 +8,7 @@ import yaml
 from headway.model.spec import SpecError
 from headway.model.spec_load import load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 BASE = {
     "name": "svc",

@@ -169,3 +169,22 @@ def test_what_a_service_does_not_use_is_not_started():
     )
     assert "--no-monitor" in head and "--no-monitor" not in worker  # the autoscaler monitor runs on a head only
     assert "--include-log-monitor=false" in head and "--include-log-monitor=false" in worker
+
+
+def test_head_gets_tuned_node_death_detection():
+    launch = ray_node.head_launch(
+        ip="10.0.0.2",
+        ports=ray_node.NodePorts(),
+        temp_dir="/t",
+        storage=None,
+        resources={},
+        marker="m",
+        loopback=False,
+    )
+    for var in (
+        "RAY_health_check_period_ms",
+        "RAY_health_check_failure_threshold",
+        "RAY_health_check_timeout_ms",
+    ):
+        assert var in launch.env
+    assert "--node-name=head" in launch.argv

@@ -9,6 +9,7 @@ import hashlib
 import time
 
 import pytest
+from service_records import record
 
 from headway.cluster import gcs_client, serve
 from headway.cluster.local_provider import LocalProvider
@@ -244,3 +245,14 @@ def test_a_first_deploy_is_the_same_loop_with_its_workers_started_at_once(cluste
     kinds = [e.kind for e in rec.events]
     assert kinds.count("step_add_worker") == 3 and "workers_joined" in kinds
     assert kinds.index("workers_joined") < kinds.index("step_apply_apps")
+
+
+def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
+    """Serve runs a proxy only on nodes with a replica: a worker without one is not waited for."""
+    rec = record("RUNNING")
+    for name, nid in (("w-1", "a"), ("w-2", "b"), ("w-3", "c"), ("w-4", None)):
+        rec.nodes.append(
+            NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m", node_id=nid)
+        )
+    placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
+    assert [w.name for w in steps.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]

@@ -13,7 +13,7 @@ from headway.cluster import serve
 from headway.model.spec import SpecError
 from headway.model.spec_load import load_spec_text, notes, parse_spec
 
-BUILT = (Path(__file__).parent / "data" / "serve_build.yaml").read_text()  # `serve build hello:app`, Ray 2.60
+BUILT = (Path(__file__).parents[1] / "data" / "serve_build.yaml").read_text()  # `serve build hello:app`, Ray 2.60
 
 
 def test_a_serve_build_config_needs_only_a_name():
