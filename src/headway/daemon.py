@@ -37,14 +37,14 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
     sock = api_server.bind()
-    lease = leader.wait_for_lease(Context.load(), sock, api.tls_files())
+    lease = leader.wait_for_lease(Context.load(), sock, api_server.tls_files())
     db.api_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
     if lease is not None:
         lease.keep(ctl.stopping)
-    api_server.serve(sock, ctl.ops)
+    api_server.serve(sock, api.create_app(ctl.ops))
     host, port = sock.getsockname()[:2]
-    url = f"{'https' if api.tls_files() else 'http'}://{host}:{port}"
+    url = f"{'https' if api_server.tls_files() else 'http'}://{host}:{port}"
     if lease is not None:
         lease.publish_api(url)
     info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}

@@ -376,9 +376,9 @@ def test_metrics_token_opens_metrics_only(api_client):
     ],
 )
 def test_api_beyond_loopback_needs_tls(host, tls, refused):
-    from headway.api import app as api
+    from headway.api import api_server
 
-    why = api.bind_refusal(host, tls)
+    why = api_server.bind_refusal(host, tls)
     assert (why is not None) == refused
     if refused:
         assert f"HEADWAY_API_BIND={host} is not loopback: the API needs TLS there" in why

@@ -1,14 +1,16 @@
-"""The control plane's API server: its socket taken first (a control plane that cannot
-serve its API must not start: the CLI talks to it), then uvicorn in a thread."""
+"""The control plane's API server: where it listens (loopback, or TLS beyond it), its
+socket taken first (a control plane that cannot serve its API must not start: the CLI
+talks to it), then uvicorn in a thread, behind the token gate."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import socket
 import threading
+from collections.abc import Callable
 
 from headway.api import api_gate
-from headway.api import app as api
-from headway.control import operations
 from headway.state import db
 
 #: Open connections the API keeps at most (beyond it, new requests get 503 at once), and
@@ -17,12 +19,40 @@ from headway.state import db
 MAX_CONNECTIONS = 1024
 IDLE_TIMEOUT_S = 5
 
+DEFAULT_PORT = 8765
+
+
+def listen_address() -> tuple[str, int]:
+    """Where the API listens: ``HEADWAY_API_BIND``:``HEADWAY_API_PORT`` (127.0.0.1:8765)."""
+    return os.environ.get("HEADWAY_API_BIND", "127.0.0.1"), int(os.environ.get("HEADWAY_API_PORT", DEFAULT_PORT))
+
+
+def tls_files() -> tuple[str, str] | None:
+    """The API's certificate and key (``HEADWAY_API_TLS_CERT``/``_KEY``), if given."""
+    cert, key = os.environ.get("HEADWAY_API_TLS_CERT"), os.environ.get("HEADWAY_API_TLS_KEY")
+    return (cert, key) if cert and key else None
+
+
+def bind_refusal(host: str, tls: bool) -> str | None:
+    """Why the API may not listen on ``host``: beyond loopback only with TLS, or the token
+    (the key to every service) would cross the network in clear text."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or tls:
+        return None
+    return (
+        f"HEADWAY_API_BIND={host} is not loopback: the API needs TLS there; set HEADWAY_API_TLS_CERT and "
+        "HEADWAY_API_TLS_KEY (a certificate and its key), or bind to 127.0.0.1"
+    )
+
 
 def bind() -> socket.socket:
     """Take the API's port before anything else: a control plane that cannot serve its
     API must not start (the CLI talks to it)."""
-    host, port = api.bind()
-    refusal = api.bind_refusal(host, api.tls_files() is not None)
+    host, port = listen_address()
+    refusal = bind_refusal(host, tls_files() is not None)
     if refusal:
         raise RuntimeError(refusal)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -38,11 +68,12 @@ def bind() -> socket.socket:
     return sock
 
 
-def serve(sock: socket.socket, ops: operations.Operations) -> None:
+def serve(sock: socket.socket, asgi_app: Callable) -> None:
+    """Serve ``asgi_app`` (``app.create_app``'s) on ``sock`` behind the token gate, in a thread."""
     import uvicorn
 
-    tls = api.tls_files()
-    app = api_gate.Gate(api.create_app(ops), lambda: (db.get_token("api"), db.get_token("metrics")))
+    tls = tls_files()
+    app = api_gate.Gate(asgi_app, lambda: (db.get_token("api"), db.get_token("metrics")))
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -16,8 +16,6 @@ head recovers) or busy, 422 invalid YAML or spec.
 
 from __future__ import annotations
 
-import ipaddress
-import os
 from importlib import resources
 from typing import Any
 
@@ -32,33 +30,6 @@ from headway.api import api_gate, routes_platform, routes_rollout, routes_servic
 from headway.control.operations import Operations
 from headway.model import errors
 from headway.state import db
-
-DEFAULT_PORT = 8765
-
-
-def bind() -> tuple[str, int]:
-    return os.environ.get("HEADWAY_API_BIND", "127.0.0.1"), int(os.environ.get("HEADWAY_API_PORT", DEFAULT_PORT))
-
-
-def tls_files() -> tuple[str, str] | None:
-    """The API's certificate and key (``HEADWAY_API_TLS_CERT``/``_KEY``), if given."""
-    cert, key = os.environ.get("HEADWAY_API_TLS_CERT"), os.environ.get("HEADWAY_API_TLS_KEY")
-    return (cert, key) if cert and key else None
-
-
-def bind_refusal(host: str, tls: bool) -> str | None:
-    """Why the API may not listen on ``host``: beyond loopback only with TLS, or the token
-    (the key to every service) would cross the network in clear text."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if loopback or tls:
-        return None
-    return (
-        f"HEADWAY_API_BIND={host} is not loopback: the API needs TLS there; set HEADWAY_API_TLS_CERT and "
-        "HEADWAY_API_TLS_KEY (a certificate and its key), or bind to 127.0.0.1"
-    )
 
 
 def create_app(ops: Operations | None = None) -> FastAPI:

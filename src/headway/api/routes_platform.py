@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 
-from headway.api.routes_services import record_or_404, status_of
+from headway.api.reads import record_or_404, status_of
 from headway.control import chaos, store_usage, store_watch, views
 from headway.control.context import Context
 from headway.model import errors

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from headway.api.reads import record_or_404, status_of
 from headway.control import changes, head_guard, logs, operations, versions, views
 from headway.control.context import Context
 from headway.control.operations import Operations
@@ -16,8 +17,7 @@ from headway.ingress import endpoint as ingress
 from headway.model import errors
 from headway.model.spec import MAX_WORKERS, SpecError
 from headway.model.spec_load import load_spec_text, parse_spec
-from headway.state import daemon_info, records, uploads
-from headway.state.records import ServiceRecord
+from headway.state import records, uploads
 from headway.store import cloud
 
 
@@ -49,17 +49,6 @@ class ScaleRequest(_Request):
     count: int = Field(ge=0, le=MAX_WORKERS)
     wait: bool = False
     wait_timeout: float = Field(600.0, ge=0, le=86_400)
-
-
-def record_or_404(name: str) -> ServiceRecord:
-    rec = records.load(name)
-    if rec is None:
-        raise HTTPException(404, f"no service named {name}; GET /api/services lists them")
-    return rec
-
-
-def status_of(rec: ServiceRecord) -> dict[str, Any]:
-    return views.observe(Context.load(), rec) | {"controller_pid": daemon_info.running_pid()}
 
 
 def router(ops: Operations, auth: list) -> APIRouter:

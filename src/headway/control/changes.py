@@ -17,7 +17,7 @@ from __future__ import annotations
 import secrets
 import time
 
-from headway.control import preflight, rollout, steps, teardown
+from headway.control import preflight, rollout_start, steps, teardown
 from headway.control import versions as versions_mod
 from headway.control.context import Context, Progress
 from headway.control.head_guard import recovering_since, refuse_while_recovering
@@ -82,7 +82,7 @@ def deploy(
         existing = records.load(spec.name)
         if existing is not None:
             refuse_while_recovering(ctx, existing)
-            rollout.refuse_during_rollout(existing)
+            rollout_start.refuse_during_rollout(existing)
             crec = ctx.cloud
             updatable = existing.state in ("RUNNING", "UPDATING", "UNHEALTHY")
             if updatable and crec is not None and existing.head and ctx.provider(existing).alive(existing.head):
@@ -206,19 +206,19 @@ def _roll_out(
     """Start the new version as its own cluster beside the running one; the controller then
     moves the traffic (``rollout``). A cluster that does not start removes itself."""
     version = versions_mod.create(rec.name, spec, working_dir_uri(rec, spec, package_uri), origin)
-    name, first = rollout.prepare(rec, spec, version.number)
+    name, first = rollout_start.prepare(rec, spec, version.number)
     progress(f"starting version {version.number} as cluster {name}")
     try:
         _create(ctx, first, resolved, progress, strict, package_uri, version.number, name=name, parent=rec.name)
     except BaseException as exc:
-        rollout.abandon(rec.name, version.number, exc)
+        rollout_start.abandon(rec.name, version.number, exc)
         if isinstance(exc, Cancelled | KeyboardInterrupt):
             raise
         raise UpdateRolledBack(
             f"version {version.number} failed before it took any traffic: {exc}\n"
             f"version {rec.running_version} serves as before"
         ) from None
-    return rollout.begin_traffic(ctx, rec.name, progress)
+    return rollout_start.begin_traffic(ctx, rec.name, progress)
 
 
 def _update(

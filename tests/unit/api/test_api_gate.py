@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 
-from headway.api import api_gate, api_server
+from headway.api import api_gate, api_server, app
 from headway.control import operations
 from headway.state import db
 
@@ -28,7 +28,7 @@ def server(tmp_path, monkeypatch):
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     port = sock.getsockname()[1]
-    api_server.serve(sock, operations.Operations())
+    api_server.serve(sock, app.create_app(operations.Operations()))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -4,7 +4,7 @@ moves, what the new cluster starts with, and which changes a running rollout ref
 import pytest
 from service_records import SPEC, record
 
-from headway.control import rollout
+from headway.control import rollout_start
 from headway.model import errors
 from headway.model.spec import ServiceSpec
 from headway.state import records
@@ -19,36 +19,36 @@ def spec(count: int = 4, surge: int = 50, **group) -> ServiceSpec:
 def test_surge_plan_keeps_the_two_clusters_within_the_surge_at_every_step():
     old, new = spec(count=4), spec(count=4, surge=50)
     for percent in (0, 10, 50, 90, 100):
-        old_counts, new_counts = rollout.surge_plan(old, new, percent)
+        old_counts, new_counts = rollout_start.surge_plan(old, new, percent)
         assert old_counts["w"] + new_counts["w"] <= 4 + 2  # 50 % of 4 more at most
         assert old_counts["w"] >= 1 and new_counts["w"] >= 1
-    assert rollout.surge_plan(old, new, 0) == ({"w": 4, "gpu": 1}, {"w": 2, "gpu": 1})
-    assert rollout.surge_plan(old, new, 100)[0]["w"] == 1  # one kept to the end: removed whole
+    assert rollout_start.surge_plan(old, new, 0) == ({"w": 4, "gpu": 1}, {"w": 2, "gpu": 1})
+    assert rollout_start.surge_plan(old, new, 100)[0]["w"] == 1  # one kept to the end: removed whole
 
 
 def test_surge_plan_leaves_load_following_and_new_groups_uncapped():
     autoscaled = spec(count=None, min_nodes=1, max_nodes=4)
-    old_counts, new_counts = rollout.surge_plan(spec(), autoscaled, 0)
+    old_counts, new_counts = rollout_start.surge_plan(spec(), autoscaled, 0)
     assert "w" not in old_counts and "w" not in new_counts
     only_new = ServiceSpec.model_validate(SPEC | {"compute_config": {"worker_nodes": [{"name": "new", "count": 3}]}})
-    assert rollout.surge_plan(spec(), only_new, 50) == ({}, {})
+    assert rollout_start.surge_plan(spec(), only_new, 50) == ({}, {})
 
 
 def test_with_counts_resizes_only_the_groups_named():
-    resized = rollout.with_counts(spec(count=4), {"w": 2})
+    resized = rollout_start.with_counts(spec(count=4), {"w": 2})
     assert [(g.name, g.count) for g in resized.compute_config.worker_nodes] == [("w", 2), ("gpu", 1)]
 
 
 def test_the_new_cluster_is_named_after_its_version():
-    assert rollout.cluster_name("shop", 7) == "shop_r7"
+    assert rollout_start.cluster_name("shop", 7) == "shop_r7"
 
 
 def test_a_running_rollout_refuses_another_change_and_says_how_to_end_it():
     rec = record("RUNNING")
-    rollout.refuse_during_rollout(rec)  # none running: nothing to refuse
+    rollout_start.refuse_during_rollout(rec)  # none running: nothing to refuse
     rec.rollout = RolloutRecord(cluster="s_r2", version=2, from_version=1, percent=30)
     with pytest.raises(errors.Busy) as exc:
-        rollout.refuse_during_rollout(rec)
+        rollout_start.refuse_during_rollout(rec)
     assert "version 2 (30 % of traffic)" in str(exc.value)
     assert "headway rollout promote s" in str(exc.value) and "headway rollout rollback s" in str(exc.value)
 
@@ -57,7 +57,7 @@ def test_prepare_records_the_rollout_before_anything_starts(tmp_path, monkeypatc
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     rec = record("RUNNING")
     rec.running_version = 1
-    name, first = rollout.prepare(rec, spec(count=4, surge=50), 2)
+    name, first = rollout_start.prepare(rec, spec(count=4, surge=50), 2)
     assert name == "s_r2" and first.compute_config.group("w").count == 1  # 2 old workers + 50 % surge: room for 1
     saved = records.load("s")
     assert saved is not None and saved.rollout is not None
@@ -68,8 +68,8 @@ def test_prepare_records_the_rollout_before_anything_starts(tmp_path, monkeypatc
 def test_prepare_refuses_a_rollout_the_endpoint_has_no_slots_for(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     rec = record("RUNNING")
-    for i in range(rollout.SLOTS):
+    for i in range(rollout_start.SLOTS):
         rec.nodes.append(NodeRecord(name=f"w-{i}", role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m"))
     with pytest.raises(errors.InputError, match="lower max_surge_percent or deploy with --strategy in_place"):
-        rollout.prepare(rec, spec(count=4, surge=50), 2)
+        rollout_start.prepare(rec, spec(count=4, surge=50), 2)
     assert records.load("s") is None  # refused before anything was written
