@@ -3,8 +3,6 @@ head, so they are refused (clearly, with what to do) while it is lost or being r
 
 from __future__ import annotations
 
-import time
-
 from headway.cluster import gcs_client
 from headway.control.context import Context
 from headway.model import states
@@ -20,7 +18,7 @@ def recovering_since(ctx: Context, rec: ServiceRecord) -> float | None:
         lost = [e for e in rec.events if e.kind == "state" and e.state == states.State.HEAD_RECOVERING]
         return lost[-1].details.get("lost_at", lost[-1].at) if lost else rec.updated_at
     if rec.state in UPDATABLE and rec.head is not None and not ctx.provider(rec).alive(rec.head):
-        return time.time()
+        return ctx.clock()
     return None
 
 
@@ -35,7 +33,7 @@ def refuse_while_recovering(ctx: Context, rec: ServiceRecord) -> None:
             )
         return
     raise HeadRecovering(
-        f"head node of service {rec.name} is recovering ({time.time() - since:.0f} s); "
+        f"head node of service {rec.name} is recovering ({ctx.clock() - since:.0f} s); "
         "updates resume when it is back — retry, or pass --wait"
     )
 

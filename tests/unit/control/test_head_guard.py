@@ -1,7 +1,5 @@
 """Updates and scaling wait for the head: refused while it recovers or does not answer."""
 
-import time
-
 import pytest
 from service_records import record
 
@@ -21,11 +19,11 @@ class _AliveProvider:
 def test_update_refused_while_the_head_recovers(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     rec = record("RUNNING")
-    lost_at = time.time() - 12
+    lost_at = 1_000_000.0
     rec.events.append(states.transition_event("RUNNING", "HEAD_RECOVERING", "head lost", lost_at=lost_at))
     rec.state = "HEAD_RECOVERING"
     with pytest.raises(errors.HeadRecovering) as exc:
-        head_guard.refuse_while_recovering(Context(None), rec)
+        head_guard.refuse_while_recovering(Context(None, clock=lambda: lost_at + 12.4), rec)
     msg = str(exc.value)
     assert "head node of service s is recovering (12 s)" in msg
     assert "retry, or pass --wait" in msg
