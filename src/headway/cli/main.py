@@ -20,7 +20,7 @@ from headway.cli import cli_admin, cli_read, cli_rollout  # noqa: F401 - each re
 from headway.cli.cli_common import _change, _deployed, _fail, _progress, main, out
 from headway.cluster import deps
 from headway.cluster.package import package_working_dir
-from headway.control import operations, preflight
+from headway.control import preflight
 from headway.control.context import Context
 from headway.ingress import endpoint as ingress
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
@@ -87,7 +87,7 @@ def deploy(
     body = {
         "yaml": text,
         "source": path,
-        "env": operations.needed_env(spec, dict(os.environ)),
+        "env": spec.needed_env(dict(os.environ)),
         "strict": strict,
         "wait": wait,
         "wait_timeout": wait_timeout,
@@ -160,7 +160,7 @@ def _dry_run(spec, strict: bool) -> None:
         say(f"{'error' if strict else 'warning'}: {p}")
     if problems and strict:
         _fail("refused (--strict)", 2)
-    storage.given_env.set(operations.needed_env(spec, dict(os.environ)))
+    storage.given_env.set(spec.needed_env(dict(os.environ)))
     try:
         own = preflight.preflight(spec, say, dry_run=True)
         crec = Context.load().cloud

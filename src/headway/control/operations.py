@@ -172,9 +172,3 @@ def terminate(name: str):
         return {"name": name}
 
     return work
-
-
-def needed_env(spec: ServiceSpec, environ: dict[str, str]) -> dict[str, str]:
-    """The environment values a deploy of ``spec`` reads (its store password variable)."""
-    var = spec.ray_gcs_external_storage_config.redis_password_env
-    return {var: environ[var]} if var and var in environ else {}

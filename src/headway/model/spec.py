@@ -302,6 +302,11 @@ class ServiceSpec(Strict):
     def worker_count(self) -> int:
         return sum(g.initial for g in self.compute_config.worker_nodes)
 
+    def needed_env(self, environ: dict[str, str]) -> dict[str, str]:
+        """The environment values a deploy of this spec reads (its store password variable)."""
+        var = self.ray_gcs_external_storage_config.redis_password_env
+        return {var: environ[var]} if var and var in environ else {}
+
     def app_requirements(self, app: Application) -> list[str]:
         """What ``app`` imports beyond Ray's environment: the service's and its own."""
         return reqs.merged(self.requirements, app.runtime_env)
