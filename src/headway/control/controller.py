@@ -118,11 +118,14 @@ class Controller:
     def round(self) -> int:
         """Probe every service once and start the repairs it needs; return how many services."""
         procs.reap_children()
+        # Finished repairs first, then the records: a repair that ended after the records were
+        # read would leave its service judged on the state it had before (a head just
+        # replaced, still HEAD_RECOVERING in that read, was replaced a second time).
+        for name in [n for n, t in self.active.items() if not t.is_alive()]:
+            del self.active[name]
         recs = records.all_records()
         ctx = Context.load()  # the round's one read of the cloud
         store_primary = cloud_repair.store_primary(ctx.cloud) if any(r.head and r.head.store for r in recs) else None
-        for name in [n for n, t in self.active.items() if not t.is_alive()]:
-            del self.active[name]
         for rec in recs:
             if rec.name in self.active or rec.state not in watchdog.WATCHED_STATES:
                 continue

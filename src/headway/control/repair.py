@@ -22,7 +22,7 @@ from headway.control.node_start import head_exited, note_node_ids, start_head, s
 from headway.control.store_access import wait_store_primary
 from headway.ingress import endpoint as ingress
 from headway.model import states
-from headway.model.errors import DeployError, HeadExited
+from headway.model.errors import DeployError, HeadExited, HeadRecovering
 from headway.model.spec import ServiceSpec
 from headway.plan import autoscale
 from headway.state import locks, records
@@ -313,7 +313,7 @@ def _await_replacements(
         elapsed_s=round(time.time() - t0, 2),
     )
     records.save(rec)
-    details = wait_replicas(rec, dead_ids)
+    details = wait_replicas(rec, prov, dead_ids)
     counts = {
         f"{app}/{dep}": f"{d['running']}/{d['target']}"
         for app, deps in serve.replicas(details).items()
@@ -329,11 +329,12 @@ def _await_replacements(
     records.save(rec)
 
 
-def wait_replicas(rec: ServiceRecord, dead_ids: set[str]) -> dict[str, Any] | None:
+def wait_replicas(rec: ServiceRecord, prov: Provider, dead_ids: set[str]) -> dict[str, Any] | None:
     """Wait until every deployment is back to its replica count, none on a dead node."""
     deadline = time.monotonic() + REPLICAS_TIMEOUT_S
     while time.monotonic() < deadline:
         locks.check_cancelled(rec.name)
+        _stop_if_head_lost(rec, prov, "its replicas were being placed again")
         details = serve.get_applications(serve.head_api(rec))
         if replicas_restored(serve.replicas(details), dead_ids):
             return details
@@ -355,6 +356,7 @@ def wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], d
     deadline = time.monotonic() + READOPT_TIMEOUT_S
     while time.monotonic() < deadline:
         locks.check_cancelled(rec.name)
+        _stop_if_head_lost(rec, prov, "new workers were joining")
         nodes = gcs_client.alive_nodes(rec.gcs_address, rec.ray_token) or []
         ids = {n.get("node_name"): n.get("node_id") for n in nodes if n.get("node_id") not in dead_ids}
         if all(w.name in ids for w in started):
@@ -367,3 +369,11 @@ def wait_joined(rec: ServiceRecord, prov: Provider, started: list[NodeRecord], d
                 raise DeployError(f"worker {w.name} exited during start; log: {w.log}")
         time.sleep(0.5)
     raise DeployError(f"new worker(s) did not join within {READOPT_TIMEOUT_S} s")
+
+
+def _stop_if_head_lost(rec: ServiceRecord, prov: Provider, during: str) -> None:
+    """Nothing a worker waits for (joining, its replicas placed) happens without the head,
+    and the wait holds the service's lock the head's recovery needs: a head found dead ends
+    the wait at once, and the controller replaces the head next."""
+    if rec.head is not None and not prov.alive(rec.head):
+        raise HeadRecovering(f"the head of service {rec.name} died while {during}; the controller replaces it")

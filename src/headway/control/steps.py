@@ -129,7 +129,7 @@ def roll_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.
     prov.remove(old)
     rec.retired = [n for n in rec.retired if n is not old]
     records.save(rec)
-    repair.wait_replicas(rec, dead_ids)
+    repair.wait_replicas(rec, prov, dead_ids)
     record_event(
         rec,
         "worker_rolled",

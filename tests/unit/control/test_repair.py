@@ -1,6 +1,13 @@
-"""Pure rules of the repairs: re-adoption, replica restoration, serving again."""
+"""Rules of the repairs: re-adoption, replica restoration, serving again, and waits that
+end when the head dies."""
+
+import time
+
+import pytest
+from service_records import record
 
 from headway.control import repair
+from headway.model import errors
 from headway.state.records import NodeRecord
 
 
@@ -55,3 +62,31 @@ def test_serving_ready_needs_the_controller_back_on_a_live_node_and_a_replica_of
     # An application without a replica.
     assert not repair.serving({"hello": {"Hello": [11]}}, "new", alive, "old", ["hello", "other"])
     assert not repair.serving(None, "new", alive, "old", ["hello"])  # the GCS did not answer
+
+
+class _Provider:
+    def __init__(self, head_alive: bool):
+        self.head_alive = head_alive
+
+    def alive(self, node: NodeRecord) -> bool:
+        return self.head_alive if node.role == "head" else True
+
+
+def test_a_wait_for_workers_ends_at_once_when_the_head_dies(tmp_path, monkeypatch):
+    """Replicas and joins need the head, and the wait holds the lock its recovery needs: a
+    dead head ends the wait at once (it once held a head recovery back for two minutes)."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    rec = record("RUNNING")
+    rec.nodes.append(NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="m"))
+    asked = []
+    monkeypatch.setattr(repair.serve, "get_applications", lambda head: asked.append(head) or {})
+    t0 = time.monotonic()
+    with pytest.raises(errors.HeadRecovering, match="died while its replicas were being placed again"):
+        repair.wait_replicas(rec, _Provider(head_alive=False), {"dead"})
+    with pytest.raises(errors.HeadRecovering, match="died while new workers were joining"):
+        repair.wait_joined(rec, _Provider(head_alive=False), [worker("w-1", None)], set())
+    assert time.monotonic() - t0 < 5 and asked == []
+    monkeypatch.setattr(repair, "REPLICAS_TIMEOUT_S", 0.6)
+    with pytest.raises(errors.DeployError, match="replicas not back"):  # a live head: the wait goes on
+        repair.wait_replicas(rec, _Provider(head_alive=True), {"dead"})
+    assert asked

@@ -1,0 +1,61 @@
+"""The controller's round, with no Ray: what it decides from the records it reads."""
+
+import pytest
+from service_records import record
+
+from headway.control import controller
+from headway.control.context import Context
+from headway.model import states
+from headway.plan import watchdog
+from headway.state import records
+from headway.state.records import NodeRecord
+from headway.state.transitions import set_state
+
+REPLACING_THE_HEAD = controller._DOING[watchdog.Action.RECOVER_HEAD]
+
+
+class _Alive:
+    def alive(self, node) -> bool:
+        return True
+
+
+class _EndsWhenAsked:
+    """A head replacement that finishes exactly when the round asks whether it still runs."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def is_alive(self) -> bool:
+        rec = records.load(self.name)
+        set_state(rec, states.State.RUNNING, "head replaced")
+        return False
+
+
+@pytest.fixture
+def recovering(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    rec = record("RUNNING")
+    rec.nodes.append(NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="m"))
+    set_state(rec, states.State.HEAD_RECOVERING, "head lost: head is down", lost_at=1.0)
+    monkeypatch.setattr(Context, "load", classmethod(lambda cls: cls(None, providers=lambda c, r=None: _Alive())))
+    monkeypatch.setattr(controller.gcs_client, "healthy", lambda addr, token, timeout_s: True)
+    return rec
+
+
+def test_a_repair_that_ends_during_the_round_is_not_started_again(recovering):
+    """Finished repairs are pruned before the records are read: read first, the service
+    would be judged HEAD_RECOVERING and its just-replaced head replaced a second time."""
+    ctl = controller.Controller()
+    started = []
+    ctl._start = lambda name, what, fn: started.append((name, what))
+    ctl.active["s"] = _EndsWhenAsked("s")
+    ctl.round()
+    assert REPLACING_THE_HEAD not in [what for _, what in started] and records.load("s").state == "RUNNING"
+
+
+def test_a_head_recovery_left_unfinished_is_resumed(recovering):
+    ctl = controller.Controller()
+    started = []
+    ctl._start = lambda name, what, fn: started.append((name, what))
+    ctl.round()
+    assert started == [("s", REPLACING_THE_HEAD)]  # HEAD_RECOVERING with no repair running: resumed
