@@ -98,3 +98,10 @@ def test_the_map_in_the_docs_is_the_codes():
     assert set(layer_map.LAYERS) == {
         p.name for p in (ROOT / "src" / "headway").iterdir() if p.is_dir() and (p / "__init__.py").exists()
     } | {"daemon"}
+
+
+def test_test_file_names_are_unique_across_the_tree():
+    """The integration tests import ``conftest`` by name (pytest's default import mode), so
+    two test files of one name anywhere under tests/ stop the whole run at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "__init__.py"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
