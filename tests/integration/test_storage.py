@@ -315,14 +315,23 @@ def _managed_store_scenario(cli, webhook: str) -> None:
     cli.run("cloud", "setup", "--service-alert-percent", "25", check=True)
     _wait_store_event(cli, name, "service_store_alert_cleared")
 
-    # Alert: fill a store with a small maxmemory past 80%, then drain it.
+    # Alert: fill a store with a small maxmemory past 80%, then drain it. The limit is set on
+    # both store processes: the alert reads the primary Sentinel names, and a loaded machine
+    # can make Sentinel (1 s down-after) fail over on its own.
+    replica = redis.Redis(port=next(p for p in cloud["store"] if p["role"] == "replica")["port"], password=admin_pw)
     base = admin.info("memory")["used_memory"]
-    admin.config_set("maxmemory", base + 16 * 2**20)
+    for store in (admin, replica):
+        store.config_set("maxmemory", base + 16 * 2**20)
     filled = 0
     while admin.info("memory")["used_memory"] < 0.9 * (base + 16 * 2**20):
         admin.set(f"hwfill{filled}", b"x" * 2**18)
         filled += 1
-    raised = _wait_store_event(cli, name, "store_alert_raised")
+    try:
+        raised = _wait_store_event(cli, name, "store_alert_raised")
+    except AssertionError as exc:  # say where the store stood: which process is primary, how full
+        roles = {s.connection_pool.connection_kwargs["port"]: s.info("replication")["role"] for s in (admin, replica)}
+        used = {s.connection_pool.connection_kwargs["port"]: s.info("memory")["used_memory"] for s in (admin, replica)}
+        raise AssertionError(f"{exc}; roles {roles}, used {used}, limit {base + 16 * 2**20}") from None
     assert raised["details"]["percent"] >= 80
     assert "ALERT" in cli.run("status", name).stdout
     assert cli.status(name)["storage"]["alert"]["active"]
@@ -331,7 +340,8 @@ def _managed_store_scenario(cli, webhook: str) -> None:
     assert not cli.status(name)["storage"]["alert"]["active"]
     kinds = [h["kind"] for h in _Hook.received]
     assert kinds[-2:] == ["store_alert_raised", "store_alert_cleared"], kinds
-    admin.config_set("maxmemory", "1gb")
+    for store in (admin, replica):
+        store.config_set("maxmemory", "1gb")
 
     # The store's primary dies under traffic: Sentinel promotes the replica, the GCS exits,
     # the watchdog starts a head against the new primary; the old one comes back as replica.
