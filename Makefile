@@ -29,8 +29,8 @@ demo: system $(STAMP)
 	$(BIN)/python examples/hello/demo.py
 
 test: system-test $(TSTAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench scripts
+	$(BIN)/ruff format --check src tests examples bench scripts
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -v -rP --durations=15 tests
 
@@ -41,8 +41,8 @@ integration: system-test $(TSTAMP)
 	$(BIN)/python -m pytest -v -m integration tests/integration
 
 lint: $(TSTAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+	$(BIN)/ruff check src tests examples bench scripts
+	$(BIN)/ruff format --check src tests examples bench scripts
 	$(BIN)/lint-imports --no-logo
 
 clean:
