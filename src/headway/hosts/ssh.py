@@ -131,7 +131,7 @@ def run(
     reads (a secret travels there, never on the command line). Raises SshError when the
     host cannot be reached or does not answer in time."""
     try:
-        inp, out, err = _client(host).exec_command(command, timeout=timeout_s)
+        inp, out, err = _exec(host, command, timeout_s)
         if stdin is not None:
             inp.write(stdin)
             inp.channel.shutdown_write()
@@ -148,6 +148,17 @@ def run(
         raise SshError(f"host {host.address}: SSH command failed ({type(exc).__name__})") from None
     _down_since.pop(host.address, None)
     return result
+
+
+def _exec(host: SshHost, command: str, timeout_s: float) -> tuple:
+    """The command's channel on the kept-open connection. A connection that died under it
+    (sshd closed it, or refused the channel: seen once under load) is opened again once:
+    a refused channel ran nothing, so the command cannot run twice."""
+    try:
+        return _client(host).exec_command(command, timeout=timeout_s)
+    except (paramiko.SSHException, EOFError):
+        forget(host)
+        return _client(host).exec_command(command, timeout=timeout_s)
 
 
 #: Hosts whose last SSH command failed, and when: ``answers`` does not ask them again for
