@@ -68,7 +68,7 @@ def _record_path() -> Path:
     return paths.cloud_dir() / "cloud.json"
 
 
-def _password_path() -> Path:
+def password_path() -> Path:
     return paths.cloud_dir() / "store.password"
 
 
@@ -101,12 +101,12 @@ def load() -> CloudRecord | None:
     return rec
 
 
-def _save(rec: CloudRecord) -> None:
+def save(rec: CloudRecord) -> None:
     paths.write_private(_record_path(), rec.model_dump_json(indent=2))
 
 
 def password() -> str:
-    return _password_path().read_text().strip()
+    return password_path().read_text().strip()
 
 
 def _tls_dir() -> Path:
@@ -151,7 +151,7 @@ def current_primary(rec: CloudRecord) -> tuple[str, int]:
 def sentinel_primary(rec: CloudRecord) -> tuple[str, int] | None:
     """The primary's address as the first Sentinel that answers says, or None."""
     for sentinel in rec.all_sentinels():
-        if not _running(rec, sentinel):
+        if not is_running(rec, sentinel):
             continue
         try:
             client = storage.connect(admin_address(rec, sentinel), 2)
@@ -167,13 +167,13 @@ def sentinel_primary(rec: CloudRecord) -> tuple[str, int] | None:
     return None
 
 
-def _running(rec: CloudRecord, proc: StoreProcess) -> bool:
+def is_running(rec: CloudRecord, proc: StoreProcess) -> bool:
     return store_procs.running(rec.ssh, proc)
 
 
 def admin_clients(rec: CloudRecord) -> list:
     """A client for every running store process (ACL users are not replicated)."""
-    return [storage.connect(admin_address(rec, proc), 3) for proc in rec.store if _running(rec, proc)]
+    return [storage.connect(admin_address(rec, proc), 3) for proc in rec.store if is_running(rec, proc)]
 
 
 def set_alerts(percent: float | None, webhook: str | None, service_percent: float | None = None) -> CloudRecord:
@@ -186,5 +186,5 @@ def set_alerts(percent: float | None, webhook: str | None, service_percent: floa
         rec.service_alert_percent = service_percent
     if webhook is not None:
         rec.alert_webhook = webhook or None
-    _save(rec)
+    save(rec)
     return rec

@@ -23,15 +23,14 @@ from headway.store.cloud import (
     MODES,
     CloudError,
     CloudRecord,
-    _address,
-    _password_path,
-    _running,
-    _save,
     admin_address,
     current_primary,
+    is_running,
     load,
     mode_default,
     password,
+    password_path,
+    save,
     store_address,
     tls_files,
 )
@@ -115,16 +114,16 @@ def setup(
             ssh=ssh_config,
             tls=mode == "ssh",
         )
-        if not _password_path().exists():
-            paths.write_private(_password_path(), secrets.token_urlsafe(24))
+        if not password_path().exists():
+            paths.write_private(password_path(), secrets.token_urlsafe(24))
         state_snapshot.key(paths.home())  # the controllers' shared key: a standby gets it with this folder
-        _save(rec)
+        save(rec)
     elif mode and mode != rec.mode:
         raise CloudError(f"the cloud already runs in {rec.mode} mode; 'headway cloud teardown' first to change it")
     if rec.mode == "netns":
         netns.ensure_bridge(netns.Subnet(network=ipaddress.IPv4Network(rec.subnet)))
     restart_dead(rec)
-    _wait_replica(_address(rec, *current_primary(rec)), 15)
+    _wait_replica(store_address(rec), 15)
     if rec.ssh is not None and rec.ssh.ingress is not None:
         vip.ensure(rec.ssh, rec.id)
     return rec
@@ -136,11 +135,11 @@ def restart_dead(rec: CloudRecord) -> list[int]:
     answer is left for a later round. Returns the restarted ports."""
     pw = password()
     tls = tls_files(rec)
-    running = [p for p in rec.store if _running(rec, p)]
+    running = [p for p in rec.store if is_running(rec, p)]
     primary = current_primary(rec) if running else rec.where(rec.primary)
     restarted = []
     for proc in rec.store:
-        if _running(rec, proc):
+        if is_running(rec, proc):
             continue
         if running and rec.where(proc) == primary and rec.all_sentinels():
             # Sentinel has not promoted the replica yet: a dead primary restarted now would
@@ -154,7 +153,7 @@ def restart_dead(rec: CloudRecord) -> list[int]:
             restarted.append(proc.port)
     quorum = 2 if rec.sentinels else 1
     for sentinel in rec.all_sentinels():
-        if not _running(rec, sentinel):
+        if not is_running(rec, sentinel):
             conf = store_conf.sentinel(
                 sentinel, rec.bind_of(sentinel), pw, primary, _tls_of(rec, sentinel, tls), quorum, sentinel.host
             )
@@ -175,7 +174,7 @@ def _start(rec: CloudRecord, proc: StoreProcess, conf: str, tls: TlsFiles | None
         if proc.host is None:
             raise
         return False
-    _save(rec)
+    save(rec)
     _wait_ping(admin_address(rec, proc), 10)
     return True
 
@@ -185,7 +184,7 @@ def status(rec: CloudRecord) -> dict:
     out: dict = {"id": rec.id, "mode": rec.mode, "subnet": rec.subnet, "store": []}
     pw = password()
     for proc in rec.store:
-        entry: dict = {"role": proc.role, "host": proc.host, "port": proc.port, "running": _running(rec, proc)}
+        entry: dict = {"role": proc.role, "host": proc.host, "port": proc.port, "running": is_running(rec, proc)}
         if entry["running"]:
             try:
                 client = storage.connect(admin_address(rec, proc), 2)
@@ -209,7 +208,7 @@ def status(rec: CloudRecord) -> dict:
             "hosts": rec.ssh.ingress.hosts,
             "held_by": vip.holder(rec.ssh),
         }
-    sentinels = [{"host": s.host, "port": s.port, "running": _running(rec, s)} for s in rec.all_sentinels()]
+    sentinels = [{"host": s.host, "port": s.port, "running": is_running(rec, s)} for s in rec.all_sentinels()]
     out["sentinel"] = sentinels[0] if rec.sentinel else None
     out["sentinels"] = sentinels
     if rec.ssh is not None and rec.ssh.store is not None:
