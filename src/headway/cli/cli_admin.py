@@ -12,15 +12,11 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli import client
-from headway.cli.cli_common import _fail, _load_or_fail, _progress, _via_api, main, out
-from headway.cluster.ssh_provider import SshProvider
-from headway.control import chaos, store_usage, store_watch, teardown
-from headway.control.context import Context
-from headway.model import cloud_config, errors
-from headway.plan import store_fitness, watchdog
-from headway.state import daemon_info, db, records
-from headway.store import cloud, cloud_setup, storage
+from headway.cli.cli_common import _fail, _progress, _via_api, main, out, service_name
+from headway.model.cloud_config import MODES
+from headway.model.store_address import PROBE_NAMESPACE
+from headway.plan import watchdog
+from headway.state import daemon_info, db
 
 
 @main.group("cloud")
@@ -31,7 +27,7 @@ def cloud_group() -> None:
 @cloud_group.command("setup")
 @click.option(
     "--mode",
-    type=click.Choice(cloud.MODES),
+    type=click.Choice(MODES),
     default=None,
     help="netns (root; a namespace per node), loopback, or ssh (with --config); default: netns as root",
 )
@@ -60,6 +56,10 @@ def cloud_setup_command(
     config_path: str | None,
 ) -> None:
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
+    from headway.cluster.ssh_provider import SshProvider
+    from headway.model import cloud_config
+    from headway.store import cloud, cloud_setup
+
     try:
         cfg = cloud_config.load_cloud_config(config_path) if config_path else None
         rec = cloud_setup.setup(mode, maxmemory, ssh_config=cfg, check_hosts=lambda c: SshProvider(c).check_ready())
@@ -77,6 +77,10 @@ def cloud_setup_command(
 @click.option("--json", "as_json", is_flag=True)
 def cloud_status(as_json: bool) -> None:
     """Show the managed store."""
+    from headway.control import store_usage, store_watch
+    from headway.control.context import Context
+    from headway.store import cloud_setup
+
     rec = Context.load().cloud
     if rec is None:
         _fail("no cloud is set up; run 'headway cloud setup'", 2)
@@ -123,6 +127,11 @@ def cloud_status(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="terminate every service first")
 def cloud_teardown(force: bool) -> None:
     """Stop the managed store and remove the cloud (its data too)."""
+    from headway.control import teardown
+    from headway.control.context import Context
+    from headway.state import records
+    from headway.store import cloud_setup
+
     left = [r for r in records.all_records() if r.parent is None]  # a rollout's cluster goes with its service
     if left and not force:
         _fail(f"services still exist ({', '.join(r.name for r in left)}); terminate them or pass --force", 2)
@@ -152,7 +161,7 @@ def storage_group() -> None:
 @click.option("--client-cert", default=None)
 @click.option("--client-key", default=None)
 @click.option("--require-replica", is_flag=True, help="a missing replica is an error, not a warning")
-@click.option("--namespace", default=storage.PROBE_NAMESPACE, show_default=True, help="where to probe permissions")
+@click.option("--namespace", default=PROBE_NAMESPACE, show_default=True, help="where to probe permissions")
 def storage_check(
     address: str,
     username: str | None,
@@ -165,6 +174,9 @@ def storage_check(
     namespace: str,
 ) -> None:
     """Is a store fit for the GCS? The same checks every deploy runs. Exit 2 when not."""
+    from headway.plan import store_fitness
+    from headway.store import storage
+
     try:
         addr = storage.parse_address(address)
         password = storage.resolve_password(password_env, password_file, environ=os.environ)
@@ -191,6 +203,9 @@ def storage_check(
 @click.argument("namespace")
 def storage_cleanup(namespace: str) -> None:
     """Delete a leftover namespace (no live service uses it) from the managed store."""
+    from headway.control import store_usage
+    from headway.control.context import Context
+
     try:
         removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
     except RuntimeError as exc:
@@ -257,7 +272,7 @@ def chaos_group() -> None:
 
 
 @chaos_group.command("kill-head")
-@click.argument("name")
+@service_name
 def chaos_kill_head(name: str) -> None:
     """SIGKILL every process of the head host (a head crash)."""
     r = _chaos(name, "kill-head", None)
@@ -265,7 +280,7 @@ def chaos_kill_head(name: str) -> None:
 
 
 @chaos_group.command("kill-worker")
-@click.argument("name")
+@service_name
 @click.option("--node", default=None, help="the worker to kill (default: the first)")
 def chaos_kill_worker(name: str, node: str | None) -> None:
     """SIGKILL every process of a worker host (a worker crash)."""
@@ -275,14 +290,12 @@ def chaos_kill_worker(name: str, node: str | None) -> None:
 
 def _chaos(name: str, action: str, node: str | None) -> dict:
     """Through the control plane when it runs (it records who did it), else directly."""
-
-    def local() -> dict:
-        try:
-            return chaos.crash(Context.load(), _load_or_fail(name), "head" if action == "kill-head" else "worker", node)
-        except errors.DeployError as exc:
-            _fail(str(exc), 2)
-
-    return _via_api("POST", f"/api/services/{name}/chaos/{action}", local, params={"node": node} if node else {})
+    return _via_api(
+        "POST",
+        f"/api/services/{name}/chaos/{action}",
+        lambda here: here.chaos(name, action, node),
+        params={"node": node} if node else {},
+    )
 
 
 @main.group("api")
@@ -300,6 +313,8 @@ def api_token(metrics: bool) -> None:
 @api_group.command("url")
 def api_url() -> None:
     """Print where the API listens (starting the control plane if needed)."""
+    from headway.cli import client
+
     try:
         click.echo(client.ensure().base_url)
     except (client.ApiError, RuntimeError) as exc:
@@ -309,8 +324,22 @@ def api_url() -> None:
 @main.command()
 def dashboard() -> None:
     """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
+    from headway.cli import client
+
     try:
         base = client.ensure().base_url
     except (client.ApiError, RuntimeError) as exc:
         _fail(str(exc))
     click.echo(f"{base}/#token={db.api_token()}")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the tab completion script of a shell (commands, options and service names):
+    eval "$(headway completion bash)" in ~/.bashrc, or the like."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the choice admits only the shells click knows
+    click.echo(cls(main, {}, "headway", "_HEADWAY_COMPLETE").source())

@@ -1,25 +1,35 @@
 """What every ``headway`` command shares: the consoles, the one way to fail (a readable
 paragraph and the exit code, never a traceback, never a secret), the command group, and
 talking to the control plane (start it, follow an operation, read through it or fall
-back to the state dir)."""
+back to the state dir).
+
+The CLI loads what lies below it only inside the command that needs it (the API client,
+``cli.local``'s fallbacks): ``headway --help`` and tab completion must not wait for Ray,
+SSH, the store's client or an HTTP stack to load. ``test_cli_startup`` holds it to that.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from headway.cli import client
-from headway.control import context
-from headway.state import daemon_info, records
-from headway.state.records import ServiceRecord
+from headway.model.errors import HeadwayError
 
-out = Console(width=None if sys.stdout.isatty() else 150)
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from headway.state.records import ServiceRecord
+
+T = TypeVar("T")
+
+#: Piped or redirected output is not wrapped: a script or a file gets whole lines.
+out = Console(soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -30,7 +40,7 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def _progress() -> context.Progress:
+def _progress() -> Callable[[str], None]:
     start = time.monotonic()
 
     def show(msg: str) -> None:
@@ -57,9 +67,25 @@ def main() -> None:
     """headway: Ray Serve services that survive the death of their head node."""
 
 
+def _complete_service(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    """Tab completion of a service's name from the state dir, which it never creates."""
+    from headway.state import db, records
+    from headway.system import paths
+
+    if not db.path(paths.home_path()).exists():
+        return []
+    return [n for n in records.names() if n.startswith(incomplete)]
+
+
+#: The NAME argument of every command about one service (tab completes the names).
+service_name = click.argument("name", shell_complete=_complete_service)
+
+
 def _change(method: str, path: str, **kwargs) -> dict:
     """Ask the control plane for a change, print its progress, return its result (or fail
     with the operation's exit code)."""
+    from headway.cli import client
+
     try:
         api_client = client.ensure()
         op = api_client.follow(api_client.call(method, path, **kwargs), _show_line)
@@ -77,6 +103,8 @@ def _show_line(line: str) -> None:
 
 
 def _deployed(result: dict) -> None:
+    from headway.state import daemon_info
+
     name, endpoint = result["name"], result["endpoint"]
     version = f" version {result['version']}" if result.get("version") else ""
     out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {daemon_info.running_pid()} watches it)")
@@ -94,8 +122,11 @@ def _deployed(result: dict) -> None:
         out.print("[yellow]GCS fault tolerance is disabled for this service[/]")
 
 
-def _via_api(method: str, path: str, local: Callable[[], object], **kwargs) -> object:
-    """Through the control plane when it runs; else straight from the state dir (``local``)."""
+def _via_api(method: str, path: str, local: Callable[[ModuleType], T], **kwargs) -> T:
+    """Through the control plane when it runs; else ``local(cli.local)``, straight from the
+    state dir (the control code loads only then). Its errors end the command by their type."""
+    from headway.cli import client
+
     api_client = client.running()
     if api_client is not None:
         try:
@@ -103,11 +134,18 @@ def _via_api(method: str, path: str, local: Callable[[], object], **kwargs) -> o
         except client.ApiError as exc:
             if exc.exit_code != 1:  # a real answer (unknown service ...), not an unreachable daemon
                 _fail(str(exc), exc.exit_code)
-    return local()
+    from headway.cli import local as state_dir
+
+    try:
+        return local(state_dir)
+    except HeadwayError as exc:
+        _fail(str(exc), exc.exit_code)
 
 
 def _load_or_fail(name: str) -> ServiceRecord:
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
-    return rec
+    from headway.state import records
+
+    try:
+        return records.existing(name)
+    except HeadwayError as exc:
+        _fail(str(exc), exc.exit_code)

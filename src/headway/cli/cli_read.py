@@ -16,12 +16,8 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _fail, _load_or_fail, _via_api, main, out
-from headway.control import logs as logs_mod
-from headway.control import views
-from headway.control.context import Context
-from headway.model.errors import InputError
-from headway.state import daemon_info
+from headway.cli.cli_common import _fail, _via_api, main, out, service_name
+from headway.model.errors import HeadwayError
 
 
 def _status_table(st: dict) -> None:
@@ -97,15 +93,11 @@ def _status_table(st: dict) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(name: str, as_json: bool) -> None:
     """Show a service's state, nodes, applications and storage."""
-    st = _via_api(
-        "GET",
-        f"/api/services/{name}",
-        lambda: views.observe(Context.load(), _load_or_fail(name)) | {"controller_pid": daemon_info.running_pid()},
-    )
+    st = _via_api("GET", f"/api/services/{name}", lambda here: here.status(name))
     if as_json:
         click.echo(json.dumps(st, indent=2))
     else:
@@ -113,11 +105,11 @@ def status(name: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--json", "as_json", is_flag=True)
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
-    evs = _via_api("GET", f"/api/services/{name}/events", lambda: views.timeline(_load_or_fail(name)))
+    evs = _via_api("GET", f"/api/services/{name}/events", lambda here: here.events(name))
     if as_json:
         click.echo(json.dumps(evs, indent=2))
         return
@@ -134,7 +126,7 @@ def events(name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
     """List the services."""
-    rows = _via_api("GET", "/api/services", views.service_list)
+    rows = _via_api("GET", "/api/services", lambda here: here.service_list())
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -147,7 +139,7 @@ def list_(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--node", default=None, help="a node's own log (its Ray output): head (the default), worker-1, …")
 @click.option("--app", default=None, help="an application's replica logs, from every node (Ray's log API)")
 @click.option("--controller", is_flag=True, help="the controller's lines about this service")
@@ -158,7 +150,7 @@ def logs(
     name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int, follow: bool
 ) -> None:
     """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
-    source = logs_mod.Source(node, app, controller, ingress)
+    source = {"node": node, "app": app, "controller": controller, "ingress": ingress}
     if follow:
         _follow_logs(name, source, lines)
         return
@@ -176,7 +168,7 @@ def logs(
     got = _via_api(
         "GET",
         f"/api/services/{name}/logs",
-        lambda: _local(lambda: logs_mod.read(Context.load(), _load_or_fail(name), source, lines)),
+        lambda here: here.logs(name, source, lines),
         params=params,
     )
     for entry in got:
@@ -184,7 +176,7 @@ def logs(
         click.echo(entry["text"], nl=False)
 
 
-def _follow_logs(name: str, source, lines: int) -> None:
+def _follow_logs(name: str, source: dict, lines: int) -> None:
     """Followed here, on the control host (the state dir and the nodes are reachable).
     Ctrl-C stops it at once: the follow is told to stop, and should a read stay stuck
     (a node's log stream, an SSH host that vanished) the process ends 2 s later anyway."""
@@ -198,28 +190,23 @@ def _follow_logs(name: str, source, lines: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
+    from headway.cli import local
+
     try:
-        for text in logs_mod.follow(Context.load(), _load_or_fail(name), source, lines, stop):
+        for text in local.follow_logs(name, source, lines, stop):
             click.echo(text, nl=False)
-    except logs_mod.InputError as exc:
-        _fail(str(exc), 2)
+    except HeadwayError as exc:
+        _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         stop.set()
 
 
-def _local(read):
-    try:
-        return read()
-    except InputError as exc:
-        _fail(str(exc), 2)
-
-
 @main.command("versions")
-@click.argument("name")
+@service_name
 @click.option("--json", "as_json", is_flag=True)
 def versions_(name: str, as_json: bool) -> None:
     """List a service's versions: every deploy, scale and rollback, and how each ended."""
-    got = _via_api("GET", f"/api/services/{name}/versions", lambda: views.versions_view(_load_or_fail(name)))
+    got = _via_api("GET", f"/api/services/{name}/versions", lambda here: here.versions(name))
     if as_json:
         click.echo(json.dumps(got, indent=2))
         return
@@ -239,7 +226,7 @@ def versions_(name: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--version", "number", type=click.IntRange(1), default=None, help="a version (default: the running one)")
 @click.option("--json", "as_json", is_flag=True)
 def config(name: str, number: int | None, as_json: bool) -> None:
@@ -248,7 +235,7 @@ def config(name: str, number: int | None, as_json: bool) -> None:
     got = _via_api(
         "GET",
         f"/api/services/{name}/config",
-        lambda: _local(lambda: views.config_view(_load_or_fail(name), number)),
+        lambda here: here.config(name, number),
         params=params,
     )
     if as_json:

@@ -8,10 +8,7 @@ import time
 import click
 from rich.table import Table
 
-from headway.cli import client
-from headway.cli.cli_common import _change, _fail, _load_or_fail, _via_api, main, out
-from headway.control import rollout_window
-from headway.control.context import Context
+from headway.cli.cli_common import _change, _fail, _via_api, main, out, service_name
 
 
 @main.group("rollout")
@@ -25,13 +22,11 @@ def _numbers(n: dict) -> str:
 
 
 @rollout_group.command("status")
-@click.argument("name")
+@service_name
 @click.option("--json", "as_json", is_flag=True)
 def status(name: str, as_json: bool) -> None:
     """The step, the traffic split and both versions' numbers."""
-    st = _via_api(
-        "GET", f"/api/services/{name}/rollout", lambda: rollout_window.status(Context.load().cloud, _load_or_fail(name))
-    )
+    st = _via_api("GET", f"/api/services/{name}/rollout", lambda here: here.rollout_status(name))
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
@@ -64,9 +59,11 @@ def status(name: str, as_json: bool) -> None:
 
 
 @rollout_group.command("promote")
-@click.argument("name")
+@service_name
 def promote(name: str) -> None:
     """Go on from the canary with the remaining steps."""
+    from headway.cli import client
+
     try:
         st = client.ensure().call("POST", f"/api/services/{name}/rollout/promote")
     except client.ApiError as exc:
@@ -75,7 +72,7 @@ def promote(name: str) -> None:
 
 
 @rollout_group.command("rollback")
-@click.argument("name")
+@service_name
 def rollback(name: str) -> None:
     """Send all traffic back to the running version and remove the new cluster."""
     result = _change("POST", f"/api/services/{name}/rollout/rollback")

@@ -17,17 +17,11 @@ import click
 import yaml
 
 from headway.cli import cli_admin, cli_read, cli_rollout  # noqa: F401 - each registers its commands on ``main``
-from headway.cli.cli_common import _change, _deployed, _fail, _progress, main, out
-from headway.cluster import deps
-from headway.cluster.package import package_working_dir
-from headway.control import preflight
-from headway.control.context import Context
-from headway.ingress import endpoint as ingress
+from headway.cli.cli_common import _change, _deployed, _fail, _load_or_fail, _progress, main, out, service_name
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
 from headway.plan import placement
-from headway.state import records, uploads
-from headway.store import cloud, storage
+from headway.state import uploads
 
 
 @main.command()
@@ -124,6 +118,8 @@ def validate(path: str, strict: bool, name: str | None, working_dir: str | None)
 def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, ServiceSpec, dict]:
     """The YAML as sent (with ``--name``/``--working-dir`` filled in), the spec it validates
     to (``parse_spec`` says when a ``--name`` disagrees with the file), and the uploads."""
+    from headway.store import cloud
+
     text = _with_overrides(path, name, working_dir)
     spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available(), name=name)
     return text, spec, _uploads(spec, Path(path).parent)
@@ -154,6 +150,12 @@ def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str
 
 def _dry_run(spec, strict: bool) -> None:
     """Every check a deploy runs before it starts anything, here, without the control plane."""
+    from headway.cluster import deps
+    from headway.control import preflight
+    from headway.control.context import Context
+    from headway.state import records
+    from headway.store import cloud, storage
+
     say = _progress()
     problems = placement.spec_problems(spec)
     for p in problems:
@@ -186,6 +188,8 @@ def _dry_run(spec, strict: bool) -> None:
 def _uploads(spec, base: Path) -> dict:
     """What the control plane gets instead of paths on this machine: the packaged
     working_dir and the contents of the files the spec names (it opens no path itself)."""
+    from headway.cluster.package import package_working_dir
+
     out: dict = {"files": {}}
     for field, name in uploads.named_files(spec).items():
         f = base / name
@@ -207,7 +211,7 @@ def _uploads(spec, base: Path) -> dict:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--group", required=True, help="the worker group to resize")
 @click.option("--count", required=True, type=click.IntRange(0, MAX_WORKERS), help="its new number of workers")
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
@@ -220,7 +224,7 @@ def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) ->
 
 
 @main.command()
-@click.argument("name")
+@service_name
 @click.option("--to", "to", type=click.IntRange(1), default=None, help="the version (default: the one before)")
 def rollback(name: str, to: int | None) -> None:
     """Deploy an earlier version of a service again (a new version with its spec and package)."""
@@ -229,7 +233,7 @@ def rollback(name: str, to: int | None) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 def terminate(name: str) -> None:
     """Stop every node of a service and delete its keys from the store."""
     _change("DELETE", f"/api/services/{name}")
@@ -237,12 +241,12 @@ def terminate(name: str) -> None:
 
 
 @main.command()
-@click.argument("name")
+@service_name
 def token(name: str) -> None:
     """Print the bearer token of a service's endpoint (the only place it is shown)."""
-    rec = records.load(name)
-    if rec is None:
-        _fail(f"no service named {name}; 'headway list' shows the services", 2)
+    from headway.ingress import endpoint as ingress
+
+    rec = _load_or_fail(name)
     if not rec.spec.query_auth_token_enabled:
         _fail(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token", 2)
     value = ingress.token(name)

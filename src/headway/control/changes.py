@@ -321,9 +321,7 @@ def _roll_back(
 
 def rollback(ctx: Context, name: str, to: int | None, progress: Progress = _quiet) -> ServiceRecord:
     """Deploy an earlier version again (default: the last one that ran before the running one)."""
-    rec = records.load(name)
-    if rec is None:
-        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    rec = records.existing(name)
     target = versions_mod.rollback_target(name, rec.running_version, to)
     progress(f"rolling back {name} to version {target.number} ({target.origin})")
     return deploy(ctx, target.spec, progress, package_uri=target.package_uri, origin=f"rollback to {target.number}")

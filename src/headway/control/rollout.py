@@ -306,9 +306,7 @@ def roll_back(ctx: Context, name: str, progress: Progress) -> ServiceRecord:
 
 
 def _rolling(name: str) -> ServiceRecord:
-    rec = records.load(name)
-    if rec is None:
-        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    rec = records.existing(name)
     if rec.rollout is None:
         raise InputError(f"service {name} has no rollout in progress")
     return rec

@@ -11,7 +11,6 @@ from headway.control.context import Context, Progress
 from headway.control.store_access import delete_store_user, forget_store_password, store_address
 from headway.ingress import endpoint as ingress
 from headway.model import states
-from headway.model.errors import InputError
 from headway.state import locks, records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import set_state
@@ -75,8 +74,7 @@ def remove_cluster(ctx: Context, rec: ServiceRecord, progress: Progress, delete_
 def terminate(ctx: Context, name: str, progress: Progress = _quiet) -> None:
     """Always wins: whatever holds the service stops at its next safe point (a head being
     started is fenced with everything else); returns once nothing of the service is left."""
-    if records.load(name) is None:
-        raise InputError(f"no service named {name}; 'headway list' shows the services")
+    records.existing(name)
     locks.request_terminate(name)
     if locks.is_locked(name):
         progress(f"preempting {locks.holder(name)} of {name}")

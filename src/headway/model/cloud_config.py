@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from headway.model.errors import Failed, InputError
 
+#: How a cloud's nodes are networked: a namespace each, loopback ports, or real hosts over SSH.
+MODES = ("netns", "loopback", "ssh")
+
 
 class SshError(Failed):
     pass

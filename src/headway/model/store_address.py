@@ -18,6 +18,9 @@ from headway.model.errors import InputError
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
+#: Where a fitness check probes a store's permissions (a few keys, removed after).
+PROBE_NAMESPACE = "hw-probe"
+
 
 class StoreError(InputError):
     """The store cannot be used; the message says what is wrong and what to do."""

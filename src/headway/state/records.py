@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from headway.model.errors import InputError
 from headway.model.spec import ServiceSpec
 from headway.model.states import Event, State
 from headway.state import db
@@ -169,6 +170,14 @@ def load(name: str, home: Path | None = None) -> ServiceRecord | None:
         events = conn.execute("SELECT body FROM events WHERE service = ? ORDER BY id", (name,)).fetchall()
     rec = ServiceRecord.model_validate_json(row[0])
     rec.events = [Event.model_validate_json(e[0]) for e in events]
+    return rec
+
+
+def existing(name: str) -> ServiceRecord:
+    """The service's record; a name no service has is the caller's mistake."""
+    rec = load(name)
+    if rec is None:
+        raise InputError(f"no service named {name}; 'headway list' shows the services")
     return rec
 
 

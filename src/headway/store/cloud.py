@@ -10,15 +10,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from headway.hosts import ssh
-from headway.model.cloud_config import SshCloud
+from headway.model.cloud_config import MODES, SshCloud
 from headway.model.errors import Failed
 from headway.store import storage, store_procs, store_tls
 from headway.store.store_conf import SENTINEL_NAME, StoreProcess, TlsFiles
 from headway.system import netns, paths
 
 __all__ = ["CloudError", "CloudRecord", "load", "mode_default", "store_address"]
-
-MODES = ("netns", "loopback", "ssh")
 
 
 class CloudError(Failed):

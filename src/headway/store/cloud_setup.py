@@ -16,11 +16,10 @@ import time
 from collections.abc import Callable
 
 from headway.hosts import vip
-from headway.model.cloud_config import SshCloud
+from headway.model.cloud_config import MODES, SshCloud
 from headway.state import state_snapshot
 from headway.store import storage, store_conf, store_procs
 from headway.store.cloud import (
-    MODES,
     CloudError,
     CloudRecord,
     admin_address,

@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from headway.model.store_address import StoreAddress, StoreError, parse_address
+from headway.model.store_address import PROBE_NAMESPACE, StoreAddress, StoreError, parse_address
 
 __all__ = ["StoreAddress", "StoreError", "parse_address"]  # and the functions below
 
@@ -153,9 +153,6 @@ def new_namespace(service: str) -> str:
 
 
 # -- fitness, usage, isolation ---------------------------------------------------------------
-PROBE_NAMESPACE = "hw-probe"
-
-
 def _info_strings(client: redis.Redis) -> dict[str, str]:
     return {str(k): str(v) for k, v in client.info("everything").items()}
 

@@ -33,10 +33,15 @@ def private_dir(d: Path, mode: int = 0o700) -> Path:
     return d
 
 
-def home() -> Path:
-    """The state dir: ``$HEADWAY_HOME`` or ``~/.headway``; this user's own, 0700."""
+def home_path() -> Path:
+    """Where the state dir is: ``$HEADWAY_HOME`` or ``~/.headway`` (it may not exist)."""
     env = os.environ.get("HEADWAY_HOME")
-    return private_dir(Path(env) if env else Path.home() / ".headway")
+    return Path(env) if env else Path.home() / ".headway"
+
+
+def home() -> Path:
+    """The state dir, made if missing: this user's own, 0700."""
+    return private_dir(home_path())
 
 
 def services_dir() -> Path:
