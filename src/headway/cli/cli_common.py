@@ -61,7 +61,18 @@ def _versions() -> str:
     return f"headway {of('headway')} (Ray {of('ray')}, Python {sys.version.split()[0]})"
 
 
-@click.group()
+class _Commands(click.Group):
+    """The command group: an error headway raises on purpose ends any command as one
+    paragraph with its exit code, wherever it came from (the state dir, a check, a read)."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HeadwayError as exc:
+            _fail(str(exc), exc.exit_code)
+
+
+@click.group(cls=_Commands)
 @click.version_option(message=_versions(), help="Show headway's, Ray's and Python's versions.")
 def main() -> None:
     """headway: Ray Serve services that survive the death of their head node."""

@@ -5,9 +5,7 @@ transaction (``BEGIN IMMEDIATE``), the journal is WAL so readers never wait for 
 writer, and a busy database is waited for rather than failed. A connection is opened
 per operation — cheap, and safe across threads and forks.
 
-Tables: ``services`` (the service record: desired spec, nodes, ingress, state),
-``events`` (the timeline, append-only, one row per event), ``tokens`` (the API token
-and each service's endpoint token), ``secrets`` (environment values a deploy was given).
+The tables and their versions are ``schema``'s.
 """
 
 from __future__ import annotations
@@ -21,60 +19,23 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from headway.state import schema
 from headway.system import paths
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS services (
-    name TEXT PRIMARY KEY,
-    record TEXT NOT NULL,          -- ServiceRecord as JSON, without its events
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    service TEXT NOT NULL,
-    at REAL NOT NULL,
-    body TEXT NOT NULL             -- states.Event as JSON
-);
-CREATE INDEX IF NOT EXISTS events_by_service ON events (service, id);
-CREATE TABLE IF NOT EXISTS tokens (
-    scope TEXT PRIMARY KEY,        -- 'api', 'metrics', 'service:<name>' (endpoint), 'ray:<name>' (Ray's)
-    token TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    service TEXT NOT NULL,
-    number INTEGER NOT NULL,       -- 1, 2, ... per service
-    name TEXT,                     -- the spec's version_name, if any
-    spec TEXT NOT NULL,            -- the validated spec (JSON)
-    package_uri TEXT,              -- the working_dir package it runs (kept for rollback)
-    digest TEXT NOT NULL,          -- of spec and package: tells two deploys apart
-    origin TEXT NOT NULL,          -- deploy | scale | rollback to N
-    created_at REAL NOT NULL,
-    outcome TEXT NOT NULL,         -- pending | ran (reached RUNNING) | failed | interrupted
-    note TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (service, number)
-);
-CREATE TABLE IF NOT EXISTS secrets (
-    service TEXT NOT NULL,         -- environment values a deploy handed over (store passwords):
-    name TEXT NOT NULL,            -- repairs need them after the CLI that had them is gone
-    value TEXT NOT NULL,
-    PRIMARY KEY (service, name)
-);
-"""
-
 
 _ready: set[Path] = set()
 _init_lock = threading.Lock()
 
 
 def _init(conn: sqlite3.Connection, f: Path) -> None:
-    """WAL and the tables, once per process, one process at a time: SQLite answers "database
-    is locked" at once (no busy wait) to a journal-mode change racing another connection."""
+    """WAL and the schema (made, or migrated to this headway's), once per process, one
+    process at a time: SQLite answers "database is locked" at once (no busy wait) to a
+    journal-mode change racing another connection."""
     with _init_lock, open(f.with_name(f.name + ".init-lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if f in _ready:
             return
+        schema.prepare(conn, f)  # first: a database it refuses is left as it was
         conn.execute("PRAGMA journal_mode = WAL")
-        conn.executescript(SCHEMA)
         _ready.add(f)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,17 @@ def test_dry_run_checks_and_starts_nothing(tmp_path):
     nameless = _run(home, "validate", "-f", str(built))
     assert nameless.returncode == 2 and "name: required field is missing" in nameless.stderr
     assert not (home / "controller.json").exists()
+
+
+def test_a_state_dir_of_a_newer_headway_is_one_paragraph_and_untouched(tmp_path):
+    assert _run(tmp_path, "list").returncode == 0  # makes the state dir
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 999")
+    conn.close()
+    for args in (["list"], ["status", "x"], ["token", "x"]):
+        done = _run(tmp_path, *args)
+        assert done.returncode == 1, done
+        assert "Traceback" not in done.stderr and "schema 999" in done.stderr and "newer headway" in done.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 999
