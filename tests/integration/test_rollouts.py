@@ -169,6 +169,8 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
     _gone(cli, store, broken)
     versions = cli.run_json("versions", name)
     assert {v["number"]: v["outcome"] for v in versions["versions"]}[3] == "failed", versions
+    waited = cli.run("rollout", "status", name, "--wait", "--json")  # it ended before: says how, at once
+    assert waited.returncode == 1 and "rolled back" in json.loads(waited.stdout)["outcome"], waited
 
     # 3. At the canary (25 %), a worker of the new cluster, its head, then the old cluster's
     # head killed in turn: each repaired as usual, the rollout paused while a head is down and
@@ -194,7 +196,9 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
         cli.wait_event(name, "rollout_resumed", after=old_head, timeout=60)
         assert cli.record(name)["rollout"]["percent"] == 25
         cli.run("rollout", "promote", name, check=True)
-        cli.wait_event(name, "rollout_completed", after=killed, timeout=200)
+        waited = cli.run("rollout", "status", name, "--wait", "--wait-timeout", "200")  # blocks until the end
+        assert waited.returncode == 0 and "completed" in waited.stdout, waited.stdout + waited.stderr
+        assert cli.wait_event(name, "rollout_completed", after=killed, timeout=5)
         time.sleep(2)
     print(
         f"new head killed at 25 %: {len(answers.seen)} requests, {len(answers.failures())} failed; "
@@ -206,8 +210,10 @@ def test_rollout_steps_surge_broken_version_and_new_head_killed(cli):
     # 4. The operator rolls a canary back: traffic returns at once, the new cluster is removed.
     with Answers(endpoint, auth) as answers:
         t3 = time.time()
-        cli.run("deploy", "-f", _spec(cli, name, "v5"), "--canary-percent", "10", check=True)
-        cli.wait_event(name, "rollout_canary_held", after=t3, timeout=120)
+        held = cli.run("deploy", "-f", _spec(cli, name, "v5"), "--canary-percent", "10", "--wait-rollout", "--json")
+        assert held.returncode == 3, held.stdout + held.stderr  # returns once the canary is held for promote
+        assert json.loads(held.stdout)["rollout"] == 5 and "rollout promote" in held.stderr
+        assert cli.wait_event(name, "rollout_canary_held", after=t3, timeout=5)
         busy = cli.run("deploy", "-f", _spec(cli, name, "v6"))
         assert busy.returncode == 3 and "rollout rollback" in busy.stderr, busy.stderr
         canary = read_record(cli.home, f"{name}_r5")

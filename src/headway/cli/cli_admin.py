@@ -4,7 +4,6 @@ cloud and its store, the control plane, its API and dashboard, and chaos for dem
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 
@@ -12,7 +11,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _fail, _progress, _via_api, main, out, service_name
+from headway.cli.cli_common import _emit, _fail, _progress, _via_api, json_option, main, out, service_name
 from headway.model.cloud_config import MODES
 from headway.model.store_address import PROBE_NAMESPACE
 from headway.plan import watchdog
@@ -47,6 +46,7 @@ def cloud_group() -> None:
     type=click.Path(dir_okay=False),
     help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode",
 )
+@json_option
 def cloud_setup_command(
     mode: str | None,
     maxmemory: str,
@@ -54,6 +54,7 @@ def cloud_setup_command(
     service_alert_percent: float | None,
     alert_webhook: str | None,
     config_path: str | None,
+    as_json: bool,
 ) -> None:
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
     from headway.cluster.ssh_provider import SshProvider
@@ -69,12 +70,15 @@ def cloud_setup_command(
         _fail(str(exc), 2)
     except RuntimeError as exc:
         _fail(str(exc))
+    store = cloud.store_address(rec).masked()
+    if _emit({"id": rec.id, "mode": rec.mode, "hosts": len(rec.ssh.hosts) if rec.ssh else 0, "store": store}, as_json):
+        return
     hosts = f", {len(rec.ssh.hosts)} hosts over SSH" if rec.ssh else ""
-    out.print(f"cloud {rec.id} ready ({rec.mode} mode{hosts}); GCS store {cloud.store_address(rec).masked()}")
+    out.print(f"cloud {rec.id} ready ({rec.mode} mode{hosts}); GCS store {store}")
 
 
 @cloud_group.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def cloud_status(as_json: bool) -> None:
     """Show the managed store."""
     from headway.control import store_usage, store_watch
@@ -87,8 +91,7 @@ def cloud_status(as_json: bool) -> None:
     st = cloud_setup.status(rec) | store_usage.cloud_usage(rec)
     st["alert"] = store_watch.alert_of("cloud")
     st["alert_percent"] = rec.alert_percent
-    if as_json:
-        click.echo(json.dumps(st, indent=2))
+    if _emit(st, as_json):
         return
     out.print(f"cloud {st['id']} ({st['mode']} mode)  store {st['address']}")
     if st.get("endpoint_address"):
@@ -125,7 +128,8 @@ def cloud_status(as_json: bool) -> None:
 
 @cloud_group.command("teardown")
 @click.option("--force", is_flag=True, help="terminate every service first")
-def cloud_teardown(force: bool) -> None:
+@json_option
+def cloud_teardown(force: bool, as_json: bool) -> None:
     """Stop the managed store and remove the cloud (its data too)."""
     from headway.control import teardown
     from headway.control.context import Context
@@ -144,7 +148,8 @@ def cloud_teardown(force: bool) -> None:
     if pid:
         out.print(f"controller {pid} stopped")
     cloud_setup.teardown()
-    out.print("cloud removed")
+    if not _emit({"removed": True, "controller_stopped": pid}, as_json):
+        out.print("cloud removed")
 
 
 @main.group("storage")
@@ -162,6 +167,7 @@ def storage_group() -> None:
 @click.option("--client-key", default=None)
 @click.option("--require-replica", is_flag=True, help="a missing replica is an error, not a warning")
 @click.option("--namespace", default=PROBE_NAMESPACE, show_default=True, help="where to probe permissions")
+@json_option
 def storage_check(
     address: str,
     username: str | None,
@@ -172,6 +178,7 @@ def storage_check(
     client_key: str | None,
     require_replica: bool,
     namespace: str,
+    as_json: bool,
 ) -> None:
     """Is a store fit for the GCS? The same checks every deploy runs. Exit 2 when not."""
     from headway.plan import store_fitness
@@ -188,20 +195,25 @@ def storage_check(
         findings = store_fitness.judge(storage.inspect(addr, namespace), require_replica)
     except storage.StoreError as exc:
         _fail(str(exc), 2)
-    colors = {"error": "red", "warning": "yellow", "info": "green"}
-    out.print(f"store {addr.masked()}")
-    for f in findings:
-        out.print(
-            f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False, soft_wrap=True
-        )
-    if store_fitness.errors(findings):
+    fit = not store_fitness.errors(findings)
+    said = [{"level": f.level, "check": f.check, "message": f.message} for f in findings]
+    if not _emit({"address": addr.masked(), "fit": fit, "findings": said}, as_json):
+        colors = {"error": "red", "warning": "yellow", "info": "green"}
+        out.print(f"store {addr.masked()}")
+        for f in findings:
+            out.print(
+                f"  [{colors[f.level]}]{f.level:<7}[/] {f.check}: {escape(f.message)}", highlight=False, soft_wrap=True
+            )
+    if not fit:
         _fail("the store is not fit for the GCS (see the errors above)", 2)
-    out.print("[green]fit for the GCS[/]")
+    if not as_json:
+        out.print("[green]fit for the GCS[/]")
 
 
 @storage_group.command("cleanup")
 @click.argument("namespace")
-def storage_cleanup(namespace: str) -> None:
+@json_option
+def storage_cleanup(namespace: str, as_json: bool) -> None:
     """Delete a leftover namespace (no live service uses it) from the managed store."""
     from headway.control import store_usage
     from headway.control.context import Context
@@ -210,7 +222,8 @@ def storage_cleanup(namespace: str) -> None:
         removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
     except RuntimeError as exc:
         _fail(str(exc), 2)
-    out.print(f"deleted {removed} key(s) of namespace {namespace}")
+    if not _emit({"namespace": namespace, "removed_keys": removed}, as_json):
+        out.print(f"deleted {removed} key(s) of namespace {namespace}")
 
 
 @main.group("controller")
@@ -242,26 +255,33 @@ def controller_run(failure_threshold: int, period: float) -> None:
 
 
 @controller_group.command("start")
-def controller_start() -> None:
+@json_option
+def controller_start(as_json: bool) -> None:
     """Start the controller in the background unless one runs."""
     try:
         pid = daemon_info.start()
     except RuntimeError as exc:
         _fail(str(exc))
-    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
+    if not _emit({"pid": pid, "log": str(daemon_info.logfile())}, as_json):
+        out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
 
 
 @controller_group.command("stop")
-def controller_stop() -> None:
+@json_option
+def controller_stop(as_json: bool) -> None:
     """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
     pid = daemon_info.stop()
-    out.print(f"controller {pid} stopped" if pid else "no controller runs")
+    if not _emit({"stopped": pid}, as_json):
+        out.print(f"controller {pid} stopped" if pid else "no controller runs")
 
 
 @controller_group.command("status")
-def controller_status() -> None:
+@json_option
+def controller_status(as_json: bool) -> None:
+    """Whether the controller runs here (exit 1 when not)."""
     pid = daemon_info.running_pid()
-    out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
+    if not _emit({"running": pid is not None, "pid": pid, "log": str(daemon_info.logfile())}, as_json):
+        out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
     if not pid:
         sys.exit(1)
 
@@ -273,19 +293,23 @@ def chaos_group() -> None:
 
 @chaos_group.command("kill-head")
 @service_name
-def chaos_kill_head(name: str) -> None:
+@json_option
+def chaos_kill_head(name: str, as_json: bool) -> None:
     """SIGKILL every process of the head host (a head crash)."""
     r = _chaos(name, "kill-head", None)
-    out.print(f"killed {r['killed']} process(es) of the head of {name} at {r['ip']}")
+    if not _emit(r, as_json):
+        out.print(f"killed {r['killed']} process(es) of the head of {name} at {r['ip']}")
 
 
 @chaos_group.command("kill-worker")
 @service_name
 @click.option("--node", default=None, help="the worker to kill (default: the first)")
-def chaos_kill_worker(name: str, node: str | None) -> None:
+@json_option
+def chaos_kill_worker(name: str, node: str | None, as_json: bool) -> None:
     """SIGKILL every process of a worker host (a worker crash)."""
     r = _chaos(name, "kill-worker", node)
-    out.print(f"killed {r['killed']} process(es) of worker {r['node']} of {name} at {r['ip']}")
+    if not _emit(r, as_json):
+        out.print(f"killed {r['killed']} process(es) of worker {r['node']} of {name} at {r['ip']}")
 
 
 def _chaos(name: str, action: str, node: str | None) -> dict:
@@ -305,24 +329,31 @@ def api_group() -> None:
 
 @api_group.command("token")
 @click.option("--metrics", is_flag=True, help="the read-only token that opens /metrics only (for Prometheus)")
-def api_token(metrics: bool) -> None:
+@json_option
+def api_token(metrics: bool, as_json: bool) -> None:
     """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
-    click.echo(db.metrics_token() if metrics else db.api_token())
+    value = db.metrics_token() if metrics else db.api_token()
+    if not _emit({"token": value, "scope": "metrics" if metrics else "api"}, as_json):
+        click.echo(value)
 
 
 @api_group.command("url")
-def api_url() -> None:
+@json_option
+def api_url(as_json: bool) -> None:
     """Print where the API listens (starting the control plane if needed)."""
     from headway.cli import client
 
     try:
-        click.echo(client.ensure().base_url)
+        url = client.ensure().base_url
     except (client.ApiError, RuntimeError) as exc:
         _fail(str(exc))
+    if not _emit({"url": url}, as_json):
+        click.echo(url)
 
 
 @main.command()
-def dashboard() -> None:
+@json_option
+def dashboard(as_json: bool) -> None:
     """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
     from headway.cli import client
 
@@ -330,7 +361,9 @@ def dashboard() -> None:
         base = client.ensure().base_url
     except (client.ApiError, RuntimeError) as exc:
         _fail(str(exc))
-    click.echo(f"{base}/#token={db.api_token()}")
+    url = f"{base}/#token={db.api_token()}"
+    if not _emit({"url": url}, as_json):
+        click.echo(url)
 
 
 @main.command()

@@ -10,6 +10,7 @@ SSH, the store's client or an HTTP stack to load. ``test_cli_startup`` holds it 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,30 @@ T = TypeVar("T")
 #: Piped or redirected output is not wrapped: a script or a file gets whole lines.
 out = Console(soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+
+
+def _json_requested(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """With ``--json`` stdout holds the JSON alone: progress and notes go to stderr."""
+    if value:
+        out.file = sys.stderr
+    return value
+
+
+#: ``--json`` of every command that prints a result.
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=_json_requested,
+    help="the result as JSON on stdout (progress and notes go to stderr)",
+)
+
+
+def _emit(result: object, as_json: bool) -> bool:
+    """Print the result as JSON when ``--json`` asked for it; whether it did."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    return as_json
 
 
 def _fail(message: str, code: int = 1) -> None:

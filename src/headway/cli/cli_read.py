@@ -16,7 +16,7 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _fail, _via_api, main, out, service_name
+from headway.cli.cli_common import _emit, _fail, _via_api, json_option, main, out, service_name
 from headway.model.errors import HeadwayError
 
 
@@ -94,24 +94,21 @@ def _status_table(st: dict) -> None:
 
 @main.command()
 @service_name
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@json_option
 def status(name: str, as_json: bool) -> None:
     """Show a service's state, nodes, applications and storage."""
     st = _via_api("GET", f"/api/services/{name}", lambda here: here.status(name))
-    if as_json:
-        click.echo(json.dumps(st, indent=2))
-    else:
+    if not _emit(st, as_json):
         _status_table(st)
 
 
 @main.command()
 @service_name
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
     evs = _via_api("GET", f"/api/services/{name}/events", lambda here: here.events(name))
-    if as_json:
-        click.echo(json.dumps(evs, indent=2))
+    if _emit(evs, as_json):
         return
     prev = evs[0]["at"] if evs else 0.0
     for e in evs:
@@ -123,12 +120,11 @@ def events(name: str, as_json: bool) -> None:
 
 
 @main.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_(as_json: bool) -> None:
     """List the services."""
     rows = _via_api("GET", "/api/services", lambda here: here.service_list())
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
+    if _emit(rows, as_json):
         return
     t = Table("service", "state", "version (running/desired)", "nodes", "GCS FT", "endpoint")
     for r in rows:
@@ -146,13 +142,21 @@ def list_(as_json: bool) -> None:
 @click.option("--ingress", is_flag=True, help="the endpoint's HAProxy log (abnormal requests only)")
 @click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
 @click.option("--follow", "-f", is_flag=True, help="keep printing what is appended (Ctrl-C stops)")
+@json_option
 def logs(
-    name: str, node: str | None, app: str | None, controller: bool, ingress: bool, lines: int, follow: bool
+    name: str,
+    node: str | None,
+    app: str | None,
+    controller: bool,
+    ingress: bool,
+    lines: int,
+    follow: bool,
+    as_json: bool,
 ) -> None:
     """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
     source = {"node": node, "app": app, "controller": controller, "ingress": ingress}
     if follow:
-        _follow_logs(name, source, lines)
+        _follow_logs(name, source, lines, as_json)
         return
     params = {
         k: v
@@ -171,12 +175,14 @@ def logs(
         lambda here: here.logs(name, source, lines),
         params=params,
     )
+    if _emit(got, as_json):
+        return
     for entry in got:
         out.print(f"[dim]-- {escape(entry['title'])}[/]", highlight=False)
         click.echo(entry["text"], nl=False)
 
 
-def _follow_logs(name: str, source: dict, lines: int) -> None:
+def _follow_logs(name: str, source: dict, lines: int, as_json: bool) -> None:
     """Followed here, on the control host (the state dir and the nodes are reachable).
     Ctrl-C stops it at once: the follow is told to stop, and should a read stay stuck
     (a node's log stream, an SSH host that vanished) the process ends 2 s later anyway."""
@@ -194,7 +200,7 @@ def _follow_logs(name: str, source: dict, lines: int) -> None:
 
     try:
         for text in local.follow_logs(name, source, lines, stop):
-            click.echo(text, nl=False)
+            click.echo(json.dumps({"text": text}) if as_json else text, nl=as_json)
     except HeadwayError as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -203,12 +209,11 @@ def _follow_logs(name: str, source: dict, lines: int) -> None:
 
 @main.command("versions")
 @service_name
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def versions_(name: str, as_json: bool) -> None:
     """List a service's versions: every deploy, scale and rollback, and how each ended."""
     got = _via_api("GET", f"/api/services/{name}/versions", lambda here: here.versions(name))
-    if as_json:
-        click.echo(json.dumps(got, indent=2))
+    if _emit(got, as_json):
         return
     t = Table("version", "name", "origin", "created", "outcome", "package", "note")
     for v in got["versions"]:
@@ -228,7 +233,7 @@ def versions_(name: str, as_json: bool) -> None:
 @main.command()
 @service_name
 @click.option("--version", "number", type=click.IntRange(1), default=None, help="a version (default: the running one)")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def config(name: str, number: int | None, as_json: bool) -> None:
     """Print the deployed spec of a version as YAML (secrets masked): what runs, to read or deploy again."""
     params = {"version": number} if number else {}
@@ -238,8 +243,7 @@ def config(name: str, number: int | None, as_json: bool) -> None:
         lambda here: here.config(name, number),
         params=params,
     )
-    if as_json:
-        click.echo(json.dumps(got, indent=2))
+    if _emit(got, as_json):
         return
     state = "running" if got["running"] else "not running"
     out.print(f"[dim]# service {name}, version {got['version']} ({state})[/]", highlight=False)

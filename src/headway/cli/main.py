@@ -15,9 +15,22 @@ from pathlib import Path
 
 import click
 import yaml
+from rich.markup import escape
 
 from headway.cli import cli_admin, cli_read, cli_rollout  # noqa: F401 - each registers its commands on ``main``
-from headway.cli.cli_common import _change, _deployed, _fail, _load_or_fail, _progress, main, out, service_name
+from headway.cli.cli_common import (
+    _change,
+    _deployed,
+    _emit,
+    _fail,
+    _load_or_fail,
+    _progress,
+    json_option,
+    main,
+    out,
+    service_name,
+)
+from headway.cli.cli_rollout import wait_for_rollout
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
 from headway.plan import placement
@@ -56,6 +69,12 @@ from headway.state import uploads
     default=None,
     help="extra workers a rollout may start, as a percentage of each group",
 )
+@click.option(
+    "--wait-rollout",
+    is_flag=True,
+    help="when the update is a rollout, block until it ends: exit 0 completed, 1 rolled back, 3 canary held",
+)
+@json_option
 def deploy(
     path: str,
     wait: bool,
@@ -67,6 +86,8 @@ def deploy(
     strategy: str | None,
     canary_percent: int | None,
     max_surge_percent: int | None,
+    wait_rollout: bool,
+    as_json: bool,
 ) -> None:
     """Deploy a service, or update it if one of that name exists (in place, or as a rollout)."""
     try:
@@ -74,9 +95,7 @@ def deploy(
     except SpecError as exc:
         _fail(str(exc), 2)
     if dry_run:
-        for note in notes(spec):
-            out.print(f"note: {note}", highlight=False)
-        _dry_run(spec, strict)
+        _checked(_dry_run(spec, strict), as_json)
         return
     body = {
         "yaml": text,
@@ -90,7 +109,17 @@ def deploy(
         "max_surge_percent": max_surge_percent,
     } | uploaded
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
-    _deployed(result)
+    if not as_json:
+        _deployed(result)
+    if wait_rollout and result.get("rollout"):
+        code, st = wait_for_rollout(spec.name, wait_timeout)
+        result |= {"rollout_outcome": st["outcome"], "exit_code": code}
+        if not _emit(result, as_json) and code == 0:
+            out.print(f"[bold green]{escape(st['outcome'])}[/]", highlight=False)
+        if code != 0:
+            _fail(st["outcome"], code)
+        return
+    _emit(result, as_json)
 
 
 @main.command()
@@ -104,15 +133,30 @@ def deploy(
     type=click.Path(file_okay=False, exists=True),
     help="the folder with the app's code, for a file without working_dir",
 )
-def validate(path: str, strict: bool, name: str | None, working_dir: str | None) -> None:
+@json_option
+def validate(path: str, strict: bool, name: str | None, working_dir: str | None, as_json: bool) -> None:
     """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
     try:
         _, spec, _ = _read(path, name, working_dir)
     except SpecError as exc:
         _fail(str(exc), 2)
-    for note in notes(spec):
-        out.print(f"note: {note}", highlight=False)
-    _dry_run(spec, strict)
+    _checked(_dry_run(spec, strict), as_json)
+
+
+def _checked(result: dict, as_json: bool) -> None:
+    """What a dry run found, as JSON or as the sentence a person reads."""
+    if _emit(result, as_json):
+        return
+    grows = f" (up to {result['workers_max']} as the load asks)" if result["workers_max"] else ""
+    what = (
+        f"update service {result['name']} (running version {result['running_version']})"
+        if result["action"] == "update"
+        else f"create {result['name']}"
+    )
+    out.print(
+        f"[green]valid[/]: a deploy would {what}: {result['applications']} application(s), "
+        f"{result['workers']} worker(s){grows}; nothing was started"
+    )
 
 
 def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, ServiceSpec, dict]:
@@ -148,8 +192,9 @@ def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str
     return yaml.safe_dump(data, sort_keys=False)
 
 
-def _dry_run(spec, strict: bool) -> None:
-    """Every check a deploy runs before it starts anything, here, without the control plane."""
+def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
+    """Every check a deploy runs before it starts anything, here, without the control plane;
+    what a deploy would do."""
     from headway.cluster import deps
     from headway.control import preflight
     from headway.control.context import Context
@@ -157,6 +202,9 @@ def _dry_run(spec, strict: bool) -> None:
     from headway.store import cloud, storage
 
     say = _progress()
+    said_notes = notes(spec)
+    for note in said_notes:
+        out.print(f"note: {note}", highlight=False)
     problems = placement.spec_problems(spec)
     for p in problems:
         say(f"{'error' if strict else 'warning'}: {p}")
@@ -175,14 +223,19 @@ def _dry_run(spec, strict: bool) -> None:
     except (storage.StoreError, deps.DependencyError) as exc:
         _fail(f"{exc}\nnothing was started.", 2)
     rec = records.load(spec.name)
-    what = f"update service {spec.name} (running version {rec.running_version})" if rec else f"create {spec.name}"
     groups = spec.compute_config.worker_nodes
-    workers = sum(g.initial for g in groups)
-    grows = f" (up to {sum(g.most for g in groups)} as the load asks)" if spec.compute_config.autoscaled else ""
-    out.print(
-        f"[green]valid[/]: a deploy would {what}: {len(spec.applications)} application(s), "
-        f"{workers} worker(s){grows}; nothing was started"
-    )
+    return {
+        "valid": True,
+        "name": spec.name,
+        "action": "update" if rec else "create",
+        "running_version": rec.running_version if rec else None,
+        "applications": len(spec.applications),
+        "workers": sum(g.initial for g in groups),
+        "workers_max": sum(g.most for g in groups) if spec.compute_config.autoscaled else None,
+        "notes": said_notes,
+        "placement_warnings": problems,
+        "started": False,
+    }
 
 
 def _uploads(spec, base: Path) -> dict:
@@ -216,33 +269,43 @@ def _uploads(spec, base: Path) -> dict:
 @click.option("--count", required=True, type=click.IntRange(0, MAX_WORKERS), help="its new number of workers")
 @click.option("--wait", is_flag=True, help="if the head is recovering, wait for it and then apply")
 @click.option("--wait-timeout", default=600.0, show_default=True)
-def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float) -> None:
+@json_option
+def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float, as_json: bool) -> None:
     """Change the number of workers of one fixed group (an update of the service); a group
     with min_nodes/max_nodes follows the load: change its bounds in the YAML instead."""
     body = {"group": group, "count": count, "wait": wait, "wait_timeout": wait_timeout}
-    _deployed(_change("POST", f"/api/services/{name}/scale", json=body))
+    _result(_change("POST", f"/api/services/{name}/scale", json=body), as_json)
 
 
 @main.command()
 @service_name
 @click.option("--to", "to", type=click.IntRange(1), default=None, help="the version (default: the one before)")
-def rollback(name: str, to: int | None) -> None:
+@json_option
+def rollback(name: str, to: int | None, as_json: bool) -> None:
     """Deploy an earlier version of a service again (a new version with its spec and package)."""
     body = {"to": to} if to else {}
-    _deployed(_change("POST", f"/api/services/{name}/rollback", json=body))
+    _result(_change("POST", f"/api/services/{name}/rollback", json=body), as_json)
+
+
+def _result(result: dict, as_json: bool) -> None:
+    if not _emit(result, as_json):
+        _deployed(result)
 
 
 @main.command()
 @service_name
-def terminate(name: str) -> None:
+@json_option
+def terminate(name: str, as_json: bool) -> None:
     """Stop every node of a service and delete its keys from the store."""
     _change("DELETE", f"/api/services/{name}")
-    out.print(f"service {name} terminated")
+    if not _emit({"name": name, "terminated": True}, as_json):
+        out.print(f"service {name} terminated")
 
 
 @main.command()
 @service_name
-def token(name: str) -> None:
+@json_option
+def token(name: str, as_json: bool) -> None:
     """Print the bearer token of a service's endpoint (the only place it is shown)."""
     from headway.ingress import endpoint as ingress
 
@@ -252,7 +315,8 @@ def token(name: str) -> None:
     value = ingress.token(name)
     if value is None:
         _fail(f"service {name} has no token yet; deploy it first")
-    click.echo(value)
+    if not _emit({"name": name, "token": value}, as_json):
+        click.echo(value)
 
 
 if __name__ == "__main__":

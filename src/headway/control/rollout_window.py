@@ -100,12 +100,22 @@ def view(crec: CloudRecord | None, rec: ServiceRecord) -> dict | None:
         "workers": {"old": len(rec.workers), "new": len(nxt.workers) if nxt else 0},
         "paused": ro.paused,
         "promoted": ro.promoted,
+        "held_for_promote": held_for_promote(rec),
         "last": ro.last,
         "started_at": ro.started_at,
         "step_since": ro.step_since,
         "current": {"old": old_n.view(), "new": new_n.view()},
         "history": ro.history,
     }
+
+
+def held_for_promote(rec: ServiceRecord) -> bool:
+    """The rollout stands at its canary until 'rollout promote' (the controller said so in
+    the timeline when it decided to hold there)."""
+    ro = rec.rollout
+    if ro is None or ro.promoted:
+        return False
+    return any(e.kind == "rollout_canary_held" and e.at >= ro.step_since for e in reversed(rec.events))
 
 
 def last_outcome(rec: ServiceRecord) -> dict | None:

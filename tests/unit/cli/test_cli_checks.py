@@ -3,6 +3,7 @@ what a deploy would do and what is wrong — and starts nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -68,6 +69,11 @@ def test_dry_run_checks_and_starts_nothing(tmp_path):
     nameless = _run(home, "validate", "-f", str(built))
     assert nameless.returncode == 2 and "name: required field is missing" in nameless.stderr
     assert not (home / "controller.json").exists()
+    as_json = _run(home, "validate", "-f", str(built), "--name", "t-built", "--working-dir", app, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    found = json.loads(as_json.stdout)  # stdout holds the JSON alone; the notes went to stderr
+    assert found["valid"] and found["action"] == "create" and found["name"] == "t-built" and found["workers"] == 2
+    assert any("http_options" in n for n in found["notes"]) and "http_options" in as_json.stderr
 
 
 def test_a_state_dir_of_a_newer_headway_is_one_paragraph_and_untouched(tmp_path):
