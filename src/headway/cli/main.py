@@ -164,9 +164,42 @@ def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, Se
     to (``parse_spec`` says when a ``--name`` disagrees with the file), and the uploads."""
     from headway.store import cloud
 
+    base, has_store = Path(path).parent, cloud.default_store_available()
     text = _with_overrides(path, name, working_dir)
-    spec = load_spec_text(text, path, Path(path).parent, has_default_store=cloud.default_store_available(), name=name)
-    return text, spec, _uploads(spec, Path(path).parent)
+    spec = load_spec_text(text, path, base, has_default_store=has_store, name=name)
+    if spec.working_dir is None and _code_beside(spec, base):
+        out.print(f"note: working_dir: {base.resolve()}, the YAML's folder, which holds the applications' code")
+        text = _with_overrides(path, name, str(base))
+        spec = load_spec_text(text, path, base, has_default_store=has_store, name=name)
+    _check_import_paths(spec, path)
+    return text, spec, _uploads(spec, base)
+
+
+def _code_beside(spec: ServiceSpec, base: Path) -> bool:
+    """Whether an application's module lives in the YAML's folder (a ``serve build`` file
+    written next to its code): that folder is then the working_dir."""
+    from headway.cluster import import_paths
+
+    return any(import_paths.module_file(app.import_path.split(":")[0], [base]) for app in spec.applications)
+
+
+def _check_import_paths(spec: ServiceSpec, source: str) -> None:
+    """Every import path names code that will be shipped or is installed (read, not run)."""
+    from headway.cluster import import_paths
+
+    if spec.working_dir and "://" in spec.working_dir:
+        out.print(f"note: working_dir {spec.working_dir} is remote: its import paths are checked when it starts")
+        return
+    roots = [Path(spec.working_dir)] if spec.working_dir else []
+    errors = []
+    for app in spec.applications:
+        found = import_paths.check(app.import_path, roots, bool(spec.app_requirements(app)))
+        if found.note:
+            out.print(f"note: application {app.name}: {found.note}", highlight=False)
+        if found.error:
+            errors.append(f"applications ({app.name}).import_path: {found.error}")
+    if errors:
+        raise SpecError(source, errors)
 
 
 def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str:
@@ -192,6 +225,13 @@ def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str
     return yaml.safe_dump(data, sort_keys=False)
 
 
+#: What a dry run cannot know before nodes run: said, so "valid" is not read as more.
+UNCHECKED = (
+    "that the applications import and build on the nodes (their own imports and arguments), "
+    "that the replicas start and pass their health checks, and that the resources asked fit the hosts"
+)
+
+
 def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
     """Every check a deploy runs before it starts anything, here, without the control plane;
     what a deploy would do."""
@@ -213,7 +253,10 @@ def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
     storage.given_env.set(spec.needed_env(dict(os.environ)))
     try:
         own = preflight.preflight(spec, say, dry_run=True)
-        crec = Context.load().cloud
+        ctx = Context.load()
+        crec = ctx.cloud
+        if crec is not None:
+            ctx.provider().check_ready(say)  # the hosts (SSH mode), or this machine's sandboxing
         if own is None and spec.gcs_ft and crec is not None:
             addr = cloud.store_address(crec)
             say(f"checking GCS store {addr.masked()} (managed)")
@@ -222,6 +265,7 @@ def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
             say("no cloud yet: a deploy would set up the managed store first")
     except (storage.StoreError, deps.DependencyError) as exc:
         _fail(f"{exc}\nnothing was started.", 2)
+    say(f"not checked without starting nodes: {UNCHECKED}")
     rec = records.load(spec.name)
     groups = spec.compute_config.worker_nodes
     return {
@@ -234,6 +278,7 @@ def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
         "workers_max": sum(g.most for g in groups) if spec.compute_config.autoscaled else None,
         "notes": said_notes,
         "placement_warnings": problems,
+        "not_checked": UNCHECKED,
         "started": False,
     }
 

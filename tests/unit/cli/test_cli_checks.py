@@ -88,3 +88,26 @@ def test_a_state_dir_of_a_newer_headway_is_one_paragraph_and_untouched(tmp_path)
         assert "Traceback" not in done.stderr and "schema 999" in done.stderr and "newer headway" in done.stderr
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 999
+
+
+def test_import_paths_are_checked_and_code_beside_the_yaml_is_the_working_dir(tmp_path):
+    home, code = tmp_path / "home", tmp_path / "code"
+    code.mkdir()
+    for f in (ROOT / "examples/hello/app").glob("*.py"):
+        (code / f.name).write_text(f.read_text())
+    built = (ROOT / "tests/unit/data/serve_build.yaml").read_text()
+    (code / "serve_build.yaml").write_text(built)
+    beside = _run(home, "validate", "-f", str(code / "serve_build.yaml"), "--name", "t-beside", "--json")
+    assert beside.returncode == 0, beside.stderr
+    assert f"working_dir: {code}, the YAML's folder" in beside.stderr
+    assert json.loads(beside.stdout)["not_checked"]  # what a dry run cannot know is said
+    (tmp_path / "alone.yaml").write_text(built)  # the same file away from its code: refused, naming the flag
+    alone = _run(home, "deploy", "-f", str(tmp_path / "alone.yaml"), "--name", "t-alone")
+    assert alone.returncode == 2 and "no module hello" in alone.stderr and "--working-dir" in alone.stderr
+    (code / "typo.yaml").write_text(built.replace("hello:app", "nosuchmodule:app"))
+    typo = _run(home, "validate", "-f", str(code / "typo.yaml"), "--name", "t-typo")
+    assert typo.returncode == 2 and "no module nosuchmodule" in typo.stderr, typo.stderr
+    (code / "attr.yaml").write_text(built.replace("hello:app", "hello:apps"))
+    attr = _run(home, "deploy", "-f", str(code / "attr.yaml"), "--name", "t-attr")
+    assert attr.returncode == 2 and "defines no apps" in attr.stderr
+    assert not (home / "controller.json").exists()  # nothing was started
