@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from headway.system import netns, procs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
+VERSIONED = Path(__file__).parent / "apps" / "versioned"
 APP = {"name": "hello", "import_path": "hello:build", "route_prefix": "/", "args": {"greeting": "hello"}}
 
 
@@ -85,13 +87,15 @@ def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cl
     print("rolled:", [(e["details"]["node"], e["details"]["elapsed_s"]) for e in rolled])
     assert cli.status(name)["running_version"] == 2
 
-    # 2. A broken version (an import path that does not exist): rolled back by itself,
-    # the deploy says why and exits non-zero, the old version keeps serving.
-    broken = {**APP, "import_path": "no_such_module:build", "args": {"greeting": "broken"}}
+    # 2. A broken version (its builder raises on the nodes: no check before the deploy can
+    # see it): rolled back by itself, the deploy says why and exits non-zero, the old version
+    # keeps serving.
+    broken = {**APP, "import_path": "versioned:build", "args": {"answer": "broken", "fail_ratio": "not-a-number"}}
     with Load([st["endpoint"]] * 2, headers=auth) as load:
         time.sleep(1)
         t1 = time.time()
-        bad = cli.run("deploy", "-f", str(cli.write_spec(name, applications=[broken], compute_config=_groups(2))))
+        spec = cli.write_spec(name, applications=[broken], compute_config=_groups(2), working_dir=str(VERSIONED))
+        bad = cli.run("deploy", "-f", str(spec))
         time.sleep(1)
     print(f"broken version: exit {bad.returncode} after {time.time() - t1:.1f} s; {load.report()}")
     assert bad.returncode == 1, bad.stdout + bad.stderr
@@ -107,7 +111,7 @@ def test_rolling_update_broken_version_rollback_and_terminate_during_recovery(cl
     listed = {v["number"]: v["outcome"] for v in cli.run_json("versions", name)["versions"]}
     assert listed == {1: "ran", 2: "ran", 3: "failed"}
     failed_note = cli.run_json("versions", name)["versions"][2]["note"]
-    assert "no_such_module" in failed_note, failed_note  # Serve's own reason, kept with the version
+    assert "not-a-number" in failed_note, failed_note  # Serve's own reason, kept with the version
 
     # 3. On demand: back to version 1 (CPU 1), as a new version 4.
     assert cli.run("rollback", name, "--to", "9").returncode == 2
