@@ -10,12 +10,11 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 
 from headway.api.reads import record_or_404, status_of
-from headway.control import chaos, store_usage, store_watch, views
+from headway.control import chaos, store_usage, views
 from headway.control.context import Context
 from headway.model import errors
 from headway.plan import metrics
 from headway.state import records, state_snapshot
-from headway.store import cloud_setup
 
 
 def router(auth: list, metrics_auth: list) -> APIRouter:
@@ -26,16 +25,16 @@ def router(auth: list, metrics_auth: list) -> APIRouter:
     @router.get("/api/storage", dependencies=auth, tags=["storage"])
     def storage_view() -> dict[str, Any]:
         """The managed store (memory, namespaces, leftovers), every service's usage, alerts."""
-        ctx = Context.load()
-        crec = ctx.cloud
-        out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
-        if crec is not None:
-            usage = store_usage.cloud_usage(crec)
-            out["cloud"] = cloud_setup.status(crec) | usage | {"alert_percent": crec.alert_percent}
-        for rec in records.all_records():
-            if rec.gcs_ft:
-                out["services"][rec.name] = views.observe_storage(ctx, rec)
-        return out
+        return views.storage_view(Context.load())
+
+    @router.delete("/api/storage/namespaces/{namespace}", dependencies=auth, tags=["storage"])
+    def storage_cleanup(namespace: str) -> dict[str, Any]:
+        """Delete a leftover namespace (one no service uses) from the managed store."""
+        try:
+            removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
+        except store_usage.CleanupRefused as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"namespace": namespace, "removed_keys": removed}
 
     # -- chaos ------------------------------------------------------------------------
     def _chaos(name: str, role: str, node: str | None) -> dict[str, Any]:

@@ -4,18 +4,24 @@ endpoint's token. A change answers 202 with an operation to poll; a read answers
 
 from __future__ import annotations
 
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from headway.api.reads import record_or_404, status_of
-from headway.control import changes, head_guard, logs, operations, versions, views
+from headway.control import changes, head_guard, logs, operations, preflight, versions, views
 from headway.control.context import Context
 from headway.control.operations import Operations
 from headway.ingress import endpoint as ingress
 from headway.model import errors
-from headway.model.spec import MAX_WORKERS, SpecError
+from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import load_spec_text, parse_spec
 from headway.state import records, uploads
 from headway.store import cloud
@@ -66,28 +72,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
     @router.put("/api/services/{name}", dependencies=auth, tags=["services"], status_code=202)
     def deploy(name: str, body: DeployRequest) -> dict[str, Any]:
         """Deploy the service, or update it if it exists. Answers with an operation to poll."""
-        source = body.source or f"service {name}"
-        has_store = cloud.default_store_available()
-        try:
-            if body.yaml is not None:
-                spec = load_spec_text(body.yaml, source, None, has_default_store=has_store, name=name)
-            elif body.spec is not None:
-                spec = parse_spec(body.spec, source, has_default_store=has_store, name=name)
-            else:
-                raise HTTPException(422, "give the service as 'yaml' (text) or 'spec' (object)")
-        except SpecError as exc:
-            raise HTTPException(422, str(exc)) from None
-        if spec.name != name:
-            raise HTTPException(422, f"the spec names service {spec.name!r}, the URL {name!r}; make them agree")
-        overrides = {k: v for k in ("canary_percent", "max_surge_percent") if (v := getattr(body, k)) is not None}
-        spec = spec.model_copy(update=overrides)
-        wanted = spec.ray_gcs_external_storage_config.redis_password_env
-        stray = sorted(k for k in body.env if k != wanted)
-        if stray:
-            raise HTTPException(
-                422,
-                f"env: {', '.join(stray)} is not the variable the spec's redis_password_env names; send only that one",
-            )
+        spec = _spec_of(name, body)
         try:
             if uploads.needs_package(spec) != (body.package is not None):
                 raise uploads.UploadError(
@@ -109,6 +94,20 @@ def router(ops: Operations, auth: list) -> APIRouter:
             spec, body.strict, body.wait, body.wait_timeout, body.env, package_uri, strategy=body.strategy
         )
         return ops.start("deploy", name, work, body.env).view()
+
+    @router.post("/api/services/{name}/validate", dependencies=auth, tags=["services"], status_code=202)
+    def validate(name: str, body: DeployRequest) -> dict[str, Any]:
+        """Every check a deploy runs before it starts anything (placement, requirements, the
+        store, the hosts), and what it would do; starts nothing. The working_dir's import
+        paths are the caller's to check (the package is not sent). An operation to poll."""
+        spec = _spec_of(name, body)
+
+        def work(op: operations.Operation) -> dict[str, Any]:
+            with tempfile.TemporaryDirectory(prefix="hwvalidate-") as folder:
+                checked = uploads.store_files(spec, body.files, Path(folder))
+                return preflight.dry_run(Context.load(), checked, body.strict, op.progress)
+
+        return ops.start("validate", name, work, body.env).view()
 
     @router.post("/api/services/{name}/scale", dependencies=auth, tags=["services"], status_code=202)
     def scale(name: str, body: ScaleRequest) -> dict[str, Any]:
@@ -180,6 +179,35 @@ def router(ops: Operations, auth: list) -> APIRouter:
         service, or the endpoint's HAProxy log."""
         return logs.read(Context.load(), record_or_404(name), logs.Source(node, app, controller, ingress), lines)
 
+    @router.get("/api/services/{name}/logs/follow", dependencies=auth, tags=["nodes"])
+    async def follow_logs(
+        name: str,
+        node: str | None = None,
+        app: str | None = None,
+        controller: bool = False,
+        ingress: bool = False,
+        lines: int = 100,
+    ) -> StreamingResponse:
+        """The same log as ``/logs``, then what is appended to it, as plain text while the
+        caller reads (``headway logs -f`` from another host). Ends when the caller goes."""
+        rec = record_or_404(name)
+        stop = threading.Event()
+        chunks = logs.follow(Context.load(), rec, logs.Source(node, app, controller, ingress), lines, stop)
+        try:  # the first chunk here: a wrong node or application is a 422, not a broken stream
+            first = await run_in_threadpool(next, chunks, "")
+        except errors.InputError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+        async def text() -> AsyncIterator[str]:
+            try:
+                yield first
+                while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+                    yield chunk
+            finally:
+                stop.set()
+
+        return StreamingResponse(text(), media_type="text/plain; charset=utf-8")
+
     @router.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:
         rec = record_or_404(name)
@@ -188,3 +216,30 @@ def router(ops: Operations, auth: list) -> APIRouter:
         return {"token": ingress.token(name)}
 
     return router
+
+
+def _spec_of(name: str, body: DeployRequest) -> ServiceSpec:
+    """The validated spec a deploy or a validation names, or a 422 that says what is wrong."""
+    source = body.source or f"service {name}"
+    has_store = cloud.default_store_available()
+    try:
+        if body.yaml is not None:
+            spec = load_spec_text(body.yaml, source, None, has_default_store=has_store, name=name)
+        elif body.spec is not None:
+            spec = parse_spec(body.spec, source, has_default_store=has_store, name=name)
+        else:
+            raise HTTPException(422, "give the service as 'yaml' (text) or 'spec' (object)")
+    except SpecError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if spec.name != name:
+        raise HTTPException(422, f"the spec names service {spec.name!r}, the URL {name!r}; make them agree")
+    overrides = {k: v for k in ("canary_percent", "max_surge_percent") if (v := getattr(body, k)) is not None}
+    spec = spec.model_copy(update=overrides)
+    wanted = spec.ray_gcs_external_storage_config.redis_password_env
+    stray = sorted(k for k in body.env if k != wanted)
+    if stray:
+        raise HTTPException(
+            422,
+            f"env: {', '.join(stray)} is not the variable the spec's redis_password_env names; send only that one",
+        )
+    return spec

@@ -11,7 +11,17 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _emit, _fail, _progress, _via_api, json_option, main, out, service_name
+from headway.cli.cli_common import (
+    _emit,
+    _fail,
+    _on_control_host,
+    _progress,
+    _via_api,
+    json_option,
+    main,
+    out,
+    service_name,
+)
 from headway.model.cloud_config import MODES
 from headway.model.store_address import PROBE_NAMESPACE
 from headway.plan import watchdog
@@ -57,6 +67,7 @@ def cloud_setup_command(
     as_json: bool,
 ) -> None:
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
+    _on_control_host("cloud setup")
     from headway.cluster.ssh_provider import SshProvider
     from headway.model import cloud_config
     from headway.store import cloud, cloud_setup
@@ -81,16 +92,9 @@ def cloud_setup_command(
 @json_option
 def cloud_status(as_json: bool) -> None:
     """Show the managed store."""
-    from headway.control import store_usage, store_watch
-    from headway.control.context import Context
-    from headway.store import cloud_setup
-
-    rec = Context.load().cloud
-    if rec is None:
+    st = _via_api("GET", "/api/storage", lambda here: here.storage())["cloud"]
+    if st is None:
         _fail("no cloud is set up; run 'headway cloud setup'", 2)
-    st = cloud_setup.status(rec) | store_usage.cloud_usage(rec)
-    st["alert"] = store_watch.alert_of("cloud")
-    st["alert_percent"] = rec.alert_percent
     if _emit(st, as_json):
         return
     out.print(f"cloud {st['id']} ({st['mode']} mode)  store {st['address']}")
@@ -115,7 +119,7 @@ def cloud_status(as_json: bool) -> None:
     ]
     out.print(f"Sentinel: {', '.join(sentinels)}")
     if st.get("percent") is not None:
-        out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {rec.alert_percent:.0f}%)")
+        out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {st['alert_percent']:.0f}%)")
     if st["alert"] and st["alert"]["active"]:
         out.print(f"[bold red]ALERT[/]: store at {st['alert']['percent']}% of maxmemory")
     n = Table("namespace", "service", "bytes")
@@ -131,6 +135,7 @@ def cloud_status(as_json: bool) -> None:
 @json_option
 def cloud_teardown(force: bool, as_json: bool) -> None:
     """Stop the managed store and remove the cloud (its data too)."""
+    _on_control_host("cloud teardown")
     from headway.control import teardown
     from headway.control.context import Context
     from headway.state import records
@@ -215,15 +220,9 @@ def storage_check(
 @json_option
 def storage_cleanup(namespace: str, as_json: bool) -> None:
     """Delete a leftover namespace (no live service uses it) from the managed store."""
-    from headway.control import store_usage
-    from headway.control.context import Context
-
-    try:
-        removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
-    except RuntimeError as exc:
-        _fail(str(exc), 2)
-    if not _emit({"namespace": namespace, "removed_keys": removed}, as_json):
-        out.print(f"deleted {removed} key(s) of namespace {namespace}")
+    done = _via_api("DELETE", f"/api/storage/namespaces/{namespace}", lambda here: here.cleanup(namespace))
+    if not _emit(done, as_json):
+        out.print(f"deleted {done['removed_keys']} key(s) of namespace {namespace}")
 
 
 @main.group("controller")
@@ -248,6 +247,7 @@ def controller_group() -> None:
 )
 def controller_run(failure_threshold: int, period: float) -> None:
     """Run the controller in the foreground (deploy starts one in the background)."""
+    _on_control_host("controller run")
     args = ["--failure-threshold", str(failure_threshold), "--period", str(period)]
     os.execv(
         sys.executable, [sys.executable, "-m", "headway.daemon", *args]
@@ -258,6 +258,7 @@ def controller_run(failure_threshold: int, period: float) -> None:
 @json_option
 def controller_start(as_json: bool) -> None:
     """Start the controller in the background unless one runs."""
+    _on_control_host("controller start")
     try:
         pid = daemon_info.start()
     except RuntimeError as exc:
@@ -270,6 +271,7 @@ def controller_start(as_json: bool) -> None:
 @json_option
 def controller_stop(as_json: bool) -> None:
     """Stop the controller. Services keep serving; nothing repairs them until it runs again."""
+    _on_control_host("controller stop")
     pid = daemon_info.stop()
     if not _emit({"stopped": pid}, as_json):
         out.print(f"controller {pid} stopped" if pid else "no controller runs")
@@ -279,6 +281,7 @@ def controller_stop(as_json: bool) -> None:
 @json_option
 def controller_status(as_json: bool) -> None:
     """Whether the controller runs here (exit 1 when not)."""
+    _on_control_host("controller status")
     pid = daemon_info.running_pid()
     if not _emit({"running": pid is not None, "pid": pid, "log": str(daemon_info.logfile())}, as_json):
         out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
@@ -332,6 +335,7 @@ def api_group() -> None:
 @json_option
 def api_token(metrics: bool, as_json: bool) -> None:
     """Print the API token (Authorization: Bearer ...); made at the control plane's first start."""
+    _on_control_host("api token")
     value = db.metrics_token() if metrics else db.api_token()
     if not _emit({"token": value, "scope": "metrics" if metrics else "api"}, as_json):
         click.echo(value)
@@ -355,13 +359,17 @@ def api_url(as_json: bool) -> None:
 @json_option
 def dashboard(as_json: bool) -> None:
     """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
-    from headway.cli import client
+    from headway.cli import client, target
 
-    try:
-        base = client.ensure().base_url
-    except (client.ApiError, RuntimeError) as exc:
-        _fail(str(exc))
-    url = f"{base}/#token={db.api_token()}"
+    remote = target.remote()
+    if remote is not None:
+        url = f"{remote.url}/#token={remote.token}"
+    else:
+        try:
+            base = client.ensure().base_url
+        except (client.ApiError, RuntimeError) as exc:
+            _fail(str(exc))
+        url = f"{base}/#token={db.api_token()}"
     if not _emit({"url": url}, as_json):
         click.echo(url)
 

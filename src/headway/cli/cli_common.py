@@ -11,20 +11,18 @@ SSH, the store's client or an HTTP stack to load. ``test_cli_startup`` holds it 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from headway.model.errors import HeadwayError
-
-if TYPE_CHECKING:
-    from headway.state.records import ServiceRecord
 
 T = TypeVar("T")
 
@@ -99,8 +97,35 @@ class _Commands(click.Group):
 
 @click.group(cls=_Commands)
 @click.version_option(message=_versions(), help="Show headway's, Ray's and Python's versions.")
-def main() -> None:
+@click.option(
+    "--api-url",
+    default=None,
+    metavar="URL",
+    help="a remote control plane's API (else $HEADWAY_API_URL, the current context, or this host's)",
+)
+@click.option(
+    "--context", "context_name", default=None, metavar="NAME", help="a context of the config file, for this command"
+)
+def main(api_url: str | None, context_name: str | None) -> None:
     """headway: Ray Serve services that survive the death of their head node."""
+    if api_url:
+        os.environ["HEADWAY_API_URL"] = api_url  # one place reads the target: cli.target
+    if context_name:
+        os.environ["HEADWAY_CONTEXT"] = context_name
+
+
+def _remote() -> bool:
+    """Whether the commands go to another host's control plane (``cli.target``)."""
+    from headway.cli import target
+
+    return target.remote() is not None
+
+
+def _on_control_host(what: str) -> None:
+    """Refuse a command that starts or stops processes here when a remote control plane is
+    the target: it would act on this host, not on the one the operator means."""
+    if _remote():
+        _fail(f"{what} runs on the control host itself (it starts or stops processes there); run it there", 2)
 
 
 def _complete_service(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
@@ -139,11 +164,14 @@ def _show_line(line: str) -> None:
 
 
 def _deployed(result: dict) -> None:
-    from headway.state import daemon_info
-
     name, endpoint = result["name"], result["endpoint"]
     version = f" version {result['version']}" if result.get("version") else ""
-    out.print(f"[bold green]service {name}{version} is RUNNING[/] (controller {daemon_info.running_pid()} watches it)")
+    watched = ""
+    if not _remote():
+        from headway.state import daemon_info
+
+        watched = f" (controller {daemon_info.running_pid()} watches it)"
+    out.print(f"[bold green]service {name}{version} is RUNNING[/]{watched}")
     if result.get("rollout"):
         out.print(f"version {result['rollout']} is rolling out beside it: 'headway rollout status {name}'")
     out.print(f"endpoint: {endpoint}")
@@ -168,20 +196,12 @@ def _via_api(method: str, path: str, local: Callable[[ModuleType], T], **kwargs)
         try:
             return api_client.call(method, path, **kwargs)
         except client.ApiError as exc:
-            if exc.exit_code != 1:  # a real answer (unknown service ...), not an unreachable daemon
+            # a real answer (unknown service ...), or a remote control plane: no state dir here
+            if exc.exit_code != 1 or api_client.remote:
                 _fail(str(exc), exc.exit_code)
     from headway.cli import local as state_dir
 
     try:
         return local(state_dir)
-    except HeadwayError as exc:
-        _fail(str(exc), exc.exit_code)
-
-
-def _load_or_fail(name: str) -> ServiceRecord:
-    from headway.state import records
-
-    try:
-        return records.existing(name)
     except HeadwayError as exc:
         _fail(str(exc), exc.exit_code)

@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import click
 import yaml
@@ -155,9 +156,6 @@ def logs(
 ) -> None:
     """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
     source = {"node": node, "app": app, "controller": controller, "ingress": ingress}
-    if follow:
-        _follow_logs(name, source, lines, as_json)
-        return
     params = {
         k: v
         for k, v in {
@@ -169,6 +167,9 @@ def logs(
         }.items()
         if v is not None
     }
+    if follow:
+        _follow_logs(name, source, params, as_json)
+        return
     got = _via_api(
         "GET",
         f"/api/services/{name}/logs",
@@ -182,10 +183,13 @@ def logs(
         click.echo(entry["text"], nl=False)
 
 
-def _follow_logs(name: str, source: dict, lines: int, as_json: bool) -> None:
-    """Followed here, on the control host (the state dir and the nodes are reachable).
-    Ctrl-C stops it at once: the follow is told to stop, and should a read stay stuck
-    (a node's log stream, an SSH host that vanished) the process ends 2 s later anyway."""
+def _follow_logs(name: str, source: dict, params: dict, as_json: bool) -> None:
+    """Followed here on the control host (the state dir and the nodes are reachable), or
+    streamed from a remote control plane. Ctrl-C stops it at once: the follow is told to
+    stop, and should a read stay stuck (a node's log stream, an SSH host that vanished) the
+    process ends 2 s later anyway."""
+    from headway.cli import client
+
     stop = threading.Event()
 
     def interrupted(_sig: int, _frame: object) -> None:
@@ -196,15 +200,24 @@ def _follow_logs(name: str, source: dict, lines: int, as_json: bool) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, interrupted)
-    from headway.cli import local
-
+    remote = client.running()
     try:
-        for text in local.follow_logs(name, source, lines, stop):
-            click.echo(json.dumps({"text": text}) if as_json else text, nl=as_json)
-    except HeadwayError as exc:
+        if remote is not None and remote.remote:
+            with remote.stream(f"/api/services/{name}/logs/follow", params=params) as chunks:
+                _echo_all(chunks, as_json)
+        else:
+            from headway.cli import local
+
+            _echo_all(local.follow_logs(name, source, params["lines"], stop), as_json)
+    except (HeadwayError, client.ApiError) as exc:
         _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         stop.set()
+
+
+def _echo_all(chunks: Iterator[str], as_json: bool) -> None:
+    for text in chunks:
+        click.echo(json.dumps({"text": text}) if as_json else text, nl=as_json)
 
 
 @main.command("versions")

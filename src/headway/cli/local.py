@@ -13,8 +13,11 @@ from collections.abc import Iterator
 
 from headway.control import chaos as chaos_mod
 from headway.control import logs as logs_mod
-from headway.control import rollout_window, views
-from headway.control.context import Context
+from headway.control import preflight, rollout_window, store_usage, views
+from headway.control.context import Context, Progress
+from headway.ingress import endpoint
+from headway.model.errors import InputError
+from headway.model.spec import ServiceSpec
 from headway.state import daemon_info, records
 
 
@@ -53,3 +56,23 @@ def follow_logs(name: str, source: dict, lines: int, stop: threading.Event) -> I
 
 def chaos(name: str, action: str, node: str | None) -> dict:
     return chaos_mod.crash(Context.load(), records.existing(name), "head" if action == "kill-head" else "worker", node)
+
+
+def dry_run(spec: ServiceSpec, strict: bool, progress: Progress) -> dict:
+    return preflight.dry_run(Context.load(), spec, strict, progress)
+
+
+def token(name: str) -> dict:
+    """The endpoint's token, as ``GET /api/services/NAME/token`` answers."""
+    rec = records.existing(name)
+    if not rec.spec.query_auth_token_enabled:
+        raise InputError(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
+    return {"token": endpoint.token(name)}
+
+
+def storage() -> dict:
+    return views.storage_view(Context.load())
+
+
+def cleanup(namespace: str) -> dict:
+    return {"namespace": namespace, "removed_keys": store_usage.cleanup_leftover(Context.load().cloud, namespace)}

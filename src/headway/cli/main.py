@@ -17,14 +17,15 @@ import click
 import yaml
 from rich.markup import escape
 
-from headway.cli import cli_admin, cli_read, cli_rollout  # noqa: F401 - each registers its commands on ``main``
+from headway.cli import cli_admin, cli_context, cli_read, cli_rollout  # noqa: F401 - each registers its commands
 from headway.cli.cli_common import (
     _change,
     _deployed,
     _emit,
     _fail,
-    _load_or_fail,
     _progress,
+    _remote,
+    _via_api,
     json_option,
     main,
     out,
@@ -32,8 +33,7 @@ from headway.cli.cli_common import (
 )
 from headway.cli.cli_rollout import wait_for_rollout
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
-from headway.model.spec_load import inline_requirement_files, load_spec_text, notes, safe_yaml
-from headway.plan import placement
+from headway.model.spec_load import inline_requirement_files, load_spec_text, safe_yaml
 from headway.state import uploads
 
 
@@ -95,19 +95,18 @@ def deploy(
     except SpecError as exc:
         _fail(str(exc), 2)
     if dry_run:
-        _checked(_dry_run(spec, strict), as_json)
+        _checked(_dry_run(spec, strict, _checked_body(text, path, spec, uploaded)), as_json)
         return
     body = {
-        "yaml": text,
-        "source": path,
-        "env": spec.needed_env(dict(os.environ)),
+        **_checked_body(text, path, spec, uploaded),
         "strict": strict,
         "wait": wait,
         "wait_timeout": wait_timeout,
         "strategy": strategy,
         "canary_percent": canary_percent,
         "max_surge_percent": max_surge_percent,
-    } | uploaded
+        "package": uploaded.get("package"),
+    }
     result = _change("PUT", f"/api/services/{spec.name}", json=body)
     if not as_json:
         _deployed(result)
@@ -137,10 +136,16 @@ def deploy(
 def validate(path: str, strict: bool, name: str | None, working_dir: str | None, as_json: bool) -> None:
     """Every check a deploy runs before it starts anything (the store's fitness too); starts nothing."""
     try:
-        _, spec, _ = _read(path, name, working_dir)
+        text, spec, uploaded = _read(path, name, working_dir)
     except SpecError as exc:
         _fail(str(exc), 2)
-    _checked(_dry_run(spec, strict), as_json)
+    _checked(_dry_run(spec, strict, _checked_body(text, path, spec, uploaded)), as_json)
+
+
+def _checked_body(text: str, path: str, spec: ServiceSpec, uploaded: dict) -> dict:
+    """What the control plane checks a service from: the YAML, the files it names, and the
+    password variable it names (its value; nothing else of this shell's environment)."""
+    return {"yaml": text, "source": path, "env": spec.needed_env(dict(os.environ)), "files": uploaded["files"]}
 
 
 def _checked(result: dict, as_json: bool) -> None:
@@ -164,7 +169,8 @@ def _read(path: str, name: str | None, working_dir: str | None) -> tuple[str, Se
     to (``parse_spec`` says when a ``--name`` disagrees with the file), and the uploads."""
     from headway.store import cloud
 
-    base, has_store = Path(path).parent, cloud.default_store_available()
+    base = Path(path).parent
+    has_store = _remote() or cloud.default_store_available()  # a remote one checks again
     text = _with_overrides(path, name, working_dir)
     spec = load_spec_text(text, path, base, has_default_store=has_store, name=name)
     if spec.working_dir is None and _code_beside(spec, base):
@@ -225,62 +231,21 @@ def _with_overrides(path: str, name: str | None, working_dir: str | None) -> str
     return yaml.safe_dump(data, sort_keys=False)
 
 
-#: What a dry run cannot know before nodes run: said, so "valid" is not read as more.
-UNCHECKED = (
-    "that the applications import and build on the nodes (their own imports and arguments), "
-    "that the replicas start and pass their health checks, and that the resources asked fit the hosts"
-)
-
-
-def _dry_run(spec: ServiceSpec, strict: bool) -> dict:
-    """Every check a deploy runs before it starts anything, here, without the control plane;
-    what a deploy would do."""
+def _dry_run(spec: ServiceSpec, strict: bool, body: dict) -> dict:
+    """Every check a deploy runs before it starts anything, by the control plane that
+    would deploy: here, without starting one, or through a remote one's API."""
     from headway.cluster import deps
-    from headway.control import preflight
-    from headway.control.context import Context
-    from headway.state import records
-    from headway.store import cloud, storage
+    from headway.store import storage
 
-    say = _progress()
-    said_notes = notes(spec)
-    for note in said_notes:
-        out.print(f"note: {note}", highlight=False)
-    problems = placement.spec_problems(spec)
-    for p in problems:
-        say(f"{'error' if strict else 'warning'}: {p}")
-    if problems and strict:
-        _fail("refused (--strict)", 2)
+    if _remote():
+        return _change("POST", f"/api/services/{spec.name}/validate", json=body | {"strict": strict})
+    from headway.cli import local
+
     storage.given_env.set(spec.needed_env(dict(os.environ)))
     try:
-        own = preflight.preflight(spec, say, dry_run=True)
-        ctx = Context.load()
-        crec = ctx.cloud
-        if crec is not None:
-            ctx.provider().check_ready(say)  # the hosts (SSH mode), or this machine's sandboxing
-        if own is None and spec.gcs_ft and crec is not None:
-            addr = cloud.store_address(crec)
-            say(f"checking GCS store {addr.masked()} (managed)")
-            preflight.check_store_fitness(addr, require_replica=True, progress=say)
-        elif own is None and spec.gcs_ft:
-            say("no cloud yet: a deploy would set up the managed store first")
+        return local.dry_run(spec, strict, _progress())
     except (storage.StoreError, deps.DependencyError) as exc:
         _fail(f"{exc}\nnothing was started.", 2)
-    say(f"not checked without starting nodes: {UNCHECKED}")
-    rec = records.load(spec.name)
-    groups = spec.compute_config.worker_nodes
-    return {
-        "valid": True,
-        "name": spec.name,
-        "action": "update" if rec else "create",
-        "running_version": rec.running_version if rec else None,
-        "applications": len(spec.applications),
-        "workers": sum(g.initial for g in groups),
-        "workers_max": sum(g.most for g in groups) if spec.compute_config.autoscaled else None,
-        "notes": said_notes,
-        "placement_warnings": problems,
-        "not_checked": UNCHECKED,
-        "started": False,
-    }
 
 
 def _uploads(spec, base: Path) -> dict:
@@ -352,12 +317,7 @@ def terminate(name: str, as_json: bool) -> None:
 @json_option
 def token(name: str, as_json: bool) -> None:
     """Print the bearer token of a service's endpoint (the only place it is shown)."""
-    from headway.ingress import endpoint as ingress
-
-    rec = _load_or_fail(name)
-    if not rec.spec.query_auth_token_enabled:
-        _fail(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token", 2)
-    value = ingress.token(name)
+    value = _via_api("GET", f"/api/services/{name}/token", lambda here: here.token(name))["token"]
     if value is None:
         _fail(f"service {name} has no token yet; deploy it first")
     if not _emit({"name": name, "token": value}, as_json):

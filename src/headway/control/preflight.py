@@ -1,15 +1,29 @@
 """What a deploy checks before it starts a node: the store (reachable, credentials
 accepted, single shard, replicated, no eviction, permissions) and the applications'
-packages (resolved and packaged here, once). A failed check starts nothing."""
+packages (resolved and packaged here, once). A failed check starts nothing.
+
+``dry_run`` runs them all and says what a deploy would do: ``validate`` here (the CLI on
+the control host) and through the API (a remote CLI) are this one function."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from headway.cluster import deps
-from headway.control.context import Progress
+from headway.control.context import Context, Progress
 from headway.control.store_access import ResolvedStorage, resolve_spec_storage
+from headway.model.errors import PlacementError
 from headway.model.spec import ServiceSpec
-from headway.plan import store_fitness
+from headway.model.spec_load import notes
+from headway.plan import placement, store_fitness
+from headway.state import records
 from headway.store import cloud, storage
+
+#: What a dry run cannot know before nodes run: said, so "valid" is not read as more.
+UNCHECKED = (
+    "that the applications import and build on the nodes (their own imports and arguments), "
+    "that the replicas start and pass their health checks, and that the resources asked fit the hosts"
+)
 
 
 def _quiet(_: str) -> None:
@@ -58,3 +72,41 @@ def store_of(
         check_store_fitness(addr, require_replica=True, progress=progress)
         resolved = ResolvedStorage(addr, "cloud")
     return resolved
+
+
+def dry_run(ctx: Context, spec: ServiceSpec, strict: bool, progress: Progress = _quiet) -> dict[str, Any]:
+    """Every check a deploy runs before it starts anything (placement, requirements, the
+    store, the hosts), and what the deploy would do; starts nothing."""
+    said_notes = notes(spec)
+    for note in said_notes:
+        progress(f"note: {note}")
+    problems = placement.spec_problems(spec)
+    for p in problems:
+        progress(f"{'error' if strict else 'warning'}: {p}")
+    if problems and strict:
+        raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
+    own = preflight(spec, progress, dry_run=True)
+    if ctx.cloud is not None:
+        ctx.provider().check_ready(progress)  # the hosts (SSH mode), or this machine's sandboxing
+    if own is None and spec.gcs_ft and ctx.cloud is not None:
+        addr = cloud.store_address(ctx.cloud)
+        progress(f"checking GCS store {addr.masked()} (managed)")
+        check_store_fitness(addr, require_replica=True, progress=progress)
+    elif own is None and spec.gcs_ft:
+        progress("no cloud yet: a deploy would set up the managed store first")
+    progress(f"not checked without starting nodes: {UNCHECKED}")
+    rec = records.load(spec.name)
+    groups = spec.compute_config.worker_nodes
+    return {
+        "valid": True,
+        "name": spec.name,
+        "action": "update" if rec else "create",
+        "running_version": rec.running_version if rec else None,
+        "applications": len(spec.applications),
+        "workers": sum(g.initial for g in groups),
+        "workers_max": sum(g.most for g in groups) if spec.compute_config.autoscaled else None,
+        "notes": said_notes,
+        "placement_warnings": problems,
+        "not_checked": UNCHECKED,
+        "started": False,
+    }

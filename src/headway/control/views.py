@@ -14,6 +14,7 @@ from headway.model import spec_show
 from headway.model.errors import InputError
 from headway.state import records
 from headway.state.records import ServiceRecord
+from headway.store import cloud_setup
 
 
 def _usage(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
@@ -174,3 +175,18 @@ def timeline(rec: ServiceRecord) -> list[dict[str, Any]]:
                 }
             )
     return sorted(evs, key=lambda e: e["at"])
+
+
+def storage_view(ctx: Context) -> dict[str, Any]:
+    """The managed store (status, memory, namespaces, leftovers, its alert), every
+    service's usage, the alerts: ``GET /api/storage`` and ``headway cloud status``."""
+    crec = ctx.cloud
+    out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
+    if crec is not None:
+        usage = store_usage.cloud_usage(crec)
+        extra = {"alert_percent": crec.alert_percent, "alert": store_watch.alert_of("cloud")}
+        out["cloud"] = cloud_setup.status(crec) | usage | extra
+    for rec in records.all_records():
+        if rec.gcs_ft:
+            out["services"][rec.name] = observe_storage(ctx, rec)
+    return out

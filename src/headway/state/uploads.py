@@ -107,10 +107,11 @@ def prune_packages(service: str, keep: set[str]) -> None:
             old.unlink(missing_ok=True)
 
 
-def store_files(spec: ServiceSpec, files: dict[str, str]) -> ServiceSpec:
+def store_files(spec: ServiceSpec, files: dict[str, str], folder: Path | None = None) -> ServiceSpec:
     """The spec with every file it names replaced by the uploaded content, kept 0600 in
-    the service's folder. A named file without content, or content for no named file, is
-    an error that says which field."""
+    the service's folder (or ``folder``: a validation must not touch a running service's
+    files). A named file without content, or content for no named file, is an error that
+    says which field."""
     named = named_files(spec)
     extra = sorted(set(files) - set(named))
     if extra:
@@ -125,7 +126,7 @@ def store_files(spec: ServiceSpec, files: dict[str, str]) -> ServiceSpec:
         content = files[field]
         if len(content.encode()) > MAX_FILE_BYTES:
             raise UploadError(f"files.{field}: larger than {MAX_FILE_BYTES // 1024} KiB")
-        target = paths.service_dir(spec.name) / "files" / field
+        target = (folder or paths.service_dir(spec.name) / "files") / field
         paths.write_private(target, content)
         updates[field] = str(target)
     if not updates:

@@ -37,12 +37,42 @@ OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r
 
 def test_a_read_is_sent_again_after_a_closed_connection():
     port, seen = _server([None, OK])
-    assert Client(f"http://127.0.0.1:{port}", "t", timeout_s=5).call("GET", "/api/operations/x") == {"ok": True}
+    assert Client(f"http://127.0.0.1:{port}", "t", True, "see the log", timeout_s=5).call(
+        "GET", "/api/operations/x"
+    ) == {"ok": True}
     assert len(seen) == 2
 
 
 def test_a_change_is_never_sent_twice():
     port, seen = _server([None, OK])
     with pytest.raises(ApiError, match="does not answer"):
-        Client(f"http://127.0.0.1:{port}", "t", timeout_s=5).call("PUT", "/api/services/x", json={})
+        Client(f"http://127.0.0.1:{port}", "t", True, "see the log", timeout_s=5).call(
+            "PUT", "/api/services/x", json={}
+        )
     assert len(seen) == 1
+
+
+def _redirect(to: str) -> bytes:
+    return (
+        f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+    )
+
+
+def test_a_standbys_307_is_followed_once_with_the_same_token():
+    leader_port, leader_seen = _server([OK])
+    port, seen = _server([_redirect(f"http://127.0.0.1:{leader_port}/api/services")])
+    client = Client(f"http://127.0.0.1:{port}", "tok", True, "hint", remote=True, timeout_s=5)
+    assert client.call("GET", "/api/services") == {"ok": True}
+    assert b"authorization: bearer tok" in leader_seen[0].lower()
+
+
+def test_no_other_redirect_and_no_second_hop_is_followed():
+    far_port, far_seen = _server([OK])
+    hop_port, _ = _server([_redirect(f"http://127.0.0.1:{far_port}/api/services")])
+    port, _ = _server([_redirect(f"http://127.0.0.1:{hop_port}/api/services")])
+    with pytest.raises(ApiError, match="standby"):
+        Client(f"http://127.0.0.1:{port}", "tok", True, "hint", timeout_s=5).call("GET", "/api/services")
+    port, _ = _server([_redirect(f"http://127.0.0.1:{far_port}/somewhere/else")])  # another path: not followed
+    with pytest.raises(ApiError, match="standby"):
+        Client(f"http://127.0.0.1:{port}", "tok", True, "hint", timeout_s=5).call("GET", "/api/services")
+    assert far_seen == []
