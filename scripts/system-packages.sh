@@ -9,6 +9,7 @@
 #   chromium(-driver)  the web dashboard's test drives Debian's headless Chromium
 #   openssh-server     the ssh provider's test runs an sshd in each test host (+ ssh-keygen)
 #   keepalived         the endpoints' moving address on the ingress hosts (the ssh tests' hosts)
+#   systemd            systemd-analyze verifies the units headway writes (nothing is started)
 # No service is started by the install (policy-rc.d): headway starts its own servers.
 set -e
 profile="${1:-test}"
@@ -23,6 +24,7 @@ if [ "$profile" = test ]; then
     [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
     command -v ssh-keygen >/dev/null 2>&1 || missing="$missing openssh-client"
     command -v keepalived >/dev/null 2>&1 || [ -x /usr/sbin/keepalived ] || missing="$missing keepalived"
+    command -v systemd-analyze >/dev/null 2>&1 || missing="$missing systemd"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

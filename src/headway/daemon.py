@@ -20,9 +20,10 @@ from headway.api import app as api
 from headway.control import leader
 from headway.control.context import Context
 from headway.control.controller import Controller
+from headway.model.errors import HeadwayError
 from headway.state import db
 from headway.state.daemon_info import _lockfile, _pidfile
-from headway.system import paths, procs
+from headway.system import env_file, paths, procs
 
 log = logging.getLogger("headway.controller")
 
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from headway.plan import watchdog
 
+    try:
+        env_file.apply()  # the configuration file wins over the environment this process inherited
+    except HeadwayError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
     parser = argparse.ArgumentParser(prog="headway controller run")
     env = os.environ.get
     parser.add_argument(

@@ -1,24 +1,25 @@
-"""The control plane on a real service, one cluster for all of it: a deploy through the
-REST API, the web dashboard in headless Chromium, a restart of the control plane that
-loses nothing and re-adopts the service, a head kill seen by the browser (RUNNING →
-HEAD_RECOVERING → RUNNING) and by /metrics, then scaling up and down and a delete."""
+"""The control plane on a real service, one cluster for all of it: a deploy from a remote
+CLI (another HOME, no state) through the REST API, the web dashboard in headless
+Chromium, a restart of the control plane that loses nothing and re-adopts the service, a
+head kill seen by the browser (RUNNING → HEAD_RECOVERING → RUNNING) and by /metrics,
+scaling up and down, then the remote CLI's reads, a followed log and a terminate."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HELLO, Load
+from conftest import HEADWAY, HELLO, Load
 
-from headway.cluster.package import package_working_dir
-from headway.state.uploads import encode_package
 from headway.system import procs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -111,20 +112,32 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     api = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
     assert httpx.get(url + "/api/services", timeout=10).status_code == 401
 
-    # Deploy through the REST API: the YAML as text, the working_dir uploaded as a package
-    # (the API opens no path a caller names: base_dir is refused).
+    # The REST API opens no path a caller names: base_dir is refused.
     r = api.put(f"/api/services/{name}", json={"yaml": spec.read_text(), "base_dir": str(HELLO)})
     assert r.status_code == 422 and "base_dir" in r.text
-    pkg = package_working_dir(str(HELLO / "app"), cli.home / "upload", [])
-    r = api.put(
-        f"/api/services/{name}",
-        json={"yaml": spec.read_text(), "package": encode_package(Path(pkg.removeprefix("file://")))},
-    )
-    assert r.status_code == 202, r.text
-    op = _poll(api, r.json())
-    assert op["exit_code"] == 0, (op["error"], op["lines"])
-    assert any("ingress listening at" in line for line in op["lines"]), op["lines"]
+
+    # 0. Deployed from "another machine": a second HOME with no state, the API named by
+    # HEADWAY_API_URL + HEADWAY_API_TOKEN; the working_dir goes up as a package.
+    remote_home = cli.home / "remote-home"
+    remote_home.mkdir()
+    remote = {k: v for k, v in cli.env.items() if not k.startswith("HEADWAY_")} | {
+        "HOME": str(remote_home),
+        "XDG_CONFIG_HOME": str(remote_home / ".config"),
+        "HEADWAY_API_URL": url,
+        "HEADWAY_API_TOKEN": token,
+    }
+
+    def far(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([HEADWAY, *args], env=remote, capture_output=True, text=True, timeout=400)
+
+    checked = far("validate", "-f", str(spec), "--json")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["action"] == "create" and "checking GCS store" in checked.stderr
+    deployed = far("deploy", "-f", str(spec))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert "ingress listening at" in deployed.stdout and f"service {name} is RUNNING" in deployed.stdout
     st = api.get(f"/api/services/{name}").json()
+    assert json.loads(far("status", name, "--json").stdout)["nodes"] == st["nodes"]
     assert st["state"] == "RUNNING" and all(n["alive"] for n in st["nodes"])
 
     profile = tempfile.mkdtemp(prefix="hwt-chrome-")
@@ -222,10 +235,22 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     down = cli.run("scale", name, "--group", "worker", "--count", "2", check=True)
     assert "removing worker worker-3" in down.stdout
     assert sorted(n["name"] for n in api.get(f"/api/services/{name}/nodes").json()) == ["head", "worker-1", "worker-2"]
-    r = api.delete(f"/api/services/{name}")
-    assert r.status_code == 202
-    assert _poll(api, r.json())["exit_code"] == 0
+    # 6. The remote CLI again: the token, the head's log, a follow stopped by Ctrl-C, terminate.
+    assert far("token", name).stdout.strip() == before["endpoint_token"]
+    head_log = far("logs", name, "--lines", "20")
+    assert head_log.returncode == 0 and "-- " in head_log.stdout, head_log.stderr
+    follow = subprocess.Popen([HEADWAY, "logs", name, "-f"], env=remote, stdout=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout is not None and follow.stdout.readline().startswith("-- ")  # streamed from the API
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(timeout=10) in (0, 130)
+    finally:
+        follow.kill()
+    gone = far("terminate", name)
+    assert gone.returncode == 0 and f"service {name} terminated" in gone.stdout, gone.stderr
     assert api.get("/api/services").json() == []
+    # No second control plane: one would need a state dir under the remote HOME.
+    assert not (remote_home / ".headway").exists(), "the remote CLI made a state dir"
     assert api.get(f"/api/services/{name}").status_code == 404
     print(
         f"\ncontrol plane: {load.report()} through the endpoint; browser saw HEAD_RECOVERING "

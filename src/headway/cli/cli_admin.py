@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from pathlib import Path
 
 import click
 from rich.markup import escape
@@ -252,6 +253,40 @@ def controller_run(failure_threshold: int, period: float) -> None:
     os.execv(
         sys.executable, [sys.executable, "-m", "headway.daemon", *args]
     )  # the same PID, as a service manager wants
+
+
+@controller_group.command("unit")
+@click.option(
+    "--env-file",
+    "env_path",
+    default=None,
+    metavar="FILE",
+    help="the configuration file the controller reads ($HEADWAY_CONTROLLER_ENV, else /etc/headway/controller.env)",
+)
+def controller_unit(env_path: str | None) -> None:
+    """Print a systemd unit that runs the controller at boot and after a crash (leader or
+    standby: the same unit; the lease decides). Its settings come from the env file."""
+    _on_control_host("controller unit")
+    import getpass
+
+    from headway.plan.systemd_units import Unit, render
+    from headway.system import env_file, paths
+
+    config = Path(env_path).resolve() if env_path else env_file.path()
+    unit = Unit(
+        name="headway-controller.service",
+        description="headway control plane (leader or standby: the lease decides)",
+        exec_start=[sys.executable, "-m", "headway.daemon"],
+        environment={"HEADWAY_HOME": str(paths.home_path().resolve()), "HEADWAY_CONTROLLER_ENV": str(config)},
+        environment_file=str(config),
+        user=None if os.geteuid() == 0 else getpass.getuser(),
+        kill_mode="process",  # its nodes, stores and endpoints outlive a restart of the controller
+    )
+    click.echo(
+        f"# headway controller unit > /etc/systemd/system/{unit.name}\n"
+        f"# systemctl daemon-reload && systemctl enable --now {unit.name.removesuffix('.service')}\n" + render(unit),
+        nl=False,
+    )
 
 
 @controller_group.command("start")

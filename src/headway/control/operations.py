@@ -22,6 +22,7 @@ from headway.model import errors
 from headway.model.spec import ServiceSpec
 from headway.state import db
 from headway.store import storage
+from headway.system import env_file
 
 log = logging.getLogger("headway.operations")
 
@@ -94,6 +95,7 @@ class Operations:
     def _run(op: Operation, work: Callable[[Operation], dict[str, Any]], env: dict[str, str]) -> None:
         storage.given_env.set(env)
         try:
+            env_file.apply()  # a setting changed in the file (PIP_INDEX_URL, say) counts from now on
             op.result = work(op)
             op.exit_code = 0
         except BaseException as exc:  # noqa: BLE001 - every failure becomes the operation's answer
