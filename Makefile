@@ -4,8 +4,12 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
+# The unit suite runs on Python 3.12 too, where there is one (pyenv's here).
+PY312   ?= $(firstword $(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
+VENV312 := .venv312
+T312    := $(VENV312)/.installed-test
 
-.PHONY: install system system-test demo test unit integration lint clean
+.PHONY: install system system-test demo test unit unit312 integration lint clean
 
 system:  # what headway needs on this machine
 	sh scripts/system-packages.sh run
@@ -33,9 +37,24 @@ test: system-test $(TSTAMP)
 	$(BIN)/ruff format --check src tests examples bench scripts
 	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest -v -rP --durations=15 tests
+	$(MAKE) unit312
 
 unit: $(TSTAMP)
 	$(BIN)/python -m pytest -q tests/unit
+
+$(T312): pyproject.toml
+	$(PY312) -m venv $(VENV312)
+	$(VENV312)/bin/pip install -q --upgrade pip
+	$(VENV312)/bin/pip install -q -e '.[test]'
+	touch $(T312)
+
+unit312:  # the unit suite on Python 3.12 (said and skipped where there is none)
+ifeq ($(PY312),)
+	@echo "no python3.12 on this machine: the unit suite ran on $(PY) only"
+else
+	$(MAKE) $(T312)
+	$(VENV312)/bin/python -m pytest -q tests/unit
+endif
 
 integration: system-test $(TSTAMP)
 	$(BIN)/python -m pytest -v -m integration tests/integration
@@ -46,4 +65,4 @@ lint: $(TSTAMP)
 	$(BIN)/lint-imports --no-logo
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(VENV312) build *.egg-info src/*.egg-info

@@ -33,7 +33,10 @@ class NetnsError(Failed):
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    try:
+        proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise NetnsError("the 'ip' tool is missing (network namespaces need it): apt-get install iproute2") from None
     if check and proc.returncode != 0:
         raise NetnsError(f"'ip {' '.join(args)}' failed: {proc.stderr.strip()}")
     return proc

@@ -28,3 +28,14 @@ def test_subnet_addresses(monkeypatch):
 
 def test_veth_names_fit_the_kernel_limit():
     assert len(netns._veth_name("hw-" + "a" * 40 + ".worker-12")) <= 15
+
+
+def test_a_missing_ip_tool_names_the_package(monkeypatch):
+    import pytest
+
+    from headway.system import netns
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(netns.NetnsError, match="apt-get install iproute2"):
+        netns._ip("link", "show")
+    assert not netns.available()
