@@ -5,7 +5,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TSTAMP  := $(VENV)/.installed-test
 # The unit suite runs on Python 3.12 too, where there is one (pyenv's here).
-PY312   ?= $(firstword $(shell command -v python3.12) $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12))
+# (pyenv's own first: its shim answers for python3.12 and fails when 3.12 is not the selected one)
+PY312   ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
 VENV312 := .venv312
 T312    := $(VENV312)/.installed-test
 

@@ -14,9 +14,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PY312 = shutil.which("python3.12") or next(
-    iter(sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))), None
-)
+
+
+def _python312() -> str | None:
+    """A Python 3.12 that runs (pyenv's own before a shim that may answer for another version)."""
+    found = [
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12"))),
+        shutil.which("python3.12"),
+    ]
+    for candidate in filter(None, found):
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+PY312 = _python312()
 
 
 @pytest.mark.skipif(PY312 is None, reason="no Python 3.12 on this machine")
