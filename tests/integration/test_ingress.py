@@ -109,6 +109,32 @@ def test_endpoint_token_spread_worker_and_head_failures(cli):
     assert sum(b["requests"] for b in backends) > 0
     assert st["ingress"]["frontend"]["requests"] > 0
 
+    # The token rotated under load: the old one keeps working for its grace period, the new
+    # one at once; then the old one is refused. No request failed while either changed.
+    t_rotate = time.time()
+    with Load([endpoint] * 8, headers=auth) as old_load:
+        time.sleep(1)
+        rotated = cli.run("token", name, "--rotate", "--grace", "8")
+        assert rotated.returncode == 0, rotated.stdout + rotated.stderr
+        new_token = rotated.stdout.strip()  # stdout holds the token alone
+        assert len(new_token) >= 32 and new_token != token and "\n" not in new_token
+        new_auth = {"Authorization": f"Bearer {new_token}"}
+        assert httpx.get(endpoint + "/", headers=new_auth, timeout=10).status_code == 200
+        assert cli.run("token", name, check=True).stdout.strip() == new_token
+        time.sleep(2)
+    assert old_load.failed == 0, old_load.errors[:10]
+    with Load([endpoint] * 8, headers=new_auth) as new_load:
+        expired = cli.wait_event(name, "token_expired", after=t_rotate, timeout=40)
+        time.sleep(1)
+    print(f"token rotation: old token {old_load.report()}; new token across the expiry {new_load.report()}")
+    assert new_load.failed == 0, new_load.errors[:10]
+    assert expired["at"] - t_rotate >= 8
+    assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 401
+    assert httpx.get(endpoint + "/", headers=new_auth, timeout=10).status_code == 200
+    said = (cli.home / "controller.log").read_text() + str(cli.events(name))
+    assert token not in said and new_token not in said
+    auth = new_auth
+
     # Opening the endpoint is a seamless reload: no request fails while it happens.
     opened = cli.write_spec(name, query_auth_token_enabled=False)
     with Load([endpoint] * 10, headers=auth) as load:

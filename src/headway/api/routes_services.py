@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from headway.api.reads import record_or_404, status_of
-from headway.control import changes, head_guard, logs, operations, preflight, versions, views
+from headway.control import changes, head_guard, logs, operations, preflight, token_rotation, versions, views
 from headway.control.context import Context
 from headway.control.operations import Operations
 from headway.ingress import endpoint as ingress
@@ -48,6 +48,15 @@ class DeployRequest(_Request):
 
 class RollbackRequest(_Request):
     to: int | None = Field(None, ge=1, description="the version; default: the last one that ran before this one")
+
+
+class RotateRequest(_Request):
+    grace_s: float = Field(
+        token_rotation.DEFAULT_GRACE_S,
+        ge=0,
+        le=token_rotation.MAX_GRACE_S,
+        description="how long the token it replaces is still accepted",
+    )
 
 
 class ScaleRequest(_Request):
@@ -207,6 +216,13 @@ def router(ops: Operations, auth: list) -> APIRouter:
                 stop.set()
 
         return StreamingResponse(text(), media_type="text/plain; charset=utf-8")
+
+    @router.post("/api/services/{name}/token/rotate", dependencies=auth, tags=["services"], status_code=202)
+    def rotate_token(name: str, body: RotateRequest) -> dict[str, Any]:
+        """A new endpoint token (the operation's result); the previous one is accepted for
+        ``grace_s`` more seconds, then refused. Neither change drops a request."""
+        record_or_404(name)
+        return ops.start("token rotation", name, operations.rotate_token(name, body.grace_s), {}).view()
 
     @router.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ Errors are one readable paragraph, never a traceback, and never hold a secret.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -314,9 +315,24 @@ def terminate(name: str, as_json: bool) -> None:
 
 @main.command()
 @service_name
+@click.option("--rotate", is_flag=True, help="make a new token; the current one stays accepted for --grace seconds")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 7 * 24 * 3600),
+    default=3600.0,
+    show_default=True,
+    help="seconds the replaced token is still accepted",
+)
 @json_option
-def token(name: str, as_json: bool) -> None:
-    """Print the bearer token of a service's endpoint (the only place it is shown)."""
+def token(name: str, rotate: bool, grace: float, as_json: bool) -> None:
+    """Print the bearer token of a service's endpoint (the only place it is shown); with
+    --rotate, a new one (the current one stays accepted for --grace seconds, then is refused)."""
+    if rotate:
+        out.file = sys.stderr  # stdout holds the new token alone: NEW=$(headway token NAME --rotate)
+        result = _change("POST", f"/api/services/{name}/token/rotate", json={"grace_s": grace})
+        if not _emit(result, as_json):
+            click.echo(result["token"])
+        return
     value = _via_api("GET", f"/api/services/{name}/token", lambda here: here.token(name))["token"]
     if value is None:
         _fail(f"service {name} has no token yet; deploy it first")

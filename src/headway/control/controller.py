@@ -26,7 +26,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from headway.cluster import gcs_client
-from headway.control import changes, cloud_repair, leader, operations, repair, rollout, scaling, steps, store_watch
+from headway.control import (
+    changes,
+    cloud_repair,
+    leader,
+    operations,
+    repair,
+    rollout,
+    scaling,
+    steps,
+    store_watch,
+    token_rotation,
+)
 from headway.control.context import Context
 from headway.ingress import endpoint as ingress
 from headway.ingress import instances
@@ -277,6 +288,10 @@ class Controller:
                     store_watch.check_all(crec)
                 except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
                     log.exception("store check failed")
+                try:
+                    token_rotation.expire(Context.load())
+                except Exception:  # noqa: BLE001 - nor a reload that failed (tried again next time)
+                    log.exception("ending a token's grace period failed")
             try:
                 count = self.round()
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from headway.control import changes, teardown
+from headway.control import changes, teardown, token_rotation
 from headway.control.context import Context
 from headway.model import errors
 from headway.model.spec import ServiceSpec
@@ -172,5 +172,14 @@ def terminate(name: str):
     def work(op: Operation) -> dict[str, Any]:
         teardown.terminate(Context.load(), name, op.progress)
         return {"name": name}
+
+    return work
+
+
+def rotate_token(name: str, grace_s: float) -> Callable[[Operation], dict[str, Any]]:
+    """A new endpoint token; the previous one is accepted for ``grace_s`` (``token_rotation``)."""
+
+    def work(op: Operation) -> dict[str, Any]:
+        return token_rotation.rotate(Context.load(), name, grace_s, op.progress)
 
     return work

@@ -49,12 +49,23 @@ def bind_address() -> str:
 
 # -- token ---------------------------------------------------------------------------------
 def token(name: str) -> str | None:
-    return db.get_token(f"service:{name}")
+    return db.get_token(token_scope(name))
 
 
 def endpoint_token(name: str) -> str:
     """The service's bearer token, generated at its first deploy and kept across updates."""
-    return db.ensure_token(f"service:{name}", secrets.token_urlsafe(32))
+    return db.ensure_token(token_scope(name), secrets.token_urlsafe(32))
+
+
+def token_scope(name: str) -> str:
+    return f"service:{name}"
+
+
+def accepted_tokens(name: str) -> tuple[str, ...]:
+    """What the endpoint lets in: the service's token and, after a rotation, the one before
+    it until its grace period ends."""
+    endpoint_token(name)
+    return tuple(db.accepted_tokens(token_scope(name), time.time()))
 
 
 # -- config --------------------------------------------------------------------------------
@@ -92,7 +103,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         bind=ing.bind,
         port=ing.port,
         stats_socket=ing.socket,
-        token=endpoint_token(rec.name) if spec.query_auth_token_enabled else None,
+        tokens=accepted_tokens(rec.name) if spec.query_auth_token_enabled else (),
         request_timeout_s=http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S,
         keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
         retry_5xx_idempotent=http.retry_5xx_idempotent,

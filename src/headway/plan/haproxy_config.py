@@ -47,7 +47,9 @@ class IngressSettings:
     bind: str
     port: int
     stats_socket: str
-    token: str | None = field(default=None, repr=False)  # None: the endpoint is open
+    #: the bearer tokens the endpoint accepts (the current one, and a rotated-out one for
+    #: its grace period); none: the endpoint is open
+    tokens: tuple[str, ...] = field(default=(), repr=False)
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_S
     retry_5xx_idempotent: bool = True
@@ -113,8 +115,8 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         "frontend endpoint",
         f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}",
     ]
-    if s.token is not None:
-        bearer = f'req.hdr(authorization) -m str "Bearer {s.token}"'
+    if s.tokens:
+        bearer = "req.hdr(authorization) -m str " + " ".join(f'"Bearer {t}"' for t in s.tokens)
         lines.append(f"    http-request deny deny_status 401 unless {{ {bearer} }}")
         lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [

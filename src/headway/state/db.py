@@ -94,6 +94,48 @@ def metrics_token() -> str:
     return ensure_token("metrics", secrets.token_urlsafe(32))
 
 
+#: The scope suffix of a rotated-out token, accepted until its ``expires_at``.
+PREVIOUS = "#previous"
+
+
+def rotate_token(scope: str, new: str, grace_s: float, now: float, home: Path | None = None) -> float:
+    """``new`` becomes ``scope``'s token; the one it replaces stays accepted until
+    ``now + grace_s``, which is returned (a token rotated out before is forgotten)."""
+    until = now + grace_s
+    with connect(home, write=True) as conn:
+        row = conn.execute("SELECT token FROM tokens WHERE scope = ?", (scope,)).fetchone()
+        if row is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO tokens (scope, token, expires_at) VALUES (?, ?, ?)",
+                (scope + PREVIOUS, row[0], until),
+            )
+        conn.execute("INSERT OR REPLACE INTO tokens (scope, token) VALUES (?, ?)", (scope, new))
+    return until
+
+
+def accepted_tokens(scope: str, now: float, home: Path | None = None) -> list[str]:
+    """The current token of ``scope`` first, then a rotated-out one still in its grace period."""
+    with connect(home) as conn:
+        rows = conn.execute(
+            "SELECT scope, token FROM tokens WHERE scope IN (?, ?) AND (expires_at IS NULL OR expires_at > ?)",
+            (scope, scope + PREVIOUS, now),
+        ).fetchall()
+    return [token for s, token in sorted(rows, key=lambda r: r[0] != scope)]
+
+
+def expired_rotations(now: float, home: Path | None = None) -> list[str]:
+    """The scopes whose rotated-out token's grace period has ended (``accepted_tokens``
+    leaves it out already; ``forget_rotated`` removes it once the endpoint knows)."""
+    with connect(home) as conn:
+        rows = conn.execute("SELECT scope FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return sorted(r[0].removesuffix(PREVIOUS) for r in rows.fetchall())
+
+
+def forget_rotated(scope: str, home: Path | None = None) -> None:
+    with connect(home, write=True) as conn:
+        conn.execute("DELETE FROM tokens WHERE scope = ?", (scope + PREVIOUS,))
+
+
 def copy_token(source: str, target: str, home: Path | None = None) -> None:
     """Give ``target`` the token of ``source`` (a rollout's new cluster becomes the service's)."""
     with connect(home, write=True) as conn:

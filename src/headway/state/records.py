@@ -205,7 +205,8 @@ def remove(name: str) -> None:
     with db.connect(write=True) as conn:
         conn.execute("DELETE FROM services WHERE name = ?", (name,))
         conn.execute("DELETE FROM events WHERE service = ?", (name,))
-        conn.execute("DELETE FROM tokens WHERE scope IN (?, ?)", (f"service:{name}", ray_token_scope(name)))
+        scopes = (f"service:{name}", f"service:{name}{db.PREVIOUS}", ray_token_scope(name))
+        conn.execute("DELETE FROM tokens WHERE scope IN (?, ?, ?)", scopes)
         conn.execute("DELETE FROM secrets WHERE service = ?", (name,))
         conn.execute("DELETE FROM versions WHERE service = ?", (name,))
 

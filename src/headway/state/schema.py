@@ -10,7 +10,8 @@ schema it does not know (docs/upgrading.md).
 
 Tables: ``services`` (the service record: desired spec, nodes, ingress, state),
 ``events`` (the timeline, append-only, one row per event), ``tokens`` (the API token and
-each service's endpoint token), ``versions`` (every version of a service), ``secrets``
+each service's endpoint token; since schema 2 a rotated-out token with its expiry),
+``versions`` (every version of a service), ``secrets``
 (environment values a deploy was given).
 """
 
@@ -63,8 +64,14 @@ CREATE TABLE IF NOT EXISTS secrets (
 
 Migration = Callable[[sqlite3.Connection], None]
 
+
+def _token_expiry(conn: sqlite3.Connection) -> None:
+    """2: a token may expire (a rotated-out endpoint token is accepted for a grace period)."""
+    conn.execute("ALTER TABLE tokens ADD COLUMN expires_at REAL")
+
+
 #: number N → what takes a schema N-1 database to N (inside the transaction that numbers it).
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {2: _token_expiry}
 
 
 class SchemaError(Failed):

@@ -19,7 +19,7 @@ def slots(*addrs: str) -> list[str | None]:
 
 def test_config_is_valid_haproxy(tmp_path):
     f = tmp_path / "h.cfg"
-    f.write_text(hc.render(conf(token="t0k", stats_socket=str(tmp_path / "s")), slots("10.0.0.3:8000")))
+    f.write_text(hc.render(conf(tokens=("t0k", "old"), stats_socket=str(tmp_path / "s")), slots("10.0.0.3:8000")))
     proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -27,7 +27,7 @@ def test_config_is_valid_haproxy(tmp_path):
 def test_weighted_config_of_a_rollout_is_valid_haproxy(tmp_path):
     f = tmp_path / "h.cfg"
     weights = {"10.0.0.3:8000": 230, "10.0.0.4:8000": 26, "10.0.0.5:8000": 0}
-    settings = conf(token="t0k", stats_socket=str(tmp_path / "s"), weighted=True)
+    settings = conf(tokens=("t0k",), stats_socket=str(tmp_path / "s"), weighted=True)
     f.write_text(hc.render(settings, slots(*weights), weights))
     proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -48,13 +48,15 @@ def test_an_endpoint_on_several_hosts_binds_the_moving_address_it_may_not_hold(t
 
 def test_token_checked_only_when_enabled():
     assert 'deny_status 401 unless { req.hdr(authorization) -m str "Bearer t0k" }' in hc.render(
-        conf(token="t0k"), slots()
+        conf(tokens=("t0k",)), slots()
     )
-    assert "deny_status 401" not in hc.render(conf(token=None), slots())
+    assert "deny_status 401" not in hc.render(conf(tokens=()), slots())
+    two = hc.render(conf(tokens=("new", "old")), slots())  # a rotation's grace period: either one
+    assert 'deny_status 401 unless { req.hdr(authorization) -m str "Bearer new" "Bearer old" }' in two
 
 
 def test_settings_repr_hides_the_token():
-    assert "t0k" not in repr(conf(token="t0k"))
+    assert "t0k" not in repr(conf(tokens=("t0k",)))
 
 
 def test_5xx_retried_for_idempotent_methods_only():

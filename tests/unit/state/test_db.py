@@ -93,3 +93,25 @@ def test_a_rolled_back_write_leaves_nothing(tmp_path, monkeypatch):
     except RuntimeError:
         pass
     assert db.get_token("x") is None
+
+
+def test_a_rotated_token_is_accepted_for_its_grace_period_then_forgotten(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    scope = "service:s"
+    db.ensure_token(scope, "first")
+    assert db.accepted_tokens(scope, now=100.0) == ["first"]
+    until = db.rotate_token(scope, "second", grace_s=60, now=100.0)
+    assert until == 160.0 and db.get_token(scope) == "second"
+    assert db.accepted_tokens(scope, now=159.0) == ["second", "first"]  # the current one first
+    assert db.accepted_tokens(scope, now=160.0) == ["second"]
+    db.rotate_token(scope, "third", grace_s=10, now=120.0)  # a second rotation forgets "first"
+    assert db.accepted_tokens(scope, now=125.0) == ["third", "second"]
+    assert db.expired_rotations(now=125.0) == []
+    assert db.expired_rotations(now=131.0) == [scope]
+    db.forget_rotated(scope)
+    assert db.expired_rotations(now=131.0) == []
+    assert db.accepted_tokens(scope, now=0.0) == ["third"]  # gone, whatever the clock says
+    records.save(_rec())
+    db.rotate_token(scope, "fourth", grace_s=600, now=200.0)
+    records.remove("s")
+    assert db.accepted_tokens(scope, now=0.0) == []  # terminate forgets the rotated-out one too

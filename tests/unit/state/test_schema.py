@@ -59,7 +59,9 @@ def _everything_intact() -> None:
 def test_the_old_database_is_numbered_and_kept_whole(old_state: Path) -> None:
     assert _number(old_state) == 0
     _everything_intact()
-    assert _number(old_state) == schema.latest()
+    assert _number(old_state) == schema.latest() == 2
+    assert _number(old_state.with_name("state.db.before-2")) == 0  # the file as it was, kept
+    assert any("expires_at" in sql for name, sql in _tables(old_state) if name == "tokens")  # schema 2
 
 
 def test_a_new_database_has_the_tables_a_migrated_one_has(old_state: Path, tmp_path: Path) -> None:
@@ -71,17 +73,17 @@ def test_a_new_database_has_the_tables_a_migrated_one_has(old_state: Path, tmp_p
 
 
 def _add_column(conn: sqlite3.Connection) -> None:
-    conn.execute("ALTER TABLE tokens ADD COLUMN expires_at REAL")
+    conn.execute("ALTER TABLE tokens ADD COLUMN test_column REAL")
 
 
 def test_a_migration_runs_once_after_a_copy_of_the_old_file(old_state: Path, monkeypatch) -> None:
     monkeypatch.setattr(schema, "MIGRATIONS", {2: _add_column})
     _everything_intact()
     assert _number(old_state) == 2
-    assert any("expires_at" in sql for name, sql in _tables(old_state) if name == "tokens")
+    assert any("test_column" in sql for name, sql in _tables(old_state) if name == "tokens")
     copy = old_state.with_name("state.db.before-2")
     assert _number(copy) == 0 and stat.S_IMODE(copy.stat().st_mode) == 0o600
-    assert not any("expires_at" in sql for _, sql in _tables(copy))
+    assert not any("test_column" in sql for _, sql in _tables(copy))
     db._ready.discard(old_state)  # a second process: nothing is left to do, no error
     _everything_intact()
     assert _number(old_state) == 2
