@@ -7,10 +7,11 @@ from __future__ import annotations
 import tempfile
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +49,20 @@ class DeployRequest(_Request):
 
 class RollbackRequest(_Request):
     to: int | None = Field(None, ge=1, description="the version; default: the last one that ran before this one")
+
+
+@dataclass
+class LogQuery:
+    """Which log, from the query string (``/logs`` and ``/logs/follow`` alike)."""
+
+    node: str | None = None
+    app: str | None = None
+    controller: bool = False
+    ingress: bool = False
+    lines: int = 100
+
+    def source(self) -> logs.Source:
+        return logs.Source(self.node, self.app, self.controller, self.ingress)
 
 
 class RotateRequest(_Request):
@@ -175,33 +190,19 @@ def router(ops: Operations, auth: list) -> APIRouter:
         return views.observe(Context.load(), record_or_404(name))["nodes"]
 
     @router.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
-    def service_logs(
-        name: str,
-        node: str | None = None,
-        app: str | None = None,
-        controller: bool = False,
-        ingress: bool = False,
-        lines: int = 100,
-    ) -> list[dict[str, str]]:
+    def service_logs(name: str, q: Annotated[LogQuery, Depends()]) -> list[dict[str, str]]:
         """The last ``lines`` (at most 5,000) of one log: a node's own (default: the
         head's), an application's replicas (every node), the controller's lines about the
         service, or the endpoint's HAProxy log."""
-        return logs.read(Context.load(), record_or_404(name), logs.Source(node, app, controller, ingress), lines)
+        return logs.read(Context.load(), record_or_404(name), q.source(), q.lines)
 
     @router.get("/api/services/{name}/logs/follow", dependencies=auth, tags=["nodes"])
-    async def follow_logs(
-        name: str,
-        node: str | None = None,
-        app: str | None = None,
-        controller: bool = False,
-        ingress: bool = False,
-        lines: int = 100,
-    ) -> StreamingResponse:
+    async def follow_logs(name: str, q: Annotated[LogQuery, Depends()]) -> StreamingResponse:
         """The same log as ``/logs``, then what is appended to it, as plain text while the
         caller reads (``headway logs -f`` from another host). Ends when the caller goes."""
         rec = record_or_404(name)
         stop = threading.Event()
-        chunks = logs.follow(Context.load(), rec, logs.Source(node, app, controller, ingress), lines, stop)
+        chunks = logs.follow(Context.load(), rec, q.source(), q.lines, stop)
         try:  # the first chunk here: a wrong node or application is a 422, not a broken stream
             first = await run_in_threadpool(next, chunks, "")
         except errors.InputError as exc:
@@ -218,11 +219,13 @@ def router(ops: Operations, auth: list) -> APIRouter:
         return StreamingResponse(text(), media_type="text/plain; charset=utf-8")
 
     @router.post("/api/services/{name}/token/rotate", dependencies=auth, tags=["services"], status_code=202)
-    def rotate_token(name: str, body: RotateRequest) -> dict[str, Any]:
+    def rotate_token(name: str, body: RotateRequest | None = None) -> dict[str, Any]:
         """A new endpoint token (the operation's result); the previous one is accepted for
-        ``grace_s`` more seconds, then refused. Neither change drops a request."""
+        ``grace_s`` more seconds (an hour without a body), then refused. Neither change
+        drops a request."""
         record_or_404(name)
-        return ops.start("token rotation", name, operations.rotate_token(name, body.grace_s), {}).view()
+        grace_s = (body or RotateRequest()).grace_s
+        return ops.start("token rotation", name, operations.rotate_token(name, grace_s), {}).view()
 
     @router.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:

@@ -24,6 +24,10 @@ ROUTES = [
     ("GET", "/api/operations/nope"),
     ("GET", "/api/services/nope/versions"),
     ("GET", "/api/services/nope/logs"),
+    ("GET", "/api/services/nope/logs/follow"),
+    ("POST", "/api/services/nope/token/rotate"),
+    ("POST", "/api/services/nope/validate"),
+    ("DELETE", "/api/storage/namespaces/nope"),
     ("POST", "/api/services/nope/rollback"),
     ("GET", "/api/services/nope/rollout"),
     ("POST", "/api/services/nope/rollout/promote"),
@@ -45,7 +49,8 @@ def client(tmp_path, monkeypatch):
 def test_every_route_is_in_the_openapi_schema(client):
     paths = client.get("/openapi.json").json()["paths"]
     for method, path in ROUTES:
-        template = path.replace("nope", "{name}").replace("/operations/{name}", "/operations/{op_id}")
+        template = path.replace("/namespaces/nope", "/namespaces/{namespace}").replace("nope", "{name}")
+        template = template.replace("/operations/{name}", "/operations/{op_id}")
         assert method.lower() in paths[template], (method, template)
 
 
@@ -57,7 +62,8 @@ def test_every_route_needs_the_token(client, method, path):
         assert "token" in r.json()["detail"]
 
 
-NAMED = [r for r in ROUTES if "nope" in r[1] and "/operations/" not in r[1] and r[0] != "PUT"]  # PUT creates
+# PUT creates, and validate checks a service that may not exist yet
+NAMED = [r for r in ROUTES if "/services/nope" in r[1] and r[0] != "PUT" and not r[1].endswith("/validate")]
 
 
 @pytest.mark.parametrize("method,path", NAMED)
@@ -93,6 +99,15 @@ def test_spec_name_must_match_the_url(client):
 
 def test_deploy_needs_a_body(client):
     assert client.put("/api/services/s", json={}).status_code == 422
+
+
+def test_validate_token_rotation_and_cleanup_say_what_is_wrong(client):
+    r = client.post("/api/services/s/validate", json={"yaml": "name: s\napplications: [\n"})
+    assert r.status_code == 422 and "not valid YAML at line" in r.json()["detail"]
+    r = client.post("/api/services/nope/token/rotate", json={"grace_s": -1})
+    assert r.status_code == 422, r.text
+    r = client.delete("/api/storage/namespaces/hw-x")
+    assert r.status_code == 422 and "no cloud is set up" in r.json()["detail"]
 
 
 def test_scale_validates_its_input(client, tmp_path):
