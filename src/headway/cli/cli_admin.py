@@ -18,6 +18,7 @@ from headway.cli.cli_common import (
     _on_control_host,
     _progress,
     _via_api,
+    api_path,
     json_option,
     main,
     out,
@@ -221,7 +222,7 @@ def storage_check(
 @json_option
 def storage_cleanup(namespace: str, as_json: bool) -> None:
     """Delete a leftover namespace (no live service uses it) from the managed store."""
-    done = _via_api("DELETE", f"/api/storage/namespaces/{namespace}", lambda here: here.cleanup(namespace))
+    done = _via_api("DELETE", api_path("storage", "namespaces", namespace), lambda here: here.cleanup(namespace))
     if not _emit(done, as_json):
         out.print(f"deleted {done['removed_keys']} key(s) of namespace {namespace}")
 
@@ -354,7 +355,7 @@ def _chaos(name: str, action: str, node: str | None) -> dict:
     """Through the control plane when it runs (it records who did it), else directly."""
     return _via_api(
         "POST",
-        f"/api/services/{name}/chaos/{action}",
+        api_path("services", name, "chaos", action),
         lambda here: here.chaos(name, action, node),
         params={"node": node} if node else {},
     )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import TypeVar
+from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -29,6 +30,12 @@ T = TypeVar("T")
 #: Piped or redirected output is not wrapped: a script or a file gets whole lines.
 out = Console(soft_wrap=not sys.stdout.isatty())
 err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
+
+
+def api_path(*parts: str) -> str:
+    """An API path whose parts are sent as they are: a name holding '/', '?' or '#' stays
+    one part (``storage cleanup 'hw-x??'`` must not become ``hw-x`` and a query)."""
+    return "/api/" + "/".join(quote(part, safe="") for part in parts)
 
 
 def _json_requested(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:

@@ -17,7 +17,7 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _emit, _fail, _via_api, json_option, main, out, service_name
+from headway.cli.cli_common import _emit, _fail, _via_api, api_path, json_option, main, out, service_name
 from headway.model.errors import HeadwayError
 
 
@@ -98,7 +98,7 @@ def _status_table(st: dict) -> None:
 @json_option
 def status(name: str, as_json: bool) -> None:
     """Show a service's state, nodes, applications and storage."""
-    st = _via_api("GET", f"/api/services/{name}", lambda here: here.status(name))
+    st = _via_api("GET", api_path("services", name), lambda here: here.status(name))
     if not _emit(st, as_json):
         _status_table(st)
 
@@ -108,7 +108,7 @@ def status(name: str, as_json: bool) -> None:
 @json_option
 def events(name: str, as_json: bool) -> None:
     """Show a service's timeline: state changes and recovery steps, with durations."""
-    evs = _via_api("GET", f"/api/services/{name}/events", lambda here: here.events(name))
+    evs = _via_api("GET", api_path("services", name, "events"), lambda here: here.events(name))
     if _emit(evs, as_json):
         return
     prev = evs[0]["at"] if evs else 0.0
@@ -172,7 +172,7 @@ def logs(
         return
     got = _via_api(
         "GET",
-        f"/api/services/{name}/logs",
+        api_path("services", name, "logs"),
         lambda here: here.logs(name, source, lines),
         params=params,
     )
@@ -203,7 +203,7 @@ def _follow_logs(name: str, source: dict, params: dict, as_json: bool) -> None:
     remote = client.running()
     try:
         if remote is not None and remote.remote:
-            with remote.stream(f"/api/services/{name}/logs/follow", params=params) as chunks:
+            with remote.stream(api_path("services", name, "logs", "follow"), params=params) as chunks:
                 _echo_all(chunks, as_json)
         else:
             from headway.cli import local
@@ -225,7 +225,7 @@ def _echo_all(chunks: Iterator[str], as_json: bool) -> None:
 @json_option
 def versions_(name: str, as_json: bool) -> None:
     """List a service's versions: every deploy, scale and rollback, and how each ended."""
-    got = _via_api("GET", f"/api/services/{name}/versions", lambda here: here.versions(name))
+    got = _via_api("GET", api_path("services", name, "versions"), lambda here: here.versions(name))
     if _emit(got, as_json):
         return
     t = Table("version", "name", "origin", "created", "outcome", "package", "note")
@@ -252,7 +252,7 @@ def config(name: str, number: int | None, as_json: bool) -> None:
     params = {"version": number} if number else {}
     got = _via_api(
         "GET",
-        f"/api/services/{name}/config",
+        api_path("services", name, "config"),
         lambda here: here.config(name, number),
         params=params,
     )

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from headway.cli.cli_common import _change, _emit, _fail, _via_api, json_option, main, out, service_name
+from headway.cli.cli_common import _change, _emit, _fail, _via_api, api_path, json_option, main, out, service_name
 from headway.model.errors import EXIT_FAILED, EXIT_RETRY
 
 
@@ -22,11 +22,15 @@ def _numbers(n: dict) -> str:
     return f"{n['requests']} req, {n['errors']} 5xx ({n['error_rate']:.1%}), p99 {p99}"
 
 
-def wait_outcome(st: dict) -> tuple[int, str] | None:
+def wait_outcome(st: dict, seen: int | None = None) -> tuple[int, str] | None:
     """Whether waiting on a rollout is over, and with which exit code: 0 it completed (or
     there is none), 1 it was rolled back, 3 it stands at its canary until promoted; None
-    while it goes on."""
+    while it goes on. ``seen``: the version whose rollout the wait saw in progress: its own
+    end decides (the traffic moves a few seconds before the old cluster is gone and the
+    end is recorded)."""
     ro, last, name = st["rollout"], st["last"], st["name"]
+    if ro is None and seen is not None and (last is None or last.get("version") != seen):
+        return None
     if ro is not None:
         if ro.get("held_for_promote"):
             return (
@@ -45,14 +49,16 @@ def wait_outcome(st: dict) -> tuple[int, str] | None:
 def wait_for_rollout(name: str, timeout_s: float, poll_s: float = 1.0) -> tuple[int, dict]:
     """Follow a rollout until it ends (each new step or reason is said once); its exit code
     and last status."""
-    deadline, said = time.monotonic() + timeout_s, None
+    deadline, said, seen = time.monotonic() + timeout_s, None, None
     while True:
-        st = _via_api("GET", f"/api/services/{name}/rollout", lambda here: here.rollout_status(name))
+        st = _via_api("GET", api_path("services", name, "rollout"), lambda here: here.rollout_status(name))
         ro = st["rollout"]
+        if ro is not None:
+            seen = ro["version"]
         if ro is not None and (ro["percent"], ro["paused"] or ro["last"]) != said:
             said = (ro["percent"], ro["paused"] or ro["last"])
             out.print(f"{ro['percent']:>3} % on version {ro['version']}: {said[1] or 'starting'}", highlight=False)
-        ended = wait_outcome(st)
+        ended = wait_outcome(st, seen)
         if ended is not None:
             code, message = ended
             return code, st | {"outcome": message, "exit_code": code}
@@ -83,7 +89,7 @@ def status(name: str, as_json: bool, wait: bool, wait_timeout: float) -> None:
     if wait:
         _end_wait(name, wait_timeout, as_json)
         return
-    st = _via_api("GET", f"/api/services/{name}/rollout", lambda here: here.rollout_status(name))
+    st = _via_api("GET", api_path("services", name, "rollout"), lambda here: here.rollout_status(name))
     if _emit(st, as_json):
         return
     ro, last = st["rollout"], st["last"]
@@ -122,7 +128,7 @@ def promote(name: str, as_json: bool) -> None:
     from headway.cli import client
 
     try:
-        st = client.ensure().call("POST", f"/api/services/{name}/rollout/promote")
+        st = client.ensure().call("POST", api_path("services", name, "rollout", "promote"))
     except client.ApiError as exc:
         _fail(str(exc), exc.exit_code)
     if not _emit(st, as_json):
@@ -134,6 +140,6 @@ def promote(name: str, as_json: bool) -> None:
 @json_option
 def rollback(name: str, as_json: bool) -> None:
     """Send all traffic back to the running version and remove the new cluster."""
-    result = _change("POST", f"/api/services/{name}/rollout/rollback")
+    result = _change("POST", api_path("services", name, "rollout", "rollback"))
     if not _emit(result, as_json):
         out.print(f"[bold green]rolled back[/]: {name} serves version {result['version']} only", highlight=False)

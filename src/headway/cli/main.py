@@ -27,6 +27,7 @@ from headway.cli.cli_common import (
     _progress,
     _remote,
     _via_api,
+    api_path,
     json_option,
     main,
     out,
@@ -108,7 +109,7 @@ def deploy(
         "max_surge_percent": max_surge_percent,
         "package": uploaded.get("package"),
     }
-    result = _change("PUT", f"/api/services/{spec.name}", json=body)
+    result = _change("PUT", api_path("services", spec.name), json=body)
     if not as_json:
         _deployed(result)
     if wait_rollout and result.get("rollout"):
@@ -239,7 +240,7 @@ def _dry_run(spec: ServiceSpec, strict: bool, body: dict) -> dict:
     from headway.store import storage
 
     if _remote():
-        return _change("POST", f"/api/services/{spec.name}/validate", json=body | {"strict": strict})
+        return _change("POST", api_path("services", spec.name, "validate"), json=body | {"strict": strict})
     from headway.cli import local
 
     storage.given_env.set(spec.needed_env(dict(os.environ)))
@@ -285,7 +286,7 @@ def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float, as
     """Change the number of workers of one fixed group (an update of the service); a group
     with min_nodes/max_nodes follows the load: change its bounds in the YAML instead."""
     body = {"group": group, "count": count, "wait": wait, "wait_timeout": wait_timeout}
-    _result(_change("POST", f"/api/services/{name}/scale", json=body), as_json)
+    _result(_change("POST", api_path("services", name, "scale"), json=body), as_json)
 
 
 @main.command()
@@ -295,7 +296,7 @@ def scale(name: str, group: str, count: int, wait: bool, wait_timeout: float, as
 def rollback(name: str, to: int | None, as_json: bool) -> None:
     """Deploy an earlier version of a service again (a new version with its spec and package)."""
     body = {"to": to} if to else {}
-    _result(_change("POST", f"/api/services/{name}/rollback", json=body), as_json)
+    _result(_change("POST", api_path("services", name, "rollback"), json=body), as_json)
 
 
 def _result(result: dict, as_json: bool) -> None:
@@ -308,7 +309,7 @@ def _result(result: dict, as_json: bool) -> None:
 @json_option
 def terminate(name: str, as_json: bool) -> None:
     """Stop every node of a service and delete its keys from the store."""
-    _change("DELETE", f"/api/services/{name}")
+    _change("DELETE", api_path("services", name))
     if not _emit({"name": name, "terminated": True}, as_json):
         out.print(f"service {name} terminated")
 
@@ -329,11 +330,11 @@ def token(name: str, rotate: bool, grace: float, as_json: bool) -> None:
     --rotate, a new one (the current one stays accepted for --grace seconds, then is refused)."""
     if rotate:
         out.file = sys.stderr  # stdout holds the new token alone: NEW=$(headway token NAME --rotate)
-        result = _change("POST", f"/api/services/{name}/token/rotate", json={"grace_s": grace})
+        result = _change("POST", api_path("services", name, "token", "rotate"), json={"grace_s": grace})
         if not _emit(result, as_json):
             click.echo(result["token"])
         return
-    value = _via_api("GET", f"/api/services/{name}/token", lambda here: here.token(name))["token"]
+    value = _via_api("GET", api_path("services", name, "token"), lambda here: here.token(name))["token"]
     if value is None:
         _fail(f"service {name} has no token yet; deploy it first")
     if not _emit({"name": name, "token": value}, as_json):

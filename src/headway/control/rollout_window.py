@@ -122,7 +122,9 @@ def last_outcome(rec: ServiceRecord) -> dict | None:
     """The last rollout's end (completed or rolled back), from the timeline."""
     ends = ("rollout_completed", "rollout_rolled_back")
     e = next((e for e in reversed(rec.events) if e.kind in ends), None)
-    return None if e is None else {"kind": e.kind, "at": e.at, "message": e.message}
+    return (
+        None if e is None else {"kind": e.kind, "at": e.at, "message": e.message, "version": e.details.get("version")}
+    )
 
 
 def status(crec: CloudRecord | None, rec: ServiceRecord) -> dict[str, Any]:

@@ -28,3 +28,11 @@ def test_the_end_decides_the_code() -> None:
 def test_a_canary_held_for_promote_ends_the_wait_with_3() -> None:
     code, why = wait_outcome(_st(_ro(held_for_promote=True)))
     assert code == 3 and "headway rollout promote s" in why
+
+
+def test_a_rollout_seen_running_is_waited_for_until_its_own_end_is_recorded() -> None:
+    before = {"kind": "rollout_rolled_back", "at": 1.0, "message": "v3 failed", "version": 3}
+    assert wait_outcome(_st(last=before), seen=4) is None  # v4's traffic moved; its end not yet recorded
+    done = {"kind": "rollout_completed", "at": 2.0, "message": "100 % held", "version": 4}
+    assert wait_outcome(_st(last=done), seen=4) == (0, "the rollout of s completed: 100 % held")
+    assert wait_outcome(_st(last=before))[0] == 1  # nothing seen: the last end says it

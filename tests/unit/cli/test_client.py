@@ -76,3 +76,10 @@ def test_no_other_redirect_and_no_second_hop_is_followed():
     with pytest.raises(ApiError, match="standby"):
         Client(f"http://127.0.0.1:{port}", "tok", True, "hint", timeout_s=5).call("GET", "/api/services")
     assert far_seen == []
+
+
+def test_a_name_is_one_path_part_whatever_it_holds():
+    from headway.cli.cli_common import api_path
+
+    assert api_path("storage", "namespaces", "hw-x??") == "/api/storage/namespaces/hw-x%3F%3F"
+    assert api_path("services", "a/b#c", "logs") == "/api/services/a%2Fb%23c/logs"
