@@ -3,7 +3,8 @@
 Exit codes (``errors``): 0 done, 1 the operation failed, 2 the input (YAML, address, name,
 version) is wrong, 3 refused for now (the head is recovering, or another change holds the
 service): retry later or pass ``--wait``. The service commands are here; the platform's
-(cloud, storage, controller, API, chaos) are in ``cli_admin``.
+(cloud, storage, chaos) are in ``cli_admin``, the control plane's (controller, API,
+dashboard, completion) in ``cli_control``.
 Errors are one readable paragraph, never a traceback, and never hold a secret.
 """
 
@@ -18,7 +19,7 @@ import click
 import yaml
 from rich.markup import escape
 
-from headway.cli import cli_admin, cli_context, cli_read, cli_rollout  # noqa: F401 - each registers its commands
+from headway.cli import cli_admin, cli_context, cli_control, cli_read, cli_rollout  # noqa: F401 - each registers its commands
 from headway.cli.cli_common import (
     _change,
     _deployed,
