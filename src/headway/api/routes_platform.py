@@ -30,10 +30,7 @@ def router(auth: list, metrics_auth: list) -> APIRouter:
     @router.delete("/api/storage/namespaces/{namespace}", dependencies=auth, tags=["storage"])
     def storage_cleanup(namespace: str) -> dict[str, Any]:
         """Delete a leftover namespace (one no service uses) from the managed store."""
-        try:
-            removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)
-        except store_usage.CleanupRefused as exc:
-            raise HTTPException(422, str(exc)) from None
+        removed = store_usage.cleanup_leftover(Context.load().cloud, namespace)  # refused: an InputError, 422
         return {"namespace": namespace, "removed_keys": removed}
 
     # -- chaos ------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from headway.api.reads import record_or_404, status_of
 from headway.control import changes, head_guard, logs, operations, preflight, token_rotation, versions, views
 from headway.control.context import Context
 from headway.control.operations import Operations
-from headway.ingress import endpoint as ingress
 from headway.model import errors
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import load_spec_text, parse_spec
@@ -203,10 +202,8 @@ def router(ops: Operations, auth: list) -> APIRouter:
         rec = record_or_404(name)
         stop = threading.Event()
         chunks = logs.follow(Context.load(), rec, q.source(), q.lines, stop)
-        try:  # the first chunk here: a wrong node or application is a 422, not a broken stream
-            first = await run_in_threadpool(next, chunks, "")
-        except errors.InputError as exc:
-            raise HTTPException(422, str(exc)) from None
+        # The first chunk here: a wrong node or application is a 422 (an InputError), not a broken stream.
+        first = await run_in_threadpool(next, chunks, "")
 
         async def text() -> AsyncIterator[str]:
             try:
@@ -229,10 +226,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
 
     @router.get("/api/services/{name}/token", dependencies=auth, tags=["services"])
     def endpoint_token(name: str) -> dict[str, Any]:
-        rec = record_or_404(name)
-        if not rec.spec.query_auth_token_enabled:
-            raise HTTPException(422, f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
-        return {"token": ingress.token(name)}
+        return views.endpoint_token_view(record_or_404(name))  # an open endpoint: 422
 
     return router
 

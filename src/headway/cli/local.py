@@ -15,8 +15,6 @@ from headway.control import chaos as chaos_mod
 from headway.control import logs as logs_mod
 from headway.control import preflight, rollout_window, store_usage, views
 from headway.control.context import Context, Progress
-from headway.ingress import endpoint
-from headway.model.errors import InputError
 from headway.model.spec import ServiceSpec
 from headway.state import daemon_info, records
 
@@ -63,11 +61,7 @@ def dry_run(spec: ServiceSpec, strict: bool, progress: Progress) -> dict:
 
 
 def token(name: str) -> dict:
-    """The endpoint's token, as ``GET /api/services/NAME/token`` answers."""
-    rec = records.existing(name)
-    if not rec.spec.query_auth_token_enabled:
-        raise InputError(f"service {name} has query_auth_token_enabled: false; its endpoint needs no token")
-    return {"token": endpoint.token(name)}
+    return views.endpoint_token_view(records.existing(name))
 
 
 def storage() -> dict:

@@ -9,7 +9,7 @@ from headway.cluster import deps, serve
 from headway.control import rollout_window, store_usage, store_watch, versions
 from headway.control.context import Context
 from headway.control.store_access import store_address
-from headway.ingress import instances
+from headway.ingress import endpoint, instances
 from headway.model import spec_show
 from headway.model.errors import InputError
 from headway.state import records
@@ -190,3 +190,11 @@ def storage_view(ctx: Context) -> dict[str, Any]:
         if rec.gcs_ft:
             out["services"][rec.name] = observe_storage(ctx, rec)
     return out
+
+
+def endpoint_token_view(rec: ServiceRecord) -> dict[str, Any]:
+    """The endpoint's token, as ``headway token`` and ``GET .../token`` show it; an open
+    endpoint has none to show."""
+    if not rec.spec.query_auth_token_enabled:
+        raise InputError(f"service {rec.name} has query_auth_token_enabled: false; its endpoint needs no token")
+    return {"token": endpoint.token(rec.name)}
