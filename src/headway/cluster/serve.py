@@ -16,7 +16,7 @@ import httpx
 from headway.model.errors import Failed
 from headway.model.requirements import without_packages
 from headway.model.spec import ServiceSpec
-from headway.state.records import ServiceRecord
+from headway.state.records import NodeRecord, ServiceRecord
 
 APPS_PATH = "/api/serve/applications/"
 
@@ -231,6 +231,12 @@ def full_replicas(details: dict[str, Any] | None) -> bool:
     """Every deployment of every application runs its target number of replicas."""
     deps = [d for app in replicas(details).values() for d in app.values()]
     return bool(deps) and all(d["target"] is not None and d["running"] >= d["target"] for d in deps)
+
+
+def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[str, Any]]]) -> list[NodeRecord]:
+    """The workers that run at least one replica (by Ray node id; by all when ids are unknown)."""
+    ids = {nid for deps in placed.values() for d in deps.values() for nid in d.get("node_ids", [])}
+    return [w for w in rec.workers if w.node_id is None or w.node_id in ids]
 
 
 def head_api(rec: ServiceRecord) -> HeadApi:

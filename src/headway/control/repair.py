@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from headway.cluster import gcs_client, serve
-from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S
+from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
 from headway.control.context import Context, Progress, Provider
 from headway.control.head_guard import recovering_since
 from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
@@ -314,6 +314,10 @@ def _await_replacements(
     )
     records.save(rec)
     details = wait_replicas(rec, prov, dead_ids)
+    # Serve starts a new host's proxy a moment after its replicas: wait for it, so that
+    # "placed" means the new host serves (the ingress's health checks agree).
+    hosting = [w for w in serve.workers_with_replicas(rec, serve.replicas(details)) if w in started]
+    idle = serve.wait_proxies([rec.proxy_url(w) for w in hosting], PROXIES_HEALTHY_TIMEOUT_S)
     counts = {
         f"{app}/{dep}": f"{d['running']}/{d['target']}"
         for app, deps in serve.replicas(details).items()
@@ -325,6 +329,7 @@ def _await_replacements(
         "every deployment back to its replica count",
         elapsed_s=round(time.time() - t0, 2),
         replicas=counts,
+        proxies_healthy=len(hosting) - len(idle),
     )
     records.save(rec)
 

@@ -140,12 +140,6 @@ def roll_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.
     records.save(rec)
 
 
-def workers_with_replicas(rec: ServiceRecord, placed: dict[str, dict[str, dict[str, Any]]]) -> list[NodeRecord]:
-    """The workers that run at least one replica (by Ray node id; by all when ids are unknown)."""
-    ids = {nid for deps in placed.values() for d in deps.values() for nid in d.get("node_ids", [])}
-    return [w for w in rec.workers if w.node_id is None or w.node_id in ids]
-
-
 def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict: bool) -> None:
     """Serve's own rolling update of the applications; then every proxy that should serve."""
     config = serve_config_of(rec, spec)
@@ -164,7 +158,7 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
         serve.head_api(rec), names, APPS_RUNNING_TIMEOUT_S, on_progress=on_progress, partial_ok=rec.parent is not None
     )
     placed = serve.replicas(serve.get_applications(serve.head_api(rec)))
-    hosting = workers_with_replicas(rec, placed)
+    hosting = serve.workers_with_replicas(rec, placed)
     for w in rec.workers:
         if w not in hosting:
             # Serve (proxy_location EveryNode) runs a proxy only where a replica runs: none to

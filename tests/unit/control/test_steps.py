@@ -255,4 +255,4 @@ def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
             NodeRecord(name=name, role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m", node_id=nid)
         )
     placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
-    assert [w.name for w in steps.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
+    assert [w.name for w in serve.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
