@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import HEADWAY, HELLO, Load
+from prometheus_client.parser import text_string_to_metric_families
 
+from headway.plan import grafana
 from headway.system import procs
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -83,14 +85,27 @@ def _wait_element(driver, element_id: str, timeout: float):
 
 
 def _metrics(url: str, token: str) -> dict[str, float]:
+    """Every sample of ``/metrics`` as prometheus_client's parser reads it, keyed
+    ``name{labels}`` with the labels in alphabetical order (as the library writes them)."""
     r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert r.status_code == 200, r.text
     out = {}
-    for line in r.text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
+    for fam in text_string_to_metric_families(r.text):
+        for smp in fam.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(smp.labels.items()))
+            out[f"{smp.name}{{{labels}}}" if labels else smp.name] = smp.value
     return out
+
+
+def _served_names(url: str, token: str) -> set[str]:
+    """Every metric name ``/metrics`` declares (HELP/TYPE) or has a sample of."""
+    r = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    fams = list(text_string_to_metric_families(r.text))
+    return (
+        {f.name for f in fams}
+        | {f"{f.name}_total" for f in fams if f.type == "counter"}
+        | {smp.name for f in fams for smp in f.samples}
+    )
 
 
 def _poll(api: httpx.Client, op: dict, timeout: float = 400) -> dict:
@@ -189,6 +204,10 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
 
         # 3. Kill the head through the API of the restarted control plane, under traffic.
         auth = {"Authorization": f"Bearer {before['endpoint_token']}"}
+        # Some requests for a page the app does not have (404, from a worker) and some without the
+        # token (401, from the endpoint itself): each counted by its exact code.
+        assert {httpx.get(st["endpoint"] + "/missing", headers=auth).status_code for _ in range(5)} == {404}
+        assert {httpx.get(st["endpoint"] + "/").status_code for _ in range(3)} == {401}
         with Load([st["endpoint"]] * 4, headers=auth) as load:
             time.sleep(2)
             r = api.post(f"/api/services/{name}/chaos/kill-head")
@@ -216,9 +235,29 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     assert m[f'headway_service_state{{{s},state="HEAD_RECOVERING"}}'] == 0
     assert m[f"headway_head_up{{{s}}}"] == 1
     assert m[f"headway_ingress_backends_up{{{s}}}"] == 2
-    assert m[f"headway_requests_total{{{s}}}"] >= load.ok
-    assert m[f'headway_responses_total{{{s},code="5xx"}}'] == 0
+    assert m[f"headway_endpoint_requests_total{{{s}}}"] >= load.ok + 8
+    assert m[f'headway_responses_total{{code="5xx",{s}}}'] == 0
+    v = f'version="{again["running_version"]}"'
+    assert m[f'headway_requests_total{{code="200",{s},{v}}}'] >= load.ok
+    assert m[f'headway_requests_total{{code="404",{s},{v}}}'] == 5
+    assert m[f'headway_requests_total{{code="401",{s},version=""}}'] == 3
+    assert not any(k.startswith("headway_requests_total") and 'code="5' in k for k in m), m
+    count = m[f"headway_request_duration_seconds_count{{{s},{v}}}"]
+    assert count >= load.ok + 5
+    buckets = sorted(
+        (float(k.split('le="')[1].split('"')[0]), n)
+        for k, n in m.items()
+        if k.startswith("headway_request_duration_seconds_bucket{") and s in k and v in k
+    )
+    assert buckets[-1] == (float("inf"), count)
+    assert [n for _, n in buckets] == sorted(n for _, n in buckets)  # cumulative
+    assert 0 < m[f"headway_request_duration_seconds_sum{{{s},{v}}}"] < count * 10
     assert m[f"headway_service_store_bytes{{{s}}}"] > 100_000
+    # The Grafana dashboard's every query reads only what this /metrics serves.
+    served = _served_names(url, token)
+    board = json.loads(cli.run("dashboard", "--grafana", check=True).stdout)
+    for expr in grafana.queries(board):
+        assert grafana.metric_names(expr) <= served, (expr, grafana.metric_names(expr) - served)
     store = api.get("/api/storage").json()["cloud"]
     assert m['headway_store_memory_percent{store="cloud"}'] == pytest.approx(store["percent"], abs=1.0)
 

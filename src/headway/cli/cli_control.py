@@ -144,11 +144,21 @@ def api_url(as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--grafana", is_flag=True, help="Print a Grafana dashboard (import JSON) of headway's metrics instead.")
 @json_option
-def dashboard(as_json: bool) -> None:
-    """Print the web dashboard's URL (with the token in its fragment, never sent to a server)."""
+def dashboard(grafana: bool, as_json: bool) -> None:
+    """Print the web dashboard's URL (with the token in its fragment, never sent to a server),
+    or with --grafana a dashboard to import into Grafana (a Prometheus that scrapes
+    /metrics with 'headway api token --metrics')."""
     from headway.cli import client, target
 
+    if grafana:
+        import json
+
+        from headway.plan import grafana as board
+
+        click.echo(json.dumps(board.dashboard(), indent=2))
+        return
     remote = target.remote()
     if remote is not None:
         url = f"{remote.url}/#token={remote.token}"

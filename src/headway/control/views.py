@@ -95,12 +95,18 @@ def observe(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
         "token_required": rec.spec.query_auth_token_enabled,
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
-        "ingress": instances.stats(ctx.cloud, rec.ingress),
+        "ingress": _ingress_view(ctx, rec),
         "groups": groups_view(rec),
         "waiting": rec.waiting if rec.spec.compute_config.autoscaled else [],
         "rollout": rollout_window.view(ctx.cloud, rec),
         "last_rollout": rollout_window.last_outcome(rec),
     }
+
+
+def _ingress_view(ctx: Context, rec: ServiceRecord) -> dict[str, Any] | None:
+    """The endpoint's counters, and the version each backend serves."""
+    st = instances.stats(ctx.cloud, rec.ingress)
+    return None if st is None else st | {"versions": endpoint.backend_versions(rec)}
 
 
 def groups_view(rec: ServiceRecord) -> list[dict[str, Any]]:

@@ -97,6 +97,16 @@ def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list
     return old + new, {a: w_old for a in old} | {a: w_new for a in new}
 
 
+def backend_versions(rec: ServiceRecord) -> dict[str, int]:
+    """Which version each backend serves: the running one's workers, and during a rollout
+    the new cluster's workers its version (for the per-version request counts)."""
+    out = dict.fromkeys(backends_of(rec, rec.workers), rec.running_version or 0)
+    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
+    if rec.rollout and new_cluster:
+        out |= dict.fromkeys(backends_of(new_cluster, new_cluster.workers), rec.rollout.version)
+    return out
+
+
 def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
     http = spec.http_options
     return hc.IngressSettings(

@@ -11,6 +11,7 @@ from headway.ingress import ingress_hosts
 from headway.model.cloud_config import SshCloud, SshError
 from headway.model.errors import Failed
 from headway.plan import haproxy_config as hc
+from headway.plan import haproxy_counts
 from headway.state.records import IngressRecord, ServiceRecord
 from headway.store.cloud import CloudRecord
 from headway.system import paths, procs
@@ -103,16 +104,18 @@ def stats(crec: CloudRecord | None, ing: IngressRecord | None) -> dict | None:
     if ing is None or not alive(crec, ing):
         return None
     try:
-        texts = [replies[0] for replies in _per_instance(crec, ing, ["show stat"])]
+        replies = _per_instance(crec, ing, ["show stat", *haproxy_counts.commands()])
     except OSError:
         return None
-    if not texts:
+    if not replies:
         return None
     slots = {hc.slot_name(i): addr for i, addr in enumerate(ing.slots) if addr}
     counters = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
     backends: dict[str, dict] = {}
     frontend: dict[str, int] = {}
-    for text in texts:
+    counts = haproxy_counts.Counts()
+    for text, *tables in replies:
+        counts.add(haproxy_counts.parse(*tables))
         for k, v in hc.parse_frontend(text).items():
             frontend[k] = frontend.get(k, 0) + v
         for s in hc.parse_stats(text):
@@ -123,4 +126,21 @@ def stats(crec: CloudRecord | None, ing: IngressRecord | None) -> dict | None:
                 b["status"] = s.status
             for k in counters:
                 b[k] += getattr(s, k)
-    return {"frontend": frontend, "backends": list(backends.values())}
+    return {"frontend": frontend, "backends": list(backends.values()), "responses": _responses(counts)}
+
+
+def _responses(counts: haproxy_counts.Counts) -> dict:
+    """The per-request counts by backend address (exact codes, the latency histogram, a
+    backend since removed too: its requests were served) and the endpoint's own answers."""
+    by_backend = {
+        addr: {
+            "codes": counts.codes.get(addr, {}),
+            "buckets_ms": {
+                str(b): n for b, n in zip(haproxy_counts.BUCKETS_MS, counts.buckets.get(addr, []), strict=False)
+            },
+            "sum_ms": counts.sum_ms.get(addr, 0),
+            "count": counts.count.get(addr, 0),
+        }
+        for addr in sorted(counts.codes.keys() | counts.count.keys())
+    }
+    return {"by_backend": by_backend, "own": counts.own}

@@ -22,6 +22,7 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
   during a reload without it). ``hard-stop-after`` bounds how long it lingers.
 - Logs (``logs/haproxy.log``) hold only abnormal requests (``dontlog-normal``):
   errors, timeouts, retried or redispatched ones; never a header, so never the token.
+- Each response is counted inside HAProxy by exact code and latency (``haproxy_counts``).
 - Server slots are pre-declared (``SLOTS``) so that nodes added, replaced or removed
   are applied through the runtime API (admin socket) without restarting HAProxy.
 """
@@ -33,6 +34,8 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from headway.plan import haproxy_counts
 
 SLOTS = 16
 BACKEND = "workers"
@@ -114,6 +117,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         "",
         "frontend endpoint",
         f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}",
+        *haproxy_counts.request_rules(),
     ]
     if s.tokens:
         bearer = "req.hdr(authorization) -m str " + " ".join(f'"Bearer {t}"' for t in s.tokens)
@@ -121,7 +125,10 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [
         f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
+        *haproxy_counts.response_rules(),
         f"    default_backend {BACKEND}",
+        "",
+        *haproxy_counts.tables(),
         "",
         f"backend {BACKEND}",
         f"    balance {'roundrobin' if s.weighted else 'leastconn'}",

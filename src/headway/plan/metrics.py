@@ -6,31 +6,45 @@ timeline and returns the exposition text; the API gathers, this module only form
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+from prometheus_client import exposition
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
 from headway.model.states import State
+from headway.plan import haproxy_counts
 
 Sample = tuple[dict[str, str], float]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _family(name: str, kind: str, help_: str, samples: Iterable[Sample]) -> Metric:
+    """A family from (labels, value) samples; a counter's name is given with ``_total``."""
+    samples = list(samples)
+    labels = list(samples[0][0]) if samples else []
+    fam: Metric
+    if kind == "counter":
+        fam = CounterMetricFamily(name.removesuffix("_total"), help_, labels=labels)
+    else:
+        fam = GaugeMetricFamily(name, help_, labels=labels)
+    for lab, value in samples:
+        fam.add_metric([lab[k] for k in labels], value)
+    return fam
 
 
-def _family(name: str, kind: str, help_: str, samples: Iterable[Sample]) -> list[str]:
-    lines = [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-    for labels, value in samples:
-        lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        lines.append(f"{name}{{{lab}}} {_number(value)}" if lab else f"{name} {_number(value)}")
-    return lines
+class _Families:
+    """What ``exposition.generate_latest`` reads: anything with ``collect``."""
+
+    def __init__(self, fams: list[Metric]) -> None:
+        self.fams = fams
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.fams)
 
 
-def _number(value: float) -> str:
-    """Exact for whole numbers at any size (``:g`` printed 20,000,001 as ``2e+07``)."""
-    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
-        return str(int(value))
-    return repr(float(value))
+def _text(fams: list[Metric]) -> str:
+    return exposition.generate_latest(_Families(fams)).decode()  # type: ignore[arg-type]
 
 
 def recoveries(events: list[dict[str, Any]]) -> tuple[int, float | None]:
@@ -44,14 +58,55 @@ def recoveries(events: list[dict[str, Any]]) -> tuple[int, float | None]:
     return len(done), (float(done[-1]["details"]["downtime_s"]) if done else None)
 
 
+def _by_version(
+    service: str, ingress: dict[str, Any], running_version: int | None
+) -> tuple[list[Sample], list[tuple[dict[str, str], list[int], float]]]:
+    """The endpoint's per-request counts (``instances.stats``'s ``responses``) added up per
+    version: (labels, count) per code; (labels, cumulative buckets, seconds summed) per
+    version. A backend no longer listed (a replaced worker) counts for the running version."""
+    resp = ingress.get("responses") or {}
+    versions = ingress.get("versions") or {}
+    codes: dict[tuple[str, str], int] = {}
+    hist: dict[str, tuple[list[int], int]] = {}
+    for addr, b in (resp.get("by_backend") or {}).items():
+        version = str(versions.get(addr, running_version or 0))
+        for code, n in b.get("codes", {}).items():
+            codes[(version, code)] = codes.get((version, code), 0) + n
+        buckets = [b.get("buckets_ms", {}).get(str(le), 0) for le in haproxy_counts.BUCKETS_MS] + [b.get("count", 0)]
+        prev, total_ms = hist.get(version, ([0] * len(buckets), 0))
+        hist[version] = ([x + y for x, y in zip(prev, buckets, strict=True)], total_ms + b.get("sum_ms", 0))
+    for code, n in (resp.get("own") or {}).items():
+        codes[("", code)] = codes.get(("", code), 0) + n
+    by_code = [({"service": service, "version": v, "code": c}, float(n)) for (v, c), n in sorted(codes.items())]
+    by_version = [({"service": service, "version": v}, b, ms / 1000) for v, (b, ms) in sorted(hist.items())]
+    return by_code, by_version
+
+
+def _histogram(series: list[tuple[dict[str, str], list[int], float]]) -> Metric:
+    """``headway_request_duration_seconds``: from a request's arrival at the endpoint to the
+    response headers of the worker that answered it (counted in whole ms by HAProxy)."""
+    fam = HistogramMetricFamily(
+        "headway_request_duration_seconds",
+        "Latency of the requests a worker answered, by version (HAProxy, ms resolution).",
+        labels=["service", "version"],
+    )
+    bounds = [floatToGoString(le / 1000) for le in haproxy_counts.BUCKETS_MS] + ["+Inf"]
+    for labels, buckets, seconds in series:
+        fam.add_metric([labels["service"], labels["version"]], list(zip(bounds, buckets, strict=True)), seconds)
+    return fam
+
+
 def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
     """``services``: one dict per service: its ``observe`` status plus ``events``;
     ``snapshot``: the size of the leader's state in the store (``state_snapshot.size``)."""
-    fams: list[list[str]] = []
+    fams: list[Metric] = []
+    codes: list[Sample] = []
+    latency: list[tuple[dict[str, str], list[int], float]] = []
     state_samples: list[Sample] = []
     head_up: list[Sample] = []
     rec_total: list[Sample] = []
     rec_last: list[Sample] = []
+    rec_info: list[Sample] = []
     be_up: list[Sample] = []
     be_all: list[Sample] = []
     req: list[Sample] = []
@@ -83,6 +138,7 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
         rec_total.append((s, float(n)))
         if last is not None:
             rec_last.append((s, last))
+            rec_info.append(({**s, "seconds": f"{last:g}"}, 1.0))
         ing = st.get("ingress")
         if ing:
             backends = ing["backends"]
@@ -90,6 +146,9 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
             be_all.append((s, float(len(backends))))
             fe = ing.get("frontend") or {}
             req.append((s, float(fe.get("requests", 0))))
+            by_code, by_version = _by_version(st["name"], ing, st.get("running_version"))
+            codes += by_code
+            latency += by_version
             for code in ("2xx", "4xx", "5xx"):
                 resp.append(({**s, "code": code}, float(fe.get(f"hrsp_{code}", 0))))
             errs.append((s, float(fe.get("hrsp_5xx", 0) + sum(b["errors"] for b in backends))))
@@ -121,9 +180,34 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
             rec_last,
         )
     )
+    fams.append(
+        _family(
+            "headway_last_recovery_info",
+            "gauge",
+            "1, labelled with the last recovery's seconds (for annotations, which show labels).",
+            rec_info,
+        )
+    )
     fams.append(_family("headway_ingress_backends_up", "gauge", "Ingress backends (worker proxies) UP.", be_up))
     fams.append(_family("headway_ingress_backends", "gauge", "Ingress backends configured.", be_all))
-    fams.append(_family("headway_requests_total", "counter", "Requests the endpoint received (HAProxy).", req))
+    fams.append(
+        _family(
+            "headway_endpoint_requests_total",
+            "counter",
+            "Requests the endpoint received, refused ones too (HAProxy's frontend).",
+            req,
+        )
+    )
+    fams.append(
+        _family(
+            "headway_requests_total",
+            "counter",
+            "Responses by exact code and by the version that answered (version empty: the endpoint "
+            "answered itself, e.g. 401 for a missing token, 503 with no worker up).",
+            codes,
+        )
+    )
+    fams.append(_histogram(latency))
     fams.append(_family("headway_responses_total", "counter", "Responses the endpoint sent, by class (HAProxy).", resp))
     fams.append(
         _family(
@@ -182,4 +266,4 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
                 ],
             )
         )
-    return "\n".join(line for fam in fams for line in fam) + "\n"
+    return _text(fams)

@@ -1,7 +1,12 @@
 """Prometheus exposition rendered from observed status: names, labels, values."""
 
+import re
+
+from prometheus_client.parser import text_string_to_metric_families
+
 from headway.model import states
 from headway.plan import metrics
+from headway.plan.haproxy_counts import BUCKETS_MS
 
 
 def _status(state="RUNNING", head_alive=True, with_ingress=True):
@@ -32,12 +37,26 @@ def _status(state="RUNNING", head_alive=True, with_ingress=True):
     }
 
 
-def _values(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
+def _key(name: str, labels: dict[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}" if inner else name
+
+
+class _Samples(dict):
+    """Samples by ``name{labels}``, the labels in any order (the library sorts them)."""
+
+    def __getitem__(self, key: str) -> float:
+        name, _, rest = key.partition("{")
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        return super().__getitem__(_key(name, labels))
+
+
+def _values(text: str) -> _Samples:
+    """Every sample, read back by prometheus_client's own parser."""
+    out = _Samples()
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            out[_key(smp.name, smp.labels)] = smp.value
     return out
 
 
@@ -50,7 +69,7 @@ def test_every_metric_with_its_value():
     assert v['headway_last_recovery_seconds{service="svc"}'] == 12.25
     assert v['headway_ingress_backends_up{service="svc"}'] == 1
     assert v['headway_ingress_backends{service="svc"}'] == 2
-    assert v['headway_requests_total{service="svc"}'] == 120
+    assert v['headway_endpoint_requests_total{service="svc"}'] == 120
     assert v['headway_responses_total{service="svc",code="5xx"}'] == 2
     assert v['headway_request_errors_total{service="svc"}'] == 2 + 5
     assert v['headway_backend_retries_total{service="svc"}'] == 3
@@ -102,22 +121,60 @@ def test_rollout_percent_only_while_one_runs():
 
 
 def test_counters_are_exact_integers_at_any_size():
-    from headway.plan.metrics import _family
+    """``:g`` once printed 20,000,001 as ``2e+07``: every count reads back exactly."""
+    st = _status()
+    st["ingress"]["frontend"]["requests"] = 20_000_001
+    st["ingress"]["frontend"]["hrsp_5xx"] = 2**31 + 7
+    st["ingress"]["responses"] = {"by_backend": {}, "own": {"401": 2**40 + 1}}
+    v = _values(metrics.render([st]))
+    assert v['headway_endpoint_requests_total{service="svc"}'] == 20_000_001
+    assert v['headway_responses_total{service="svc",code="5xx"}'] == 2**31 + 7
+    assert v['headway_requests_total{service="svc",version="",code="401"}'] == 2**40 + 1
 
-    lines = _family(
-        "c",
-        "counter",
-        "h",
-        [({"s": "a"}, 20_000_001), ({"s": "b"}, 2**31 + 7), ({"s": "c"}, 2.0**40), ({"s": "d"}, 0.25)],
-    )
-    assert 'c{s="a"} 20000001' in lines and f'c{{s="b"}} {2**31 + 7}' in lines
-    assert f'c{{s="c"}} {2**40}' in lines and 'c{s="d"} 0.25' in lines
+
+def test_codes_and_latency_histogram_by_version():
+    """Each backend's counts go to the version it serves; one no longer listed to the running one."""
+    st = _status()
+    st["running_version"] = 3
+
+    def backend(codes, buckets, sum_ms):
+        return {
+            "codes": codes,
+            "buckets_ms": dict(zip(map(str, BUCKETS_MS), buckets, strict=True)),
+            "sum_ms": sum_ms,
+            "count": sum(codes.values()),
+        }
+
+    many = [5] * len(BUCKETS_MS)
+    st["ingress"]["responses"] = {
+        "by_backend": {
+            "10.0.0.1:8000": backend({"200": 4, "404": 1}, [1, 2, 3] + many[3:], 120),
+            "10.0.0.2:8000": backend({"200": 3}, [0, 0, 3] + [3] * (len(BUCKETS_MS) - 3), 60),
+            "10.0.0.9:8000": backend({"500": 1}, [0] * (len(BUCKETS_MS) - 1) + [1], 20_000),
+        },
+        "own": {"401": 7, "503": 2},
+    }
+    st["ingress"]["versions"] = {"10.0.0.1:8000": 3, "10.0.0.2:8000": 4}
+    v = _values(metrics.render([st]))
+    assert v['headway_requests_total{service="svc",version="3",code="200"}'] == 4
+    assert v['headway_requests_total{service="svc",version="3",code="404"}'] == 1
+    assert v['headway_requests_total{service="svc",version="3",code="500"}'] == 1  # a replaced worker's
+    assert v['headway_requests_total{service="svc",version="4",code="200"}'] == 3
+    assert v['headway_requests_total{service="svc",version="",code="401"}'] == 7
+    assert v['headway_request_duration_seconds_bucket{service="svc",version="3",le="0.005"}'] == 1
+    assert v['headway_request_duration_seconds_bucket{service="svc",version="3",le="0.025"}'] == 3
+    assert v['headway_request_duration_seconds_bucket{service="svc",version="3",le="+Inf"}'] == 6
+    assert v['headway_request_duration_seconds_count{service="svc",version="3"}'] == 6
+    assert v['headway_request_duration_seconds_sum{service="svc",version="3"}'] == 20.12
+    assert v['headway_request_duration_seconds_bucket{service="svc",version="4",le="0.01"}'] == 0
+    assert v['headway_request_duration_seconds_count{service="svc",version="4"}'] == 3
 
 
 def test_the_state_snapshot_size_is_a_metric():
     from headway.plan import metrics
 
     text = metrics.render([], {"bytes": 12_345_678, "package_bytes": 50_000_000})
-    assert 'headway_state_snapshot_bytes{part="snapshot"} 12345678' in text
-    assert 'headway_state_snapshot_bytes{part="packages"} 50000000' in text
+    v = _values(text)
+    assert v['headway_state_snapshot_bytes{part="snapshot"}'] == 12_345_678
+    assert v['headway_state_snapshot_bytes{part="packages"}'] == 50_000_000
     assert "headway_state_snapshot_bytes" not in metrics.render([])

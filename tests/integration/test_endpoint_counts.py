@@ -1,0 +1,96 @@
+"""The endpoint's per-request counts in a real HAProxy (no Ray): exact codes by backend,
+the endpoint's own answers, and the latency histogram, read back through the admin socket."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from headway.plan import haproxy_config as hc
+from headway.plan import haproxy_counts
+from headway.system import binaries
+
+_BACKEND = """
+import sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/slow":
+            time.sleep(0.3)
+        code = 404 if self.path == "/missing" else 200
+        self.send_response(code)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *a):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _command(sock: str, cmd: str) -> str:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock)
+        s.sendall(cmd.encode() + b"\n")
+        out = b""
+        while data := s.recv(65536):
+            out += data
+    return out.decode()
+
+
+def test_codes_own_answers_and_latency_are_counted_per_backend():
+    with tempfile.TemporaryDirectory(prefix="hw-counts-") as d:
+        backend_port, port = _free_port(), _free_port()
+        script = Path(d, "backend.py")
+        script.write_text(_BACKEND)
+        sock = str(Path(d, "admin.sock"))
+        settings = hc.IngressSettings(bind="127.0.0.1", port=port, stats_socket=sock, tokens=("t0k",))
+        slots = hc.empty_slots()
+        addr = f"127.0.0.1:{backend_port}"
+        slots[5] = addr
+        Path(d, "h.cfg").write_text(hc.render(settings, slots))
+        procs = [subprocess.Popen([sys.executable, str(script), str(backend_port)])]
+        try:
+            procs.append(subprocess.Popen([binaries.haproxy(), "-f", str(Path(d, "h.cfg"))]))
+            url, auth = f"http://127.0.0.1:{port}", {"authorization": "Bearer t0k"}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until the backend passes its health checks
+                try:
+                    if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
+                        break
+                except OSError:
+                    pass  # the admin socket is not there yet
+                time.sleep(0.1)
+            codes = [httpx.get(url + "/", headers=auth).status_code for _ in range(6)]
+            codes += [httpx.get(url + "/missing", headers=auth).status_code for _ in range(3)]
+            codes += [httpx.get(url + "/slow", headers=auth).status_code for _ in range(2)]
+            codes += [httpx.get(url + "/").status_code for _ in range(4)]
+            codes += [httpx.get(url + "/", headers={"authorization": "Bearer wrong"}).status_code]
+            assert codes == [200] * 6 + [404] * 3 + [200] * 2 + [401] * 5
+
+            c = haproxy_counts.parse(*(_command(sock, cmd) for cmd in haproxy_counts.commands()))
+            assert c.codes == {addr: {"200": 8, "404": 3}}
+            assert c.own == {"401": 5}
+            assert c.count == {addr: 11}
+            by_le = dict(zip(haproxy_counts.BUCKETS_MS, c.buckets[addr], strict=True))
+            assert by_le[250] == 9 and by_le[500] == 11  # the two slow ones take 300 ms
+            assert 600 <= c.sum_ms[addr] < 600 + 10 * 50
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
