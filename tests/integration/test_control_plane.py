@@ -253,6 +253,18 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     assert [n for _, n in buckets] == sorted(n for _, n in buckets)  # cumulative
     assert 0 < m[f"headway_request_duration_seconds_sum{{{s},{v}}}"] < count * 10
     assert m[f"headway_service_store_bytes{{{s}}}"] > 100_000
+    # Ray's and Serve's own metrics of every node, through the control plane, with the
+    # read-only metrics token; labelled with the service, the cluster and the node.
+    ro = cli.run("api", "token", "--metrics", check=True).stdout.strip()
+    assert httpx.get(url + "/metrics/ray", timeout=30).status_code == 401
+    r = httpx.get(url + "/metrics/ray", headers={"Authorization": f"Bearer {ro}"}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    ray_fams = list(text_string_to_metric_families(r.text))
+    serve_samples = [x for f in ray_fams if f.name.startswith("ray_serve_") for x in f.samples]
+    assert serve_samples, sorted(f.name for f in ray_fams)[:50]
+    nodes = {x.labels.get("node") for x in serve_samples if x.labels.get("service") == name}
+    assert {"worker-1", "worker-2"} <= nodes, nodes
+    assert all({"service", "cluster", "node"} <= x.labels.keys() for f in ray_fams for x in f.samples)
     # The Grafana dashboard's every query reads only what this /metrics serves.
     served = _served_names(url, token)
     board = json.loads(cli.run("dashboard", "--grafana", check=True).stdout)

@@ -33,7 +33,7 @@ def needs(path: str) -> str | None:
     None (open)."""
     if path in OPEN or path.startswith(OPEN_PREFIXES):
         return None
-    if path == "/metrics":
+    if path in ("/metrics", "/metrics/ray"):
         return "metrics"
     if path.startswith("/api/") or path == "/api":
         return "api"

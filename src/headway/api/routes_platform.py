@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
 
 from headway.api.reads import record_or_404, status_of
-from headway.control import chaos, store_usage, views
+from headway.control import chaos, ray_metrics, store_usage, views
 from headway.control.context import Context
 from headway.model import errors
 from headway.plan import metrics
@@ -54,5 +54,10 @@ def router(auth: list, metrics_auth: list) -> APIRouter:
         views = [status_of(r) | {"events": [e.model_dump() for e in r.events]} for r in records.all_records()]
         body = metrics.render(views, state_snapshot.size())
         return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
+
+    @router.get("/metrics/ray", dependencies=metrics_auth, response_class=PlainTextResponse, tags=["meta"])
+    def ray_metrics_federated() -> PlainTextResponse:
+        """Every node's Ray and Serve metrics, labelled with service, cluster and node."""
+        return PlainTextResponse(ray_metrics.federated(), media_type="text/plain; version=0.0.4")
 
     return router

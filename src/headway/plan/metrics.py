@@ -43,7 +43,8 @@ class _Families:
         return iter(self.fams)
 
 
-def _text(fams: list[Metric]) -> str:
+def exposition_text(fams: list[Metric]) -> str:
+    """Prometheus text format 0.0.4, by prometheus_client."""
     return exposition.generate_latest(_Families(fams)).decode()  # type: ignore[arg-type]
 
 
@@ -266,4 +267,4 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
                 ],
             )
         )
-    return _text(fams)
+    return exposition_text(fams)

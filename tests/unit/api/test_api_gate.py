@@ -128,6 +128,7 @@ def test_health_says_only_that_it_is_up(server):
         ("/docs", None),
         ("/static/swagger/x.js", None),
         ("/metrics", "metrics"),
+        ("/metrics/ray", "metrics"),
         ("/api/services", "api"),
         ("/api/services/x/token", "api"),
         ("/api", "api"),

@@ -33,6 +33,7 @@ ROUTES = [
     ("POST", "/api/services/nope/rollout/promote"),
     ("POST", "/api/services/nope/rollout/rollback"),
     ("GET", "/metrics"),
+    ("GET", "/metrics/ray"),
 ]
 
 
