@@ -218,6 +218,47 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
             time.sleep(2)
         steps = driver.find_element("id", f"timeline-{name}").get_attribute("data-steps")
         assert steps == "head lost|new head|workers back|RUNNING", steps
+
+        # The history (a point every 10 s): requests and latency under the load, the head's
+        # loss and return marked; and the dashboard's charts draw it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            hist = api.get(f"/api/services/{name}/series", params={"minutes": 10}).json()
+            served = [p for p in hist["points"] if p["requests"] and p["p99_ms"] is not None]
+            if served and {"head_lost", "head_back"} <= {mk["kind"] for mk in hist["marks"]}:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"no history point with requests and both marks: {hist}")
+        assert set(hist["points"][-1]) == {
+            "t",
+            "requests",
+            "errors_5xx",
+            "p50_ms",
+            "p99_ms",
+            "nodes",
+            "replicas",
+            "state",
+        }
+        assert all(p["errors_5xx"] in (0, None) for p in hist["points"])
+        assert max(p["nodes"] for p in hist["points"]) == 3 and max(p["replicas"] or 0 for p in hist["points"]) == 2
+        assert 0 < served[-1]["p50_ms"] <= served[-1]["p99_ms"]
+        assert api.get(f"/api/services/{name}/series", params={"minutes": 0}).status_code == 422
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rate = _wait_element(driver, f"chart-rate-{name}", 20)
+            if int(rate.get_attribute("data-points")) > 0 and int(rate.get_attribute("data-marks")) >= 2:
+                break
+            time.sleep(0.5)
+        assert int(rate.get_attribute("data-points")) > 0 and float(rate.get_attribute("data-max")) > 1
+        latency = driver.find_element("id", f"chart-latency-{name}")
+        p99 = latency.find_element("css selector", '[data-series="p99"]').get_attribute("d")
+        assert p99.count("M") + p99.count("L") == len(
+            served_p99 := [p for p in hist["points"] if p["p99_ms"] is not None]
+        )
+        assert served_p99, hist
+        kinds = {e.get_attribute("data-mark") for e in rate.find_elements("css selector", "[data-mark]")}
+        assert {"head_lost", "head_back"} <= kinds, kinds
         driver.save_screenshot(str(cli.home / "dashboard.png"))
     finally:
         driver.quit()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +24,7 @@ from headway.control.operations import Operations
 from headway.model import errors
 from headway.model.spec import MAX_WORKERS, ServiceSpec, SpecError
 from headway.model.spec_load import load_spec_text, parse_spec
+from headway.plan import series
 from headway.state import records, uploads
 from headway.store import cloud
 
@@ -183,6 +185,11 @@ def router(ops: Operations, auth: list) -> APIRouter:
     @router.get("/api/services/{name}/events", dependencies=auth, tags=["timeline"])
     def events(name: str) -> list[dict[str, Any]]:
         return views.timeline(record_or_404(name))
+
+    @router.get("/api/services/{name}/series", dependencies=auth, tags=["timeline"])
+    def history(name: str, minutes: Annotated[float, Query(gt=0, le=series.RETENTION_S / 60)] = 60) -> dict[str, Any]:
+        """One point per 10 s: requests, 5xx, p50/p99 (ms), nodes, replicas, state; and marks."""
+        return views.series_view(record_or_404(name), minutes, time.time())
 
     @router.get("/api/services/{name}/nodes", dependencies=auth, tags=["nodes"])
     def nodes(name: str) -> list[dict[str, Any]]:

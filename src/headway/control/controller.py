@@ -34,6 +34,7 @@ from headway.control import (
     repair,
     rollout,
     scaling,
+    series_sampler,
     steps,
     store_watch,
     token_rotation,
@@ -44,7 +45,7 @@ from headway.ingress import instances
 from headway.model import states
 from headway.model.errors import Cancelled
 from headway.plan import reconcile as plan
-from headway.plan import watchdog
+from headway.plan import series, watchdog
 from headway.state import locks, records
 from headway.state.records import ServiceRecord
 from headway.state.transitions import record_event, set_state
@@ -270,6 +271,7 @@ class Controller:
     def run(self) -> None:
         idle_since: float | None = None
         last_store_check = 0.0
+        last_sample, sampler = 0.0, None
         while not self.stopping.is_set():
             started = time.monotonic()
             held = self.lease.verdict if self.lease else "act"
@@ -292,6 +294,10 @@ class Controller:
                     token_rotation.expire(Context.load())
                 except Exception:  # noqa: BLE001 - nor a reload that failed (tried again next time)
                     log.exception("ending a token's grace period failed")
+            if started - last_sample >= series_period_s() and not (sampler and sampler.is_alive()):
+                last_sample = started
+                sampler = threading.Thread(target=series_sampler.sample_all, name="series", daemon=True)
+                sampler.start()
             try:
                 count = self.round()
             except Exception:  # noqa: BLE001 - the watchdog must outlive one bad round
@@ -309,6 +315,11 @@ class Controller:
             else:
                 idle_since = None
             self.stopping.wait(max(0.05, self.period_s - (time.monotonic() - started)))
+
+
+def series_period_s() -> float:
+    """How often each service's history gets a point (``HEADWAY_SERIES_PERIOD_S``)."""
+    return float(os.environ.get("HEADWAY_SERIES_PERIOD_S", series.PERIOD_S))
 
 
 def _recorded(rec: ServiceRecord, what: str, failed_kind: str, work: Callable[[Callable[[str], None]], Any]) -> None:

@@ -12,7 +12,8 @@ from headway.control.store_access import store_address
 from headway.ingress import endpoint, instances
 from headway.model import spec_show
 from headway.model.errors import InputError
-from headway.state import records
+from headway.plan import series
+from headway.state import records, series_store
 from headway.state.records import ServiceRecord
 from headway.store import cloud_setup
 
@@ -204,3 +205,14 @@ def endpoint_token_view(rec: ServiceRecord) -> dict[str, Any]:
     if not rec.spec.query_auth_token_enabled:
         raise InputError(f"service {rec.name} has query_auth_token_enabled: false; its endpoint needs no token")
     return {"token": endpoint.token(rec.name)}
+
+
+def series_view(rec: ServiceRecord, minutes: float, now: float) -> dict[str, Any]:
+    """The service's history over the last ``minutes``: its points (one per period) and the
+    head failures, recoveries and rollouts in that window."""
+    since = now - minutes * 60
+    return {
+        "period_s": series.PERIOD_S,
+        "points": series_store.points(rec.name, since),
+        "marks": series.marks([e.model_dump() for e in rec.events], since),
+    }

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from headway.model.errors import InputError
 from headway.model.spec import ServiceSpec
 from headway.model.states import Event, State
-from headway.state import db
+from headway.state import db, series_store
 
 
 class NodeRecord(BaseModel):
@@ -209,6 +209,7 @@ def remove(name: str) -> None:
         conn.execute("DELETE FROM tokens WHERE scope IN (?, ?, ?)", scopes)
         conn.execute("DELETE FROM secrets WHERE service = ?", (name,))
         conn.execute("DELETE FROM versions WHERE service = ?", (name,))
+    series_store.forget(name)
 
 
 def names(home: Path | None = None) -> list[str]:

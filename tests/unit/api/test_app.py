@@ -32,6 +32,7 @@ ROUTES = [
     ("GET", "/api/services/nope/rollout"),
     ("POST", "/api/services/nope/rollout/promote"),
     ("POST", "/api/services/nope/rollout/rollback"),
+    ("GET", "/api/services/nope/series"),
     ("GET", "/metrics"),
     ("GET", "/metrics/ray"),
 ]
