@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -104,11 +105,19 @@ def test_a_dependency_ray_does_not_ship_is_resolved_once_and_survives_a_worker_r
 
 
 def _logs_of_every_kind(cli, name: str, url: str, auth: dict[str, str]) -> None:
-    """`headway logs`: replica logs through Ray's log API (then followed while requests
-    come in), the controller's lines about the service, the node's own output."""
+    """`headway logs`: the application's replica logs from both workers, each line with its
+    time and node (then followed while requests come in), every node merged by time with
+    --since, the controller's lines about the service, the node's own output."""
     app = cli.run("logs", name, "--app", name, "-n", "50", check=True).stdout
-    assert app.count("-- worker-") == 2 and "replica_sentiment_Sentiment_" in app, app[-800:]
+    assert " worker-1 | " in app and " worker-2 | " in app, app[-800:]
     assert "POST /" in app  # Serve's access log of the requests above
+    assert all(
+        re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [\w@-]+( \(retired\))? \| ", ln) for ln in app.splitlines()[1:]
+    ), app[:800]
+    recent = cli.run("logs", name, "--since", "2m", check=True).stdout
+    assert {"worker-1", "worker-2"} <= {ln.split(" | ")[0].split(" ")[-1] for ln in recent.splitlines()[1:]}
+    bad = cli.run("logs", name, "--since", "soon")
+    assert bad.returncode == 2 and "10m" in bad.stderr
     assert "deploy sentiment" in cli.run("logs", name, "--controller", check=True).stdout
     assert "Ray runtime started" in cli.run("logs", name, "--node", "head", check=True).stdout
     wrong = cli.run("logs", name, "--app", "nope")

@@ -60,10 +60,14 @@ class LogQuery:
     app: str | None = None
     controller: bool = False
     ingress: bool = False
-    lines: int = 100
+    lines: int | None = None
+    since: str | None = None
 
     def source(self) -> logs.Source:
-        return logs.Source(self.node, self.app, self.controller, self.ingress)
+        return logs.Source(self.node, self.app, self.controller, self.ingress, logs.since_of(self.since))
+
+    def line_count(self) -> int:
+        return logs.lines_wanted(self.lines, logs.since_of(self.since))
 
 
 class RotateRequest(_Request):
@@ -197,10 +201,11 @@ def router(ops: Operations, auth: list) -> APIRouter:
 
     @router.get("/api/services/{name}/logs", dependencies=auth, tags=["nodes"])
     def service_logs(name: str, q: Annotated[LogQuery, Depends()]) -> list[dict[str, str]]:
-        """The last ``lines`` (at most 5,000) of one log: a node's own (default: the
-        head's), an application's replicas (every node), the controller's lines about the
-        service, or the endpoint's HAProxy log."""
-        return logs.read(Context.load(), record_or_404(name), q.source(), q.lines)
+        """The service's log lines, each with its time and node, merged by time: every
+        node's and the endpoint's (default), one node's, or one application's replicas;
+        the last ``lines`` (default 100, or all of a ``since`` window such as ``10m``;
+        at most 20,000). Or the controller's lines about the service, or HAProxy's log."""
+        return logs.read(Context.load(), record_or_404(name), q.source(), q.line_count())
 
     @router.get("/api/services/{name}/logs/follow", dependencies=auth, tags=["nodes"])
     async def follow_logs(name: str, q: Annotated[LogQuery, Depends()]) -> StreamingResponse:
@@ -208,7 +213,7 @@ def router(ops: Operations, auth: list) -> APIRouter:
         caller reads (``headway logs -f`` from another host). Ends when the caller goes."""
         rec = record_or_404(name)
         stop = threading.Event()
-        chunks = logs.follow(Context.load(), rec, q.source(), q.lines, stop)
+        chunks = logs.follow(Context.load(), rec, q.source(), q.line_count(), stop)
         # The first chunk here: a wrong node or application is a 422 (an InputError), not a broken stream.
         first = await run_in_threadpool(next, chunks, "")
 

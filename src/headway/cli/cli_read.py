@@ -137,25 +137,38 @@ def list_(as_json: bool) -> None:
 
 @main.command()
 @service_name
-@click.option("--node", default=None, help="a node's own log (its Ray output): head (the default), worker-1, …")
-@click.option("--app", default=None, help="an application's replica logs, from every node (Ray's log API)")
+@click.option("--node", default=None, help="one node's part: its own output and its Serve logs (head, worker-1, …)")
+@click.option("--app", default=None, help="one application's replica logs, from every node (its tracebacks too)")
+@click.option("--since", default=None, metavar="DURATION", help="only lines from the last 90s, 10m, 2h, 1d")
 @click.option("--controller", is_flag=True, help="the controller's lines about this service")
 @click.option("--ingress", is_flag=True, help="the endpoint's HAProxy log (abnormal requests only)")
-@click.option("--lines", "-n", type=click.IntRange(1, 5000), default=100, show_default=True)
+@click.option(
+    "--lines", "-n", type=click.IntRange(1, 20000), default=None, help="the last N lines (100; with --since: all)"
+)
 @click.option("--follow", "-f", is_flag=True, help="keep printing what is appended (Ctrl-C stops)")
 @json_option
 def logs(
     name: str,
     node: str | None,
     app: str | None,
+    since: str | None,
     controller: bool,
     ingress: bool,
-    lines: int,
+    lines: int | None,
     follow: bool,
     as_json: bool,
 ) -> None:
-    """Show the end of a service's log: a node's, an application's replicas', the controller's or the ingress's."""
-    source = {"node": node, "app": app, "controller": controller, "ingress": ingress}
+    """Show a service's logs: every node's and the endpoint's, merged by time, each line
+    with its time and node (or one node's, or one application's replicas); or the
+    controller's lines about the service, or the endpoint's HAProxy log."""
+    from headway.control.logs import lines_wanted, since_of
+
+    try:
+        since_s = since_of(since)
+    except HeadwayError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--since: "), param_hint="--since") from None
+    count = lines_wanted(lines, since_s)
+    source = {"node": node, "app": app, "controller": controller, "ingress": ingress, "since_s": since_s}
     params = {
         k: v
         for k, v in {
@@ -163,7 +176,8 @@ def logs(
             "app": app,
             "controller": controller or None,
             "ingress": ingress or None,
-            "lines": lines,
+            "lines": count,
+            "since": since,
         }.items()
         if v is not None
     }
@@ -173,7 +187,7 @@ def logs(
     got = _via_api(
         "GET",
         api_path("services", name, "logs"),
-        lambda here: here.logs(name, source, lines),
+        lambda here: here.logs(name, source, count),
         params=params,
     )
     if _emit(got, as_json):

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from headway.cluster import firewall
+from headway.cluster import firewall, node_logs
 from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
 from headway.model.errors import Failed
 from headway.model.ray_node_env import inherited
@@ -304,6 +304,9 @@ class LocalProvider:
 
     def log_since(self, node: NodeRecord, offset: int | None) -> tuple[str, int]:
         return read_since(node.log, offset)
+
+    def read_logs(self, node: NodeRecord, offsets: dict[str, int] | None) -> node_logs.Read:
+        return node_logs.read_local(node, offsets)
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         """Namespaces of this service that no record names (a crashed run)."""

@@ -63,6 +63,10 @@ class NodeProvider(Protocol):
         """What the node's log gained past byte ``offset`` (None: nothing, only where it
         ends now), and the new offset: following a log wherever it lives."""
 
+    def read_logs(self, node: NodeRecord, offsets: dict[str, int] | None) -> dict[str, tuple[str, int, float]]:
+        """The node's log files (its own, Ray's Serve logs): the last part of each (``offsets``
+        None) or what each gained past its offset; path -> (text, end offset, mtime)."""
+
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]: ...
 
     def remove_namespace(self, name: str) -> None: ...

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from headway.cluster import firewall
+from headway.cluster import firewall, node_logs
 from headway.cluster.local_provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
 from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
 from headway.hosts import remote, ssh, vip
@@ -229,6 +229,13 @@ class SshProvider:
         except (SshError, ValueError):
             return "", offset or 0
         return out, offset + len(out.encode())
+
+    def read_logs(self, node: NodeRecord, offsets: dict[str, int] | None) -> node_logs.Read:
+        try:
+            _, out, _ = ssh.run(self._host(node), node_logs.remote_script(node, offsets))
+        except SshError:
+            return {}
+        return node_logs.parse_remote(out, tail=offsets is None)
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         return []

@@ -17,6 +17,7 @@ from typing import Any
 
 from headway.cluster import deps, gcs_client, ray_node
 from headway.cluster.ssh_provider import local_path
+from headway.control import log_archive
 from headway.control.context import Context, Provider
 from headway.control.store_access import gcs_storage
 from headway.model.errors import DeployError, HeadExited, InputError
@@ -158,7 +159,7 @@ def wait_nodes(
             if spec is None or attempts[w.name] > WORKER_START_ATTEMPTS:
                 raise DeployError(f"worker {w.name} exited during start; log:\n{prov.log_tail(w, 15)}")
             record_event(rec, "worker_start_retried", f"worker {w.name} exited during start; starting it again")
-            prov.remove(w)
+            log_archive.retire(prov, rec, w)
             again = prov.new_node(rec, w.name, "worker", w.ip, dict(w.ports), group=w.group)
             rec.nodes = [again if n is w else n for n in rec.nodes]
             records.save(rec)

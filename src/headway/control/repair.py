@@ -16,6 +16,7 @@ from typing import Any
 
 from headway.cluster import gcs_client, serve
 from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
+from headway.control import log_archive
 from headway.control.context import Context, Progress, Provider
 from headway.control.head_guard import recovering_since
 from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
@@ -125,7 +126,9 @@ def _new_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, lost_at: floa
         locks.check_cancelled(rec.name)  # a safe point: terminate preempts the replacement here
 
     locks.check_cancelled(rec.name)
-    prov.remove(old)
+    # Its logs are kept when its host is this one (a dead host over SSH would cost the
+    # recovery a second SSH timeout: the removal below already tries it once).
+    log_archive.retire(prov, rec, old, keep_logs=prov.mode != "ssh")
     left = prov.pids(old)
     if left:
         raise DeployError(f"could not fence the old head: {len(left)} process(es) still alive")
@@ -293,7 +296,7 @@ def replace_workers(ctx: Context, rec: ServiceRecord, names: list[str], progress
         _await_replacements(ctx, rec, prov, started, dead_ids, t0)
     finally:
         for old in rec.retired:
-            prov.remove(old)
+            log_archive.retire(prov, rec, old)
         rec.retired = []
         records.save(rec)
     return rec

@@ -227,7 +227,7 @@ def _complete(
         ingress.apply_update(ctx.cloud, merged, merged.spec)  # back to leastconn, normal logging
         records.save(merged)
     progress(f"removing the old cluster (version {old.running_version})")
-    removed = teardown.remove_cluster(ctx, old, progress, delete_keys=True)
+    removed = teardown.remove_cluster(ctx, old, progress, delete_keys=True, keep_logs=True)
     versions_mod.set_outcome(rec.name, ro.version, "ran")
     record_event(
         merged,
@@ -265,7 +265,7 @@ def _abort(
         locks.request_terminate(nxt.name)
         with locks.locked_waiting(nxt.name, "a rollout's rollback", teardown.TERMINATE_WAIT_S):
             nxt = records.load(nxt.name) or nxt
-            removed = teardown.remove_cluster(ctx, nxt, progress, delete_keys=True)
+            removed = teardown.remove_cluster(ctx, nxt, progress, delete_keys=True, keep_logs=True)
             records.remove(nxt.name)
         shutil.rmtree(paths.service_dir(nxt.name), ignore_errors=True)
     rec.rollout = None

@@ -15,7 +15,7 @@ from typing import Any
 
 from headway.cluster import deps, serve
 from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
-from headway.control import repair
+from headway.control import log_archive, repair
 from headway.control.context import Context, Progress, Provider
 from headway.control.node_start import note_node_ids, ship_package, start_worker, wait_nodes, working_dir_uri
 from headway.ingress import endpoint as ingress
@@ -100,7 +100,7 @@ def remove_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: pla
     ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, [old]))
     time.sleep(ingress.DRAIN_S)
     progress(f"removing worker {old.name}")
-    prov.remove(old)
+    log_archive.retire(prov, rec, old)
     rec.nodes.remove(old)
     ingress.sync_backends(ctx.cloud, rec, spec)
     records.save(rec)
@@ -126,7 +126,7 @@ def roll_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.
     ingress.sync_backends(ctx.cloud, rec, spec)  # the successor in (once healthy), the old one to maintenance
     records.save(rec)
     time.sleep(ingress.DRAIN_S)
-    prov.remove(old)
+    log_archive.retire(prov, rec, old)
     rec.retired = [n for n in rec.retired if n is not old]
     records.save(rec)
     repair.wait_replicas(rec, prov, dead_ids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 
+from headway.control import log_archive
 from headway.control.context import Context, Progress
 from headway.control.store_access import delete_store_user, forget_store_password, store_address
 from headway.ingress import endpoint as ingress
@@ -34,6 +35,7 @@ def remove_everything(ctx: Context, rec: ServiceRecord, progress: Progress, dele
     removed = remove_cluster(ctx, nxt, progress, delete_keys) if nxt else 0
     removed += remove_cluster(ctx, rec, progress, delete_keys)
     shutil.rmtree(paths.service_dir(rec.name) / "pkg", ignore_errors=True)
+    log_archive.forget(rec.name)
     if rec.state == states.State.TERMINATING:
         set_state(rec, states.State.TERMINATED, "every node, namespace and key removed")
     if nxt:
@@ -43,12 +45,15 @@ def remove_everything(ctx: Context, rec: ServiceRecord, progress: Progress, dele
     return removed
 
 
-def remove_cluster(ctx: Context, rec: ServiceRecord, progress: Progress, delete_keys: bool) -> int:
+def remove_cluster(
+    ctx: Context, rec: ServiceRecord, progress: Progress, delete_keys: bool, keep_logs: bool = False
+) -> int:
     """One Ray cluster of a service: its nodes, then its store namespace and ACL user (a
-    rollout removes the old or the new cluster this way, and keeps the service)."""
+    rollout removes the old or the new cluster this way, and keeps the service and, with
+    ``keep_logs``, the cluster's logs)."""
     prov, crec = ctx.provider(rec), ctx.cloud
     for node in sorted([*rec.nodes, *rec.retired], key=lambda n: n.role == "head"):
-        prov.remove(node)
+        log_archive.retire(prov, rec, node, keep_logs)
     if prov.mode == "netns" and netns.available():
         for ns in prov.leftover_namespaces(rec.name, keep=set()):
             prov.remove_namespace(ns)

@@ -48,8 +48,24 @@ def test_samples_of_every_node_labelled_and_merged_by_family():
     assert all(dict(k[1])["cluster"] == "svc_r2" for k in got if k[0].startswith("ray_serve_deployment"))
 
 
-def test_a_node_whose_text_does_not_parse_is_skipped_not_fatal():
-    fams, bad = metrics_federation.merge([({"node": "head"}, "this is { not prometheus"), ({"node": "w"}, _WORKER)])
-    assert bad == ["head"]
-    assert {f.name for f in fams} == {"ray_node_cpu_utilization", "ray_serve_deployment_processing_latency_ms"}
+def test_a_clashing_text_that_does_not_parse_is_skipped_not_fatal():
+    bad = 'x{service="a"} this is { not prometheus'
+    text = metrics_federation.render(
+        [({"node": "head"}, bad), ({"service": "s", "cluster": "s", "node": "w"}, _WORKER)]
+    )
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert names == {"ray_node_cpu_utilization", "ray_serve_deployment_processing_latency_ms"}
     assert metrics_federation.render([]) == ""
+
+
+def test_each_family_once_with_its_samples_together():
+    """Prometheus refuses a family whose samples are split or whose TYPE comes twice."""
+    added = [{"service": "s", "cluster": "s", "node": n} for n in ("a", "b", "c")]
+    text = metrics_federation.render([(lab, _WORKER) for lab in added])
+    assert text.count("# TYPE ray_serve_deployment_processing_latency_ms histogram") == 1
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    fams = [ln.split("{")[0].removesuffix("_bucket").removesuffix("_count").removesuffix("_sum") for ln in lines]
+    assert fams == sorted(fams, key=fams.index)  # grouped: a family never comes back later
+    assert 'ray_node_cpu_utilization{service="s",cluster="s",node="c",NodeAddress="10.0.0.3"' in text
+    bare = metrics_federation.render([({"service": "s", "cluster": "s", "node": "a"}, "# TYPE up gauge\nup 1\n")])
+    assert 'up{service="s",cluster="s",node="a"} 1' in bare
