@@ -108,6 +108,36 @@ def _served_names(url: str, token: str) -> set[str]:
     )
 
 
+class _Webhook:
+    """A webhook receiver on loopback: what the control plane POSTs, kept in order."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        got = self.got = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+                got.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kinds(self, service: str) -> list[str]:
+        return [e["kind"] for e in self.got if e.get("service") == service]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def _poll(api: httpx.Client, op: dict, timeout: float = 400) -> dict:
     deadline = time.monotonic() + timeout
     while not op["done"] and time.monotonic() < deadline:
@@ -202,6 +232,16 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
         m0 = _metrics(url, token)
         assert m0[f'headway_recoveries_total{{service="{name}"}}'] == 0
 
+        # Alerts from the cloud config: a webhook, a recovery "slow" after 1 s.
+        hook = _Webhook()
+        alerts_yaml = cli.home / "alerts.yaml"
+        alerts_yaml.write_text(f"alerts:\n  webhook: {hook.url}\n  recovery_longer_than_s: 1\n  link_base: {url}\n")
+        cli.run("cloud", "setup", "--config", str(alerts_yaml), check=True)
+        bad_yaml = cli.home / "bad-alerts.yaml"
+        bad_yaml.write_text("alerts:\n  webhook: ftp://nowhere\n")
+        bad = cli.run("cloud", "setup", "--config", str(bad_yaml))
+        assert bad.returncode == 2 and "alerts.webhook" in bad.stderr, bad.stderr
+
         # 3. Kill the head through the API of the restarted control plane, under traffic.
         auth = {"Authorization": f"Bearer {before['endpoint_token']}"}
         # Some requests for a page the app does not have (404, from a worker) and some without the
@@ -264,6 +304,18 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
     assert load.failed == 0, load.errors[:5]
+
+    # The webhook heard the head's loss, the slow recovery and the return, once each, with
+    # the service and its timeline's link.
+    deadline = time.monotonic() + 30
+    while "head_recovered" not in hook.kinds(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    hook.close()
+    assert hook.kinds(name) == ["head_failure", "recovery_slow", "head_recovered", "recovery_slow_cleared"], hook.got
+    first = hook.got[0]
+    assert first["raised"] and name in first["message"] and first["timeline"] == f"{url}/api/services/{name}/events"
+    assert api.get(first["timeline"]).status_code == 200
+    assert hook.got[2]["downtime_s"] > 0
 
     # 4. The metrics after the kill.
     running = [e for e in api.get(f"/api/services/{name}/events").json() if e["kind"] == "state"][-1]

@@ -53,7 +53,8 @@ def cloud_group() -> None:
     "config_path",
     default=None,
     type=click.Path(dir_okay=False),
-    help="cloud config YAML with an 'ssh:' block (hosts, venv, store_address): ssh mode",
+    help="cloud config YAML: an 'ssh:' block (hosts, venv, store_address) for ssh mode; an 'alerts:' block "
+    "(webhook, rules) in any mode",
 )
 @json_option
 def cloud_setup_command(
@@ -68,14 +69,20 @@ def cloud_setup_command(
     """Start the managed store (primary + replica); idempotent. With --config: real hosts over SSH."""
     _on_control_host("cloud setup")
     from headway.cluster.ssh_provider import SshProvider
-    from headway.model import cloud_config
+    from headway.model import alert_rules, cloud_config
     from headway.store import cloud, cloud_setup
 
     try:
-        cfg = cloud_config.load_cloud_config(config_path) if config_path else None
+        rules = alert_rules.load(config_path) if config_path else None
+        ssh_cfg = config_path and alert_rules.names_ssh(config_path)
+        cfg = cloud_config.load_cloud_config(config_path) if config_path and ssh_cfg else None
         rec = cloud_setup.setup(mode, maxmemory, ssh_config=cfg, check_hosts=lambda c: SshProvider(c).check_ready())
         if alert_percent is not None or alert_webhook is not None or service_alert_percent is not None:
             rec = cloud.set_alerts(alert_percent, alert_webhook, service_alert_percent)
+        if rules is not None:
+            rec = cloud.set_alert_rules(rules)
+    except alert_rules.AlertsConfigError as exc:
+        _fail(str(exc), 2)
     except cloud_config.SshError as exc:
         _fail(str(exc), 2)
     except RuntimeError as exc:

@@ -27,6 +27,7 @@ from typing import Any
 
 from headway.cluster import gcs_client
 from headway.control import (
+    alerts,
     changes,
     cloud_repair,
     leader,
@@ -288,6 +289,7 @@ class Controller:
                     crec = Context.load().cloud
                     cloud_repair.repair(crec)
                     store_watch.check_all(crec)
+                    alerts.check(crec)
                 except Exception:  # noqa: BLE001 - the watchdog must outlive a bad store reading
                     log.exception("store check failed")
                 try:

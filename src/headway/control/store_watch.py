@@ -11,40 +11,20 @@ the webhook when one is set.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
 
-import httpx
-
+from headway.control import alert_delivery
 from headway.control.store_access import resolve_spec_storage
 from headway.plan import store_fitness
 from headway.state import records
 from headway.state.records import ServiceRecord
 from headway.store import cloud, storage
-from headway.system import paths
 
 log = logging.getLogger("headway.store_watch")
 
 DEFAULT_ALERT_PERCENT = 80.0
-MAX_EVENTS = 500
-
-
-def _state_file():
-    return paths.home() / "alerts.json"
-
-
-def load_state() -> dict[str, Any]:
-    try:
-        return json.loads(_state_file().read_text())
-    except (OSError, ValueError):
-        return {"alerts": {}, "events": []}
-
-
-def _save_state(state: dict[str, Any]) -> None:
-    state["events"] = state["events"][-MAX_EVENTS:]
-    paths.write_private(_state_file(), json.dumps(state, indent=2))
 
 
 def store_key(rec: ServiceRecord) -> str | None:
@@ -72,12 +52,7 @@ def _record(state: dict[str, Any], key: str, event: dict[str, Any], webhook: str
         "percent": event["percent"],
     }
     state["events"].append(event)
-    (log.warning if event["kind"].endswith("raised") else log.info)("%s", event["message"])
-    if webhook:
-        try:
-            httpx.post(webhook, json=event, timeout=3)
-        except httpx.HTTPError as exc:
-            log.warning("alert webhook failed: %s", type(exc).__name__)
+    alert_delivery.deliver(event | {"raised": event["kind"].endswith("raised")}, webhook)
     return event
 
 
@@ -130,8 +105,11 @@ def share_alerts(
 
 
 def settings(crec: cloud.CloudRecord | None) -> tuple[float, str | None]:
+    """The threshold and the webhook: the cloud config's ``alerts:`` when it has them."""
     if crec is None:
         return DEFAULT_ALERT_PERCENT, None
+    if crec.alerts is not None:
+        return crec.alerts.store_percent, crec.alerts.webhook or crec.alert_webhook
     return crec.alert_percent, crec.alert_webhook
 
 
@@ -143,7 +121,7 @@ def check_all(crec: cloud.CloudRecord | None) -> list[dict[str, Any]]:
     if crec is not None:
         keys.add("cloud")
     threshold, webhook = settings(crec)
-    state = load_state()
+    state = alert_delivery.load_state()
     new: list[dict[str, Any]] = []
     for key in sorted(keys):
         addr = _admin_address(crec, key, recs)
@@ -178,20 +156,20 @@ def check_all(crec: cloud.CloudRecord | None) -> list[dict[str, Any]]:
         new.append(_record(state, key, event, webhook))
     new += share_alerts(crec, recs, state, webhook)
     if new:
-        _save_state(state)
+        alert_delivery.save_state(state)
     return new
 
 
 def share_alert_of(service: str) -> dict[str, Any] | None:
     """The service's own share alert (``share_alerts``), if it was ever raised."""
-    return load_state()["alerts"].get(f"service:{service}")
+    return alert_delivery.load_state()["alerts"].get(f"service:{service}")
 
 
 def alert_of(key: str | None) -> dict[str, Any] | None:
     if key is None:
         return None
-    return load_state()["alerts"].get(key)
+    return alert_delivery.load_state()["alerts"].get(key)
 
 
 def events_of(key: str | None) -> list[dict[str, Any]]:
-    return [e for e in load_state()["events"] if key and e["store"] == key]
+    return [e for e in alert_delivery.load_state()["events"] if key and e.get("store") == key]

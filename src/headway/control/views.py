@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from headway.cluster import deps, serve
-from headway.control import rollout_window, store_usage, store_watch, versions
+from headway.control import alert_delivery, rollout_window, store_usage, store_watch, versions
 from headway.control.context import Context
 from headway.control.store_access import store_address
 from headway.ingress import endpoint, instances
@@ -188,7 +188,7 @@ def storage_view(ctx: Context) -> dict[str, Any]:
     """The managed store (status, memory, namespaces, leftovers, its alert), every
     service's usage, the alerts: ``GET /api/storage`` and ``headway cloud status``."""
     crec = ctx.cloud
-    out: dict[str, Any] = {"cloud": None, "alerts": store_watch.load_state()["alerts"], "services": {}}
+    out: dict[str, Any] = {"cloud": None, "alerts": alert_delivery.load_state()["alerts"], "services": {}}
     if crec is not None:
         usage = store_usage.cloud_usage(crec)
         extra = {"alert_percent": crec.alert_percent, "alert": store_watch.alert_of("cloud")}

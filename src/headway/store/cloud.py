@@ -10,6 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from headway.hosts import ssh
+from headway.model.alert_rules import AlertRules
 from headway.model.cloud_config import MODES, SshCloud
 from headway.model.errors import Failed
 from headway.store import storage, store_procs, store_tls
@@ -37,6 +38,7 @@ class CloudRecord(BaseModel):
     alert_percent: float = 80.0  # store memory alert threshold, % of maxmemory
     service_alert_percent: float = 25.0  # one service's share of the managed store that raises an alert
     alert_webhook: str | None = None  # alerts are POSTed here as JSON
+    alerts: AlertRules | None = None  # the cloud config's ``alerts:`` (webhook, rules); overrides the two above
     ssh: SshCloud | None = None  # mode ssh: the hosts, their venv, how the head address moves
     tls: bool = False  # the store speaks TLS only (ssh mode: it listens on the network)
 
@@ -172,6 +174,16 @@ def is_running(rec: CloudRecord, proc: StoreProcess) -> bool:
 def admin_clients(rec: CloudRecord) -> list:
     """A client for every running store process (ACL users are not replicated)."""
     return [storage.connect(admin_address(rec, proc), 3) for proc in rec.store if is_running(rec, proc)]
+
+
+def set_alert_rules(rules: AlertRules) -> CloudRecord:
+    """The cloud config's ``alerts:`` block, kept with the cloud (replacing the one before)."""
+    rec = load()
+    if rec is None:
+        raise CloudError("no cloud is set up; run 'headway cloud setup'")
+    rec.alerts = rules
+    save(rec)
+    return rec
 
 
 def set_alerts(percent: float | None, webhook: str | None, service_percent: float | None = None) -> CloudRecord:
