@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -316,6 +317,12 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     assert first["raised"] and name in first["message"] and first["timeline"] == f"{url}/api/services/{name}/events"
     assert api.get(first["timeline"]).status_code == 200
     assert hook.got[2]["downtime_s"] > 0
+
+    # The logs of the last 2 minutes: both workers' lines (the requests above), each with its
+    # time and node, the new head's too.
+    recent = cli.run("logs", name, "--since", "2m", check=True).stdout.splitlines()[1:]
+    stamped = [ln for ln in recent if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \| ", ln)]
+    assert stamped == recent and {"worker-1", "worker-2", "head"} <= {ln.split(" ")[2] for ln in recent}, recent[-20:]
 
     # 4. The metrics after the kill.
     running = [e for e in api.get(f"/api/services/{name}/events").json() if e["kind"] == "state"][-1]

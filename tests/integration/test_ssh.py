@@ -300,6 +300,11 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host
                 assert cli.status(name)["state"] == "RUNNING"
+            # The logs of every node, read over SSH, in one stream by time.
+            out = cli.run("logs", names[0], "--since", "10m", check=True).stdout
+            sources = {ln.split(" | ")[0].split(" ")[-1] for ln in out.splitlines()[1:] if " | " in ln}
+            assert {"head", "worker-1", "worker-2"} <= sources, out[-1500:]
+            assert "GET /" in cli.run("logs", names[0], "--app", "hello", "--since", "10m", check=True).stdout
             _terminate_leaving_nothing(cli, hosts, names)
     finally:
         shutil.rmtree(root, ignore_errors=True)

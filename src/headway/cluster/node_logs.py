@@ -38,8 +38,13 @@ def _whole_lines(data: str, cut: bool) -> str:
 
 
 def read_local(node: NodeRecord, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> Read:
+    return read_files([node.log, *sorted(glob.glob(glob.escape(serve_dir(node)) + "/*.log"))], offsets, max_bytes)
+
+
+def read_files(files: list[str], offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> Read:
+    """Files on this machine, read as ``NodeProvider.read_logs`` says (tails, or from offsets)."""
     out: Read = {}
-    for path in [node.log, *sorted(glob.glob(glob.escape(serve_dir(node)) + "/*.log"))]:
+    for path in files:
         try:
             st = os.stat(path)
             start = _start(st.st_size, None if offsets is None else offsets.get(path, 0), max_bytes)
@@ -53,12 +58,17 @@ def read_local(node: NodeRecord, offsets: dict[str, int] | None, max_bytes: int 
 
 
 def remote_script(node: NodeRecord, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> str:
-    """One shell command for the node's host: for each file a header (``\\x1e size start
-    mtime path``) and its bytes from ``start``."""
+    """The node's files, read on its host (``files_script``)."""
+    return files_script(f"{shlex.quote(node.log)} {shlex.quote(serve_dir(node))}/*.log", offsets, max_bytes)
+
+
+def files_script(words: str, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> str:
+    """One shell command for a host: for each file ``words`` names (quoted paths, globs) a
+    header (``\x1e size start mtime path``) and its bytes from ``start``."""
     cases = "".join(f"{shlex.quote(p)}) o={int(o)};; " for p, o in (offsets or {}).items())
     fresh = "-1" if offsets is None else "0"  # a file not read before: its tail, or all of a new one
     return (
-        f"for f in {shlex.quote(node.log)} {shlex.quote(serve_dir(node))}/*.log; do "
+        f"for f in {words}; do "
         '[ -f "$f" ] || continue; s=$(stat -c %s "$f"); m=$(stat -c %Y "$f"); '
         f'case "$f" in {cases}*) o={fresh};; esac; '
         f'if [ "$o" -lt 0 ]; then o=$(( s > {int(max_bytes)} ? s - {int(max_bytes)} : 0 )); fi; '

@@ -9,20 +9,26 @@ it works while the head is down. ``follow`` reads what each file gains, every ``
 
 from __future__ import annotations
 
+import functools
 import os
+import shlex
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from headway.cluster.local_provider import read_since
+from headway.cluster import node_logs
 from headway.control import log_archive
 from headway.control.context import Context
+from headway.hosts import ssh
+from headway.ingress import ingress_hosts, instances
+from headway.model.cloud_config import SshError, SshHost
 from headway.model.errors import InputError
 from headway.plan import log_lines
 from headway.state import records
-from headway.state.records import NodeRecord, ServiceRecord
+from headway.state.records import ServiceRecord
+from headway.system import paths
 
 POLL_S = 1.0
 MAX_LINES = 20000
@@ -39,7 +45,8 @@ class Filter:
     def keeps(self, source: str, path: str) -> bool:
         if self.app is not None:
             return os.path.basename(path).startswith(f"replica_{self.app}_")
-        return self.node is None or source.split(" ")[0] == self.node
+        base = source.split(" ")[0]  # "worker-1 (retired)" is worker-1's too
+        return self.node is None or base == self.node or (self.node == INGRESS and base.startswith(INGRESS + "@"))
 
 
 def _clusters(rec: ServiceRecord) -> list[ServiceRecord]:
@@ -60,49 +67,53 @@ def check(rec: ServiceRecord, filt: Filter) -> Filter:
     return filt
 
 
-def _nodes(ctx: Context, rec: ServiceRecord) -> list[tuple[str, NodeRecord, object]]:
-    return [(log_archive.label_of(c, n), n, ctx.provider(c)) for c in _clusters(rec) for n in c.nodes]
+@dataclass(frozen=True)
+class _Source:
+    """One place logs are read from: a node (its files on its host), or the endpoint."""
+
+    label: str
+    read: Callable[[dict[str, int] | None], node_logs.Read]
 
 
-def _ingress_log(rec: ServiceRecord) -> str | None:
-    return rec.ingress.log if rec.ingress and not rec.ingress.on_hosts else None
+def _sources(ctx: Context, rec: ServiceRecord) -> list[_Source]:
+    out = []
+    for cluster in _clusters(rec):
+        prov = ctx.provider(cluster)
+        for node in cluster.nodes:
+            out.append(_Source(log_archive.label_of(cluster, node), functools.partial(prov.read_logs, node)))
+    ing = rec.ingress
+    if ing is not None and not ing.on_hosts:
+        out.append(_Source(INGRESS, functools.partial(node_logs.read_files, [ing.log])))
+    elif ing is not None:
+        root = str(paths.node_temp_root())
+        for host in instances.hosts_config(ctx.cloud).ingress_hosts():
+            log = ingress_hosts.files(ing.marker, host.address, root)["log"]
+            out.append(_Source(f"{INGRESS}@{host.address}", functools.partial(_read_on, host, log)))
+    return out
+
+
+def _read_on(host: SshHost, path: str, offsets: dict[str, int] | None) -> node_logs.Read:
+    """A file on an ingress host, as ``node_logs`` reads a node's."""
+    try:
+        _, out, _ = ssh.run(host, node_logs.files_script(shlex.quote(path), offsets), timeout_s=10)
+    except SshError:
+        return {}
+    return node_logs.parse_remote(out, tail=offsets is None)
 
 
 def read(ctx: Context, rec: ServiceRecord, filt: Filter, since_s: float | None, lines: int) -> list[str]:
     """The stream's last ``lines`` (from ``since_s`` ago), rendered."""
     filt = check(rec, filt)
     streams: list[list[log_lines.Line]] = []
-    for label, node, prov in _nodes(ctx, rec):
-        for path, (text, _, mtime) in prov.read_logs(node, None).items():  # type: ignore[attr-defined]
-            if filt.keeps(label, path):
-                streams.append(log_lines.stamp(text, label, mtime))
+    for src in _sources(ctx, rec):
+        for path, (text, _, mtime) in src.read(None).items():
+            if filt.keeps(src.label, path):
+                streams.append(log_lines.stamp(text, src.label, mtime))
     for label, path in log_archive.files(rec.name):
         if filt.keeps(label, path):
             streams.append(log_lines.stamp(Path(path).read_text(errors="replace"), label, os.path.getmtime(path)))
-    ing = _ingress_log(rec)
-    if ing and filt.keeps(INGRESS, ing) and os.path.exists(ing):
-        text, _ = _tail(ing)
-        streams.append(log_lines.stamp(text, INGRESS, os.path.getmtime(ing)))
     since = time.time() - since_s if since_s else None
     return [log_lines.render(ln) for ln in log_lines.merge(streams, since, max(1, min(lines, MAX_LINES)))]
-
-
-def _tail(path: str, max_bytes: int = 256 * 1024) -> tuple[str, int]:
-    size = os.path.getsize(path)
-    text, end = read_since(path, max(0, size - max_bytes))
-    return (text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text), end
-
-
-def _ends(ctx: Context, rec: ServiceRecord) -> dict[tuple[str, str], int]:
-    """Where each file ends now: following starts there."""
-    ends = {}
-    for label, node, prov in _nodes(ctx, rec):
-        for path, (_, end, _) in prov.read_logs(node, None).items():  # type: ignore[attr-defined]
-            ends[(label, path)] = end
-    ing = _ingress_log(rec)
-    if ing:
-        ends[(INGRESS, ing)] = read_since(ing, None)[1]
-    return ends
 
 
 def follow(
@@ -111,7 +122,7 @@ def follow(
     """``read``, then the lines every file gains (nodes that come later too), until ``stop``.
     (Where the files end is taken before the read: a line written in between comes twice
     rather than never.)"""
-    offsets = _ends(ctx, rec)
+    offsets = {(src.label, p): end for src in _sources(ctx, rec) for p, (_, end, _) in src.read(None).items()}
     for line in read(ctx, rec, filt, since_s, lines):
         yield line + "\n"
     partial: dict[tuple[str, str], str] = {}
@@ -119,17 +130,12 @@ def follow(
         rec = records.load(rec.name) or rec
         fresh: list[log_lines.Line] = []
         now = time.time()
-        for label, node, prov in _nodes(ctx, rec):
-            known = {p: o for (lab, p), o in offsets.items() if lab == label}
-            for path, (text, end, _) in prov.read_logs(node, known or None).items():  # type: ignore[attr-defined]
-                offsets[(label, path)] = end
-                if filt.keeps(label, path):
-                    fresh += _complete(partial, (label, path), text, label, now)
-        ing = _ingress_log(rec)
-        if ing and filt.keeps(INGRESS, ing):
-            key = (INGRESS, ing)
-            text, offsets[key] = read_since(ing, offsets.get(key))
-            fresh += _complete(partial, key, text, INGRESS, now)
+        for src in _sources(ctx, rec):
+            known = {p: o for (lab, p), o in offsets.items() if lab == src.label}
+            for path, (text, end, _) in src.read(known or None).items():
+                offsets[(src.label, path)] = end
+                if filt.keeps(src.label, path):
+                    fresh += _complete(partial, (src.label, path), text, src.label, now)
         for ln in log_lines.merge([fresh]):
             yield log_lines.render(ln) + "\n"
 
