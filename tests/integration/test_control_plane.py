@@ -319,10 +319,11 @@ def test_dashboard_restart_and_metrics_across_a_head_kill(cli):
     assert hook.got[2]["downtime_s"] > 0
 
     # The logs of the last 2 minutes: both workers' lines (the requests above), each with its
-    # time and node, the new head's too.
+    # time and node, the new head's too, and the old head's (kept when it was replaced).
     recent = cli.run("logs", name, "--since", "2m", check=True).stdout.splitlines()[1:]
-    stamped = [ln for ln in recent if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+ \| ", ln)]
-    assert stamped == recent and {"worker-1", "worker-2", "head"} <= {ln.split(" ")[2] for ln in recent}, recent[-20:]
+    stamped = [ln for ln in recent if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \S+( \(retired\))? \| ", ln)]
+    sources = {ln.split(" | ")[0].split(" ", 2)[2] for ln in recent}
+    assert stamped == recent and {"worker-1", "worker-2", "head", "head (retired)"} <= sources, sources
 
     # 4. The metrics after the kill.
     running = [e for e in api.get(f"/api/services/{name}/events").json() if e["kind"] == "state"][-1]
