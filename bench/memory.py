@@ -107,10 +107,7 @@ def main() -> None:
         result = measure(b)
     finally:
         b.close()
-    table = markdown(result)
-    print(table)
-    if args.markdown:
-        report.write_section(args.markdown, "memory", table)
+    report.publish(markdown(result), args.markdown, "memory")
 
 
 if __name__ == "__main__":

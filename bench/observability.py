@@ -123,10 +123,7 @@ def main() -> None:
         for name in SERVICES:
             b.hw("terminate", name, check=False)
         b.close()
-    table = markdown(result)
-    print(table)
-    if args.markdown:
-        report.write_section(args.markdown, "observability", table)
+    report.publish(markdown(result), args.markdown, "observability")
 
 
 if __name__ == "__main__":

@@ -98,3 +98,10 @@ def failover_markdown(rows: list[dict], rate: float) -> str:
             f"| latency before / during / after | {_lat(r, 'before')} · {_lat(r, 'during')} · {_lat(r, 'after')} |"
         )
     return "\n".join(out)
+
+
+def publish(table: str, markdown_path: str | None, key: str) -> None:
+    """Print a benchmark's table; with ``--markdown``, write it as its section too."""
+    print(table)
+    if markdown_path:
+        write_section(markdown_path, key, table)

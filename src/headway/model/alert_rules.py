@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from headway.model.cloud_config import read_config_file
 from headway.model.errors import InputError
 
 
@@ -64,12 +65,7 @@ class AlertsConfigError(InputError):
 
 def load(path: str) -> AlertRules | None:
     """The ``alerts:`` block of a cloud config file (None when it has none)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise AlertsConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise AlertsConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_config_file(path, AlertsConfigError)
     if not isinstance(data, dict) or data.get("alerts") is None:
         return None
     if not isinstance(data["alerts"], dict):

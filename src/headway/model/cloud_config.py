@@ -151,14 +151,19 @@ class SshCloud(BaseModel):
         return found
 
 
+def read_config_file(path: str, error: type[Exception]) -> object:
+    """A cloud config file's YAML, or ``error`` saying why it cannot be read."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"{path}: cannot read the file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def load_cloud_config(path: str) -> SshCloud:
     """Read the ``ssh:`` block of a cloud config YAML, with errors that name the field."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as exc:
-        raise SshError(f"{path}: cannot read the file ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise SshError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_config_file(path, SshError)
     if not isinstance(data, dict) or "ssh" not in data:
         raise SshError(f"{path}: expected a mapping with an 'ssh:' block (venv, store_address, hosts)")
     try:
