@@ -306,7 +306,7 @@ class LocalProvider:
         return read_since(node.log, offset)
 
     def read_logs(self, node: NodeRecord, offsets: dict[str, int] | None) -> node_logs.Read:
-        return node_logs.read_local(node, offsets)
+        return node_logs.read_local(node.log, node.temp_dir, offsets)
 
     def leftover_namespaces(self, service: str, keep: set[str]) -> list[str]:
         """Namespaces of this service that no record names (a crashed run)."""

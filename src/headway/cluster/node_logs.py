@@ -12,8 +12,6 @@ import glob
 import os
 import shlex
 
-from headway.state.records import NodeRecord
-
 #: What one file gives at most per read (the tail of a long log, or a burst when following).
 MAX_BYTES = 256 * 1024
 #: A read: path -> (text, the offset where it ends, the file's modification time)
@@ -21,8 +19,9 @@ Read = dict[str, tuple[str, int, float]]
 _SEP = "\x1e"
 
 
-def serve_dir(node: NodeRecord) -> str:
-    return f"{node.temp_dir}/session_latest/logs/serve"
+def serve_dir(temp_dir: str) -> str:
+    """Ray's Serve logs of the node whose temp dir this is."""
+    return f"{temp_dir}/session_latest/logs/serve"
 
 
 def _start(size: int, offset: int | None, max_bytes: int) -> int:
@@ -37,8 +36,10 @@ def _whole_lines(data: str, cut: bool) -> str:
     return data.split("\n", 1)[1] if cut and "\n" in data else ("" if cut else data)
 
 
-def read_local(node: NodeRecord, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> Read:
-    return read_files([node.log, *sorted(glob.glob(glob.escape(serve_dir(node)) + "/*.log"))], offsets, max_bytes)
+def read_local(log: str, temp_dir: str, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> Read:
+    """A node's own ``log`` and its Serve logs (under ``temp_dir``), on this machine."""
+    serve = sorted(glob.glob(glob.escape(serve_dir(temp_dir)) + "/*.log"))
+    return read_files([log, *serve], offsets, max_bytes)
 
 
 def read_files(files: list[str], offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> Read:
@@ -57,9 +58,9 @@ def read_files(files: list[str], offsets: dict[str, int] | None, max_bytes: int 
     return out
 
 
-def remote_script(node: NodeRecord, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> str:
-    """The node's files, read on its host (``files_script``)."""
-    return files_script(f"{shlex.quote(node.log)} {shlex.quote(serve_dir(node))}/*.log", offsets, max_bytes)
+def remote_script(log: str, temp_dir: str, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> str:
+    """A node's files, read on its host (``files_script``)."""
+    return files_script(f"{shlex.quote(log)} {shlex.quote(serve_dir(temp_dir))}/*.log", offsets, max_bytes)
 
 
 def files_script(words: str, offsets: dict[str, int] | None, max_bytes: int = MAX_BYTES) -> str:

@@ -232,7 +232,7 @@ class SshProvider:
 
     def read_logs(self, node: NodeRecord, offsets: dict[str, int] | None) -> node_logs.Read:
         try:
-            _, out, _ = ssh.run(self._host(node), node_logs.remote_script(node, offsets))
+            _, out, _ = ssh.run(self._host(node), node_logs.remote_script(node.log, node.temp_dir, offsets))
         except SshError:
             return {}
         return node_logs.parse_remote(out, tail=offsets is None)

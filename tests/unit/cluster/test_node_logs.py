@@ -20,14 +20,17 @@ def _node(tmp_path):
 
 def _remote(node, offsets, max_bytes):
     out = subprocess.run(
-        ["bash", "-c", node_logs.remote_script(node, offsets, max_bytes)], capture_output=True, text=True, check=True
+        ["bash", "-c", node_logs.remote_script(node.log, node.temp_dir, offsets, max_bytes)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return node_logs.parse_remote(out, tail=offsets is None)
 
 
 def test_tails_offsets_and_new_files_here_and_over_the_script(tmp_path):
     node, serve = _node(tmp_path)
-    for read in (lambda o, m: node_logs.read_local(node, o, m), lambda o, m: _remote(node, o, m)):
+    for read in (lambda o, m: node_logs.read_local(node.log, node.temp_dir, o, m), lambda o, m: _remote(node, o, m)):
         tails = read(None, 64)
         replica = str(serve / "replica_app_Hello_abc.log")
         assert set(tails) == {node.log, replica}

@@ -21,7 +21,7 @@ class _Files:
     """A provider whose nodes' files are here (as a local provider's are)."""
 
     def read_logs(self, node, offsets):
-        return node_logs.read_local(node, offsets)
+        return node_logs.read_local(node.log, node.temp_dir, offsets)
 
     def remove(self, node):
         pass
