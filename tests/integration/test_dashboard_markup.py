@@ -51,6 +51,24 @@ def _events() -> list:
     ]
 
 
+def _series() -> dict:
+    now = time.time()
+    points = [
+        {
+            "t": now - 20 + i,
+            "requests": 10,
+            "errors_5xx": 0,
+            "p50_ms": 2,
+            "p99_ms": 5,
+            "nodes": 3,
+            "replicas": 2,
+            "state": M,
+        }
+        for i in range(3)
+    ]
+    return {"period_s": 10, "points": points, "marks": [{"t": now - 19, "kind": M, "text": M}]}
+
+
 class _Api(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the handler's API
         path = self.path.split("?")[0]
@@ -62,6 +80,7 @@ class _Api(BaseHTTPRequestHandler):
                 "/api/storage": {"cloud": {"address": M, "percent": 12.5, "alert_percent": M}, "alerts": {}},
                 "/api/services/hostile": _status(),
                 "/api/services/hostile/events": _events(),
+                "/api/services/hostile/series": _series(),
             }.get(path)
             if data is None:
                 self.send_error(404)
@@ -95,6 +114,10 @@ def test_markup_in_every_field_is_shown_as_text():
         print(f"the markup is shown as text {shown} times")
         assert shown >= 10, text[:2000]
         assert driver.execute_script("return document.querySelectorAll('.pwn').length") == 0
+        marks = driver.execute_script(
+            "return [...document.querySelectorAll('[data-mark] title')].map(t => t.textContent)"
+        )
+        assert marks and all(m == M for m in marks), marks  # a mark's text, as text
         time.sleep(0.5)  # an injected image would have failed to load by now
         assert driver.execute_script("return window.__pwned === undefined")
     finally:
