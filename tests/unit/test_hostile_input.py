@@ -420,7 +420,13 @@ def test_default_temp_root_is_per_user(monkeypatch):
     from headway.system import paths
 
     monkeypatch.delenv("HEADWAY_TMP", raising=False)
-    assert str(paths.node_temp_root()) == f"/tmp/hw{os.geteuid()}"
+    default = f"/tmp/hw{os.geteuid()}"
+    existed = os.path.exists(default)
+    try:
+        assert str(paths.node_temp_root()) == default
+    finally:
+        if not existed:
+            os.rmdir(default)  # made by this test: not left behind
 
 
 # -- nothing a user types reaches a shell; the packet filter admits only the control host ------

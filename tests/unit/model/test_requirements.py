@@ -125,7 +125,8 @@ def test_serve_gets_the_shipped_package_not_a_pip_install():
     assert "py_modules" not in two["runtime_env"]
 
 
-def test_a_package_is_named_by_its_list_and_rays_environment():
+def test_a_package_is_named_by_its_list_and_rays_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))  # a package's path is in the state dir
     env = deps.ray_environment()
     assert {"ray", "numpy", "fastapi", "python"} <= set(env)
     assert requirements.digest(["a", "b"], env) == requirements.digest(["b", "a"], env)
