@@ -15,7 +15,7 @@ from headway.plan import metrics_federation
 from headway.state import records
 from headway.state.records import NodeRecord, ServiceRecord
 
-TIMEOUT_S = 2.0
+TIMEOUT_S = 5.0
 #: Ray's default metrics export port, for a node whose record names none.
 DEFAULT_PORT = 8080
 
