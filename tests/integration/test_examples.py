@@ -119,7 +119,7 @@ def _logs_of_every_kind(cli, name: str, url: str, auth: dict[str, str]) -> None:
     bad = cli.run("logs", name, "--since", "soon")
     assert bad.returncode == 2 and "10m" in bad.stderr
     assert "deploy sentiment" in cli.run("logs", name, "--controller", check=True).stdout
-    assert "Ray runtime started" in cli.run("logs", name, "--node", "head", check=True).stdout
+    assert "Ray runtime started" in cli.run("logs", name, "--node", "head", "-n", "5000", check=True).stdout
     wrong = cli.run("logs", name, "--app", "nope")
     assert wrong.returncode == 2 and "has no application nope; its applications: sentiment" in wrong.stderr
     both = cli.run("logs", name, "--app", name, "--ingress")
