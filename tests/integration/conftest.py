@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE
 
 import httpx
 import pytest
@@ -37,6 +38,28 @@ HEADWAY = str(Path(sys.executable).parent / "headway")
 pytestmark = pytest.mark.integration
 
 
+def _stacks(pid: int) -> str:
+    """Every thread's Python stack in a running process (py-spy comes with Ray)."""
+    spy = Path(sys.executable).parent / "py-spy"
+    if not spy.exists():
+        return "(py-spy is not installed)"
+    try:
+        return subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        return "(py-spy did not answer)"
+
+
+class Hung(subprocess.TimeoutExpired):
+    """A command that did not end in time, with where its threads were (the report shows it)."""
+
+    def __init__(self, cmd: list[str], timeout: float, stacks: str):
+        super().__init__(cmd, timeout)
+        self.stacks = stacks
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; it was at:\n{self.stacks}"
+
+
 @dataclass
 class Cli:
     env: dict[str, str]
@@ -44,7 +67,15 @@ class Cli:
     services: list[str] = field(default_factory=list)
 
     def run(self, *args: str, timeout: float = 400, check: bool = False) -> subprocess.CompletedProcess:
-        proc = subprocess.run([HEADWAY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        child = subprocess.Popen([HEADWAY, *args], env=self.env, stdout=PIPE, stderr=PIPE, text=True)
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            where = _stacks(child.pid)  # where it hangs, for the failure's report
+            child.kill()
+            child.communicate()
+            raise Hung(child.args, timeout, where) from None
+        proc = subprocess.CompletedProcess(child.args, child.returncode, out, err)
         if check and proc.returncode != 0:
             raise AssertionError(f"headway {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc

@@ -3,6 +3,7 @@ secrets, never failing on one probe."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from headway.cluster import deps, serve
@@ -16,14 +17,20 @@ from headway.plan import series
 from headway.state import records, series_store
 from headway.state.records import ServiceRecord
 from headway.store import cloud_setup
+from headway.system import bounded
+
+#: How long a status waits for a store's answer (a vanished host can hold a socket far longer).
+STORE_PROBE_S = 10.0
 
 
 def _usage(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
-    try:
-        addr = store_address(ctx.cloud, rec, rec.spec)
-    except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
-        return {"error": type(exc).__name__}
-    return store_usage.service_usage(rec, addr)
+    """The service's bytes in its store; a store that does not answer in time says so."""
+
+    def read() -> dict[str, Any]:
+        return store_usage.service_usage(rec, store_address(ctx.cloud, rec, rec.spec))
+
+    got = bounded.run_all({"usage": read}, STORE_PROBE_S)["usage"]
+    return {"error": type(got).__name__} if isinstance(got, Exception) else got
 
 
 def _node_names(rec: ServiceRecord, node_ids: list[str]) -> list[str]:
@@ -190,7 +197,9 @@ def storage_view(ctx: Context) -> dict[str, Any]:
     crec = ctx.cloud
     out: dict[str, Any] = {"cloud": None, "alerts": alert_delivery.load_state()["alerts"], "services": {}}
     if crec is not None:
-        usage = store_usage.cloud_usage(crec)
+        usage = bounded.run_all({"usage": partial(store_usage.cloud_usage, crec)}, STORE_PROBE_S)["usage"]
+        if isinstance(usage, Exception):
+            usage = {"namespaces": {}, "leftovers": [], "error": type(usage).__name__}
         extra = {"alert_percent": crec.alert_percent, "alert": store_watch.alert_of("cloud")}
         out["cloud"] = cloud_setup.status(crec) | usage | extra
     for rec in records.all_records():

@@ -119,7 +119,8 @@ def tls_files(rec: CloudRecord) -> TlsFiles | None:
     return store_tls.ensure(_tls_dir(), hosts) if rec.tls else None
 
 
-def _address(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
+def address_at(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
+    """The store process at ``host:port`` with the cloud's password (and TLS when on)."""
     tls = tls_files(rec)
     return storage.StoreAddress(
         host=host, port=port, tls=tls is not None, password=password(), ca_cert=tls.ca if tls else None
@@ -128,18 +129,18 @@ def _address(rec: CloudRecord, host: str, port: int) -> storage.StoreAddress:
 
 def local_address(rec: CloudRecord, port: int) -> storage.StoreAddress:
     """One store process as headway reaches it here (loopback; TLS when the store speaks it)."""
-    return _address(rec, "127.0.0.1", port)
+    return address_at(rec, "127.0.0.1", port)
 
 
 def admin_address(rec: CloudRecord, proc: StoreProcess) -> storage.StoreAddress:
     """One store process as headway reaches it: over loopback here, at its host's address there."""
-    return _address(rec, proc.host, proc.port) if proc.host else local_address(rec, proc.port)
+    return address_at(rec, proc.host, proc.port) if proc.host else local_address(rec, proc.port)
 
 
 def store_address(rec: CloudRecord) -> storage.StoreAddress:
     """The managed store's current primary (Sentinel says which), with the cloud password,
     as the nodes reach it."""
-    return _address(rec, *current_primary(rec))
+    return address_at(rec, *current_primary(rec))
 
 
 def current_primary(rec: CloudRecord) -> tuple[str, int]:

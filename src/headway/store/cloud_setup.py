@@ -14,6 +14,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 
 from headway.hosts import vip
 from headway.model.cloud_config import MODES, SshCloud
@@ -22,6 +23,7 @@ from headway.store import storage, store_conf, store_procs
 from headway.store.cloud import (
     CloudError,
     CloudRecord,
+    address_at,
     admin_address,
     current_primary,
     is_running,
@@ -34,7 +36,7 @@ from headway.store.cloud import (
     tls_files,
 )
 from headway.store.store_conf import StoreProcess, TlsFiles
-from headway.system import netns, paths
+from headway.system import bounded, netns, paths
 
 
 def _wait_ping(addr: storage.StoreAddress, timeout_s: float) -> None:
@@ -178,41 +180,69 @@ def _start(rec: CloudRecord, proc: StoreProcess, conf: str, tls: TlsFiles | None
     return True
 
 
+#: How long a status read waits for any one host or store process (they are asked at once).
+PROBE_WITHIN_S = 10.0
+
+
 def status(rec: CloudRecord) -> dict:
-    """Observed state of the store (no secrets)."""
-    out: dict = {"id": rec.id, "mode": rec.mode, "subnet": rec.subnet, "store": []}
+    """Observed state of the store (no secrets). Every process and host is asked at once,
+    and one that has not answered within ``PROBE_WITHIN_S`` is shown as not answering."""
     pw = password()
-    for proc in rec.store:
-        entry: dict = {"role": proc.role, "host": proc.host, "port": proc.port, "running": is_running(rec, proc)}
-        if entry["running"]:
-            try:
-                client = storage.connect(admin_address(rec, proc), 2)
-                mem = client.info("memory")
-                repl = client.info("replication")
-                entry.update(
-                    used_memory=int(mem.get("used_memory", 0)),
-                    maxmemory=int(mem.get("maxmemory", 0)),
-                    replication_role=repl.get("role"),
-                    connected_replicas=int(repl.get("connected_slaves", 0)),
-                )
-                client.close()
-            except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
-                entry["error"] = storage.scrub(str(exc), pw)
+    sentinels = rec.all_sentinels()
+    probes: dict = {("store", i): partial(_store_entry, rec, proc, pw) for i, proc in enumerate(rec.store)}
+    probes |= {("sentinel", i): partial(is_running, rec, s) for i, s in enumerate(sentinels)}
+    probes["primary"] = partial(current_primary, rec)
+    ingress = rec.ssh.ingress if rec.ssh is not None else None
+    if ingress is not None:
+        probes["holder"] = partial(vip.holder, rec.ssh)
+    got = bounded.run_all(probes, PROBE_WITHIN_S)
+    out: dict = {"id": rec.id, "mode": rec.mode, "subnet": rec.subnet, "store": []}
+    for i, proc in enumerate(rec.store):
+        entry = got[("store", i)]
+        if isinstance(entry, Exception):
+            entry = {"role": proc.role, "host": proc.host, "port": proc.port, "running": False}
+            entry["error"] = storage.scrub(str(got[("store", i)]), pw)
         out["store"].append(entry)
-    out["address"] = store_address(rec).masked()
-    out["primary_port"] = current_primary(rec)[1]
-    if rec.ssh is not None and rec.ssh.ingress is not None:
+    primary = got["primary"]
+    host, port = rec.where(rec.primary) if isinstance(primary, Exception) else primary
+    out["address"] = address_at(rec, host, port).masked()
+    out["primary_port"] = port
+    if ingress is not None:
+        holder = got["holder"]
         out["endpoint_address"] = {
-            "address": rec.ssh.ingress.address,
-            "hosts": rec.ssh.ingress.hosts,
-            "held_by": vip.holder(rec.ssh),
+            "address": ingress.address,
+            "hosts": ingress.hosts,
+            "held_by": None if isinstance(holder, Exception) else holder,
         }
-    sentinels = [{"host": s.host, "port": s.port, "running": is_running(rec, s)} for s in rec.all_sentinels()]
-    out["sentinel"] = sentinels[0] if rec.sentinel else None
-    out["sentinels"] = sentinels
+    running = [got[("sentinel", i)] is True for i in range(len(sentinels))]
+    listed = [{"host": s.host, "port": s.port, "running": up} for s, up in zip(sentinels, running, strict=True)]
+    out["sentinel"] = listed[0] if rec.sentinel else None
+    out["sentinels"] = listed
     if rec.ssh is not None and rec.ssh.store is not None:
         out["state_snapshot"] = state_snapshot.size()  # the leader's state in the store, in bytes
     return out
+
+
+def _store_entry(rec: CloudRecord, proc: StoreProcess, pw: str) -> dict:
+    """One store process as it answers now: running, memory, its replication role."""
+    entry: dict = {"role": proc.role, "host": proc.host, "port": proc.port, "running": is_running(rec, proc)}
+    if entry["running"]:
+        try:
+            client = storage.connect(admin_address(rec, proc), 2)
+            try:
+                mem = client.info("memory")
+                repl = client.info("replication")
+            finally:
+                client.close()
+            entry.update(
+                used_memory=int(mem.get("used_memory", 0)),
+                maxmemory=int(mem.get("maxmemory", 0)),
+                replication_role=repl.get("role"),
+                connected_replicas=int(repl.get("connected_slaves", 0)),
+            )
+        except Exception as exc:  # noqa: BLE001 - status must not fail on one probe
+            entry["error"] = storage.scrub(str(exc), pw)
+    return entry
 
 
 def teardown() -> None:
