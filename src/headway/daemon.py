@@ -9,7 +9,6 @@ The edge where the loop and the API meet: ``controller`` knows nothing of the AP
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -21,16 +20,15 @@ from headway.control import leader
 from headway.control.context import Context
 from headway.control.controller import Controller
 from headway.model.errors import HeadwayError
-from headway.state import db
-from headway.state.daemon_info import _lockfile, _pidfile
-from headway.system import env_file, paths, procs
+from headway.state import daemon_info, db
+from headway.system import env_file, paths
 
 log = logging.getLogger("headway.controller")
 
 
 def run_forever(failure_threshold: int, period_s: float) -> None:
     """The controller process: take the lock, serve the API, write the PID file, loop until stopped."""
-    lock = open(_lockfile(), "w")  # noqa: SIM115 - held for the life of the process
+    lock = open(daemon_info.lockfile(), "w")  # noqa: SIM115 - held for the life of the process
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -38,18 +36,20 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe drowns the log
     sock = api_server.bind()
-    lease = leader.wait_for_lease(Context.load(), sock, api_server.tls_files())
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if api_server.tls_files() else 'http'}://{host}:{port}"
+    ctx = Context.load()
+    if leader.enabled(ctx.cloud):
+        daemon_info.announce(url, "standby")  # until the lease is ours; its API answers meanwhile
+    lease = leader.wait_for_lease(ctx, sock, api_server.tls_files())
     db.api_token()
     ctl = Controller(period_s=period_s, failure_threshold=failure_threshold, lease=lease)
     if lease is not None:
         lease.keep(ctl.stopping)
     api_server.serve(sock, api.create_app(ctl.ops))
-    host, port = sock.getsockname()[:2]
-    url = f"{'https' if api_server.tls_files() else 'http'}://{host}:{port}"
     if lease is not None:
         lease.publish_api(url)
-    info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": url}
-    paths.write_private(_pidfile(), json.dumps(info))
+    daemon_info.announce(url, "leader")
     signal.signal(signal.SIGTERM, lambda *_: ctl.stopping.set())
     log.info(
         "controller %d watching %s (threshold %d, period %.2f s); API and dashboard at %s",
@@ -64,7 +64,7 @@ def run_forever(failure_threshold: int, period_s: float) -> None:
         if lease is not None and ctl.stopping.is_set():
             lease.release()  # a clean stop hands over at once
     finally:
-        _pidfile().unlink(missing_ok=True)
+        daemon_info.withdraw()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from conftest import HEADWAY, Load
 from ssh_hosts import SSHD, Hosts
 
 from headway.store import store_tls
-from headway.system import netns
+from headway.system import netns, procs
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -118,6 +118,7 @@ class Controller:
         self.ca = tls.ca
         self.log = home / f"controller-run-{time.time_ns()}.log"  # one per start: leads() is this one's
         self.proc: subprocess.Popen | None = None
+        self.pid: tuple[int, int | None] | None = None  # started detached, as an init script would
 
     def start(self) -> Controller:
         with open(self.log, "ab") as log:
@@ -129,11 +130,29 @@ class Controller:
             )
         return self
 
+    def start_detached(self) -> Controller:
+        """``headway controller start`` on the host: it returns once the controller runs, a
+        standby included (it waits for the lease), and says which it is."""
+        self.log = self.home / "controller.log"
+        started = self.run("controller", "start", "--json")
+        assert started.returncode == 0, started.stdout + started.stderr
+        pid = json.loads(started.stdout)["pid"]
+        self.pid = (pid, procs.start_time(pid))
+        return self
+
+    def role(self) -> str | None:
+        return json.loads(self.run("controller", "status", "--json").stdout)["role"]
+
+    def _runs(self) -> bool:
+        if self.pid is not None:
+            return procs.same_process(*self.pid)
+        return self.proc is not None and self.proc.poll() is None
+
     def leads(self) -> bool:
         """It took the lease, was not fenced since, and runs."""
-        text = self.log.read_text(errors="replace")
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
         fenced = "is another controller's" in text
-        return "holds the lease" in text and not fenced and self.proc is not None and self.proc.poll() is None
+        return "holds the lease" in text and not fenced and self._runs()
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
         """A CLI command on this controller's host (its API listens on that host's loopback)."""
@@ -150,6 +169,8 @@ class Controller:
         return httpx.get(self.api + "/api/health", verify=self.ca, timeout=10)
 
     def stop(self) -> None:
+        if self.pid is not None and procs.same_process(*self.pid):
+            procs.kill_pids([self.pid[0]])
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
         if self.proc is not None:
@@ -217,7 +238,10 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             controllers.append(standby)
 
             def standby_on_h3() -> Controller:
-                return Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start()
+                """h3's init starts its controller again: a standby now, found at once."""
+                again = Controller(cli, ns[ips[3]], home_b, ips[3], api_tls).start_detached()
+                assert again.role() == "standby" and not again.leads()
+                return again
 
             # Both answer: the standby's API sends a caller to the leader's.
             _wait_for("the standby's API", lambda: _answers(standby), timeout_s=30, every_s=0.3)

@@ -87,8 +87,13 @@ def controller_start(as_json: bool) -> None:
         pid = daemon_info.start()
     except RuntimeError as exc:
         _fail(str(exc))
-    if not _emit({"pid": pid, "log": str(daemon_info.logfile())}, as_json):
-        out.print(f"controller {pid} runs; log: {daemon_info.logfile()}")
+    role = daemon_info.role() or "leader"
+    if not _emit({"pid": pid, "role": role, "log": str(daemon_info.logfile())}, as_json):
+        out.print(f"controller {pid} runs{_as_standby(role)}; log: {daemon_info.logfile()}")
+
+
+def _as_standby(role: str | None) -> str:
+    return " as a standby (it takes over when the leader's lease runs out)" if role == "standby" else ""
 
 
 @controller_group.command("stop")
@@ -106,9 +111,9 @@ def controller_stop(as_json: bool) -> None:
 def controller_status(as_json: bool) -> None:
     """Whether the controller runs here (exit 1 when not)."""
     _on_control_host("controller status")
-    pid = daemon_info.running_pid()
-    if not _emit({"running": pid is not None, "pid": pid, "log": str(daemon_info.logfile())}, as_json):
-        out.print(f"controller {pid} runs; log: {daemon_info.logfile()}" if pid else "no controller runs")
+    pid, role, log = daemon_info.running_pid(), daemon_info.role(), daemon_info.logfile()
+    if not _emit({"running": pid is not None, "pid": pid, "role": role, "log": str(log)}, as_json):
+        out.print(f"controller {pid} runs{_as_standby(role)}; log: {log}" if pid else "no controller runs")
     if not pid:
         sys.exit(1)
 

@@ -153,7 +153,8 @@ def running() -> Client | None:
 
 def ensure(timeout_s: float = 20.0) -> Client:
     """A client of the control plane: the remote one, or this host's, started first if
-    none runs."""
+    none runs. This host's may be a standby that sends its callers to the leader (307):
+    that answers too; one with no leader to send to (503) is waited for."""
     remote = _remote()
     if remote is not None:
         return remote
@@ -163,7 +164,7 @@ def ensure(timeout_s: float = 20.0) -> Client:
         c = running()
         if c is not None:
             try:
-                if httpx.get(c.base_url + "/api/health", timeout=2, verify=verify()).status_code == 200:
+                if httpx.get(c.base_url + "/api/health", timeout=2, verify=verify()).status_code in (200, 307):
                     return c
             except httpx.HTTPError:
                 pass

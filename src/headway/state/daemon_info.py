@@ -21,7 +21,7 @@ def _pidfile() -> Path:
     return paths.home() / "controller.json"
 
 
-def _lockfile() -> Path:
+def lockfile() -> Path:
     return paths.home() / "controller.lock"
 
 
@@ -50,8 +50,28 @@ def api_url() -> str | None:
     return info.get("api") if info else None
 
 
+def role() -> str | None:
+    """``leader`` or ``standby`` (waiting for the controllers' lease), if one runs."""
+    info = _live_info()
+    return info.get("role", "leader") if info else None
+
+
+def announce(api: str, role: str) -> None:
+    """Say that this process is this state dir's controller, where its API answers and
+    whether it leads. A standby says so at once: ``start`` and the CLI find it while it
+    waits for the lease, and its API sends them to the leader."""
+    info = {"pid": os.getpid(), "started": procs.start_time(os.getpid()), "api": api, "role": role}
+    paths.write_private(_pidfile(), json.dumps(info))
+
+
+def withdraw() -> None:
+    """This process no longer answers for the state dir (it stops)."""
+    _pidfile().unlink(missing_ok=True)
+
+
 def start(timeout_s: float = 10.0) -> int:
-    """Start a detached controller (``python -m headway.daemon``) unless one runs; return its PID."""
+    """Start a detached controller (``python -m headway.daemon``) unless one runs; return its
+    PID once it leads or waits as a standby."""
     pid = running_pid()
     if pid:
         return pid

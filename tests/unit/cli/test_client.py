@@ -4,6 +4,7 @@ deploy twice."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -83,3 +84,27 @@ def test_a_name_is_one_path_part_whatever_it_holds():
 
     assert api_path("storage", "namespaces", "hw-x??") == "/api/storage/namespaces/hw-x%3F%3F"
     assert api_path("services", "a/b#c", "logs") == "/api/services/a%2Fb%23c/logs"
+
+
+def test_a_standby_here_is_a_control_plane_the_cli_can_use(tmp_path, monkeypatch):
+    """A standby's API (the real one) sends callers to the leader: ``ensure`` takes it as
+    this host's control plane instead of starting a second controller or timing out."""
+    from headway.cli import client
+    from headway.control import standby_api
+    from headway.state import daemon_info, db
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    db.api_token()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+    server = standby_api.serve(sock, lambda: "http://127.0.0.1:9", stop, None)
+    try:
+        daemon_info.announce(f"http://127.0.0.1:{sock.getsockname()[1]}", "standby")  # as the daemon does
+        assert client.ensure(timeout_s=5).base_url == daemon_info.api_url()
+        assert daemon_info.running_pid() == os.getpid()  # found, not started again
+    finally:
+        stop.set()
+        server.join()
+        sock.close()
