@@ -16,6 +16,18 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
 - Retrying a 5xx (``500 502 503 504`` in ``retry-on``) is on by default but only for
   idempotent methods (``http-request disable-l7-retry`` for the others): a surviving
   proxy may still route to a dead replica for a moment and answer 500.
+- A host that vanishes without a reset (powered off, cable cut) leaves requests in flight
+  on it waiting: no answer, no error. Kernel-level limits on the server connections end
+  them: TCP keepalive (``option srvtcpka``, a probe after 1 s of silence, two misses) and
+  ``tcp-ut`` (TCP_USER_TIMEOUT: data unacknowledged for 3 s). A live host's kernel answers
+  both however busy its process is, so a slow answer is never cut, and a server put in
+  maintenance still drains (``on-marked-down shutdown-sessions`` would cut those too).
+  The one live case cut: a server that reads none of a request body for 3 s (its window
+  shut), which the Serve proxy does not do. Measured through a cut link
+  (``test_endpoint_vanished_host``): an idempotent request in flight is retried on another
+  server and answered within ~3.4 s (it waited the whole ``timeout server`` before); any
+  other request in flight loses its connection after ~3 s instead of a 504 after the
+  request timeout. ``timeout connect 1s`` bounds a new connection to such a host.
 - ``option idle-close-on-response``: on a reload the old process answers the next
   request of each idle keep-alive connection (with ``Connection: close``) instead of
   closing it under a client that is sending (measured: 3 of ~1,100 requests failed
@@ -43,6 +55,11 @@ IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
 NOBODY = 65534  # the unprivileged uid and gid HAProxy runs as once its listeners are bound
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_KEEP_ALIVE_S = 60.0
+#: A server connection silent this long is probed (TCP keepalive), twice, this far apart.
+VANISHED_PROBE_S = 1
+#: Data a server host has not acknowledged for this long: the host is gone (TCP_USER_TIMEOUT;
+#: also a server that stops reading a request body this long, its window shut).
+VANISHED_UNACKED_S = 3
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,10 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    timeout http-keep-alive {_ms(s.keep_alive_timeout_s)}",
         "    timeout queue 10s",
         "    timeout check 1s",
+        "    option srvtcpka",  # with tcp-ut below: a server host that vanished is given up in ~3 s
+        f"    srvtcpka-idle {VANISHED_PROBE_S}s",
+        f"    srvtcpka-intvl {VANISHED_PROBE_S}s",
+        "    srvtcpka-cnt 2",
         f"    retries {s.retries}",
         "    option redispatch 1",
         f"    retry-on {retry_on}",
@@ -137,7 +158,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         "    http-reuse safe",
         f"    default-server inter {s.check_interval_ms}ms fastinter {s.check_interval_ms}ms "
         f"downinter {s.check_interval_ms * 2}ms fall {s.fall} rise {s.rise} "
-        "observe layer4 error-limit 1 on-error mark-down",
+        f"observe layer4 error-limit 1 on-error mark-down tcp-ut {VANISHED_UNACKED_S}s",
     ]
     for i, addr in enumerate(slots):
         if addr:

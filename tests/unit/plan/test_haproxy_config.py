@@ -76,6 +76,19 @@ def test_health_checks_take_a_dead_node_out_within_a_second():
     assert "on-error mark-down" in text and "observe layer4" in text
 
 
+def test_a_server_host_that_vanished_is_given_up_by_the_kernel_not_drained_by_haproxy():
+    """Keepalive and TCP_USER_TIMEOUT on every server connection (bench.vanished_host
+    measures them through a cut link); never ``shutdown-sessions``, which would also cut
+    the requests a server put in maintenance (a rollout, a scale-down) is still answering."""
+    text = hc.render(conf(), slots("10.0.0.3:8000"))
+    assert "    option srvtcpka\n" in text and "    srvtcpka-cnt 2\n" in text
+    assert f"    srvtcpka-idle {hc.VANISHED_PROBE_S}s\n" in text
+    default_server = next(line for line in text.splitlines() if "default-server" in line)
+    assert f" tcp-ut {hc.VANISHED_UNACKED_S}s" in default_server
+    assert "shutdown-sessions" not in text
+    assert hc.VANISHED_PROBE_S * 3 <= 5 and hc.VANISHED_UNACKED_S <= 5  # given up well before 5 s
+
+
 def test_request_timeout_is_the_server_timeout():
     assert "timeout server 7500ms" in hc.render(conf(request_timeout_s=7.5), slots())
 
