@@ -81,12 +81,12 @@ CASES = [
     ("env NUL", _with("env_vars", {"A": "x\x00y"}), "the value of A must be text without NUL"),
     ("env huge", _with("env_vars", {"A": "x" * 40000}), "the value of A must be text without NUL, at most"),
     # counts and numbers: bounded and finite, checked before any node starts
-    ("count 17", _group(count=17), "compute_config.worker_nodes[0].count: Input should be less than or equal to 16"),
+    ("count 257", _group(count=257), "compute_config.worker_nodes[0].count: Input should be less than or equal to 256"),
     ("count negative", _group(count=-1), "count: Input should be greater than or equal to 0"),
     (
         "total workers",
-        _with("compute_config", {"worker_nodes": [{"name": "a", "count": 9}, {"name": "b", "count": 9}]}),
-        "18 workers in all; one service has at most 16",
+        _with("compute_config", {"worker_nodes": [{"name": "a", "count": 200}, {"name": "b", "count": 57}]}),
+        "257 workers in all; one service has at most 256",
     ),
     ("cpu nan", _group(resources={"CPU": float("nan")}), "resources.CPU: Input should be a finite number"),
     ("cpu inf", _group(resources={"CPU": float("inf")}), "resources.CPU: Input should be a finite number"),
@@ -278,9 +278,9 @@ def test_bad_or_non_ascii_token_is_401_not_500(api_client, token):
 @pytest.mark.parametrize(
     "count,status,message",
     [
-        (20, 422, "less than or equal to 16"),
+        (257, 422, "less than or equal to 256"),
         (-1, 422, "greater than or equal to 0"),
-        (5, 422, "cannot scale s: compute_config: 17 workers in all (counting each group's max_nodes)"),
+        (245, 422, "cannot scale s: compute_config: 257 workers in all (counting each group's max_nodes)"),
     ],
 )
 def test_scale_bounds_are_the_specs(api_client, tmp_path, count, status, message):

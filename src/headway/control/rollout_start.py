@@ -14,7 +14,7 @@ from headway.ingress import endpoint as ingress
 from headway.model.errors import Busy, InputError
 from headway.model.spec import ServiceSpec
 from headway.plan import rollout_policy as policy
-from headway.plan.haproxy_config import SLOTS
+from headway.plan.haproxy_config import MAX_SLOTS
 from headway.state import records
 from headway.state.records import RolloutRecord, ServiceRecord
 from headway.state.transitions import record_event
@@ -61,10 +61,10 @@ def prepare(rec: ServiceRecord, spec: ServiceSpec, version: int) -> tuple[str, S
     new cluster's name and the spec it starts with (its surge-capped worker counts)."""
     _, first = surge_plan(rec.spec, spec, 0)
     first_spec = with_counts(spec, first)
-    if len(rec.workers) + first_spec.worker_count > SLOTS:
+    if len(rec.workers) + first_spec.worker_count > MAX_SLOTS:
         raise InputError(
             f"a rollout of {rec.name} would put {len(rec.workers)} + {first_spec.worker_count} workers "
-            f"behind the endpoint, which has {SLOTS} slots; lower max_surge_percent or deploy with "
+            f"behind the endpoint, which holds {MAX_SLOTS}; lower max_surge_percent or deploy with "
             "--strategy in_place"
         )
     name = cluster_name(rec.name, version)

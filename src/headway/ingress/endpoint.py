@@ -178,10 +178,11 @@ def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
         if child.poll() is not None:
             raise IngressError(f"haproxy exited at start (code {child.returncode}); see {ing.log}")
         try:
-            instances.command(ing, "show info")
-            break
+            if hc.info_pid(instances.command(ing, "show info")) == child.pid:  # not the old one's
+                break
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     else:
         raise IngressError(f"haproxy did not answer on its admin socket; see {ing.log}")
     ing.pid = child.pid
@@ -250,12 +251,14 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
     return ing
 
 
-def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> None:
+def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, replan: bool = True) -> None:
     """Apply a new config without dropping a connection: the new process takes the
-    listener over from the old one, which finishes what it is serving and exits."""
+    listener over from the old one, which finishes what it is serving and exits.
+    ``replan``: place the current backends first (else the slots as they are)."""
     ing = rec.ingress
     assert ing is not None
-    _plan(crec, rec, ing)
+    if replan:
+        _plan(crec, rec, ing)
     _write_config(crec, rec, spec, ing)
     if ing.on_hosts:
         ingress_hosts.each_answering(
@@ -270,12 +273,15 @@ def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> N
 
 
 def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord) -> list[str]:
-    """Slots and weights for the current backends; the runtime commands that apply the slots."""
-    addrs, ing.weights = targets(
-        rec, instances.up_backends(crec, ing) if rec.rollout and instances.alive(crec, ing) else None
-    )
-    ing.slots, commands = hc.plan_slots(ing.slots, addrs)
+    """Slots and weights for the current backends (the table grown to hold them); the
+    runtime commands that apply the slots."""
+    addrs, ing.weights = _targets(crec, rec, ing)
+    ing.slots, commands = hc.plan_slots(hc.grown(ing.slots, len(addrs)) or ing.slots, addrs)
     return commands
+
+
+def _targets(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord) -> tuple[list[str], dict[str, int]]:
+    return targets(rec, instances.up_backends(crec, ing) if rec.rollout and instances.alive(crec, ing) else None)
 
 
 def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
@@ -284,6 +290,13 @@ def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
     ing = rec.ingress
     if ing is None:
         return []
+    bigger = hc.grown(ing.slots, len(_targets(crec, rec, ing)[0]))
+    if bigger is not None:
+        # More backends than slots: a seamless reload declares the new (empty) slots first,
+        # so that the new backends still come in through the runtime API, down until their
+        # health checks pass.
+        ing.slots = bigger
+        reload(crec, rec, spec, replan=False)
     commands = _plan(crec, rec, ing)
     commands += hc.weight_commands(ing.slots, ing.weights)
     for cmd, reply in instances.send_all(crec, ing, commands):

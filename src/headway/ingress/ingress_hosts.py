@@ -21,6 +21,7 @@ from collections.abc import Callable
 from headway.hosts import remote, ssh, vip
 from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.model.errors import Failed
+from headway.plan import haproxy_config as hc
 from headway.state.records import IngressRecord, ProcId
 
 START_TIMEOUT_S = 10.0
@@ -89,8 +90,9 @@ def spawn(cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: s
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            commands(cloud, host, f["socket"], ["show info"])
-            break
+            if hc.info_pid(commands(cloud, host, f["socket"], ["show info"])[0]) == pid:  # not the old one's
+                break
+            time.sleep(0.1)
         except SshError:
             if remote.start_time(host, pid) is None:
                 _, tail, _ = ssh.run(host, f"tail -n 3 {shlex.quote(f['log'])}")

@@ -17,7 +17,9 @@ ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
 #: Workers one service may have: the ingress has a fixed number of server slots, and a
 #: replacement or rolling update needs some free beside the running workers.
-MAX_WORKERS = 16
+#: The most worker nodes of one service (every group's ``max_nodes`` counted). What a worker
+#: costs the endpoint is said in ``haproxy_config`` (a health check every 250 ms).
+MAX_WORKERS = 256
 MAX_REPLICAS = 1024
 #: Largest amount of one resource, and longest timeout (a day): beyond is a typo.
 MAX_RESOURCE = 1_000_000

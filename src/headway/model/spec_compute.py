@@ -129,7 +129,7 @@ class ComputeConfig(Strict):
         counting = " (counting each group's max_nodes)" if self.autoscaled else ""
         if total > MAX_WORKERS:
             raise ValueError(
-                f"{total} workers in all{counting}; one service has at most {MAX_WORKERS} "
-                "(the endpoint's server slots); lower the counts or split the service"
+                f"{total} workers in all{counting}; one service has at most {MAX_WORKERS}; "
+                "lower the counts or split the service"
             )
         return self

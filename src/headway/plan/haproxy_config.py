@@ -35,8 +35,13 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
 - Logs (``logs/haproxy.log``) hold only abnormal requests (``dontlog-normal``):
   errors, timeouts, retried or redispatched ones; never a header, so never the token.
 - Each response is counted inside HAProxy by exact code and latency (``haproxy_counts``).
-- Server slots are pre-declared (``SLOTS``) so that nodes added, replaced or removed
-  are applied through the runtime API (admin socket) without restarting HAProxy.
+- Server slots are pre-declared so that nodes added, replaced or removed are applied
+  through the runtime API (admin socket) without restarting HAProxy. A service's table
+  comes in blocks of ``SLOT_BLOCK`` and grows by a seamless reload when its backends (a
+  rollout's two clusters together) outnumber it, up to ``MAX_SLOTS``. An empty slot costs
+  a line of config and no check; each backend costs a health check every 250 ms from each
+  endpoint instance (256 workers: ~1,000 small requests/s on the ingress host, 4/s on each
+  worker's proxy).
 """
 
 from __future__ import annotations
@@ -49,7 +54,11 @@ from dataclasses import dataclass, field
 
 from headway.plan import haproxy_counts
 
-SLOTS = 16
+#: A slot table grows in blocks of this many servers.
+SLOT_BLOCK = 16
+#: The most one table holds: a service's most workers (``spec_base.MAX_WORKERS``) beside as
+#: many of a rollout's new cluster.
+MAX_SLOTS = 512
 BACKEND = "workers"
 IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
 NOBODY = 65534  # the unprivileged uid and gid HAProxy runs as once its listeners are bound
@@ -169,8 +178,22 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
     return "\n".join(lines) + "\n"
 
 
-def empty_slots() -> list[str | None]:
-    return [None] * SLOTS
+def empty_slots(count: int = SLOT_BLOCK) -> list[str | None]:
+    return [None] * count
+
+
+def slots_for(backends: int) -> int:
+    """The table size that holds ``backends``: whole blocks, at least one."""
+    return max(SLOT_BLOCK, -(-backends // SLOT_BLOCK) * SLOT_BLOCK)
+
+
+def grown(slots: list[str | None], backends: int) -> list[str | None] | None:
+    """``slots`` with room for ``backends`` (those staying keep their slots, as in
+    ``plan_slots``), or None when it has room already."""
+    size = slots_for(backends)
+    if size > MAX_SLOTS:
+        raise ValueError(f"{backends} worker nodes behind one endpoint; it holds at most {MAX_SLOTS}")
+    return slots + [None] * (size - len(slots)) if size > len(slots) else None
 
 
 def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str | None], list[str]]:
@@ -192,7 +215,7 @@ def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str 
         try:
             i = slots.index(None)
         except ValueError:
-            raise ValueError(f"more than {SLOTS} worker nodes behind one ingress") from None
+            raise ValueError(f"more than {len(slots)} worker nodes behind one ingress") from None
         ip, port = addr.rsplit(":", 1)
         name = f"{BACKEND}/{slot_name(i)}"
         commands += [
@@ -202,6 +225,13 @@ def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str 
         ]
         slots[i] = addr
     return slots, commands
+
+
+def info_pid(show_info: str) -> int | None:
+    """The PID in a ``show info`` reply: which process holds the admin socket now (during a
+    reload the old one answers on it until the new one has taken the path over)."""
+    m = re.search(r"^Pid: (\d+)$", show_info, re.MULTILINE)
+    return int(m.group(1)) if m else None
 
 
 def weight_commands(slots: list[str | None], weights: dict[str, int]) -> list[str]:

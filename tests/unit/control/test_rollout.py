@@ -68,7 +68,7 @@ def test_prepare_records_the_rollout_before_anything_starts(tmp_path, monkeypatc
 def test_prepare_refuses_a_rollout_the_endpoint_has_no_slots_for(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     rec = record("RUNNING")
-    for i in range(rollout_start.SLOTS):
+    for i in range(rollout_start.MAX_SLOTS):
         rec.nodes.append(NodeRecord(name=f"w-{i}", role="worker", ip="10.0.0.9", temp_dir="/t", log="/l", marker="m"))
     with pytest.raises(errors.InputError, match="lower max_surge_percent or deploy with --strategy in_place"):
         rollout_start.prepare(rec, spec(count=4, surge=50), 2)

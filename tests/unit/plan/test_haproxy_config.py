@@ -14,7 +14,7 @@ def conf(**kw) -> hc.IngressSettings:
 
 
 def slots(*addrs: str) -> list[str | None]:
-    return list(addrs) + [None] * (hc.SLOTS - len(addrs))
+    return list(addrs) + [None] * (hc.SLOT_BLOCK - len(addrs))
 
 
 def test_config_is_valid_haproxy(tmp_path):
@@ -97,7 +97,7 @@ def test_every_slot_is_declared():
     text = hc.render(conf(), slots("10.0.0.3:8000", "10.0.0.4:8000"))
     assert "server s1 10.0.0.3:8000 check\n" in text
     assert "server s2 10.0.0.4:8000 check\n" in text
-    assert text.count(" check disabled") == hc.SLOTS - 2
+    assert text.count(" check disabled") == hc.SLOT_BLOCK - 2
 
 
 def test_plan_keeps_slots_of_staying_backends():
@@ -117,8 +117,32 @@ def test_plan_replaces_a_dead_worker():
 
 
 def test_plan_refuses_more_than_the_slots():
-    with pytest.raises(ValueError, match="more than"):
-        hc.plan_slots(slots(), [f"10.0.0.{i}:1" for i in range(hc.SLOTS + 1)])
+    with pytest.raises(ValueError, match="more than 16"):
+        hc.plan_slots(slots(), [f"10.0.0.{i}:1" for i in range(hc.SLOT_BLOCK + 1)])
+
+
+def test_a_table_grows_by_blocks_keeping_every_backend_in_its_slot():
+    assert [hc.slots_for(n) for n in (0, 1, 16, 17, 32, 33, 256, 512)] == [16, 16, 16, 32, 32, 48, 256, 512]
+    table = slots(*(f"10.0.0.{i}:8000" for i in range(16)))
+    assert hc.grown(table, 16) is None  # room already: no reload
+    bigger = hc.grown(table, 24)
+    assert bigger is not None and len(bigger) == 32 and bigger[:16] == table and bigger[16:] == [None] * 16
+    desired = [f"10.0.0.{i}:8000" for i in range(24)]
+    placed, commands = hc.plan_slots(bigger, desired)
+    assert placed[:16] == table and {a for a in placed if a} == set(desired)  # the 16 stay where they were
+    assert "set server workers/s17 addr 10.0.0.16 port 8000" in commands
+    with pytest.raises(ValueError, match="at most 512"):
+        hc.grown(table, hc.MAX_SLOTS + 1)
+
+
+def test_a_full_table_for_the_largest_rollout_is_valid_haproxy(tmp_path):
+    """256 workers beside 256 of a rollout's new cluster: one config HAProxy accepts."""
+    addrs = [f"10.0.{i // 250}.{i % 250 + 1}:8000" for i in range(hc.MAX_SLOTS)]
+    f = tmp_path / "h.cfg"
+    f.write_text(hc.render(conf(weighted=True), addrs, dict.fromkeys(addrs, 50)))
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f.read_text().count(" check weight 50\n") == hc.MAX_SLOTS
 
 
 STAT = (Path(__file__).parents[1] / "data" / "haproxy_stat.csv").read_text()
@@ -137,3 +161,8 @@ def test_stats_per_backend():
     )
     assert s2.hrsp_5xx == 2 and s2.address == "10.0.0.4:8000"
     assert hc.parse_frontend(STAT) == {"requests": 120, "hrsp_2xx": 100, "hrsp_4xx": 20, "hrsp_5xx": 0}
+
+
+def test_the_process_holding_the_admin_socket_is_read_from_show_info():
+    assert hc.info_pid("Name: HAProxy\nVersion: 2.8.25\nPid: 4242\nUptime: 0d 0h00m01s\n") == 4242
+    assert hc.info_pid("Name: HAProxy\nPid: \n") is None and hc.info_pid("") is None
