@@ -72,7 +72,7 @@ def deploy(
         raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
     for p in problems:
         progress(f"warning: {p}")
-    resolved = preflight.preflight(spec, progress)
+    resolved = preflight.preflight(ctx, spec, progress)
     existing = records.load(spec.name)
     if existing is not None:
         refuse_while_recovering(ctx, existing)

@@ -12,7 +12,8 @@ from typing import Any
 from headway.cluster import deps
 from headway.control.context import Context, Progress
 from headway.control.store_access import ResolvedStorage, resolve_spec_storage
-from headway.model.errors import PlacementError
+from headway.ingress import endpoint
+from headway.model.errors import InputError, PlacementError
 from headway.model.spec import ServiceSpec
 from headway.model.spec_load import notes
 from headway.plan import placement, store_fitness
@@ -45,9 +46,14 @@ def check_store_fitness(addr: storage.StoreAddress, require_replica: bool, progr
         )
 
 
-def preflight(spec: ServiceSpec, progress: Progress = _quiet, dry_run: bool = False) -> ResolvedStorage | None:
-    """Everything that can be checked before a node starts: the store, and the
-    applications' packages (resolved and packaged here, once; a dry run only resolves)."""
+def preflight(
+    ctx: Context, spec: ServiceSpec, progress: Progress = _quiet, dry_run: bool = False
+) -> ResolvedStorage | None:
+    """Everything that can be checked before a node starts: the endpoint's port, the store,
+    and the applications' packages (resolved and packaged here, once; a dry run only resolves)."""
+    problem = endpoint.listen_problem(ctx.cloud, spec)
+    if problem is not None:
+        raise InputError(problem)
     if dry_run:
         deps.check_all(spec, progress)
     else:
@@ -85,7 +91,7 @@ def dry_run(ctx: Context, spec: ServiceSpec, strict: bool, progress: Progress = 
         progress(f"{'error' if strict else 'warning'}: {p}")
     if problems and strict:
         raise PlacementError("refused (--strict), nothing was started:\n  " + "\n  ".join(problems))
-    own = preflight(spec, progress, dry_run=True)
+    own = preflight(ctx, spec, progress, dry_run=True)
     if ctx.cloud is not None:
         ctx.provider().check_ready(progress)  # the hosts (SSH mode), or this machine's sandboxing
     if own is None and spec.gcs_ft and ctx.cloud is not None:

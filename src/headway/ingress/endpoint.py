@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 import time
 from collections.abc import Collection
@@ -45,6 +46,43 @@ DRAIN_S = 1.0
 def bind_address() -> str:
     """Where endpoints listen: ``HEADWAY_INGRESS_BIND`` (default 127.0.0.1, this machine only)."""
     return os.environ.get("HEADWAY_INGRESS_BIND", "127.0.0.1")
+
+
+def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> None:
+    """The address and port from the spec's ``endpoint:`` block: a port given is taken (a
+    change moves the endpoint by a seamless reload), one no longer given is kept; the
+    address is the block's, else the default; on ingress hosts, the moving address."""
+    hosts_cfg = instances.hosts_or_none(crec)
+    ing.port = spec.endpoint.port or ing.port
+    if hosts_cfg is not None and hosts_cfg.ingress is not None:
+        ing.bind = hosts_cfg.ingress.address
+    else:
+        ing.bind = spec.endpoint.bind or bind_address()
+
+
+def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
+    """Why the spec's fixed endpoint port cannot be had, checked before anything starts:
+    another service's endpoint has it, or (here) another program does."""
+    port = spec.endpoint.port
+    if port is None:
+        return None
+    for other in records.all_records():
+        base = other.name.split("_r", 1)[0]  # a rollout's cluster shares its service's endpoint
+        if base != spec.name and other.ingress is not None and other.ingress.port == port:
+            return f"endpoint.port {port} is the endpoint of service {base}; pick another port"
+    mine = records.load(spec.name)
+    on_hosts = instances.hosts_or_none(crec) is not None
+    if on_hosts or (mine is not None and mine.ingress is not None and mine.ingress.port == port):
+        return None  # ours already (or on the ingress hosts: their HAProxy says so at start)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((spec.endpoint.bind or bind_address(), port))
+        except PermissionError:
+            return f"endpoint.port {port}: a port below 1024 needs headway to run as root"
+        except OSError as exc:
+            return f"endpoint.port {port} is not free on this machine ({exc.strerror}); pick another port"
+    return None
 
 
 # -- token ---------------------------------------------------------------------------------
@@ -152,6 +190,7 @@ def apply_update(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec
     if ing is None or not instances.alive(crec, ing):
         start(crec, rec, spec)
         return "started"
+    _listen(crec, spec, ing)
     if _digest(settings(crec, rec, spec, ing)) == ing.settings_digest:
         sync_backends(crec, rec, spec)
         return "backends"
@@ -214,11 +253,10 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
     d = paths.service_dir(rec.name)
     ing = rec.ingress
     if ing is None:
-        (port,) = free_ports(1, used_ports())
         hosts_cfg = instances.hosts_or_none(crec)
         ing = IngressRecord(
-            bind=hosts_cfg.ingress.address if hosts_cfg and hosts_cfg.ingress else bind_address(),
-            port=port,
+            bind="",
+            port=spec.endpoint.port or free_ports(1, used_ports())[0],
             config=str(d / "haproxy.cfg"),
             socket=str(d / "haproxy.sock"),
             log=str(d / "logs" / "haproxy.log"),
@@ -227,6 +265,7 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
             on_hosts=hosts_cfg is not None,
         )
         rec.ingress = ing
+    _listen(crec, spec, ing)
     os.makedirs(os.path.dirname(ing.log), exist_ok=True)
     _plan(crec, rec, ing)
     _write_config(crec, rec, spec, ing)
@@ -257,6 +296,7 @@ def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, repl
     ``replan``: place the current backends first (else the slots as they are)."""
     ing = rec.ingress
     assert ing is not None
+    _listen(crec, spec, ing)
     if replan:
         _plan(crec, rec, ing)
     _write_config(crec, rec, spec, ing)

@@ -39,6 +39,7 @@ from headway.model.spec_base import (  # noqa: F401 - the limits and patterns ar
     check_resources,
 )
 from headway.model.spec_compute import ComputeConfig, HeadNode, WorkerGroup
+from headway.model.spec_endpoint import EndpointConfig
 from headway.model.spec_rollout import RolloutConfig, Strategy, normalise_strategy
 from headway.model.store_address import StoreError, parse_address
 
@@ -215,6 +216,7 @@ class ServiceSpec(Strict):
     allow_source_builds: bool = False
     query_auth_token_enabled: bool = True
     http_options: HttpOptions = Field(default_factory=HttpOptions)
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)  # where clients reach it
     version_name: str | None = None
     # How an update is applied (``spec_rollout``); None: in place unless it cannot be.
     rollout_strategy: Strategy | None = None

@@ -142,7 +142,7 @@ def notes(spec: ServiceSpec) -> list[str]:
     if http.host is not None or http.port is not None:
         out.append(
             f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
-            "proxies listen; clients use the service's endpoint"
+            "proxies listen; clients use the service's endpoint (a fixed port and address: the endpoint: block)"
         )
     if spec.grpc_options.get("grpc_servicer_functions"):
         out.append("grpc_options: gRPC is not served through the endpoint; the gRPC proxy is not enabled")

@@ -1,20 +1,23 @@
-"""A service with more workers than the endpoint's first slot table (16), through a real
-HAProxy (no Ray): the table grows by a seamless reload while requests flow, every worker
-ends up in rotation, and none of the requests fails."""
+"""The endpoint's process as headway runs it (a real HAProxy, small HTTP servers as the
+workers, no Ray): a slot table that grows under load, and a fixed port that an update
+moves, each by a seamless reload, and a port another service holds refused first."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
 import time
 
 import httpx
+import pytest
 
 from headway.cluster.local_provider import free_ports
 from headway.ingress import endpoint, instances
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc
+from headway.state import records
 from headway.state.records import NodeRecord, ServiceRecord
 from headway.system import procs
 
@@ -50,6 +53,13 @@ SPEC = {
 }
 
 
+def _service(name: str, spec: dict, ports: list[int]) -> ServiceRecord:
+    ids = {"name": name, "cluster_id": f"c{name}", "mode": "local", "state": "RUNNING", "gcs_ft": False}
+    rec = ServiceRecord(**ids, spec=spec, head_ip="127.0.0.1", gcs_port=1, dashboard_port=1, serve_port=1)
+    rec.nodes = [_worker(i, port) for i, port in enumerate(ports)]
+    return rec
+
+
 def _worker(i: int, port: int) -> NodeRecord:
     return NodeRecord(
         name=f"w-{i}", role="worker", ip="127.0.0.1", ports={"proxy": port}, temp_dir="/t", log="/l", marker="m"
@@ -76,9 +86,7 @@ def test_the_slot_table_grows_under_load_and_every_worker_is_in_rotation(tmp_pat
     ports = free_ports(24, set())
     backends = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, ports)])
     spec = ServiceSpec.model_validate(SPEC)
-    ids = {"name": "wide", "cluster_id": "cwide", "mode": "local", "state": "RUNNING", "gcs_ft": False}
-    rec = ServiceRecord(**ids, spec=SPEC, head_ip="127.0.0.1", gcs_port=1, dashboard_port=1, serve_port=1)
-    rec.nodes = [_worker(i, port) for i, port in enumerate(ports[:4])]
+    rec = _service("wide", SPEC, ports[:4])
     stop = threading.Event()
     try:
         ing = endpoint.start(None, rec, spec)
@@ -120,6 +128,56 @@ def test_the_slot_table_grows_under_load_and_every_worker_is_in_rotation(tmp_pat
         assert not procs.same_process(first_pid, None)
     finally:
         stop.set()
+        endpoint.stop(None, rec)
+        backends.kill()
+        backends.wait()
+
+
+def test_a_fixed_port_is_taken_an_update_moves_it_and_another_service_cannot_have_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    workers = free_ports(2, set())
+    first, second = free_ports(2, set(workers))
+    backends = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, workers)])
+    spec = ServiceSpec.model_validate(SPEC | {"endpoint": {"port": first}})
+    rec = _service("wide", spec.model_dump(mode="json"), workers)
+    try:
+        ing = endpoint.start(None, rec, spec)
+        records.save(rec)
+        assert (ing.port, rec.endpoint) == (first, f"http://127.0.0.1:{first}")
+        _wait_up(rec, set(endpoint.backends(rec)))
+        auth = {"Authorization": f"Bearer {endpoint.endpoint_token(rec.name)}"}
+        assert httpx.get(f"http://127.0.0.1:{first}/", headers=auth).status_code == 200
+
+        # Another service asking for that port is refused before anything starts.
+        other = ServiceSpec.model_validate(SPEC | {"name": "other", "endpoint": {"port": first}})
+        assert (
+            endpoint.listen_problem(None, other)
+            == f"endpoint.port {first} is the endpoint of service wide; pick another port"
+        )
+        assert endpoint.listen_problem(None, spec) is None  # its own
+        with socket.socket() as squatter:  # a port another program holds
+            squatter.bind(("127.0.0.1", second))
+            squatter.listen()
+            moved = ServiceSpec.model_validate(SPEC | {"endpoint": {"port": second}})
+            assert "is not free on this machine" in (endpoint.listen_problem(None, moved) or "")
+
+        assert endpoint.apply_update(None, rec, moved) == "reloaded"
+        assert (ing.port, rec.endpoint) == (second, f"http://127.0.0.1:{second}")
+        _wait_up(rec, set(endpoint.backends(rec)))
+        assert httpx.get(f"http://127.0.0.1:{second}/", headers=auth).status_code == 200
+        deadline = time.monotonic() + 20  # the old process hands over and leaves: the old port closes
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{first}/", headers=auth, timeout=2)
+            except httpx.ConnectError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"the endpoint still answers on its old port {first}")
+        unfixed = ServiceSpec.model_validate(SPEC)  # the block removed: the port is kept
+        endpoint.apply_update(None, rec, unfixed)
+        assert ing.port == second
+    finally:
         endpoint.stop(None, rec)
         backends.kill()
         backends.wait()
