@@ -14,6 +14,7 @@ import httpx
 import pytest
 from conftest import HELLO, read_record
 
+from headway.cluster.local_provider import free_ports
 from headway.store import storage
 from headway.system import netns, procs
 
@@ -120,8 +121,10 @@ def test_deploy_in_namespaces_serves_and_terminates_cleanly(cli):
 def test_loopback_mode_with_and_without_ft(cli):
     cli.env["HEADWAY_MODE"] = "loopback"
     ft = cli.write_spec("t-loop")
+    (fixed,) = free_ports(1, set())
     noft = cli.write_spec(
         "t-noft",
+        endpoint={"port": fixed},  # a fixed endpoint port
         ray_gcs_external_storage_config={"enabled": False},
         compute_config={"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 1}]},
         applications=[
@@ -153,6 +156,13 @@ def test_loopback_mode_with_and_without_ft(cli):
     assert "disabled" in cli.run("status", "t-noft").stdout
     (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
     assert _ask(cli.proxy_urls("t-noft")[w["name"]])["message"] == "hi from w-1"
+    assert st2["endpoint"] == f"http://127.0.0.1:{fixed}"
+    auth = {"Authorization": "Bearer " + cli.run("token", "t-noft", check=True).stdout.strip()}
+    assert httpx.get(st2["endpoint"] + "/", headers=auth, timeout=10).json()["message"] == "hi from w-1"
+    # Another service asking for that port: refused with the reason, nothing changed.
+    taken = cli.run("deploy", "-f", str(cli.write_spec("t-loop", endpoint={"port": fixed})))
+    assert taken.returncode == 2 and f"endpoint.port {fixed} is the endpoint of service t-noft" in taken.stderr
+    assert cli.status("t-loop")["state"] == "RUNNING" and cli.status("t-loop")["running_version"] == 1
 
     client, _, _ = _cloud_client(cli)
     assert storage.namespaces_in_store(client) == {st["storage"]["namespace"]}
