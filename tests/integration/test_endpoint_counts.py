@@ -94,3 +94,85 @@ def test_codes_own_answers_and_latency_are_counted_per_backend():
             for p in procs:
                 p.kill()
                 p.wait()
+
+
+_ECHO = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def answer(self):
+        if self.headers.get("content-length"):
+            self.rfile.read(int(self.headers["content-length"]))
+        body = b"auth" if "authorization" in self.headers else b"none"  # what the replica would see
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = answer
+
+    def log_message(self, *a):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_limits_at_the_door_refuse_with_their_code_and_the_app_never_sees_the_token():
+    """``endpoint.max_body_bytes`` and ``endpoint.rate_limit`` as headway renders them."""
+    with tempfile.TemporaryDirectory(prefix="hw-limits-") as d:
+        backend_port, port = _free_port(), _free_port()
+        Path(d, "backend.py").write_text(_ECHO)
+        sock = str(Path(d, "admin.sock"))
+        settings = hc.IngressSettings(
+            bind="127.0.0.1",
+            port=port,
+            stats_socket=sock,
+            tokens=("t0k",),
+            max_body_bytes=100,
+            rate_per_s=2,
+            rate_burst=2,
+        )
+        slots = hc.empty_slots()
+        slots[0] = f"127.0.0.1:{backend_port}"
+        Path(d, "h.cfg").write_text(hc.render(settings, slots))
+        procs = [subprocess.Popen([sys.executable, str(Path(d, "backend.py")), str(backend_port)])]
+        try:
+            procs.append(subprocess.Popen([binaries.haproxy(), "-f", str(Path(d, "h.cfg"))]))
+            url, auth = f"http://127.0.0.1:{port}/", {"authorization": "Bearer t0k"}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:  # until the backend passes its health checks
+                try:
+                    if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            with httpx.Client(timeout=10) as c:
+                small = c.post(url, headers=auth, content=b"x" * 100)
+                assert (small.status_code, small.text) == (200, "none")  # the token stays at the door
+                assert c.post(url, headers=auth, content=b"x" * 101).status_code == 413
+                chunked = c.post(url, headers=auth, content=iter([b"x" * 10]))  # no stated length
+                assert chunked.status_code == 411 and "Content-Length" in chunked.text
+                time.sleep(2.1)  # two whole periods: nothing of the requests above is counted
+                burst = [c.get(url, headers=auth) for _ in range(10)]
+                wrong = [c.get(url, headers={"authorization": "Bearer nope"}).status_code for _ in range(3)]
+            codes = [r.status_code for r in burst]
+            print(f"\nrate limit 2/s + 2: a burst of 10 got {codes}")
+            # 2/s + 2 within a second: 4 (a burst that crosses into the next second may get a few more)
+            assert 4 <= codes.count(200) <= 6 and codes.count(429) == 10 - codes.count(200), codes
+            assert codes.index(429) == codes.count(200)  # the first ones pass, then it closes
+            refused = burst[codes.index(429)]
+            assert refused.headers["retry-after"] == "1" and "rate limit exceeded" in refused.text
+            assert wrong == [401] * 3  # a wrong token is refused first, spending no one's budget
+            time.sleep(2.1)  # refused requests count too: the window has to pass whole
+            assert httpx.get(url, headers=auth, timeout=10).status_code == 200
+            counts = haproxy_counts.parse(*(_command(sock, cmd) for cmd in haproxy_counts.commands()))
+            assert counts.own.get("429") == codes.count(429) and counts.own.get("413") == 1
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()

@@ -93,6 +93,18 @@ CASES = [
     ("endpoint bind", _with("endpoint", {"bind": "0.0.0.0; rm -rf /"}), "is not an IP address; give an address"),
     ("endpoint hostnames", _with("endpoint", {"hostnames": ["a.example"]}), "endpoint.hostnames is not available"),
     ("endpoint tls", _with("endpoint", {"tls": {"cert": "c.pem"}}), "endpoint.tls is not available in this headway"),
+    ("endpoint body 0", _with("endpoint", {"max_body_bytes": 0}), "endpoint.max_body_bytes: Input should be greater"),
+    (
+        "endpoint rate 0",
+        _with("endpoint", {"rate_limit": {"requests_per_second": 0}}),
+        "endpoint.rate_limit.requests_per_second: Input should be greater than 0",
+    ),
+    (
+        "endpoint rate burst",
+        _with("endpoint", {"rate_limit": {"requests_per_second": 5, "burst": -1}}),
+        "endpoint.rate_limit.burst: Input should be greater than or equal to 0",
+    ),
+    ("endpoint rate missing", _with("endpoint", {"rate_limit": {"burst": 5}}), "requests_per_second"),
     ("endpoint unknown", _with("endpoint", {"prot": 8443}), "endpoint.prot: unknown field; did you mean port?"),
     ("cpu nan", _group(resources={"CPU": float("nan")}), "resources.CPU: Input should be a finite number"),
     ("cpu inf", _group(resources={"CPU": float("inf")}), "resources.CPU: Input should be a finite number"),

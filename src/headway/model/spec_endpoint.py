@@ -3,6 +3,7 @@
 A fixed ``port`` (kept across updates, rollouts and failovers; without it one is picked at
 the first deploy and kept) and the address it binds (default: ``HEADWAY_INGRESS_BIND``,
 127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). The block's
+Limits at the door: ``max_body_bytes`` and a ``rate_limit`` per token. The block's
 ``hostnames`` and ``tls`` (HTTPS and several services on one port by name) are planned:
 this headway refuses them by name rather than serving plain HTTP where HTTPS was asked.
 """
@@ -17,9 +18,20 @@ from pydantic import Field, field_validator
 from headway.model.spec_base import Strict
 
 
+class RateLimit(Strict):
+    """Per token (per client address on an open endpoint): at most ``requests_per_second``
+    on average over 10 s, and ``burst`` more within any one second; beyond, 429."""
+
+    requests_per_second: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(default=0, ge=0, le=1_000_000)
+
+
 class EndpointConfig(Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     bind: str | None = None
+    # A request whose body is larger gets 413; one that does not say its length (chunked) 411.
+    max_body_bytes: int | None = Field(default=None, ge=1, le=2**40)
+    rate_limit: RateLimit | None = None
     hostnames: Any = None
     tls: Any = None
 

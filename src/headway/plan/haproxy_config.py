@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from headway.plan import haproxy_counts
+from headway.plan import haproxy_counts, haproxy_limits
 
 #: A slot table grows in blocks of this many servers.
 SLOT_BLOCK = 16
@@ -97,6 +97,10 @@ class IngressSettings:
     # Started as root (to bind, and ``transparent``), it then runs as nobody: a flaw in the
     # endpoint must not hand out root on the ingress host.
     unprivileged: bool = False
+    # Limits at the door (the service's ``endpoint:`` block; rules in ``haproxy_limits``).
+    max_body_bytes: int | None = None
+    rate_per_s: float | None = None
+    rate_burst: int = 0
 
 
 def slot_name(i: int) -> str:
@@ -120,6 +124,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         "    log stdout format raw local0",
         f"    stats socket {s.stats_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
+        "    tune.stick-counters 5",  # sc0-sc2: the counts; sc3-sc4: the rate limit
         f"    hard-stop-after {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s) + 15)}",
         *([f"    uid {NOBODY}", f"    gid {NOBODY}"] if s.unprivileged else []),
         "",
@@ -152,6 +157,8 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
     if s.tokens:
         bearer = "req.hdr(authorization) -m str " + " ".join(f'"Bearer {t}"' for t in s.tokens)
         lines.append(f"    http-request deny deny_status 401 unless {{ {bearer} }}")
+    lines += haproxy_limits.request_rules(bool(s.tokens), s.max_body_bytes, s.rate_per_s, s.rate_burst)
+    if s.tokens:
         lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [
         f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
@@ -159,6 +166,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    default_backend {BACKEND}",
         "",
         *haproxy_counts.tables(),
+        *haproxy_limits.tables(bool(s.tokens), s.rate_per_s),
         "",
         f"backend {BACKEND}",
         f"    balance {'roundrobin' if s.weighted else 'leastconn'}",

@@ -166,3 +166,25 @@ def test_stats_per_backend():
 def test_the_process_holding_the_admin_socket_is_read_from_show_info():
     assert hc.info_pid("Name: HAProxy\nVersion: 2.8.25\nPid: 4242\nUptime: 0d 0h00m01s\n") == 4242
     assert hc.info_pid("Name: HAProxy\nPid: \n") is None and hc.info_pid("") is None
+
+
+def test_limits_at_the_door_are_valid_haproxy_after_the_token_check_and_before_it_is_removed(tmp_path):
+    for tokens in (("t0k",), ()):
+        text = hc.render(conf(tokens=tokens, max_body_bytes=1000, rate_per_s=0.5, rate_burst=0), slots())
+        f = tmp_path / "h.cfg"
+        f.write_text(text)
+        proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rules = [line.strip() for line in text.splitlines() if line.strip().startswith("http-request")]
+        track = next(i for i, r in enumerate(rules) if r.startswith("http-request track-sc3"))
+        if tokens:
+            assert rules.index(next(r for r in rules if "deny_status 401" in r)) < track
+            assert rules.index("http-request del-header authorization") > track  # keyed by it, then removed
+            assert "track-sc3 req.hdr(authorization),sha1,hex" in rules[track]  # its digest, not the token
+        else:
+            assert rules[track].startswith("http-request track-sc3 src ")
+        # Half a request a second: one in any second, 5 in any 10 s (never "none at all").
+        assert "{ sc_http_req_rate(3) gt 1 } || { sc_http_req_rate(4) gt 5 }" in text
+        assert "deny_status 413 if { req.hdr_val(content-length) gt 1000 }" in text
+    plain = hc.render(conf(), slots())
+    assert "track-sc3" not in plain and "deny_status 413" not in plain and "status 411" not in plain
