@@ -53,6 +53,19 @@ def _command(sock: str, cmd: str) -> str:
     return out.decode()
 
 
+def _wait_up(sock: str) -> None:
+    """Until the backend passes its health checks."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
+                return
+        except OSError:
+            pass  # the admin socket is not there yet
+        time.sleep(0.1)
+    raise AssertionError("the backend never passed its health checks")
+
+
 def test_codes_own_answers_and_latency_are_counted_per_backend():
     with tempfile.TemporaryDirectory(prefix="hw-counts-") as d:
         backend_port, port = _free_port(), _free_port()
@@ -68,14 +81,7 @@ def test_codes_own_answers_and_latency_are_counted_per_backend():
         try:
             procs.append(subprocess.Popen([binaries.haproxy(), "-f", str(Path(d, "h.cfg"))]))
             url, auth = f"http://127.0.0.1:{port}", {"authorization": "Bearer t0k"}
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # until the backend passes its health checks
-                try:
-                    if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
-                        break
-                except OSError:
-                    pass  # the admin socket is not there yet
-                time.sleep(0.1)
+            _wait_up(sock)
             codes = [httpx.get(url + "/", headers=auth).status_code for _ in range(6)]
             codes += [httpx.get(url + "/missing", headers=auth).status_code for _ in range(3)]
             codes += [httpx.get(url + "/slow", headers=auth).status_code for _ in range(2)]
@@ -143,14 +149,7 @@ def test_limits_at_the_door_refuse_with_their_code_and_the_app_never_sees_the_to
         try:
             procs.append(subprocess.Popen([binaries.haproxy(), "-f", str(Path(d, "h.cfg"))]))
             url, auth = f"http://127.0.0.1:{port}/", {"authorization": "Bearer t0k"}
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:  # until the backend passes its health checks
-                try:
-                    if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.1)
+            _wait_up(sock)
             with httpx.Client(timeout=10) as c:
                 small = c.post(url, headers=auth, content=b"x" * 100)
                 assert (small.status_code, small.text) == (200, "none")  # the token stays at the door
