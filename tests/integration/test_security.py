@@ -147,10 +147,13 @@ def test_only_the_endpoint_with_its_token_answers_strangers_and_failover_loses_n
         )
         assert job.returncode != 0 and not Path("/tmp/hw-pwned").exists()
 
-        # From the control host (the ingress host): the dashboard wants Ray's token too.
-        assert httpx.get(dashboard + "/api/jobs/", timeout=10).status_code == 401
-        ok = httpx.get(dashboard + "/api/jobs/", headers={"Authorization": f"Bearer {ray_token}"}, timeout=10)
-        assert ok.status_code == 200
+        # From the control host (the ingress host): the dashboard wants Ray's token too, and
+        # holds only Serve's and the state API: no job API to run a command through at all.
+        ray_auth = {"Authorization": f"Bearer {ray_token}"}
+        assert httpx.get(dashboard + "/api/v0/nodes", timeout=10).status_code == 401
+        assert httpx.get(dashboard + "/api/v0/nodes", headers=ray_auth, timeout=10).status_code == 200
+        assert httpx.get(dashboard + "/api/ray/version", headers=ray_auth, timeout=10).status_code == 200
+        assert httpx.get(dashboard + "/api/jobs/", headers=ray_auth, timeout=10).status_code == 404
         # The endpoint: 401 without its token, 200 with it.
         assert httpx.get(st["endpoint"] + "/", timeout=10).status_code == 401
         assert httpx.get(st["endpoint"] + "/", headers=auth, timeout=10).status_code == 200

@@ -20,8 +20,16 @@ This is the one place for the facts about Ray that fault tolerance rests on
   API); and ``ray start --block`` (~90 MB on every node), replaced by
   ``node_supervisor`` (a few MB), which also stops the Ray Client server once the head is
   up (Ray 2.60 starts it whenever ``ray[client]`` is installed and takes no port that
-  disables it; ~47 MB). Kept: the dashboard (Serve's REST API, Ray's log API) with its
-  agent, the runtime-env agent (working_dir, packages).
+  disables it; ~47 MB). Of the dashboard, only the modules a service uses
+  (``DASHBOARD_MODULES``): Serve's REST API, which deploys and reads the applications, and
+  Ray's state API (``ray list ...``, ``/api/v0/nodes``), for an operator's questions. Left
+  out, ~120 MB on the head measured with a bare head (each module is a process of its
+  own): the node, metrics, report, event, job, train and data modules, which feed Ray's
+  web UI (its pages other than Serve's are empty) and Ray's job API, which a service has
+  no use for and which would run any command it is sent (the head has none to offer now,
+  token or not). headway's own dashboard, metrics and logs read what they need elsewhere
+  (the GCS, the nodes' metrics ports, the log files). Kept too: the dashboard's agent and
+  the runtime-env agent (working_dir, packages) on every node.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
+#: The dashboard modules the head loads (see the module's docstring).
+DASHBOARD_MODULES = ("ServeHead", "StateHead")
 #: Left out of every node / of the head (see the module's docstring).
 LEAN_FLAGS = ["--include-log-monitor=false"]
 LEAN_HEAD_FLAGS = ["--no-monitor"]
@@ -201,6 +211,7 @@ def head_launch(
     argv += _port_flags(ports, loopback)
     auth_env, files = _auth(temp_dir, auth_token)
     env = dict(user_env) | _base_env(marker, "head") | HEAD_FT_ENV | auth_env
+    env[node_supervisor.DASHBOARD_MODULES_VAR] = ",".join(DASHBOARD_MODULES)
     if storage is not None:
         env["RAY_REDIS_ADDRESS"] = storage.ray_address
         env["RAY_external_storage_namespace"] = storage.namespace

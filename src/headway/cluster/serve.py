@@ -193,9 +193,10 @@ def wait_proxies(proxy_urls: list[str], timeout_s: float, grace_s: float = 15) -
 
 
 def dashboard_up(head: HeadApi, timeout_s: float = 2) -> bool:
-    """The head's dashboard answers (Serve's REST API lives there)."""
+    """The head's dashboard answers with Serve's REST API loaded (``/api/ray/version`` is
+    that module's own route)."""
     try:
-        return httpx.get(head.url + "/api/gcs_healthz", headers=head.headers(), timeout=timeout_s).status_code == 200
+        return httpx.get(head.url + "/api/ray/version", headers=head.headers(), timeout=timeout_s).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -50,8 +50,20 @@ LEFT_OUT = ("ray.util.client.server",)
 
 #: Ray's CLI without the command groups ``ray start`` does not use.
 UNUSED_CLI_MODULES = ("ray.serve.scripts", "ray.dashboard.modules.job.cli", "ray.util.state.state_cli")
+#: The dashboard modules to load, comma-separated, when set (``ray start`` has no flag for
+#: the dashboard's own ``--modules-to-load``: the CLI's process start is where it is added).
+DASHBOARD_MODULES_VAR = "HEADWAY_DASHBOARD_MODULES"
 RAY_CLI = (
-    f"import sys\nfor m in {UNUSED_CLI_MODULES!r}: sys.modules[m] = None\n"
+    f"import os, sys\nfor m in {UNUSED_CLI_MODULES!r}: sys.modules[m] = None\n"
+    f"mods = os.environ.get({DASHBOARD_MODULES_VAR!r})\n"
+    "if mods:\n"
+    "    import ray._private.services as services\n"
+    "    start = services.start_ray_process\n"
+    "    def lean(command, process_type, *a, **k):\n"
+    "        if process_type == 'dashboard':\n"
+    "            command = [*command, '--modules-to-load=' + mods]\n"
+    "        return start(command, process_type, *a, **k)\n"
+    "    services.start_ray_process = lean\n"
     "from ray.scripts.scripts import main\nsys.argv[0] = 'ray'\nmain()\n"
 )
 
