@@ -58,6 +58,34 @@ def test_a_node_runs_under_headway_supervisor_with_the_hosts_ray():
     assert cmd[7] == "start" and "--head" in cmd
 
 
+def test_the_head_dashboard_loads_serves_and_the_state_api_only(monkeypatch):
+    """The head's environment names the modules; Ray's CLI, lean, adds them to the
+    dashboard's command line, and to no other process's (checked here on Ray's own
+    ``start_ray_process``, stubbed: the rest of the script, ``ray start``, not run)."""
+    import sys
+
+    import ray._private.services as services
+
+    from headway.system import node_supervisor
+
+    assert _head().env[node_supervisor.DASHBOARD_MODULES_VAR] == "ServeHead,StateHead"
+    assert node_supervisor.DASHBOARD_MODULES_VAR not in _worker().env
+    started: list[tuple[list[str], str]] = []
+    stub = lambda command, process_type, *a, **k: started.append((command, process_type))  # noqa: E731
+    monkeypatch.setattr(services, "start_ray_process", stub)
+    for name in node_supervisor.UNUSED_CLI_MODULES:  # the script marks them absent: undone after
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setenv(node_supervisor.DASHBOARD_MODULES_VAR, "ServeHead,StateHead")
+    script = node_supervisor.RAY_CLI.split("from ray.scripts.scripts import main")[0]
+    exec(compile(script, "ray-cli", "exec"), {})  # noqa: S102 - headway's own script, as the node runs it
+    services.start_ray_process(["python", "dashboard.py"], "dashboard")
+    services.start_ray_process(["gcs_server"], "gcs_server")
+    assert started == [
+        (["python", "dashboard.py", "--modules-to-load=ServeHead,StateHead"], "dashboard"),
+        (["gcs_server"], "gcs_server"),
+    ]
+
+
 def test_head_without_ft_has_no_store():
     h = _head(storage=None)
     assert "RAY_REDIS_ADDRESS" not in h.env
