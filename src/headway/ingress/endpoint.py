@@ -49,15 +49,16 @@ def bind_address() -> str:
 
 
 def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> None:
-    """The address and port from the spec's ``endpoint:`` block: a port given is taken (a
-    change moves the endpoint by a seamless reload), one no longer given is kept; the
-    address is the block's, else the default; on ingress hosts, the moving address."""
+    """The address and port from the spec's ``endpoint:`` block: what it gives is taken (a
+    change moves the endpoint by a seamless reload), what it does not give is kept as it
+    was (at the first deploy: a free port, ``bind_address()``); on ingress hosts the
+    address is always the moving one."""
     hosts_cfg = instances.hosts_or_none(crec)
     ing.port = spec.endpoint.port or ing.port
     if hosts_cfg is not None and hosts_cfg.ingress is not None:
         ing.bind = hosts_cfg.ingress.address
     else:
-        ing.bind = spec.endpoint.bind or bind_address()
+        ing.bind = spec.endpoint.bind or ing.bind or bind_address()
 
 
 def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
