@@ -328,8 +328,10 @@ def cli():
     try:
         yield c
     finally:
-        c.cleanup()
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            c.cleanup()
+        finally:  # an interrupted cleanup (Ctrl-C during a teardown) still leaves no state dir
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture
