@@ -29,7 +29,7 @@ def _usage(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
     def read() -> dict[str, Any]:
         return store_usage.service_usage(rec, store_address(ctx.cloud, rec, rec.spec))
 
-    got = bounded.run_all({"usage": read}, STORE_PROBE_S)["usage"]
+    got = bounded.within(read, STORE_PROBE_S)
     return {"error": type(got).__name__} if isinstance(got, Exception) else got
 
 
@@ -197,7 +197,7 @@ def storage_view(ctx: Context) -> dict[str, Any]:
     crec = ctx.cloud
     out: dict[str, Any] = {"cloud": None, "alerts": alert_delivery.load_state()["alerts"], "services": {}}
     if crec is not None:
-        usage = bounded.run_all({"usage": partial(store_usage.cloud_usage, crec)}, STORE_PROBE_S)["usage"]
+        usage = bounded.within(partial(store_usage.cloud_usage, crec), STORE_PROBE_S)
         if isinstance(usage, Exception):
             usage = {"namespaces": {}, "leftovers": [], "error": type(usage).__name__}
         extra = {"alert_percent": crec.alert_percent, "alert": store_watch.alert_of("cloud")}

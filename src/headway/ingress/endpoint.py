@@ -68,13 +68,12 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     if port is None:
         return None
     for other in records.all_records():
-        base = other.name.split("_r", 1)[0]  # a rollout's cluster shares its service's endpoint
-        if base != spec.name and other.ingress is not None and other.ingress.port == port:
-            return f"endpoint.port {port} is the endpoint of service {base}; pick another port"
-    mine = records.load(spec.name)
-    on_hosts = instances.hosts_or_none(crec) is not None
-    if on_hosts or (mine is not None and mine.ingress is not None and mine.ingress.port == port):
-        return None  # ours already (or on the ingress hosts: their HAProxy says so at start)
+        if other.ingress is not None and other.ingress.port == port:
+            if other.service != spec.name:
+                return f"endpoint.port {port} is the endpoint of service {other.service}; pick another port"
+            return None  # ours already
+    if instances.hosts_or_none(crec) is not None:
+        return None  # on the ingress hosts: their HAProxy says so at start
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -316,10 +315,10 @@ def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, repl
     _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
 
 
-def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord) -> list[str]:
-    """Slots and weights for the current backends (the table grown to hold them); the
-    runtime commands that apply the slots."""
-    addrs, ing.weights = _targets(crec, rec, ing)
+def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord, wanted: tuple | None = None) -> list[str]:
+    """Slots and weights for the current backends (``wanted``, if already read; the table
+    grown to hold them); the runtime commands that apply the slots."""
+    addrs, ing.weights = wanted or _targets(crec, rec, ing)
     ing.slots, commands = hc.plan_slots(hc.grown(ing.slots, len(addrs)) or ing.slots, addrs)
     return commands
 
@@ -334,14 +333,15 @@ def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
     ing = rec.ingress
     if ing is None:
         return []
-    bigger = hc.grown(ing.slots, len(_targets(crec, rec, ing)[0]))
+    wanted = _targets(crec, rec, ing)
+    bigger = hc.grown(ing.slots, len(wanted[0]))
     if bigger is not None:
         # More backends than slots: a seamless reload declares the new (empty) slots first,
         # so that the new backends still come in through the runtime API, down until their
         # health checks pass.
         ing.slots = bigger
         reload(crec, rec, spec, replan=False)
-    commands = _plan(crec, rec, ing)
+    commands = _plan(crec, rec, ing, wanted)
     commands += hc.weight_commands(ing.slots, ing.weights)
     for cmd, reply in instances.send_all(crec, ing, commands):
         reply = reply.strip()

@@ -15,8 +15,6 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
 ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
-#: Workers one service may have: the ingress has a fixed number of server slots, and a
-#: replacement or rolling update needs some free beside the running workers.
 #: The most worker nodes of one service (every group's ``max_nodes`` counted). What a worker
 #: costs the endpoint is said in ``haproxy_config`` (a health check every 250 ms).
 MAX_WORKERS = 256

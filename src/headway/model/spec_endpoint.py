@@ -2,8 +2,8 @@
 
 A fixed ``port`` (kept across updates, rollouts and failovers; without it one is picked at
 the first deploy and kept) and the address it binds (default: ``HEADWAY_INGRESS_BIND``,
-127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). The block's
-Limits at the door: ``max_body_bytes`` and a ``rate_limit`` per token. The block's
+127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). Limits at
+the door: ``max_body_bytes`` and a ``rate_limit`` per token. The block's
 ``hostnames`` and ``tls`` (HTTPS and several services on one port by name) are planned:
 this headway refuses them by name rather than serving plain HTTP where HTTPS was asked.
 """

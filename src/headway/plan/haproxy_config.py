@@ -24,7 +24,7 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
   maintenance still drains (``on-marked-down shutdown-sessions`` would cut those too).
   The one live case cut: a server that reads none of a request body for 3 s (its window
   shut), which the Serve proxy does not do. Measured through a cut link
-  (``test_endpoint_vanished_host``): an idempotent request in flight is retried on another
+  (``bench.vanished_host``): an idempotent request in flight is retried on another
   server and answered within ~3.4 s (it waited the whole ``timeout server`` before); any
   other request in flight loses its connection after ~3 s instead of a 504 after the
   request timeout. ``timeout connect 1s`` bounds a new connection to such a host.

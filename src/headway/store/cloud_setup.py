@@ -200,8 +200,8 @@ def status(rec: CloudRecord) -> dict:
     for i, proc in enumerate(rec.store):
         entry = got[("store", i)]
         if isinstance(entry, Exception):
-            entry = {"role": proc.role, "host": proc.host, "port": proc.port, "running": False}
-            entry["error"] = storage.scrub(str(got[("store", i)]), pw)
+            late = storage.scrub(str(entry), pw)
+            entry = {"role": proc.role, "host": proc.host, "port": proc.port, "running": False, "error": late}
         out["store"].append(entry)
     primary = got["primary"]
     host, port = rec.where(rec.primary) if isinstance(primary, Exception) else primary

@@ -17,6 +17,11 @@ class Late(Exception):
     """The probe had not answered when the deadline came."""
 
 
+def within(probe: Callable[[], Any], within_s: float) -> Any:
+    """``probe``'s result, the exception it raised, or ``Late``."""
+    return run_all({0: probe}, within_s)[0]
+
+
 def run_all(probes: dict[Hashable, Callable[[], Any]], within_s: float) -> dict[Hashable, Any]:
     """Every probe's result by key; an exception a probe raised, or ``Late``, in its place.
     Late probes' threads are left to finish on their own (daemon threads: they never keep

@@ -35,3 +35,10 @@ def test_probes_run_at_once_not_one_after_another():
 
 def test_no_probe_returns_at_once():
     assert bounded.run_all({}, 1) == {}
+
+
+def test_one_probe_within_a_deadline():
+    never = threading.Event()
+    assert bounded.within(lambda: "ok", 5) == "ok"
+    assert isinstance(bounded.within(never.wait, 0.2), bounded.Late)
+    never.set()
