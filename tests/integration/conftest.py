@@ -254,7 +254,12 @@ class Load:
     """Clients in threads, each sending a steady stream of requests to one URL."""
 
     def __init__(
-        self, urls: list[str], timeout_s: float = 10.0, headers: dict[str, str] | None = None, pace_s: float = 0.02
+        self,
+        urls: list[str],
+        timeout_s: float = 10.0,
+        headers: dict[str, str] | None = None,
+        pace_s: float = 0.02,
+        verify: str | bool = True,  # an HTTPS endpoint's CA file
     ):
         # Each client waits ``pace_s`` between requests: a steady stream, as from clients on
         # other machines, not a tight loop that would take the 2 cores from the nodes.
@@ -262,6 +267,7 @@ class Load:
         self.urls = urls
         self.headers = headers or {}
         self.timeout_s = timeout_s
+        self.verify = verify
         self.ok = 0
         self.failed = 0
         self.max_latency = 0.0
@@ -272,7 +278,7 @@ class Load:
         self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
 
     def _run(self, url: str) -> None:
-        with httpx.Client(timeout=self.timeout_s, headers=self.headers) as client:
+        with httpx.Client(timeout=self.timeout_s, headers=self.headers, verify=self.verify) as client:
             while not self._stop.is_set():
                 t = time.monotonic()
                 sent_at = time.time()

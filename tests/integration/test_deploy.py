@@ -15,7 +15,7 @@ import pytest
 from conftest import HELLO, read_record
 
 from headway.cluster.local_provider import free_ports
-from headway.store import storage
+from headway.store import storage, store_tls
 from headway.system import netns, procs
 
 pytestmark = pytest.mark.integration
@@ -122,9 +122,11 @@ def test_loopback_mode_with_and_without_ft(cli):
     cli.env["HEADWAY_MODE"] = "loopback"
     ft = cli.write_spec("t-loop")
     (fixed,) = free_ports(1, set())
+    made = store_tls.ensure(cli.home / "tls", ["127.0.0.1"])  # a CA and a certificate for the endpoint
     noft = cli.write_spec(
         "t-noft",
-        endpoint={"port": fixed},  # a fixed endpoint port
+        # a fixed endpoint port, HTTPS with files named relative to the YAML
+        endpoint={"port": fixed, "tls": {"cert": "tls/store.pem", "key": "tls/store.key"}},
         ray_gcs_external_storage_config={"enabled": False},
         compute_config={"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 1}]},
         applications=[
@@ -156,9 +158,12 @@ def test_loopback_mode_with_and_without_ft(cli):
     assert "disabled" in cli.run("status", "t-noft").stdout
     (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
     assert _ask(cli.proxy_urls("t-noft")[w["name"]])["message"] == "hi from w-1"
-    assert st2["endpoint"] == f"http://127.0.0.1:{fixed}"
+    assert st2["endpoint"] == f"https://127.0.0.1:{fixed}"
     auth = {"Authorization": "Bearer " + cli.run("token", "t-noft", check=True).stdout.strip()}
-    assert httpx.get(st2["endpoint"] + "/", headers=auth, timeout=10).json()["message"] == "hi from w-1"
+    answer = httpx.get(st2["endpoint"] + "/", headers=auth, timeout=10, verify=made.ca)
+    assert answer.json()["message"] == "hi from w-1"
+    shown = cli.run("config", "t-noft", check=True).stdout
+    assert "(uploaded at deploy)" in shown and "PRIVATE KEY" not in shown and "store.key" not in shown
     # Another service asking for that port: refused with the reason, nothing changed.
     taken = cli.run("deploy", "-f", str(cli.write_spec("t-loop", endpoint={"port": fixed})))
     assert taken.returncode == 2 and f"endpoint.port {fixed} is the endpoint of service t-noft" in taken.stderr

@@ -59,10 +59,10 @@ def _marked(host_ns: str, marker_prefix: str) -> list[int]:
 
 
 def _kill_active_ingress(
-    cli, hosts: Hosts, name: str, endpoint: str, auth: dict, active: str, standby: str, vip: str
+    cli, hosts: Hosts, name: str, endpoint: str, auth: dict, active: str, standby: str, vip: str, ca: str
 ) -> dict:
     """Kill the host holding the address under load; the address moves; return the figures."""
-    with Load([endpoint] * CLIENTS, headers=auth) as load:
+    with Load([endpoint] * CLIENTS, headers=auth, verify=ca) as load:
         time.sleep(3)
         before = load.ok
         died_at = time.time()
@@ -87,7 +87,7 @@ def _kill_active_ingress(
     )
     assert load.failed <= rate, figures  # less than one second of traffic
     assert late == [], figures
-    assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
+    assert httpx.get(endpoint + "/", headers=auth, timeout=10, verify=ca).status_code == 200
     return figures
 
 
@@ -212,17 +212,26 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             _wait_for("the address on the first ingress host", lambda: hosts.holds(ns[ips[4]], vip), timeout_s=10)
 
             name = "t-five"
-            cli.run("deploy", "-f", str(cli.write_spec(name)), check=True)
+            # HTTPS on both ingress hosts, behind the moving address the certificate names.
+            tls = store_tls.ensure(root / "endpoint-tls", [vip])
+            cli.run(
+                "deploy",
+                "-f",
+                str(cli.write_spec(name, endpoint={"tls": {"cert": tls.cert, "key": tls.key}})),
+                check=True,
+            )
             endpoint = cli.status(name)["endpoint"]
-            assert endpoint.startswith(f"http://{vip}:"), endpoint
+            assert endpoint.startswith(f"https://{vip}:"), endpoint
             marker = cli.record(name)["ingress"]["marker"]
             for ip in (ips[3], ips[4]):  # an HAProxy on each ingress host
                 assert _marked(ns[ip], marker), f"no endpoint process on {ip}"
             head = next(n for n in cli.record(name)["nodes"] if n["role"] == "head")
             assert f"RAY_REDIS_ADDRESS=rediss://{ips[3]}:".encode() in Path(f"/proc/{head['pid']}/environ").read_bytes()
             auth = {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()}
-            assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
-            assert httpx.get(endpoint + "/", timeout=10).status_code == 401  # the token, on every host
+            assert httpx.get(endpoint + "/", headers=auth, timeout=10, verify=tls.ca).status_code == 200
+            assert httpx.get(endpoint + "/", timeout=10, verify=tls.ca).status_code == 401  # the token, on every host
+            with pytest.raises(httpx.HTTPError):  # no plain HTTP on the port
+                httpx.get(endpoint.replace("https://", "http://") + "/", headers=auth, timeout=5)
 
             # The controller moves onto h2 (the deploy's, here, stops and hands the lease over);
             # a standby on h3 gets a copy of the cloud folder only (to reach the store).
@@ -254,7 +263,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             def lose(host: str, role: str, wait_back, after_boot=lambda: None) -> None:
                 """Kill ``host`` under load, reboot it 8 s later and wait until it is back in
                 its role and the service RUNNING; 0 failed requests throughout."""
-                with Load([endpoint] * CLIENTS, headers=auth) as load:
+                with Load([endpoint] * CLIENTS, headers=auth, verify=tls.ca) as load:
                     time.sleep(2)
                     died_at = time.time()
                     hosts.crash(ns[host], unplug=True)
@@ -329,7 +338,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
 
             # 4. The active ingress host, the store primary's by now too: the address moves
             # (requests in flight on it may fail: under one second of traffic, none after).
-            moved = _kill_active_ingress(cli_b, hosts, name, endpoint, auth, ns[ips[4]], ns[ips[3]], vip)
+            moved = _kill_active_ingress(cli_b, hosts, name, endpoint, auth, ns[ips[4]], ns[ips[3]], vip, tls.ca)
             recovering = cli_b.wait_event(name, "state", after=moved["died_at"], state="HEAD_RECOVERING", timeout=60)
             # One controller leads throughout (the failover may lose the lease's key; the leader
             # reclaims it): the one on h3 still, whose state the test reads.
@@ -351,7 +360,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             )
             assert hosts.holds(ns[ips[3]], vip) and not hosts.holds(ns[ips[4]], vip)  # no preemption
             assert _cloud_status(cli_b)["endpoint_address"]["held_by"] == ips[3]
-            assert httpx.get(endpoint + "/", headers=auth, timeout=10).status_code == 200
+            assert httpx.get(endpoint + "/", headers=auth, timeout=10, verify=tls.ca).status_code == 200
             print("\n".join(["", "five hosts:", *figures]))
 
             done = standby.run("terminate", name)  # on the leader's host: its API is there

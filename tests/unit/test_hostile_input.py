@@ -92,7 +92,21 @@ CASES = [
     ("endpoint port huge", _with("endpoint", {"port": 70000}), "endpoint.port: Input should be less than or equal to"),
     ("endpoint bind", _with("endpoint", {"bind": "0.0.0.0; rm -rf /"}), "is not an IP address; give an address"),
     ("endpoint hostnames", _with("endpoint", {"hostnames": ["a.example"]}), "endpoint.hostnames is not available"),
-    ("endpoint tls", _with("endpoint", {"tls": {"cert": "c.pem"}}), "endpoint.tls is not available in this headway"),
+    (
+        "endpoint tls no key",
+        _with("endpoint", {"tls": {"cert": "c.pem"}}),
+        "endpoint.tls.key: required field is missing",
+    ),
+    (
+        "endpoint tls empty",
+        _with("endpoint", {"tls": {"cert": "", "key": "k"}}),
+        "endpoint.tls.cert: String should have",
+    ),
+    (
+        "endpoint tls extra",
+        _with("endpoint", {"tls": {"cert": "c", "key": "k", "ca": "x"}}),
+        "endpoint.tls.ca: unknown field",
+    ),
     ("endpoint body 0", _with("endpoint", {"max_body_bytes": 0}), "endpoint.max_body_bytes: Input should be greater"),
     (
         "endpoint rate 0",

@@ -264,10 +264,7 @@ def _uploads(spec, base: Path) -> dict:
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(
                 str(f),
-                [
-                    f"ray_gcs_external_storage_config.{field}: cannot read {f} ({exc}); "
-                    "check the path (relative to the YAML)"
-                ],
+                [f"{uploads.yaml_field(field)}: cannot read {f} ({exc}); check the path (relative to the YAML)"],
             ) from None
     if uploads.needs_package(spec):
         with tempfile.TemporaryDirectory(prefix="hwpkg-") as tmp:

@@ -21,6 +21,7 @@ from headway.control.context import Context, Progress, Provider
 from headway.control.head_guard import recovering_since
 from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
 from headway.control.store_access import wait_store_primary
+from headway.ingress import backends
 from headway.ingress import endpoint as ingress
 from headway.model import states
 from headway.model.errors import DeployError, HeadExited, HeadRecovering
@@ -274,7 +275,7 @@ def replace_workers(ctx: Context, rec: ServiceRecord, names: list[str], progress
         records.save(rec)
         if old.node_id:
             dead_ids.add(old.node_id)
-        ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, [old]))
+        ingress.drain(ctx.cloud, rec, backends.backends_of(rec, [old]))
         # Fenced, but the host stays until its replacement serves: a host that still
         # exists resets the connections callers hold to it, and they retry at once; a
         # vanished one answers nothing and callers wait out their timeouts (~20 s).

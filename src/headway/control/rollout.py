@@ -22,8 +22,8 @@ import time
 from headway.control import rollout_start, rollout_window, steps, teardown
 from headway.control import versions as versions_mod
 from headway.control.context import Context, Progress
+from headway.ingress import backends, instances
 from headway.ingress import endpoint as ingress
-from headway.ingress import instances
 from headway.model.errors import Busy, InputError
 from headway.model.spec import ServiceSpec
 from headway.model.states import State
@@ -57,13 +57,13 @@ def tick(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
         return
     target = versions_mod.get(rec.name, ro.version).spec
     up = instances.up_backends(ctx.cloud, rec.ingress)
-    wanted, weights = ingress.targets(rec, up)
+    wanted, weights = backends.targets(rec, up)
     if rec.ingress and (set(wanted) != {a for a in rec.ingress.slots if a} or weights != rec.ingress.weights):
         # A new cluster's worker its own repair replaced, or a server gone up or down: the
         # split is over the servers that take traffic now.
         ingress.sync_backends(ctx.cloud, rec, rec.spec)
         records.save(rec)
-    new_addrs = set(ingress.backends_of(nxt, nxt.workers))
+    new_addrs = set(backends.backends_of(nxt, nxt.workers))
     old_n, new_n = rollout_window.numbers(ctx.cloud, rec, ro.window, new_addrs)
     th = thresholds(target)
     verdict, verdict_why = (None, "no traffic yet") if ro.percent == 0 else policy.judge(old_n, new_n, th)
@@ -202,7 +202,7 @@ def _complete(
     with locks.locked(nxt.name, "the end of a rollout"):
         nxt = records.load(nxt.name) or nxt
         old = rec.model_copy(deep=True)
-        ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, rec.workers))
+        ingress.drain(ctx.cloud, rec, backends.backends_of(rec, rec.workers))
         time.sleep(ingress.DRAIN_S)
         ro.history.append({"percent": ro.percent, "until": time.time(), "since": ro.step_since, **numbers})
         merged = nxt.model_copy(
@@ -253,7 +253,7 @@ def _abort(
     ro.percent = 0
     ingress.sync_backends(ctx.cloud, rec, rec.spec)  # weight 0 for the new cluster: at once
     if nxt is not None:
-        ingress.drain(ctx.cloud, rec, ingress.backends_of(nxt, nxt.workers))
+        ingress.drain(ctx.cloud, rec, backends.backends_of(nxt, nxt.workers))
     record_event(rec, "rollout_rolling_back", why, version=ro.version, **(numbers or {}))
     records.save(rec)
     full = _old_spec(rec)

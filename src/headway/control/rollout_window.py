@@ -13,8 +13,7 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from headway.ingress import endpoint as ingress
-from headway.ingress import instances
+from headway.ingress import backends, instances
 from headway.plan import haproxy_config as hc
 from headway.plan.rollout_policy import Numbers, p99
 from headway.state import records
@@ -88,7 +87,7 @@ def view(crec: CloudRecord | None, rec: ServiceRecord) -> dict | None:
     if ro is None:
         return None
     nxt = records.load(ro.cluster)
-    new_addrs = set(ingress.backends_of(nxt, nxt.workers)) if nxt else set()
+    new_addrs = set(backends.backends_of(nxt, nxt.workers)) if nxt else set()
     old_n, new_n = numbers(crec, rec, ro.window, new_addrs)
     return {
         "version": ro.version,

@@ -18,8 +18,8 @@ from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOU
 from headway.control import log_archive, repair
 from headway.control.context import Context, Progress, Provider
 from headway.control.node_start import note_node_ids, ship_package, start_worker, wait_nodes, working_dir_uri
+from headway.ingress import backends, instances
 from headway.ingress import endpoint as ingress
-from headway.ingress import instances
 from headway.model.errors import Cancelled, DeployError, HeadRecovering, PlacementError
 from headway.model.spec import ServiceSpec
 from headway.plan import placement
@@ -97,7 +97,7 @@ def add_workers(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, todo: list[
 def remove_worker(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, step: plan.Step, progress: Progress) -> None:
     prov = ctx.provider(rec)
     old = next(w for w in rec.workers if w.name == step.node)
-    ingress.drain(ctx.cloud, rec, ingress.backends_of(rec, [old]))
+    ingress.drain(ctx.cloud, rec, backends.backends_of(rec, [old]))
     time.sleep(ingress.DRAIN_S)
     progress(f"removing worker {old.name}")
     log_archive.retire(prov, rec, old)

@@ -10,7 +10,7 @@ from headway.cluster import deps, serve
 from headway.control import alert_delivery, rollout_window, store_usage, store_watch, versions
 from headway.control.context import Context
 from headway.control.store_access import store_address
-from headway.ingress import endpoint, instances
+from headway.ingress import backends, endpoint, instances
 from headway.model import spec_show
 from headway.model.errors import InputError
 from headway.plan import series
@@ -114,7 +114,7 @@ def observe(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
 def _ingress_view(ctx: Context, rec: ServiceRecord) -> dict[str, Any] | None:
     """The endpoint's counters, and the version each backend serves."""
     st = instances.stats(ctx.cloud, rec.ingress)
-    return None if st is None else st | {"versions": endpoint.backend_versions(rec)}
+    return None if st is None else st | {"versions": backends.backend_versions(rec)}
 
 
 def groups_view(rec: ServiceRecord) -> list[dict[str, Any]]:

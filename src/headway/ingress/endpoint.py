@@ -20,19 +20,18 @@ import secrets
 import socket
 import subprocess
 import time
-from collections.abc import Collection
 from pathlib import Path
 
 from headway.cluster.local_provider import free_ports, used_ports
 from headway.hosts import vip
 from headway.ingress import ingress_hosts, instances
+from headway.ingress.backends import targets
 from headway.ingress.instances import IngressError
 from headway.model.cloud_config import SshHost
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc
-from headway.plan import rollout_policy
 from headway.state import db, records
-from headway.state.records import IngressRecord, NodeRecord, ServiceRecord
+from headway.state.records import IngressRecord, ServiceRecord
 from headway.store.cloud import CloudRecord
 from headway.system import binaries, paths, procs
 
@@ -41,6 +40,7 @@ START_TIMEOUT_S = 10.0
 #: still exists answers stray packets with a reset, which HAProxy retries elsewhere; a
 #: host that vanished answers nothing and a request sent to it waits for its timeout.
 DRAIN_S = 1.0
+TLS_PEM = "tls.pem"  # beside the config, 0600: the certificate chain and its key
 
 
 def bind_address() -> str:
@@ -55,6 +55,7 @@ def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> 
     address is always the moving one."""
     hosts_cfg = instances.hosts_or_none(crec)
     ing.port = spec.endpoint.port or ing.port
+    ing.tls = spec.endpoint.tls is not None
     if hosts_cfg is not None and hosts_cfg.ingress is not None:
         ing.bind = hosts_cfg.ingress.address
     else:
@@ -107,46 +108,23 @@ def accepted_tokens(name: str) -> tuple[str, ...]:
 
 
 # -- config --------------------------------------------------------------------------------
-def backends_of(rec: ServiceRecord, nodes: list[NodeRecord]) -> list[str]:
-    return [f"{n.ip}:{n.ports.get('proxy') or rec.serve_port}" for n in nodes]
-
-
-def backends(rec: ServiceRecord) -> list[str]:
-    """``ip:port`` of every worker's Serve proxy (never the head's), a rollout's new cluster's too."""
-    return targets(rec)[0]
-
-
-def targets(rec: ServiceRecord, up: Collection[str] | None = None) -> tuple[list[str], dict[str, int]]:
-    """The backends and, during a rollout, each one's weight: the old cluster's workers and
-    the new cluster's share the traffic as the rollout's step says (``rollout_policy``).
-    ``up``: the backends passing their health checks — a down server takes no traffic, so
-    the split is computed over those that do (else a dead worker's share moves to the other
-    version until it is replaced)."""
-    old = backends_of(rec, rec.workers)
-    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
-    if rec.rollout is None or new_cluster is None:
-        return old, {}
-    new = backends_of(new_cluster, new_cluster.workers)
-
-    def count(addrs: list[str]) -> int:
-        return len(addrs) if up is None else sum(1 for a in addrs if a in up)
-
-    w_old, w_new = rollout_policy.split_weights(count(old), count(new), rec.rollout.percent)
-    return old + new, {a: w_old for a in old} | {a: w_new for a in new}
-
-
-def backend_versions(rec: ServiceRecord) -> dict[str, int]:
-    """Which version each backend serves: the running one's workers, and during a rollout
-    the new cluster's workers its version (for the per-version request counts)."""
-    out = dict.fromkeys(backends_of(rec, rec.workers), rec.running_version or 0)
-    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
-    if rec.rollout and new_cluster:
-        out |= dict.fromkeys(backends_of(new_cluster, new_cluster.workers), rec.rollout.version)
-    return out
+def tls_pem(spec: ServiceSpec) -> str | None:
+    """The certificate chain and its key as HAProxy reads them (one PEM), from the files
+    the deploy uploaded; None without ``endpoint.tls``."""
+    tls = spec.endpoint.tls
+    if tls is None:
+        return None
+    try:
+        return "\n".join(Path(f).read_text().strip() for f in (tls.cert, tls.key)) + "\n"
+    except OSError as exc:
+        raise IngressError(
+            f"the endpoint's certificate is gone from the control host ({exc.strerror}); deploy again"
+        ) from None
 
 
 def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, ing: IngressRecord) -> hc.IngressSettings:
     http = spec.http_options
+    pem = tls_pem(spec)
     return hc.IngressSettings(
         bind=ing.bind,
         port=ing.port,
@@ -161,6 +139,8 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         weighted=rec.rollout is not None,
         freebind=ing.on_hosts,
         unprivileged=_as_root(crec, ing),
+        tls_pem=str(Path(ing.config).with_name(TLS_PEM)) if pem else None,
+        tls_id=hashlib.sha256(pem.encode()).hexdigest()[:12] if pem else "",
     )
 
 
@@ -177,6 +157,9 @@ def _write_config(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
     conf = settings(crec, rec, spec, ing)
     ing.settings_digest = _digest(conf)
     if not ing.on_hosts:
+        pem = tls_pem(spec)
+        if pem is not None:
+            paths.write_private(Path(ing.config).with_name(TLS_PEM), pem)
         paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
 
 
@@ -237,17 +220,18 @@ def _spawn_on(
     """Start (or, with ``reload``, seamlessly replace) the instance on one ingress host."""
     root = str(paths.node_temp_root())
     f = ingress_hosts.files(ing.marker, host.address, root)
-    text = hc.render(
-        dataclasses.replace(settings(crec, rec, spec, ing), stats_socket=f["socket"]), ing.slots, ing.weights
-    )
+    conf = settings(crec, rec, spec, ing)
+    pem = tls_pem(spec)
+    conf = dataclasses.replace(conf, stats_socket=f["socket"], tls_pem=f["tls"] if pem else None)
+    text = hc.render(conf, ing.slots, ing.weights)
     inst = ing.instances.get(host.address)
     if reload and inst is not None and ingress_hosts.alive(host, inst):
         ingress_hosts.spawn(
-            instances.hosts_config(crec), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)]
+            instances.hosts_config(crec), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)], pem
         )
         return
     ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
-    ingress_hosts.spawn(instances.hosts_config(crec), host, ing, text, root, [])
+    ingress_hosts.spawn(instances.hosts_config(crec), host, ing, text, root, [], pem)
 
 
 def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> IngressRecord:

@@ -57,7 +57,13 @@ def host_dir(key: str, host: str, root: str) -> str:
 
 def files(key: str, host: str, root: str) -> dict[str, str]:
     d = host_dir(key, host, root)
-    return {"dir": d, "config": f"{d}/haproxy.cfg", "socket": f"{d}/haproxy.sock", "log": f"{d}/haproxy.log"}
+    return {
+        "dir": d,
+        "config": f"{d}/haproxy.cfg",
+        "socket": f"{d}/haproxy.sock",
+        "log": f"{d}/haproxy.log",
+        "tls": f"{d}/tls.pem",
+    }
 
 
 def commands(cloud: SshCloud, host: SshHost, socket_path: str, cmds: list[str]) -> list[str]:
@@ -77,11 +83,16 @@ def alive(host: SshHost, inst: ProcId | None) -> bool:
     return inst is not None and remote.same_process(host, inst.pid, inst.pid_started)
 
 
-def spawn(cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: str, extra: list[str]) -> None:
-    """Write the instance's config and start HAProxy on the host (``extra``: take the
-    listener over from the old process, for a reload); wait until its socket answers."""
+def spawn(
+    cloud: SshCloud, host: SshHost, ing: IngressRecord, text: str, root: str, extra: list[str], pem: str | None = None
+) -> None:
+    """Write the instance's config (and ``pem``, its certificate and key) and start HAProxy
+    on the host (``extra``: take the listener over from the old process, for a reload);
+    wait until its socket answers."""
     f = files(ing.marker, host.address, root)
     remote.ensure_dirs(host, f["dir"], root)
+    if pem is not None:
+        remote.put_private(host, f["tls"], pem)
     remote.put_private(host, f["config"], text)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:

@@ -2,10 +2,12 @@
 
 A fixed ``port`` (kept across updates, rollouts and failovers; without it one is picked at
 the first deploy and kept) and the address it binds (default: ``HEADWAY_INGRESS_BIND``,
-127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). Limits at
-the door: ``max_body_bytes`` and a ``rate_limit`` per token. The block's
-``hostnames`` and ``tls`` (HTTPS and several services on one port by name) are planned:
-this headway refuses them by name rather than serving plain HTTP where HTTPS was asked.
+127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). ``tls``:
+HTTPS on that port (the certificate and key files are read by the CLI and uploaded, as
+``files`` are; plain HTTP is then not served there). Limits at the door:
+``max_body_bytes`` and a ``rate_limit`` per token. ``hostnames`` (several services on one
+port, told apart by name) is planned: this headway refuses it by name rather than serving
+every name.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ class RateLimit(Strict):
     burst: int = Field(default=0, ge=0, le=1_000_000)
 
 
+class EndpointTls(Strict):
+    """Paths on the deploying machine (relative to the YAML): the certificate chain (leaf
+    first) and its private key, both PEM, the key without a passphrase."""
+
+    cert: str = Field(min_length=1, max_length=4096)
+    key: str = Field(min_length=1, max_length=4096)
+
+
 class EndpointConfig(Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     bind: str | None = None
@@ -33,7 +43,7 @@ class EndpointConfig(Strict):
     max_body_bytes: int | None = Field(default=None, ge=1, le=2**40)
     rate_limit: RateLimit | None = None
     hostnames: Any = None
-    tls: Any = None
+    tls: EndpointTls | None = None
 
     @field_validator("bind")
     @classmethod
@@ -47,12 +57,12 @@ class EndpointConfig(Strict):
                 f"{v[:80]!r} is not an IP address; give an address of this machine to listen on, e.g. 0.0.0.0"
             ) from None
 
-    @field_validator("hostnames", "tls")
+    @field_validator("hostnames")
     @classmethod
-    def _planned(cls, v: Any, info: Any) -> Any:
+    def _planned(cls, v: Any) -> Any:
         if v is not None:
             raise ValueError(
-                f"endpoint.{info.field_name} is not available in this headway yet (HTTPS and host names "
-                "are planned); remove it, or put a TLS proxy in front of the endpoint"
+                "endpoint.hostnames is not available in this headway yet (services told apart by name on "
+                "one port are planned); remove it: each service has its own port"
             )
         return v

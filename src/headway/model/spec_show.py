@@ -30,6 +30,9 @@ def shown(spec: ServiceSpec) -> dict[str, Any]:
     for field in GCS_FILE_FIELDS:
         if gcs.get(field):
             gcs[field] = "(uploaded at deploy)"
+    tls = data.get("endpoint", {}).get("tls")
+    if tls:
+        data["endpoint"]["tls"] = dict.fromkeys(tls, "(uploaded at deploy)")
     if data.get("env_vars"):
         data["env_vars"] = _mask_env(data["env_vars"])
     for app in data.get("applications", []):

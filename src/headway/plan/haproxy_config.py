@@ -101,6 +101,10 @@ class IngressSettings:
     max_body_bytes: int | None = None
     rate_per_s: float | None = None
     rate_burst: int = 0
+    # HTTPS: the certificate chain and key in one PEM file (HAProxy's ``crt``), and an id of
+    # its content (a new certificate is a new config: a seamless reload puts it in place).
+    tls_pem: str | None = None
+    tls_id: str = ""
 
 
 def slot_name(i: int) -> str:
@@ -109,6 +113,14 @@ def slot_name(i: int) -> str:
 
 def _ms(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
+
+
+def _tls(s: IngressSettings) -> str:
+    """The bind's TLS options: TLS 1.2 and up, HTTP/2 or HTTP/1.1 as the client's ALPN
+    asks (the backends get HTTP/1.1 either way); no plain HTTP on the port."""
+    if s.tls_pem is None:
+        return ""
+    return f" ssl crt {s.tls_pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2  # certificate {s.tls_id}"
 
 
 def render(settings: IngressSettings, slots: list[str | None], weights: dict[str, int] | None = None) -> str:
@@ -151,7 +163,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    retry-on {retry_on}",
         "",
         "frontend endpoint",
-        f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}",
+        f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}{_tls(s)}",
         *haproxy_counts.request_rules(),
     ]
     if s.tokens:

@@ -67,6 +67,7 @@ class IngressRecord(BaseModel):
     marker: str = ""  # its processes' marker (set at its start: a rollout swaps the cluster under it)
     weights: dict[str, int] = Field(default_factory=dict)  # backend address -> weight, during a rollout
     on_hosts: bool = False  # the endpoint runs on the cloud's ingress hosts, not here
+    tls: bool = False  # it serves HTTPS (the spec's endpoint.tls), and only that
     instances: dict[str, ProcId] = Field(default_factory=dict)  # ingress host -> its HAProxy
 
 
@@ -149,7 +150,7 @@ class ServiceRecord(BaseModel):
         if self.ingress is None:
             return None
         host = "127.0.0.1" if self.ingress.bind in ("0.0.0.0", "") else self.ingress.bind
-        return f"http://{host}:{self.ingress.port}"
+        return f"{'https' if self.ingress.tls else 'http'}://{host}:{self.ingress.port}"
 
     def proxy_url(self, node: NodeRecord) -> str:
         port = node.ports.get("proxy") or self.serve_port

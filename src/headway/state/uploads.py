@@ -14,9 +14,11 @@ import base64
 import binascii
 import hashlib
 import io
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from headway.model import certificates
 from headway.model.spec import GCS_FILE_FIELDS, ServiceSpec
 from headway.system import paths
 
@@ -38,10 +40,22 @@ def needs_package(spec: ServiceSpec) -> bool:
     return bool(spec.working_dir) and "://" not in (spec.working_dir or "")
 
 
+#: The upload key of each file an endpoint's ``tls`` names, and its field there.
+TLS_FILES = {"endpoint.tls.cert": "cert", "endpoint.tls.key": "key"}
+
+
 def named_files(spec: ServiceSpec) -> dict[str, str]:
-    """Field → path of every file the spec names."""
+    """Upload key → path (on the deploying machine) of every file the spec names."""
     gcs = spec.ray_gcs_external_storage_config
-    return {f: getattr(gcs, f) for f in GCS_FILE_FIELDS if getattr(gcs, f)}
+    named = {f: getattr(gcs, f) for f in GCS_FILE_FIELDS if getattr(gcs, f)}
+    if spec.endpoint.tls is not None:
+        named |= {key: getattr(spec.endpoint.tls, field) for key, field in TLS_FILES.items()}
+    return named
+
+
+def yaml_field(key: str) -> str:
+    """Where the service YAML names the file behind an upload key."""
+    return key if key in TLS_FILES else f"ray_gcs_external_storage_config.{key}"
 
 
 def check_zip(data: bytes) -> bytes:
@@ -111,28 +125,44 @@ def store_files(spec: ServiceSpec, files: dict[str, str], folder: Path | None = 
     """The spec with every file it names replaced by the uploaded content, kept 0600 in
     the service's folder (or ``folder``: a validation must not touch a running service's
     files). A named file without content, or content for no named file, is an error that
-    says which field."""
+    says which field; so is a TLS certificate its key does not fit, or one that expired."""
     named = named_files(spec)
     extra = sorted(set(files) - set(named))
     if extra:
         raise UploadError(f"files: {', '.join(extra)} uploaded but the spec names no such file")
-    updates: dict[str, str] = {}
-    for field, path in named.items():
-        if field not in files:
+    for key, path in named.items():
+        if key not in files:
             raise UploadError(
-                f"ray_gcs_external_storage_config.{field}: {path} is a path on your machine; upload its content "
-                f"(files.{field}) — the control plane reads no file a caller names"
+                f"{yaml_field(key)}: {path} is a path on your machine; upload its content "
+                f"(files.{key}) — the control plane reads no file a caller names"
             )
-        content = files[field]
-        if len(content.encode()) > MAX_FILE_BYTES:
-            raise UploadError(f"files.{field}: larger than {MAX_FILE_BYTES // 1024} KiB")
-        target = (folder or paths.service_dir(spec.name) / "files") / field
-        paths.write_private(target, content)
-        updates[field] = str(target)
-    if not updates:
+        if len(files[key].encode()) > MAX_FILE_BYTES:
+            raise UploadError(f"files.{key}: larger than {MAX_FILE_BYTES // 1024} KiB")
+    if spec.endpoint.tls is not None:
+        cert, key = (files[k] for k in TLS_FILES)
+        try:
+            certificates.check(cert, key, time.time())
+        except certificates.CertificateError as exc:
+            raise UploadError(str(exc)) from None
+    target = folder or paths.service_dir(spec.name) / "files"
+    stored: dict[str, str] = {}
+    for key in named:
+        content = files[key]
+        # The TLS pair is named by its content: each version keeps its own (a rollback
+        # serves the certificate it was deployed with).
+        name = f"{key}-{hashlib.sha256(content.encode()).hexdigest()[:12]}" if key in TLS_FILES else key
+        paths.write_private(target / name, content)
+        stored[key] = str(target / name)
+    if not stored:
         return spec
-    gcs = spec.ray_gcs_external_storage_config.model_copy(update=updates)
-    return spec.model_copy(update={"ray_gcs_external_storage_config": gcs})
+    gcs = spec.ray_gcs_external_storage_config.model_copy(
+        update={k: v for k, v in stored.items() if k not in TLS_FILES}
+    )
+    update: dict = {"ray_gcs_external_storage_config": gcs}
+    if spec.endpoint.tls is not None:
+        tls = spec.endpoint.tls.model_copy(update={field: stored[key] for key, field in TLS_FILES.items()})
+        update["endpoint"] = spec.endpoint.model_copy(update={"tls": tls})
+    return spec.model_copy(update=update)
 
 
 def encode_package(zip_path: Path) -> str:

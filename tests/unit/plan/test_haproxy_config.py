@@ -188,3 +188,20 @@ def test_limits_at_the_door_are_valid_haproxy_after_the_token_check_and_before_i
         assert "deny_status 413 if { req.hdr_val(content-length) gt 1000 }" in text
     plain = hc.render(conf(), slots())
     assert "track-sc3" not in plain and "deny_status 413" not in plain and "status 411" not in plain
+
+
+def test_https_binds_tls_1_2_and_up_with_http2_and_is_valid_haproxy(tmp_path):
+    from headway.store import store_tls
+
+    made = store_tls.ensure(tmp_path / "tls", ["localhost"])
+    pem = tmp_path / "tls.pem"
+    pem.write_text(Path(made.cert).read_text() + Path(made.key).read_text())
+    text = hc.render(conf(stats_socket=str(tmp_path / "s"), tls_pem=str(pem), tls_id="abc123"), slots("10.0.0.3:8000"))
+    bind = next(line for line in text.splitlines() if line.strip().startswith("bind "))
+    assert f"ssl crt {pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2" in bind and "abc123" in bind
+    f = tmp_path / "h.cfg"
+    f.write_text(text)
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plain = hc.render(conf(), slots("10.0.0.3:8000"))
+    assert " ssl " not in plain and "alpn" not in plain
