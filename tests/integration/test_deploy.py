@@ -122,11 +122,11 @@ def test_loopback_mode_with_and_without_ft(cli):
     cli.env["HEADWAY_MODE"] = "loopback"
     ft = cli.write_spec("t-loop")
     (fixed,) = free_ports(1, set())
-    made = store_tls.ensure(cli.home / "tls", ["127.0.0.1"])  # a CA and a certificate for the endpoint
+    made = store_tls.ensure(cli.home / "tls", ["localhost"])  # a CA and a certificate for the endpoint
     noft = cli.write_spec(
         "t-noft",
-        # a fixed endpoint port, HTTPS with files named relative to the YAML
-        endpoint={"port": fixed, "tls": {"cert": "tls/store.pem", "key": "tls/store.key"}},
+        # a fixed endpoint port, HTTPS with files named relative to the YAML, one name (behind the port's door)
+        endpoint={"port": fixed, "hostnames": ["localhost"], "tls": {"cert": "tls/store.pem", "key": "tls/store.key"}},
         ray_gcs_external_storage_config={"enabled": False},
         compute_config={"worker_nodes": [{"name": "w", "resources": {"CPU": 1}, "count": 1}]},
         applications=[
@@ -158,7 +158,7 @@ def test_loopback_mode_with_and_without_ft(cli):
     assert "disabled" in cli.run("status", "t-noft").stdout
     (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
     assert _ask(cli.proxy_urls("t-noft")[w["name"]])["message"] == "hi from w-1"
-    assert st2["endpoint"] == f"https://127.0.0.1:{fixed}"
+    assert st2["endpoint"] == f"https://localhost:{fixed}"
     auth = {"Authorization": "Bearer " + cli.run("token", "t-noft", check=True).stdout.strip()}
     answer = httpx.get(st2["endpoint"] + "/", headers=auth, timeout=10, verify=made.ca)
     assert answer.json()["message"] == "hi from w-1"

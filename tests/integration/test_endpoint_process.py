@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from headway.cluster.local_provider import free_ports
-from headway.ingress import backends, endpoint, instances
+from headway.ingress import backends, door, endpoint, instances
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc
 from headway.state import records, uploads
@@ -37,8 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):
-        self.wfile.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
+    def do_GET(self):  # answers with its port: which worker served
+        body = str(self.server.server_address[1]).encode()
+        self.wfile.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: %d\\r\\n\\r\\n%s" % (len(body), body))
 
     def handle(self):
         try:
@@ -90,6 +91,24 @@ def _wait_up(rec: ServiceRecord, want: set[str]) -> None:
         time.sleep(0.1)
 
 
+def _clients(url: str, auth: dict, stop: threading.Event, n: int, verify: ssl.SSLContext | bool = True):
+    """``n`` clients sending GETs until ``stop``; the list each answer's code (or error) lands in."""
+    codes: list[int | str] = []
+
+    def load() -> None:
+        with httpx.Client(verify=verify, timeout=30) as c:
+            while not stop.is_set():
+                try:
+                    codes.append(c.get(url, headers=auth).status_code)
+                except httpx.HTTPError as exc:
+                    codes.append(f"{type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(n)]
+    for t in threads:
+        t.start()
+    return threads, codes
+
+
 def test_the_slot_table_grows_under_load_and_every_worker_is_in_rotation(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     ports = free_ports(24, set())
@@ -105,19 +124,7 @@ def test_the_slot_table_grows_under_load_and_every_worker_is_in_rotation(tmp_pat
 
         url = f"http://127.0.0.1:{ing.port}/"
         auth = {"Authorization": f"Bearer {endpoint.endpoint_token(rec.name)}"}
-        codes: list[int | str] = []
-
-        def load() -> None:
-            with httpx.Client(timeout=30) as c:
-                while not stop.is_set():
-                    try:
-                        codes.append(c.get(url, headers=auth).status_code)
-                    except httpx.HTTPError as exc:
-                        codes.append(f"{type(exc).__name__}: {exc}")
-
-        clients = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-        for t in clients:
-            t.start()
+        clients, codes = _clients(url, auth, stop, 4)
         time.sleep(1)
         rec.nodes = [_worker(i, port) for i, port in enumerate(ports)]  # 20 more workers join
         endpoint.sync_backends(None, rec, spec)
@@ -161,7 +168,8 @@ def test_a_fixed_port_is_taken_an_update_moves_it_and_another_service_cannot_hav
         other = ServiceSpec.model_validate(SPEC | {"name": "other", "endpoint": {"port": first}})
         assert (
             endpoint.listen_problem(None, other)
-            == f"endpoint.port {first} is the endpoint of service wide; pick another port"
+            == f"endpoint.port {first} is the endpoint of service wide; pick another port, or give both services "
+            "endpoint.hostnames to share it"
         )
         assert endpoint.listen_problem(None, spec) is None  # its own
         with socket.socket() as squatter:  # a port another program holds
@@ -192,11 +200,11 @@ def test_a_fixed_port_is_taken_an_update_moves_it_and_another_service_cannot_hav
         backends_proc.wait()
 
 
-def _ca_and_two_leaves(folder: Path) -> tuple[str, list[tuple[str, str]]]:
-    """A CA's PEM file, and two (certificate, key) PEM texts it signed for localhost."""
+def _ca_and_two_leaves(folder: Path, names: tuple[str, str] = ("localhost", "localhost")) -> tuple[str, list]:
+    """A CA's PEM file, and two (certificate, key) PEM texts it signed, for ``names``."""
     now = datetime.datetime.now(datetime.UTC)
 
-    def build(subject: str, issuer: str, key, signer, ca: bool) -> x509.Certificate:
+    def build(subject: str, issuer: str, key, signer, ca: bool, name: str = "") -> x509.Certificate:
         b = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
@@ -208,17 +216,17 @@ def _ca_and_two_leaves(folder: Path) -> tuple[str, list[tuple[str, str]]]:
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
         if not ca:
-            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
+            alt = [x509.DNSName(name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            b = b.add_extension(x509.SubjectAlternativeName(alt), critical=False)
         return b.sign(signer, hashes.SHA256())
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = build("test CA", "test CA", ca_key, ca_key, True)
     (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     leaves = []
-    for _ in range(2):
+    for name in names:
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = build("localhost", "test CA", key, ca_key, False)
+        cert = build(name, "test CA", key, ca_key, False, name)
         pem_key = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
@@ -274,19 +282,7 @@ def test_https_with_http2_no_plain_http_and_a_new_certificate_without_a_failed_r
         both = ssl.create_default_context(cafile=ca)
         assert served() == first[0]
         auth = {"Authorization": f"Bearer {endpoint.endpoint_token(rec.name)}"}
-        codes: list[int | str] = []
-
-        def load() -> None:
-            with httpx.Client(verify=both, timeout=30) as c:
-                while not stop.is_set():
-                    try:
-                        codes.append(c.get(url, headers=auth).status_code)
-                    except httpx.HTTPError as exc:
-                        codes.append(f"{type(exc).__name__}: {exc}")
-
-        clients = [threading.Thread(target=load, daemon=True) for _ in range(3)]
-        for t in clients:
-            t.start()
+        clients, codes = _clients(url, auth, stop, 3, verify=both)
         time.sleep(1)
         assert endpoint.apply_update(None, rec, deployed(second)) == "reloaded"
         deadline = time.monotonic() + 20  # the old process finishes its connections and leaves
@@ -303,5 +299,126 @@ def test_https_with_http2_no_plain_http_and_a_new_certificate_without_a_failed_r
     finally:
         stop.set()
         endpoint.stop(None, rec)
+        backends_proc.kill()
+        backends_proc.wait()
+
+
+def _curl(*args: str) -> tuple[int, str]:
+    """curl's exit code, and the status and body it got."""
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "-w", " %{http_code}", *args], capture_output=True, text=True, timeout=20
+    )
+    return proc.returncode, proc.stdout.strip()
+
+
+def test_two_services_share_one_https_port_by_name_and_a_name_nobody_claims_is_not_served(tmp_path, monkeypatch):
+    """Two services on one port, each with its names, certificate and token, behind the
+    port's door; the refusals of a third that cannot share; each leaves, the door last."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "home"))
+    workers = free_ports(2, set())
+    (port,) = free_ports(1, set(workers))
+    backends_proc = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, workers)])
+    ca, pairs = _ca_and_two_leaves(tmp_path, ("shop.example", "api.example"))
+
+    def spec_of(name: str, names: list[str] | None, pair: tuple[str, str] | None) -> ServiceSpec:
+        block: dict = {"port": port} | ({"hostnames": names} if names else {})
+        if pair is not None:
+            block["tls"] = {"cert": "c.pem", "key": "k.pem"}
+        spec = ServiceSpec.model_validate(SPEC | {"name": name, "endpoint": block})
+        files = {"endpoint.tls.cert": pair[0], "endpoint.tls.key": pair[1]} if pair else {}
+        return uploads.store_files(spec, files)
+
+    specs = {"shop": spec_of("shop", ["shop.example"], pairs[0]), "api": spec_of("api", ["api.example"], pairs[1])}
+    recs = {
+        name: _service(name, specs[name].model_dump(mode="json"), [w]) for name, w in zip(specs, workers, strict=True)
+    }
+    try:
+        endpoint.start(None, recs["shop"], specs["shop"])
+        records.save(recs["shop"])
+        assert recs["shop"].endpoint == f"https://shop.example:{port}"
+        # What cannot share the port is refused before anything starts, with the reason.
+        for spec, said in [
+            (spec_of("api", ["shop.example"], pairs[1]), "endpoint.hostnames: shop.example is served by service shop"),
+            (spec_of("api", None, pairs[1]), f"endpoint.port {port} is the endpoint of service shop; pick another"),
+            (spec_of("api", ["api.example"], None), f"endpoint.port {port} serves HTTPS for service shop"),
+        ]:
+            assert said in (endpoint.listen_problem(None, spec) or ""), said
+        assert endpoint.listen_problem(None, specs["api"]) is None
+        endpoint.start(None, recs["api"], specs["api"])
+        records.save(recs["api"])
+        for rec in recs.values():
+            _wait_up(rec, set(backends.backends(rec)))
+        headers = {}
+        for name in recs:
+            headers[name] = tmp_path / f"auth-{name}"  # the tokens stay off every command line
+            headers[name].write_text(f"Authorization: Bearer {endpoint.endpoint_token(name)}\n")
+
+        def ask(host: str, token: str, *extra: str) -> tuple[int, str]:
+            where = ["--resolve", f"{host}:{port}:127.0.0.1", "--cacert", ca]
+            return _curl(*where, "-H", f"@{headers[token]}", *extra, f"https://{host}:{port}/")
+
+        assert ask("shop.example", "shop", "--http2") == (0, f"{workers[0]} 200")
+        assert ask("api.example", "api") == (0, f"{workers[1]} 200")
+        assert ask("api.example", "shop")[1].endswith(" 401")  # each service its own token
+        assert ask("shop.example", "shop", "-H", "Host: api.example")[1].endswith(" 421")  # SNI and Host agree
+        assert ask("other.example", "shop")[0] != 0  # a name nobody claims: the handshake is refused
+        assert _curl("-k", "-H", f"@{headers['shop']}", f"https://127.0.0.1:{port}/")[0] != 0  # no name at all
+        assert _curl("-H", f"@{headers['shop']}", f"http://127.0.0.1:{port}/")[0] != 0  # no plain HTTP
+
+        endpoint.stop(None, recs["api"])  # the door drops it; shop still served
+        records.remove("api")
+        assert ask("api.example", "api")[0] != 0
+        assert ask("shop.example", "shop") == (0, f"{workers[0]} 200")
+        endpoint.stop(None, recs["shop"])  # the last one: the door goes, the port is free
+        records.remove("shop")
+        assert list((tmp_path / "home" / "doors").iterdir()) == []
+        with socket.socket() as s:  # no listener left on it (connections closed a moment ago may linger)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    finally:
+        for rec in recs.values():
+            endpoint.stop(None, rec)
+        backends_proc.kill()
+        backends_proc.wait()
+
+
+def test_two_services_share_one_plain_port_by_host_and_an_unclaimed_host_gets_421(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "home"))
+    workers = free_ports(2, set())
+    (port,) = free_ports(1, set(workers))
+    backends_proc = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, workers)])
+    names = {"shop": "shop.example", "api": "api.example"}
+    specs = {
+        n: ServiceSpec.model_validate(SPEC | {"name": n, "endpoint": {"port": port, "hostnames": [h]}})
+        for n, h in names.items()
+    }
+    recs = {n: _service(n, specs[n].model_dump(mode="json"), [w]) for n, w in zip(names, workers, strict=True)}
+    try:
+        for n, rec in recs.items():
+            endpoint.start(None, rec, specs[n])
+            records.save(rec)
+            _wait_up(rec, set(backends.backends(rec)))
+        assert recs["api"].endpoint == f"http://api.example:{port}"
+        url = f"http://127.0.0.1:{port}/"
+        for (n, host), worker in zip(names.items(), workers, strict=True):
+            auth = {"Authorization": f"Bearer {endpoint.endpoint_token(n)}"}
+            answer = httpx.get(url, headers=auth | {"Host": f"{host}:{port}"}, timeout=10)
+            assert (answer.status_code, answer.text) == (200, str(worker))
+        auth = {"Authorization": f"Bearer {endpoint.endpoint_token('shop')}"}
+        assert httpx.get(url, headers=auth | {"Host": "other.example"}, timeout=10).status_code == 421
+        assert httpx.get(url, headers=auth, timeout=10).status_code == 421  # an address is no name
+        assert httpx.get(url, headers=auth | {"Host": "api.example"}, timeout=10).status_code == 401
+        # The door dies: the endpoints still run; what the controller does brings it back.
+        folder = next((tmp_path / "home" / "doors").iterdir())
+        doors = procs.pids_with_marker(f"door@{folder}")
+        assert doors and door.answering(recs["shop"])
+        procs.kill_pids(doors)
+        assert not door.answering(recs["shop"]) and instances.alive(None, recs["shop"].ingress)
+        door.follow(recs["shop"])
+        answer = httpx.get(url, headers=auth | {"Host": "shop.example"}, timeout=10)
+        assert (answer.status_code, answer.text) == (200, str(workers[0]))
+    finally:
+        for rec in recs.values():
+            endpoint.stop(None, rec)
         backends_proc.kill()
         backends_proc.wait()

@@ -41,8 +41,8 @@ from headway.control import (
     token_rotation,
 )
 from headway.control.context import Context
+from headway.ingress import door, instances
 from headway.ingress import endpoint as ingress
-from headway.ingress import instances
 from headway.model import states
 from headway.model.errors import Cancelled
 from headway.plan import reconcile as plan
@@ -252,10 +252,14 @@ class Controller:
 
     @staticmethod
     def _restart_ingress(ctx: Context, rec: ServiceRecord) -> None:
-        if rec.ingress is None or instances.alive(ctx.cloud, rec.ingress):
+        running = rec.ingress is not None and instances.alive(ctx.cloud, rec.ingress)
+        if rec.ingress is None or (running and door.answering(rec)):
             return
         try:
-            ingress.start(ctx.cloud, rec, rec.spec)
+            if running:  # only the door of its shared port died: the endpoint keeps its connections
+                door.follow(rec)
+            else:
+                ingress.start(ctx.cloud, rec, rec.spec)
             record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")
             log.info("%s: ingress restarted", rec.name)
         except Exception as exc:  # noqa: BLE001 - recorded; the next round tries again

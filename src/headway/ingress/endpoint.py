@@ -18,13 +18,12 @@ import hashlib
 import os
 import secrets
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 from headway.cluster.local_provider import free_ports, used_ports
 from headway.hosts import vip
-from headway.ingress import ingress_hosts, instances
+from headway.ingress import door, ingress_hosts, instances, local_haproxy
 from headway.ingress.backends import targets
 from headway.ingress.instances import IngressError
 from headway.model.cloud_config import SshHost
@@ -33,9 +32,8 @@ from headway.plan import haproxy_config as hc
 from headway.state import db, records
 from headway.state.records import IngressRecord, ServiceRecord
 from headway.store.cloud import CloudRecord
-from headway.system import binaries, paths, procs
+from headway.system import paths, procs
 
-START_TIMEOUT_S = 10.0
 #: How long a backend stays out of rotation before its host is removed: a host that
 #: still exists answers stray packets with a reset, which HAProxy retries elsewhere; a
 #: host that vanished answers nothing and a request sent to it waits for its timeout.
@@ -56,6 +54,7 @@ def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> 
     hosts_cfg = instances.hosts_or_none(crec)
     ing.port = spec.endpoint.port or ing.port
     ing.tls = spec.endpoint.tls is not None
+    ing.hostnames = list(spec.endpoint.hostnames or [])
     if hosts_cfg is not None and hosts_cfg.ingress is not None:
         ing.bind = hosts_cfg.ingress.address
     else:
@@ -63,18 +62,26 @@ def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> 
 
 
 def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
-    """Why the spec's fixed endpoint port cannot be had, checked before anything starts:
-    another service's endpoint has it, or (here) another program does."""
+    """Why the spec's endpoint cannot be had, checked before anything starts: another
+    service's endpoint has its port (and they cannot share it by name), or (here) another
+    program does."""
+    names = set(spec.endpoint.hostnames or ())
+    on_hosts = instances.hosts_or_none(crec) is not None
+    if names and on_hosts:
+        return "endpoint.hostnames is not available with the cloud's ingress hosts yet; remove it"
     port = spec.endpoint.port
     if port is None:
         return None
+    held = False
     for other in records.all_records():
-        if other.ingress is not None and other.ingress.port == port:
-            if other.service != spec.name:
-                return f"endpoint.port {port} is the endpoint of service {other.service}; pick another port"
-            return None  # ours already
-    if instances.hosts_or_none(crec) is not None:
-        return None  # on the ingress hosts: their HAProxy says so at start
+        ing = other.ingress
+        if ing is None or ing.port != port:
+            continue
+        held = True
+        if other.service != spec.name and (why := _sharing_problem(spec, names, other.service, ing)):
+            return why
+    if held or on_hosts:
+        return None  # ours, or shared by name; on the ingress hosts their HAProxy says so at start
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -83,6 +90,27 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
             return f"endpoint.port {port}: a port below 1024 needs headway to run as root"
         except OSError as exc:
             return f"endpoint.port {port} is not free on this machine ({exc.strerror}); pick another port"
+    return None
+
+
+def _sharing_problem(spec: ServiceSpec, names: set[str], other: str, ing: IngressRecord) -> str | None:
+    """Why this spec cannot share its port with the endpoint ``ing`` of service ``other``."""
+    port = ing.port
+    if not names or not ing.hostnames:
+        return (
+            f"endpoint.port {port} is the endpoint of service {other}; pick another port, or give both "
+            "services endpoint.hostnames to share it"
+        )
+    if ing.tls != (spec.endpoint.tls is not None):
+        return (
+            f"endpoint.port {port} serves {'HTTPS' if ing.tls else 'plain HTTP'} for service {other}; "
+            "the services on one port all give endpoint.tls, or none does"
+        )
+    if ing.bind != (spec.endpoint.bind or bind_address()):
+        return f"endpoint.port {port} is service {other}'s on {ing.bind}; give endpoint.bind: {ing.bind} to share it"
+    clash = sorted(names & set(ing.hostnames))
+    if clash:
+        return f"endpoint.hostnames: {clash[0]} is served by service {other} on port {port}; a name has one service"
     return None
 
 
@@ -139,6 +167,8 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         weighted=rec.rollout is not None,
         freebind=ing.on_hosts,
         unprivileged=_as_root(crec, ing),
+        hostnames=tuple(ing.hostnames),
+        listen=door.listener(ing) if ing.hostnames else None,
         tls_pem=str(Path(ing.config).with_name(TLS_PEM)) if pem else None,
         tls_id=hashlib.sha256(pem.encode()).hexdigest()[:12] if pem else "",
     )
@@ -188,30 +218,7 @@ def apply_update(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec
 
 
 def _spawn(rec: ServiceRecord, ing: IngressRecord, extra: list[str]) -> None:
-    with open(ing.log, "ab") as log:
-        child = subprocess.Popen(
-            [binaries.haproxy(), "-f", ing.config, *extra],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(os.environ) | {procs.MARKER_VAR: instances.marker(rec)},
-        )
-    procs.track(child)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise IngressError(f"haproxy exited at start (code {child.returncode}); see {ing.log}")
-        try:
-            if hc.info_pid(instances.command(ing, "show info")) == child.pid:  # not the old one's
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise IngressError(f"haproxy did not answer on its admin socket; see {ing.log}")
-    ing.pid = child.pid
-    ing.pid_started = procs.start_time(child.pid)
+    ing.pid, ing.pid_started = local_haproxy.spawn(ing.config, ing.socket, ing.log, instances.marker(rec), extra)
 
 
 def _spawn_on(
@@ -274,6 +281,7 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
     if os.path.exists(ing.socket):
         os.unlink(ing.socket)
     _spawn(rec, ing, [])
+    door.follow(rec)
     return ing
 
 
@@ -297,6 +305,7 @@ def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, repl
         start(crec, rec, spec)
         return
     _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
+    door.follow(rec)
 
 
 def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord, wanted: tuple | None = None) -> list[str]:
@@ -361,6 +370,7 @@ def stop(crec: CloudRecord | None, rec: ServiceRecord) -> None:
         ingress_hosts.each_answering(instances.hosts_config(crec), lambda h: ingress_hosts.stop_on(h, ing, root))
         ing.instances.clear()
         return
+    door.follow(rec, leaving=True)
     procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=2)
     for f in (ing.socket, ing.config):
         if os.path.exists(f):

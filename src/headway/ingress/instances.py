@@ -4,21 +4,15 @@ one on each ingress host, alive or not, and HAProxy's runtime API on each admin 
 
 from __future__ import annotations
 
-import socket
-
 from headway.hosts import ssh
-from headway.ingress import ingress_hosts
+from headway.ingress import ingress_hosts, local_haproxy
+from headway.ingress.local_haproxy import IngressError
 from headway.model.cloud_config import SshCloud, SshError
-from headway.model.errors import Failed
 from headway.plan import haproxy_config as hc
 from headway.plan import haproxy_counts
 from headway.state.records import IngressRecord, ServiceRecord
 from headway.store.cloud import CloudRecord
 from headway.system import paths, procs
-
-
-class IngressError(Failed):
-    pass
 
 
 def hosts_or_none(crec: CloudRecord | None) -> SshCloud | None:
@@ -52,17 +46,7 @@ def marker(rec: ServiceRecord) -> str:
 
 def command(ing: IngressRecord, cmd: str, timeout_s: float = 2.0) -> str:
     """One command to the local instance's admin socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout_s)
-        s.connect(ing.socket)
-        s.sendall(cmd.encode() + b"\n")
-        chunks = []
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    return b"".join(chunks).decode(errors="replace")
+    return local_haproxy.admin(ing.socket, cmd, timeout_s)
 
 
 def _per_instance(crec: CloudRecord | None, ing: IngressRecord, cmds: list[str]) -> list[list[str]]:

@@ -4,16 +4,16 @@ A fixed ``port`` (kept across updates, rollouts and failovers; without it one is
 the first deploy and kept) and the address it binds (default: ``HEADWAY_INGRESS_BIND``,
 127.0.0.1; in SSH mode with ingress hosts, always the cloud's moving address). ``tls``:
 HTTPS on that port (the certificate and key files are read by the CLI and uploaded, as
-``files`` are; plain HTTP is then not served there). Limits at the door:
-``max_body_bytes`` and a ``rate_limit`` per token. ``hostnames`` (several services on one
-port, told apart by name) is planned: this headway refuses it by name rather than serving
-every name.
+``files`` are; plain HTTP is then not served there). ``hostnames``: the names it serves
+(the TLS handshake's SNI and the Host header; any other name is refused), and what lets
+several services share one port, each claiming its own names. Limits at the door:
+``max_body_bytes`` and a ``rate_limit`` per token.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import re
 
 from pydantic import Field, field_validator
 
@@ -26,6 +26,29 @@ class RateLimit(Strict):
 
     requests_per_second: float = Field(gt=0, le=1_000_000)
     burst: int = Field(default=0, ge=0, le=1_000_000)
+
+
+#: A DNS name as it goes into the endpoint's config: lower case, dot-separated labels of
+#: letters, digits and inner hyphens, 253 characters at most.
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+MAX_HOSTNAMES = 100
+
+
+def _hostname(given: str) -> str:
+    name = given.strip().lower().removesuffix(".")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise ValueError(f"{given[:80]!r} is an address, not a name; an address is endpoint.bind's")
+    if name.startswith("*."):
+        raise ValueError(f"{given[:80]!r}: wildcards are not supported; list each name")
+    if not HOSTNAME_RE.fullmatch(name):
+        raise ValueError(
+            f"{given[:80]!r} is not a host name; use letters, digits and hyphens in labels separated by dots"
+        )
+    return name
 
 
 class EndpointTls(Strict):
@@ -42,7 +65,7 @@ class EndpointConfig(Strict):
     # A request whose body is larger gets 413; one that does not say its length (chunked) 411.
     max_body_bytes: int | None = Field(default=None, ge=1, le=2**40)
     rate_limit: RateLimit | None = None
-    hostnames: Any = None
+    hostnames: list[str] | None = None
     tls: EndpointTls | None = None
 
     @field_validator("bind")
@@ -59,10 +82,13 @@ class EndpointConfig(Strict):
 
     @field_validator("hostnames")
     @classmethod
-    def _planned(cls, v: Any) -> Any:
-        if v is not None:
-            raise ValueError(
-                "endpoint.hostnames is not available in this headway yet (services told apart by name on "
-                "one port are planned); remove it: each service has its own port"
-            )
-        return v
+    def _hostnames(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not 1 <= len(v) <= MAX_HOSTNAMES:
+            raise ValueError(f"give 1 to {MAX_HOSTNAMES} names, or leave hostnames out to serve any name")
+        names = [_hostname(n) for n in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice")
+        return names

@@ -105,6 +105,11 @@ class IngressSettings:
     # its content (a new certificate is a new config: a seamless reload puts it in place).
     tls_pem: str | None = None
     tls_id: str = ""
+    # The names it serves (the Host header; with TLS the SNI too); any other gets 421.
+    hostnames: tuple[str, ...] = ()
+    # Behind a shared port's door (``haproxy_door``): a private listener instead of
+    # bind:port, whose connections open with the PROXY protocol (the client's address).
+    listen: str | None = None
 
 
 def slot_name(i: int) -> str:
@@ -121,6 +126,24 @@ def _tls(s: IngressSettings) -> str:
     if s.tls_pem is None:
         return ""
     return f" ssl crt {s.tls_pem} alpn h2,http/1.1 ssl-min-ver TLSv1.2  # certificate {s.tls_id}"
+
+
+def _bind(s: IngressSettings) -> str:
+    if s.listen is not None:
+        return f"    bind {s.listen} accept-proxy{_tls(s)}"
+    return f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}{_tls(s)}"
+
+
+def _names(s: IngressSettings) -> list[str]:
+    """421 Misdirected Request for a name the service does not claim (a client that asks
+    the shared port for another service's name, or none)."""
+    if not s.hostnames:
+        return []
+    names = " ".join(s.hostnames)
+    rules = [f"    http-request deny deny_status 421 unless {{ req.hdr(host),field(1,:),lower -m str {names} }}"]
+    if s.tls_pem is not None:
+        rules.append(f"    http-request deny deny_status 421 unless {{ ssl_fc_sni,lower -m str {names} }}")
+    return rules
 
 
 def render(settings: IngressSettings, slots: list[str | None], weights: dict[str, int] | None = None) -> str:
@@ -163,8 +186,9 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    retry-on {retry_on}",
         "",
         "frontend endpoint",
-        f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}{_tls(s)}",
+        _bind(s),
         *haproxy_counts.request_rules(),
+        *_names(s),
     ]
     if s.tokens:
         bearer = "req.hdr(authorization) -m str " + " ".join(f'"Bearer {t}"' for t in s.tokens)

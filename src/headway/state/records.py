@@ -68,6 +68,7 @@ class IngressRecord(BaseModel):
     weights: dict[str, int] = Field(default_factory=dict)  # backend address -> weight, during a rollout
     on_hosts: bool = False  # the endpoint runs on the cloud's ingress hosts, not here
     tls: bool = False  # it serves HTTPS (the spec's endpoint.tls), and only that
+    hostnames: list[str] = Field(default_factory=list)  # the names it serves; behind its port's door
     instances: dict[str, ProcId] = Field(default_factory=dict)  # ingress host -> its HAProxy
 
 
@@ -150,6 +151,8 @@ class ServiceRecord(BaseModel):
         if self.ingress is None:
             return None
         host = "127.0.0.1" if self.ingress.bind in ("0.0.0.0", "") else self.ingress.bind
+        if self.ingress.hostnames:
+            host = self.ingress.hostnames[0]
         return f"{'https' if self.ingress.tls else 'http'}://{host}:{self.ingress.port}"
 
     def proxy_url(self, node: NodeRecord) -> str:

@@ -205,3 +205,14 @@ def test_https_binds_tls_1_2_and_up_with_http2_and_is_valid_haproxy(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plain = hc.render(conf(), slots("10.0.0.3:8000"))
     assert " ssl " not in plain and "alpn" not in plain
+
+
+def test_an_endpoint_with_names_refuses_others_with_421_and_behind_a_door_reads_the_proxy_protocol(tmp_path):
+    text = hc.render(conf(hostnames=("a.example", "b.example"), listen="abns@hw-x"), slots("10.0.0.3:8000"))
+    assert "    bind abns@hw-x accept-proxy\n" in text and "18080" not in text
+    assert "deny_status 421 unless { req.hdr(host),field(1,:),lower -m str a.example b.example }" in text
+    assert "ssl_fc_sni" not in text  # no TLS, no SNI to check
+    f = tmp_path / "h.cfg"
+    f.write_text(text.replace("/tmp/x.sock", str(tmp_path / "s")))
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
