@@ -1,21 +1,27 @@
 """Benchmark: requests/s and latency through a service's ingress vs. directly at one
-worker's Serve proxy, in the same run, and the ratio between them.
+worker's Serve proxy, in the same run, and the ratio between them; then the same endpoint
+with HTTPS (``endpoint.tls``, applied by a redeploy), over HTTP/1.1 and HTTP/2.
 
     .venv/bin/python bench/ingress.py                 # deploys examples/hello in a private
                                                       # state dir, measures, removes it all
-    .venv/bin/python bench/ingress.py --service NAME  # measures a running service
+    .venv/bin/python bench/ingress.py --service NAME  # measures a running service (plain only)
 
-The same closed-loop client (asyncio + aiohttp, N concurrent requests) drives both
-targets, alternating short rounds so that the machine's noise hits both alike.
+The same closed-loop client (asyncio + aiohttp, N concurrent requests) drives the
+HTTP/1.1 targets, alternating short rounds so that the machine's noise hits them alike.
+aiohttp speaks no HTTP/2: that row and its HTTP/1.1 twin use httpx (with h2, the
+``bench`` extra), so the two compare with each other. The direct target is measured in
+both phases: each phase's rows are read against it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -24,15 +30,55 @@ import time
 from pathlib import Path
 
 import aiohttp
+import httpx
+import yaml
 
 from bench import report
 from headway.state import records
+from headway.store import store_tls
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
 
 
-async def _round(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> tuple[list[float], int]:
+@dataclasses.dataclass(frozen=True)
+class Target:
+    url: str
+    headers: dict[str, str]
+    ca: str | None = None  # HTTPS: the CA that signed the endpoint's certificate
+    client: str = "aiohttp"  # or "httpx/1.1", "httpx/2"
+
+
+async def _round_httpx(t: Target, concurrency: int, seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    failed = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    h2 = t.client == "httpx/2"
+    verify = ssl.create_default_context(cafile=t.ca) if t.ca else True
+    async with httpx.AsyncClient(http1=not h2, http2=h2, verify=verify, limits=limits, timeout=30) as client:
+
+        async def one() -> None:
+            nonlocal failed
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    ok = (await client.get(t.url, headers=t.headers)).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    failed += 1
+
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+    return latencies, failed
+
+
+async def _round(t: Target, concurrency: int, seconds: float) -> tuple[list[float], int]:
+    if t.client != "aiohttp":
+        return await _round_httpx(t, concurrency, seconds)
+    url, headers = t.url, t.headers
     latencies: list[float] = []
     failed = 0
     deadline = time.perf_counter() + seconds
@@ -52,7 +98,7 @@ async def _round(url: str, headers: dict[str, str], concurrency: int, seconds: f
             else:
                 failed += 1
 
-    conn = aiohttp.TCPConnector(limit=concurrency)
+    conn = aiohttp.TCPConnector(limit=concurrency, ssl=ssl.create_default_context(cafile=t.ca) if t.ca else True)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as session:
         await asyncio.gather(*(client(session) for _ in range(concurrency)))
     return latencies, failed
@@ -62,11 +108,11 @@ def _pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else float("nan")
 
 
-def measure(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, seconds: float, rounds: int) -> dict:
+def measure(targets: dict[str, Target], concurrency: int, seconds: float, rounds: int) -> dict:
     results: dict[str, dict] = {k: {"lat": [], "failed": 0, "time": 0.0} for k in targets}
     for _ in range(rounds):
-        for name, (url, headers) in targets.items():
-            lat, failed = asyncio.run(_round(url, headers, concurrency, seconds / rounds))
+        for name, target in targets.items():
+            lat, failed = asyncio.run(_round(target, concurrency, seconds / rounds))
             results[name]["lat"] += lat
             results[name]["failed"] += failed
             results[name]["time"] += seconds / rounds
@@ -84,6 +130,51 @@ def measure(targets: dict[str, tuple[str, dict[str, str]]], concurrency: int, se
 
 def _headway(env: dict[str, str], *args: str) -> str:
     return subprocess.run([HEADWAY, *args], env=env, check=True, capture_output=True, text=True).stdout
+
+
+DIRECT = "direct (one worker proxy)"
+
+
+def _table(res: dict) -> list[str]:
+    lines = [f"{'target':<36}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
+    for t, r in res.items():
+        lines.append(
+            f"{t:<36}{r['requests']:>10}{r['failed']:>8}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+        )
+    return lines
+
+
+def _https(env: dict[str, str], name: str, headers: dict[str, str], direct: Target, args) -> list[str]:
+    """The same service redeployed with ``endpoint.tls`` (a seamless reload of its
+    endpoint), measured over HTTPS with HTTP/1.1 and HTTP/2; the rows next to the plain
+    phase's through the direct target, measured again here."""
+    home = Path(env["HEADWAY_HOME"])
+    made = store_tls.ensure(home / "bench-tls", ["127.0.0.1"])
+    spec = home / "hello-tls.yaml"
+    data = yaml.safe_load((ROOT / "examples/hello/service.yaml").read_text())
+    data["working_dir"] = str(ROOT / "examples/hello/app")
+    data["endpoint"] = {"tls": {"cert": made.cert, "key": made.key}}
+    spec.write_text(yaml.safe_dump(data))
+    print("redeploying with endpoint.tls ...", flush=True)
+    subprocess.run([HEADWAY, "deploy", "-f", str(spec)], env=env, check=True, stdout=subprocess.DEVNULL)
+    url = json.loads(_headway(env, "status", name, "--json"))["endpoint"] + "/"
+    targets = {
+        "endpoint HTTPS HTTP/1.1": Target(url, headers, made.ca),
+        "endpoint HTTPS HTTP/1.1 (httpx)": Target(url, headers, made.ca, "httpx/1.1"),
+        "endpoint HTTPS HTTP/2 (httpx)": Target(url, headers, made.ca, "httpx/2"),
+        DIRECT: direct,
+    }
+    res = measure(targets, args.concurrency, args.seconds, args.rounds)
+    h1, d = res["endpoint HTTPS HTTP/1.1"], res[DIRECT]
+    x1, x2 = res["endpoint HTTPS HTTP/1.1 (httpx)"], res["endpoint HTTPS HTTP/2 (httpx)"]
+    return [
+        "with endpoint.tls (the same service, redeployed):",
+        *_table(res),
+        f"\nHTTPS HTTP/1.1 / direct: req/s x{h1['rps'] / d['rps']:.2f}, p99 x{h1['p99_ms'] / d['p99_ms']:.2f}"
+        "  (read against the plain phase's ingress / direct)",
+        f"HTTP/2 / HTTP/1.1 over HTTPS (httpx both): req/s x{x2['rps'] / x1['rps']:.2f}, "
+        f"p99 x{x2['p99_ms'] / x1['p99_ms']:.2f}",
+    ]
 
 
 def main() -> None:
@@ -119,28 +210,27 @@ def main() -> None:
             os.environ["HEADWAY_HOME"] = env["HEADWAY_HOME"]  # the record is read from that state dir
         rec = records.load(name)
         workers = rec.workers
-        targets = {
-            "ingress": (st["endpoint"] + "/", headers),
-            # From this (the ingress) host only: every other host is refused by the nodes' packet filter.
-            "direct (one worker proxy)": (rec.proxy_url(workers[0]) + "/", {}),
-        }
+        direct = Target(rec.proxy_url(workers[0]) + "/", {})  # from this host only: the nodes' filter
         print(
             f"{args.concurrency} concurrent clients, {args.seconds:.0f} s per target in {args.rounds} "
             "alternating rounds",
             flush=True,
         )
-        res = measure(targets, args.concurrency, args.seconds, args.rounds)
-        lines = [f"{'target':<28}{'requests':>10}{'failed':>8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}"]
-        for t, r in res.items():
-            lines.append(
-                f"{t:<28}{r['requests']:>10}{r['failed']:>8}{r['rps']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-            )
-        ing, direct = res["ingress"], res["direct (one worker proxy)"]
+        plain = measure(
+            {"endpoint HTTP/1.1": Target(st["endpoint"] + "/", headers), DIRECT: direct},
+            args.concurrency,
+            args.seconds,
+            args.rounds,
+        )
+        lines = _table(plain)
+        ing, d = plain["endpoint HTTP/1.1"], plain[DIRECT]
         lines.append(
-            f"\ningress / direct: req/s x{ing['rps'] / direct['rps']:.2f}, "
-            f"p50 x{ing['p50_ms'] / direct['p50_ms']:.2f}, p99 x{ing['p99_ms'] / direct['p99_ms']:.2f}"
+            f"\ningress / direct: req/s x{ing['rps'] / d['rps']:.2f}, "
+            f"p50 x{ing['p50_ms'] / d['p50_ms']:.2f}, p99 x{ing['p99_ms'] / d['p99_ms']:.2f}"
             f"  (the ingress spreads over {len(workers)} workers; direct hits one)"
         )
+        if own_home:
+            lines += ["", *_https(env, name, headers, direct, args)]
         print("\n" + "\n".join(lines))
         if args.markdown:
             what = (
