@@ -37,9 +37,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self):  # answers with its port: which worker served
-        body = str(self.server.server_address[1]).encode()
-        self.wfile.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: %d\\r\\n\\r\\n%s" % (len(body), body))
+    def do_GET(self):  # answers with its port: which worker served; /sick: 503; /flaky: 503 from the first
+        port = self.server.server_address[1]
+        body = str(port).encode()
+        sick = self.path == "/sick" or (self.path == "/flaky" and port == int(sys.argv[1]))
+        status = b"503 Service Unavailable" if sick else b"200 OK"
+        self.wfile.write(b"HTTP/1.1 %s\\r\\ncontent-length: %d\\r\\n\\r\\n%s" % (status, len(body), body))
 
     def handle(self):
         try:
@@ -420,5 +423,50 @@ def test_two_services_share_one_plain_port_by_host_and_an_unclaimed_host_gets_42
     finally:
         for rec in recs.values():
             endpoint.stop(None, rec)
+        backends_proc.kill()
+        backends_proc.wait()
+
+
+def test_retries_help_a_worker_that_fails_but_do_not_multiply_the_load_of_a_service_that_does(tmp_path, monkeypatch):
+    """The retry budget: with one worker failing, every failed GET is retried on the other
+    and answered; with every worker failing, each GET reaches the service about once, not
+    1 + ``retries`` times, unless the budget allows it (100 %)."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    workers = free_ports(2, set())
+    backends_proc = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, workers)])
+    spec = ServiceSpec.model_validate(SPEC)
+    rec = _service("sick", SPEC, workers)
+    try:
+        ing = endpoint.start(None, rec, spec)
+        _wait_up(rec, set(backends.backends(rec)))
+        auth = {"Authorization": f"Bearer {endpoint.endpoint_token(rec.name)}"}
+
+        def tries() -> int:
+            """The requests the workers have answered, retries included."""
+            stats = hc.parse_stats(instances.command(ing, "show stat"))
+            return sum(st.requests for st in stats if st.address in rec.ingress.slots)
+
+        def get(path: str, n: int) -> tuple[set[int], int]:
+            """n GETs of ``path``: their codes, and how many tries the workers answered."""
+            before = tries()
+            with httpx.Client(timeout=10) as c:
+                codes = {c.get(f"http://127.0.0.1:{ing.port}{path}", headers=auth).status_code for _ in range(n)}
+            return codes, tries() - before
+
+        assert get("/flaky", 100)[0] == {200}  # the failing worker's answers were retried on the other
+        # Now every worker fails: retries go on until the failures of the last 10 s pass 20 %
+        # of the requests and 10 (the 100 good ones above count: ~38 GETs), then stop.
+        codes, sick = get("/sick", 200)
+        print(f"\nretry budget 20 %: 200 GETs to a failing service reached it {sick} times")
+        assert codes == {503} and sick < 2 * 200, sick
+
+        generous = ServiceSpec.model_validate(SPEC | {"endpoint": {"retry_budget_percent": 100}})
+        assert endpoint.apply_update(None, rec, generous) == "reloaded"  # a new process: counters from 0
+        _wait_up(rec, set(backends.backends(rec)))
+        codes, sick = get("/sick", 200)
+        print(f"retry budget 100 %: the same 200 GETs reached it {sick} times")
+        assert codes == {503} and sick >= 3 * 200, sick  # each tried 1 + retries (3) times
+    finally:
+        endpoint.stop(None, rec)
         backends_proc.kill()
         backends_proc.wait()

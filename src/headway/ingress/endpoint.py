@@ -164,6 +164,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         max_body_bytes=spec.endpoint.max_body_bytes,
         rate_per_s=spec.endpoint.rate_limit.requests_per_second if spec.endpoint.rate_limit else None,
         rate_burst=spec.endpoint.rate_limit.burst if spec.endpoint.rate_limit else 0,
+        retry_budget_percent=spec.endpoint.retry_budget_percent,
         weighted=rec.rollout is not None,
         freebind=ing.on_hosts,
         unprivileged=_as_root(crec, ing),

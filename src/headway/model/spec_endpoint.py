@@ -7,7 +7,8 @@ HTTPS on that port (the certificate and key files are read by the CLI and upload
 ``files`` are; plain HTTP is then not served there). ``hostnames``: the names it serves
 (the TLS handshake's SNI and the Host header; any other name is refused), and what lets
 several services share one port, each claiming its own names. Limits at the door:
-``max_body_bytes`` and a ``rate_limit`` per token.
+``max_body_bytes``, a ``rate_limit`` per token, and a ``retry_budget_percent``: how much
+more load the endpoint's retries may add to a failing service.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class EndpointConfig(Strict):
     # A request whose body is larger gets 413; one that does not say its length (chunked) 411.
     max_body_bytes: int | None = Field(default=None, ge=1, le=2**40)
     rate_limit: RateLimit | None = None
+    # Retries on another worker: at most this share of the requests (over 10 s) more.
+    retry_budget_percent: int = Field(default=20, ge=0, le=100)
     hostnames: list[str] | None = None
     tls: EndpointTls | None = None
 

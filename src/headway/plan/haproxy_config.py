@@ -101,6 +101,7 @@ class IngressSettings:
     max_body_bytes: int | None = None
     rate_per_s: float | None = None
     rate_burst: int = 0
+    retry_budget_percent: int = haproxy_limits.DEFAULT_RETRY_BUDGET_PERCENT
     # HTTPS: the certificate chain and key in one PEM file (HAProxy's ``crt``), and an id of
     # its content (a new certificate is a new config: a seamless reload puts it in place).
     tls_pem: str | None = None
@@ -159,7 +160,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         "    log stdout format raw local0",
         f"    stats socket {s.stats_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 10s",
-        "    tune.stick-counters 5",  # sc0-sc2: the counts; sc3-sc4: the rate limit
+        "    tune.stick-counters 6",  # sc0-sc2: the counts; sc3-sc4: the rate limit; sc5: the retry budget
         f"    hard-stop-after {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s) + 15)}",
         *([f"    uid {NOBODY}", f"    gid {NOBODY}"] if s.unprivileged else []),
         "",
@@ -194,11 +195,13 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         bearer = "req.hdr(authorization) -m str " + " ".join(f'"Bearer {t}"' for t in s.tokens)
         lines.append(f"    http-request deny deny_status 401 unless {{ {bearer} }}")
     lines += haproxy_limits.request_rules(bool(s.tokens), s.max_body_bytes, s.rate_per_s, s.rate_burst)
+    lines += haproxy_limits.retry_budget_rules(s.retry_budget_percent)
     if s.tokens:
         lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [
         f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
         *haproxy_counts.response_rules(),
+        *haproxy_limits.retry_budget_count(),
         f"    default_backend {BACKEND}",
         "",
         *haproxy_counts.tables(),

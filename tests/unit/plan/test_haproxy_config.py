@@ -216,3 +216,11 @@ def test_an_endpoint_with_names_refuses_others_with_421_and_behind_a_door_reads_
     f.write_text(text.replace("/tmp/x.sock", str(tmp_path / "s")))
     proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_retries_are_budgeted_by_the_share_of_failed_requests():
+    text = hc.render(conf(retry_budget_percent=25), slots("10.0.0.3:8000"))
+    assert "sc_http_req_rate(5),mul(25),div(100),add(10)" in text
+    assert "http-request disable-l7-retry if { sc_gpc_rate(0,5),sub(txn.hw_budget) gt 0 }" in text
+    assert "http-after-response sc-inc-gpc(0,5) if { status ge 500 }" in text
+    assert "tune.stick-counters 6" in text
