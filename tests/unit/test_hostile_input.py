@@ -96,6 +96,7 @@ CASES = [
     ("hostname config", _with("endpoint", {"hostnames": ["a.example }\n  bind"]}), "is not a host name; use letters"),
     ("hostname label", _with("endpoint", {"hostnames": ["x" * 64 + ".example"]}), "is not a host name"),
     ("hostname twice", _with("endpoint", {"hostnames": ["A.example", "a.example."]}), "a.example is listed twice"),
+    ("endpoint timeout", _with("endpoint", {"request_timeout_s": 0}), "endpoint.request_timeout_s: Input should be"),
     ("retry budget", _with("endpoint", {"retry_budget_percent": 101}), "endpoint.retry_budget_percent: Input should"),
     ("hostnames none", _with("endpoint", {"hostnames": []}), "give 1 to 100 names, or leave hostnames out"),
     ("hostnames many", _with("endpoint", {"hostnames": [f"h{i}.example" for i in range(101)]}), "give 1 to 100"),

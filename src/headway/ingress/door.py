@@ -63,7 +63,8 @@ def rooms(bind: str, port: int, rec: ServiceRecord, leaving: bool = False) -> li
 def settings(bind: str, port: int, members: list[ServiceRecord]) -> hd.DoorSettings:
     def linger(r: ServiceRecord) -> float:
         http = r.spec.http_options
-        return max(http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S, http.keep_alive_timeout_s or 0)
+        timeout = hc.request_timeout_s(r.spec.endpoint.request_timeout_s, http.request_timeout_s)
+        return max(timeout, http.keep_alive_timeout_s or 0)
 
     return hd.DoorSettings(
         bind=bind,

@@ -158,7 +158,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         port=ing.port,
         stats_socket=ing.socket,
         tokens=accepted_tokens(rec.name) if spec.query_auth_token_enabled else (),
-        request_timeout_s=http.request_timeout_s or hc.DEFAULT_REQUEST_TIMEOUT_S,
+        request_timeout_s=hc.request_timeout_s(spec.endpoint.request_timeout_s, http.request_timeout_s),
         keep_alive_timeout_s=http.keep_alive_timeout_s or hc.DEFAULT_KEEP_ALIVE_S,
         retry_5xx_idempotent=http.retry_5xx_idempotent,
         max_body_bytes=spec.endpoint.max_body_bytes,

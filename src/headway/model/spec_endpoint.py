@@ -18,7 +18,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from headway.model.spec_base import Strict
+from headway.model.spec_base import MAX_TIMEOUT_S, Strict
 
 
 class RateLimit(Strict):
@@ -66,6 +66,9 @@ class EndpointConfig(Strict):
     # A request whose body is larger gets 413; one that does not say its length (chunked) 411.
     max_body_bytes: int | None = Field(default=None, ge=1, le=2**40)
     rate_limit: RateLimit | None = None
+    # How long a request may wait for its answer (then 504); default: http_options'
+    # request_timeout_s, else 60 s.
+    request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     # Retries on another worker: at most this share of the requests (over 10 s) more.
     retry_budget_percent: int = Field(default=20, ge=0, le=100)
     hostnames: list[str] | None = None

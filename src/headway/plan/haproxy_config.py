@@ -113,6 +113,11 @@ class IngressSettings:
     listen: str | None = None
 
 
+def request_timeout_s(*given: float | None) -> float:
+    """The first timeout given (the endpoint's own, then the Serve config's), else 60 s."""
+    return next((t for t in given if t), DEFAULT_REQUEST_TIMEOUT_S)
+
+
 def slot_name(i: int) -> str:
     return f"s{i + 1}"
 

@@ -224,3 +224,9 @@ def test_retries_are_budgeted_by_the_share_of_failed_requests():
     assert "http-request disable-l7-retry if { sc_gpc_rate(0,5),sub(txn.hw_budget) gt 0 }" in text
     assert "http-after-response sc-inc-gpc(0,5) if { status ge 500 }" in text
     assert "tune.stick-counters 6" in text
+
+
+def test_the_endpoint_request_timeout_comes_first_then_the_serve_configs_then_60_s():
+    assert hc.request_timeout_s(5, 30) == 5 and hc.request_timeout_s(None, 30) == 30
+    assert hc.request_timeout_s(None, None) == hc.DEFAULT_REQUEST_TIMEOUT_S == 60
+    assert "timeout server 5000ms" in hc.render(conf(request_timeout_s=hc.request_timeout_s(5, 30)), slots())
