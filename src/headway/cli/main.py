@@ -245,10 +245,12 @@ def _dry_run(spec: ServiceSpec, strict: bool, body: dict) -> dict:
     from headway.cli import local
 
     storage.given_env.set(spec.needed_env(dict(os.environ)))
-    try:
-        return local.dry_run(spec, strict, _progress())
-    except (storage.StoreError, deps.DependencyError) as exc:
-        _fail(f"{exc}\nnothing was started.", 2)
+    with tempfile.TemporaryDirectory(prefix="hwvalidate-") as folder:  # as the API checks the uploads
+        try:
+            checked = uploads.store_files(spec, body["files"], Path(folder))
+            return local.dry_run(checked, strict, _progress())
+        except (storage.StoreError, deps.DependencyError, uploads.UploadError) as exc:
+            _fail(f"{exc}\nnothing was started.", 2)
 
 
 def _uploads(spec, base: Path) -> dict:

@@ -111,3 +111,19 @@ def test_import_paths_are_checked_and_code_beside_the_yaml_is_the_working_dir(tm
     attr = _run(home, "deploy", "-f", str(code / "attr.yaml"), "--name", "t-attr")
     assert attr.returncode == 2 and "defines no apps" in attr.stderr
     assert not (home / "controller.json").exists()  # nothing was started
+
+
+def test_validate_checks_the_endpoint_certificate_as_a_deploy_does(tmp_path):
+    from headway.store import store_tls
+
+    home = tmp_path / "home"
+    mine, other = (store_tls.ensure(tmp_path / d, ["localhost"]) for d in ("a", "b"))
+    good = {"port": 18443, "tls": {"cert": mine.cert, "key": mine.key}}
+    ok = _run(home, "validate", "-f", str(_spec(tmp_path, endpoint=good)))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = _run(home, "validate", "-f", str(_spec(tmp_path, endpoint={"tls": {"cert": mine.cert, "key": other.key}})))
+    assert bad.returncode == 2 and "endpoint.tls.key does not match the certificate" in bad.stderr, bad.stderr
+    assert "nothing was started" in bad.stderr and "PRIVATE KEY" not in bad.stderr
+    missing = _run(home, "validate", "-f", str(_spec(tmp_path, endpoint={"tls": {"cert": "nope.pem", "key": "k"}})))
+    assert missing.returncode == 2 and "endpoint.tls.cert: cannot read" in missing.stderr, missing.stderr
+    assert not (home / "controller.json").exists()
