@@ -159,6 +159,8 @@ def test_loopback_mode_with_and_without_ft(cli):
     (w,) = [n for n in st2["nodes"] if n["role"] == "worker"]
     assert _ask(cli.proxy_urls("t-noft")[w["name"]])["message"] == "hi from w-1"
     assert st2["endpoint"] == f"https://localhost:{fixed}"
+    assert st2["certificate"]["names"] == ["localhost"] and not st2["certificate"]["expiring"]
+    assert "certificate: localhost, expires " in cli.run("status", "t-noft").stdout
     auth = {"Authorization": "Bearer " + cli.run("token", "t-noft", check=True).stdout.strip()}
     answer = httpx.get(st2["endpoint"] + "/", headers=auth, timeout=10, verify=made.ca)
     assert answer.json()["message"] == "hi from w-1"

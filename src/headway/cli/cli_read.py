@@ -67,6 +67,7 @@ def _status_table(st: dict) -> None:
     if st.get("endpoint"):
         auth = "bearer token required" if st["token_required"] else "open"
         out.print(f"endpoint: {st['endpoint']} ({auth})" + ("" if ing else "  [red]ingress is down[/]"))
+        _certificate(st.get("certificate"))
     if ing:
         b = Table("backend", "status", "requests", "errors", "retries", "redispatches", "5xx")
         for x in ing["backends"]:
@@ -91,6 +92,21 @@ def _status_table(st: dict) -> None:
         out.print(
             "[yellow]no controller runs: nothing replaces a dead node or scales a group ('headway controller start')[/]"
         )
+
+
+def _certificate(cert: dict | None) -> None:
+    """The HTTPS endpoint's certificate: its names and end, in red within two weeks of it."""
+    if not cert:
+        return
+    if cert["expires_at"] is None:
+        out.print("certificate: [red]unreadable; deploy the service again with its certificate[/]")
+        return
+    days = (cert["expires_at"] - time.time()) / 86400
+    when = time.strftime("%Y-%m-%d", time.gmtime(cert["expires_at"]))
+    said = f"expires {when} ({days:.0f} days)" if days > 0 else f"[red]expired {when}[/]"
+    if days > 0 and cert["expiring"]:
+        said = f"[red]{said}: renew it and deploy again[/]"
+    out.print(f"certificate: {', '.join(cert['names']) or '(no names)'}, {said}", highlight=False)
 
 
 @main.command()

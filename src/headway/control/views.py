@@ -3,7 +3,9 @@ secrets, never failing on one probe."""
 
 from __future__ import annotations
 
+import time
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from headway.cluster import deps, serve
@@ -11,7 +13,7 @@ from headway.control import alert_delivery, rollout_window, store_usage, store_w
 from headway.control.context import Context
 from headway.control.store_access import store_address
 from headway.ingress import backends, endpoint, instances
-from headway.model import spec_show
+from headway.model import certificates, spec_show
 from headway.model.errors import InputError
 from headway.plan import series
 from headway.state import records, series_store
@@ -100,6 +102,7 @@ def observe(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
         "storage": observe_storage(ctx, rec),
         "dashboard_url": rec.dashboard_url,
         "endpoint": rec.endpoint,
+        "certificate": certificate_view(rec),
         "token_required": rec.spec.query_auth_token_enabled,
         "desired_version": rec.desired_version,
         "running_version": rec.running_version,
@@ -109,6 +112,22 @@ def observe(ctx: Context, rec: ServiceRecord) -> dict[str, Any]:
         "rollout": rollout_window.view(ctx.cloud, rec),
         "last_rollout": rollout_window.last_outcome(rec),
     }
+
+
+def certificate_view(rec: ServiceRecord) -> dict[str, Any] | None:
+    """What the HTTPS endpoint presents: the names, and when it ends (the operator renews
+    it by a redeploy before then; ``status`` warns two weeks ahead)."""
+    tls = rec.spec.endpoint.tls
+    if tls is None:
+        return None
+    try:
+        cert = certificates.describe(Path(tls.cert).read_text())
+    except OSError:
+        cert = None
+    if cert is None:
+        return {"names": [], "expires_at": None, "expiring": True}
+    soon = cert.not_after - time.time() < certificates.EXPIRY_WARNING_S
+    return {"names": list(cert.names), "expires_at": cert.not_after, "expiring": soon}
 
 
 def _ingress_view(ctx: Context, rec: ServiceRecord) -> dict[str, Any] | None:

@@ -44,6 +44,19 @@ def _names(leaf: x509.Certificate) -> tuple[str, ...]:
     return tuple(san.get_values_for_type(x509.DNSName)) + tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
 
 
+#: A certificate closer than this to its end is said so by ``status``.
+EXPIRY_WARNING_S = 14 * 86400
+
+
+def describe(cert_pem: str) -> Certificate | None:
+    """The names and end of the first certificate in ``cert_pem`` (None: there is none)."""
+    try:
+        leaf = x509.load_pem_x509_certificates(cert_pem.encode())[0]
+    except (ValueError, IndexError):
+        return None
+    return Certificate(names=_names(leaf), not_after=leaf.not_valid_after_utc.timestamp())
+
+
 def check(cert_pem: str, key_pem: str, now: float, what: str = "endpoint.tls") -> Certificate:
     """The leaf of ``cert_pem`` if ``key_pem`` is its key and it is valid at ``now``."""
     try:

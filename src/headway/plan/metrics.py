@@ -121,8 +121,11 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
     group_bounds: list[Sample] = []
     replicas: list[Sample] = []
     rollout: list[Sample] = []
+    cert_end: list[Sample] = []
     for st in services:
         s = {"service": st["name"]}
+        if (st.get("certificate") or {}).get("expires_at"):
+            cert_end.append((s, float(st["certificate"]["expires_at"])))
         if st.get("rollout"):
             rollout.append(({**s, "version": str(st["rollout"]["version"])}, float(st["rollout"]["percent"])))
         for g in st.get("groups", []):
@@ -187,6 +190,14 @@ def render(services: list[dict[str, Any]], snapshot: dict | None = None) -> str:
             "gauge",
             "1, labelled with the last recovery's seconds (for annotations, which show labels).",
             rec_info,
+        )
+    )
+    fams.append(
+        _family(
+            "headway_endpoint_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the HTTPS endpoint's certificate ends (Unix time): alert well before it.",
+            cert_end,
         )
     )
     fams.append(_family("headway_ingress_backends_up", "gauge", "Ingress backends (worker proxies) UP.", be_up))

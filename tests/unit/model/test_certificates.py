@@ -88,3 +88,9 @@ def test_a_pair_that_cannot_serve_is_refused_with_the_reason(cert, key, said):
     assert said in str(err.value)
     body = "".join(key.splitlines()[1:-1])
     assert body[:40] not in str(err.value)
+
+
+def test_a_deployed_certificate_is_described_by_its_names_and_end():
+    cert = certificates.describe(GOOD)
+    assert cert is not None and cert.names == ("api.example.com", "www.example.com")
+    assert certificates.describe("not a certificate") is None

@@ -178,3 +178,11 @@ def test_the_state_snapshot_size_is_a_metric():
     assert v['headway_state_snapshot_bytes{part="snapshot"}'] == 12_345_678
     assert v['headway_state_snapshot_bytes{part="packages"}'] == 50_000_000
     assert "headway_state_snapshot_bytes" not in metrics.render([])
+
+
+def test_an_https_endpoint_says_when_its_certificate_ends():
+    secure = _status() | {"certificate": {"names": ["api.example"], "expires_at": 1_900_000_000.0, "expiring": False}}
+    plain = _status() | {"name": "plain", "certificate": None}
+    v = _values(metrics.render([secure, plain]))
+    assert v['headway_endpoint_certificate_expiry_timestamp_seconds{service="svc"}'] == 1_900_000_000.0
+    assert 'headway_endpoint_certificate_expiry_timestamp_seconds{service="plain"}' not in v
