@@ -192,6 +192,7 @@ class Cli:
         for name in self.services:
             for rec in filter(None, [read_record(self.home, name), *self._rollout_clusters(name)]):
                 procs.kill_pids(procs.pids_with_marker(rec["cluster_id"]))
+        procs.kill_pids(procs.pids_with_marker(f"door@{self.home}/doors"))  # shared ports' doors
         if os.geteuid() == 0:
             for ns in netns.list_namespaces():
                 if any(ns.startswith((f"hw-{s}.", f"hw-{s}_r")) for s in self.services):
