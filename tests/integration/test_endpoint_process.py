@@ -470,3 +470,88 @@ def test_retries_help_a_worker_that_fails_but_do_not_multiply_the_load_of_a_serv
         endpoint.stop(None, rec)
         backends_proc.kill()
         backends_proc.wait()
+
+
+_GRPC_BACKENDS = """
+import sys, threading
+from concurrent import futures
+import grpc
+from google.protobuf.wrappers_pb2 import StringValue
+
+def serve(port):
+    def hello(request, context):
+        return StringValue(value=f"{request.value} from {port}")
+    handler = grpc.method_handlers_generic_handler("hello.Greeter", {
+        "Hello": grpc.unary_unary_rpc_method_handler(
+            hello, request_deserializer=StringValue.FromString, response_serializer=StringValue.SerializeToString)})
+    server = grpc.server(futures.ThreadPoolExecutor(4), handlers=[handler])
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    return server
+
+servers = [serve(int(p)) for p in sys.argv[1:]]
+threading.Event().wait()
+"""
+
+
+def test_grpc_goes_to_each_workers_grpc_port_over_http2_and_follows_its_http_health(tmp_path, monkeypatch):
+    """No Ray: small HTTP servers stand for the workers' Serve proxies, small gRPC servers
+    for their gRPC proxies; HTTP/2 in clear from a real grpcio client."""
+    import grpc
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    http_ports = free_ports(2, set())
+    grpc_ports = free_ports(2, set(http_ports))
+    http_proc = subprocess.Popen([sys.executable, "-c", _BACKENDS, *map(str, http_ports)])
+    grpc_proc = subprocess.Popen([sys.executable, "-c", _GRPC_BACKENDS, *map(str, grpc_ports)])
+    raw = SPEC | {"grpc_options": {"grpc_servicer_functions": ["protos.add_GreeterServicer_to_server"]}}
+    spec = ServiceSpec.model_validate(raw)
+    rec = _service("greeter", raw, http_ports)
+    for node, port in zip(rec.nodes, grpc_ports, strict=True):
+        node.ports["grpc"] = port
+    try:
+        ing = endpoint.start(None, rec, spec)
+        _wait_up(rec, set(backends.backends(rec)))
+        meta = (("authorization", f"Bearer {endpoint.endpoint_token(rec.name)}"),)
+        with grpc.insecure_channel(f"127.0.0.1:{ing.port}") as channel:
+            hello = channel.unary_unary(
+                "/hello.Greeter/Hello",
+                request_serializer=StringValue.SerializeToString,
+                response_deserializer=StringValue.FromString,
+            )
+            said = {hello(StringValue(value="hi"), metadata=meta, timeout=10).value for _ in range(20)}
+            assert said == {f"hi from {p}" for p in grpc_ports}
+            try:
+                hello(StringValue(value="hi"), timeout=10)
+                raise AssertionError("answered without the token")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+            # A worker leaves (its slot to maintenance): its gRPC side leaves with it.
+            rec.nodes = rec.nodes[:1]
+            endpoint.sync_backends(None, rec, spec)
+            said = {hello(StringValue(value="hi"), metadata=meta, timeout=10).value for _ in range(10)}
+            assert said == {f"hi from {grpc_ports[0]}"}
+        auth = {"Authorization": f"Bearer {endpoint.endpoint_token(rec.name)}"}
+        assert httpx.get(f"http://127.0.0.1:{ing.port}/", headers=auth, timeout=10).text == str(http_ports[0])
+
+        # The same over HTTPS: HTTP/2 chosen by ALPN.
+        ca, (pair, _) = _ca_and_two_leaves(tmp_path)
+        tls = raw | {"endpoint": {"tls": {"cert": "c.pem", "key": "k.pem"}}}
+        files = {"endpoint.tls.cert": pair[0], "endpoint.tls.key": pair[1]}
+        secure = uploads.store_files(ServiceSpec.model_validate(tls), files)
+        assert endpoint.apply_update(None, rec, secure) == "reloaded"
+        _wait_up(rec, set(backends.backends(rec)))
+        credentials = grpc.ssl_channel_credentials(root_certificates=Path(ca).read_bytes())
+        with grpc.secure_channel(f"localhost:{ing.port}", credentials) as channel:
+            hello = channel.unary_unary(
+                "/hello.Greeter/Hello",
+                request_serializer=StringValue.SerializeToString,
+                response_deserializer=StringValue.FromString,
+            )
+            assert hello(StringValue(value="tls"), metadata=meta, timeout=10).value == f"tls from {grpc_ports[0]}"
+    finally:
+        endpoint.stop(None, rec)
+        for p in (http_proc, grpc_proc):
+            p.kill()
+            p.wait()

@@ -504,8 +504,8 @@ def test_packet_filter_rules_admit_only_the_control_host():
     assert 'iifname "lo" tcp dport { 8000, 8265, 10001 } accept' in rules
     assert "tcp dport { 8000, 8265, 10001 } reject with tcp reset" in rules
     assert rules.index("accept") < rules.index("reject")
-    assert firewall.guarded_ports("worker", {"proxy": 8000, "metrics_export": 52367}) == [8000, 52367]
-    assert firewall.guarded_ports("head", {}) == [8000, 8265, 10001]
+    assert firewall.guarded_ports("worker", {"proxy": 8000, "metrics_export": 52367}) == [8000, 9000, 52367]
+    assert firewall.guarded_ports("head", {}) == [8000, 8265, 9000, 10001]  # 9000: Serve's gRPC proxy
     with pytest.raises(ValueError):
         firewall.render("ab12cd34", [8000], "10.0.0.1; flush ruleset")
     with pytest.raises(ValueError):

@@ -22,13 +22,13 @@ import shutil
 import subprocess
 from collections.abc import Iterable
 
-from headway.cluster.ray_node import DASHBOARD_PORT, SERVE_PORT
+from headway.cluster.ray_node import DASHBOARD_PORT, GRPC_PORT, SERVE_PORT
 from headway.model.errors import Failed
 
 #: Ray's default Ray Client server port (the head starts one unless told another).
 CLIENT_SERVER_PORT = 10001
 #: Ray's metrics export port on a node with its own address (``provider.NETNS_NODE_PORTS``).
-_GUARDED_KEYS = ("proxy", "dashboard", "client_server", "metrics_export")
+_GUARDED_KEYS = ("proxy", "grpc", "dashboard", "client_server", "metrics_export")
 
 
 class FirewallError(Failed):
@@ -46,6 +46,7 @@ def guarded_ports(role: str, ports: dict[str, int]) -> list[int]:
     """The ports of a node that only the control host may reach."""
     out = {ports[k] for k in _GUARDED_KEYS if ports.get(k)}
     out.add(ports.get("proxy") or SERVE_PORT)  # every node runs a Serve proxy (EveryNode)
+    out.add(ports.get("grpc") or GRPC_PORT)  # and, for a service with grpc_options, its gRPC side
     if role == "head":
         out |= {ports.get("dashboard") or DASHBOARD_PORT, ports.get("client_server") or CLIENT_SERVER_PORT}
     return sorted(out)

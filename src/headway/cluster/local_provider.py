@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from headway.cluster import firewall, node_logs
-from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch, NodePorts
+from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, GRPC_PORT, SERVE_PORT, NodeLaunch, NodePorts
 from headway.model.errors import Failed
 from headway.model.ray_node_env import inherited
 from headway.state.records import NodeRecord, ServiceRecord, all_records
@@ -30,7 +30,7 @@ from headway.system import netns, node_user, paths, procs
 
 LOOPBACK = "127.0.0.1"
 MAX_TEMP_DIR_LEN = 38
-_HEAD_PORT_KEYS = ("gcs", "dashboard", "client_server", "proxy")
+_HEAD_PORT_KEYS = ("gcs", "dashboard", "client_server", "proxy", "grpc")
 _NODE_PORT_KEYS = (
     "node_manager",
     "object_manager",
@@ -151,11 +151,12 @@ class LocalProvider:
             "gcs": GCS_PORT,
             "dashboard": DASHBOARD_PORT,
             "proxy": SERVE_PORT,
+            "grpc": GRPC_PORT,
         } | NETNS_NODE_PORTS
 
     def plan_worker(self, taken_ips: set[str]) -> tuple[str, dict[str, int]]:
         if self.loopback:
-            keys = (*_NODE_PORT_KEYS, "proxy")
+            keys = (*_NODE_PORT_KEYS, "proxy", "grpc")
             ports = self._ports(len(keys))
             return LOOPBACK, dict(zip(keys, ports, strict=True))
         return self._free_ip(taken_ips), dict(NETNS_NODE_PORTS)

@@ -47,6 +47,7 @@ from headway.system.procs import MARKER_VAR
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
 SERVE_PORT = 8000
+GRPC_PORT = 9000  # each node's Serve gRPC proxy (when the service has grpc_options)
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
 #: The dashboard modules the head loads (see the module's docstring).
 DASHBOARD_MODULES = ("ServeHead", "StateHead")
@@ -74,6 +75,7 @@ class NodePorts:
     metrics_export: int | None = None
     runtime_env_agent: int | None = None
     proxy: int | None = None
+    grpc: int | None = None
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -262,6 +264,8 @@ def worker_launch(
     env = dict(user_env) | _base_env(marker, node_name) | WORKER_FT_ENV | auth_env
     if ports.proxy is not None:
         env["RAY_SERVE_WORKER_PROXY_HTTP_PORT"] = str(ports.proxy)
+    if ports.grpc is not None:
+        env["RAY_SERVE_WORKER_PROXY_GRPC_PORT"] = str(ports.grpc)
     return NodeLaunch(argv=argv, env=env, secret_files=files)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from headway.cluster.ray_node import GRPC_PORT
 from headway.model.errors import Failed
 from headway.model.requirements import without_packages
 from headway.model.spec import ServiceSpec
@@ -40,7 +41,11 @@ class HeadApi:
 
 
 def serve_config(
-    spec: ServiceSpec, working_dir_uri: str | None, http_port: int, deps_uris: dict[str, str] | None = None
+    spec: ServiceSpec,
+    working_dir_uri: str | None,
+    http_port: int,
+    deps_uris: dict[str, str] | None = None,
+    grpc_port: int | None = None,
 ) -> dict[str, Any]:
     """The Serve deploy config for a service: a proxy on every node.
 
@@ -80,6 +85,13 @@ def serve_config(
     if spec.http_options.keep_alive_timeout_s:
         http["keep_alive_timeout_s"] = spec.http_options.keep_alive_timeout_s
     config: dict[str, Any] = {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
+    grpc = spec.grpc_options
+    if grpc.grpc_servicer_functions:  # each worker's proxy serves gRPC on its own port (the node's env)
+        config["grpc_options"] = {
+            "port": grpc_port or GRPC_PORT,
+            "grpc_servicer_functions": grpc.grpc_servicer_functions,
+            "enable_reflection": grpc.enable_reflection,
+        } | ({"request_timeout_s": grpc.request_timeout_s} if grpc.request_timeout_s else {})
     if spec.logging_config is not None:
         config["logging_config"] = spec.logging_config
     return config

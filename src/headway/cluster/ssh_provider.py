@@ -24,7 +24,7 @@ from pathlib import Path
 
 from headway.cluster import firewall, node_logs
 from headway.cluster.local_provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
-from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, SERVE_PORT, NodeLaunch
+from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, GRPC_PORT, SERVE_PORT, NodeLaunch
 from headway.hosts import remote, ssh, vip
 from headway.model import cloud_config
 from headway.model.cloud_config import SshCloud, SshError, SshHost
@@ -56,6 +56,7 @@ class SshProvider:
             "dashboard": DASHBOARD_PORT,
             "client_server": firewall.CLIENT_SERVER_PORT,
             "proxy": SERVE_PORT,
+            "grpc": GRPC_PORT,
         } | NETNS_NODE_PORTS
         if self.floating:
             assert self.cfg.head_address.address is not None
@@ -67,7 +68,9 @@ class SshProvider:
         that holds none of this service's nodes (``taken_ips``) first, the least loaded first:
         a service's replicas spread over distinct hosts before two share one. A dead node's
         host counts it until the node is fenced."""
-        return self._plan(self.cfg.workers(), taken_ips, NETNS_NODE_PORTS | {"proxy": SERVE_PORT}, "worker")
+        return self._plan(
+            self.cfg.workers(), taken_ips, NETNS_NODE_PORTS | {"proxy": SERVE_PORT, "grpc": GRPC_PORT}, "worker"
+        )
 
     def _plan(
         self, hosts: list[SshHost], mine: set[str], default: dict[str, int], what: str

@@ -41,6 +41,14 @@ def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) ->
             prov.distribute(pkg, node, rec.node_uid)
 
 
+def proxy_env(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, str]:
+    """Serve's proxies import the gRPC servicer functions (``grpc_options``) themselves,
+    outside every application's runtime_env: a node of a service that has them gets the
+    working_dir package (the zip, read in place) on its PYTHONPATH."""
+    pkg = local_path(rec.working_dir_uri) if spec.grpc_options.grpc_servicer_functions else None
+    return {"PYTHONPATH": f"{pkg}/working_dir"} if pkg else {}
+
+
 def sandbox(rec: ServiceRecord, prov: Provider, node: NodeRecord) -> node_user.Sandbox | None:
     """How the node is boxed in (``node_user``), or None where its host cannot (no root).
     It sees its own temp dir and its service's packages; the state dir is covered."""
@@ -88,7 +96,7 @@ def start_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, node: NodeRe
         resources=spec.compute_config.head_node.resources,
         marker=node.marker,
         loopback=prov.loopback,
-        user_env=spec.env_vars,
+        user_env=spec.env_vars | proxy_env(rec, spec),
         auth_token=ray_token(rec),
         recovering=recovering,
         storage_files=tls,
@@ -113,7 +121,7 @@ def start_worker(rec: ServiceRecord, spec: ServiceSpec, prov: Provider, node: No
         node_name=node.name,
         marker=node.marker,
         loopback=prov.loopback,
-        user_env=spec.env_vars,
+        user_env=spec.env_vars | proxy_env(rec, spec),
         auth_token=ray_token(rec),
     )
     if box is not None:

@@ -46,7 +46,8 @@ def desired_of(version: int, spec: ServiceSpec, rec: ServiceRecord) -> plan.Desi
 
 def serve_config_of(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, Any]:
     """What Serve is given for ``spec`` on this service's cluster."""
-    return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.service, spec))
+    grpc_port = rec.head.ports.get("grpc") if rec.head else None
+    return serve.serve_config(spec, rec.working_dir_uri, rec.serve_port, deps.uris(rec.service, spec), grpc_port)
 
 
 def observed_of(ctx: Context, rec: ServiceRecord) -> plan.Observed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from headway.cluster.ray_node import GRPC_PORT
 from headway.plan import rollout_policy
 from headway.state import records
 from headway.state.records import NodeRecord, ServiceRecord
@@ -47,3 +48,13 @@ def backend_versions(rec: ServiceRecord) -> dict[str, int]:
     if rec.rollout and new_cluster:
         out |= dict.fromkeys(backends_of(new_cluster, new_cluster.workers), rec.rollout.version)
     return out
+
+
+def grpc_targets(rec: ServiceRecord) -> dict[str, str]:
+    """Each backend's gRPC address (its worker's Serve gRPC proxy, used when the service
+    has grpc_options), keyed by the backend's HTTP address, which names its slot."""
+    nodes = [(rec, n) for n in rec.workers]
+    new_cluster = records.load(rec.rollout.cluster) if rec.rollout else None
+    if new_cluster is not None:
+        nodes += [(new_cluster, n) for n in new_cluster.workers]
+    return {backends_of(r, [n])[0]: f"{n.ip}:{n.ports.get('grpc') or GRPC_PORT}" for r, n in nodes}

@@ -23,12 +23,13 @@ from pathlib import Path
 
 from headway.cluster.local_provider import free_ports, used_ports
 from headway.hosts import vip
-from headway.ingress import door, ingress_hosts, instances, local_haproxy
+from headway.ingress import backends, door, ingress_hosts, instances, local_haproxy
 from headway.ingress.backends import targets
 from headway.ingress.instances import IngressError
 from headway.model.cloud_config import SshHost
 from headway.model.spec import ServiceSpec
 from headway.plan import haproxy_config as hc
+from headway.plan import haproxy_grpc
 from headway.state import db, records
 from headway.state.records import IngressRecord, ServiceRecord
 from headway.store.cloud import CloudRecord
@@ -169,6 +170,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         freebind=ing.on_hosts,
         unprivileged=_as_root(crec, ing),
         hostnames=tuple(ing.hostnames),
+        grpc=bool(spec.grpc_options.grpc_servicer_functions),
         listen=door.listener(ing) if ing.hostnames else None,
         tls_pem=str(Path(ing.config).with_name(TLS_PEM)) if pem else None,
         tls_id=hashlib.sha256(pem.encode()).hexdigest()[:12] if pem else "",
@@ -191,7 +193,7 @@ def _write_config(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
         pem = tls_pem(spec)
         if pem is not None:
             paths.write_private(Path(ing.config).with_name(TLS_PEM), pem)
-        paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights))
+        paths.write_private(Path(ing.config), hc.render(conf, ing.slots, ing.weights, backends.grpc_targets(rec)))
 
 
 def _digest(conf: hc.IngressSettings) -> str:
@@ -231,7 +233,7 @@ def _spawn_on(
     conf = settings(crec, rec, spec, ing)
     pem = tls_pem(spec)
     conf = dataclasses.replace(conf, stats_socket=f["socket"], tls_pem=f["tls"] if pem else None)
-    text = hc.render(conf, ing.slots, ing.weights)
+    text = hc.render(conf, ing.slots, ing.weights, backends.grpc_targets(rec))
     inst = ing.instances.get(host.address)
     if reload and inst is not None and ingress_hosts.alive(host, inst):
         ingress_hosts.spawn(
@@ -337,6 +339,8 @@ def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
         reload(crec, rec, spec, replan=False)
     commands = _plan(crec, rec, ing, wanted)
     commands += hc.weight_commands(ing.slots, ing.weights)
+    if spec.grpc_options.grpc_servicer_functions:
+        commands += haproxy_grpc.commands(ing.slots, backends.grpc_targets(rec), ing.weights)
     for cmd, reply in instances.send_all(crec, ing, commands):
         reply = reply.strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():

@@ -39,7 +39,7 @@ from headway.model.spec_base import (  # noqa: F401 - the limits and patterns ar
     check_resources,
 )
 from headway.model.spec_compute import ComputeConfig, HeadNode, WorkerGroup
-from headway.model.spec_endpoint import EndpointConfig
+from headway.model.spec_endpoint import EndpointConfig, GrpcOptions
 from headway.model.spec_rollout import RolloutConfig, Strategy, normalise_strategy
 from headway.model.store_address import StoreError, parse_address
 
@@ -228,7 +228,7 @@ class ServiceSpec(Strict):
     # The rest of a `serve build` config: honoured where it makes sense (``notes`` says what
     # headway does instead elsewhere).
     proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] | None = None
-    grpc_options: dict[str, Any] = Field(default_factory=dict)
+    grpc_options: GrpcOptions = Field(default_factory=GrpcOptions)
     logging_config: dict[str, Any] | None = None
 
     _labels = field_validator("version_name", "cloud", "project")(check_label)

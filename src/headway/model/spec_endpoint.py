@@ -98,3 +98,28 @@ class EndpointConfig(Strict):
         if twice:
             raise ValueError(f"{twice[0]} is listed twice")
         return names
+
+
+#: A gRPC servicer function as Serve imports it: ``package.module.add_XServicer_to_server``.
+SERVICER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+class GrpcOptions(Strict):
+    """A Serve config's gRPC proxy: with servicer functions, every worker's proxy serves
+    gRPC too and the endpoint sends ``application/grpc`` requests there (the port is
+    headway's to choose, as ``http_options.port``)."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    grpc_servicer_functions: list[str] = Field(default_factory=list, max_length=50)
+    request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
+    enable_reflection: bool = True
+
+    @field_validator("grpc_servicer_functions")
+    @classmethod
+    def _servicers(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if not SERVICER_RE.fullmatch(f.replace(":", ".", 1)) or len(f) > 200:
+                raise ValueError(
+                    f"{f[:80]!r} is not an import path of a function; give it as module.add_XServicer_to_server"
+                )
+        return v

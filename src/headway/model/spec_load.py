@@ -144,8 +144,11 @@ def notes(spec: ServiceSpec) -> list[str]:
             f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
             "proxies listen; clients use the service's endpoint (a fixed port and address: the endpoint: block)"
         )
-    if spec.grpc_options.get("grpc_servicer_functions"):
-        out.append("grpc_options: gRPC is not served through the endpoint; the gRPC proxy is not enabled")
+    if spec.grpc_options.port is not None and spec.grpc_options.grpc_servicer_functions:
+        out.append(
+            f"grpc_options.port ({spec.grpc_options.port}): headway decides where the proxies listen; gRPC "
+            "clients use the service's endpoint (HTTP/2; with endpoint.tls, HTTPS)"
+        )
     return out
 
 

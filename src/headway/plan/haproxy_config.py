@@ -52,7 +52,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from headway.plan import haproxy_counts, haproxy_limits
+from headway.plan import haproxy_counts, haproxy_grpc, haproxy_limits
 
 #: A slot table grows in blocks of this many servers.
 SLOT_BLOCK = 16
@@ -111,6 +111,8 @@ class IngressSettings:
     # Behind a shared port's door (``haproxy_door``): a private listener instead of
     # bind:port, whose connections open with the PROXY protocol (the client's address).
     listen: str | None = None
+    # gRPC to the workers' Serve gRPC proxies (``haproxy_grpc``), for a service with grpc_options.
+    grpc: bool = False
 
 
 def request_timeout_s(*given: float | None) -> float:
@@ -152,9 +154,15 @@ def _names(s: IngressSettings) -> list[str]:
     return rules
 
 
-def render(settings: IngressSettings, slots: list[str | None], weights: dict[str, int] | None = None) -> str:
+def render(
+    settings: IngressSettings,
+    slots: list[str | None],
+    weights: dict[str, int] | None = None,
+    grpc_of: dict[str, str] | None = None,
+) -> str:
     """The whole config; ``slots[i]`` is the ``ip:port`` of server ``s<i+1>`` or None (unused);
-    ``weights``: a server's weight by address (during a rollout)."""
+    ``weights``: a server's weight by address (during a rollout); ``grpc_of``: each
+    backend's gRPC address (a service with gRPC)."""
     s = settings
     retry_on = "conn-failure empty-response junk-response"
     if s.retry_5xx_idempotent:
@@ -207,6 +215,7 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
         f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
         *haproxy_counts.response_rules(),
         *haproxy_limits.retry_budget_count(),
+        *([haproxy_grpc.frontend_rule()] if s.grpc else []),
         f"    default_backend {BACKEND}",
         "",
         *haproxy_counts.tables(),
@@ -227,6 +236,9 @@ def render(settings: IngressSettings, slots: list[str | None], weights: dict[str
             lines.append(f"    server {slot_name(i)} {addr} check{weight}")
         else:
             lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check disabled")
+    if s.grpc:
+        balance = "roundrobin" if s.weighted else "leastconn"
+        lines += haproxy_grpc.backend(BACKEND, slots, grpc_of or {}, balance, weights)
     return "\n".join(lines) + "\n"
 
 

@@ -54,6 +54,8 @@ def strategy_for(old: ServiceSpec, new: ServiceSpec, override: str | None) -> tu
         return "rollout", "the GCS store changes, which a running cluster cannot do"
     if old.compute_config.head_node != new.compute_config.head_node or old.env_vars != new.env_vars:
         return "rollout", "the head's or Ray's settings change (in place, that restarts the head)"
+    if old.grpc_options != new.grpc_options:
+        return "rollout", "the gRPC proxy's settings change, which Serve takes only at its start"
     if new.canary_percent is not None:
         return "rollout", "canary_percent is set"
     return "in_place", "the change applies in place"

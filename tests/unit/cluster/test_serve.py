@@ -48,3 +48,38 @@ def test_wait_running_partial_needs_a_replica_of_every_deployment(monkeypatch):
     monkeypatch.setattr(serve, "get_applications", lambda head: app("DEPLOYING", 1))
     with pytest.raises(serve.ServeError):
         serve.wait_running(None, ["a"], 0.01)  # without partial_ok: RUNNING or the timeout
+
+
+def test_grpc_options_reach_serve_with_headways_port_and_a_proxy_can_import_the_servicers(tmp_path):
+    from headway.control.node_start import proxy_env
+    from headway.state.records import ServiceRecord
+
+    base = {"name": "g", "applications": [{"name": "a", "import_path": "m:a"}]}
+    grpc = {"port": 7000, "grpc_servicer_functions": ["protos.add_GreeterServicer_to_server"], "request_timeout_s": 5}
+    spec = parse_spec(base | {"grpc_options": grpc})
+    cfg = serve.serve_config(spec, "file:///wd.zip", 8000, None, 9100)
+    assert cfg["grpc_options"] == {
+        "port": 9100,  # headway's, not the file's 7000
+        "grpc_servicer_functions": ["protos.add_GreeterServicer_to_server"],
+        "enable_reflection": True,
+        "request_timeout_s": 5,
+    }
+    assert "grpc_options" not in serve.serve_config(parse_spec(base), None, 8000)  # no servicers, no gRPC
+
+    pkg = tmp_path / "working_dir-abc.zip"
+    pkg.write_bytes(b"PK")
+    ids = {"name": "g", "cluster_id": "cg", "mode": "local", "state": "RUNNING", "gcs_ft": False}
+    rec = ServiceRecord(**ids, spec=spec, head_ip="1", gcs_port=1, dashboard_port=1, serve_port=1)
+    rec.working_dir_uri = f"file://{pkg}"
+    assert proxy_env(rec, spec) == {"PYTHONPATH": f"{pkg}/working_dir"}  # the zip, read in place
+    assert proxy_env(rec, parse_spec(base)) == {}
+
+
+@pytest.mark.parametrize("bad", ["add_servicer", "m.add; import os", "m..add", ".m.add"])
+def test_a_servicer_function_must_be_an_import_path(bad):
+    from headway.model.spec_base import SpecError
+
+    with pytest.raises(SpecError, match="is not an import path of a function"):
+        parse_spec(
+            {"name": "g", "applications": [{"import_path": "m:a"}], "grpc_options": {"grpc_servicer_functions": [bad]}}
+        )

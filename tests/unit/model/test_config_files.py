@@ -40,8 +40,8 @@ def test_a_name_that_disagrees_is_said():
     [
         ({"proxy_location": "HeadOnly"}, "proxy_location HeadOnly: headway runs a Serve proxy on every node"),
         (
-            {"grpc_options": {"port": 9000, "grpc_servicer_functions": ["m:add"]}},
-            "grpc_options: gRPC is not served through the endpoint",
+            {"grpc_options": {"port": 9000, "grpc_servicer_functions": ["m.add_GreeterServicer_to_server"]}},
+            "grpc_options.port (9000): headway decides where the proxies listen; gRPC clients use the service",
         ),
     ],
 )

@@ -230,3 +230,18 @@ def test_the_endpoint_request_timeout_comes_first_then_the_serve_configs_then_60
     assert hc.request_timeout_s(5, 30) == 5 and hc.request_timeout_s(None, 30) == 30
     assert hc.request_timeout_s(None, None) == hc.DEFAULT_REQUEST_TIMEOUT_S == 60
     assert "timeout server 5000ms" in hc.render(conf(request_timeout_s=hc.request_timeout_s(5, 30)), slots())
+
+
+def test_grpc_requests_go_to_the_workers_grpc_ports_over_http2_tracking_their_http_health(tmp_path):
+    grpc_of = {"10.0.0.3:8000": "10.0.0.3:9000", "10.0.0.4:8001": "10.0.0.4:9001"}
+    text = hc.render(
+        conf(grpc=True, stats_socket=str(tmp_path / "s")), slots("10.0.0.3:8000", "10.0.0.4:8001"), None, grpc_of
+    )
+    assert "use_backend grpc_workers if { req.hdr(content-type) -m beg application/grpc }" in text
+    assert "    server s1 10.0.0.3:9000 proto h2 track workers/s1\n" in text
+    assert "    server s2 10.0.0.4:9001 proto h2 track workers/s2\n" in text
+    assert "    server s3 127.0.0.9:9" not in text and "    server s3 127.0.0.1:9 proto h2 track workers/s3\n" in text
+    (tmp_path / "h.cfg").write_text(text)
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(tmp_path / "h.cfg")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "grpc_workers" not in hc.render(conf(), slots("10.0.0.3:8000"))
