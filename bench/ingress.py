@@ -49,59 +49,51 @@ class Target:
     client: str = "aiohttp"  # or "httpx/1.1", "httpx/2"
 
 
-async def _round_httpx(t: Target, concurrency: int, seconds: float) -> tuple[list[float], int]:
+async def _loop(send, concurrency: int, seconds: float) -> tuple[list[float], int]:
+    """``concurrency`` closed-loop clients calling ``send()`` (True: a 200) for ``seconds``."""
     latencies: list[float] = []
     failed = 0
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=concurrency)
-    h2 = t.client == "httpx/2"
-    verify = ssl.create_default_context(cafile=t.ca) if t.ca else True
-    async with httpx.AsyncClient(http1=not h2, http2=h2, verify=verify, limits=limits, timeout=30) as client:
 
-        async def one() -> None:
-            nonlocal failed
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                try:
-                    ok = (await client.get(t.url, headers=t.headers)).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - start)
-                else:
-                    failed += 1
+    async def one() -> None:
+        nonlocal failed
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            if await send():
+                latencies.append(time.perf_counter() - start)
+            else:
+                failed += 1
 
-        await asyncio.gather(*(one() for _ in range(concurrency)))
+    await asyncio.gather(*(one() for _ in range(concurrency)))
     return latencies, failed
 
 
 async def _round(t: Target, concurrency: int, seconds: float) -> tuple[list[float], int]:
-    if t.client != "aiohttp":
-        return await _round_httpx(t, concurrency, seconds)
-    url, headers = t.url, t.headers
-    latencies: list[float] = []
-    failed = 0
-    deadline = time.perf_counter() + seconds
+    verify = ssl.create_default_context(cafile=t.ca) if t.ca else True
+    if t.client == "aiohttp":
+        conn = aiohttp.TCPConnector(limit=concurrency, ssl=verify)
+        async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as session:
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal failed
-        while time.perf_counter() < deadline:
-            t = time.perf_counter()
+            async def send() -> bool:
+                try:
+                    async with session.get(t.url, headers=t.headers) as r:
+                        await r.read()
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            return await _loop(send, concurrency, seconds)
+    h2 = t.client == "httpx/2"
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(http1=not h2, http2=h2, verify=verify, limits=limits, timeout=30) as client:
+
+        async def send() -> bool:
             try:
-                async with session.get(url, headers=headers) as r:
-                    await r.read()
-                    ok = r.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - t)
-            else:
-                failed += 1
+                return (await client.get(t.url, headers=t.headers)).status_code == 200
+            except httpx.HTTPError:
+                return False
 
-    conn = aiohttp.TCPConnector(limit=concurrency, ssl=ssl.create_default_context(cafile=t.ca) if t.ca else True)
-    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
-    return latencies, failed
+        return await _loop(send, concurrency, seconds)
 
 
 def _pct(values: list[float], q: float) -> float:
