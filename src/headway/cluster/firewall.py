@@ -28,7 +28,7 @@ from headway.model.errors import Failed
 #: Ray's default Ray Client server port (the head starts one unless told another).
 CLIENT_SERVER_PORT = 10001
 #: Ray's metrics export port on a node with its own address (``provider.NETNS_NODE_PORTS``).
-_GUARDED_KEYS = ("proxy", "grpc", "dashboard", "client_server", "metrics_export")
+_GUARDED_KEYS = ("dashboard", "client_server", "metrics_export")
 
 
 class FirewallError(Failed):

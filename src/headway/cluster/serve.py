@@ -86,7 +86,7 @@ def serve_config(
         http["keep_alive_timeout_s"] = spec.http_options.keep_alive_timeout_s
     config: dict[str, Any] = {"proxy_location": "EveryNode", "http_options": http, "applications": apps}
     grpc = spec.grpc_options
-    if grpc.grpc_servicer_functions:  # each worker's proxy serves gRPC on its own port (the node's env)
+    if grpc.enabled:  # each worker's proxy serves gRPC on its own port (the node's env)
         config["grpc_options"] = {
             "port": grpc_port or GRPC_PORT,
             "grpc_servicer_functions": grpc.grpc_servicer_functions,

@@ -45,7 +45,7 @@ def proxy_env(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, str]:
     """Serve's proxies import the gRPC servicer functions (``grpc_options``) themselves,
     outside every application's runtime_env: a node of a service that has them gets the
     working_dir package (the zip, read in place) on its PYTHONPATH."""
-    pkg = local_path(rec.working_dir_uri) if spec.grpc_options.grpc_servicer_functions else None
+    pkg = local_path(rec.working_dir_uri) if spec.grpc_options.enabled else None
     return {"PYTHONPATH": f"{pkg}/working_dir"} if pkg else {}
 
 

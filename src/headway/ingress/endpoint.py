@@ -24,7 +24,6 @@ from pathlib import Path
 from headway.cluster.local_provider import free_ports, used_ports
 from headway.hosts import vip
 from headway.ingress import backends, door, ingress_hosts, instances, local_haproxy
-from headway.ingress.backends import targets
 from headway.ingress.instances import IngressError
 from headway.model.cloud_config import SshHost
 from headway.model.spec import ServiceSpec
@@ -170,7 +169,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         freebind=ing.on_hosts,
         unprivileged=_as_root(crec, ing),
         hostnames=tuple(ing.hostnames),
-        grpc=bool(spec.grpc_options.grpc_servicer_functions),
+        grpc=spec.grpc_options.enabled,
         listen=door.listener(ing) if ing.hostnames else None,
         tls_pem=str(Path(ing.config).with_name(TLS_PEM)) if pem else None,
         tls_id=hashlib.sha256(pem.encode()).hexdigest()[:12] if pem else "",
@@ -320,7 +319,8 @@ def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord, want
 
 
 def _targets(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord) -> tuple[list[str], dict[str, int]]:
-    return targets(rec, instances.up_backends(crec, ing) if rec.rollout and instances.alive(crec, ing) else None)
+    up = instances.up_backends(crec, ing) if rec.rollout and instances.alive(crec, ing) else None
+    return backends.targets(rec, up)
 
 
 def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> list[str]:
@@ -339,8 +339,8 @@ def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
         reload(crec, rec, spec, replan=False)
     commands = _plan(crec, rec, ing, wanted)
     commands += hc.weight_commands(ing.slots, ing.weights)
-    if spec.grpc_options.grpc_servicer_functions:
-        commands += haproxy_grpc.commands(ing.slots, backends.grpc_targets(rec), ing.weights)
+    if spec.grpc_options.enabled:
+        commands += haproxy_grpc.commands(hc.named_slots(ing.slots), backends.grpc_targets(rec), ing.weights)
     for cmd, reply in instances.send_all(crec, ing, commands):
         reply = reply.strip()
         if reply and "change" not in reply.lower() and "no need" not in reply.lower():

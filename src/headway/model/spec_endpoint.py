@@ -114,6 +114,11 @@ class GrpcOptions(Strict):
     request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
     enable_reflection: bool = True
 
+    @property
+    def enabled(self) -> bool:
+        """Serve starts a gRPC proxy only when there are servicer functions to serve."""
+        return bool(self.grpc_servicer_functions)
+
     @field_validator("grpc_servicer_functions")
     @classmethod
     def _servicers(cls, v: list[str]) -> list[str]:

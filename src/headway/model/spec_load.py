@@ -144,7 +144,7 @@ def notes(spec: ServiceSpec) -> list[str]:
             f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
             "proxies listen; clients use the service's endpoint (a fixed port and address: the endpoint: block)"
         )
-    if spec.grpc_options.port is not None and spec.grpc_options.grpc_servicer_functions:
+    if spec.grpc_options.port is not None and spec.grpc_options.enabled:
         out.append(
             f"grpc_options.port ({spec.grpc_options.port}): headway decides where the proxies listen; gRPC "
             "clients use the service's endpoint (HTTP/2; with endpoint.tls, HTTPS)"

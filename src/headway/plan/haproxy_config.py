@@ -124,6 +124,11 @@ def slot_name(i: int) -> str:
     return f"s{i + 1}"
 
 
+def named_slots(slots: list[str | None]) -> list[tuple[str, str | None]]:
+    """Each slot's server name beside its address (or None)."""
+    return [(slot_name(i), addr) for i, addr in enumerate(slots)]
+
+
 def _ms(seconds: float) -> str:
     return f"{int(seconds * 1000)}ms"
 
@@ -164,6 +169,7 @@ def render(
     ``weights``: a server's weight by address (during a rollout); ``grpc_of``: each
     backend's gRPC address (a service with gRPC)."""
     s = settings
+    balance = "roundrobin" if s.weighted else "leastconn"  # why: ``IngressSettings.weighted``
     retry_on = "conn-failure empty-response junk-response"
     if s.retry_5xx_idempotent:
         retry_on += " 500 502 503 504"
@@ -222,7 +228,7 @@ def render(
         *haproxy_limits.tables(bool(s.tokens), s.rate_per_s),
         "",
         f"backend {BACKEND}",
-        f"    balance {'roundrobin' if s.weighted else 'leastconn'}",
+        f"    balance {balance}",
         "    option httpchk GET /-/healthz",
         "    http-check expect status 200",
         "    http-reuse safe",
@@ -237,8 +243,7 @@ def render(
         else:
             lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check disabled")
     if s.grpc:
-        balance = "roundrobin" if s.weighted else "leastconn"
-        lines += haproxy_grpc.backend(BACKEND, slots, grpc_of or {}, balance, weights)
+        lines += haproxy_grpc.backend(BACKEND, named_slots(slots), grpc_of or {}, balance, weights)
     return "\n".join(lines) + "\n"
 
 

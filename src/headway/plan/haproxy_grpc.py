@@ -19,37 +19,37 @@ from __future__ import annotations
 GRPC_BACKEND = "grpc_workers"
 
 
-def _slot(i: int) -> str:
-    return f"s{i + 1}"
-
-
 def frontend_rule() -> str:
     return f"    use_backend {GRPC_BACKEND} if {{ req.hdr(content-type) -m beg application/grpc }}"
 
 
+Slots = list[tuple[str, str | None]]  # (server name, the HTTP backend's address or None)
+
+
 def backend(
     http_backend: str,
-    slots: list[str | None],
+    slots: Slots,
     grpc_of: dict[str, str],
     balance: str,
     weights: dict[str, int] | None = None,
 ) -> list[str]:
-    """The gRPC backend: slot i is the gRPC address of the worker in HTTP slot i."""
+    """The gRPC backend: each server is the gRPC address of the worker in the HTTP server
+    of the same name."""
     lines = ["", f"backend {GRPC_BACKEND}", f"    balance {balance}"]
-    for i, addr in enumerate(slots):
+    for name, addr in slots:
         target = grpc_of.get(addr or "", "127.0.0.1:9")
         weight = f" weight {weights[addr]}" if weights and addr in weights else ""
-        lines.append(f"    server {_slot(i)} {target} proto h2 track {http_backend}/{_slot(i)}{weight}")
+        lines.append(f"    server {name} {target} proto h2 track {http_backend}/{name}{weight}")
     return lines
 
 
-def commands(slots: list[str | None], grpc_of: dict[str, str], weights: dict[str, int]) -> list[str]:
+def commands(slots: Slots, grpc_of: dict[str, str], weights: dict[str, int]) -> list[str]:
     """Point each gRPC slot at its worker's gRPC port (state follows the HTTP slot)."""
     out = []
-    for i, addr in enumerate(slots):
+    for name, addr in slots:
         if addr and addr in grpc_of:
             ip, port = grpc_of[addr].rsplit(":", 1)
-            out.append(f"set server {GRPC_BACKEND}/{_slot(i)} addr {ip} port {port}")
+            out.append(f"set server {GRPC_BACKEND}/{name} addr {ip} port {port}")
             if addr in weights:
-                out.append(f"set weight {GRPC_BACKEND}/{_slot(i)} {weights[addr]}")
+                out.append(f"set weight {GRPC_BACKEND}/{name} {weights[addr]}")
     return out
