@@ -65,6 +65,9 @@ def tick(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
         records.save(rec)
     new_addrs = set(backends.backends_of(nxt, nxt.workers))
     old_n, new_n = rollout_window.numbers(ctx.cloud, rec, ro.window, new_addrs)
+    # Read after the counters: a 500 counted above is never newer than a server's fall seen here.
+    up_now = instances.up_backends(ctx.cloud, rec.ingress)
+    lost = policy.lost_servers(ro.window.get("up", ()), up_now)
     th = thresholds(target)
     verdict, verdict_why = (None, "no traffic yet") if ro.percent == 0 else policy.judge(old_n, new_n, th)
     view = policy.View(
@@ -74,7 +77,7 @@ def tick(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
         promoted=ro.promoted,
         held_s=time.time() - ro.step_since,
         interval_s=target.rollout.step_interval_s,
-        heads_down=_heads_down(rec, nxt),
+        paused_by=policy.pause_reason(_heads_down(rec, nxt), lost, wanted, up_now),
         new_backends=len(new_addrs),
         new_backends_up=len(up & new_addrs),
         verdict=verdict,
@@ -86,9 +89,10 @@ def tick(ctx: Context, rec: ServiceRecord, progress: Progress) -> None:
     if move == policy.Move.PAUSE:
         if ro.paused is None:
             record_event(rec, "rollout_paused", why, percent=ro.percent)
-        ro.paused = why
-    elif ro.paused is not None:  # both heads back: the step is held and judged again from now
-        record_event(rec, "rollout_resumed", f"both heads are up; {ro.percent} % is held again from now")
+        ro.paused = view.paused_by
+    elif ro.paused is not None or lost:  # whole again: the step is held and judged afresh from now
+        if ro.paused is not None:
+            record_event(rec, "rollout_resumed", f"{ro.percent} % is held again from now (was paused: {ro.paused})")
         ro.paused = None
         _new_window(ctx, rec)
     elif move == policy.Move.ROLL_BACK:

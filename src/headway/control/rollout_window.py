@@ -1,5 +1,6 @@
 """Each version's numbers over a rollout step, read from the service's ingress: its
-per-server counters (requests, 5xx, retries) and, for latency, its log — during a rollout
+per-server counters (requests, 5xx, retries), which servers passed their checks when the
+window opened, and, for latency, its log — during a rollout
 the ingress logs every request with the server that answered and the time it took.
 
 A 5xx the ingress retried on another server never reaches the client, and HAProxy then
@@ -29,11 +30,12 @@ def snapshot(crec: CloudRecord | None, rec: ServiceRecord) -> dict:
     ing = rec.ingress
     st = instances.stats(crec, ing) or {"backends": []}
     servers = {b["address"]: [b["requests"], b["hrsp_5xx"], b["retries"], b["errors"]] for b in st["backends"]}
+    up = sorted(b["address"] for b in st["backends"] if str(b["status"]).startswith("UP"))
     try:
         size = os.path.getsize(ing.log) if ing else 0
     except OSError:
         size = 0
-    return {"pid": ing.pid if ing else None, "servers": servers, "log": size}
+    return {"pid": ing.pid if ing else None, "servers": servers, "up": up, "log": size}
 
 
 def _latencies(rec: ServiceRecord, since: int) -> dict[str, list[float]]:

@@ -11,6 +11,10 @@ The rules, each with the reason a user would give:
   server counts, or retries would hide a broken version) and its p99 latency.
 - A failing judgement rolls back at once, not at the end of the step: a broken version
   should see as little traffic as possible.
+- A server that passed its checks when the step's window opened and no longer does (its
+  worker died) pauses the step until every server in the table is up again, and the step is
+  then held and judged afresh: the surviving proxies answer 500 for a moment for the
+  replicas the dead worker took with it, which is the machine's fault, not the version's.
 - Too few requests to judge (an idle service) is not a failure: the step then passes on
   the health of the new version's nodes alone, and the event says so.
 """
@@ -18,7 +22,7 @@ The rules, each with the reason a user would give:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -166,16 +170,33 @@ class View:
     promoted: bool
     held_s: float  # how long the current step has been held
     interval_s: float
-    heads_down: str | None  # which head is down, if one is
+    paused_by: str | None  # a head down or a server lost, if one is (``pause_reason``)
     new_backends: int
     new_backends_up: int
     verdict: bool | None
     verdict_reason: str
 
 
+def lost_servers(window_up: Collection[str], up_now: Collection[str]) -> list[str]:
+    """Servers that passed their checks when the step's window opened and no longer do."""
+    return sorted(set(window_up) - set(up_now))
+
+
+def pause_reason(
+    heads_down: str | None, lost: Sequence[str], table: Collection[str], up_now: Collection[str]
+) -> str | None:
+    """Why the rollout holds still, if it must: a head is down, or a lost server's worker is
+    not replaced and up yet (its replacement passing the checks ends the pause)."""
+    if heads_down:
+        return f"{heads_down}; the rollout resumes once it is back"
+    if lost and not set(table) <= set(up_now):
+        return f"{', '.join(lost)} stopped answering; the step is judged afresh once every server is up"
+    return None
+
+
 def decide(v: View) -> tuple[Move, str]:
-    if v.heads_down:
-        return Move.PAUSE, f"paused: {v.heads_down}; the rollout resumes once it is back"
+    if v.paused_by:
+        return Move.PAUSE, f"paused: {v.paused_by}"
     if v.verdict is False:
         return Move.ROLL_BACK, f"the new version failed at {v.percent} %: {v.verdict_reason}"
     if v.new_backends_up < v.new_backends or v.new_backends == 0:

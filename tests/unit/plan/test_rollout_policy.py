@@ -109,7 +109,7 @@ def _view(**kw):
         promoted=False,
         held_s=10,
         interval_s=5,
-        heads_down=None,
+        paused_by=None,
         new_backends=2,
         new_backends_up=2,
         verdict=True,
@@ -121,7 +121,7 @@ def _view(**kw):
 def test_decide_walks_the_steps():
     assert rp.decide(_view())[0] == rp.Move.ADVANCE
     assert rp.decide(_view(held_s=2))[0] == rp.Move.WAIT
-    assert rp.decide(_view(heads_down="the new cluster is HEAD_RECOVERING"))[0] == rp.Move.PAUSE
+    assert rp.decide(_view(paused_by="the new cluster is HEAD_RECOVERING"))[0] == rp.Move.PAUSE
     assert rp.decide(_view(verdict=False, held_s=1))[0] == rp.Move.ROLL_BACK  # at once, before the interval
     assert rp.decide(_view(new_backends_up=1))[0] == rp.Move.WAIT
     move, why = rp.decide(_view(percent=0, new_backends_up=0, held_s=rp.READY_TIMEOUT_S + 1))
@@ -131,7 +131,28 @@ def test_decide_walks_the_steps():
     assert rp.decide(_view(percent=25, canary_percent=25))[0] == rp.Move.HOLD_CANARY
     assert rp.decide(_view(percent=25, canary_percent=25, promoted=True))[0] == rp.Move.ADVANCE
     # A head down wins over a failing judgement: numbers read while a head recovers are not the version's.
-    assert rp.decide(_view(verdict=False, heads_down="x"))[0] == rp.Move.PAUSE
+    assert rp.decide(_view(verdict=False, paused_by="x"))[0] == rp.Move.PAUSE
+
+
+def test_a_lost_server_pauses_the_step_until_the_table_is_whole_again():
+    window_up = ["10.0.0.1:8000", "10.0.0.2:8000", "10.0.1.1:8000"]
+    assert rp.lost_servers(window_up, window_up) == []
+    assert rp.lost_servers(window_up, window_up[1:] + ["10.0.1.9:8000"]) == ["10.0.0.1:8000"]
+    assert rp.lost_servers([], window_up) == []  # a window opened before this was recorded
+    lost = ["10.0.1.1:8000"]
+    # The dead worker is still in the table (not replaced): paused, and the reason names it.
+    why = rp.pause_reason(None, lost, window_up, window_up[:2])
+    assert why is not None and "10.0.1.1:8000 stopped answering" in why
+    # Replaced, the replacement not up yet: still paused.
+    table = window_up[:2] + ["10.0.1.7:8000"]
+    assert rp.pause_reason(None, lost, table, window_up[:2]) is not None
+    # Its replacement passes the checks: no pause (the caller opens a fresh window).
+    assert rp.pause_reason(None, lost, table, table) is None
+    # A head down is said first; nothing lost and nothing down: no pause.
+    assert "head" in (rp.pause_reason("the new cluster's head is down", lost, table, table) or "")
+    assert rp.pause_reason(None, [], table, table[:1]) is None  # a server never up is the ready timeout's
+    # A failing judgement during the pause does not roll back.
+    assert rp.decide(_view(verdict=False, paused_by=why))[0] == rp.Move.PAUSE
 
 
 def test_next_step_with_and_without_a_canary():
