@@ -274,6 +274,7 @@ class Load:
         self.max_latency = 0.0
         self.errors: list[str] = []
         self.failed_at: list[float] = []  # when each failed request was sent (time.time())
+        self.slow: list[tuple[float, float]] = []  # (sent at, seconds) of each request over 1 s
         self.replies: list[dict] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(u,), daemon=True) for u in urls]
@@ -293,7 +294,10 @@ class Load:
                 except httpx.HTTPError as exc:
                     good = False
                     self.errors.append(f"{url}: {type(exc).__name__}")
-                self.max_latency = max(self.max_latency, time.monotonic() - t)
+                took = time.monotonic() - t
+                self.max_latency = max(self.max_latency, took)
+                if took > 1.0:
+                    self.slow.append((sent_at, took))
                 if good:
                     self.ok += 1
                 else:

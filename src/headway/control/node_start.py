@@ -161,8 +161,8 @@ def wait_nodes(
         if nodes is not None and len(nodes) >= expected:
             return nodes
         for w in list(rec.workers):
-            if prov.alive(w) or time.time() - w.started_at <= 5:
-                continue
+            if not w.started_at or prov.alive(w) or time.time() - w.started_at <= 5:
+                continue  # (not started yet: a later wave of ``steps.add_workers``)
             attempts[w.name] = attempts.get(w.name, 1) + 1
             if spec is None or attempts[w.name] > WORKER_START_ATTEMPTS:
                 raise DeployError(f"worker {w.name} exited during start; log:\n{prov.log_tail(w, 15)}")

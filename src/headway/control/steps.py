@@ -9,6 +9,7 @@ ingress drains the old node, and only then is it removed.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,9 +71,17 @@ def _plan_node(rec: ServiceRecord, prov: Provider, name: str, group: str) -> Nod
         return prov.new_node(rec, name, "worker", ip, ports, group=group)
 
 
+#: Workers started at once. Each ``ray start`` gives up unless its raylet has registered
+#: within Ray's fixed 30 s (``raylet_start_wait_time_s`` in ``ray/_private/node.py``):
+#: 24 started together on 2 cores missed it (measured), so they start in waves, each
+#: joined before the next.
+START_WAVE = max(4, 3 * (os.cpu_count() or 1))
+
+
 def add_workers(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, todo: list[plan.Step], progress: Progress) -> None:
     """Start new workers and wait until they joined. Several at once only for a first
-    deploy (nothing serves yet, so nothing is gained by waiting for each)."""
+    deploy (nothing serves yet, so nothing is gained by waiting for each), in waves of
+    ``START_WAVE``."""
     prov = ctx.provider(rec)
     with locks.allocation_lock():
         taken = {n.ip for n in [*rec.nodes, *rec.retired]}
@@ -83,11 +92,15 @@ def add_workers(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, todo: list[
             rec.nodes.append(prov.new_node(rec, step.node, "worker", ip, ports, group=step.group))
         records.save(rec)  # write-ahead: every new host is on record before it exists
     new = rec.workers[-len(todo) :]
-    for node in new:
-        progress(f"starting worker {node.name} at {node.ip}")
-        start_worker(rec, spec, prov, node)
-    records.save(rec)
-    note_node_ids(rec, wait_nodes(rec, prov, len(rec.nodes), spec))
+    joined = len(rec.nodes) - len(new)
+    for i in range(0, len(new), START_WAVE):
+        wave = new[i : i + START_WAVE]
+        for node in wave:
+            progress(f"starting worker {node.name} at {node.ip}")
+            start_worker(rec, spec, prov, node)
+        records.save(rec)
+        joined += len(wave)
+        note_node_ids(rec, wait_nodes(rec, prov, joined, spec))
     ingress.sync_backends(ctx.cloud, rec, spec)
     records.save(rec)
     if rec.state == "STARTING":

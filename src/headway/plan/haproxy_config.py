@@ -18,16 +18,16 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
   proxy may still route to a dead replica for a moment and answer 500.
 - A host that vanishes without a reset (powered off, cable cut) leaves requests in flight
   on it waiting: no answer, no error. Kernel-level limits on the server connections end
-  them: TCP keepalive (``option srvtcpka``, a probe after 1 s of silence, two misses) and
-  ``tcp-ut`` (TCP_USER_TIMEOUT: data unacknowledged for 3 s). A live host's kernel answers
-  both however busy its process is, so a slow answer is never cut, and a server put in
-  maintenance still drains (``on-marked-down shutdown-sessions`` would cut those too).
-  The one live case cut: a server that reads none of a request body for 3 s (its window
-  shut), which the Serve proxy does not do. Measured through a cut link
-  (``bench.vanished_host``): an idempotent request in flight is retried on another
-  server and answered within ~3.4 s (it waited the whole ``timeout server`` before); any
-  other request in flight loses its connection after ~3 s instead of a 504 after the
-  request timeout. ``timeout connect 1s`` bounds a new connection to such a host.
+  them: TCP keepalive (``option srvtcpka``, a probe after 1 s of silence) and ``tcp-ut``
+  on each server line (TCP_USER_TIMEOUT: data, or keepalive probes, unacknowledged for
+  2 s). A live host's kernel answers both however busy its process is, so a slow answer
+  is never cut, and a server put in maintenance still drains (``on-marked-down
+  shutdown-sessions`` would cut those too). The one live case cut: a server that reads
+  none of a request body for 2 s (its window shut), which the Serve proxy does not do.
+  Measured through a cut link (``bench.vanished_host``, docs/benchmarks.md): an
+  idempotent request in flight is retried on another server (it waited the whole
+  ``timeout server`` before); any other request in flight loses its connection instead
+  of a 504 after the request timeout. ``timeout connect 1s`` bounds a new connection.
 - ``option idle-close-on-response``: on a reload the old process answers the next
   request of each idle keep-alive connection (with ``Connection: close``) instead of
   closing it under a client that is sending (measured: 3 of ~1,100 requests failed
@@ -67,8 +67,14 @@ DEFAULT_KEEP_ALIVE_S = 60.0
 #: A server connection silent this long is probed (TCP keepalive), twice, this far apart.
 VANISHED_PROBE_S = 1
 #: Data a server host has not acknowledged for this long: the host is gone (TCP_USER_TIMEOUT;
-#: also a server that stops reading a request body this long, its window shut).
-VANISHED_UNACKED_S = 3
+#: also a server that stops reading a request body this long, its window shut). With it set,
+#: the kernel also ends a connection whose keepalive probes go unanswered this long after
+#: the last packet received, whatever the probe count.
+VANISHED_UNACKED_S = 2
+#: On every server line, not ``default-server``: HAProxy 2.8.25 does not pass ``tcp-ut`` down
+#: from ``default-server`` (strace: no TCP_USER_TIMEOUT on the server connections), which left
+#: a request sent on a pooled connection to a vanished host retransmitting for ~8 s.
+SERVER_TCP_UT = f"tcp-ut {VANISHED_UNACKED_S}s"
 
 
 @dataclass(frozen=True)
@@ -234,16 +240,16 @@ def render(
         "    http-reuse safe",
         f"    default-server inter {s.check_interval_ms}ms fastinter {s.check_interval_ms}ms "
         f"downinter {s.check_interval_ms * 2}ms fall {s.fall} rise {s.rise} "
-        f"observe layer4 error-limit 1 on-error mark-down tcp-ut {VANISHED_UNACKED_S}s",
+        f"observe layer4 error-limit 1 on-error mark-down",
     ]
     for i, addr in enumerate(slots):
         if addr:
             weight = f" weight {weights[addr]}" if weights and addr in weights else ""
-            lines.append(f"    server {slot_name(i)} {addr} check{weight}")
+            lines.append(f"    server {slot_name(i)} {addr} check {SERVER_TCP_UT}{weight}")
         else:
-            lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check disabled")
+            lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check {SERVER_TCP_UT} disabled")  # filled at runtime
     if s.grpc:
-        lines += haproxy_grpc.backend(BACKEND, named_slots(slots), grpc_of or {}, balance, weights)
+        lines += haproxy_grpc.backend(BACKEND, named_slots(slots), grpc_of or {}, balance, weights, SERVER_TCP_UT)
     return "\n".join(lines) + "\n"
 
 

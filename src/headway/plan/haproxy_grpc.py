@@ -32,14 +32,15 @@ def backend(
     grpc_of: dict[str, str],
     balance: str,
     weights: dict[str, int] | None = None,
+    server_options: str = "",
 ) -> list[str]:
     """The gRPC backend: each server is the gRPC address of the worker in the HTTP server
-    of the same name."""
+    of the same name, with the HTTP servers' connection ``server_options``."""
     lines = ["", f"backend {GRPC_BACKEND}", f"    balance {balance}"]
     for name, addr in slots:
         target = grpc_of.get(addr or "", "127.0.0.1:9")
         weight = f" weight {weights[addr]}" if weights and addr in weights else ""
-        lines.append(f"    server {name} {target} proto h2 track {http_backend}/{name}{weight}")
+        lines.append(f"    server {name} {target} proto h2 track {http_backend}/{name} {server_options}{weight}")
     return lines
 
 

@@ -170,7 +170,8 @@ def test_weighted_config_and_runtime_weights_pass_haproxy():
     slots = ["10.0.0.2:8000", "10.0.0.3:8000", None]
     text = hc.render(settings, slots, {"10.0.0.2:8000": 230, "10.0.0.3:8000": 26})
     assert "balance roundrobin" in text and "dontlog-normal" not in text
-    assert "server s1 10.0.0.2:8000 check weight 230" in text and "server s2 10.0.0.3:8000 check weight 26" in text
+    assert "server s1 10.0.0.2:8000 check tcp-ut 2s weight 230" in text
+    assert "server s2 10.0.0.3:8000 check tcp-ut 2s weight 26" in text
     plain = hc.render(hc.IngressSettings(bind="127.0.0.1", port=1, stats_socket="/tmp/x.sock"), slots)
     assert "balance leastconn" in plain and "dontlog-normal" in plain and "weight" not in plain
     assert hc.weight_commands(slots, {"10.0.0.3:8000": 26}) == ["set weight workers/s2 26"]
