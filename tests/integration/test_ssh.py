@@ -16,11 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import redis
 import yaml
-from conftest import Load, probe_from, read_record
+from conftest import ROOT, Load, probe_from, read_record
+from google.protobuf.wrappers_pb2 import StringValue
 from ssh_hosts import SSHD, Hosts
 
 from headway.hosts.ssh import local_versions
@@ -242,11 +244,42 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _greeter_spec(cli, name: str) -> Path:
+    """examples/grpc (gRPC and HTTP on one endpoint) under another name."""
+    grpc_example = ROOT / "examples" / "grpc"
+    data = yaml.safe_load((grpc_example / "service.yaml").read_text())
+    data["name"], data["working_dir"] = name, str(grpc_example / "app")
+    path = cli.home / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cli.services.append(name)
+    return path
+
+
+def _greetings_or_none(endpoint: str, token: str) -> set[str] | None:
+    try:
+        return _greetings(endpoint, token, 1)
+    except grpc.RpcError:
+        return None
+
+
+def _greetings(endpoint: str, token: str, calls: int) -> set[str]:
+    """Who answered ``calls`` gRPC calls through the endpoint (each must be answered)."""
+    with grpc.insecure_channel(endpoint.removeprefix("http://")) as channel:
+        hello = channel.unary_unary(
+            "/hello.Greeter/Hello",
+            request_serializer=StringValue.SerializeToString,
+            response_deserializer=StringValue.FromString,
+        )
+        meta = (("authorization", f"Bearer {token}"),)
+        return {hello(StringValue(value="ssh"), metadata=meta, timeout=15).value for _ in range(calls)}
+
+
 def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli):
-    """Small fleets: two services on three hosts. Each host may carry several Ray nodes (its
-    ``max_nodes``), each with its own ports; a service's workers spread over distinct hosts
-    first. A worker host dies (every process, sshd too): both services keep serving; when it
-    reboots, each gets its worker back there."""
+    """Small fleets: two services on three hosts, the second one answering gRPC too. Each
+    host may carry several Ray nodes (its ``max_nodes``), each with its own ports (gRPC's
+    included); a service's workers spread over distinct hosts first. A worker host dies
+    (every process, sshd too): both services keep serving, HTTP and gRPC; when it reboots,
+    each gets its worker back there."""
     root = Path(tempfile.mkdtemp(prefix="hwssh-"))
     try:
         with Hosts(root, 3) as hosts:
@@ -257,8 +290,8 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
             cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
             names = ["t-fleet-a", "t-fleet-b"]
-            for name in names:
-                cli.run("deploy", "-f", str(cli.write_spec(name)), check=True)
+            cli.run("deploy", "-f", str(cli.write_spec(names[0])), check=True)
+            cli.run("deploy", "-f", str(_greeter_spec(cli, names[1])), check=True)
             recs = {name: cli.record(name) for name in names}
             heads = {name: next(n for n in r["nodes"] if n["role"] == "head") for name, r in recs.items()}
             assert {h["ip"] for h in heads.values()} == {hosts.ips[0]}  # both heads on the head host ...
@@ -268,12 +301,21 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # spread: one worker per host
             on_b = [n for r in recs.values() for n in r["nodes"] if n["ip"] == hosts.ips[1]]
             assert len(on_b) == 2 and len({n["ports"]["proxy"] for n in on_b}) == 2  # shared, own ports
+            assert len({n["ports"]["grpc"] for n in on_b}) == 2
             endpoints = {name: cli.status(name)["endpoint"] for name in names}
             auths = {
                 name: {"Authorization": "Bearer " + cli.run("token", name, check=True).stdout.strip()} for name in names
             }
             for name in names:
                 assert httpx.get(endpoints[name] + "/", headers=auths[name], timeout=10).status_code == 200
+            token_b = auths[names[1]]["Authorization"].removeprefix("Bearer ")
+            workers_b = {n["name"] for n in recs[names[1]]["nodes"] if n["role"] == "worker"}
+            deadline = time.monotonic() + 60  # the gRPC proxies start a moment after the HTTP ones
+            while _greetings_or_none(endpoints[names[1]], token_b) is None:
+                assert time.monotonic() < deadline, "no gRPC answer through the endpoint"
+                time.sleep(0.5)
+            # Over SSH hosts: both workers' gRPC proxies answer through the endpoint.
+            assert _greetings(endpoints[names[1]], token_b, 30) == {f"hello ssh from {w}" for w in workers_b}
 
             loads = [Load([endpoints[n]] * 2, headers=auths[n]) for n in names]
             for load in loads:
@@ -282,7 +324,9 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 time.sleep(2)
                 died_at = time.time()
                 hosts.crash(hosts.names[1])
-                time.sleep(10)  # both services serve from their other worker meanwhile
+                time.sleep(3)  # its backends out of rotation: gRPC from the other worker
+                assert len(_greetings(endpoints[names[1]], token_b, 20)) == 1
+                time.sleep(7)  # both services serve from their other worker meanwhile
                 hosts.boot(hosts.names[1])
                 for name in names:
                     cli.wait_event(name, "worker_replaced", after=died_at, timeout=180)
@@ -296,6 +340,12 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             )
             for load in loads:
                 assert load.failed == 0, load.errors[:5]
+            # The replaced worker's gRPC proxy answers too, once it listens (until then a call
+            # meets a refused connection and the endpoint sends it to the other worker).
+            want, deadline = {f"hello ssh from {w}" for w in workers_b}, time.monotonic() + 60
+            while (got := _greetings(endpoints[names[1]], token_b, 10)) != want and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert got == want
             for name in names:
                 ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host
