@@ -86,11 +86,12 @@ class Cli:
     def status(self, name: str) -> dict:
         return json.loads(self.run("status", name, "--json", check=True).stdout)
 
-    def write_spec(self, name: str, **overrides) -> Path:
-        """examples/hello/service.yaml under another name, with overrides merged in."""
-        data = yaml.safe_load((HELLO / "service.yaml").read_text())
+    def write_spec(self, name: str, example: str = "hello", **overrides) -> Path:
+        """examples/<example>/service.yaml under another name, with overrides merged in."""
+        folder = ROOT / "examples" / example
+        data = yaml.safe_load((folder / "service.yaml").read_text())
         data["name"] = name
-        data["working_dir"] = str(HELLO / "app")
+        data["working_dir"] = str(folder / "app")
         for key, value in overrides.items():
             data[key] = value
         path = self.home / f"{name}.yaml"
@@ -229,6 +230,51 @@ def probe_from(namespace: str, kind: str, target: str, body: str | None = None) 
     an HTTP status, or 'error …'. A plain Python, so the probe trusts nothing of headway."""
     argv = ["ip", "netns", "exec", namespace, sys.executable, "-c", PROBE, kind, target, *([body] if body else [])]
     return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def greetings(target: str, token: str, calls: int, ca: str | None = None) -> set[str]:
+    """The answers to ``calls`` gRPC calls of examples/grpc through an endpoint (``host:port``;
+    over TLS with ``ca``), each of which must be answered: they name the worker."""
+    import grpc
+    from google.protobuf.wrappers_pb2 import StringValue
+
+    creds = grpc.ssl_channel_credentials(Path(ca).read_bytes()) if ca else None
+    with grpc.secure_channel(target, creds) if creds else grpc.insecure_channel(target) as channel:
+        hello = channel.unary_unary(
+            "/hello.Greeter/Hello",
+            request_serializer=StringValue.SerializeToString,
+            response_deserializer=StringValue.FromString,
+        )
+        meta = (("authorization", f"Bearer {token}"),)
+        return {hello(StringValue(value="you"), metadata=meta, timeout=15).value for _ in range(calls)}
+
+
+def wait_greetings(target: str, token: str, want: set[str], ca: str | None = None, timeout_s: float = 60) -> None:
+    """Until gRPC calls are answered by every worker in ``want`` (a Serve gRPC proxy listens
+    a moment after its HTTP side; until then the endpoint sends a call elsewhere)."""
+    import grpc
+
+    deadline, got = time.monotonic() + timeout_s, set()
+    while time.monotonic() < deadline:
+        try:
+            got = greetings(target, token, 10, ca)
+        except grpc.RpcError as exc:
+            got = {f"error {exc.code()}"}
+        if got == want:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"gRPC answers {got}, not {want}")
+
+
+def haproxy_says(sock: str, command: str) -> str:
+    """An HAProxy's answer to one command on its admin socket, read by the test itself."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock)
+        s.sendall(command.encode() + b"\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.decode()
 
 
 def read_record(home: Path, name: str) -> dict | None:

@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import time
 from collections import Counter
 
 import httpx
 import pytest
-from conftest import Load
+from conftest import Load, haproxy_says
 
 pytestmark = pytest.mark.integration
 
 
 def _show_stat(sock: str) -> dict[str, str]:
     """Status of every used server slot, read from HAProxy's admin socket by the test itself."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(sock)
-        s.sendall(b"show stat\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    rows = csv.DictReader(io.StringIO(data.decode().lstrip("# ")))
+    rows = csv.DictReader(io.StringIO(haproxy_says(sock, "show stat").lstrip("# ")))
     return {
         r["addr"]: r["status"]
         for r in rows

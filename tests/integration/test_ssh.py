@@ -16,13 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 import redis
 import yaml
-from conftest import ROOT, Load, probe_from, read_record
-from google.protobuf.wrappers_pb2 import StringValue
+from conftest import Load, greetings, probe_from, read_record, wait_greetings
 from ssh_hosts import SSHD, Hosts
 
 from headway.hosts.ssh import local_versions
@@ -244,36 +242,6 @@ def test_ssh_floating_head_address_moves_to_a_standby_host(cli):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _greeter_spec(cli, name: str) -> Path:
-    """examples/grpc (gRPC and HTTP on one endpoint) under another name."""
-    grpc_example = ROOT / "examples" / "grpc"
-    data = yaml.safe_load((grpc_example / "service.yaml").read_text())
-    data["name"], data["working_dir"] = name, str(grpc_example / "app")
-    path = cli.home / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    cli.services.append(name)
-    return path
-
-
-def _greetings_or_none(endpoint: str, token: str) -> set[str] | None:
-    try:
-        return _greetings(endpoint, token, 1)
-    except grpc.RpcError:
-        return None
-
-
-def _greetings(endpoint: str, token: str, calls: int) -> set[str]:
-    """Who answered ``calls`` gRPC calls through the endpoint (each must be answered)."""
-    with grpc.insecure_channel(endpoint.removeprefix("http://")) as channel:
-        hello = channel.unary_unary(
-            "/hello.Greeter/Hello",
-            request_serializer=StringValue.SerializeToString,
-            response_deserializer=StringValue.FromString,
-        )
-        meta = (("authorization", f"Bearer {token}"),)
-        return {hello(StringValue(value="ssh"), metadata=meta, timeout=15).value for _ in range(calls)}
-
-
 def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli):
     """Small fleets: two services on three hosts, the second one answering gRPC too. Each
     host may carry several Ray nodes (its ``max_nodes``), each with its own ports (gRPC's
@@ -291,7 +259,7 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
             names = ["t-fleet-a", "t-fleet-b"]
             cli.run("deploy", "-f", str(cli.write_spec(names[0])), check=True)
-            cli.run("deploy", "-f", str(_greeter_spec(cli, names[1])), check=True)
+            cli.run("deploy", "-f", str(cli.write_spec(names[1], example="grpc")), check=True)
             recs = {name: cli.record(name) for name in names}
             heads = {name: next(n for n in r["nodes"] if n["role"] == "head") for name, r in recs.items()}
             assert {h["ip"] for h in heads.values()} == {hosts.ips[0]}  # both heads on the head host ...
@@ -308,14 +276,10 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             }
             for name in names:
                 assert httpx.get(endpoints[name] + "/", headers=auths[name], timeout=10).status_code == 200
-            token_b = auths[names[1]]["Authorization"].removeprefix("Bearer ")
-            workers_b = {n["name"] for n in recs[names[1]]["nodes"] if n["role"] == "worker"}
-            deadline = time.monotonic() + 60  # the gRPC proxies start a moment after the HTTP ones
-            while _greetings_or_none(endpoints[names[1]], token_b) is None:
-                assert time.monotonic() < deadline, "no gRPC answer through the endpoint"
-                time.sleep(0.5)
             # Over SSH hosts: both workers' gRPC proxies answer through the endpoint.
-            assert _greetings(endpoints[names[1]], token_b, 30) == {f"hello ssh from {w}" for w in workers_b}
+            grpc_b, token_b = endpoints[names[1]].removeprefix("http://"), auths[names[1]]["Authorization"][7:]
+            both = {f"hello you from {n['name']}" for n in recs[names[1]]["nodes"] if n["role"] == "worker"}
+            wait_greetings(grpc_b, token_b, both)
 
             loads = [Load([endpoints[n]] * 2, headers=auths[n]) for n in names]
             for load in loads:
@@ -325,7 +289,7 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 died_at = time.time()
                 hosts.crash(hosts.names[1])
                 time.sleep(3)  # its backends out of rotation: gRPC from the other worker
-                assert len(_greetings(endpoints[names[1]], token_b, 20)) == 1
+                assert len(greetings(grpc_b, token_b, 20)) == 1
                 time.sleep(7)  # both services serve from their other worker meanwhile
                 hosts.boot(hosts.names[1])
                 for name in names:
@@ -340,12 +304,7 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
             )
             for load in loads:
                 assert load.failed == 0, load.errors[:5]
-            # The replaced worker's gRPC proxy answers too, once it listens (until then a call
-            # meets a refused connection and the endpoint sends it to the other worker).
-            want, deadline = {f"hello ssh from {w}" for w in workers_b}, time.monotonic() + 60
-            while (got := _greetings(endpoints[names[1]], token_b, 10)) != want and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert got == want
+            wait_greetings(grpc_b, token_b, both)  # the replaced worker's gRPC proxy too
             for name in names:
                 ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host

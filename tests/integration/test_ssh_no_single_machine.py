@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from conftest import HEADWAY, Load
+from conftest import HEADWAY, Load, haproxy_says, wait_greetings
 from ssh_hosts import SSHD, Hosts
 
 from headway.store import store_tls
@@ -56,6 +56,21 @@ def _marked(host_ns: str, marker_prefix: str) -> list[int]:
         if f"HEADWAY_NODE={marker_prefix}".encode() in env:
             out.append(pid)
     return out
+
+
+def _servers(host_ns: str, marker: str) -> str:
+    """What the host's endpoint process says of its servers (its admin socket, found through
+    its config), for the log."""
+    out = []
+    for pid in _marked(host_ns, marker):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cfg = argv[argv.index(b"-f") + 1].decode() if b"-f" in argv else None
+        if not cfg:
+            continue
+        sock = next(ln.split()[2] for ln in Path(cfg).read_text().splitlines() if "stats socket" in ln)
+        out += [ln for ln in haproxy_says(sock, "show servers state").splitlines() if " 127.0.0.1 " not in ln][:12]
+        out += [ln for ln in Path(cfg).read_text().splitlines() if "grpc" in ln][:6]
+    return "\n".join(out)
 
 
 def _kill_active_ingress(
@@ -217,7 +232,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             cli.run(
                 "deploy",
                 "-f",
-                str(cli.write_spec(name, endpoint={"tls": {"cert": tls.cert, "key": tls.key}})),
+                str(cli.write_spec(name, example="grpc", endpoint={"tls": {"cert": tls.cert, "key": tls.key}})),
                 check=True,
             )
             endpoint = cli.status(name)["endpoint"]
@@ -232,6 +247,10 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             assert httpx.get(endpoint + "/", timeout=10, verify=tls.ca).status_code == 401  # the token, on every host
             with pytest.raises(httpx.HTTPError):  # no plain HTTP on the port
                 httpx.get(endpoint.replace("https://", "http://") + "/", headers=auth, timeout=5)
+            # gRPC over TLS through the moving address, to both workers.
+            grpc_target, token = endpoint.removeprefix("https://"), auth["Authorization"][7:]
+            both = {f"hello you from {n['name']}" for n in cli.record(name)["nodes"] if n["role"] == "worker"}
+            wait_greetings(grpc_target, token, both, ca=tls.ca)
 
             # The controller moves onto h2 (the deploy's, here, stops and hands the lease over);
             # a standby on h3 gets a copy of the cloud folder only (to reach the store).
@@ -361,6 +380,11 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             assert hosts.holds(ns[ips[3]], vip) and not hosts.holds(ns[ips[4]], vip)  # no preemption
             assert _cloud_status(cli_b)["endpoint_address"]["held_by"] == ips[3]
             assert httpx.get(endpoint + "/", headers=auth, timeout=10, verify=tls.ca).status_code == 200
+            # Not asserted yet (an open defect, in the notes of 2026-12-07): after this sequence
+            # the replaced worker on the old controller's host failed the remaining ingress
+            # host's checks (L4, DOWN for 120 s+), so the service served from one worker. Printed
+            # for the next look.
+            print("the remaining ingress host's servers at the end:", _servers(ns[ips[3]], marker), sep="\n")
             print("\n".join(["", "five hosts:", *figures]))
 
             done = standby.run("terminate", name)  # on the leader's host: its API is there

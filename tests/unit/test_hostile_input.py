@@ -74,6 +74,11 @@ CASES = [
     ("env auth off", _with("env_vars", {"RAY_AUTH_MODE": "disabled"}), "RAY_AUTH_MODE is set by headway"),
     ("env auth path", _with("env_vars", {"RAY_AUTH_TOKEN_PATH": "/x"}), "RAY_AUTH_TOKEN_PATH is set by headway"),
     (
+        "env grpc port",
+        _with("env_vars", {"RAY_SERVE_WORKER_PROXY_GRPC_PORT": "1"}),
+        "RAY_SERVE_WORKER_PROXY_GRPC_PORT is set by headway",
+    ),
+    (
         "env ft timeout",
         _with("env_vars", {"RAY_gcs_rpc_server_reconnect_timeout_s": "1"}),
         "RAY_gcs_rpc_server_reconnect_timeout_s is set by headway (a GCS fault-tolerance setting)",

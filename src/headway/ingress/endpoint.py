@@ -350,19 +350,13 @@ def sync_backends(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpe
 
 
 def drain(crec: CloudRecord | None, rec: ServiceRecord, addresses: list[str]) -> None:
-    """Take backends out of rotation now (before their hosts are removed)."""
+    """Take backends out of rotation now (before their hosts are removed); their slots are
+    freed in the record, which the caller saves."""
     ing = rec.ingress
     if ing is None or not instances.alive(crec, ing):
         return
-    instances.send_all(
-        crec,
-        ing,
-        [
-            f"set server {hc.BACKEND}/{hc.slot_name(i)} state maint"
-            for i, addr in enumerate(ing.slots)
-            if addr in addresses
-        ],
-    )
+    ing.slots, commands = hc.drained(ing.slots, addresses)
+    instances.send_all(crec, ing, commands)
 
 
 def stop(crec: CloudRecord | None, rec: ServiceRecord) -> None:

@@ -60,7 +60,12 @@ INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "OPENBLAS_CORET
 
 _RESERVED_PREFIXES = ("HEADWAY_", "RAY_REDIS_", "RAY_AUTH_")
 _RESERVED_NAMES = (
-    {"RAY_external_storage_namespace", "RAY_ADDRESS", "RAY_SERVE_WORKER_PROXY_HTTP_PORT"}
+    {
+        "RAY_external_storage_namespace",
+        "RAY_ADDRESS",
+        "RAY_SERVE_WORKER_PROXY_HTTP_PORT",
+        "RAY_SERVE_WORKER_PROXY_GRPC_PORT",
+    }
     | set(COMMON_ENV)
     | set(WORKER_FT_ENV)
     | set(HEAD_FT_ENV)

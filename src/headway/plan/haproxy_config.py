@@ -49,7 +49,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from headway.plan import haproxy_counts, haproxy_grpc, haproxy_limits
@@ -269,6 +269,19 @@ def grown(slots: list[str | None], backends: int) -> list[str | None] | None:
     if size > MAX_SLOTS:
         raise ValueError(f"{backends} worker nodes behind one endpoint; it holds at most {MAX_SLOTS}")
     return slots + [None] * (size - len(slots)) if size > len(slots) else None
+
+
+def drained(current: list[str | None], addresses: Collection[str]) -> tuple[list[str | None], list[str]]:
+    """New slot table and the commands that take ``addresses`` out of rotation now. Their
+    slots are freed: a worker that comes back at the same address (its host rebooted, its
+    ports free again) comes in as a new backend, down until its checks pass, instead of
+    staying in maintenance under an address the table still holds."""
+    slots, commands = list(current), []
+    for i, addr in enumerate(slots):
+        if addr and addr in addresses:
+            commands.append(f"set server {BACKEND}/{slot_name(i)} state maint")
+            slots[i] = None
+    return slots, commands
 
 
 def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str | None], list[str]]:

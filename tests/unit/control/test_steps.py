@@ -256,3 +256,22 @@ def test_only_workers_with_replicas_get_a_proxy_to_wait_for():
         )
     placed = {"app": {"D": {"running": 2, "target": 2, "node_ids": ["a", "b"]}}}
     assert [w.name for w in serve.workers_with_replicas(rec, placed)] == ["w-1", "w-2", "w-4"]
+
+
+def test_a_first_deploy_starts_many_workers_in_waves_each_joined_before_the_next(cluster, monkeypatch):
+    """24 ``ray start`` at once on 2 cores missed Ray's fixed 30 s raylet registration: a
+    wave's workers must all have joined before the next wave starts."""
+    ctx, rec, prov, ray = cluster
+    rec.state = State.STARTING
+    monkeypatch.setattr(steps, "START_WAVE", 3)
+    waits: list[tuple[int, int]] = []  # (nodes waited for, nodes started by then)
+    real = steps.wait_nodes
+
+    def wait_nodes(rec_, prov_, expected, spec=None):
+        waits.append((expected, len(ray.alive)))
+        return real(rec_, prov_, expected, spec)
+
+    monkeypatch.setattr(steps, "wait_nodes", wait_nodes)
+    _converge(ctx, rec, _spec(count=9))
+    assert waits == [(6, 6), (9, 9), (10, 10)]  # head + 2 workers, then 7 new in waves of 3, 3, 1
+    assert len(rec.workers) == 9 and all(w.node_id for w in rec.workers)

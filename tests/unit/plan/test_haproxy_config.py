@@ -120,6 +120,21 @@ def test_plan_replaces_a_dead_worker():
     ]
 
 
+def test_a_drained_worker_back_at_the_same_address_comes_in_again():
+    """A dead worker is drained; its replacement lands on the same host and ports (the host
+    rebooted): it must be let in again, not left in maintenance (seen on SSH ingress hosts)."""
+    table, cmds = hc.drained(slots("a:1", "b:1"), ["b:1"])
+    assert table == slots("a:1") and cmds == ["set server workers/s2 state maint"]
+    new, cmds = hc.plan_slots(table, ["a:1", "b:1"])
+    assert new == slots("a:1", "b:1")
+    assert cmds == [
+        "set server workers/s2 addr b port 1",
+        "set server workers/s2 health down",
+        "set server workers/s2 state ready",
+    ]
+    assert hc.drained(slots("a:1"), ["z:9"]) == (slots("a:1"), [])
+
+
 def test_plan_refuses_more_than_the_slots():
     with pytest.raises(ValueError, match="more than 16"):
         hc.plan_slots(slots(), [f"10.0.0.{i}:1" for i in range(hc.SLOT_BLOCK + 1)])
