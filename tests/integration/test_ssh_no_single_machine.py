@@ -384,7 +384,10 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             # the replaced worker on the old controller's host failed the remaining ingress
             # host's checks (L4, DOWN for 120 s+), so the service served from one worker. Printed
             # for the next look.
-            print("the remaining ingress host's servers at the end:", _servers(ns[ips[3]], marker), sep="\n")
+            try:
+                print("the remaining ingress host's servers at the end:", _servers(ns[ips[3]], marker), sep="\n")
+            except (OSError, ValueError, StopIteration) as exc:  # a reading for the log, not a check
+                print(f"the remaining ingress host's servers could not be read: {exc!r}")
             print("\n".join(["", "five hosts:", *figures]))
 
             done = standby.run("terminate", name)  # on the leader's host: its API is there
