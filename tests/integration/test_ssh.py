@@ -309,6 +309,15 @@ def test_ssh_two_services_share_three_hosts_and_survive_a_worker_host_death(cli)
                 ips = sorted(n["ip"] for n in cli.record(name)["nodes"] if n["role"] == "worker")
                 assert ips == sorted(hosts.ips[1:]), (name, ips)  # back on the rebooted host
                 assert cli.status(name)["state"] == "RUNNING"
+            # Once the dead workers are removed (their host answers again), their successors
+            # there keep their own packet filter: the other worker host cannot reach their
+            # Serve proxies (it could when the dead one's removal dropped a shared table).
+            for name in names:
+                deadline = time.monotonic() + 60
+                while cli.record(name).get("retired") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                back = next(n for n in cli.record(name)["nodes"] if n["role"] == "worker" and n["ip"] == hosts.ips[1])
+                assert probe_from(hosts.names[2], "tcp", f"{back['ip']}:{back['ports']['proxy']}") == "refused", name
             # The logs of every node, read over SSH, in one stream by time.
             out = cli.run("logs", names[0], "--since", "10m", check=True).stdout
             sources = {ln.split(" | ")[0].split(" ")[-1] for ln in out.splitlines()[1:] if " | " in ln}

@@ -303,5 +303,8 @@ def _free_ports_for(default: dict[str, int], taken: set[int]) -> dict[str, int]:
 
 
 def _rules_id(node: NodeRecord) -> str:
-    """The node's own packet-filter table on its host (several nodes of a cluster may share one)."""
-    return node.cluster_id + hashlib.sha1(node.name.encode()).hexdigest()[:4]
+    """The node's own packet-filter table on its host (several nodes of a cluster may share
+    one). Named by the node's marker, which a replacement does not share: named by the node's
+    name, the dead worker's removal (after its replacement joined on the same host, once the
+    host came back) deleted the replacement's table and left its ports open to every host."""
+    return node.cluster_id + hashlib.sha1(node.marker.encode()).hexdigest()[:8]

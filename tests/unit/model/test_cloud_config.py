@@ -215,3 +215,15 @@ def test_several_nodes_per_host_spread_first_own_ports_and_full_hosts(tmp_path, 
     assert len(load["10.0.0.3"]) == 1
     other.nodes[0].fenced = True
     assert ssh_provider.placement_load([other]) == {}
+
+
+def test_a_replacement_on_the_same_host_has_its_own_packet_filter_table():
+    """The dead worker's removal drops its table: it must not be its replacement's (same
+    name, same host, the host back after a reboot)."""
+    from headway.cluster import firewall, ssh_provider
+
+    old = _node("worker-2", "10.0.0.4", {})
+    new = old.model_copy(update={"marker": "c/worker-2/2"})
+    assert ssh_provider._rules_id(old) != ssh_provider._rules_id(new)
+    assert ssh_provider._rules_id(old) == ssh_provider._rules_id(old.model_copy())  # stable for one node
+    firewall.table_name(ssh_provider._rules_id(new))  # a valid table name (alphanumeric)
