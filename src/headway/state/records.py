@@ -82,7 +82,7 @@ class RolloutRecord(BaseModel):
     percent: int = 0
     step_since: float = Field(default_factory=time.time)
     promoted: bool = False
-    paused: str | None = None  # why it is paused (a head is down), shown by status
+    paused: str | None = None  # why it is paused (a head down, a server lost), shown by status
     last: str = ""  # the last decision's reason
     window: dict = Field(default_factory=dict)  # the ingress's counters and log offset at the step's start
     history: list[dict] = Field(default_factory=list)  # per step: percent, both versions' numbers, time

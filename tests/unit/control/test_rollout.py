@@ -73,3 +73,56 @@ def test_prepare_refuses_a_rollout_the_endpoint_has_no_slots_for(tmp_path, monke
     with pytest.raises(errors.InputError, match="lower max_surge_percent or deploy with --strategy in_place"):
         rollout_start.prepare(rec, spec(count=4, surge=50), 2)
     assert records.load("s") is None  # refused before anything was written
+
+
+def test_a_tick_pauses_for_a_lost_server_instead_of_rolling_back_then_judges_afresh(tmp_path, monkeypatch):
+    """The CI failure of 2026-12-07: a new worker killed at the canary made the surviving
+    proxies answer 500 for its replicas, and the healthy version was rolled back."""
+    import time
+    import types
+
+    from headway.control import rollout, rollout_window
+    from headway.control import versions as versions_mod
+    from headway.control.context import Context
+    from headway.ingress import instances
+    from headway.plan.rollout_policy import Numbers
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+
+    def node(name: str, ip: str) -> NodeRecord:
+        return NodeRecord(name=name, role="worker", ip=ip, ports={}, temp_dir="/t", log="/l", marker=f"c/{name}/1")
+
+    rec = record("RUNNING")
+    rec.running_version = 1
+    rec.nodes = [node("w-1", "10.0.0.3")]
+    nxt = record("RUNNING").model_copy(update={"name": "s_r2", "parent": "s"})
+    nxt.nodes = [node("w-1", "10.0.1.3"), node("w-2", "10.0.1.4")]
+    records.save(nxt)
+    table = {"10.0.0.3:8000", "10.0.1.3:8000", "10.0.1.4:8000"}
+    rec.rollout = RolloutRecord(
+        cluster="s_r2", version=2, from_version=1, percent=25, step_since=time.time(), window={"up": sorted(table)}
+    )
+    records.save(rec)
+    up = {"now": table - {"10.0.1.4:8000"}}  # a new worker died: its proxy fails the checks
+    bad = (Numbers(100, 0, 10.0), Numbers(40, 5, 12.0))  # and the survivors answered 500 for its replicas
+    monkeypatch.setattr(instances, "up_backends", lambda crec, ing: set(up["now"]))
+    monkeypatch.setattr(rollout_window, "numbers", lambda crec, rec, window, new: bad)
+    monkeypatch.setattr(rollout_window, "snapshot", lambda crec, rec: {"up": sorted(up["now"])})
+    monkeypatch.setattr(versions_mod, "get", lambda name, number: types.SimpleNamespace(spec=nxt.spec))
+    aborted: list[str] = []
+    monkeypatch.setattr(rollout, "_abort", lambda ctx, rec, nxt, why, progress, numbers=None: aborted.append(why))
+    ctx = Context(None)
+
+    rollout.tick(ctx, rec, lambda m: None)
+    assert aborted == [] and "10.0.1.4:8000 stopped answering" in (rec.rollout.paused or "")
+    assert rec.events[-1].kind == "rollout_paused"
+    rollout.tick(ctx, rec, lambda m: None)  # still down: still paused, nothing judged
+    assert aborted == [] and rec.rollout.paused
+
+    up["now"] = table  # replaced and passing its checks: resumed, the step judged afresh from now
+    rollout.tick(ctx, rec, lambda m: None)
+    assert aborted == [] and rec.rollout.paused is None and rec.events[-1].kind == "rollout_resumed"
+    assert rec.rollout.window == {"up": sorted(table)}
+
+    rollout.tick(ctx, rec, lambda m: None)  # 500s with every server up: the version's own, rolled back
+    assert len(aborted) == 1 and "5xx rate" in aborted[0]
