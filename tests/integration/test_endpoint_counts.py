@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+from conftest import haproxy_says
 
 from headway.plan import haproxy_config as hc
 from headway.plan import haproxy_counts
@@ -43,22 +44,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _command(sock: str, cmd: str) -> str:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(sock)
-        s.sendall(cmd.encode() + b"\n")
-        out = b""
-        while data := s.recv(65536):
-            out += data
-    return out.decode()
-
-
 def _wait_up(sock: str) -> None:
     """Until the backend passes its health checks."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if any(st.status == "UP" for st in hc.parse_stats(_command(sock, "show stat"))):
+            if any(st.status == "UP" for st in hc.parse_stats(haproxy_says(sock, "show stat"))):
                 return
         except OSError:
             pass  # the admin socket is not there yet
@@ -89,7 +80,7 @@ def test_codes_own_answers_and_latency_are_counted_per_backend():
             codes += [httpx.get(url + "/", headers={"authorization": "Bearer wrong"}).status_code]
             assert codes == [200] * 6 + [404] * 3 + [200] * 2 + [401] * 5
 
-            c = haproxy_counts.parse(*(_command(sock, cmd) for cmd in haproxy_counts.commands()))
+            c = haproxy_counts.parse(*(haproxy_says(sock, cmd) for cmd in haproxy_counts.commands()))
             assert c.codes == {addr: {"200": 8, "404": 3}}
             assert c.own == {"401": 5}
             assert c.count == {addr: 11}
@@ -169,7 +160,7 @@ def test_limits_at_the_door_refuse_with_their_code_and_the_app_never_sees_the_to
             assert wrong == [401] * 3  # a wrong token is refused first, spending no one's budget
             time.sleep(2.1)  # refused requests count too: the window has to pass whole
             assert httpx.get(url, headers=auth, timeout=10).status_code == 200
-            counts = haproxy_counts.parse(*(_command(sock, cmd) for cmd in haproxy_counts.commands()))
+            counts = haproxy_counts.parse(*(haproxy_says(sock, cmd) for cmd in haproxy_counts.commands()))
             assert counts.own.get("429") == codes.count(429) and counts.own.get("413") == 1
         finally:
             for p in procs:

@@ -30,7 +30,7 @@ def snapshot(crec: CloudRecord | None, rec: ServiceRecord) -> dict:
     ing = rec.ingress
     st = instances.stats(crec, ing) or {"backends": []}
     servers = {b["address"]: [b["requests"], b["hrsp_5xx"], b["retries"], b["errors"]] for b in st["backends"]}
-    up = sorted(b["address"] for b in st["backends"] if str(b["status"]).startswith("UP"))
+    up = sorted(instances.up_in(st))
     try:
         size = os.path.getsize(ing.log) if ing else 0
     except OSError:

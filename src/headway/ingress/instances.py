@@ -77,7 +77,11 @@ def send_all(crec: CloudRecord | None, ing: IngressRecord, cmds: list[str]) -> l
 
 def up_backends(crec: CloudRecord | None, ing: IngressRecord | None) -> set[str]:
     """The backends the ingress lets in now (UP after their health checks)."""
-    st = stats(crec, ing) or {"backends": []}
+    return up_in(stats(crec, ing) or {"backends": []})
+
+
+def up_in(st: dict) -> set[str]:
+    """The backends UP in a ``stats`` reading."""
     return {b["address"] for b in st["backends"] if str(b["status"]).startswith("UP")}
 
 

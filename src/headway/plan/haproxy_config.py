@@ -291,12 +291,7 @@ def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str 
     goes to maintenance; a new one takes a free slot, starts *down* and is let in by
     its health checks (``rise``), so no request reaches a proxy that is not ready.
     """
-    slots = list(current)
-    commands: list[str] = []
-    for i, addr in enumerate(slots):
-        if addr and addr not in desired:
-            commands.append(f"set server {BACKEND}/{slot_name(i)} state maint")
-            slots[i] = None
+    slots, commands = drained(current, [a for a in current if a and a not in desired])
     for addr in desired:
         if addr in slots:
             continue
