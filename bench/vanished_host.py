@@ -10,6 +10,7 @@ namespace (``hw`` prefix) with a veth to this machine. Needs root.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -18,6 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,7 +44,7 @@ class H(BaseHTTPRequestHandler):
         if self.headers.get("content-length"):
             self.rfile.read(int(self.headers["content-length"]))
         if self.path != "/-/healthz":
-            time.sleep(0.3)  # requests are in flight when the link goes
+            time.sleep(float(sys.argv[2]))  # requests are in flight when the link goes
         # One write: a response cut between its header and its body can be retried by no one.
         self.wfile.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
 
@@ -89,14 +92,32 @@ def _without_limits(cfg: str) -> str:
     return "\n".join(lines).replace(f" tcp-ut {hc.VANISHED_UNACKED_S}s", "") + "\n"
 
 
-def one_run(limits: bool) -> dict:
-    """Two backend hosts, load through the endpoint, one host's link cut: what each request saw."""
+@dataclass(frozen=True)
+class Lab:
+    """Two backend hosts behind a real endpoint: its URL, token header and admin socket,
+    and each host's network namespace (``hosts[0]`` is the one a test cuts off)."""
+
+    url: str
+    auth: dict[str, str]
+    sock: str
+    hosts: list[str]
+    backends: list[str]  # each host's ``ip:port``, in its slot
+
+    def cut(self, index: int = 0) -> None:
+        """The host's link goes down: no reset, no answer, its processes left running."""
+        _ip("-n", self.hosts[index], "link", "set", "eth0", "down")
+
+
+@contextlib.contextmanager
+def lab(request_timeout_s: float, answer_s: float = 0.3, limits: bool = True, **settings: object) -> Iterator[Lab]:
+    """Two backend hosts (network namespaces with a veth each, answering every request after
+    ``answer_s``) behind the endpoint's HAProxy as headway renders it (``limits``: as it
+    is, else without the vanished-host limits), both passed their checks; everything
+    removed on the way out."""
     tag = os.getpid() % 200
     net = f"10.252.{tag}"  # two /30 links: this machine's end, the host's end
     hosts = {f"hwvh{tag}a": (f"{net}.1", f"{net}.2"), f"hwvh{tag}b": (f"{net}.5", f"{net}.6")}
     children: list[subprocess.Popen] = []
-    stop = threading.Event()
-    done: list[tuple[str, float, float, int | str]] = []
     with tempfile.TemporaryDirectory(prefix="hw-vanish-") as d:
         try:
             Path(d, "backend.py").write_text(_BACKEND)
@@ -107,15 +128,20 @@ def one_run(limits: bool) -> dict:
                 _ip("link", "set", ns, "up")
                 _ip("-n", ns, "addr", "add", f"{there}/30", "dev", "eth0")
                 _ip("-n", ns, "link", "set", "eth0", "up")
-                argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(d, "backend.py")), there]
+                argv = ["ip", "netns", "exec", ns, sys.executable, str(Path(d, "backend.py")), there, str(answer_s)]
                 children.append(subprocess.Popen(argv))
             sock, port = str(Path(d, "admin.sock")), _free_port()
-            settings = hc.IngressSettings(
-                bind="127.0.0.1", port=port, stats_socket=sock, tokens=("t0k",), request_timeout_s=REQUEST_TIMEOUT_S
+            conf = hc.IngressSettings(
+                bind="127.0.0.1",
+                port=port,
+                stats_socket=sock,
+                tokens=("t0k",),
+                request_timeout_s=request_timeout_s,
+                **settings,  # type: ignore[arg-type]
             )
             slots = hc.empty_slots()
             slots[0], slots[1] = (f"{there}:8000" for _, there in hosts.values())
-            cfg = hc.render(settings, slots)
+            cfg = hc.render(conf, slots)
             Path(d, "h.cfg").write_text(cfg if limits else _without_limits(cfg))
             haproxy = [binaries.haproxy(), "-f", str(Path(d, "h.cfg"))]
             children.append(subprocess.Popen(haproxy, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -124,8 +150,22 @@ def one_run(limits: bool) -> dict:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the backends never passed their health checks")
                 time.sleep(0.1)
+            yield Lab(f"http://127.0.0.1:{port}/", {"authorization": "Bearer t0k"}, sock, list(hosts), slots[:2])
+        finally:
+            for child in children:
+                child.kill()
+                child.wait()
+            for ns in hosts:
+                netns.delete(ns)
+                subprocess.run(["ip", "link", "del", ns], capture_output=True)
 
-            url, auth = f"http://127.0.0.1:{port}/", {"authorization": "Bearer t0k"}
+
+def one_run(limits: bool) -> dict:
+    """Two backend hosts, load through the endpoint, one host's link cut: what each request saw."""
+    stop = threading.Event()
+    done: list[tuple[str, float, float, int | str]] = []
+    with lab(REQUEST_TIMEOUT_S, limits=limits) as the:
+        try:
 
             def client(method: str) -> None:
                 with httpx.Client(timeout=REQUEST_TIMEOUT_S + 30) as c:
@@ -133,7 +173,7 @@ def one_run(limits: bool) -> dict:
                         sent = time.monotonic()
                         body = b"x" * 8 if method == "POST" else None
                         try:
-                            code: int | str = c.request(method, url, headers=auth, content=body).status_code
+                            code: int | str = c.request(method, the.url, headers=the.auth, content=body).status_code
                         except httpx.HTTPError as exc:
                             code = type(exc).__name__
                         done.append((method, sent, time.monotonic() - sent, code))
@@ -144,10 +184,10 @@ def one_run(limits: bool) -> dict:
                 t.start()
             time.sleep(2)
             cut_at = time.monotonic()
-            _ip("-n", next(iter(hosts)), "link", "set", "eth0", "down")  # gone: no reset, no answer
+            the.cut(0)
             out_at = None
             while time.monotonic() - cut_at < 8:
-                if out_at is None and _status(sock).get("s1", "").startswith("DOWN"):
+                if out_at is None and _status(the.sock).get("s1", "").startswith("DOWN"):
                     out_at = time.monotonic()
                 time.sleep(0.05)
             stop.set()
@@ -155,12 +195,6 @@ def one_run(limits: bool) -> dict:
                 t.join(timeout=REQUEST_TIMEOUT_S + 40)
         finally:
             stop.set()
-            for child in children:
-                child.kill()
-                child.wait()
-            for ns in hosts:
-                netns.delete(ns)
-                subprocess.run(["ip", "link", "del", ns], capture_output=True)
     hit = [r for r in done if r[2] > 1.0]  # each request takes 0.3 s: these met the dead host
     return {
         "out_s": None if out_at is None else out_at - cut_at,

@@ -414,10 +414,10 @@ def test_two_services_share_one_plain_port_by_host_and_an_unclaimed_host_gets_42
         # The door dies: the endpoints still run; what the controller does brings it back.
         folder = next((tmp_path / "home" / "doors").iterdir())
         doors = procs.pids_with_marker(f"door@{folder}")
-        assert doors and door.answering(recs["shop"])
+        assert doors and door.answering(None, recs["shop"])
         procs.kill_pids(doors)
-        assert not door.answering(recs["shop"]) and instances.alive(None, recs["shop"].ingress)
-        door.follow(recs["shop"])
+        assert not door.answering(None, recs["shop"]) and instances.alive(None, recs["shop"].ingress)
+        door.follow(None, recs["shop"])
         answer = httpx.get(url, headers=auth | {"Host": "shop.example"}, timeout=10)
         assert (answer.status_code, answer.text) == (200, str(workers[0]))
     finally:

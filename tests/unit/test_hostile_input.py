@@ -104,6 +104,14 @@ CASES = [
     ("endpoint timeout", _with("endpoint", {"request_timeout_s": 0}), "endpoint.request_timeout_s: Input should be"),
     ("retry budget", _with("endpoint", {"retry_budget_percent": 101}), "endpoint.retry_budget_percent: Input should"),
     ("hostnames none", _with("endpoint", {"hostnames": []}), "give 1 to 100 names, or leave hostnames out"),
+    ("idempotent path relative", _with("endpoint", {"idempotent_paths": ["v1"]}), "'v1' is not a path prefix; give"),
+    (
+        "idempotent path config",
+        _with("endpoint", {"idempotent_paths": ["/a }\n  use_backend x"]}),
+        "is not a path prefix; give one that starts with /",
+    ),
+    ("idempotent path quote", _with("endpoint", {"idempotent_paths": ["/a'b"]}), "is not a path prefix"),
+    ("idempotent paths many", _with("endpoint", {"idempotent_paths": ["/a"] * 51}), "at most 50 items"),
     ("hostnames many", _with("endpoint", {"hostnames": [f"h{i}.example" for i in range(101)]}), "give 1 to 100"),
     (
         "endpoint tls no key",

@@ -222,11 +222,16 @@ class LocalProvider:
     def can_sandbox(self, node: NodeRecord) -> bool:
         return node_user.can_sandbox()
 
-    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None) -> None:
-        """Files the nodes read by ``file://`` are already here (one machine): only let the
-        service's group read them, and their folder."""
+    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None, read_at: str | None = None) -> None:
+        """Files the nodes read by ``file://`` are already here (one machine; a standby's
+        copy is put where the nodes read it): only let the service's group read them, and
+        their folder."""
+        target = Path(read_at or local_file)
+        if not target.exists():
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            shutil.copyfile(local_file, target)
         if gid is not None and self.can_sandbox(node):
-            node_user.share(Path(local_file), gid)
+            node_user.share(target, gid)
 
     def start(self, node: NodeRecord, launch: NodeLaunch) -> int:
         """Create the host (its packet filter first) and start the node detached in it

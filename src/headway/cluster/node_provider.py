@@ -34,9 +34,10 @@ class NodeProvider(Protocol):
     def check_ready(self, progress: Callable[[str], None] = ...) -> None:
         """Raise when the hosts cannot take nodes (a bootstrap mismatch, a host down)."""
 
-    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None) -> None:
-        """Make a file the node reads by path exist on its host, readable by group ``gid``
-        (the service's) where the node is boxed in."""
+    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None, read_at: str | None = None) -> None:
+        """Make a file the node reads by path (``read_at``, default the same path as here)
+        exist on its host, readable by group ``gid`` (the service's) where the node is
+        boxed in."""
 
     def can_sandbox(self, node: NodeRecord) -> bool:
         """Whether the node's host can run it as the service's own user (``node_user``)."""

@@ -53,3 +53,15 @@ def package_working_dir(src: str, dest_dir: Path, excludes: list[str]) -> str:
         if old != target:
             old.unlink(missing_ok=True)
     return f"file://{target}"
+
+
+def uri_path(uri: str | None) -> str | None:
+    """Where the nodes read a ``file://`` package (on their own hosts), or None for another
+    kind of URI."""
+    return uri[7:] if uri and uri.startswith("file://") else None
+
+
+def package_home(path: str) -> str:
+    """The state folder a package path lies in: packages are written as
+    ``<home>/services/<name>/pkg/<file>`` by the controller that deployed them."""
+    return str(Path(path).parents[3])

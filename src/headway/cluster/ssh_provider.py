@@ -24,6 +24,7 @@ from pathlib import Path
 
 from headway.cluster import firewall, node_logs
 from headway.cluster.local_provider import NETNS_NODE_PORTS, LocalProvider, ProviderError, free_ports
+from headway.cluster.package import package_home
 from headway.cluster.ray_node import DASHBOARD_PORT, GCS_PORT, GRPC_PORT, SERVE_PORT, NodeLaunch
 from headway.hosts import remote, ssh, vip
 from headway.model import cloud_config
@@ -139,13 +140,14 @@ class SshProvider:
         not root runs its nodes as itself (README, security model)."""
         return self._host(node).user == "root"
 
-    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None) -> None:
-        """Put a file the nodes read by ``file://`` (the packaged working_dir) on the host,
-        readable there by the service's group (``gid``) only."""
+    def distribute(self, local_file: str, node: NodeRecord, gid: int | None = None, read_at: str | None = None) -> None:
+        """Put a file the nodes read by ``file://`` (a package) on the host at ``read_at``
+        (default: its path here), readable there by the service's group (``gid``) only."""
         host = self._host(node)
-        remote.put_file(host, local_file, local_file, str(paths.home()))
+        target = read_at or local_file
+        remote.put_file(host, local_file, target, package_home(target))
         if gid is not None and self.can_sandbox(node):
-            f, d = shlex.quote(local_file), shlex.quote(str(Path(local_file).parent))
+            f, d = shlex.quote(target), shlex.quote(str(Path(target).parent))
             mode_f, mode_d = f"{node_user.PACKAGE_FILE_MODE:o}", f"{node_user.PACKAGE_DIR_MODE:o}"
             ssh.run(host, f"chgrp {int(gid)} {f} {d} && chmod {mode_f} {f} && chmod {mode_d} {d}")
 
@@ -273,13 +275,6 @@ class SshProvider:
             if p:
                 out.append(p)
         return out
-
-
-def local_path(uri: str | None) -> str | None:
-    """The file behind a ``file://`` URI (what must be on every host)."""
-    if uri and uri.startswith("file://") and Path(uri[7:]).exists():
-        return uri[7:]
-    return None
 
 
 def placement_load(

@@ -253,11 +253,11 @@ class Controller:
     @staticmethod
     def _restart_ingress(ctx: Context, rec: ServiceRecord) -> None:
         running = rec.ingress is not None and instances.alive(ctx.cloud, rec.ingress)
-        if rec.ingress is None or (running and door.answering(rec)):
+        if rec.ingress is None or (running and door.answering(ctx.cloud, rec)):
             return
         try:
             if running:  # only the door of its shared port died: the endpoint keeps its connections
-                door.follow(rec)
+                door.follow(ctx.cloud, rec)
             else:
                 ingress.start(ctx.cloud, rec, rec.spec)
             record_event(rec, "ingress_restarted", f"ingress restarted at {rec.endpoint}")

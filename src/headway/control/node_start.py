@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from headway.cluster import deps, gcs_client, ray_node
-from headway.cluster.ssh_provider import local_path
+from headway.cluster.package import uri_path
 from headway.control import log_archive
 from headway.control.context import Context, Provider
 from headway.control.store_access import gcs_storage
@@ -32,20 +32,39 @@ HEAD_START_TIMEOUT_S = 90
 WORKERS_JOIN_TIMEOUT_S = 90
 
 
+def packages(rec: ServiceRecord) -> list[tuple[str, str]]:
+    """(the file here, the path the nodes read it at) of each package of the service: the
+    packaged working_dir and the applications' dependencies.
+
+    The path is the one in the URI that Serve's config holds, under the state folder of
+    the controller that deployed it. A standby that took over has its own copy (restored
+    from the store) under its own state folder: the same file name, as the name is the
+    content's hash."""
+    out = []
+    for uri in [rec.working_dir_uri, *deps.uris(rec.service, rec.spec).values()]:
+        if (read_at := uri_path(uri)) is None:
+            continue
+        here = Path(read_at)
+        if not here.exists():
+            here = paths.service_dir(rec.service) / "pkg" / here.name
+        if here.exists():
+            out.append((str(here), read_at))
+    return out
+
+
 def ship_package(rec: ServiceRecord, prov: Provider, nodes: list[NodeRecord]) -> None:
-    """Put the packaged working_dir and the applications' packages where every node reads
-    them (another machine needs a copy), readable by the service's group only."""
-    uris = [rec.working_dir_uri, *deps.uris(rec.service, rec.spec).values()]
-    for pkg in filter(None, map(local_path, uris)):
+    """Put the service's packages where every node reads them (another machine needs a
+    copy), readable by the service's group only."""
+    for here, read_at in packages(rec):
         for node in nodes:
-            prov.distribute(pkg, node, rec.node_uid)
+            prov.distribute(here, node, rec.node_uid, read_at)
 
 
 def proxy_env(rec: ServiceRecord, spec: ServiceSpec) -> dict[str, str]:
     """Serve's proxies import the gRPC servicer functions (``grpc_options``) themselves,
     outside every application's runtime_env: a node of a service that has them gets the
     working_dir package (the zip, read in place) on its PYTHONPATH."""
-    pkg = local_path(rec.working_dir_uri) if spec.grpc_options.enabled else None
+    pkg = uri_path(rec.working_dir_uri) if spec.grpc_options.enabled else None
     return {"PYTHONPATH": f"{pkg}/working_dir"} if pkg else {}
 
 
@@ -56,8 +75,9 @@ def sandbox(rec: ServiceRecord, prov: Provider, node: NodeRecord) -> node_user.S
         return None
     if rec.node_uid is None:  # a record from before nodes were boxed in: saved with the node
         rec.node_uid = node_user.allocate(rec.service, [(r.service, r.node_uid) for r in records.all_records()])
-    pkg = paths.service_dir(rec.service) / "pkg"
-    return node_user.Sandbox(rec.node_uid, rec.node_uid, hide=(str(paths.home()),), expose=(node.temp_dir, str(pkg)))
+    pkg = {str(paths.service_dir(rec.service) / "pkg")} | {str(Path(at).parent) for _, at in packages(rec)}
+    expose = (node.temp_dir, *sorted(pkg))
+    return node_user.Sandbox(rec.node_uid, rec.node_uid, hide=(str(paths.home()),), expose=expose)
 
 
 def _private_copies(gcs: ray_node.GcsStorage, temp_dir: str) -> tuple[ray_node.GcsStorage, dict[str, str]]:

@@ -1,27 +1,35 @@
-"""The door of a shared port on this machine (``plan/haproxy_door``): one HAProxy per
-address and port whose services claim names (``endpoint.hostnames``), made anew from
-their records whenever one of them starts, moves, changes its names or leaves, and gone
-with the last of them.
+"""The door of a shared port (``plan/haproxy_door``): one HAProxy per address and port
+whose services claim names (``endpoint.hostnames``), made anew from their records
+whenever one of them starts, moves, changes its names or leaves, and gone with the last
+of them. Here, or, for endpoints on the cloud's ingress hosts, one on each ingress host,
+binding the moving address whether or not its host holds it (as the endpoints do), in
+front of that host's instances of the endpoints.
 
-Nothing is kept of a door but its folder (``doors/<port>-<address digest>``: where it
-listens, config, admin socket, log; a short path, as unix sockets need); its processes
-are found by a marker naming that folder. A change is a
-seamless reload, as for an endpoint: the new process takes the port over and the old one
-finishes the connections it passed on.
+Nothing is kept of a door but its folder (here ``doors/<port>-<address digest>``; on an
+ingress host ``<node temp root>/door-<port>-<address digest>-<host>``: where it listens,
+config, admin socket, log; a short path, as unix sockets need); its processes are found
+by a marker naming that folder. A change is a seamless reload, as for an endpoint: the
+new process takes the port over and the old one finishes the connections it passed on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
+import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-from headway.ingress import local_haproxy
+from headway.hosts import remote, ssh
+from headway.ingress import ingress_hosts, instances, local_haproxy
+from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.plan import haproxy_config as hc
 from headway.plan import haproxy_door as hd
 from headway.state import records
 from headway.state.records import IngressRecord, ServiceRecord
+from headway.store.cloud import CloudRecord
 from headway.system import paths, procs
 
 
@@ -40,22 +48,34 @@ def _marker(folder: Path) -> str:
     return f"door@{folder}"
 
 
-def _claims(rec: ServiceRecord, bind: str, port: int) -> bool:
+def _claims(rec: ServiceRecord, bind: str, port: int, on_hosts: bool = False) -> bool:
     ing = rec.ingress
-    return ing is not None and bool(ing.hostnames) and (ing.bind, ing.port) == (bind, port) and rec.parent is None
+    return (
+        ing is not None
+        and bool(ing.hostnames)
+        and (ing.bind, ing.port, ing.on_hosts) == (bind, port, on_hosts)
+        and rec.parent is None
+    )
 
 
-def rooms(bind: str, port: int, rec: ServiceRecord, leaving: bool = False) -> list[ServiceRecord]:
+def _runs_here(rec: ServiceRecord) -> bool:
+    return rec.ingress is not None and procs.same_process(rec.ingress.pid, rec.ingress.pid_started)
+
+
+def _runs_on_hosts(rec: ServiceRecord) -> bool:
+    return rec.ingress is not None and bool(rec.ingress.instances)
+
+
+def rooms(
+    bind: str, port: int, rec: ServiceRecord, leaving: bool = False, on_hosts: bool = False
+) -> list[ServiceRecord]:
     """The services behind the door at ``bind:port``: those the records say claim names
     there and whose endpoint runs (one stopped for good keeps its record a moment), with
     ``rec`` as it is now (not yet saved) or without it when it leaves."""
-    found = {
-        r.name: r
-        for r in records.all_records()
-        if _claims(r, bind, port) and r.ingress and procs.same_process(r.ingress.pid, r.ingress.pid_started)
-    }
+    runs: Callable[[ServiceRecord], bool] = _runs_on_hosts if on_hosts else _runs_here
+    found = {r.name: r for r in records.all_records() if _claims(r, bind, port, on_hosts) and runs(r)}
     found.pop(rec.name, None)
-    if not leaving and _claims(rec, bind, port):
+    if not leaving and _claims(rec, bind, port, on_hosts):
         found[rec.name] = rec
     return [found[n] for n in sorted(found)]
 
@@ -112,9 +132,12 @@ def sync(bind: str, port: int, rec: ServiceRecord, leaving: bool = False) -> Non
     local_haproxy.spawn(str(config), str(sock), str(folder / "door.log"), _marker(folder), extra)
 
 
-def follow(rec: ServiceRecord, leaving: bool = False) -> None:
+def follow(crec: CloudRecord | None, rec: ServiceRecord, leaving: bool = False) -> None:
     """After ``rec``'s endpoint started, changed or stopped: the door it claims names at
     now, and every door that still names it (it moved, dropped its names or left)."""
+    if rec.ingress is not None and rec.ingress.on_hosts:
+        _follow_on_hosts(instances.hosts_config(crec), rec, leaving)
+        return
     keys: set[tuple[str, int]] = set()
     if rec.ingress is not None and rec.ingress.hostnames and not leaving:
         keys.add((rec.ingress.bind, rec.ingress.port))
@@ -126,9 +149,77 @@ def follow(rec: ServiceRecord, leaving: bool = False) -> None:
         sync(bind, port, rec, leaving)
 
 
-def answering(rec: ServiceRecord) -> bool:
-    """Whether the door of ``rec``'s names answers (True where it has none)."""
+def answering(crec: CloudRecord | None, rec: ServiceRecord) -> bool:
+    """Whether the door of ``rec``'s names answers (True where it has none); on ingress
+    hosts, on each one that answers."""
     ing = rec.ingress
     if ing is None or not ing.hostnames:
         return True
-    return _answers(_folder(ing.bind, ing.port) / "s.sock")
+    if not ing.on_hosts:
+        return _answers(_folder(ing.bind, ing.port) / "s.sock")
+    cfg = instances.hosts_config(crec)
+    root = str(paths.node_temp_root())
+    return all(
+        not ssh.answers(h) or _answers_on(cfg, h, _files_on(ing.bind, ing.port, h, root)) for h in cfg.ingress_hosts()
+    )
+
+
+# -- on the ingress hosts ------------------------------------------------------------------
+def _files_on(bind: str, port: int, host: SshHost, root: str) -> dict[str, str]:
+    d = f"{root}/door-{port}-{hashlib.sha1(bind.encode()).hexdigest()[:6]}-{host.address}"
+    return {"dir": d, "config": f"{d}/haproxy.cfg", "socket": f"{d}/s.sock", "log": f"{d}/door.log"}
+
+
+def _answers_on(cfg: SshCloud, host: SshHost, f: dict[str, str]) -> bool:
+    try:
+        return hc.info_pid(ingress_hosts.commands(cfg, host, f["socket"], ["show info"])[0]) is not None
+    except SshError:
+        return False
+
+
+def _sync_on(cfg: SshCloud, host: SshHost, bind: str, port: int, members: list[ServiceRecord], root: str) -> None:
+    """``sync`` on one ingress host."""
+    f = _files_on(bind, port, host, root)
+    running = remote.marked_pids(host, _marker(Path(f["dir"])))
+    if not members:
+        remote.kill(host, running)
+        ssh.run(host, f"rm -rf {shlex.quote(f['dir'])}")
+        return
+    conf = settings(bind, port, members)
+    every_root = all(h.user == "root" for h in cfg.ingress_hosts())
+    text = hd.render(dataclasses.replace(conf, stats_socket=f["socket"], freebind=True, unprivileged=every_root))
+    alive = bool(running) and _answers_on(cfg, host, f)
+    if alive and ssh.run(host, f"cat {shlex.quote(f['config'])}")[1] == text:
+        return
+    remote.ensure_dirs(host, f["dir"], root)
+    remote.put_private(host, f"{f['dir']}/where", f"{bind} {port}\n")
+    if alive:
+        extra = ["-x", f["socket"], "-sf", *map(str, running)]
+    else:
+        remote.kill(host, running)  # what is left of a door that stopped answering
+        ssh.run(host, f"rm -f {shlex.quote(f['socket'])}")
+        extra = []
+    ingress_hosts.start_haproxy(cfg, host, f, text, _marker(Path(f["dir"])), extra)
+
+
+def _follow_on_hosts(cfg: SshCloud, rec: ServiceRecord, leaving: bool) -> None:
+    """``follow`` on each ingress host that answers: the doors found there that name
+    ``rec`` (each folder says where its door listens), and the one it claims now."""
+    ing = rec.ingress
+    assert ing is not None
+    root = str(paths.node_temp_root())
+    wanted = {(ing.bind, ing.port)} if ing.hostnames and not leaving else set()
+    naming = f"backend {hd.backend_name(rec.name)}"
+
+    def one(host: SshHost) -> None:
+        pattern = f"{shlex.quote(root)}/door-*-{host.address}"
+        found = f"grep -qx {shlex.quote(naming)} $d/haproxy.cfg 2>/dev/null && cat $d/where"
+        script = f"for d in {pattern}; do {found}; done"
+        keys = set(wanted)
+        for line in ssh.run(host, script)[1].splitlines():
+            bind, port = line.split()
+            keys.add((bind, int(port)))
+        for bind, port in sorted(keys):
+            _sync_on(cfg, host, bind, port, rooms(bind, port, rec, leaving, on_hosts=True), root)
+
+    ingress_hosts.each_answering(cfg, one)

@@ -66,9 +66,9 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     service's endpoint has its port (and they cannot share it by name), or (here) another
     program does."""
     names = set(spec.endpoint.hostnames or ())
-    on_hosts = instances.hosts_or_none(crec) is not None
-    if names and on_hosts:
-        return "endpoint.hostnames is not available with the cloud's ingress hosts yet; remove it"
+    hosts_cfg = instances.hosts_or_none(crec)
+    on_hosts = hosts_cfg is not None
+    bind = hosts_cfg.ingress.address if hosts_cfg is not None and hosts_cfg.ingress else None
     port = spec.endpoint.port
     if port is None:
         return None
@@ -78,7 +78,7 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
         if ing is None or ing.port != port:
             continue
         held = True
-        if other.service != spec.name and (why := _sharing_problem(spec, names, other.service, ing)):
+        if other.service != spec.name and (why := _sharing_problem(spec, names, other.service, ing, bind)):
             return why
     if held or on_hosts:
         return None  # ours, or shared by name; on the ingress hosts their HAProxy says so at start
@@ -93,8 +93,11 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     return None
 
 
-def _sharing_problem(spec: ServiceSpec, names: set[str], other: str, ing: IngressRecord) -> str | None:
-    """Why this spec cannot share its port with the endpoint ``ing`` of service ``other``."""
+def _sharing_problem(
+    spec: ServiceSpec, names: set[str], other: str, ing: IngressRecord, hosts_bind: str | None = None
+) -> str | None:
+    """Why this spec cannot share its port with the endpoint ``ing`` of service ``other``
+    (``hosts_bind``: the moving address, where the endpoints run on ingress hosts)."""
     port = ing.port
     if not names or not ing.hostnames:
         return (
@@ -106,7 +109,7 @@ def _sharing_problem(spec: ServiceSpec, names: set[str], other: str, ing: Ingres
             f"endpoint.port {port} serves {'HTTPS' if ing.tls else 'plain HTTP'} for service {other}; "
             "the services on one port all give endpoint.tls, or none does"
         )
-    if ing.bind != (spec.endpoint.bind or bind_address()):
+    if ing.bind != (hosts_bind or spec.endpoint.bind or bind_address()):
         return f"endpoint.port {port} is service {other}'s on {ing.bind}; give endpoint.bind: {ing.bind} to share it"
     clash = sorted(names & set(ing.hostnames))
     if clash:
@@ -170,6 +173,7 @@ def settings(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, in
         unprivileged=_as_root(crec, ing),
         hostnames=tuple(ing.hostnames),
         grpc=spec.grpc_options.enabled,
+        idempotent_paths=tuple(spec.endpoint.idempotent_paths),
         listen=door.listener(ing) if ing.hostnames else None,
         tls_pem=str(Path(ing.config).with_name(TLS_PEM)) if pem else None,
         tls_id=hashlib.sha256(pem.encode()).hexdigest()[:12] if pem else "",
@@ -276,6 +280,7 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
 
         if ingress_hosts.each_answering(cfg, start_missing) == 0:
             raise IngressError(f"no ingress host answers SSH ({', '.join(h.address for h in cfg.ingress_hosts())})")
+        door.follow(crec, rec)
         return ing
     # A fresh start must be the only listener (HAProxy binds with SO_REUSEPORT): any
     # process left of this service's ingress goes first, found by its marker.
@@ -283,7 +288,7 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
     if os.path.exists(ing.socket):
         os.unlink(ing.socket)
     _spawn(rec, ing, [])
-    door.follow(rec)
+    door.follow(crec, rec)
     return ing
 
 
@@ -301,13 +306,14 @@ def reload(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec, repl
         ingress_hosts.each_answering(
             instances.hosts_config(crec), lambda h: _spawn_on(crec, h, rec, spec, ing, reload=True)
         )
+        door.follow(crec, rec)
         return
     old = ing.pid if instances.alive(crec, ing) else None
     if old is None:
         start(crec, rec, spec)
         return
     _spawn(rec, ing, ["-x", ing.socket, "-sf", str(old)])
-    door.follow(rec)
+    door.follow(crec, rec)
 
 
 def _plan(crec: CloudRecord | None, rec: ServiceRecord, ing: IngressRecord, wanted: tuple | None = None) -> list[str]:
@@ -364,12 +370,12 @@ def stop(crec: CloudRecord | None, rec: ServiceRecord) -> None:
     ing = rec.ingress
     if ing is None:
         return
+    door.follow(crec, rec, leaving=True)
     if ing.on_hosts:
         root = str(paths.node_temp_root())
         ingress_hosts.each_answering(instances.hosts_config(crec), lambda h: ingress_hosts.stop_on(h, ing, root))
         ing.instances.clear()
         return
-    door.follow(rec, leaving=True)
     procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=2)
     for f in (ing.socket, ing.config):
         if os.path.exists(f):

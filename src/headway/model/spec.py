@@ -39,7 +39,7 @@ from headway.model.spec_base import (  # noqa: F401 - the limits and patterns ar
     check_resources,
 )
 from headway.model.spec_compute import ComputeConfig, HeadNode, WorkerGroup
-from headway.model.spec_endpoint import EndpointConfig, GrpcOptions
+from headway.model.spec_endpoint import EndpointConfig, GrpcOptions, with_serve_listen
 from headway.model.spec_rollout import RolloutConfig, Strategy, normalise_strategy
 from headway.model.store_address import StoreError, parse_address
 
@@ -192,8 +192,9 @@ class GcsStorageConfig(Strict):
 
 
 class HttpOptions(Strict):
-    # A Serve config's host and port are accepted; headway decides where proxies listen (a
-    # note says so at deploy): clients use the service's endpoint.
+    # A Serve config's host and port: headway decides where the proxies listen (a note says
+    # so at deploy); chosen ones (not Serve's defaults) are the endpoint's, unless the
+    # ``endpoint:`` block gives its own (``spec_endpoint.with_serve_listen``).
     host: str | None = Field(default=None, max_length=253)
     port: int | None = Field(default=None, ge=0, le=65535)
     request_timeout_s: float | None = Field(default=None, gt=0, le=MAX_TIMEOUT_S)
@@ -299,6 +300,12 @@ class ServiceSpec(Strict):
         if isinstance(v, dict):
             return {k: str(val) if isinstance(val, int | float | bool) else val for k, val in v.items()}
         return v
+
+    @model_validator(mode="after")
+    def _serve_listen(self) -> ServiceSpec:
+        """``http_options.port``/``host`` of a Serve config are the endpoint's (where chosen)."""
+        self.endpoint = with_serve_listen(self.endpoint, self.http_options.host, self.http_options.port)
+        return self
 
     @property
     def worker_count(self) -> int:

@@ -8,11 +8,13 @@ HTTPS on that port (the certificate and key files are read by the CLI and upload
 (the TLS handshake's SNI and the Host header; any other name is refused), and what lets
 several services share one port, each claiming its own names. Limits at the door:
 ``max_body_bytes``, a ``rate_limit`` per token, and a ``retry_budget_percent``: how much
-more load the endpoint's retries may add to a failing service.
+more load the endpoint's retries may add to a failing service; ``idempotent_paths``:
+requests that may be sent twice whatever their method (retried like a GET).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 
@@ -60,6 +62,12 @@ class EndpointTls(Strict):
     key: str = Field(min_length=1, max_length=4096)
 
 
+#: A path prefix as it goes into the endpoint's config: none of HAProxy's quotes, comments,
+#: variables, braces or escapes.
+PATH_PREFIX_RE = re.compile(r"/[A-Za-z0-9/._~%:@!&*+,;=-]{0,199}")
+MAX_IDEMPOTENT_PATHS = 50
+
+
 class EndpointConfig(Strict):
     port: int | None = Field(default=None, ge=1, le=65535)
     bind: str | None = None
@@ -73,6 +81,11 @@ class EndpointConfig(Strict):
     retry_budget_percent: int = Field(default=20, ge=0, le=100)
     hostnames: list[str] | None = None
     tls: EndpointTls | None = None
+    # Paths whose requests, whatever their method, may be sent twice (as GET, HEAD, OPTIONS,
+    # PUT and DELETE are): retried on another worker like them, in flight on a host that
+    # vanished too. Any other request is sent once: such a request gets 504 after the
+    # request timeout.
+    idempotent_paths: list[str] = Field(default_factory=list, max_length=MAX_IDEMPOTENT_PATHS)
 
     @field_validator("bind")
     @classmethod
@@ -86,6 +99,17 @@ class EndpointConfig(Strict):
                 f"{v[:80]!r} is not an IP address; give an address of this machine to listen on, e.g. 0.0.0.0"
             ) from None
 
+    @field_validator("idempotent_paths")
+    @classmethod
+    def _paths(cls, v: list[str]) -> list[str]:
+        for p in v:
+            if not PATH_PREFIX_RE.fullmatch(p):
+                raise ValueError(
+                    f"{p[:80]!r} is not a path prefix; give one that starts with / (e.g. /v1/embeddings), "
+                    "at most 200 characters, of letters, digits and / . _ ~ % : @ ! & * + , ; = -"
+                )
+        return v
+
     @field_validator("hostnames")
     @classmethod
     def _hostnames(cls, v: list[str] | None) -> list[str] | None:
@@ -98,6 +122,25 @@ class EndpointConfig(Strict):
         if twice:
             raise ValueError(f"{twice[0]} is listed twice")
         return names
+
+
+#: What ``serve build`` writes into every config: Serve's own defaults, no choice of the user's.
+SERVE_DEFAULT_HOSTS = ("0.0.0.0", "127.0.0.1", "::")
+SERVE_DEFAULT_PORT = 8000
+
+
+def with_serve_listen(endpoint: EndpointConfig, host: str | None, port: int | None) -> EndpointConfig:
+    """A Serve config's ``http_options`` port and host as the endpoint's, where the
+    ``endpoint:`` block does not give its own and they are a choice: not Serve's defaults,
+    which every ``serve build`` file carries (taken, they would pin every such service to
+    port 8000 on every address)."""
+    changes: dict[str, object] = {}
+    if endpoint.port is None and port not in (None, 0, SERVE_DEFAULT_PORT):
+        changes["port"] = port
+    if endpoint.bind is None and host is not None and host not in SERVE_DEFAULT_HOSTS:
+        with contextlib.suppress(ValueError):  # a name (Serve takes one): the deploy's note says it is not used
+            changes["bind"] = str(ipaddress.ip_address(host))
+    return endpoint.model_copy(update=changes) if changes else endpoint
 
 
 #: A gRPC servicer function as Serve imports it: ``package.module.add_XServicer_to_server``.

@@ -142,7 +142,9 @@ def notes(spec: ServiceSpec) -> list[str]:
     if http.host is not None or http.port is not None:
         out.append(
             f"http_options host/port ({http.host or '-'}:{http.port or '-'}): headway decides where the "
-            "proxies listen; clients use the service's endpoint (a fixed port and address: the endpoint: block)"
+            "proxies listen; clients use the service's endpoint, on "
+            f"{spec.endpoint.bind or 'the default address'}:{spec.endpoint.port or 'a port picked once'} "
+            "(Serve's defaults are not taken; the endpoint: block decides)"
         )
     if spec.grpc_options.port is not None and spec.grpc_options.enabled:
         out.append(

@@ -13,6 +13,12 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
 - ``retries`` + ``option redispatch 1`` + ``retry-on conn-failure empty-response``: a
   request whose connection was refused or reset before any answer goes to another
   server. ``timeout connect 1s`` bounds the wait on a host that vanished silently.
+- ``option http-buffer-request``: HAProxy can send a request again only if it held the
+  whole of it when it first sent it; without it, a request with a body (a PUT, a POST
+  the service marks idempotent) whose headers went out before its body arrived was not
+  retried (measured: about one in three such requests in flight on a vanished host got
+  502 instead of the other host's answer). A body larger than a buffer (16 kB) is still
+  streamed, and not retried.
 - Retrying a 5xx (``500 502 503 504`` in ``retry-on``) is on by default but only for
   idempotent methods (``http-request disable-l7-retry`` for the others): a surviving
   proxy may still route to a dead replica for a moment and answer 500.
@@ -26,8 +32,15 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
   none of a request body for 2 s (its window shut), which the Serve proxy does not do.
   Measured through a cut link (``bench.vanished_host``, docs/benchmarks.md): an
   idempotent request in flight is retried on another server (it waited the whole
-  ``timeout server`` before); any other request in flight loses its connection instead
-  of a 504 after the request timeout. ``timeout connect 1s`` bounds a new connection.
+  ``timeout server`` before). ``timeout connect 1s`` bounds a new connection.
+- Any other request goes through a twin backend, ``workers_once``: the same servers
+  (each *tracks* its twin, so one check and one state), without those limits. Once sent
+  it is never sent again, so cutting its connection early gains nothing: HAProxy would
+  close the client's connection without an answer (on a reused client connection it
+  treats a failed server connection as a keep-alive race the client should retry). It
+  waits for its answer instead, and a host that vanished under it gives a clear 504
+  after the request timeout. A service marks more requests idempotent by path
+  (``endpoint.idempotent_paths``).
 - ``option idle-close-on-response``: on a reload the old process answers the next
   request of each idle keep-alive connection (with ``Connection: close``) instead of
   closing it under a client that is sending (measured: 3 of ~1,100 requests failed
@@ -47,6 +60,7 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Collection, Iterable
@@ -60,6 +74,8 @@ SLOT_BLOCK = 16
 #: many of a rollout's new cluster.
 MAX_SLOTS = 512
 BACKEND = "workers"
+#: The twin of ``BACKEND`` that requests which must not be sent twice go through.
+ONCE_BACKEND = "workers_once"
 IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
 NOBODY = 65534  # the unprivileged uid and gid HAProxy runs as once its listeners are bound
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
@@ -119,6 +135,8 @@ class IngressSettings:
     listen: str | None = None
     # gRPC to the workers' Serve gRPC proxies (``haproxy_grpc``), for a service with grpc_options.
     grpc: bool = False
+    # Path prefixes whose requests are idempotent whatever their method.
+    idempotent_paths: tuple[str, ...] = ()
 
 
 def request_timeout_s(*given: float | None) -> float:
@@ -196,6 +214,7 @@ def render(
         *([] if s.weighted else ["    option dontlog-normal"]),  # only what went wrong: errors, timeouts, retries
         "    option dontlognull",
         "    option idle-close-on-response",  # a reload answers the next request before closing
+        "    option http-buffer-request",  # a body held whole (up to a buffer) can be sent again: retries
         "    timeout connect 1s",
         f"    timeout client {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s))}",
         f"    timeout server {_ms(s.request_timeout_s)}",
@@ -224,10 +243,13 @@ def render(
     if s.tokens:
         lines.append("    http-request del-header authorization")  # the token is the endpoint's, not the app's
     lines += [
-        f"    http-request disable-l7-retry unless {{ method {IDEMPOTENT} }}",
+        f"    acl hw_idempotent method {IDEMPOTENT}",
+        *([f"    acl hw_idempotent path_beg {' '.join(s.idempotent_paths)}"] if s.idempotent_paths else []),
+        "    http-request disable-l7-retry unless hw_idempotent",
         *haproxy_counts.response_rules(),
         *haproxy_limits.retry_budget_count(),
         *([haproxy_grpc.frontend_rule()] if s.grpc else []),
+        f"    use_backend {ONCE_BACKEND} unless hw_idempotent",
         f"    default_backend {BACKEND}",
         "",
         *haproxy_counts.tables(),
@@ -244,13 +266,21 @@ def render(
     ]
     for i, addr in enumerate(slots):
         if addr:
-            weight = f" weight {weights[addr]}" if weights and addr in weights else ""
-            lines.append(f"    server {slot_name(i)} {addr} check {SERVER_TCP_UT}{weight}")
+            lines.append(f"    server {slot_name(i)} {addr} check {SERVER_TCP_UT}{_weight(weights, addr)}")
         else:
             lines.append(f"    server {slot_name(i)} 127.0.0.1:9 check {SERVER_TCP_UT} disabled")  # filled at runtime
+    lines += ["", f"backend {ONCE_BACKEND}", f"    balance {balance}", "    no option srvtcpka", "    http-reuse safe"]
+    lines += [
+        f"    server {slot_name(i)} {addr or '127.0.0.1:9'} track {BACKEND}/{slot_name(i)}{_weight(weights, addr)}"
+        for i, addr in enumerate(slots)
+    ]
     if s.grpc:
         lines += haproxy_grpc.backend(BACKEND, named_slots(slots), grpc_of or {}, balance, weights, SERVER_TCP_UT)
     return "\n".join(lines) + "\n"
+
+
+def _weight(weights: dict[str, int] | None, addr: str | None) -> str:
+    return f" weight {weights[addr]}" if weights and addr in weights else ""
 
 
 def empty_slots(count: int = SLOT_BLOCK) -> list[str | None]:
@@ -303,6 +333,7 @@ def plan_slots(current: list[str | None], desired: list[str]) -> tuple[list[str 
         name = f"{BACKEND}/{slot_name(i)}"
         commands += [
             f"set server {name} addr {ip} port {port}",
+            f"set server {ONCE_BACKEND}/{slot_name(i)} addr {ip} port {port}",  # its state follows
             f"set server {name} health down",
             f"set server {name} state ready",
         ]
@@ -318,12 +349,18 @@ def info_pid(show_info: str) -> int | None:
 
 
 def weight_commands(slots: list[str | None], weights: dict[str, int]) -> list[str]:
-    """The runtime API commands that give each server its weight (idempotent)."""
-    return [f"set weight {BACKEND}/{slot_name(i)} {weights[a]}" for i, a in enumerate(slots) if a and a in weights]
+    """The runtime API commands that give each server its weight (idempotent), in both
+    backends."""
+    return [
+        f"set weight {backend}/{slot_name(i)} {weights[a]}"
+        for i, a in enumerate(slots)
+        if a and a in weights
+        for backend in (BACKEND, ONCE_BACKEND)
+    ]
 
 
 #: A request's line in HAProxy's HTTP log format: its server, timers and status.
-_LOG_LINE = re.compile(rf" {BACKEND}/(s\d+) -?\d+/-?\d+/-?\d+/-?\d+/(\d+) (\d{{3}}) ")
+_LOG_LINE = re.compile(rf" (?:{BACKEND}|{ONCE_BACKEND})/(s\d+) -?\d+/-?\d+/-?\d+/-?\d+/(\d+) (\d{{3}}) ")
 
 
 def parse_log(lines: Iterable[str]) -> list[tuple[str, int, int]]:
@@ -350,31 +387,43 @@ class ServerStat:
 
 
 def parse_stats(text: str) -> list[ServerStat]:
-    """Servers of the backend from ``show stat`` (CSV)."""
+    """Servers of the backend from ``show stat`` (CSV), one per slot: its state, and the
+    requests of both its backends (a request that must not be sent twice goes through
+    the twin, ``ONCE_BACKEND``)."""
     text = text.lstrip("# ")
-    out = []
+    out: dict[str, ServerStat] = {}
+    twins: list[ServerStat] = []
     for row in csv.DictReader(io.StringIO(text)):
-        if row.get("pxname") != BACKEND or row.get("svname") in ("FRONTEND", "BACKEND"):
+        if row.get("pxname") not in (BACKEND, ONCE_BACKEND) or row.get("svname") in ("FRONTEND", "BACKEND"):
             continue
 
         def num(key: str, row: dict = row) -> int:
             v = row.get(key) or "0"
             return int(v) if v.isdigit() else 0
 
-        out.append(
-            ServerStat(
-                slot=row["svname"],
-                status=row.get("status", ""),
-                address=row.get("addr", ""),
-                requests=num("stot"),
-                errors=num("econ") + num("eresp"),
-                retries=num("wretr"),
-                redispatches=num("wredis"),
-                hrsp_5xx=num("hrsp_5xx"),
-                last_change_s=num("lastchg"),
-            )
+        stat = ServerStat(
+            slot=row["svname"],
+            status=row.get("status", ""),
+            address=row.get("addr", ""),
+            requests=num("stot"),
+            errors=num("econ") + num("eresp"),
+            retries=num("wretr"),
+            redispatches=num("wredis"),
+            hrsp_5xx=num("hrsp_5xx"),
+            last_change_s=num("lastchg"),
         )
-    return out
+        if row["pxname"] == BACKEND:
+            out[stat.slot] = stat
+        else:
+            twins.append(stat)
+    for twin in twins:
+        if (own := out.get(twin.slot)) is not None:
+            counts = {k: getattr(own, k) + getattr(twin, k) for k in _COUNTERS}
+            out[twin.slot] = dataclasses.replace(own, **counts)
+    return list(out.values())
+
+
+_COUNTERS = ("requests", "errors", "retries", "redispatches", "hrsp_5xx")
 
 
 def parse_frontend(text: str) -> dict[str, int]:

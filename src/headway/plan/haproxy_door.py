@@ -36,6 +36,8 @@ class DoorSettings:
     #: long as the longest request timeout behind it, and a margin.
     linger_s: float = 75.0
     unprivileged: bool = False
+    # On the ingress hosts: bind the moving address whether or not this host holds it.
+    freebind: bool = False
 
 
 def backend_name(service: str) -> str:
@@ -61,7 +63,7 @@ def render(s: DoorSettings) -> str:
         "    timeout client-fin 5s",
         "",
         "frontend door",
-        f"    bind {s.bind}:{s.port}",
+        f"    bind {s.bind}:{s.port}{' transparent' if s.freebind else ''}",
     ]
     if s.tls:
         lines += [

@@ -83,7 +83,7 @@ class FakeProvider:
     def can_sandbox(self, node) -> bool:
         return False
 
-    def distribute(self, local_file, node, gid=None) -> None:
+    def distribute(self, local_file, node, gid=None, read_at=None) -> None:
         pass
 
     def start(self, node, launch) -> int:

@@ -53,11 +53,20 @@ def test_a_port_is_shared_only_by_name(tmp_path, monkeypatch, held, asked, said)
     assert problem == said if said is None else said in (problem or ""), problem
 
 
-def test_its_own_port_is_no_problem_and_names_on_ingress_hosts_are_refused(tmp_path, monkeypatch):
+def test_its_own_port_is_no_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
     _running("shop", ["shop.example"])
     assert endpoint.listen_problem(None, _spec("shop", hostnames=["shop.example", "www.shop.example"], **TLS)) is None
+
+
+def test_on_ingress_hosts_a_port_is_shared_by_name_on_the_moving_address(tmp_path, monkeypatch):
+    """Every endpoint there listens on the moving address, whatever ``endpoint.bind`` says:
+    two services share a port by name without naming it; the rules are the same."""
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    _running("shop", ["shop.example"], bind="10.0.0.100")
     with_ingress_hosts = SimpleNamespace(ssh=SimpleNamespace(ingress=SimpleNamespace(address="10.0.0.100")))
-    assert endpoint.listen_problem(with_ingress_hosts, _spec("api", hostnames=["api.example"])) == (
-        "endpoint.hostnames is not available with the cloud's ingress hosts yet; remove it"
+    assert endpoint.listen_problem(with_ingress_hosts, _spec("api", hostnames=["api.example"], **TLS)) is None
+    assert "shop.example is served by service shop" in (
+        endpoint.listen_problem(with_ingress_hosts, _spec("api", hostnames=["shop.example"], **TLS)) or ""
     )
+    assert "is the endpoint of service shop" in (endpoint.listen_problem(with_ingress_hosts, _spec("api")) or "")

@@ -30,6 +30,22 @@ def test_a_serve_build_config_needs_only_a_name():
     assert config["applications"][0]["deployments"] == spec.applications[0].deployments
 
 
+def test_a_serve_build_port_and_address_of_choice_are_the_endpoints_and_its_defaults_are_not():
+    """``serve build`` writes Serve's defaults (0.0.0.0:8000) into every file: taken, every
+    such service would ask for port 8000 on every address. A port or an address chosen in
+    ``http_options`` is the endpoint's, unless the ``endpoint:`` block gives its own."""
+    built = yaml.safe_load(BUILT)
+    assert load_spec_text(BUILT, "built.yaml", None, name="hello").endpoint.port is None
+    chosen = built | {"name": "hello", "http_options": {"host": "10.1.2.3", "port": 8123}}
+    spec = parse_spec(chosen, "x")
+    assert (spec.endpoint.bind, spec.endpoint.port) == ("10.1.2.3", 8123)
+    assert "clients use the service's endpoint, on 10.1.2.3:8123" in notes(spec)[0]
+    own = parse_spec(chosen | {"endpoint": {"port": 8443, "bind": "127.0.0.1"}}, "x")
+    assert (own.endpoint.bind, own.endpoint.port) == ("127.0.0.1", 8443)
+    named = parse_spec(built | {"name": "hello", "http_options": {"host": "localhost"}}, "x")
+    assert named.endpoint.bind is None  # a name: Serve's, not an address to bind
+
+
 def test_a_name_that_disagrees_is_said():
     with pytest.raises(SpecError, match="the file names service 'a', but 'b' was asked for"):
         parse_spec(yaml.safe_load(BUILT) | {"name": "a"}, "x", name="b")

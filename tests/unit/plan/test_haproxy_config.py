@@ -62,10 +62,39 @@ def test_settings_repr_hides_the_token():
 def test_5xx_retried_for_idempotent_methods_only():
     text = hc.render(conf(), slots())
     assert "retry-on conn-failure empty-response junk-response 500 502 503 504" in text
-    assert "http-request disable-l7-retry unless { method GET HEAD OPTIONS PUT DELETE TRACE }" in text
+    assert "acl hw_idempotent method GET HEAD OPTIONS PUT DELETE TRACE\n" in text
+    assert "http-request disable-l7-retry unless hw_idempotent" in text
+    assert "path_beg" not in text
     assert "option redispatch 1" in text
     no5xx = hc.render(conf(retry_5xx_idempotent=False), slots())
     assert "retry-on conn-failure empty-response junk-response\n" in no5xx
+
+
+def test_a_request_that_must_not_be_sent_twice_goes_through_a_twin_backend_without_the_vanished_host_limits(
+    tmp_path,
+):
+    """Its connection is not cut after 2 s unacknowledged (it could not be retried anyway,
+    and HAProxy would close the client's connection without an answer): it gets its 504."""
+    text = hc.render(conf(idempotent_paths=("/v1/embed", "/score")), slots("10.0.0.3:8000"))
+    assert "    acl hw_idempotent path_beg /v1/embed /score\n" in text
+    assert "    use_backend workers_once unless hw_idempotent\n    default_backend workers\n" in text
+    once = text.split("\nbackend workers_once\n", 1)[1].split("\n\n", 1)[0]
+    assert "    no option srvtcpka" in once and "tcp-ut" not in once and " check" not in once
+    assert "    server s1 10.0.0.3:8000 track workers/s1\n" in once + "\n"
+    assert "    server s2 127.0.0.1:9 track workers/s2" in once
+    grpc = hc.render(conf(grpc=True), slots("10.0.0.3:8000"), grpc_of={"10.0.0.3:8000": "10.0.0.3:9000"})
+    assert grpc.index("use_backend grpc_workers") < grpc.index("use_backend workers_once")  # gRPC POSTs: gRPC's
+    f = tmp_path / "h.cfg"
+    f.write_text(text.replace("/tmp/x.sock", str(tmp_path / "s")))
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(f)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_twin_backend_follows_every_address_and_weight_change():
+    _, commands = hc.plan_slots(slots(), ["10.0.0.3:8000"])
+    assert "set server workers_once/s1 addr 10.0.0.3 port 8000" in commands
+    weights = hc.weight_commands(slots("10.0.0.3:8000"), {"10.0.0.3:8000": 7})
+    assert weights == ["set weight workers/s1 7", "set weight workers_once/s1 7"]
 
 
 def test_health_checks_take_a_dead_node_out_within_a_second():
@@ -84,7 +113,8 @@ def test_a_server_host_that_vanished_is_given_up_by_the_kernel_not_drained_by_ha
     assert "    option srvtcpka\n" in text and "    srvtcpka-cnt 2\n" in text
     assert f"    srvtcpka-idle {hc.VANISHED_PROBE_S}s\n" in text
     # On each server line: HAProxy 2.8 does not pass tcp-ut down from default-server.
-    servers = [line for line in text.splitlines() if line.strip().startswith("server ")]
+    workers = text.split("\nbackend workers\n", 1)[1].split("\n\n", 1)[0]
+    servers = [line for line in workers.splitlines() if line.strip().startswith("server ")]
     assert servers and all(f" tcp-ut {hc.VANISHED_UNACKED_S}s" in line for line in servers), servers
     assert "tcp-ut" not in next(line for line in text.splitlines() if "default-server" in line)
     with_grpc = hc.render(conf(grpc=True), slots("10.0.0.3:8000"), grpc_of={"10.0.0.3:8000": "10.0.0.3:9000"})
@@ -115,6 +145,7 @@ def test_plan_replaces_a_dead_worker():
     assert cmds == [
         "set server workers/s2 state maint",
         "set server workers/s2 addr c port 2",
+        "set server workers_once/s2 addr c port 2",
         "set server workers/s2 health down",
         "set server workers/s2 state ready",
     ]
@@ -129,6 +160,7 @@ def test_a_drained_worker_back_at_the_same_address_comes_in_again():
     assert new == slots("a:1", "b:1")
     assert cmds == [
         "set server workers/s2 addr b port 1",
+        "set server workers_once/s2 addr b port 1",
         "set server workers/s2 health down",
         "set server workers/s2 state ready",
     ]

@@ -37,3 +37,13 @@ def test_each_name_leads_to_its_service_and_the_config_is_valid(tls, tmp_path):
 def test_a_plain_door_answers_421_for_a_name_nobody_claims(tmp_path):
     text = _door(False, tmp_path)
     assert "deny_status 421 unless { var(txn.host) -m str shop.example www.shop.example api.example }" in text
+
+
+def test_a_door_on_an_ingress_host_binds_the_moving_address_it_may_not_hold(tmp_path):
+    settings = hd.DoorSettings("10.213.250.100", 8443, True, str(tmp_path / "s"), ROOMS, freebind=True)
+    text = hd.render(settings)
+    assert "    bind 10.213.250.100:8443 transparent\n" in text
+    assert " transparent" not in _door(True, tmp_path)
+    (tmp_path / "d.cfg").write_text(text)
+    proc = subprocess.run([binaries.haproxy(), "-c", "-f", str(tmp_path / "d.cfg")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

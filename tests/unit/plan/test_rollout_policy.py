@@ -174,7 +174,11 @@ def test_weighted_config_and_runtime_weights_pass_haproxy():
     assert "server s2 10.0.0.3:8000 check tcp-ut 2s weight 26" in text
     plain = hc.render(hc.IngressSettings(bind="127.0.0.1", port=1, stats_socket="/tmp/x.sock"), slots)
     assert "balance leastconn" in plain and "dontlog-normal" in plain and "weight" not in plain
-    assert hc.weight_commands(slots, {"10.0.0.3:8000": 26}) == ["set weight workers/s2 26"]
+    assert hc.weight_commands(slots, {"10.0.0.3:8000": 26}) == [
+        "set weight workers/s2 26",
+        "set weight workers_once/s2 26",
+    ]
+    assert "server s1 10.0.0.2:8000 track workers/s1 weight 230" in text
 
 
 def test_parse_log_reads_server_time_and_status():
