@@ -1,6 +1,8 @@
 """Benchmark: requests/s and latency through a service's ingress vs. directly at one
 worker's Serve proxy, in the same run, and the ratio between them; then the same endpoint
-with HTTPS (``endpoint.tls``, applied by a redeploy), over HTTP/1.1 and HTTP/2.
+with HTTPS (``endpoint.tls``, applied by a redeploy), over HTTP/1.1 and HTTP/2; then a
+service of ``--many`` workers (24): its deploy, the same two rows, and one worker's link
+cut under that load (its processes left running, as a host powered off).
 
     .venv/bin/python bench/ingress.py                 # deploys examples/hello in a private
                                                       # state dir, measures, removes it all
@@ -26,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,8 +37,11 @@ import httpx
 import yaml
 
 from bench import report
+from headway.ingress import local_haproxy
+from headway.plan import haproxy_config as hc
 from headway.state import records
 from headway.store import store_tls
+from headway.system import netns
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADWAY = str(Path(sys.executable).parent / "headway")
@@ -169,12 +175,84 @@ def _https(env: dict[str, str], name: str, headers: dict[str, str], direct: Targ
     ]
 
 
+def _up(sock: str) -> set[str]:
+    """The endpoint's servers that pass their checks, by address."""
+    try:
+        text = local_haproxy.admin(sock, "show stat", 2.0)
+    except OSError:
+        return set()
+    return {st.address for st in hc.parse_stats(text) if st.status.startswith("UP")}
+
+
+def _until(what: str, check, timeout_s: float) -> float:
+    """Seconds until ``check()`` holds."""
+    t0 = time.monotonic()
+    while not check():
+        if time.monotonic() - t0 > timeout_s:
+            raise RuntimeError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def _many(env: dict[str, str], count: int, args) -> list[str]:
+    """A service of ``count`` workers, one replica each (Serve runs a proxy only where a
+    replica is): deployed, every proxy UP behind the endpoint, measured as above, then one
+    worker's link cut under the same load."""
+    home = Path(env["HEADWAY_HOME"])
+    data = yaml.safe_load((ROOT / "examples/hello/service.yaml").read_text())
+    data |= {"name": "many", "working_dir": str(ROOT / "examples/hello/app")}
+    data["applications"][0]["deployments"] = [{"name": "Hello", "num_replicas": count, "max_replicas_per_node": 1}]
+    data["compute_config"] = {
+        "head_node": {"resources": {}},
+        "worker_nodes": [{"name": "worker", "resources": {"CPU": 1}, "count": count}],
+    }
+    spec = home / "many.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    print(f"deploying a service of {count} workers ...", flush=True)
+    t0 = time.monotonic()
+    subprocess.run([HEADWAY, "deploy", "-f", str(spec)], env=env, check=True, stdout=subprocess.DEVNULL)
+    deployed_s = time.monotonic() - t0
+    rec = records.load("many")
+    assert rec is not None and rec.ingress is not None
+    addrs = {rec.proxy_url(w).removeprefix("http://") for w in rec.workers}
+    up_s = deployed_s + _until(f"all {count} UP", lambda: addrs <= _up(rec.ingress.socket), 180)
+    headers = {"Authorization": "Bearer " + _headway(env, "token", "many").strip()}
+    endpoint = Target(json.loads(_headway(env, "status", "many", "--json"))["endpoint"] + "/", headers)
+    direct = Target(rec.proxy_url(rec.workers[0]) + "/", {})
+    res = measure({f"endpoint, {count} workers": endpoint, DIRECT: direct}, args.concurrency, args.seconds, args.rounds)
+    victim = rec.workers[count // 2]
+    victim_addr = rec.proxy_url(victim).removeprefix("http://")
+    box: dict[str, tuple[list[float], int]] = {}
+    load = threading.Thread(target=lambda: box.update(cut=asyncio.run(_round(endpoint, args.concurrency, 15.0))))
+    load.start()
+    time.sleep(3)
+    assert victim.netns is not None
+    netns.set_link(victim.netns, False)
+    try:
+        out_s = _until("the cut worker out of rotation", lambda: victim_addr not in _up(rec.ingress.socket), 10)
+        load.join()
+    finally:
+        netns.set_link(victim.netns, True)
+    lat, failed = box["cut"]
+    e, d = res[f"endpoint, {count} workers"], res[DIRECT]
+    return [
+        f"a service of {count} workers: deployed in {deployed_s:.0f} s, all {count} UP behind the endpoint "
+        f"{up_s:.0f} s after the deploy began",
+        *_table(res),
+        f"\nendpoint / direct: req/s x{e['rps'] / d['rps']:.2f}, p99 x{e['p99_ms'] / d['p99_ms']:.2f}",
+        f"one worker's link cut under that load ({args.concurrency} clients, 15 s): out of rotation in "
+        f"{out_s:.2f} s; {len(lat)} answered, {failed} failed, the slowest {max(lat):.2f} s, "
+        f"p99 {1000 * _pct(lat, 99):.0f} ms",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--service", help="a running service (default: deploy examples/hello privately)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=20.0, help="per target, in total")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--many", type=int, default=24, help="workers of the last phase's service (0: no such phase)")
     ap.add_argument("--markdown", help="rewrite the ingress section of this file (docs/benchmarks.md)")
     args = ap.parse_args()
 
@@ -223,6 +301,9 @@ def main() -> None:
         )
         if own_home:
             lines += ["", *_https(env, name, headers, direct, args)]
+            if args.many:
+                subprocess.run([HEADWAY, "terminate", name], env=env, check=True, stdout=subprocess.DEVNULL)
+                lines += ["", *_many(env, args.many, args)]
         print("\n" + "\n".join(lines))
         if args.markdown:
             what = (

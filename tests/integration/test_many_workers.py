@@ -84,8 +84,6 @@ def test_24_workers_behind_one_endpoint_and_a_link_cut_under_get_load(cli):
     )
     logged = [line for line in Path(rec["ingress"]["log"]).read_text(errors="replace").splitlines() if '"GET ' in line]
     print("the endpoint's log of the retried requests:", *logged[-8:], sep="\n  ")
-    logged = [line for line in Path(rec["ingress"]["log"]).read_text(errors="replace").splitlines() if '"GET ' in line]
-    print("the endpoint's log of the retried requests:", *logged[-8:], sep="\n  ")
     assert load.failed == 0, load.errors[:10]
     assert load.max_latency <= 5.0, load.max_latency
     assert out_s <= 2.0, out_s
