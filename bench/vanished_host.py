@@ -48,7 +48,7 @@ class H(BaseHTTPRequestHandler):
         # One write: a response cut between its header and its body can be retried by no one.
         self.wfile.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
 
-    do_GET = do_POST = answer
+    do_GET = do_POST = do_PUT = answer
 
     def handle(self):
         try:

@@ -13,12 +13,14 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
 - ``retries`` + ``option redispatch 1`` + ``retry-on conn-failure empty-response``: a
   request whose connection was refused or reset before any answer goes to another
   server. ``timeout connect 1s`` bounds the wait on a host that vanished silently.
-- ``option http-buffer-request``: HAProxy can send a request again only if it held the
-  whole of it when it first sent it; without it, a request with a body (a PUT, a POST
-  the service marks idempotent) whose headers went out before its body arrived was not
-  retried (measured: about one in three such requests in flight on a vanished host got
-  502 instead of the other host's answer). A body larger than a buffer (16 kB) is still
-  streamed, and not retried.
+- ``http-request wait-for-body`` for idempotent requests: HAProxy can send a request again
+  only if it held the whole of it when it first sent it; without it, a request with a
+  body (a PUT, a POST the service marks idempotent) whose headers went out before its body
+  arrived was not retried (measured: about one in three such requests in flight on a
+  vanished host got 502 instead of the other host's answer). It waits as long as the
+  headers may take (``timeout http-request``); a body larger than a buffer (16 kB) is
+  still streamed, and not retried. Other requests are streamed as they come (``option
+  http-buffer-request`` would hold a slow upload, and give it 408 after that timeout).
 - Retrying a 5xx (``500 502 503 504`` in ``retry-on``) is on by default but only for
   idempotent methods (``http-request disable-l7-retry`` for the others): a surviving
   proxy may still route to a dead replica for a moment and answer 500.
@@ -80,6 +82,8 @@ IDEMPOTENT = "GET HEAD OPTIONS PUT DELETE TRACE"
 NOBODY = 65534  # the unprivileged uid and gid HAProxy runs as once its listeners are bound
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 DEFAULT_KEEP_ALIVE_S = 60.0
+#: How long a client may take to send a request's headers (and an idempotent one's body).
+HTTP_REQUEST_TIMEOUT_S = 10
 #: A server connection silent this long is probed (TCP keepalive), twice, this far apart.
 VANISHED_PROBE_S = 1
 #: Data a server host has not acknowledged for this long: the host is gone (TCP_USER_TIMEOUT;
@@ -214,11 +218,10 @@ def render(
         *([] if s.weighted else ["    option dontlog-normal"]),  # only what went wrong: errors, timeouts, retries
         "    option dontlognull",
         "    option idle-close-on-response",  # a reload answers the next request before closing
-        "    option http-buffer-request",  # a body held whole (up to a buffer) can be sent again: retries
         "    timeout connect 1s",
         f"    timeout client {_ms(max(s.request_timeout_s, s.keep_alive_timeout_s))}",
         f"    timeout server {_ms(s.request_timeout_s)}",
-        "    timeout http-request 10s",
+        f"    timeout http-request {HTTP_REQUEST_TIMEOUT_S}s",
         f"    timeout http-keep-alive {_ms(s.keep_alive_timeout_s)}",
         "    timeout queue 10s",
         "    timeout check 1s",
@@ -245,6 +248,8 @@ def render(
     lines += [
         f"    acl hw_idempotent method {IDEMPOTENT}",
         *([f"    acl hw_idempotent path_beg {' '.join(s.idempotent_paths)}"] if s.idempotent_paths else []),
+        # A body held whole (up to a buffer) can be sent again: see the module's docstring.
+        f"    http-request wait-for-body time {HTTP_REQUEST_TIMEOUT_S}s if hw_idempotent",
         "    http-request disable-l7-retry unless hw_idempotent",
         *haproxy_counts.response_rules(),
         *haproxy_limits.retry_budget_count(),

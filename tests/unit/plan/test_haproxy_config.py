@@ -64,6 +64,8 @@ def test_5xx_retried_for_idempotent_methods_only():
     assert "retry-on conn-failure empty-response junk-response 500 502 503 504" in text
     assert "acl hw_idempotent method GET HEAD OPTIONS PUT DELETE TRACE\n" in text
     assert "http-request disable-l7-retry unless hw_idempotent" in text
+    assert "    http-request wait-for-body time 10s if hw_idempotent\n" in text  # held whole: can be sent again
+    assert "http-buffer-request" not in text  # other requests stream as they come
     assert "path_beg" not in text
     assert "option redispatch 1" in text
     no5xx = hc.render(conf(retry_5xx_idempotent=False), slots())
