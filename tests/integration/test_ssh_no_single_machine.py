@@ -444,14 +444,17 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
     from headway.state import records, uploads
     from headway.state.records import NodeRecord, ServiceRecord
     from headway.store.cloud import CloudRecord
+    from headway.system import paths
 
     monkeypatch.setenv("HEADWAY_HOME", str(tmp_path / "home"))
     root = Path(tempfile.mkdtemp(prefix="hwdoor-"))
     recs: dict[str, ServiceRecord] = {}
-    backends_proc, crec = None, None
+    specs: dict[str, ServiceSpec] = {}
+    backends_proc, crec, host_ips = None, None, []
     try:
         with Hosts(root, 2) as hosts:
             ips, ns = hosts.ips, dict(zip(hosts.ips, hosts.names, strict=True))
+            host_ips = list(ips)
             address = str(hosts.subnet.network.network_address + 100)
             cfg = SshCloud.model_validate(
                 hosts.config(sys.prefix, ["head", "head"], ingress={"address": address, "hosts": ips})["ssh"]
@@ -495,7 +498,7 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
                 assert endpoint.listen_problem(crec, spec) is None
                 endpoint.start(crec, rec, spec)
                 records.save(rec)
-                recs[name] = rec
+                recs[name], specs[name] = rec, spec
 
             def ask(name: str) -> tuple[int, str]:
                 """curl through the moving address, by name."""
@@ -528,6 +531,23 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
             other = next(ip for ip in ips if ip != holder)
             assert hosts.holds(ns[other], address)
 
+            def reboot(ip: str) -> None:
+                hosts.boot(ns[ip])
+                host = next(h for h in cfg.ingress_hosts() if h.address == ip)
+                _wait_for(f"sshd on {ip}", lambda: ssh.reachable(host), 30, 0.2)
+
+            # The dead host reboots: the controller's repair (``endpoint.start``) brings its
+            # instances back and, with them, its door; the other host dies and it serves both.
+            reboot(holder)
+            for name in recs:
+                endpoint.start(crec, recs[name], specs[name])
+            assert _marked(ns[holder], "door@")
+            hosts.crash(ns[other], unplug=True)
+            _wait_for(
+                "both names served by the rebooted host", lambda: all(ask(n) == served[n] for n in served), 30, 0.3
+            )
+            reboot(other)  # every host up: what leaves must leave nothing on either
+
             endpoint.stop(crec, recs["api"])  # the door drops it; shop still served
             records.remove("api")
             recs.pop("api")
@@ -535,8 +555,10 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
             endpoint.stop(crec, recs["shop"])  # the last one: its door goes too
             records.remove("shop")
             recs.pop("shop")
-            assert _marked(ns[other], "door@") == []  # no door left
+            assert [_marked(ns[ip], "door@") for ip in ips] == [[], []]  # no door left
             vip.stop(cfg, crec.id)
+            left = [p.name for ip in ips for p in paths.node_temp_root().glob(f"*-{ip}")]
+            assert left == [], left  # no folder of an endpoint, door or keepalived on either host
     finally:
         for rec in recs.values():
             with contextlib.suppress(Exception):
@@ -544,4 +566,7 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
         if backends_proc is not None:
             backends_proc.kill()
             backends_proc.wait()
+        for ip in host_ips:  # what a host that was down at the end kept (the hosts share these files)
+            for left in paths.node_temp_root().glob(f"*-{ip}"):
+                shutil.rmtree(left, ignore_errors=True)
         shutil.rmtree(root, ignore_errors=True)
