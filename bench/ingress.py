@@ -37,8 +37,7 @@ import httpx
 import yaml
 
 from bench import report
-from headway.ingress import local_haproxy
-from headway.plan import haproxy_config as hc
+from headway.ingress import instances
 from headway.state import records
 from headway.store import store_tls
 from headway.system import netns
@@ -175,15 +174,6 @@ def _https(env: dict[str, str], name: str, headers: dict[str, str], direct: Targ
     ]
 
 
-def _up(sock: str) -> set[str]:
-    """The endpoint's servers that pass their checks, by address."""
-    try:
-        text = local_haproxy.admin(sock, "show stat", 2.0)
-    except OSError:
-        return set()
-    return {st.address for st in hc.parse_stats(text) if st.status.startswith("UP")}
-
-
 def _until(what: str, check, timeout_s: float) -> float:
     """Seconds until ``check()`` holds."""
     t0 = time.monotonic()
@@ -215,7 +205,7 @@ def _many(env: dict[str, str], count: int, args) -> list[str]:
     rec = records.load("many")
     assert rec is not None and rec.ingress is not None
     addrs = {rec.proxy_url(w).removeprefix("http://") for w in rec.workers}
-    up_s = deployed_s + _until(f"all {count} UP", lambda: addrs <= _up(rec.ingress.socket), 180)
+    up_s = deployed_s + _until(f"all {count} UP", lambda: addrs <= instances.up_backends(None, rec.ingress), 180)
     headers = {"Authorization": "Bearer " + _headway(env, "token", "many").strip()}
     endpoint = Target(json.loads(_headway(env, "status", "many", "--json"))["endpoint"] + "/", headers)
     direct = Target(rec.proxy_url(rec.workers[0]) + "/", {})
@@ -229,7 +219,9 @@ def _many(env: dict[str, str], count: int, args) -> list[str]:
     assert victim.netns is not None
     netns.set_link(victim.netns, False)
     try:
-        out_s = _until("the cut worker out of rotation", lambda: victim_addr not in _up(rec.ingress.socket), 10)
+        out_s = _until(
+            "the cut worker out of rotation", lambda: victim_addr not in instances.up_backends(None, rec.ingress), 10
+        )
         load.join()
     finally:
         netns.set_link(victim.netns, True)

@@ -40,8 +40,13 @@ def listener(ing: IngressRecord) -> str:
     return f"abns@hw-{hashlib.sha1(ing.config.encode()).hexdigest()[:16]}"
 
 
+def _name(bind: str, port: int) -> str:
+    """A door's folder name, here and on the ingress hosts (short: unix sockets live there)."""
+    return f"{port}-{hashlib.sha1(bind.encode()).hexdigest()[:6]}"
+
+
 def _folder(bind: str, port: int) -> Path:
-    return paths.home() / "doors" / f"{port}-{hashlib.sha1(bind.encode()).hexdigest()[:6]}"
+    return paths.home() / "doors" / _name(bind, port)
 
 
 def _marker(folder: Path) -> str:
@@ -166,7 +171,7 @@ def answering(crec: CloudRecord | None, rec: ServiceRecord) -> bool:
 
 # -- on the ingress hosts ------------------------------------------------------------------
 def _files_on(bind: str, port: int, host: SshHost, root: str) -> dict[str, str]:
-    d = f"{root}/door-{port}-{hashlib.sha1(bind.encode()).hexdigest()[:6]}-{host.address}"
+    d = f"{root}/door-{_name(bind, port)}-{host.address}"
     return {"dir": d, "config": f"{d}/haproxy.cfg", "socket": f"{d}/s.sock", "log": f"{d}/door.log"}
 
 
@@ -186,8 +191,8 @@ def _sync_on(cfg: SshCloud, host: SshHost, bind: str, port: int, members: list[S
         ssh.run(host, f"rm -rf {shlex.quote(f['dir'])}")
         return
     conf = settings(bind, port, members)
-    every_root = all(h.user == "root" for h in cfg.ingress_hosts())
-    text = hd.render(dataclasses.replace(conf, stats_socket=f["socket"], freebind=True, unprivileged=every_root))
+    unprivileged = ingress_hosts.all_root(cfg)
+    text = hd.render(dataclasses.replace(conf, stats_socket=f["socket"], freebind=True, unprivileged=unprivileged))
     alive = bool(running) and _answers_on(cfg, host, f)
     if alive and ssh.run(host, f"cat {shlex.quote(f['config'])}")[1] == text:
         return

@@ -46,19 +46,23 @@ def bind_address() -> str:
     return os.environ.get("HEADWAY_INGRESS_BIND", "127.0.0.1")
 
 
+def _bind_for(crec: CloudRecord | None, spec: ServiceSpec, kept: str | None = None) -> str:
+    """Where the spec's endpoint listens: on ingress hosts always the moving address; here
+    ``endpoint.bind``, else the address it had (``kept``), else ``bind_address()``."""
+    hosts_cfg = instances.hosts_or_none(crec)
+    if hosts_cfg is not None and hosts_cfg.ingress is not None:
+        return hosts_cfg.ingress.address
+    return spec.endpoint.bind or kept or bind_address()
+
+
 def _listen(crec: CloudRecord | None, spec: ServiceSpec, ing: IngressRecord) -> None:
     """The address and port from the spec's ``endpoint:`` block: what it gives is taken (a
     change moves the endpoint by a seamless reload), what it does not give is kept as it
-    was (at the first deploy: a free port, ``bind_address()``); on ingress hosts the
-    address is always the moving one."""
-    hosts_cfg = instances.hosts_or_none(crec)
+    was (at the first deploy: a free port, ``bind_address()``)."""
     ing.port = spec.endpoint.port or ing.port
     ing.tls = spec.endpoint.tls is not None
     ing.hostnames = list(spec.endpoint.hostnames or [])
-    if hosts_cfg is not None and hosts_cfg.ingress is not None:
-        ing.bind = hosts_cfg.ingress.address
-    else:
-        ing.bind = spec.endpoint.bind or ing.bind or bind_address()
+    ing.bind = _bind_for(crec, spec, ing.bind)
 
 
 def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
@@ -66,9 +70,8 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     service's endpoint has its port (and they cannot share it by name), or (here) another
     program does."""
     names = set(spec.endpoint.hostnames or ())
-    hosts_cfg = instances.hosts_or_none(crec)
-    on_hosts = hosts_cfg is not None
-    bind = hosts_cfg.ingress.address if hosts_cfg is not None and hosts_cfg.ingress else None
+    on_hosts = instances.hosts_or_none(crec) is not None
+    bind = _bind_for(crec, spec)
     port = spec.endpoint.port
     if port is None:
         return None
@@ -85,7 +88,7 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((spec.endpoint.bind or bind_address(), port))
+            s.bind((bind, port))
         except PermissionError:
             return f"endpoint.port {port}: a port below 1024 needs headway to run as root"
         except OSError as exc:
@@ -93,11 +96,9 @@ def listen_problem(crec: CloudRecord | None, spec: ServiceSpec) -> str | None:
     return None
 
 
-def _sharing_problem(
-    spec: ServiceSpec, names: set[str], other: str, ing: IngressRecord, hosts_bind: str | None = None
-) -> str | None:
-    """Why this spec cannot share its port with the endpoint ``ing`` of service ``other``
-    (``hosts_bind``: the moving address, where the endpoints run on ingress hosts)."""
+def _sharing_problem(spec: ServiceSpec, names: set[str], other: str, ing: IngressRecord, bind: str) -> str | None:
+    """Why this spec, its endpoint on ``bind``, cannot share its port with the endpoint
+    ``ing`` of service ``other``."""
     port = ing.port
     if not names or not ing.hostnames:
         return (
@@ -109,7 +110,7 @@ def _sharing_problem(
             f"endpoint.port {port} serves {'HTTPS' if ing.tls else 'plain HTTP'} for service {other}; "
             "the services on one port all give endpoint.tls, or none does"
         )
-    if ing.bind != (hosts_bind or spec.endpoint.bind or bind_address()):
+    if ing.bind != bind:
         return f"endpoint.port {port} is service {other}'s on {ing.bind}; give endpoint.bind: {ing.bind} to share it"
     clash = sorted(names & set(ing.hostnames))
     if clash:
@@ -184,7 +185,7 @@ def _as_root(crec: CloudRecord | None, ing: IngressRecord) -> bool:
     """Whether the endpoint's HAProxy starts as root (here, or over SSH on every ingress
     host), so that it can drop to nobody once bound."""
     if ing.on_hosts:
-        return all(h.user == "root" for h in instances.hosts_config(crec).ingress_hosts())
+        return ingress_hosts.all_root(instances.hosts_config(crec))
     return os.geteuid() == 0
 
 

@@ -120,6 +120,12 @@ def start_haproxy(cloud: SshCloud, host: SshHost, f: dict[str, str], text: str, 
     raise IngressHostError(f"host {host.address}: haproxy did not answer on its admin socket")
 
 
+def all_root(cloud: SshCloud) -> bool:
+    """Whether HAProxy starts as root on every ingress host (so that it can bind, then drop
+    to nobody): the same config on each, so all or none."""
+    return all(h.user == "root" for h in cloud.ingress_hosts())
+
+
 def each_answering(cloud: SshCloud, work: Callable[[SshHost], None]) -> int:
     """Run ``work`` for every ingress host that answers; how many did."""
     done = 0
