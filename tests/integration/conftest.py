@@ -297,6 +297,17 @@ def read_record(home: Path, name: str) -> dict | None:
         conn.close()
 
 
+def endpoint_oddities(home: Path, name: str, last: int = 30) -> list[str]:
+    """The service endpoint's last log lines that are not a plain 200 (status or HAProxy's
+    termination flags): what a failed request's report shows next to it."""
+    rec = read_record(home, name)
+    log = Path((rec or {}).get("ingress", {}).get("log") or "/nonexistent")
+    if not log.exists():
+        return [f"no endpoint log at {log}"]
+    odd = [ln for ln in log.read_text(errors="replace").splitlines() if " 200 " not in ln or " ---- " not in ln]
+    return odd[-last:]
+
+
 class Load:
     """Clients in threads, each sending a steady stream of requests to one URL."""
 

@@ -120,9 +120,7 @@ def cloud_status(as_json: bool) -> None:
             str(s.get("connected_replicas", "")),
         )
     out.print(t)
-    sentinels = [
-        f"{x['host'] or 'here'}:{x['port']} {'up' if x['running'] else '[red]down[/]'}" for x in st["sentinels"]
-    ]
+    sentinels = [f"{x['host'] or 'here'}:{x['port']} {_sentinel_state(x)}" for x in st["sentinels"]]
     out.print(f"Sentinel: {', '.join(sentinels)}")
     if st.get("percent") is not None:
         out.print(f"memory: {st['percent']:.1f}% of maxmemory (alert at {st['alert_percent']:.0f}%)")
@@ -134,6 +132,15 @@ def cloud_status(as_json: bool) -> None:
     out.print(n)
     if st["leftovers"]:
         out.print(f"leftover namespaces: {', '.join(st['leftovers'])} — remove with 'headway storage cleanup NS'")
+
+
+def _sentinel_state(entry: dict) -> str:
+    """up, down, or why it is not known (a host that did not answer in time is not a dead Sentinel)."""
+    if entry["running"]:
+        return "up"
+    if entry.get("error"):
+        return f"[yellow]unknown ({escape(entry['error'])})[/]"
+    return "[red]down[/]"
 
 
 @cloud_group.command("teardown")

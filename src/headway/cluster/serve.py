@@ -133,16 +133,30 @@ def app_messages(details: dict[str, Any] | None) -> dict[str, str]:
     return {name: _ANSI.sub("", app.get("message", "")) for name, app in details.get("applications", {}).items()}
 
 
+#: How long one read of the applications may take while a deploy waits: a head starting
+#: the replicas of a large service on a busy machine answers slowly, not never.
+APPS_READ_WITHIN_S = 20
+
+
 def wait_running(
     head: HeadApi, names: list[str], timeout_s: float, on_progress=None, partial_ok: bool = False
 ) -> dict[str, str]:
-    """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED.
+    """Poll until every named application is RUNNING; fail fast on DEPLOY_FAILED; give up
+    after ``timeout_s`` without progress. A replica more running is progress: a large
+    service starts its replicas a few at a time, and that is not a stall (24 workers on 2
+    cores took 85 s here, and twice that on a slower machine).
     ``partial_ok``: DEPLOYING is enough once every deployment runs a replica (a rollout's
     new cluster starts smaller than its version under a surge cap: the rest fits later)."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
+    most_running, unanswered_since = 0, None
     while time.monotonic() < deadline:
-        details = get_applications(head)
+        details = get_applications(head, APPS_READ_WITHIN_S)
+        if details is None:
+            unanswered_since = unanswered_since or time.monotonic()
+            time.sleep(0.5)
+            continue
+        unanswered_since = None
         statuses = app_statuses(details)
         if statuses != last and on_progress:
             on_progress(statuses)
@@ -155,11 +169,22 @@ def wait_running(
         if names and all(statuses.get(n) == "RUNNING" for n in names):
             return statuses
         deps = [d for app in replicas(details).values() for d in app.values()]
+        running = sum(d["running"] for d in deps)
+        if running > most_running:
+            most_running, deadline = running, time.monotonic() + timeout_s
         serving = bool(deps) and all(d["running"] > 0 for d in deps)
         if partial_ok and names and serving and all(statuses.get(n) in ("RUNNING", "DEPLOYING") for n in names):
             return statuses
         time.sleep(0.5)
-    raise ServeError(f"applications not RUNNING after {timeout_s:.0f} s: {last}")
+    silent = (
+        f"; the head's dashboard has not answered for {time.monotonic() - unanswered_since:.0f} s"
+        if unanswered_since
+        else ""
+    )
+    raise ServeError(
+        f"applications not RUNNING, and no replica started, in the last {timeout_s:.0f} s: {last}"
+        f" ({most_running} replica(s) running){silent}"
+    )
 
 
 def proxy_health(proxy_url: str, timeout_s: float = 2) -> int | None:

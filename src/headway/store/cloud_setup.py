@@ -214,13 +214,21 @@ def status(rec: CloudRecord) -> dict:
             "hosts": ingress.hosts,
             "held_by": None if isinstance(holder, Exception) else holder,
         }
-    running = [got[("sentinel", i)] is True for i in range(len(sentinels))]
-    listed = [{"host": s.host, "port": s.port, "running": up} for s, up in zip(sentinels, running, strict=True)]
+    listed = [_sentinel_entry(s, got[("sentinel", i)], pw) for i, s in enumerate(sentinels)]
     out["sentinel"] = listed[0] if rec.sentinel else None
     out["sentinels"] = listed
     if rec.ssh is not None and rec.ssh.store is not None:
         out["state_snapshot"] = state_snapshot.size()  # the leader's state in the store, in bytes
     return out
+
+
+def _sentinel_entry(sentinel: StoreProcess, probed: object, pw: str) -> dict:
+    """One Sentinel as its probe found it. A probe that failed or was late is not a
+    Sentinel seen down: the entry says so, so that a busy host is not read as a dead one."""
+    entry: dict = {"host": sentinel.host, "port": sentinel.port, "running": probed is True}
+    if isinstance(probed, Exception):
+        entry["error"] = storage.scrub(str(probed), pw)
+    return entry
 
 
 def _store_entry(rec: CloudRecord, proc: StoreProcess, pw: str) -> dict:

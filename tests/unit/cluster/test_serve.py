@@ -42,12 +42,54 @@ def test_wait_running_partial_needs_a_replica_of_every_deployment(monkeypatch):
         return {"applications": {"a": {"status": status, "deployments": deps if listed else {}}}}
 
     seen = iter([app("DEPLOYING", 0, listed=False), app("DEPLOYING", 0), app("DEPLOYING", 1)])
-    monkeypatch.setattr(serve, "get_applications", lambda head: next(seen))
+    monkeypatch.setattr(serve, "get_applications", lambda head, within_s: next(seen))
     monkeypatch.setattr(serve.time, "sleep", lambda s: None)
     assert serve.wait_running(None, ["a"], 10, partial_ok=True) == {"a": "DEPLOYING"}
-    monkeypatch.setattr(serve, "get_applications", lambda head: app("DEPLOYING", 1))
+    monkeypatch.setattr(serve, "get_applications", lambda head, within_s: app("DEPLOYING", 1))
     with pytest.raises(serve.ServeError):
         serve.wait_running(None, ["a"], 0.01)  # without partial_ok: RUNNING or the timeout
+
+
+class _Clock:
+    """time.monotonic and time.sleep on a clock the test moves (each sleep moves it)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def _deploying(running: int, target: int = 24) -> dict:
+    deps = {"D": {"replicas": [{"state": "RUNNING", "node_id": "n"}] * running, "target_num_replicas": target}}
+    return {"applications": {"a": {"status": "RUNNING" if running == target else "DEPLOYING", "deployments": deps}}}
+
+
+def test_a_large_service_that_keeps_starting_replicas_is_waited_for_past_the_timeout(monkeypatch):
+    """24 replicas, one every 20 s (8 minutes in all), against a 60 s timeout: each replica
+    started is progress, so the deploy ends RUNNING; one that stops starting them fails."""
+    clock = _Clock()
+    monkeypatch.setattr(serve, "time", clock)
+    monkeypatch.setattr(serve, "get_applications", lambda head, within_s: _deploying(min(24, int(clock.now // 20))))
+    assert serve.wait_running(None, ["a"], 60) == {"a": "RUNNING"}
+    assert clock.now >= 24 * 20
+    clock.now = 0.0
+    monkeypatch.setattr(serve, "get_applications", lambda head, within_s: _deploying(min(5, int(clock.now // 20))))
+    with pytest.raises(serve.ServeError, match=r"no replica started, in the last 60 s.*\(5 replica\(s\) running\)"):
+        serve.wait_running(None, ["a"], 60)
+    assert 100 + 60 <= clock.now < 100 + 61  # the fifth replica at 100 s, then a minute of nothing
+
+
+def test_a_dashboard_that_stops_answering_is_named_and_not_shown_as_no_applications(monkeypatch):
+    clock, shown = _Clock(), []
+    monkeypatch.setattr(serve, "time", clock)
+    monkeypatch.setattr(serve, "get_applications", lambda head, within_s: _deploying(1) if clock.now < 10 else None)
+    with pytest.raises(serve.ServeError, match="dashboard has not answered for 50 s"):
+        serve.wait_running(None, ["a"], 60, on_progress=shown.append)
+    assert shown == [{"a": "DEPLOYING"}]  # never an empty list of applications
 
 
 def test_grpc_options_reach_serve_with_headways_port_and_a_proxy_can_import_the_servicers(tmp_path):
