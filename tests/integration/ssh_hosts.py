@@ -1,13 +1,15 @@
 """Test hosts for the ssh provider's tests: network namespaces on a bridge of their own,
 each running Debian's sshd with keys the test makes; headway reaches them only over SSH.
 A host "dies" (every process of it killed, sshd included; unplugged too when asked) and
-"reboots" (plugged back, its runtime addresses gone, sshd started again)."""
+"reboots" (plugged back, its runtime addresses gone; headway's boot unit run as init would,
+then sshd)."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -30,6 +32,7 @@ class Hosts:
         self.names = [f"hwssh{os.getpid() % 10000}-{i}" for i in range(1, count + 1)]
         self.ips = self.subnet.host_ips()[:count]
         self.sshd: dict[str, subprocess.Popen] = {}
+        self.booted: dict[str, bool] = {}  # whether the host's last boot ran headway's boot unit
         self.key = root / "id_ed25519"
         for f in (self.key, root / "host_key"):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(f)], check=True)
@@ -50,8 +53,10 @@ class Hosts:
         return self
 
     def boot(self, name: str) -> None:
-        """Start the host's sshd (a host "reboot" after its processes all died): plugged in,
-        with only its own address (a reboot drops an address keepalived had added)."""
+        """Boot the host (a "reboot" after its processes all died): plugged in, with only its
+        own address (a reboot drops an address keepalived had added); then what its init
+        would start: headway's boot unit if it has one (run as systemd would, with a clean
+        environment, before SSH), and sshd."""
         ip = self.ips[self.names.index(name)]
         if name in self.sshd:
             subprocess.run(["ip", "-n", name, "addr", "flush", "dev", "eth0"], check=True)
@@ -59,6 +64,7 @@ class Hosts:
                 ["ip", "-n", name, "addr", "add", f"{ip}/{self.subnet.prefixlen}", "dev", "eth0"], check=True
             )
             netns.set_link(name, True)
+        self.booted[name] = self.run_boot_unit(name)
         conf = self.root / f"sshd-{name}.conf"
         # The hosts share this machine's files: a HOME of their own keeps the machine's shell
         # start-up (pyenv's rehash and its lock) out of every command, as on a clean host. A
@@ -83,6 +89,20 @@ class Hosts:
                 return
             time.sleep(0.1)
         raise AssertionError(f"sshd of {name} did not listen")
+
+    def boot_unit(self, name: str) -> Path:
+        return self.root / "units" / f"headway-boot-{self.ips[self.names.index(name)].replace('.', '-')}.service"
+
+    def run_boot_unit(self, name: str) -> bool:
+        """Run the host's boot unit's command in the host, as systemd would; False when the
+        host has none (not written yet)."""
+        unit = self.boot_unit(name)
+        if not unit.exists():
+            return False
+        (command,) = [ln.split("=", 1)[1] for ln in unit.read_text().splitlines() if ln.startswith("ExecStart=")]
+        clean = ["env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        subprocess.run(["ip", "netns", "exec", name, *clean, *shlex.split(command)], check=True, timeout=60)
+        return True
 
     def crash(self, name: str, unplug: bool = False) -> int:
         """The host dies: SIGKILL every process in it, sshd included. ``unplug``: its link
@@ -147,5 +167,8 @@ class Hosts:
                     for ip, role in zip(self.ips, roles, strict=True)
                 ],
                 **({"ingress": ingress} if ingress else {}),
+                # The hosts' boot entries and units: the test's own folders, not this machine's.
+                "boot_dir": str(self.root / "boot"),
+                "units_dir": str(self.root / "units"),
             }
         }

@@ -59,6 +59,14 @@ def _marked(host_ns: str, marker_prefix: str) -> list[int]:
     return out
 
 
+def _started_before_sshd(hosts: Hosts, host_ns: str, marker_prefix: str) -> bool:
+    """A process with the marker runs on the host, started by its boot before its sshd
+    (so not by a controller, which reaches a host only over SSH)."""
+    start = lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # noqa: E731
+    pids = _marked(host_ns, marker_prefix)
+    return bool(pids) and all(start(p) <= start(hosts.sshd[host_ns].pid) for p in pids)
+
+
 def _servers(host_ns: str, marker: str) -> str:
     """What the host's endpoint process says of its servers (its admin socket, found through
     its config), for the log."""
@@ -233,7 +241,9 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             cfg["ssh"]["store"] = {"hosts": [ips[3], ips[4], ips[0]], "data_dir": str(root / "store")}
             cfg["ssh"]["controllers"] = [ips[2], ips[3]]  # the leader's host and the standby's
             (root / "cloud.yaml").write_text(yaml.safe_dump(cfg))
-            cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True)
+            setup = cli.run("cloud", "setup", "--config", str(root / "cloud.yaml"), check=True).stdout
+            for ip in (ips[3], ips[4], ips[0]):  # each store and ingress host: its boot unit, said
+                assert f"host {ip}: boot unit {hosts.boot_unit(ns[ip])} written; not enabled" in setup, setup
             assert _store_roles(cli) == {ips[3]: "master", ips[4]: "slave"}
             # Setup waited for each to answer; a status read on this busy machine may find a
             # host late (said as an error, not as a Sentinel down), so wait for all three.
@@ -252,6 +262,7 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             endpoint = cli.status(name)["endpoint"]
             assert endpoint.startswith(f"https://{vip}:"), endpoint
             marker = cli.record(name)["ingress"]["marker"]
+            keepalived = f"cloud-{_cloud_status(cli)['id']}/vip@"
             for ip in (ips[3], ips[4]):  # an HAProxy on each ingress host
                 assert _marked(ns[ip], marker), f"no endpoint process on {ip}"
             head = next(n for n in cli.record(name)["nodes"] if n["role"] == "head")
@@ -302,6 +313,9 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
                     hosts.crash(ns[host], unplug=True)
                     time.sleep(8)
                     hosts.boot(ns[host])
+                    if host in (ips[3], ips[4]):  # an ingress host: its boot unit, not the controller, starts them
+                        assert _started_before_sshd(hosts, ns[host], keepalived)
+                        assert _started_before_sshd(hosts, ns[host], marker)
                     after_boot()
                     back = _wait_for(f"{role} host back in its role", wait_back, timeout_s=180, every_s=0.3)
                     _wait_for("RUNNING", lambda: reader.status(name)["state"] == "RUNNING", timeout_s=180, every_s=0.5)
@@ -414,6 +428,8 @@ def test_five_hosts_each_role_survives_its_host_death(cli):
             cli_b.run("cloud", "teardown", check=True)
             shutil.rmtree(cli.home / "cloud", ignore_errors=True)  # the old leader's copy: nothing left to stop
             assert not any(_marked(n, "cloud-") for n in hosts.names)  # keepalived gone everywhere
+            kept = [str(p) for p in [*(root / "boot").glob("*/*"), *(root / "units").glob("*")]]
+            assert kept == [], kept  # and no host has a boot unit or anything it would start
     finally:
         for c in controllers:
             c.stop()
@@ -450,7 +466,7 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
     certificate, a name nobody claims is not; the active ingress host dies and the other
     host's door serves both; a service leaves and the doors drop it; the last takes them."""
     from headway.cluster.local_provider import free_ports
-    from headway.hosts import ssh, vip
+    from headway.hosts import remote, ssh, vip
     from headway.ingress import door, endpoint
     from headway.model.cloud_config import SshCloud
     from headway.model.spec import ServiceSpec
@@ -476,6 +492,13 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
             monkeypatch.setattr(ssh, "_key_settings", dict(ssh._key_settings))  # back as it was after the test
             ssh.configure_host_keys(cfg)  # as loading the cloud's record does
             _wait_for("sshd on both hosts", lambda: all(map(ssh.reachable, cfg.ingress_hosts())), 30, 0.2)
+            for host in cfg.ingress_hosts():  # as ``cloud setup`` does
+                said = remote.install_boot_unit(cfg, host)
+                assert said.endswith("not enabled (systemd does not run there)"), said
+                if shutil.which("systemd-analyze"):  # the file as written on the host
+                    unit = hosts.boot_unit(ns[host.address])
+                    checked = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+                    assert checked.returncode == 0 and checked.stderr == "", checked.stderr
             workers = free_ports(2, set())
             (port,) = free_ports(1, set(workers))
             bridge = hosts.subnet.bridge_ip
@@ -546,19 +569,31 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
 
             def reboot(ip: str) -> None:
                 hosts.boot(ns[ip])
+                assert hosts.booted[ns[ip]]  # its boot unit ran
                 host = next(h for h in cfg.ingress_hosts() if h.address == ip)
                 _wait_for(f"sshd on {ip}", lambda: ssh.reachable(host), 30, 0.2)
 
-            # The dead host reboots: the controller's repair (``endpoint.start``) brings its
-            # instances back and, with them, its door; the other host dies and it serves both.
+            def instances_on(ip: str) -> list[list[int]]:
+                """The processes of each endpoint's instance on the host, and of its door."""
+                return [_marked(ns[ip], f"{r.ingress.marker}@{ip}") for r in recs.values()] + [_marked(ns[ip], "door@")]
+
+            # The dead host reboots: its boot unit brings back its instances, its door and its
+            # keepalived, with no controller; the other host dies and it serves both.
             reboot(holder)
-            for name in recs:
-                endpoint.start(crec, recs[name], specs[name])
-            assert _marked(ns[holder], "door@")
+            assert all(len(pids) == 1 for pids in instances_on(holder)), instances_on(holder)
             hosts.crash(ns[other], unplug=True)
             _wait_for(
-                "both names served by the rebooted host", lambda: all(ask(n) == served[n] for n in served), 30, 0.3
+                "both names served by the rebooted host (started at its boot)",
+                lambda: all(ask(n) == served[n] for n in served),
+                30,
+                0.3,
             )
+            # The controller's repair, the second line, adopts what the boot started (and
+            # replaces each instance seamlessly with the config of now): never a second one.
+            for name in recs:
+                endpoint.start(crec, recs[name], specs[name])
+            assert all(len(pids) == 1 for pids in instances_on(holder)), instances_on(holder)
+            assert all(ask(n) == served[n] for n in served)
             reboot(other)  # every host up: what leaves must leave nothing on either
 
             endpoint.stop(crec, recs["api"])  # the door drops it; shop still served
@@ -572,6 +607,8 @@ def test_two_services_share_one_https_port_by_name_on_both_ingress_hosts(tmp_pat
             vip.stop(cfg, crec.id)
             left = [p.name for ip in ips for p in paths.node_temp_root().glob(f"*-{ip}")]
             assert left == [], left  # no folder of an endpoint, door or keepalived on either host
+            kept = [str(p) for ip in ips for p in (root / "boot" / ip).glob("*/run.sh")]
+            assert kept == [], kept  # and nothing either host would start at its next boot
     finally:
         for rec in recs.values():
             with contextlib.suppress(Exception):

@@ -88,8 +88,12 @@ def cloud_setup_command(
     except RuntimeError as exc:
         _fail(str(exc))
     store = cloud.store_address(rec).masked()
-    if _emit({"id": rec.id, "mode": rec.mode, "hosts": len(rec.ssh.hosts) if rec.ssh else 0, "store": store}, as_json):
+    booted = cloud_setup.boot_units(rec)
+    summary = {"id": rec.id, "mode": rec.mode, "hosts": len(rec.ssh.hosts) if rec.ssh else 0, "store": store}
+    if _emit(summary | {"boot_units": booted}, as_json):
         return
+    for line in booted:
+        out.print(escape(line))
     hosts = f", {len(rec.ssh.hosts)} hosts over SSH" if rec.ssh else ""
     out.print(f"cloud {rec.id} ready ({rec.mode} mode{hosts}); GCS store {store}")
 

@@ -18,7 +18,10 @@ The processes (Ray nodes, an endpoint's HAProxy, keepalived):
 
 Each is started detached with a marker in its environment (``HEADWAY_NODE``, as locally)
 and is found again by that marker, or by its PID together with its start time — never by
-its name: a host may run other programs of the same name that are not headway's.
+its name: a host may run other programs of the same name that are not headway's. The
+store, Sentinel, endpoint and keepalived processes are also kept as the host's boot entries
+(``start_kept``; ``plan.boot_entry`` says why once at boot, not a unit per process), run by
+the host's boot unit where headway logs in as root.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from pathlib import PurePosixPath
 import paramiko
 
 from headway.hosts import ssh
-from headway.model.cloud_config import SshError, SshHost
+from headway.model.cloud_config import SshCloud, SshError, SshHost
+from headway.plan import boot_entry
+from headway.plan.systemd_units import render
 from headway.system import procs
 
 #: The shell function that checks (or makes) one folder; exits 3 saying why it refuses.
@@ -177,16 +182,84 @@ def same_process(host: SshHost, pid: int | None, started: int | None) -> bool:
 def marked_pids(host: SshHost, marker: str) -> list[int]:
     """Every process on the host whose marker is exactly ``marker``. Raises SshError when the
     host does not answer: an unreachable host's processes cannot be shown to be gone."""
-    quoted = shlex.quote(f"{procs.MARKER_VAR}={marker}")
-    script = (
-        "for p in /proc/[0-9]*; do "
-        f"tr '\\0' '\\n' < $p/environ 2>/dev/null | grep -qx {quoted} && echo ${{p#/proc/}}; "
-        "done; true"
-    )
-    _, out, _ = ssh.run(host, script)
+    _, out, _ = ssh.run(host, boot_entry.marked_scan(marker))
     return sorted(int(p) for p in out.split() if p.isdigit())
 
 
 def kill(host: SshHost, pids: list[int]) -> None:
     if pids:
         ssh.run(host, "kill -9 " + " ".join(str(int(p)) for p in pids) + " 2>/dev/null; true")
+
+
+# -- at boot (``plan.boot_entry``) ------------------------------------------------------------
+def _folder(cloud: SshCloud, host: SshHost, marker: str) -> str:
+    return f"{boot_entry.host_folder(cloud.boot_dir, host.address)}/{boot_entry.key(marker)}"
+
+
+def start_kept(
+    cloud: SshCloud,
+    host: SshHost,
+    entry: boot_entry.BootEntry,
+    contents: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+    what: str | None = None,
+) -> int:
+    """Start ``entry``'s process now (with ``extra`` arguments, e.g. a reload's takeover of
+    the old process's listener) and keep it as what the host starts at boot (with
+    ``contents``: each copy's text, by its name in ``entry.files``); its PID."""
+    pid = start_detached(host, [*entry.argv, *(extra or [])], {}, entry.cwd, entry.log, entry.marker, what=what)
+    _remember(cloud, host, entry, contents or {})
+    return pid
+
+
+def _remember(cloud: SshCloud, host: SshHost, entry: boot_entry.BootEntry, contents: dict[str, str]) -> None:
+    """Write the entry (its files first, ``run.sh`` last: a boot never runs half an entry)."""
+    if host.user != "root":
+        return
+    folder = _folder(cloud, host, entry.marker)
+    _ensure_boot(cloud, host, folder)
+    for name, text in contents.items():
+        put_private(host, f"{folder}/{name}", text)
+    put_private(host, f"{folder}/{boot_entry.RUN}", boot_entry.run_script(entry, folder))
+
+
+def _ensure_boot(cloud: SshCloud, host: SshHost, folder: str) -> None:
+    """``boot_dir`` (root's only, made with its parents) and the folders down to ``folder``."""
+    ssh.run(host, f"mkdir -p {shlex.quote(cloud.boot_dir.rsplit('/', 1)[0] or '/')}")
+    ensure_dirs(host, folder, cloud.boot_dir, root_mode=0o700)
+
+
+def forget_at_boot(cloud: SshCloud, host: SshHost, marker: str) -> None:
+    """The process was stopped for good: its host no longer starts it at boot."""
+    ssh.run(host, f"rm -rf {shlex.quote(_folder(cloud, host, marker))}")
+
+
+def install_boot_unit(cloud: SshCloud, host: SshHost) -> str:
+    """Write the host's boot unit and enable it where systemd runs; what was done, said."""
+    if host.user != "root":
+        return f"host {host.address}: no boot unit (headway logs in as {host.user}, not root)"
+    unit = boot_entry.unit(cloud.boot_dir, host.address)
+    folder = boot_entry.host_folder(cloud.boot_dir, host.address)
+    _ensure_boot(cloud, host, folder)
+    put_private(host, f"{folder}/{boot_entry.ALL}", boot_entry.boot_script(cloud.boot_dir, host.address))
+    path = f"{cloud.units_dir}/{unit.name}"
+    ssh.run(host, f"mkdir -p {shlex.quote(cloud.units_dir)}")  # systemd's own folder: its mode is left alone
+    put_private(host, path, render(unit))
+    ssh.run(host, f"chmod 644 {shlex.quote(path)}")
+    status, _, _ = ssh.run(host, "test -d /run/systemd/system")
+    if status != 0:
+        return f"host {host.address}: boot unit {path} written; not enabled (systemd does not run there)"
+    status, _, err = ssh.run(host, f"systemctl daemon-reload && systemctl enable {shlex.quote(unit.name)}")
+    if status != 0:
+        raise SshError(f"host {host.address}: enabling {unit.name} failed: {err.strip()[-300:]}")
+    return f"host {host.address}: boot unit {unit.name} enabled"
+
+
+def remove_boot_unit(cloud: SshCloud, host: SshHost) -> None:
+    """The cloud is torn down: the host's boot unit goes (disabled first where systemd
+    runs), with its entries."""
+    unit = boot_entry.unit(cloud.boot_dir, host.address)
+    path = shlex.quote(f"{cloud.units_dir}/{unit.name}")
+    disable = f"systemctl disable {shlex.quote(unit.name)} 2>/dev/null; " if host.user == "root" else ""
+    folder = shlex.quote(boot_entry.host_folder(cloud.boot_dir, host.address))
+    ssh.run(host, f"test -d /run/systemd/system && {{ {disable}true; }}; rm -f {path}; rm -rf {folder}; true")

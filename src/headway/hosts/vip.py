@@ -27,9 +27,11 @@ import shlex
 
 from headway.hosts import remote, ssh
 from headway.model.cloud_config import IngressHosts, SshCloud, SshError, SshHost
+from headway.plan import boot_entry as be
 from headway.system import paths
 
 ADVERT_INTERVAL_S = 0.2
+STARTUP_DELAY_S = 2
 KEEPALIVED = "keepalived"
 
 
@@ -41,6 +43,9 @@ def render(cfg: IngressHosts, me: str, instance: str) -> str:
         [
             "global_defs {",
             "    vrrp_version 3",
+            # A host that boots listens for the current holder's adverts only once its network
+            # has settled: started at once, it missed them for ~1 s and took the address too.
+            f"    vrrp_startup_delay {STARTUP_DELAY_S:g}",
             f"    router_id {instance}",
             "}",
             f"vrrp_instance {instance} {{",
@@ -85,9 +90,22 @@ def start(cloud: SshCloud, host: SshHost, cloud_id: str) -> int:
     d = _dir(host)
     remote.ensure_dirs(host, d, str(paths.node_temp_root()))
     conf = f"{d}/keepalived.conf"
-    remote.put_private(host, conf, render(cloud.ingress, host.address, f"headway_{cloud_id}"))
-    argv = [KEEPALIVED, "-n", "-l", "-D", "-P", "-f", conf, "-p", f"{d}/keepalived.pid", "-r", f"{d}/vrrp.pid"]
-    return remote.start_detached(host, argv, {}, d, f"{d}/keepalived.log", marker(cloud_id, host))
+    text = render(cloud.ingress, host.address, f"headway_{cloud_id}")
+    remote.put_private(host, conf, text)
+    pidfiles = [f"{d}/keepalived.pid", f"{d}/vrrp.pid"]
+    entry = be.BootEntry(
+        marker=marker(cloud_id, host),
+        argv=[KEEPALIVED, "-n", "-l", "-D", "-P", "-f", conf, "-p", pidfiles[0], "-r", pidfiles[1]],
+        cwd=d,
+        log=f"{d}/keepalived.log",
+        dirs=[(str(paths.node_temp_root()), 0o711), (d, 0o700)],
+        files={conf: "keepalived.conf"},
+        stale=pidfiles,
+    )
+    # Its pidfiles outlive a host's death, and keepalived will not start while one names a
+    # live process: after a reboot, or once PIDs wrap, that is any process at all.
+    ssh.run(host, "rm -f " + " ".join(map(shlex.quote, pidfiles)))
+    return remote.start_kept(cloud, host, entry, {"keepalived.conf": text})
 
 
 def ensure(cloud: SshCloud, cloud_id: str) -> list[str]:
@@ -107,6 +125,7 @@ def stop(cloud: SshCloud, cloud_id: str) -> None:
     """Stop keepalived everywhere (it gives the address up as it exits)."""
     for host in cloud.ingress_hosts():
         try:
+            remote.forget_at_boot(cloud, host, marker(cloud_id, host))
             pids = remote.marked_pids(host, marker(cloud_id, host))
             if pids:
                 ssh.run(host, "kill " + " ".join(map(str, pids)) + "; sleep 0.3; true")

@@ -187,6 +187,7 @@ def _sync_on(cfg: SshCloud, host: SshHost, bind: str, port: int, members: list[S
     f = _files_on(bind, port, host, root)
     running = remote.marked_pids(host, _marker(Path(f["dir"])))
     if not members:
+        remote.forget_at_boot(cfg, host, _marker(Path(f["dir"])))
         remote.kill(host, running)
         ssh.run(host, f"rm -rf {shlex.quote(f['dir'])}")
         return
@@ -197,14 +198,14 @@ def _sync_on(cfg: SshCloud, host: SshHost, bind: str, port: int, members: list[S
     if alive and ssh.run(host, f"cat {shlex.quote(f['config'])}")[1] == text:
         return
     remote.ensure_dirs(host, f["dir"], root)
-    remote.put_private(host, f"{f['dir']}/where", f"{bind} {port}\n")
     if alive:
         extra = ["-x", f["socket"], "-sf", *map(str, running)]
     else:
         remote.kill(host, running)  # what is left of a door that stopped answering
         ssh.run(host, f"rm -f {shlex.quote(f['socket'])}")
         extra = []
-    ingress_hosts.start_haproxy(cfg, host, f, text, _marker(Path(f["dir"])), extra)
+    where = {f"{f['dir']}/where": f"{bind} {port}\n"}  # what ``_follow_on_hosts`` reads
+    ingress_hosts.start_haproxy(cfg, host, f, text, _marker(Path(f["dir"])), extra, where)
 
 
 def _follow_on_hosts(cfg: SshCloud, rec: ServiceRecord, leaving: bool) -> None:

@@ -244,7 +244,7 @@ def _spawn_on(
             instances.hosts_config(crec), host, ing, text, root, ["-x", f["socket"], "-sf", str(inst.pid)], pem
         )
         return
-    ingress_hosts.stop_on(host, ing, root)  # a fresh start is the only listener
+    ingress_hosts.stop_on(instances.hosts_config(crec), host, ing, root)  # a fresh start is the only listener
     ingress_hosts.spawn(instances.hosts_config(crec), host, ing, text, root, [], pem)
 
 
@@ -277,7 +277,8 @@ def start(crec: CloudRecord | None, rec: ServiceRecord, spec: ServiceSpec) -> In
 
         def start_missing(host: SshHost) -> None:
             if not ingress_hosts.alive(host, ing.instances.get(host.address)):
-                _spawn_on(crec, host, rec, spec, ing, reload=False)
+                # One its host started at boot is replaced seamlessly, with the config of now.
+                _spawn_on(crec, host, rec, spec, ing, reload=ingress_hosts.adopt(host, ing))
 
         if ingress_hosts.each_answering(cfg, start_missing) == 0:
             raise IngressError(f"no ingress host answers SSH ({', '.join(h.address for h in cfg.ingress_hosts())})")
@@ -373,8 +374,8 @@ def stop(crec: CloudRecord | None, rec: ServiceRecord) -> None:
         return
     door.follow(crec, rec, leaving=True)
     if ing.on_hosts:
-        root = str(paths.node_temp_root())
-        ingress_hosts.each_answering(instances.hosts_config(crec), lambda h: ingress_hosts.stop_on(h, ing, root))
+        root, cfg = str(paths.node_temp_root()), instances.hosts_config(crec)
+        ingress_hosts.each_answering(cfg, lambda h: ingress_hosts.stop_on(cfg, h, ing, root))
         ing.instances.clear()
         return
     procs.kill_pids(procs.pids_with_marker(instances.marker(rec)), grace_s=2)

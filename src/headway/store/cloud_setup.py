@@ -9,6 +9,7 @@ processes restarted when they die, the store's observed status, and teardown.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
 import shutil
@@ -16,8 +17,8 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from headway.hosts import vip
-from headway.model.cloud_config import MODES, SshCloud
+from headway.hosts import remote, vip
+from headway.model.cloud_config import MODES, SshCloud, SshError
 from headway.state import state_snapshot
 from headway.store import storage, store_conf, store_procs
 from headway.store.cloud import (
@@ -130,12 +131,36 @@ def setup(
     return rec
 
 
+def _boot_hosts(cfg: SshCloud) -> list[str]:
+    """The hosts that run what a boot unit starts: the store's and the endpoints'."""
+    return list(dict.fromkeys([*(cfg.store.hosts if cfg.store else []), *(cfg.ingress.hosts if cfg.ingress else [])]))
+
+
+def boot_units(rec: CloudRecord) -> list[str]:
+    """Give every store and ingress host its boot unit (``remote.install_boot_unit``); what
+    was done on each, said. A host that does not answer is named: its unit is written at
+    the next setup."""
+    if rec.ssh is None:
+        return []
+    said = []
+    for address in _boot_hosts(rec.ssh):
+        try:
+            said.append(remote.install_boot_unit(rec.ssh, rec.ssh.host(address)))
+        except SshError as exc:
+            said.append(f"host {address}: no boot unit written ({exc})")
+    return said
+
+
 def restart_dead(rec: CloudRecord) -> list[int]:
     """Start every store process that is not running: the primary (as Sentinel knows it)
     as primary, the others as its replicas; then the Sentinels. A store host that does not
     answer is left for a later round. Returns the restarted ports."""
     pw = password()
     tls = tls_files(rec)
+    # What a store host started at boot runs already: taken as it is, not started twice.
+    dead = [p for p in [*rec.store, *rec.all_sentinels()] if not is_running(rec, p)]
+    if [p for p in dead if store_procs.adopt(rec.ssh, p)]:
+        save(rec)
     running = [p for p in rec.store if is_running(rec, p)]
     primary = current_primary(rec) if running else rec.where(rec.primary)
     restarted = []
@@ -261,6 +286,9 @@ def teardown() -> None:
             store_procs.stop(rec.ssh, proc, remove_data=True)
         if rec.ssh is not None and rec.ssh.ingress is not None:
             vip.stop(rec.ssh, rec.id)
+        for address in _boot_hosts(rec.ssh) if rec.ssh is not None else []:
+            with contextlib.suppress(SshError):  # a host that is down keeps its unit: it starts nothing left
+                remote.remove_boot_unit(rec.ssh, rec.ssh.host(address))
         if rec.mode == "netns":
             netns.remove_bridge()
     shutil.rmtree(paths.cloud_dir(), ignore_errors=True)

@@ -47,6 +47,12 @@ def listen(proc: StoreProcess, tls: TlsFiles | None) -> list[str]:
     ]
 
 
+def pidfile(proc: StoreProcess) -> str:
+    """Where the process writes its PID: how one its host started at boot is found again
+    (Redis's process title overwrites the environment that holds headway's marker)."""
+    return f"{proc.data_dir}/server.pid"
+
+
 def store(
     proc: StoreProcess,
     bind: list[str],
@@ -71,6 +77,7 @@ def store(
         f"maxmemory {maxmemory}",
         "maxmemory-policy noeviction",
         "daemonize no",
+        f"pidfile {pidfile(proc)}",
         f"logfile {proc.log}",
         # Sentinel hands out what replicas announce: the address the nodes can reach.
         f"replica-announce-ip {announce}",
@@ -97,6 +104,7 @@ def sentinel(
         f"bind {' '.join(bind)}",
         f"dir {proc.data_dir}",
         "daemonize no",
+        f"pidfile {pidfile(proc)}",
         f"logfile {proc.log}",
         f"requirepass {pw}",
         *([f"sentinel announce-ip {announce}"] if announce else []),

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from headway.hosts import remote, ssh
 from headway.model.cloud_config import SshCloud, SshError
-from headway.store.store_conf import StoreProcess, TlsFiles
+from headway.plan.boot_entry import BootEntry
+from headway.store.store_conf import StoreProcess, TlsFiles, pidfile
 from headway.system import binaries, paths, procs
 
-__all__ = ["SshError", "here", "host_tls", "on_hosts", "running", "start", "stop"]
+__all__ = ["SshError", "adopt", "here", "host_tls", "on_hosts", "running", "start", "stop"]
 
 
 def here(store_root: Path, cid: str) -> tuple[list[StoreProcess], StoreProcess]:
@@ -130,8 +131,33 @@ def start(cfg: SshCloud | None, proc: StoreProcess, conf: str, tls: TlsFiles | N
     if binary is None:
         raise SshError(f"host {proc.host}: no redis-server or valkey-server with TLS; apt-get install redis-server")
     argv = [binary, proc.conf, *(["--sentinel"] if sentinel else [])]
-    pid = remote.start_detached(host, argv, {}, proc.data_dir, f"{proc.data_dir}/stdout.log", proc.marker)
+    # Its files are under data_dir, which a reboot keeps: the entry puts none back.
+    entry = BootEntry(proc.marker, argv, proc.data_dir, f"{proc.data_dir}/stdout.log", marker_readable=False)
+    pid = remote.start_kept(cfg, host, entry)
     proc.pid, proc.pid_started = pid, remote.start_time(host, pid)
+
+
+def adopt(cfg: SshCloud | None, proc: StoreProcess) -> bool:
+    """Take the process its host started at boot (found by its pidfile) as ``proc``; False
+    when there is none. A pidfile outlives a crash, so its PID counts only while that
+    process works in ``proc``'s own folder (Redis moves to its ``dir``; the Sentinel on the
+    same host has another)."""
+    if proc.host is None or cfg is None:
+        return False
+    host = cfg.host(proc.host)
+    script = f'p=$(cat {shlex.quote(pidfile(proc))}) && echo "$p" && readlink "/proc/$p/cwd"'
+    try:
+        _, out, _ = ssh.run(host, script)
+        pid, cwd = ([*out.split("\n", 1), ""])[:2]
+        if not pid.strip().isdigit() or cwd.strip() != proc.data_dir:
+            return False
+        started = remote.start_time(host, int(pid))
+    except SshError:
+        return False
+    if started is None:
+        return False
+    proc.pid, proc.pid_started = int(pid), started
+    return True
 
 
 def server_path(cfg: SshCloud, address: str) -> str | None:
@@ -153,6 +179,7 @@ def stop(cfg: SshCloud | None, proc: StoreProcess, remove_data: bool = False) ->
         if proc.pid and running(cfg, proc):
             remote.kill(host, [proc.pid])
         if remove_data:
+            remote.forget_at_boot(cfg, host, proc.marker)
             ssh.run(host, f"rm -rf {shlex.quote(proc.data_dir)}")
     except SshError:
         pass  # a host that is down keeps its files; nothing of it answers clients

@@ -112,6 +112,7 @@ def test_keepalived_config_of_each_ingress_host(tmp_path):
     second = vip.render(cfg.ingress, "10.0.0.2", "headway_ab12")
     for text in (first, second):
         assert "vrrp_version 3" in text and "state BACKUP" in text and "nopreempt" in text
+        assert "vrrp_startup_delay 2" in text  # a host that boots hears the holder first
         assert "10.0.0.100/24 dev eth0" in text and "virtual_router_id 51" in text
     # Each host talks to the others by unicast; the first listed has the highest priority.
     assert "unicast_src_ip 10.0.0.3" in first and "        10.0.0.2\n" in first and "        10.0.0.3\n" not in first
