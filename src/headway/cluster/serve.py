@@ -146,9 +146,12 @@ def wait_running(
     service starts its replicas a few at a time, and that is not a stall (24 workers on 2
     cores took 85 s here, and twice that on a slower machine).
     ``partial_ok``: DEPLOYING is enough once every deployment runs a replica (a rollout's
-    new cluster starts smaller than its version under a surge cap: the rest fits later)."""
+    new cluster starts smaller than its version under a surge cap: the rest fits later).
+    ``on_progress(statuses, running, target)``: each change of a status or of the count of
+    running replicas (of all the deployments' target)."""
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
+    shown: tuple | None = None
     most_running, unanswered_since = 0, None
     while time.monotonic() < deadline:
         details = get_applications(head, APPS_READ_WITHIN_S)
@@ -158,9 +161,11 @@ def wait_running(
             continue
         unanswered_since = None
         statuses = app_statuses(details)
-        if statuses != last and on_progress:
-            on_progress(statuses)
-        last = statuses
+        deps = [d for app in replicas(details).values() for d in app.values()]
+        running, target = sum(d["running"] for d in deps), sum(d["target"] or 0 for d in deps)
+        if (statuses, running, target) != shown and on_progress:
+            on_progress(statuses, running, target)  # each status and each replica more, said
+        shown, last = (statuses, running, target), statuses
         failed = [n for n in names if statuses.get(n) == "DEPLOY_FAILED"]
         if failed:
             msgs = app_messages(details)
@@ -168,8 +173,6 @@ def wait_running(
             raise ServeError(f"application(s) failed to deploy: {detail}")
         if names and all(statuses.get(n) == "RUNNING" for n in names):
             return statuses
-        deps = [d for app in replicas(details).values() for d in app.values()]
-        running = sum(d["running"] for d in deps)
         if running > most_running:
             most_running, deadline = running, time.monotonic() + timeout_s
         serving = bool(deps) and all(d["running"] > 0 for d in deps)

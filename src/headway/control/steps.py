@@ -164,8 +164,9 @@ def apply_apps(rec: ServiceRecord, spec: ServiceSpec, progress: Progress, strict
     serve.put_applications(serve.head_api(rec), config)
     names = [a.name for a in spec.applications]
 
-    def on_progress(statuses: dict[str, str]) -> None:
-        progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()))
+    def on_progress(statuses: dict[str, str], running: int, target: int) -> None:
+        replicas = f"; replicas running: {running} of {target}" if target else ""
+        progress("applications: " + ", ".join(f"{k}={v}" for k, v in statuses.items()) + replicas)
         locks.check_cancelled(rec.name)
 
     serve.wait_running(

@@ -88,8 +88,18 @@ def test_a_dashboard_that_stops_answering_is_named_and_not_shown_as_no_applicati
     monkeypatch.setattr(serve, "time", clock)
     monkeypatch.setattr(serve, "get_applications", lambda head, within_s: _deploying(1) if clock.now < 10 else None)
     with pytest.raises(serve.ServeError, match="dashboard has not answered for 50 s"):
-        serve.wait_running(None, ["a"], 60, on_progress=shown.append)
-    assert shown == [{"a": "DEPLOYING"}]  # never an empty list of applications
+        serve.wait_running(None, ["a"], 60, on_progress=lambda *seen: shown.append(seen))
+    assert shown == [({"a": "DEPLOYING"}, 1, 24)]  # never an empty list of applications
+
+
+def test_each_replica_started_is_said_once():
+    """A large deploy says how far it got: each status change and each replica more, once."""
+    clock, shown = _Clock(), []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(serve, "time", clock)
+        mp.setattr(serve, "get_applications", lambda head, within_s: _deploying(min(3, int(clock.now // 2)), 3))
+        assert serve.wait_running(None, ["a"], 60, on_progress=lambda *seen: shown.append(seen)) == {"a": "RUNNING"}
+    assert shown == [({"a": "DEPLOYING"}, n, 3) for n in range(3)] + [({"a": "RUNNING"}, 3, 3)]
 
 
 def test_grpc_options_reach_serve_with_headways_port_and_a_proxy_can_import_the_servicers(tmp_path):
