@@ -61,10 +61,16 @@ def _marked(host_ns: str, marker_prefix: str) -> list[int]:
 
 def _started_before_sshd(hosts: Hosts, host_ns: str, marker_prefix: str) -> bool:
     """A process with the marker runs on the host, started by its boot before its sshd
-    (so not by a controller, which reaches a host only over SSH)."""
-    start = lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # noqa: E731
+    (so not by a controller, which reaches a host only over SSH). The oldest one is the
+    program itself: the processes it forks later (keepalived's VRRP child) carry its
+    marker too, and may be younger than sshd."""
     pids = _marked(host_ns, marker_prefix)
-    return bool(pids) and all(start(p) <= start(hosts.sshd[host_ns].pid) for p in pids)
+    return bool(pids) and min(map(_start_time, pids)) <= _start_time(hosts.sshd[host_ns].pid)
+
+
+def _start_time(pid: int) -> int:
+    """When the process started (clock ticks since boot: /proc/PID/stat's 22nd field)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
 
 
 def _servers(host_ns: str, marker: str) -> str:
