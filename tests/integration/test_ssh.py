@@ -128,30 +128,48 @@ def test_ssh_hosts_version_mismatch_then_head_host_dies_and_reboots(cli):
             auth = {"Authorization": f"Bearer {token}"}
             assert httpx.get(st["endpoint"] + "/", headers=auth, timeout=10).status_code == 200
 
-            # 3. The head host dies (sshd too); it "reboots" 8 s later; the head comes back on it.
+            # 3. The head host and a worker's host die together (sshd too). The head host
+            # "reboots" 8 s later and the head comes back on it. The worker's host is still
+            # down then: it cannot be fenced, so the recovery ends without it (the other worker
+            # serves; it once left the service UNHEALTHY for good) and the watchdog replaces it
+            # once its host is back.
+            lost = next(n for n in worker_ids if by_name[n]["ip"] == hosts.ips[2])
+            kept = next(n for n in worker_ids if n != lost)
             with Load([st["endpoint"]] * 4, headers=auth) as load:
                 time.sleep(2)
                 died_at = time.time()
-                killed = hosts.crash(hosts.names[0])
+                killed = hosts.crash(hosts.names[0]) + hosts.crash(hosts.names[2])
                 cli.wait_event(name, "state", after=died_at - 1, state="HEAD_RECOVERING", timeout=30)
                 time.sleep(max(0.0, died_at + 8 - time.time()))
                 hosts.boot(hosts.names[0])
                 rebooted_at = time.time()
                 running = cli.wait_event(name, "state", after=rebooted_at, state="RUNNING", timeout=180)
+                assert cli.status(name)["state"] == "RUNNING"  # with its worker's host still down
+                hosts.boot(hosts.names[2])
+                worker_back_at = time.time()
+                replaced = cli.wait_event(name, "worker_replaced", after=worker_back_at, timeout=120)
                 time.sleep(1)
             events = cli.events(name)
             failed_attempts = [e for e in events if e["at"] > died_at and e["state"] == "UNHEALTHY"]
+            refusals = [e for e in events if e["kind"] == "worker_replacement_failed"]
+            deferred = [e for e in refusals if died_at < e["at"] < running["at"]]
+            retried = [e for e in refusals if running["at"] < e["at"]]
             print(
-                f"\nssh: head host died ({killed} processes), rebooted after {rebooted_at - died_at:.1f} s; "
-                f"RUNNING {running['at'] - died_at:.1f} s after the death ({running['at'] - rebooted_at:.1f} s after "
-                f"the reboot); {len(failed_attempts)} attempt(s) refused while the host was down; {load.report()}"
+                f"\nssh: head host and {lost}'s host died ({killed} processes), the head's rebooted after "
+                f"{rebooted_at - died_at:.1f} s; RUNNING {running['at'] - died_at:.1f} s after the death "
+                f"({running['at'] - rebooted_at:.1f} s after the reboot); {len(failed_attempts)} attempt(s) refused "
+                f"while the host was down; {lost} replaced {replaced['at'] - worker_back_at:.1f} s after its host came "
+                f"back ({len(retried)} attempt(s) refused before); {load.report()}"
             )
             assert load.failed == 0, load.errors[:5]
             assert failed_attempts and "cannot fence" in failed_attempts[0]["message"]
+            assert deferred and "cannot fence" in deferred[0]["message"] and deferred[0]["details"]["workers"] == [lost]
+            assert len(retried) <= (worker_back_at - running["at"]) / 5 + 2  # not every round: a pause between
             after = read_record(cli.home, name)
             nodes = {n["name"]: n for n in after["nodes"]}
             assert nodes["head"]["host"] == hosts.ips[0]
-            assert {n: nodes[n]["node_id"] for n in worker_ids} == worker_ids  # re-adopted, not replaced
+            assert nodes[kept]["node_id"] == worker_ids[kept]  # re-adopted, not replaced
+            assert nodes[lost]["ip"] == hosts.ips[2] and nodes[lost]["node_id"] != worker_ids[lost]
             assert cli.status(name)["state"] == "RUNNING"
 
             # 4. A worker's Ray processes die, its host stays up. Both worker hosts are in use:

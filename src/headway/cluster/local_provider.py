@@ -282,6 +282,9 @@ class LocalProvider:
             return procs.same_process(node.pid, node.pid_started)
         return procs.alive(node.pid) and bool(procs.pids_with_marker(node.marker))
 
+    def alive_or_unknown(self, node: NodeRecord) -> bool | None:
+        return self.alive(node)  # a process on this machine always answers
+
     def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:
         """Crash or stop the host: every process of it, then the namespace."""
         procs.kill_pids(self.pids(node), grace_s=grace_s)

@@ -48,6 +48,10 @@ class NodeProvider(Protocol):
 
     def alive(self, node: NodeRecord) -> bool: ...
 
+    def alive_or_unknown(self, node: NodeRecord) -> bool | None:
+        """``alive``, or None when the node's host did not answer the look: the watchdog
+        must not take one late answer from a loaded host for a crash."""
+
     def kill(self, node: NodeRecord, grace_s: float = 0.0) -> None:
         """Crash or fence the host: every process of it."""
 

@@ -184,7 +184,10 @@ class SshProvider:
 
     def alive(self, node: NodeRecord) -> bool:
         """The host answers SSH and the node's supervisor still runs."""
-        return remote.same_process(self._host(node), node.pid, node.pid_started)
+        return bool(remote.same_process(self._host(node), node.pid, node.pid_started))
+
+    def alive_or_unknown(self, node: NodeRecord) -> bool | None:
+        return remote.same_process(self._host(node), node.pid, node.pid_started, unanswered=None)
 
     def pids(self, node: NodeRecord) -> list[int]:
         """Every process on the host carrying the node's marker. Raises when the host does

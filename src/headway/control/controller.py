@@ -70,7 +70,18 @@ _DOING = {
     watchdog.Action.RESTART_INGRESS: "an ingress restart",
     watchdog.Action.REPLACE_WORKERS: "a worker replacement",
     watchdog.Action.CONVERGE: "a resumed update",
+    watchdog.Action.FINISH_RECOVERY: "the end of a head replacement",
 }
+
+#: How an UNHEALTHY service's reason starts when a head replacement failed (and is retried).
+HEAD_REPLACEMENT_FAILED = "head replacement failed"
+WORKER_REPLACEMENT_FAILED = repair.WORKER_REPLACEMENT_FAILED
+
+
+def _since_last(rec: ServiceRecord, kind: str) -> float | None:
+    """Seconds since the service's latest event of ``kind``; None without one."""
+    at = next((e.at for e in reversed(rec.events) if e.kind == kind), None)
+    return None if at is None else time.time() - at
 
 
 @dataclass
@@ -103,8 +114,10 @@ class Controller:
             last = w.last_attempt if w else None
             w = _ServiceWatch(head.marker if head else "", watchdog.HeadWatch(self.failure_threshold), last)
             self.watches[rec.name] = w
-        alive = bool(head and prov.alive(head))
-        healthy = alive and gcs_client.healthy(rec.gcs_address, rec.ray_token, timeout_s=self.probe_timeout_s)
+        alive = prov.alive_or_unknown(head) if head else False
+        healthy = alive is not False and gcs_client.healthy(
+            rec.gcs_address, rec.ray_token, timeout_s=self.probe_timeout_s
+        )
         moved = bool(head and head.store and store_primary and head.store != store_primary)
         verdict, why = watchdog.judge_head(w.head, watchdog.HeadProbe(time.time(), alive, healthy, moved))
         if verdict != watchdog.Verdict.OK and rec.state in watchdog.WATCHED_STATES:
@@ -119,6 +132,7 @@ class Controller:
             state=rec.state,
             gcs_ft=rec.gcs_ft,
             head=verdict,
+            head_why=why,
             dead_workers=tuple(s.node or "" for s in needed if s.kind == plan.StepKind.REPLACE_DEAD_WORKER),
             busy=locks.is_locked(rec.name),
             since_last_attempt_s=(time.time() - w.last_attempt) if w.last_attempt else None,
@@ -126,6 +140,8 @@ class Controller:
             unconverged=rec.state == states.State.UPDATING
             or (rec.desired_version is not None and rec.desired_version != rec.running_version)
             or any(s.kind in plan.CHANGES for s in needed),
+            recovery_unfinished=rec.state == states.State.UNHEALTHY and rec.reason.startswith(HEAD_REPLACEMENT_FAILED),
+            since_worker_failure_s=_since_last(rec, WORKER_REPLACEMENT_FAILED),
         )
 
     def round(self) -> int:
@@ -162,8 +178,9 @@ class Controller:
             watchdog.Action.REPLACE_WORKERS: self._replace_workers,
             watchdog.Action.MARK_UNHEALTHY: lambda ctx, rec: self._mark_unhealthy(rec, why),
             watchdog.Action.CONVERGE: self._converge,
+            watchdog.Action.FINISH_RECOVERY: lambda ctx, rec: self._recover(ctx, rec, why, lost_at, keep_head=True),
         }
-        if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE):
+        if action in (watchdog.Action.RECOVER_HEAD, watchdog.Action.CONVERGE, watchdog.Action.FINISH_RECOVERY):
             w.last_attempt = time.time()
         self._start(name, _DOING.get(action, str(action)), repairs[action])
 
@@ -211,17 +228,24 @@ class Controller:
 
     # -- repairs (threads, the service's lock held) -------------------------------------------
     @staticmethod
-    def _recover(ctx: Context, rec: ServiceRecord, why: str, lost_at: float) -> None:
+    def _recover(ctx: Context, rec: ServiceRecord, why: str, lost_at: float, keep_head: bool = False) -> None:
         name = rec.name
+
+        def say(message: str) -> None:
+            log.info("%s: %s", name, message)
+
         try:
-            repair.recover_head(ctx, rec, why, lost_at, progress=lambda m: log.info("%s: %s", name, m))
+            if keep_head:
+                repair.finish_recovery(ctx, rec, progress=say)
+            else:
+                repair.recover_head(ctx, rec, why, lost_at, progress=say)
             log.info("%s: head replaced; RUNNING %.1f s after the loss", name, time.time() - lost_at)
         except Cancelled as exc:
             log.info("%s: head replacement stopped: %s", name, exc)
         except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
             log.warning("%s: head replacement failed: %s", name, exc)
             rec = records.load(name) or rec
-            set_state(rec, states.State.UNHEALTHY, f"head replacement failed: {exc}"[:500])
+            set_state(rec, states.State.UNHEALTHY, f"{HEAD_REPLACEMENT_FAILED}: {exc}"[:500])
 
     @staticmethod
     def _replace_workers(ctx: Context, rec: ServiceRecord) -> None:
@@ -234,7 +258,7 @@ class Controller:
         _recorded(
             rec,
             "worker replacement",
-            "worker_replacement_failed",
+            WORKER_REPLACEMENT_FAILED,
             lambda say: repair.replace_workers(ctx, rec, dead, progress=say),
         )
 

@@ -15,11 +15,16 @@ def recovering_since(ctx: Context, rec: ServiceRecord) -> float | None:
     if not rec.gcs_ft:
         return None
     if rec.state == states.State.HEAD_RECOVERING:
-        lost = [e for e in rec.events if e.kind == "state" and e.state == states.State.HEAD_RECOVERING]
-        return lost[-1].details.get("lost_at", lost[-1].at) if lost else rec.updated_at
+        return last_loss_at(rec)
     if rec.state in UPDATABLE and rec.head is not None and not ctx.provider(rec).alive(rec.head):
         return ctx.clock()
     return None
+
+
+def last_loss_at(rec: ServiceRecord) -> float:
+    """When the head was lost, as the latest entry into HEAD_RECOVERING recorded it."""
+    lost = [e for e in rec.events if e.kind == "state" and e.state == states.State.HEAD_RECOVERING]
+    return float(lost[-1].details.get("lost_at", lost[-1].at)) if lost else rec.updated_at
 
 
 def refuse_while_recovering(ctx: Context, rec: ServiceRecord) -> None:

@@ -12,19 +12,20 @@ Both repairs are idempotent: a controller that dies half-way runs them again.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from headway.cluster import gcs_client, serve
 from headway.cluster.serve import APPS_RUNNING_TIMEOUT_S, PROXIES_HEALTHY_TIMEOUT_S
 from headway.control import log_archive
 from headway.control.context import Context, Progress, Provider
-from headway.control.head_guard import recovering_since
+from headway.control.head_guard import last_loss_at, recovering_since
 from headway.control.node_start import head_exited, note_node_ids, start_head, start_worker, wait_head
 from headway.control.store_access import wait_store_primary
 from headway.ingress import backends
 from headway.ingress import endpoint as ingress
 from headway.model import states
-from headway.model.errors import DeployError, HeadExited, HeadRecovering
+from headway.model.errors import Cancelled, DeployError, Failed, HeadExited, HeadRecovering
 from headway.model.spec import ServiceSpec
 from headway.plan import autoscale
 from headway.state import locks, records
@@ -39,6 +40,35 @@ REPLICAS_TIMEOUT_S = 120
 
 def _quiet(_: str) -> None:
     pass
+
+
+#: The timeline's entry for a replacement of dead workers that failed (retried later).
+WORKER_REPLACEMENT_FAILED = "worker_replacement_failed"
+
+#: One step of a head replacement on the service's timeline (kind, message, details).
+Step = Callable[..., None]
+
+
+def _stepper(rec: ServiceRecord, lost_at: float, progress: Progress) -> Step:
+    """Records each step with its time since the loss and since this attempt began; each is
+    a safe point where terminate preempts the replacement."""
+    t0 = time.time()
+
+    def step(kind: str, message: str, **details: Any) -> None:
+        now = time.time()
+        record_event(
+            rec,
+            kind,
+            message,
+            since_lost_s=round(now - lost_at, 2),
+            since_recovery_start_s=round(now - t0, 2),
+            **details,
+        )
+        records.save(rec)
+        progress(f"{now - lost_at:5.1f}s {message}")
+        locks.check_cancelled(rec.name)
+
+    return step
 
 
 def recover_head(
@@ -88,14 +118,33 @@ def recover_head(
             )
             records.save(rec)
             progress(f"head attempt {attempt} failed ({exc.ray_says}); starting attempt {attempt + 1}")
-    set_state(
-        rec,
-        states.State.RUNNING,
-        "head replaced",
-        downtime_s=round(time.time() - lost_at, 2),
-        recovery_s=round(time.time() - t0, 2),
-    )
+    _replaced(rec, lost_at, t0)
     return rec
+
+
+def finish_recovery(ctx: Context, rec: ServiceRecord, progress: Progress = _quiet) -> ServiceRecord:
+    """The rest of a head replacement that failed after its new head came up (a dead
+    worker's host that did not answer, replicas slow to come back): with that head, which
+    the watchdog finds healthy, no head is killed — the workers re-adopted, the dead ones
+    replaced, the applications serving. Raises like ``recover_head``."""
+    lost_at = last_loss_at(rec)
+    head = rec.head
+    if head is None:
+        raise DeployError(f"service {rec.name} has no head in its record")
+    set_state(
+        rec, states.State.HEAD_RECOVERING, "the head replacement is finished with the head now up", lost_at=lost_at
+    )
+    t0 = time.time()
+    _serve_with(ctx, rec, head, None, _stepper(rec, lost_at, progress), progress)
+    _replaced(rec, lost_at, t0)
+    return rec
+
+
+def _replaced(rec: ServiceRecord, lost_at: float, t0: float) -> None:
+    now = time.time()
+    set_state(
+        rec, states.State.RUNNING, "head replaced", downtime_s=round(now - lost_at, 2), recovery_s=round(now - t0, 2)
+    )
 
 
 def replace_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, reason: str, progress: Progress = _quiet) -> None:
@@ -110,22 +159,7 @@ def _new_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, lost_at: floa
     old = rec.head
     if old is None:
         raise DeployError(f"service {rec.name} has no head in its record")
-    t0 = time.time()
-
-    def step(kind: str, message: str, **details: Any) -> None:
-        now = time.time()
-        record_event(
-            rec,
-            kind,
-            message,
-            since_lost_s=round(now - lost_at, 2),
-            since_recovery_start_s=round(now - t0, 2),
-            **details,
-        )
-        records.save(rec)
-        progress(f"{now - lost_at:5.1f}s {message}")
-        locks.check_cancelled(rec.name)  # a safe point: terminate preempts the replacement here
-
+    step = _stepper(rec, lost_at, progress)
     locks.check_cancelled(rec.name)
     # Its logs are kept when its host is this one (a dead host over SSH would cost the
     # recovery a second SSH timeout: the removal below already tries it once).
@@ -145,14 +179,22 @@ def _new_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, lost_at: floa
     start_head(ctx, rec, spec, new, recovering=True)
     records.save(rec)
     step("new_head_started", f"new head started at {new.ip}" + (f" (netns {new.netns})" if new.netns else ""))
+    _serve_with(ctx, rec, new, old.node_id, step, progress)
 
+
+def _serve_with(
+    ctx: Context, rec: ServiceRecord, new: NodeRecord, dead_head_id: str | None, step: Step, progress: Progress
+) -> None:
+    """A replacement after its new head started: GCS up, live workers re-adopted, dead ones
+    replaced, every application serving."""
+    prov = ctx.provider(rec)
     wait_head(rec, prov, new)
     step("gcs_up", "GCS answers")
 
     live = [w for w in rec.workers if prov.alive(w)]
     # One machine shares one clock: the new head is also the one that started after it was launched.
     started_ms = (new.started_at - 2) * 1000 if prov.shares_clock and new.started_at else None
-    nodes = wait_readopted(rec, live, prov, new, old.node_id, started_ms)
+    nodes = wait_readopted(rec, live, prov, new, dead_head_id, started_ms)
     note_node_ids(rec, nodes)
     step(
         "workers_reregistered",
@@ -163,10 +205,17 @@ def _new_head(ctx: Context, rec: ServiceRecord, spec: ServiceSpec, lost_at: floa
     dead = [w.name for w in rec.workers if w not in live]
     if dead:
         # Lost while the head was down: nothing could re-place their replicas until now.
-        replace_workers(ctx, rec, dead, progress)
+        try:
+            replace_workers(ctx, rec, dead, progress)
+        except (HeadRecovering, HeadExited, Cancelled):
+            raise
+        except Failed as exc:
+            # The head is back and the live workers serve: a worker whose host does not
+            # answer yet is the watchdog's to replace (each round, once RUNNING).
+            step(WORKER_REPLACEMENT_FAILED, f"dead worker(s) not replaced yet: {exc}"[:500], workers=dead)
 
     names = [a.name for a in rec.spec.applications]
-    serving = wait_serving(rec, names, prov, new, old.node_id)
+    serving = wait_serving(rec, names, prov, new, dead_head_id)
     prov.set_priority(new, 0)  # recovered: no longer ahead of the replicas
     step(
         "apps_running",

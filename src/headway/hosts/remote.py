@@ -168,15 +168,15 @@ def start_time(host: SshHost, pid: int) -> int | None:
     return int(out) if status == 0 and out.strip().isdigit() else None
 
 
-def same_process(host: SshHost, pid: int | None, started: int | None) -> bool:
-    """The host answers and ``pid`` is still the process started then; False when the host
-    does not answer (a caller that must tell the two apart asks ``ssh.reachable``)."""
+def same_process(host: SshHost, pid: int | None, started: int | None, unanswered: bool | None = False) -> bool | None:
+    """The host answers and ``pid`` is still the process started then; ``unanswered`` when
+    the host does not answer (None for a caller that must tell the two apart)."""
     if pid is None:
         return False
     try:
         return start_time(host, pid) == started
     except SshError:
-        return False
+        return unanswered
 
 
 def marked_pids(host: SshHost, marker: str) -> list[int]:
@@ -197,29 +197,28 @@ def _folder(cloud: SshCloud, host: SshHost, marker: str) -> str:
 
 
 def start_kept(
-    cloud: SshCloud,
-    host: SshHost,
-    entry: boot_entry.BootEntry,
-    contents: dict[str, str] | None = None,
-    extra: list[str] | None = None,
-    what: str | None = None,
+    cloud: SshCloud, host: SshHost, entry: boot_entry.BootEntry, extra: list[str] | None = None, what: str | None = None
 ) -> int:
-    """Start ``entry``'s process now (with ``extra`` arguments, e.g. a reload's takeover of
-    the old process's listener) and keep it as what the host starts at boot (with
-    ``contents``: each copy's text, by its name in ``entry.files``); its PID."""
+    """Write ``entry``'s files, remove what a dead process of it left, start it now (with
+    ``extra`` arguments, e.g. a reload's takeover of the old process's listener), and keep
+    it as what the host starts at boot; its PID. Its folders are the caller's to check."""
+    for path, text in entry.files.items():
+        put_private(host, path, text)
+    if entry.stale:
+        ssh.run(host, "rm -f " + " ".join(map(shlex.quote, entry.stale)))
     pid = start_detached(host, [*entry.argv, *(extra or [])], {}, entry.cwd, entry.log, entry.marker, what=what)
-    _remember(cloud, host, entry, contents or {})
+    _remember(cloud, host, entry)
     return pid
 
 
-def _remember(cloud: SshCloud, host: SshHost, entry: boot_entry.BootEntry, contents: dict[str, str]) -> None:
-    """Write the entry (its files first, ``run.sh`` last: a boot never runs half an entry)."""
+def _remember(cloud: SshCloud, host: SshHost, entry: boot_entry.BootEntry) -> None:
+    """Write the entry (its copies first, ``run.sh`` last: a boot never runs half an entry)."""
     if host.user != "root":
         return
     folder = _folder(cloud, host, entry.marker)
     _ensure_boot(cloud, host, folder)
-    for name, text in contents.items():
-        put_private(host, f"{folder}/{name}", text)
+    for path, text in entry.files.items():
+        put_private(host, f"{folder}/{boot_entry.copy_name(path)}", text)
     put_private(host, f"{folder}/{boot_entry.RUN}", boot_entry.run_script(entry, folder))
 
 

@@ -89,23 +89,19 @@ def start(cloud: SshCloud, host: SshHost, cloud_id: str) -> int:
     assert cloud.ingress is not None
     d = _dir(host)
     remote.ensure_dirs(host, d, str(paths.node_temp_root()))
-    conf = f"{d}/keepalived.conf"
-    text = render(cloud.ingress, host.address, f"headway_{cloud_id}")
-    remote.put_private(host, conf, text)
-    pidfiles = [f"{d}/keepalived.pid", f"{d}/vrrp.pid"]
+    conf, pidfiles = f"{d}/keepalived.conf", [f"{d}/keepalived.pid", f"{d}/vrrp.pid"]
     entry = be.BootEntry(
         marker=marker(cloud_id, host),
         argv=[KEEPALIVED, "-n", "-l", "-D", "-P", "-f", conf, "-p", pidfiles[0], "-r", pidfiles[1]],
         cwd=d,
         log=f"{d}/keepalived.log",
         dirs=[(str(paths.node_temp_root()), 0o711), (d, 0o700)],
-        files={conf: "keepalived.conf"},
+        files={conf: render(cloud.ingress, host.address, f"headway_{cloud_id}")},
+        # Its pidfiles outlive a host's death, and keepalived will not start while one names
+        # a live process: after a reboot, or once PIDs wrap, that is any process at all.
         stale=pidfiles,
     )
-    # Its pidfiles outlive a host's death, and keepalived will not start while one names a
-    # live process: after a reboot, or once PIDs wrap, that is any process at all.
-    ssh.run(host, "rm -f " + " ".join(map(shlex.quote, pidfiles)))
-    return remote.start_kept(cloud, host, entry, {"keepalived.conf": text})
+    return remote.start_kept(cloud, host, entry)
 
 
 def ensure(cloud: SshCloud, cloud_id: str) -> list[str]:

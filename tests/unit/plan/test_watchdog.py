@@ -6,7 +6,7 @@ from headway.plan import watchdog
 from headway.plan.watchdog import Action, HeadProbe, HeadWatch, ServiceView, Verdict, decide, judge_head
 
 
-def probe(alive: bool = True, healthy: bool = True, at: float = 0.0) -> HeadProbe:
+def probe(alive: bool | None = True, healthy: bool = True, at: float = 0.0) -> HeadProbe:
     return HeadProbe(at=at, process_alive=alive, gcs_healthy=healthy)
 
 
@@ -114,3 +114,44 @@ def test_a_head_whose_store_failed_over_is_dead_at_once():
     verdict, why = watchdog.judge_head(w, watchdog.HeadProbe(1.0, True, True, store_moved=True))
     assert verdict == watchdog.Verdict.DEAD and "failed over" in why
     assert watchdog.judge_head(watchdog.HeadWatch(), watchdog.HeadProbe(1.0, True, True))[0] == watchdog.Verdict.OK
+
+
+def test_a_head_whose_host_did_not_answer_is_judged_by_its_gcs_alone():
+    """Seen in CI: one SSH look at a loaded head host unanswered within its 2 s was taken
+    for vanished processes, and a live head was replaced. Unanswered is not a crash: a GCS
+    that answers keeps the head (the count of failures stands), one that does not counts."""
+    w = HeadWatch(failure_threshold=3)
+    assert judge_head(w, probe(healthy=False, at=1.0))[0] == Verdict.SUSPECT
+    verdict, why = judge_head(w, probe(alive=None, at=2.0))
+    assert verdict == Verdict.SUSPECT and "did not answer" in why and w.failures == 1
+    assert judge_head(w, probe(alive=None, healthy=False, at=3.0))[0] == Verdict.SUSPECT
+    verdict, why = judge_head(w, probe(alive=None, healthy=False, at=4.0))
+    assert verdict == Verdict.DEAD and "3 times" in why and "host did not answer" in why
+    assert w.first_failure_at == 1.0  # the loss is dated from the first failure
+    assert judge_head(HeadWatch(), probe(alive=None, healthy=True))[0] != Verdict.DEAD
+
+
+def test_the_reason_a_head_is_replaced_is_the_verdicts():
+    action, why = decide(view(head=Verdict.DEAD, head_why="head processes are gone"))
+    assert action == Action.RECOVER_HEAD and why == "head is down: head processes are gone"
+
+
+def test_a_failed_replacement_whose_head_came_up_is_finished_not_left_unhealthy():
+    unfinished = dict(state="UNHEALTHY", recovery_unfinished=True)
+    assert decide(view(**unfinished))[0] == Action.FINISH_RECOVERY
+    assert decide(view(**unfinished, since_last_attempt_s=1.0))[0] == Action.NONE  # after the backoff
+    assert decide(view(**unfinished, since_last_attempt_s=watchdog.RETRY_BACKOFF_S + 1))[0] == Action.FINISH_RECOVERY
+    assert decide(view(**unfinished, head=Verdict.SUSPECT))[0] == Action.NONE
+    assert decide(view(**unfinished, head=Verdict.DEAD))[0] == Action.RECOVER_HEAD  # a new head, then
+    assert decide(view(**unfinished, gcs_ft=False))[0] == Action.NONE
+    assert decide(view(state="UNHEALTHY"))[0] == Action.NONE  # UNHEALTHY for another reason: left to the user
+
+
+def test_a_failed_worker_replacement_waits_before_the_next():
+    """A host that does not answer cannot be fenced: it is asked again after a pause, not
+    every round (each attempt is two entries on the timeline)."""
+    dead = dict(dead_workers=("w-1",))
+    assert decide(view(**dead, since_worker_failure_s=1.0))[0] == Action.NONE
+    after = watchdog.WORKER_RETRY_BACKOFF_S + 0.1
+    assert decide(view(**dead, since_worker_failure_s=after))[0] == Action.REPLACE_WORKERS
+    assert decide(view(**dead))[0] == Action.REPLACE_WORKERS
