@@ -16,7 +16,7 @@ import sys
 
 from headway.api import api_server
 from headway.api import app as api
-from headway.control import leader
+from headway.control import leader, preflight
 from headway.control.context import Context
 from headway.control.controller import Controller
 from headway.model.errors import HeadwayError
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         env_file.apply()  # the configuration file wins over the environment this process inherited
+        preflight.max_workers()  # an unfit setting stops the start, not each deploy later
     except HeadwayError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -86,12 +86,12 @@ CASES = [
     ("env NUL", _with("env_vars", {"A": "x\x00y"}), "the value of A must be text without NUL"),
     ("env huge", _with("env_vars", {"A": "x" * 40000}), "the value of A must be text without NUL, at most"),
     # counts and numbers: bounded and finite, checked before any node starts
-    ("count 257", _group(count=257), "compute_config.worker_nodes[0].count: Input should be less than or equal to 256"),
+    ("count 1025", _group(count=1025), "worker_nodes[0].count: Input should be less than or equal to 1024"),
     ("count negative", _group(count=-1), "count: Input should be greater than or equal to 0"),
     (
         "total workers",
-        _with("compute_config", {"worker_nodes": [{"name": "a", "count": 200}, {"name": "b", "count": 57}]}),
-        "257 workers in all; one service has at most 256",
+        _with("compute_config", {"worker_nodes": [{"name": "a", "count": 1000}, {"name": "b", "count": 25}]}),
+        "1025 workers in all; one service has at most 1024",
     ),
     ("endpoint port 0", _with("endpoint", {"port": 0}), "endpoint.port: Input should be greater than or equal to 1"),
     ("endpoint port huge", _with("endpoint", {"port": 70000}), "endpoint.port: Input should be less than or equal to"),
@@ -331,12 +331,15 @@ def test_bad_or_non_ascii_token_is_401_not_500(api_client, token):
 @pytest.mark.parametrize(
     "count,status,message",
     [
-        (257, 422, "less than or equal to 256"),
+        (1025, 422, "less than or equal to 1024"),
         (-1, 422, "greater than or equal to 0"),
-        (245, 422, "cannot scale s: compute_config: 257 workers in all (counting each group's max_nodes)"),
+        (1013, 422, "cannot scale s: compute_config: 1025 workers in all (counting each group's max_nodes)"),
+        # The control plane's setting (HEADWAY_MAX_WORKERS, 256 by default): refused at once.
+        (245, 422, "257 workers in all (counting each group's max_nodes); this control plane allows at most 256"),
     ],
 )
-def test_scale_bounds_are_the_specs(api_client, tmp_path, count, status, message):
+def test_scale_bounds_are_the_specs(api_client, tmp_path, monkeypatch, count, status, message):
+    monkeypatch.delenv("HEADWAY_MAX_WORKERS", raising=False)
     _scalable(tmp_path)
     r = api_client.post("/api/services/s/scale", json={"group": "w", "count": count})
     assert r.status_code == status, r.text

@@ -350,6 +350,8 @@ def scaled_spec(rec: ServiceRecord, group: str, count: int) -> ServiceSpec:
     data = rec.spec.model_dump(mode="json", by_alias=False)  # a fresh copy: changed in place
     next(g for g in data["compute_config"]["worker_nodes"] if g["name"] == group)["count"] = count
     try:
-        return parse_spec(data, f"scale of {rec.name}")
+        spec = parse_spec(data, f"scale of {rec.name}")
     except SpecError as exc:
         raise InputError(f"cannot scale {rec.name}: " + "; ".join(exc.problems)) from None
+    preflight.check_worker_limit(spec, preflight.max_workers())  # refused now, not by the operation
+    return spec

@@ -7,6 +7,8 @@ the control host) and through the API (a remote CLI) are this one function."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from headway.cluster import deps
@@ -14,7 +16,8 @@ from headway.control.context import Context, Progress
 from headway.control.store_access import ResolvedStorage, resolve_spec_storage
 from headway.ingress import endpoint
 from headway.model.errors import InputError, PlacementError
-from headway.model.spec import ServiceSpec
+from headway.model.spec import DEFAULT_MAX_WORKERS, MAX_WORKERS, ServiceSpec
+from headway.model.spec_compute import FEWER, workers_in_all
 from headway.model.spec_load import notes
 from headway.plan import placement, store_fitness
 from headway.state import records
@@ -25,6 +28,34 @@ UNCHECKED = (
     "that the applications import and build on the nodes (their own imports and arguments), "
     "that the replicas start and pass their health checks, and that the resources asked fit the hosts"
 )
+
+
+#: The control plane's setting: how many workers one service may have (each costs the
+#: endpoint a health check every 250 ms from each of its instances; README, "endpoint").
+MAX_WORKERS_VAR = "HEADWAY_MAX_WORKERS"
+
+
+def max_workers(environ: Mapping[str, str] = os.environ) -> int:
+    """``HEADWAY_MAX_WORKERS`` (read at each use: the control plane's env file is read
+    again before each operation); an unfit value is named, not taken for the default."""
+    raw = environ.get(MAX_WORKERS_VAR, "").strip()
+    if not raw:
+        return DEFAULT_MAX_WORKERS
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise InputError(
+            f"{MAX_WORKERS_VAR}={raw[:20]!r} in the control plane's settings is not a number of workers "
+            f"from 1 to {MAX_WORKERS}; fix it (or remove it: {DEFAULT_MAX_WORKERS})"
+        )
+    return int(raw)
+
+
+def check_worker_limit(spec: ServiceSpec, limit: int) -> None:
+    if spec.compute_config.most_workers > limit:
+        raise InputError(
+            f"{workers_in_all(spec.compute_config)}; this control plane allows at most {limit} per service "
+            f"({MAX_WORKERS_VAR}, up to {MAX_WORKERS}: each worker costs its endpoint a health check every "
+            f"250 ms); {FEWER}"
+        )
 
 
 def _quiet(_: str) -> None:
@@ -51,6 +82,7 @@ def preflight(
 ) -> ResolvedStorage | None:
     """Everything that can be checked before a node starts: the endpoint's port, the store,
     and the applications' packages (resolved and packaged here, once; a dry run only resolves)."""
+    check_worker_limit(spec, max_workers())
     problem = endpoint.listen_problem(ctx.cloud, spec)
     if problem is not None:
         raise InputError(problem)

@@ -20,6 +20,7 @@ from pydantic import (
 from headway.model import requirements as reqs
 from headway.model.ray_node_env import reserved_env
 from headway.model.spec_base import (  # noqa: F401 - the limits and patterns are read as spec.X too
+    DEFAULT_MAX_WORKERS,
     ENV_KEY_RE,
     IMPORT_PATH_RE,
     MAX_ENV_VALUE,

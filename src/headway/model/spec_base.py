@@ -15,9 +15,12 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RESOURCE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
 ROUTE_RE = re.compile(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")
 
-#: The most worker nodes of one service (every group's ``max_nodes`` counted). What a worker
-#: costs the endpoint is said in ``haproxy_config`` (a health check every 250 ms).
-MAX_WORKERS = 256
+#: The most worker nodes one service may have (every group's ``max_nodes`` counted) is the
+#: control plane's setting ``HEADWAY_MAX_WORKERS``, this by default; what a worker costs the
+#: endpoint is said in ``haproxy_config`` (a health check every 250 ms).
+DEFAULT_MAX_WORKERS = 256
+#: The most any setting allows: what one endpoint's table of servers is built for.
+MAX_WORKERS = 1024
 MAX_REPLICAS = 1024
 #: Largest amount of one resource, and longest timeout (a day): beyond is a typo.
 MAX_RESOURCE = 1_000_000

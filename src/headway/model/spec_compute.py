@@ -110,6 +110,11 @@ class ComputeConfig(Strict):
         """Some group follows the load (the controller's autoscaling rounds are for it)."""
         return any(g.autoscaled for g in self.worker_nodes)
 
+    @property
+    def most_workers(self) -> int:
+        """The most workers the service can have at once (each group's ``max_nodes`` counted)."""
+        return sum(g.most for g in self.worker_nodes)
+
     def group(self, name: str) -> WorkerGroup | None:
         return next((g for g in self.worker_nodes if g.name == name), None)
 
@@ -125,11 +130,15 @@ class ComputeConfig(Strict):
                 "no worker node to start with, and the head holds no replicas; give a group count >= 1 "
                 "or min_nodes >= 1 (a group may grow from there)"
             )
-        total = sum(g.most for g in self.worker_nodes)
-        counting = " (counting each group's max_nodes)" if self.autoscaled else ""
-        if total > MAX_WORKERS:
-            raise ValueError(
-                f"{total} workers in all{counting}; one service has at most {MAX_WORKERS}; "
-                "lower the counts or split the service"
-            )
+        if self.most_workers > MAX_WORKERS:
+            raise ValueError(f"{workers_in_all(self)}; one service has at most {MAX_WORKERS}; {FEWER}")
         return self
+
+
+#: What to do about a service with too many workers.
+FEWER = "lower the counts or split the service"
+
+
+def workers_in_all(compute: ComputeConfig) -> str:
+    counting = " (counting each group's max_nodes)" if compute.autoscaled else ""
+    return f"{compute.most_workers} workers in all{counting}"

@@ -56,7 +56,7 @@ Why each setting (the failure story, measured with Ray 2.60 in the ingress tests
   rollout's two clusters together) outnumber it, up to ``MAX_SLOTS``. An empty slot costs
   a line of config and no check; each backend costs a health check every 250 ms from each
   endpoint instance (256 workers: ~1,000 small requests/s on the ingress host, 4/s on each
-  worker's proxy).
+  worker's proxy; ``HEADWAY_MAX_WORKERS`` says how many one service may have).
 """
 
 from __future__ import annotations
@@ -72,9 +72,9 @@ from headway.plan import haproxy_counts, haproxy_grpc, haproxy_limits
 
 #: A slot table grows in blocks of this many servers.
 SLOT_BLOCK = 16
-#: The most one table holds: a service's most workers (``spec_base.MAX_WORKERS``) beside as
-#: many of a rollout's new cluster.
-MAX_SLOTS = 512
+#: The most one table holds: a service's most workers (``spec_base.MAX_WORKERS``, the
+#: ceiling of its setting) beside as many of a rollout's new cluster.
+MAX_SLOTS = 2048
 BACKEND = "workers"
 #: The twin of ``BACKEND`` that requests which must not be sent twice go through.
 ONCE_BACKEND = "workers_once"

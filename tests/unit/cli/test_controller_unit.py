@@ -68,3 +68,7 @@ def test_the_controller_takes_its_settings_from_the_env_file(tmp_path: Path) -> 
     config.write_text("HEADWAY_API_PORT 8765\n")
     bad = subprocess.run([sys.executable, "-m", "headway.daemon"], env=env, capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "controller.env:1: not a KEY=VALUE line" in bad.stderr
+    config.write_text("HEADWAY_MAX_WORKERS=lots\n")
+    bad = subprocess.run([sys.executable, "-m", "headway.daemon"], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "HEADWAY_MAX_WORKERS='lots' in the control plane's settings is not a" in bad.stderr
+    assert not (home / "controller.json").exists()  # it did not start

@@ -117,8 +117,8 @@ BASE = {"name": "s", "applications": [{"import_path": "m:a"}]}
             "group 'w' has count and min_nodes/max_nodes",
         ),
         (
-            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "max_nodes": 250}, {"name": "v", "count": 7}]}},
-            "257 workers in all (counting each group's max_nodes); one service has at most 256",
+            BASE | {"compute_config": {"worker_nodes": [{"name": "w", "max_nodes": 1000}, {"name": "v", "count": 25}]}},
+            "1025 workers in all (counting each group's max_nodes); one service has at most 1024",
         ),
         (BASE | {"image_uri": "docker.io/me/app:1"}, "image_uri: headway runs Ray from each host's Python environment"),
         (BASE | {"requirements": ["torch @ https://x/t.whl"]}, "a URL or path is not installed by headway"),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from headway.model.spec import MAX_WORKERS
 from headway.plan import haproxy_config as hc
 from headway.system import binaries
 
@@ -184,12 +185,14 @@ def test_a_table_grows_by_blocks_keeping_every_backend_in_its_slot():
     placed, commands = hc.plan_slots(bigger, desired)
     assert placed[:16] == table and {a for a in placed if a} == set(desired)  # the 16 stay where they were
     assert "set server workers/s17 addr 10.0.0.16 port 8000" in commands
-    with pytest.raises(ValueError, match="at most 512"):
+    with pytest.raises(ValueError, match=f"at most {hc.MAX_SLOTS}"):
         hc.grown(table, hc.MAX_SLOTS + 1)
 
 
 def test_a_full_table_for_the_largest_rollout_is_valid_haproxy(tmp_path):
-    """256 workers beside 256 of a rollout's new cluster: one config HAProxy accepts."""
+    """The most workers any setting allows beside as many of a rollout's new cluster: one
+    config HAProxy accepts."""
+    assert hc.MAX_SLOTS == 2 * MAX_WORKERS
     addrs = [f"10.0.{i // 250}.{i % 250 + 1}:8000" for i in range(hc.MAX_SLOTS)]
     f = tmp_path / "h.cfg"
     f.write_text(hc.render(conf(weighted=True), addrs, dict.fromkeys(addrs, 50)))
