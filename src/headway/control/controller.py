@@ -245,7 +245,13 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - any failure: UNHEALTHY, retried later
             log.warning("%s: head replacement failed: %s", name, exc)
             rec = records.load(name) or rec
-            set_state(rec, states.State.UNHEALTHY, f"{HEAD_REPLACEMENT_FAILED}: {exc}"[:500])
+            why = f"{HEAD_REPLACEMENT_FAILED}: {exc}"[:500]
+            if rec.state == states.State.UNHEALTHY:  # it failed before it began: the reason is news
+                rec.reason = why
+                record_event(rec, "head_replacement_failed", why)
+                records.save(rec)
+            else:
+                set_state(rec, states.State.UNHEALTHY, why)
 
     @staticmethod
     def _replace_workers(ctx: Context, rec: ServiceRecord) -> None:

@@ -5,7 +5,7 @@ from service_records import record
 
 from headway.control import controller
 from headway.control.context import Context
-from headway.model import states
+from headway.model import errors, states
 from headway.plan import watchdog
 from headway.state import records
 from headway.state.records import NodeRecord
@@ -94,3 +94,29 @@ def test_unhealthy_for_another_reason_or_a_head_not_seen_is_left_alone(recoverin
     assert _unhealthy(monkeypatch, "the update failed; no earlier version to roll back to") == []
     # Its host did not answer the look; its GCS does: no repair, and never a new head.
     assert _unhealthy(monkeypatch, f"{controller.HEAD_REPLACEMENT_FAILED}: x", seen=None) == []
+
+
+def test_finishing_a_replacement_keeps_the_head_and_a_failure_is_retried_later(recovering, monkeypatch):
+    """The repair the round starts for it finishes with the live head (no new head); when
+    that fails too, the service is UNHEALTHY for the same reason, finished again later."""
+    reason = f"{controller.HEAD_REPLACEMENT_FAILED}: replicas not back"
+    rec = records.load("s")
+    set_state(rec, states.State.UNHEALTHY, reason)
+    monkeypatch.setattr(Context, "load", classmethod(lambda cls: cls(None, providers=lambda c, r=None: _Alive())))
+    calls = []
+    monkeypatch.setattr(controller.repair, "recover_head", lambda *a, **k: calls.append("recover_head"))
+
+    def finish(ctx, rec, progress):
+        calls.append("finish_recovery")
+        raise errors.DeployError("replicas of hello not back within 120 s")
+
+    monkeypatch.setattr(controller.repair, "finish_recovery", finish)
+    ctl = controller.Controller()
+    repairs = []
+    ctl._start = lambda name, what, fn: repairs.append(fn)
+    ctl.round()
+    (fn,) = repairs
+    fn(Context.load(), records.load("s"))
+    after = records.load("s")
+    assert calls == ["finish_recovery"] and after.state == "UNHEALTHY"
+    assert after.reason.startswith(controller.HEAD_REPLACEMENT_FAILED) and "replicas of hello not back" in after.reason
