@@ -87,6 +87,21 @@ def _up(rec: ServiceRecord) -> set[str]:
     return {addr for i, addr in enumerate(ing.slots) if addr and status.get(hc.slot_name(i)) == "UP"}
 
 
+def _wait_listening(ports: list[int], proc: subprocess.Popen) -> None:
+    """Until each port accepts a connection: a gRPC server's process takes a while to import
+    grpcio on a loaded machine, and HAProxy tracks those servers by the HTTP side's health."""
+    deadline = time.monotonic() + 30
+    waiting = list(ports)
+    while waiting:
+        assert proc.poll() is None, f"the backends exited ({proc.returncode})"
+        assert time.monotonic() < deadline, f"nothing listens on {waiting}"
+        try:
+            socket.create_connection(("127.0.0.1", waiting[0]), timeout=1).close()
+            waiting.pop(0)
+        except OSError:
+            time.sleep(0.1)
+
+
 def _wait_up(rec: ServiceRecord, want: set[str]) -> None:
     deadline = time.monotonic() + 30
     while _up(rec) != want:
@@ -511,6 +526,7 @@ def test_grpc_goes_to_each_workers_grpc_port_over_http2_and_follows_its_http_hea
     for node, port in zip(rec.nodes, grpc_ports, strict=True):
         node.ports["grpc"] = port
     try:
+        _wait_listening(grpc_ports, grpc_proc)
         ing = endpoint.start(None, rec, spec)
         _wait_up(rec, set(backends.backends(rec)))
         meta = (("authorization", f"Bearer {endpoint.endpoint_token(rec.name)}"),)
