@@ -75,7 +75,6 @@ _DOING = {
 
 #: How an UNHEALTHY service's reason starts when a head replacement failed (and is retried).
 HEAD_REPLACEMENT_FAILED = "head replacement failed"
-WORKER_REPLACEMENT_FAILED = repair.WORKER_REPLACEMENT_FAILED
 
 
 def _since_last(rec: ServiceRecord, kind: str) -> float | None:
@@ -141,7 +140,7 @@ class Controller:
             or (rec.desired_version is not None and rec.desired_version != rec.running_version)
             or any(s.kind in plan.CHANGES for s in needed),
             recovery_unfinished=rec.state == states.State.UNHEALTHY and rec.reason.startswith(HEAD_REPLACEMENT_FAILED),
-            since_worker_failure_s=_since_last(rec, WORKER_REPLACEMENT_FAILED),
+            since_worker_failure_s=_since_last(rec, repair.WORKER_REPLACEMENT_FAILED),
         )
 
     def round(self) -> int:
@@ -264,7 +263,7 @@ class Controller:
         _recorded(
             rec,
             "worker replacement",
-            WORKER_REPLACEMENT_FAILED,
+            repair.WORKER_REPLACEMENT_FAILED,
             lambda say: repair.replace_workers(ctx, rec, dead, progress=say),
         )
 

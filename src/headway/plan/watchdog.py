@@ -132,23 +132,26 @@ def decide(view: ServiceView) -> tuple[Action, str]:
             if view.state == "UNHEALTHY":
                 return Action.NONE, "head is down and GCS fault tolerance is off"
             return Action.MARK_UNHEALTHY, "head is down and GCS fault tolerance is off: the service is lost"
-        if view.state == "UNHEALTHY" and (
-            view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S
-        ):
+        if view.state == "UNHEALTHY" and _within(view.since_last_attempt_s, RETRY_BACKOFF_S):
             return Action.NONE, "head replacement failed recently; waiting before the next attempt"
         return Action.RECOVER_HEAD, "head is down" + (f": {view.head_why}" if view.head_why else "")
     if view.head == Verdict.OK and view.recovery_unfinished and view.gcs_ft:
         # Its new head came up, then something after it failed (a dead worker's host that
         # did not answer, replicas slow to come back): nothing else would ever end UNHEALTHY.
-        if view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S:
+        if _within(view.since_last_attempt_s, RETRY_BACKOFF_S):
             return Action.NONE, "the last attempt to finish the head replacement was just now; waiting"
         return Action.FINISH_RECOVERY, "the head replacement failed after its new head came up; finished with it"
     if view.head == Verdict.OK and view.dead_workers and view.state == "RUNNING":
-        if view.since_worker_failure_s is not None and view.since_worker_failure_s < WORKER_RETRY_BACKOFF_S:
+        if _within(view.since_worker_failure_s, WORKER_RETRY_BACKOFF_S):
             return Action.NONE, "a worker replacement failed just now; waiting before the next attempt"
         return Action.REPLACE_WORKERS, "worker(s) down: " + ", ".join(view.dead_workers)
     if view.head == Verdict.OK and view.unconverged and view.state in ("RUNNING", "UPDATING"):
-        if view.since_last_attempt_s is not None and view.since_last_attempt_s < RETRY_BACKOFF_S:
+        if _within(view.since_last_attempt_s, RETRY_BACKOFF_S):
             return Action.NONE, "the last attempt to finish the change was just now; waiting"
         return Action.CONVERGE, "a change was left unfinished (the head died during it, or a controller restarted)"
     return Action.NONE, "healthy" if view.head == Verdict.OK else "head suspect"
+
+
+def _within(since_s: float | None, backoff_s: float) -> bool:
+    """The last attempt (or failure) was less than ``backoff_s`` ago; never, when there was none."""
+    return since_s is not None and since_s < backoff_s
